@@ -1,0 +1,76 @@
+#include "error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cairn.h"
+
+static _Thread_local char message[1024];
+
+int error_set(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int error_errno(int code, int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n < sizeof(message))
+		snprintf(message + n, sizeof(message) - (size_t)n, ": %s", strerror(err));
+	return code;
+}
+
+int error_from_errno(int err)
+{
+	switch (err) {
+	case ENOENT: return CAIRN_ENOTFOUND;
+	case ENOMEM: return CAIRN_ENOMEM;
+	case EEXIST: return CAIRN_EEXISTS;
+	default: return CAIRN_EIO;
+	}
+}
+
+void error_clear(void) { message[0] = 0; }
+
+void error_prefix(const char *fmt, ...)
+{
+	char old[sizeof(message)];
+	memcpy(old, message, sizeof(old));
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n < sizeof(message))
+		snprintf(message + n, sizeof(message) - (size_t)n, ": %s", old);
+}
+
+CAIRN_EXTERN const char *cairn_error_last(void) { return message; }
+
+CAIRN_EXTERN int cairn_error_exit_code(int error)
+{
+	if (error == 0) return 0;
+	if (error <= -1 && error >= -6) return -error;
+	return 1;
+}
+
+CAIRN_EXTERN const char *cairn_error_name(int error)
+{
+	switch (error) {
+	case CAIRN_OK: return "ok";
+	case CAIRN_EUSAGE: return "usage";
+	case CAIRN_EQUOTA: return "quota_exceeded";
+	case CAIRN_ECORRUPT: return "corrupt";
+	case CAIRN_EBUSY: return "busy";
+	case CAIRN_ENOTFOUND: return "not_found";
+	default: return "io";
+	}
+}

@@ -1,0 +1,143 @@
+/*
+ * cairn repository format, version 1.
+ *
+ * Grammar (all integers little-endian, no padding, no alignment):
+ *
+ *   file        := header body check
+ *   header      := magic[8] version:u32 flags:u32            (16 bytes)
+ *   check       := xxh3_64(header body):u64                  (every file)
+ *
+ *   config      := header("CAIRNCFG")
+ *                  chunk_min:u32 chunk_avg:u32 chunk_max:u32 zstd_level:i32
+ *                  secret[32] created_ns:i64  check
+ *
+ *   pack        := header("CAIRNPAK") blob* directory footer check
+ *   blob        := id[32] type:u8 comp:u8 reserved:u16 raw_len:u32 stored_len:u32
+ *                  data[stored_len] blob_check:u64
+ *                  (blob_check = xxh3_64 of the blob's bytes before it; lets a
+ *                   single blob be read and verified with one ranged read)
+ *   directory   := dir_entry*
+ *   dir_entry   := id[32] type:u8 comp:u8 reserved:u16 raw_len:u32 stored_len:u32
+ *                  offset:u32                                  (48 bytes)
+ *   footer      := count:u32 dir_offset:u32
+ *
+ *   index seg   := header("CAIRNIDX") npacks:u32 pack_id[16]*npacks
+ *                  nentries:u32 ientry*nentries check
+ *   ientry      := id[32] pack:u32 offset:u32 raw_len:u32 stored_len:u32
+ *                  type:u8 comp:u8 reserved:u16                (52 bytes)
+ *                  (entries sorted by id, no duplicates; pack < npacks)
+ *
+ *   tree        := header("CAIRNTRE") count:u32 tentry*count check
+ *                  (a blob of type TREE; its id is the SHA-256 of these bytes)
+ *   tentry      := name_len:u16 name[name_len] type:u8 mode:u32 uid:u32 gid:u32
+ *                  mtime_sec:i64 mtime_nsec:u32 ctime_sec:i64 ctime_nsec:u32
+ *                  ino:u64 size:u64 rdev_major:u32 rdev_minor:u32 hardlink:u32
+ *                  nxattrs:u32 xattr*nxattrs
+ *                  payload(type)
+ *   xattr       := name_len:u16 name[name_len] value_len:u32 value[value_len]
+ *   payload(REG)     := nextents:u32 extent*nextents nchunks:u32 chunk*nchunks
+ *   payload(DIR)     := subtree_id[32]
+ *   payload(SYMLINK) := target_len:u32 target[target_len]
+ *   payload(other)   := (nothing)
+ *   extent      := offset:u64 length:u64   (data extents of a sparse file,
+ *                  ascending, non-overlapping, inside size; nextents = 0
+ *                  means the file is dense: one extent [0, size))
+ *   chunk       := id[32] size:u32         (sum of sizes = sum of extent lengths)
+ *
+ *   manifest    := header("CAIRNSNP") tree_id[32] parent_id[32] flags:u32
+ *                  time_ns:i64 user:str name:str root_path:str hostname:str
+ *                  files:u64 dirs:u64 symlinks:u64 specials:u64 hardlinks:u64
+ *                  sockets_skipped:u64 bytes:u64 new_bytes:u64 stored_bytes:u64
+ *                  pause_ms:u64 duration_ms:u64
+ *                  nlabels:u32 (key:str value:str)*nlabels  check
+ *   str         := len:u16 bytes[len]
+ *                  (snapshot id = SHA-256 of the whole manifest file; parent_id
+ *                   all zero = no parent)
+ *
+ * Rules for readers: check magic, version and check before anything else;
+ * bounds-check every length, offset and count against the bytes present;
+ * reject tree entry names that are empty, ".", "..", contain '/' or NUL, or
+ * are not in strictly ascending memcmp order.
+ *
+ * Repository layout (dir backend):
+ *   config                     the config file
+ *   packs/XX/<32 hex>          packs; XX = first two hex digits of the pack id
+ *   index/<32 hex>             index segments (one or more per take)
+ *   snapshots/<64 hex>         manifests; a snapshot exists exactly when its
+ *                              manifest does (the commit point)
+ *   tmp/                       files being written; leftovers removed by gc
+ */
+#ifndef CAIRN_FORMAT_H
+#define CAIRN_FORMAT_H
+
+#include <stdint.h>
+
+#define FORMAT_VERSION 1
+#define FORMAT_HEADER_LEN 16
+#define FORMAT_CHECK_LEN 8
+
+#define MAGIC_CONFIG "CAIRNCFG"
+#define MAGIC_PACK "CAIRNPAK"
+#define MAGIC_INDEX "CAIRNIDX"
+#define MAGIC_TREE "CAIRNTRE"
+#define MAGIC_SNAPSHOT "CAIRNSNP"
+
+/* blob types */
+#define BLOB_DATA 1
+#define BLOB_TREE 2
+
+/* blob compression */
+#define COMP_NONE 0
+#define COMP_ZSTD 1
+
+#define BLOB_HEADER_LEN 44   /* id type comp reserved raw_len stored_len */
+#define BLOB_OVERHEAD (BLOB_HEADER_LEN + 8)
+#define PACK_DIR_ENTRY_LEN 48
+#define PACK_FOOTER_LEN 8
+#define INDEX_ENTRY_LEN 52
+#define PACK_ID_LEN 16
+
+/* tree entry types */
+#define TREE_REG 1
+#define TREE_DIR 2
+#define TREE_SYMLINK 3
+#define TREE_FIFO 4
+#define TREE_CHR 5
+#define TREE_BLK 6
+
+/* Limits enforced by writers and readers. */
+#define MAX_NAME_LEN 255
+#define MAX_XATTR_NAME_LEN 255
+#define MAX_XATTR_VALUE_LEN (64u * 1024u)
+#define MAX_SYMLINK_LEN 4095
+#define MAX_CHUNK_LEN (16u * 1024u * 1024u)  /* largest chunk_max accepted */
+#define MAX_TREE_LEN (1024u * 1024u * 1024u) /* largest tree object */
+#define MAX_PACK_LEN 0xF0000000u             /* offsets are u32 */
+#define MAX_STR_LEN 4096
+
+/* Defaults; see README "Choosing the defaults". */
+#define DEFAULT_CHUNK_AVG (512u * 1024u)
+#define DEFAULT_ZSTD_LEVEL 3
+#define PACK_TARGET_LEN (32u * 1024u * 1024u)
+
+/* Little-endian field access. */
+static inline void put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static inline uint64_t get_u64(const uint8_t *p)
+{
+	return (uint64_t)get_u32(p) | ((uint64_t)get_u32(p + 4) << 32);
+}
+
+#endif

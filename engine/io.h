@@ -1,0 +1,39 @@
+/* Durable local file I/O: the one place repository bytes reach the disk.
+ * Every write is tmp + fsync + rename (or link, for create-only) + directory
+ * fsync. Fault injection for tests: CAIRN_FAULT="op:N:ERR[,op:N:ERR...]"
+ * makes the Nth call (1-based, counted per process) of op fail with ERR,
+ * where op is write|fsync|rename|read and ERR is EIO|ENOSPC|SHORT (a short
+ * write that then fails with ENOSPC) or CRASH (the process _exit(99)s there,
+ * before the operation, as if killed). */
+#ifndef CAIRN_IO_H
+#define CAIRN_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Write buf to dirfd/name atomically and durably, through a temporary file
+ * in dirfd/tmpdir. With excl, fail with CAIRN_EEXISTS if name exists (no
+ * overwrite ever happens). Parent directories of name are created (and made
+ * durable) as needed. what names the object in messages. */
+int io_write_atomic(int dirfd, const char *tmpdir, const char *name, const void *buf, size_t len,
+                    int excl, const char *what);
+
+/* Read a whole file (at most max bytes, else CAIRN_ECORRUPT). CAIRN_ENOTFOUND
+ * if it does not exist. *out is malloc'd. */
+int io_read_all(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len,
+                const char *what);
+
+/* pread exactly len bytes; a short read is CAIRN_ECORRUPT ("truncated"). */
+int io_pread_full(int fd, void *buf, size_t len, uint64_t off, const char *what);
+
+/* write exactly len bytes to fd (not for repository files: for restore). */
+int io_write_full(int fd, const void *buf, size_t len, const char *what);
+
+/* fsync a directory. */
+int io_fsync_dir(int dirfd, const char *what);
+
+/* Fault injection point (see above); returns 0 or a negative errno to fail with. */
+int io_fault(const char *op);
+
+#endif

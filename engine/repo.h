@@ -1,0 +1,51 @@
+/* The repository handle and the operations every command shares. */
+#ifndef CAIRN_REPO_H
+#define CAIRN_REPO_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn.h"
+#include "chunker.h"
+#include "hash.h"
+#include "index.h"
+#include "snapshot.h"
+#include "store.h"
+#include "tree.h"
+
+typedef struct repo_config {
+	uint32_t chunk_min, chunk_avg, chunk_max;
+	int32_t zstd_level;
+	uint8_t secret[32];
+	int64_t created_ns;
+} repo_config;
+
+struct cairn_repo {
+	char *path;
+	store *st;
+	repo_config cfg;
+	chunker_params chunker;
+	chunk_index *index;     /* every committed blob; guarded by lock */
+	pthread_mutex_t lock;
+};
+
+/* Read, verify and decompress the blob id (type must match). Thread-safe.
+ * *out malloc'd, *len bytes. CAIRN_ECORRUPT naming the blob and its pack
+ * when it is missing from the index or damaged. */
+int repo_read_blob(cairn_repo *r, const oid *id, uint8_t type, uint8_t **out, size_t *len);
+
+/* Load and decode a tree object. */
+int repo_load_tree(cairn_repo *r, const oid *id, tree *out);
+
+/* Load snapshot id_hex (full 64-hex id), verifying that its content hashes
+ * to its name. CAIRN_ENOTFOUND if absent. */
+int repo_load_snapshot(cairn_repo *r, const char *id_hex, snapshot_manifest *out);
+
+/* Name of a pack's object: "packs/XX/<32 hex>". */
+void repo_pack_name(char out[64], const uint8_t pack_id[PACK_ID_LEN]);
+
+/* Fill buf with random bytes (getrandom). */
+int repo_random(void *buf, size_t len);
+
+#endif

@@ -1,0 +1,32 @@
+/* The storage interface: named immutable objects. The engine reaches the
+ * repository only through these calls; the backend here is a local (or
+ * shared) directory. Names are relative paths like "packs/ab/ab12...". */
+#ifndef CAIRN_STORE_H
+#define CAIRN_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store;
+
+#define STORE_EXCL 1 /* create only if absent (CAIRN_EEXISTS otherwise) */
+
+/* Open the directory backend at path (must exist). */
+int store_open(store **out, const char *path);
+void store_free(store *st);
+
+int store_put(store *st, const char *name, const void *data, size_t len, unsigned flags);
+/* Whole object; CAIRN_ENOTFOUND if absent; *out malloc'd. max bounds the size. */
+int store_get(store *st, const char *name, size_t max, uint8_t **out, size_t *len);
+/* Exactly len bytes at off (CAIRN_ECORRUPT if the object is shorter).
+ * Thread-safe; keeps a small cache of open files. */
+int store_get_range(store *st, const char *name, uint64_t off, void *out, size_t len);
+/* Size of an object; CAIRN_ENOTFOUND if absent. */
+int store_size(store *st, const char *name, uint64_t *size);
+/* Call cb for every object whose name starts with dir + "/" (recursively),
+ * with the full name. Order is unspecified. A non-zero cb return stops. */
+int store_list(store *st, const char *dir, int (*cb)(const char *name, void *payload),
+               void *payload);
+int store_delete(store *st, const char *name);
+
+#endif

@@ -1,0 +1,69 @@
+/* The filesystem walker: getdents64 for directories, statx (and, for small
+ * files, openat/read/close) batched through io_uring, with a plain-syscall
+ * fallback producing the identical result. */
+#ifndef CAIRN_WALK_H
+#define CAIRN_WALK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct walk_xattr {
+	char *name;       /* NUL-terminated */
+	uint8_t *value;
+	uint32_t value_len;
+} walk_xattr;
+
+typedef struct walk_node {
+	char *name;               /* NUL-terminated; "" for the root */
+	uint16_t name_len;
+	uint8_t type;             /* TREE_* from format.h */
+	uint32_t mode, uid, gid;  /* mode: full st_mode */
+	int64_t mtime_sec;
+	uint32_t mtime_nsec;
+	int64_t ctime_sec;
+	uint32_t ctime_nsec;
+	uint64_t ino, size;
+	uint64_t blocks;          /* 512-byte blocks allocated (sparse detection) */
+	uint32_t nlink;
+	uint32_t dev_major, dev_minor;   /* of the filesystem holding the entry */
+	uint32_t rdev_major, rdev_minor; /* CHR/BLK */
+	uint32_t nxattrs;
+	walk_xattr *xattrs;       /* sorted by name (memcmp) */
+	char *target;             /* SYMLINK: NUL-terminated */
+	uint32_t target_len;
+	int is_mount;             /* a mount point or /datadrive: kept as an empty dir */
+	struct walk_node *parent;
+	struct walk_node **kids;  /* DIR: sorted by name (memcmp, shorter first) */
+	size_t nkids;
+	void *user;               /* free for the caller (take's per-file state) */
+} walk_node;
+
+typedef struct walk_options {
+	const char *const *excludes; /* absolute paths inside the root, e.g. "/var/cache"; omitted entirely */
+	size_t nexcludes;
+	int no_uring;                /* use plain syscalls */
+} walk_options;
+
+typedef struct walk_stats {
+	uint64_t files, dirs, symlinks, specials, sockets_skipped, mounts_skipped, excluded;
+	uint64_t bytes;   /* sum of regular file sizes */
+	int used_uring;   /* 1 if the io_uring path ran */
+	char notice[256]; /* "" or the reason io_uring was not used (said once by the caller) */
+} walk_stats;
+
+/* Walk the tree at root. "/datadrive" (relative to root) and every mount
+ * point inside root are kept as empty directories and not descended into;
+ * excludes are left out; sockets are skipped and counted; entries are not
+ * followed through symlinks. Errors name the path. */
+int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_stats *stats);
+void walk_free(walk_node *root);
+
+/* Path of n relative to the root ("a/b/c"; "" for the root), malloc'd. */
+char *walk_path(const walk_node *n);
+
+/* Open a regular file found by the walk, for reading (O_RDONLY|O_NOFOLLOW|
+ * O_CLOEXEC), relative to rootfd, even when its path exceeds PATH_MAX.
+ * Returns an fd or a negative CAIRN_E* code with a message naming the path. */
+int walk_open(int rootfd, const walk_node *n);
+
+#endif
