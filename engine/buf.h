@@ -42,7 +42,7 @@ uint32_t cur_u32(cursor *c);
 uint64_t cur_u64(cursor *c);
 
 /* Check the common framing of a whole file: length, magic, version and the
- * trailing xxh3. On success *body/*body_len is the part between header and
+ * trailing xxh3. On success body and body_len give the part between header and
  * check. Returns 0, or CAIRN_ECORRUPT with a message naming what (e.g.
  * "snapshot 3fa1...") and the fault. */
 int frame_check(const uint8_t *data, size_t len, const char magic[8], const char *what,

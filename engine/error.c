@@ -49,8 +49,14 @@ void error_prefix(const char *fmt, ...)
 	va_start(ap, fmt);
 	int n = vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
-	if (n >= 0 && (size_t)n < sizeof(message))
-		snprintf(message + n, sizeof(message) - (size_t)n, ": %s", old);
+	if (n >= 0 && (size_t)n + 2 < sizeof(message)) {
+		/* truncation of a long message is acceptable */
+		size_t room = sizeof(message) - (size_t)n;
+		memcpy(message + n, ": ", 2);
+		size_t olen = strnlen(old, room - 3);
+		memcpy(message + n + 2, old, olen);
+		message[(size_t)n + 2 + olen] = 0;
+	}
 }
 
 CAIRN_EXTERN const char *cairn_error_last(void) { return message; }
