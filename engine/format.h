@@ -41,7 +41,8 @@
  *   payload(other)   := (nothing)
  *   extent      := offset:u64 length:u64   (data extents of a sparse file,
  *                  ascending, non-overlapping, inside size; nextents = 0
- *                  means the file is dense: one extent [0, size))
+ *                  means the file is dense: one extent [0, size); a file
+ *                  that is all hole has the one empty extent [size, 0))
  *   chunk       := id[32] size:u32         (sum of sizes = sum of extent lengths)
  *
  *   manifest    := header("CAIRNSNP") tree_id[32] parent_id[32] flags:u32
@@ -53,6 +54,9 @@
  *   str         := len:u16 bytes[len]
  *                  (snapshot id = SHA-256 of the whole manifest file; parent_id
  *                   all zero = no parent)
+ *                  tree_id names the snapshot's top tree: it holds exactly one
+ *                  entry, named "root", a DIR carrying the captured
+ *                  directory's own metadata; its subtree is the content.
  *
  * Rules for readers: check magic, version and check before anything else;
  * bounds-check every length, offset and count against the bytes present;

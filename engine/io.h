@@ -35,5 +35,7 @@ int io_fsync_dir(int dirfd, const char *what);
 
 /* Fault injection point (see above); returns 0 or a negative errno to fail with. */
 int io_fault(const char *op);
+/* Re-read CAIRN_FAULT and reset the counters (tests, after changing it). */
+void io_fault_reload(void);
 
 #endif

@@ -1,0 +1,270 @@
+#include "io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cairn.h"
+#include "error.h"
+
+/* ---- fault injection ---------------------------------------------------- */
+
+#define MAX_FAULTS 8
+static struct fault {
+	char op[16];
+	long nth;
+	int err; /* errno, or -1 = SHORT, -2 = CRASH */
+} faults[MAX_FAULTS];
+static int nfaults;
+static atomic_long op_counts[4]; /* write, fsync, rename, read */
+static pthread_once_t faults_once = PTHREAD_ONCE_INIT;
+
+static int op_slot(const char *op)
+{
+	static const char *ops[] = {"write", "fsync", "rename", "read"};
+	for (int i = 0; i < 4; i++)
+		if (strcmp(op, ops[i]) == 0) return i;
+	return -1;
+}
+
+static void faults_parse(void)
+{
+	nfaults = 0;
+	for (int i = 0; i < 4; i++) atomic_store(&op_counts[i], 0);
+	const char *spec = getenv("CAIRN_FAULT");
+	if (!spec || !*spec) return;
+	char *copy = strdup(spec), *save = NULL;
+	for (char *tok = strtok_r(copy, ",", &save); tok && nfaults < MAX_FAULTS;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char op[16], err[16];
+		long nth;
+		if (sscanf(tok, "%15[a-z]:%ld:%15s", op, &nth, err) != 3 || op_slot(op) < 0) continue;
+		struct fault *f = &faults[nfaults];
+		snprintf(f->op, sizeof(f->op), "%s", op);
+		f->nth = nth;
+		if (strcmp(err, "EIO") == 0) f->err = EIO;
+		else if (strcmp(err, "ENOSPC") == 0) f->err = ENOSPC;
+		else if (strcmp(err, "SHORT") == 0) f->err = -1;
+		else if (strcmp(err, "CRASH") == 0) f->err = -2;
+		else continue;
+		nfaults++;
+	}
+	free(copy);
+}
+
+void io_fault_reload(void)
+{
+	pthread_once(&faults_once, faults_parse);
+	faults_parse();
+}
+
+/* Returns 0, -errno, or -1000 for "short write". */
+int io_fault(const char *op)
+{
+	pthread_once(&faults_once, faults_parse);
+	if (nfaults == 0) return 0;
+	int slot = op_slot(op);
+	if (slot < 0) return 0;
+	long n = atomic_fetch_add(&op_counts[slot], 1) + 1;
+	for (int i = 0; i < nfaults; i++) {
+		if (faults[i].nth != n || strcmp(faults[i].op, op) != 0) continue;
+		if (faults[i].err == -2) _exit(99);
+		if (faults[i].err == -1) return -1000;
+		return -faults[i].err;
+	}
+	return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+int io_write_full(int fd, const void *data, size_t len, const char *what)
+{
+	const uint8_t *p = data;
+	while (len > 0) {
+		int f = io_fault("write");
+		if (f == -1000) {
+			/* short write: part of the data lands, then the disk is full */
+			ssize_t n = write(fd, p, len / 2);
+			(void)n;
+			return error_errno(CAIRN_EIO, ENOSPC, "%s: write", what);
+		}
+		if (f < 0) return error_errno(CAIRN_EIO, -f, "%s: write", what);
+		size_t chunk = len > (1u << 30) ? (1u << 30) : len;
+		ssize_t n = write(fd, p, chunk);
+		if (n < 0) {
+			if (errno == EINTR) continue;
+			return error_errno(CAIRN_EIO, errno, "%s: write", what);
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int do_fsync(int fd, const char *what)
+{
+	int f = io_fault("fsync");
+	if (f < 0) return error_errno(CAIRN_EIO, f == -1000 ? EIO : -f, "%s: fsync", what);
+	if (fsync(fd) < 0) return error_errno(CAIRN_EIO, errno, "%s: fsync", what);
+	return 0;
+}
+
+int io_fsync_dir(int dirfd, const char *what) { return do_fsync(dirfd, what); }
+
+/* Split "a/b/c" into its parent "a/b" (or "." when none). */
+static void parent_of(char *out, size_t cap, const char *name)
+{
+	const char *slash = strrchr(name, '/');
+	if (!slash) {
+		snprintf(out, cap, ".");
+		return;
+	}
+	snprintf(out, cap, "%.*s", (int)(slash - name), name);
+}
+
+/* Make every directory on the way to name exist, durably. */
+static int make_parents(int dirfd, const char *name, const char *what)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s", name);
+	for (char *s = strchr(path, '/'); s; s = strchr(s + 1, '/')) {
+		*s = 0;
+		if (mkdirat(dirfd, path, 0755) == 0) {
+			char parent[4096];
+			parent_of(parent, sizeof(parent), path);
+			int pfd = openat(dirfd, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (pfd < 0) return error_errno(CAIRN_EIO, errno, "%s: open %s", what, parent);
+			int rc = do_fsync(pfd, what);
+			close(pfd);
+			if (rc < 0) return rc;
+		} else if (errno != EEXIST) {
+			return error_errno(CAIRN_EIO, errno, "%s: mkdir %s", what, path);
+		}
+		*s = '/';
+	}
+	return 0;
+}
+
+int io_write_atomic(int dirfd, const char *tmpdir, const char *name, const void *data, size_t len,
+                    int excl, const char *what)
+{
+	int rc = 0, fd = -1, pfd = -1;
+	char tmp[256], parent[4096];
+	uint8_t rnd[12];
+	char rhex[25];
+
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return error_errno(CAIRN_EIO, errno, "%s: getrandom", what);
+	for (int i = 0; i < 12; i++) snprintf(rhex + 2 * i, 3, "%02x", rnd[i]);
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", tmpdir, rhex);
+
+	if ((rc = make_parents(dirfd, name, what)) < 0) return rc;
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (fd < 0) {
+		rc = error_errno(CAIRN_EIO, errno, "%s: create %s", what, tmp);
+		goto done;
+	}
+	if ((rc = io_write_full(fd, data, len, what)) < 0) goto fail;
+	if ((rc = do_fsync(fd, what)) < 0) goto fail;
+	close(fd);
+	fd = -1;
+
+	int f = io_fault("rename");
+	if (f < 0) {
+		rc = error_errno(CAIRN_EIO, f == -1000 ? EIO : -f, "%s: rename", what);
+		goto fail;
+	}
+	if (excl) {
+		/* link(2) never replaces: the create-only commit point */
+		if (linkat(dirfd, tmp, dirfd, name, 0) < 0) {
+			int e = errno;
+			if (e == EEXIST) rc = error_set(CAIRN_EEXISTS, "%s: already exists", what);
+			else rc = error_errno(CAIRN_EIO, e, "%s: link into place", what);
+			goto fail;
+		}
+		unlinkat(dirfd, tmp, 0);
+	} else if (renameat(dirfd, tmp, dirfd, name) < 0) {
+		rc = error_errno(CAIRN_EIO, errno, "%s: rename into place", what);
+		goto fail;
+	}
+
+	parent_of(parent, sizeof(parent), name);
+	pfd = openat(dirfd, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (pfd < 0) {
+		rc = error_errno(CAIRN_EIO, errno, "%s: open %s", what, parent);
+		goto done;
+	}
+	rc = do_fsync(pfd, what);
+	goto done;
+fail:
+	unlinkat(dirfd, tmp, 0);
+done:
+	if (fd >= 0) close(fd);
+	if (pfd >= 0) close(pfd);
+	return rc;
+}
+
+int io_pread_full(int fd, void *data, size_t len, uint64_t off, const char *what)
+{
+	uint8_t *p = data;
+	while (len > 0) {
+		int f = io_fault("read");
+		if (f < 0) return error_errno(CAIRN_EIO, f == -1000 ? EIO : -f, "%s: read", what);
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR) continue;
+			return error_errno(CAIRN_EIO, errno, "%s: read at offset %llu", what,
+			                   (unsigned long long)off);
+		}
+		if (n == 0)
+			return error_set(CAIRN_ECORRUPT, "%s: truncated (read past end at offset %llu)",
+			                 what, (unsigned long long)off);
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int io_read_all(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len,
+                const char *what)
+{
+	int rc = 0;
+	uint8_t *data = NULL;
+	struct stat st;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	*out = NULL;
+	*len = 0;
+	if (fd < 0) {
+		if (errno == ENOENT) return error_set(CAIRN_ENOTFOUND, "%s: not found", what);
+		return error_errno(CAIRN_EIO, errno, "%s: open", what);
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = error_errno(CAIRN_EIO, errno, "%s: stat", what);
+		goto done;
+	}
+	if ((uint64_t)st.st_size > max) {
+		rc = error_set(CAIRN_ECORRUPT, "%s: too large (%lld bytes)", what, (long long)st.st_size);
+		goto done;
+	}
+	data = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!data) {
+		rc = ERR_OOM();
+		goto done;
+	}
+	if ((rc = io_pread_full(fd, data, (size_t)st.st_size, 0, what)) < 0) goto done;
+	*out = data;
+	*len = (size_t)st.st_size;
+	data = NULL;
+done:
+	free(data);
+	close(fd);
+	return rc;
+}

@@ -1,0 +1,182 @@
+/* Directory backend of the storage interface. Objects are files under the
+ * repository directory; writes go through io (tmp + fsync + rename + dir
+ * fsync); ranged reads share a small cache of open descriptors. */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cairn.h"
+#include "error.h"
+#include "io.h"
+
+#define FD_CACHE 64
+
+struct fd_slot {
+	char name[96];
+	int fd;
+	uint64_t used; /* LRU clock */
+};
+
+struct store {
+	int rootfd;
+	char *path;
+	pthread_mutex_t lock;
+	struct fd_slot fds[FD_CACHE];
+	uint64_t clock;
+};
+
+int store_open(store **out, const char *path)
+{
+	*out = NULL;
+	store *st = calloc(1, sizeof(*st));
+	if (!st) return ERR_OOM();
+	st->rootfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->rootfd < 0) {
+		int e = errno;
+		free(st);
+		if (e == ENOENT) return error_set(CAIRN_ENOTFOUND, "repository %s: no such directory", path);
+		if (e == ENOTDIR) return error_set(CAIRN_ENOTFOUND, "repository %s: not a directory", path);
+		return error_errno(CAIRN_EIO, e, "repository %s: open", path);
+	}
+	st->path = strdup(path);
+	pthread_mutex_init(&st->lock, NULL);
+	for (int i = 0; i < FD_CACHE; i++) st->fds[i].fd = -1;
+	*out = st;
+	return 0;
+}
+
+void store_free(store *st)
+{
+	if (!st) return;
+	for (int i = 0; i < FD_CACHE; i++)
+		if (st->fds[i].fd >= 0) close(st->fds[i].fd);
+	close(st->rootfd);
+	pthread_mutex_destroy(&st->lock);
+	free(st->path);
+	free(st);
+}
+
+int store_put(store *st, const char *name, const void *data, size_t len, unsigned flags)
+{
+	return io_write_atomic(st->rootfd, "tmp", name, data, len, (flags & STORE_EXCL) != 0, name);
+}
+
+int store_get(store *st, const char *name, size_t max, uint8_t **out, size_t *len)
+{
+	return io_read_all(st->rootfd, name, max, out, len, name);
+}
+
+/* Take a cached descriptor for name (opening it if needed); returns fd or <0. */
+static int fd_acquire(store *st, const char *name)
+{
+	int rc;
+	pthread_mutex_lock(&st->lock);
+	struct fd_slot *victim = &st->fds[0];
+	for (int i = 0; i < FD_CACHE; i++) {
+		struct fd_slot *s = &st->fds[i];
+		if (s->fd >= 0 && strcmp(s->name, name) == 0) {
+			s->used = ++st->clock;
+			rc = dup(s->fd); /* a dup survives eviction while in use */
+			pthread_mutex_unlock(&st->lock);
+			return rc < 0 ? error_errno(CAIRN_EIO, errno, "%s: dup", name) : rc;
+		}
+		if (s->used < victim->used) victim = s;
+	}
+	pthread_mutex_unlock(&st->lock);
+
+	int fd = openat(st->rootfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT) return error_set(CAIRN_ECORRUPT, "%s: missing", name);
+		return error_errno(CAIRN_EIO, errno, "%s: open", name);
+	}
+	if (strlen(name) >= sizeof(victim->name)) return fd;
+	pthread_mutex_lock(&st->lock);
+	if (victim->fd >= 0) close(victim->fd);
+	snprintf(victim->name, sizeof(victim->name), "%s", name);
+	victim->fd = dup(fd);
+	victim->used = ++st->clock;
+	pthread_mutex_unlock(&st->lock);
+	return fd;
+}
+
+int store_get_range(store *st, const char *name, uint64_t off, void *out, size_t len)
+{
+	int fd = fd_acquire(st, name);
+	if (fd < 0) return fd;
+	int rc = io_pread_full(fd, out, len, off, name);
+	close(fd);
+	return rc;
+}
+
+int store_size(store *st, const char *name, uint64_t *size)
+{
+	struct stat sb;
+	if (fstatat(st->rootfd, name, &sb, 0) < 0) {
+		if (errno == ENOENT) return error_set(CAIRN_ENOTFOUND, "%s: not found", name);
+		return error_errno(CAIRN_EIO, errno, "%s: stat", name);
+	}
+	*size = (uint64_t)sb.st_size;
+	return 0;
+}
+
+static int list_dir(store *st, const char *dir, int (*cb)(const char *, void *), void *payload)
+{
+	int rc = 0;
+	int fd = openat(st->rootfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT) return 0;
+		return error_errno(CAIRN_EIO, errno, "%s: open", dir);
+	}
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return error_errno(CAIRN_EIO, errno, "%s: opendir", dir);
+	}
+	struct dirent *de;
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.') continue; /* ".", "..", and hidden leftovers */
+		char name[4096];
+		snprintf(name, sizeof(name), "%s/%s", dir, de->d_name);
+		int is_dir = de->d_type == DT_DIR;
+		if (de->d_type == DT_UNKNOWN) {
+			struct stat sb;
+			is_dir = fstatat(st->rootfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(sb.st_mode);
+		}
+		rc = is_dir ? list_dir(st, name, cb, payload) : cb(name, payload);
+		if (rc != 0) break;
+	}
+	if (rc == 0 && errno != 0) rc = error_errno(CAIRN_EIO, errno, "%s: readdir", dir);
+	closedir(d);
+	return rc;
+}
+
+int store_list(store *st, const char *dir, int (*cb)(const char *name, void *payload), void *payload)
+{
+	return list_dir(st, dir, cb, payload);
+}
+
+int store_delete(store *st, const char *name)
+{
+	if (unlinkat(st->rootfd, name, 0) < 0) {
+		if (errno == ENOENT) return error_set(CAIRN_ENOTFOUND, "%s: not found", name);
+		return error_errno(CAIRN_EIO, errno, "%s: delete", name);
+	}
+	/* evict a cached descriptor so the space is given back */
+	pthread_mutex_lock(&st->lock);
+	for (int i = 0; i < FD_CACHE; i++)
+		if (st->fds[i].fd >= 0 && strcmp(st->fds[i].name, name) == 0) {
+			close(st->fds[i].fd);
+			st->fds[i].fd = -1;
+			st->fds[i].used = 0;
+		}
+	pthread_mutex_unlock(&st->lock);
+	return 0;
+}

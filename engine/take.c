@@ -1,0 +1,953 @@
+/* The take pipeline: walk, match against the parent, read + chunk + hash +
+ * dedup + compress on every core, pack, build trees bottom-up, commit
+ * (packs, then the index segment, then the manifest). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cairn.h"
+#include "error.h"
+#include "format.h"
+#include "io.h"
+#include "pack.h"
+#include "repo.h"
+#include "walk.h"
+
+#define READ_BLOCK (8u * 1024u * 1024u)
+#define SEGMENT_ENTRIES_MAX (4u * 1024u * 1024u)
+
+/* Per regular file: where its content went. */
+typedef struct file_state {
+	walk_node *node;
+	struct file_state *leader; /* hardlink follower: content is the leader's */
+	uint64_t size;             /* bytes actually captured (the file may shrink) */
+	tree_extent *extents;
+	uint32_t nextents;
+	tree_chunk *chunks;
+	uint32_t nchunks, cap;
+	int reused;
+} file_state;
+
+typedef struct take_ctx {
+	cairn_repo *repo;
+	int rootfd;
+	walk_node *root;
+	int level;
+
+	file_state *states; /* one per regular file, walk order */
+	size_t nstates;
+	file_state **todo;  /* leaders that must be read */
+	size_t ntodo;
+	atomic_size_t next;
+
+	pthread_mutex_t lock; /* guards pending, pw, entries, rc */
+	chunk_index *pending; /* blobs this take has stored or is storing */
+	pack_writer *pw;
+	index_entry *entries; /* blobs in packs already written */
+	size_t nentries, capentries;
+	int rc;
+	char message[1024];
+
+	atomic_uint_fast64_t files_done, bytes, new_bytes, stored_bytes, reused;
+	atomic_int workers_left;
+	struct hl_assign *hl_table; /* sorted by node address */
+	size_t hl_count;
+	uint32_t hardlink_extra;    /* links beyond the first of each group */
+} take_ctx;
+
+static int64_t now_ns(int clock)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Record the first failure of any thread; later ones are dropped. */
+static int fail(take_ctx *c, int rc)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->rc == 0) {
+		c->rc = rc;
+		snprintf(c->message, sizeof(c->message), "%s", cairn_error_last());
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+static int failed(take_ctx *c)
+{
+	pthread_mutex_lock(&c->lock);
+	int rc = c->rc;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* ---- packs ---------------------------------------------------------------- */
+
+static int flush_pack(take_ctx *c, pack_writer *pw)
+{
+	int rc;
+	uint8_t *data = NULL, pack_id[PACK_ID_LEN];
+	size_t len, nblobs;
+	const pack_blob *blobs;
+	char name[64];
+
+	if ((rc = pack_writer_finish(pw, &data, &len, &blobs, &nblobs)) < 0) goto done;
+	if ((rc = repo_random(pack_id, sizeof(pack_id))) < 0) goto done;
+	repo_pack_name(name, pack_id);
+	if ((rc = store_put(c->repo->st, name, data, len, STORE_EXCL)) < 0) goto done;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->nentries + nblobs > c->capentries) {
+		size_t cap = c->capentries ? c->capentries : 1024;
+		while (cap < c->nentries + nblobs) cap *= 2;
+		index_entry *e = realloc(c->entries, cap * sizeof(*e));
+		if (!e) {
+			pthread_mutex_unlock(&c->lock);
+			rc = ERR_OOM();
+			goto done;
+		}
+		c->entries = e;
+		c->capentries = cap;
+	}
+	for (size_t i = 0; i < nblobs; i++) {
+		index_entry *e = &c->entries[c->nentries++];
+		memset(e, 0, sizeof(*e));
+		e->id = blobs[i].id;
+		memcpy(e->pack, pack_id, PACK_ID_LEN);
+		e->offset = blobs[i].offset;
+		e->raw_len = blobs[i].raw_len;
+		e->stored_len = blobs[i].stored_len;
+		e->type = blobs[i].type;
+		e->comp = blobs[i].comp;
+	}
+	pthread_mutex_unlock(&c->lock);
+done:
+	free(data);
+	pack_writer_free(pw);
+	return rc;
+}
+
+/* Store one blob unless the repository or this take has it already.
+ * *added is set to the stored size when it was new, else 0. */
+static int store_blob(take_ctx *c, const oid *id, uint8_t type, const uint8_t *data, size_t len,
+                      size_t *added)
+{
+	int rc;
+	uint8_t comp, *packed = NULL;
+	size_t packed_len;
+	pack_writer *full = NULL;
+
+	*added = 0;
+	pthread_mutex_lock(&c->lock);
+	/* repo->index is not written while a take runs in this process */
+	if (index_lookup(c->repo->index, id) || index_lookup(c->pending, id)) {
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	index_entry claim;
+	memset(&claim, 0, sizeof(claim));
+	claim.id = *id;
+	rc = index_insert(c->pending, &claim);
+	pthread_mutex_unlock(&c->lock);
+	if (rc < 0) return rc;
+
+	if ((rc = pack_compress(data, len, c->level, &comp, &packed, &packed_len)) < 0) return rc;
+	const uint8_t *stored = packed ? packed : data;
+	size_t stored_len = packed ? packed_len : len;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->pw) rc = pack_writer_new(&c->pw);
+	if (rc == 0)
+		rc = pack_writer_add(c->pw, id, type, comp, stored, (uint32_t)stored_len, (uint32_t)len);
+	if (rc == 0 && pack_writer_size(c->pw) >= PACK_TARGET_LEN) {
+		full = c->pw;
+		c->pw = NULL;
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(packed);
+	if (rc < 0) return rc;
+	*added = stored_len;
+	/* written outside the lock: the other workers keep compressing */
+	if (full) rc = flush_pack(c, full);
+	return rc;
+}
+
+/* ---- reading files --------------------------------------------------------- */
+
+static int add_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t len)
+{
+	oid id;
+	size_t added;
+	hash_sha256(&id, data, len);
+	int rc = store_blob(c, &id, BLOB_DATA, data, len, &added);
+	if (rc < 0) return rc;
+	if (fs->nchunks == fs->cap) {
+		uint32_t cap = fs->cap ? fs->cap * 2 : 4;
+		tree_chunk *ch = realloc(fs->chunks, cap * sizeof(*ch));
+		if (!ch) return ERR_OOM();
+		fs->chunks = ch;
+		fs->cap = cap;
+	}
+	fs->chunks[fs->nchunks].id = id;
+	fs->chunks[fs->nchunks].size = (uint32_t)len;
+	fs->nchunks++;
+	c->bytes += len;
+	if (added) {
+		c->new_bytes += len;
+		c->stored_bytes += added;
+	}
+	return 0;
+}
+
+/* Data extents of a sparse file, from SEEK_DATA/SEEK_HOLE. */
+static int find_extents(int fd, uint64_t size, const char *path, tree_extent **out, uint32_t *n)
+{
+	tree_extent *ext = NULL;
+	uint32_t count = 0, cap = 0;
+	off_t pos = 0;
+	*out = NULL;
+	*n = 0;
+	while ((uint64_t)pos < size) {
+		off_t data = lseek(fd, pos, SEEK_DATA);
+		if (data < 0) {
+			if (errno == ENXIO) break; /* only a hole remains */
+			free(ext);
+			return error_errno(CAIRN_EIO, errno, "%s: SEEK_DATA", path);
+		}
+		if ((uint64_t)data >= size) break;
+		off_t hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0) {
+			free(ext);
+			return error_errno(CAIRN_EIO, errno, "%s: SEEK_HOLE", path);
+		}
+		if ((uint64_t)hole > size) hole = (off_t)size;
+		if (count == cap) {
+			cap = cap ? cap * 2 : 8;
+			tree_extent *e = realloc(ext, cap * sizeof(*e));
+			if (!e) {
+				free(ext);
+				return ERR_OOM();
+			}
+			ext = e;
+		}
+		ext[count].offset = (uint64_t)data;
+		ext[count].length = (uint64_t)(hole - data);
+		count++;
+		pos = hole;
+	}
+	*out = ext;
+	*n = count;
+	return 0;
+}
+
+/* Read one file through the chunker. buf holds READ_BLOCK + chunk_max bytes. */
+static int read_file(take_ctx *c, file_state *fs, uint8_t *buf, size_t bufcap)
+{
+	int rc = 0;
+	walk_node *n = fs->node;
+	char *path = walk_path(n);
+	tree_extent *ext = NULL, dense;
+	uint32_t next = 0;
+	const chunker_params *cp = &c->repo->chunker;
+	int fd = walk_open(c->rootfd, n);
+	if (fd < 0) {
+		rc = fd;
+		goto done;
+	}
+	fs->size = n->size;
+	if (n->size > 0 && n->blocks * 512 < n->size) {
+		if ((rc = find_extents(fd, n->size, path ? path : n->name, &ext, &next)) < 0) goto done;
+	}
+	if (!ext) {
+		dense.offset = 0;
+		dense.length = n->size;
+		ext = &dense;
+		next = n->size ? 1 : 0;
+	}
+
+	size_t have = 0, pos = 0;
+	uint32_t ei = 0;
+	uint64_t eoff = 0; /* offset within extent ei */
+	int eof = next == 0;
+	while (!eof || pos < have) {
+		if (!eof && have - pos < cp->max) {
+			memmove(buf, buf + pos, have - pos);
+			have -= pos;
+			pos = 0;
+			while (!eof && have < bufcap) {
+				uint64_t left = ext[ei].length - eoff;
+				size_t want = bufcap - have < left ? bufcap - have : (size_t)left;
+				ssize_t r = pread(fd, buf + have, want, (off_t)(ext[ei].offset + eoff));
+				if (r < 0) {
+					if (errno == EINTR) continue;
+					rc = error_errno(CAIRN_EIO, errno, "%s: read", path ? path : n->name);
+					goto done;
+				}
+				if (r == 0) {
+					/* the file shrank while we read it: keep what exists */
+					ext[ei].length = eoff;
+					fs->size = ext[ei].offset + eoff;
+					next = ei + 1;
+					eof = 1;
+					break;
+				}
+				have += (size_t)r;
+				eoff += (uint64_t)r;
+				if (eoff == ext[ei].length) {
+					ei++;
+					eoff = 0;
+					if (ei == next) eof = 1;
+				}
+			}
+		}
+		if (pos == have) break;
+		size_t cut = chunker_cut(cp, buf + pos, have - pos);
+		if ((rc = add_chunk(c, fs, buf + pos, cut)) < 0) goto done;
+		pos += cut;
+		if (failed(c)) goto done;
+	}
+
+	if (ext != &dense) {
+		/* drop extents emptied by a shrink; an all-hole file keeps [size, 0) */
+		while (next > 0 && ext[next - 1].length == 0) next--;
+		if (next == 0) {
+			if (!ext) ext = malloc(sizeof(*ext));
+			if (!ext) {
+				rc = ERR_OOM();
+				goto done;
+			}
+			ext[0].offset = fs->size;
+			ext[0].length = 0;
+			next = 1;
+		}
+		fs->extents = ext;
+		fs->nextents = next;
+		ext = NULL;
+	} else if (fs->size != n->size) {
+		fs->size = dense.length;
+	}
+done:
+	if (ext != &dense) free(ext);
+	if (fd >= 0) close(fd);
+	free(path);
+	return rc;
+}
+
+static void *worker(void *arg)
+{
+	take_ctx *c = arg;
+	size_t bufcap = READ_BLOCK + c->repo->cfg.chunk_max;
+	uint8_t *buf = malloc(bufcap);
+	if (!buf) fail(c, ERR_OOM());
+	while (buf && !failed(c)) {
+		size_t i = atomic_fetch_add(&c->next, 1);
+		if (i >= c->ntodo) break;
+		int rc = read_file(c, c->todo[i], buf, bufcap);
+		if (rc < 0) {
+			fail(c, rc);
+			break;
+		}
+		c->files_done++;
+	}
+	free(buf);
+	c->workers_left--;
+	return NULL;
+}
+
+/* ---- walk bookkeeping ------------------------------------------------------ */
+
+typedef struct hl_item {
+	uint32_t dev_major, dev_minor;
+	uint64_t ino;
+	size_t order;
+	walk_node *node;
+} hl_item;
+
+static int hl_cmp(const void *a, const void *b)
+{
+	const hl_item *x = a, *y = b;
+	if (x->dev_major != y->dev_major) return x->dev_major < y->dev_major ? -1 : 1;
+	if (x->dev_minor != y->dev_minor) return x->dev_minor < y->dev_minor ? -1 : 1;
+	if (x->ino != y->ino) return x->ino < y->ino ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+typedef struct collect {
+	file_state *states;
+	size_t nstates;
+	hl_item *hl;
+	size_t nhl, caphl;
+	int rc;
+} collect;
+
+/* Depth-first, name order: the order that numbers hardlink groups. */
+static void collect_nodes(collect *col, walk_node *n, size_t *order)
+{
+	for (size_t i = 0; i < n->nkids && col->rc == 0; i++) {
+		walk_node *k = n->kids[i];
+		(*order)++;
+		if (k->type == TREE_REG) {
+			file_state *fs = &col->states[col->nstates++];
+			memset(fs, 0, sizeof(*fs));
+			fs->node = k;
+			k->user = fs;
+		}
+		if (k->type != TREE_DIR && k->nlink > 1) {
+			if (col->nhl == col->caphl) {
+				size_t cap = col->caphl ? col->caphl * 2 : 64;
+				hl_item *h = realloc(col->hl, cap * sizeof(*h));
+				if (!h) {
+					col->rc = ERR_OOM();
+					return;
+				}
+				col->hl = h;
+				col->caphl = cap;
+			}
+			col->hl[col->nhl++] = (hl_item){k->dev_major, k->dev_minor, k->ino, *order, k};
+		}
+		if (k->type == TREE_DIR) collect_nodes(col, k, order);
+	}
+}
+
+static size_t count_regular(const walk_node *n)
+{
+	size_t count = 0;
+	for (size_t i = 0; i < n->nkids; i++) {
+		if (n->kids[i]->type == TREE_REG) count++;
+		if (n->kids[i]->type == TREE_DIR) count += count_regular(n->kids[i]);
+	}
+	return count;
+}
+
+static int hl_same(const hl_item *x, const hl_item *y)
+{
+	return x->dev_major == y->dev_major && x->dev_minor == y->dev_minor && x->ino == y->ino;
+}
+
+static int hl_first_cmp(const void *a, const void *b)
+{
+	const hl_item *x = *(hl_item *const *)a, *y = *(hl_item *const *)b;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Group number of each hardlinked entry, looked up by node address. */
+typedef struct hl_assign {
+	const walk_node *node;
+	uint32_t group;
+} hl_assign;
+
+static int hl_node_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)((const hl_assign *)a)->node, y = (uintptr_t)((const hl_assign *)b)->node;
+	return x < y ? -1 : x > y;
+}
+
+/* Entries sharing an inode inside the tree form a group, numbered from 1 in
+ * walk order; a regular file's followers take their content from the first. */
+static int assign_hardlinks(take_ctx *c, collect *col)
+{
+	size_t ngroups = 0;
+	qsort(col->hl, col->nhl, sizeof(*col->hl), hl_cmp);
+	hl_item **firsts = calloc(col->nhl ? col->nhl : 1, sizeof(*firsts));
+	c->hl_table = calloc(col->nhl ? col->nhl : 1, sizeof(*c->hl_table));
+	if (!firsts || !c->hl_table) {
+		free(firsts);
+		return ERR_OOM();
+	}
+	for (size_t i = 0; i < col->nhl;) {
+		size_t j = i + 1;
+		while (j < col->nhl && hl_same(&col->hl[i], &col->hl[j])) j++;
+		if (j - i > 1) firsts[ngroups++] = &col->hl[i];
+		i = j;
+	}
+	qsort(firsts, ngroups, sizeof(*firsts), hl_first_cmp);
+	for (size_t g = 0; g < ngroups; g++) {
+		hl_item *h = firsts[g];
+		file_state *leader = h->node->type == TREE_REG ? h->node->user : NULL;
+		for (hl_item *m = h; m < col->hl + col->nhl && hl_same(h, m); m++) {
+			c->hl_table[c->hl_count++] = (hl_assign){m->node, (uint32_t)(g + 1)};
+			if (m != h && leader) ((file_state *)m->node->user)->leader = leader;
+		}
+	}
+	c->hardlink_extra = (uint32_t)(c->hl_count - ngroups);
+	qsort(c->hl_table, c->hl_count, sizeof(*c->hl_table), hl_node_cmp);
+	free(firsts);
+	return 0;
+}
+
+/* ---- parent reuse ---------------------------------------------------------- */
+
+static int same_file(const walk_node *n, const tree_entry *e)
+{
+	return e->type == TREE_REG && e->ino == n->ino && e->size == n->size &&
+	       e->mtime_sec == n->mtime_sec && e->mtime_nsec == n->mtime_nsec &&
+	       e->ctime_sec == n->ctime_sec && e->ctime_nsec == n->ctime_nsec;
+}
+
+static int chunks_present(take_ctx *c, const tree_entry *e)
+{
+	for (uint32_t i = 0; i < e->nchunks; i++)
+		if (!index_lookup(c->repo->index, &e->chunks[i].id)) return 0;
+	return 1;
+}
+
+/* Give unchanged files their parent's chunk lists, so they are not read. */
+static int reuse_from_parent(take_ctx *c, walk_node *dir, const oid *parent_tree)
+{
+	tree t;
+	int rc = repo_load_tree(c->repo, parent_tree, &t);
+	if (rc < 0) return rc;
+	for (size_t i = 0; i < dir->nkids && rc == 0; i++) {
+		walk_node *k = dir->kids[i];
+		const tree_entry *e = tree_find(&t, k->name, k->name_len);
+		if (!e) continue;
+		if (k->type == TREE_DIR && e->type == TREE_DIR && !k->is_mount) {
+			rc = reuse_from_parent(c, k, &e->subtree);
+		} else if (k->type == TREE_REG && same_file(k, e) && chunks_present(c, e)) {
+			file_state *fs = k->user;
+			fs->size = e->size;
+			fs->nchunks = fs->cap = e->nchunks;
+			if (e->nchunks && !(fs->chunks = malloc(e->nchunks * sizeof(tree_chunk)))) rc = ERR_OOM();
+			else if (e->nchunks) memcpy(fs->chunks, e->chunks, e->nchunks * sizeof(tree_chunk));
+			if (rc == 0 && e->nextents) {
+				fs->extents = malloc(e->nextents * sizeof(tree_extent));
+				if (!fs->extents) rc = ERR_OOM();
+				else memcpy(fs->extents, e->extents, e->nextents * sizeof(tree_extent));
+				fs->nextents = e->nextents;
+			}
+			fs->reused = 1;
+		}
+	}
+	tree_free(&t);
+	return rc;
+}
+
+/* ---- trees ----------------------------------------------------------------- */
+
+static uint32_t hardlink_of(const take_ctx *c, const walk_node *n)
+{
+	hl_assign key = {n, 0};
+	const hl_assign *found = bsearch(&key, c->hl_table, c->hl_count, sizeof(key), hl_node_cmp);
+	return found ? found->group : 0;
+}
+
+static void entry_from_node(const take_ctx *c, tree_entry *e, const walk_node *n, tree_xattr *xa)
+{
+	memset(e, 0, sizeof(*e));
+	e->name = n->name;
+	e->name_len = n->name_len;
+	e->type = n->type;
+	e->mode = n->mode;
+	e->uid = n->uid;
+	e->gid = n->gid;
+	e->mtime_sec = n->mtime_sec;
+	e->mtime_nsec = n->mtime_nsec;
+	e->ctime_sec = n->ctime_sec;
+	e->ctime_nsec = n->ctime_nsec;
+	e->ino = n->ino;
+	e->rdev_major = n->rdev_major;
+	e->rdev_minor = n->rdev_minor;
+	e->hardlink = hardlink_of(c, n);
+	for (uint32_t i = 0; i < n->nxattrs; i++) {
+		xa[i].name = n->xattrs[i].name;
+		xa[i].name_len = (uint16_t)strlen(n->xattrs[i].name);
+		xa[i].value = n->xattrs[i].value;
+		xa[i].value_len = n->xattrs[i].value_len;
+	}
+	e->nxattrs = n->nxattrs;
+	e->xattrs = xa;
+	if (n->type == TREE_SYMLINK) {
+		e->target = n->target;
+		e->target_len = n->target_len;
+		e->size = n->target_len;
+	}
+	if (n->type == TREE_REG) {
+		const file_state *fs = n->user;
+		if (fs->leader) fs = fs->leader;
+		e->size = fs->size;
+		e->nextents = fs->nextents;
+		e->extents = fs->extents;
+		e->nchunks = fs->nchunks;
+		e->chunks = fs->chunks;
+	}
+}
+
+static int put_tree(take_ctx *c, tree_entry *entries, size_t n, oid *out)
+{
+	uint8_t *data;
+	size_t len, added;
+	int rc = tree_encode(entries, n, &data, &len);
+	if (rc < 0) return rc;
+	hash_sha256(out, data, len);
+	rc = store_blob(c, out, BLOB_TREE, data, len, &added);
+	c->stored_bytes += added;
+	free(data);
+	return rc;
+}
+
+static int build_tree(take_ctx *c, walk_node *dir, oid *out)
+{
+	int rc = 0;
+	size_t nx = 0;
+	for (size_t i = 0; i < dir->nkids; i++) nx += dir->kids[i]->nxattrs;
+	tree_entry *entries = calloc(dir->nkids ? dir->nkids : 1, sizeof(*entries));
+	tree_xattr *xa = calloc(nx ? nx : 1, sizeof(*xa));
+	if (!entries || !xa) {
+		rc = ERR_OOM();
+		goto done;
+	}
+	nx = 0;
+	for (size_t i = 0; i < dir->nkids; i++) {
+		walk_node *k = dir->kids[i];
+		entry_from_node(c, &entries[i], k, xa + nx);
+		nx += k->nxattrs;
+		if (k->type == TREE_DIR && (rc = build_tree(c, k, &entries[i].subtree)) < 0) goto done;
+	}
+	rc = put_tree(c, entries, dir->nkids, out);
+	if (rc < 0) {
+		char *path = walk_path(dir);
+		error_prefix("directory /%s", path ? path : "?");
+		free(path);
+	}
+done:
+	free(entries);
+	free(xa);
+	return rc;
+}
+
+/* The top tree: one entry "root" carrying the captured directory itself. */
+static int build_top(take_ctx *c, oid *out)
+{
+	oid content;
+	int rc = build_tree(c, c->root, &content);
+	if (rc < 0) return rc;
+	tree_xattr *xa = calloc(c->root->nxattrs ? c->root->nxattrs : 1, sizeof(*xa));
+	if (!xa) return ERR_OOM();
+	tree_entry top;
+	entry_from_node(c, &top, c->root, xa);
+	top.name = "root";
+	top.name_len = 4;
+	top.subtree = content;
+	rc = put_tree(c, &top, 1, out);
+	free(xa);
+	return rc;
+}
+
+/* ---- options, parent, commit ----------------------------------------------- */
+
+static int valid_user(const char *u)
+{
+	size_t n = strlen(u);
+	if (n < 1 || n > 64) return 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = u[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      ch == '.' || ch == '_' || ch == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+static int check_options(const cairn_take_options *o)
+{
+	if (!o || o->version != CAIRN_TAKE_OPTIONS_VERSION)
+		return error_set(CAIRN_EUSAGE, "take: missing or unsupported options");
+	if (!o->root || !*o->root) return error_set(CAIRN_EUSAGE, "take: --root is required");
+	if (!o->name || !*o->name) return error_set(CAIRN_EUSAGE, "take: --name is required");
+	if (strlen(o->name) > MAX_STR_LEN) return error_set(CAIRN_EUSAGE, "take: name too long");
+	if (o->user && !valid_user(o->user))
+		return error_set(CAIRN_EUSAGE, "user %s: must be 1-64 characters of [A-Za-z0-9._-]",
+		                 o->user);
+	for (size_t i = 0; i < o->nlabels; i++) {
+		const char *eq = strchr(o->labels[i], '=');
+		if (!eq || eq == o->labels[i] || strlen(o->labels[i]) > MAX_STR_LEN)
+			return error_set(CAIRN_EUSAGE, "label %s: must be KEY=VALUE", o->labels[i]);
+	}
+	for (size_t i = 0; i < o->nexcludes; i++)
+		if (o->excludes[i][0] != '/')
+			return error_set(CAIRN_EUSAGE, "exclude %s: must be an absolute path inside the root",
+			                 o->excludes[i]);
+	return 0;
+}
+
+/* The parent: given, or the user's latest snapshot of the same root. */
+static int find_parent(cairn_repo *repo, const cairn_take_options *o, const char *user,
+                       const char *root_path, char parent[OID_HEX_LEN + 1])
+{
+	parent[0] = 0;
+	if (o->no_parent) return 0;
+	if (o->parent) return cairn_snapshot_resolve(parent, repo, o->parent, NULL);
+	cairn_snapshot_list *l;
+	int rc = cairn_snapshot_list_load(&l, repo, user);
+	if (rc < 0) return rc;
+	for (size_t i = cairn_snapshot_list_count(l); i-- > 0;) {
+		const cairn_snapshot_info *s = cairn_snapshot_list_get(l, i);
+		if (strcmp(s->root_path, root_path) == 0) {
+			memcpy(parent, s->id, OID_HEX_LEN + 1);
+			break;
+		}
+	}
+	cairn_snapshot_list_free(l);
+	return 0;
+}
+
+static int write_index(take_ctx *c)
+{
+	int rc = 0;
+	for (size_t start = 0; start < c->nentries && rc == 0; start += SEGMENT_ENTRIES_MAX) {
+		size_t n = c->nentries - start;
+		if (n > SEGMENT_ENTRIES_MAX) n = SEGMENT_ENTRIES_MAX;
+		uint8_t *data, id[16];
+		size_t len;
+		char name[64], hex[33];
+		if ((rc = index_segment_encode(c->entries + start, n, &data, &len)) < 0) break;
+		if ((rc = repo_random(id, sizeof(id))) == 0) {
+			hex_encode(hex, id, sizeof(id));
+			snprintf(name, sizeof(name), "index/%s", hex);
+			rc = store_put(c->repo->st, name, data, len, STORE_EXCL);
+		}
+		free(data);
+	}
+	return rc;
+}
+
+static void emit_progress(const cairn_take_options *o, take_ctx *c, uint64_t total_files,
+                          uint64_t total_bytes)
+{
+	if (!o->event_cb) return;
+	cairn_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = CAIRN_EVENT_PROGRESS;
+	ev.files = c->files_done + c->reused;
+	ev.bytes = c->bytes;
+	ev.new_bytes = c->new_bytes;
+	ev.stored_bytes = c->stored_bytes;
+	ev.total_files = total_files;
+	ev.total_bytes = total_bytes;
+	o->event_cb(&ev, o->event_payload);
+}
+
+static void free_states(take_ctx *c)
+{
+	for (size_t i = 0; i < c->nstates; i++) {
+		free(c->states[i].chunks);
+		free(c->states[i].extents);
+	}
+	free(c->states);
+	free(c->todo);
+}
+
+CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cairn_take_options *o)
+{
+	int rc;
+	take_ctx c;
+	walk_stats ws;
+	char parent[OID_HEX_LEN + 1] = "", root_path[PATH_MAX], host[256] = "";
+	pthread_t *threads = NULL;
+	int nthreads = 0;
+	collect col = {0};
+	int64_t t0 = now_ns(CLOCK_MONOTONIC);
+	const char *user;
+
+	memset(&c, 0, sizeof(c));
+	memset(&ws, 0, sizeof(ws));
+	pthread_mutex_init(&c.lock, NULL);
+	c.repo = repo;
+	c.rootfd = -1;
+	c.level = repo->cfg.zstd_level;
+	if (out) memset(out, 0, sizeof(*out));
+	if ((rc = check_options(o)) < 0) goto done;
+	user = o->user ? o->user : "default";
+
+	if (!realpath(o->root, root_path)) {
+		rc = error_errno(errno == ENOENT ? CAIRN_ENOTFOUND : CAIRN_EIO, errno, "root %s", o->root);
+		goto done;
+	}
+	if ((rc = find_parent(repo, o, user, root_path, parent)) < 0) goto done;
+	c.rootfd = open(root_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c.rootfd < 0) {
+		rc = error_errno(errno == ENOTDIR ? CAIRN_EUSAGE : CAIRN_EIO, errno, "root %s", root_path);
+		goto done;
+	}
+
+	walk_options wo = {o->excludes, o->nexcludes, o->no_uring};
+	if ((rc = walk_run(&c.root, root_path, &wo, &ws)) < 0) goto done;
+	if (ws.notice[0] && o->event_cb) {
+		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = ws.notice};
+		o->event_cb(&ev, o->event_payload);
+	}
+
+	/* every regular file gets a state; hardlinked ones share their leader's */
+	c.nstates = count_regular(c.root);
+	c.states = calloc(c.nstates ? c.nstates : 1, sizeof(*c.states));
+	c.todo = calloc(c.nstates ? c.nstates : 1, sizeof(*c.todo));
+	if (!c.states || !c.todo) {
+		rc = ERR_OOM();
+		goto done;
+	}
+	col.states = c.states;
+	size_t order = 0;
+	collect_nodes(&col, c.root, &order);
+	if ((rc = col.rc) < 0) goto done;
+
+	if ((rc = assign_hardlinks(&c, &col)) < 0) goto done;
+
+	if ((rc = index_new(&c.pending)) < 0) goto done;
+	if (parent[0]) {
+		snapshot_manifest pm;
+		if ((rc = repo_load_snapshot(repo, parent, &pm)) < 0) goto done;
+		tree top;
+		rc = repo_load_tree(repo, &pm.tree, &top);
+		if (rc == 0 && (top.n != 1 || top.entries[0].type != TREE_DIR))
+			rc = error_set(CAIRN_ECORRUPT, "snapshot %s: bad top tree", parent);
+		if (rc == 0) rc = reuse_from_parent(&c, c.root, &top.entries[0].subtree);
+		if (top.mem) tree_free(&top);
+		snapshot_manifest_free(&pm);
+		if (rc < 0) {
+			error_prefix("parent");
+			goto done;
+		}
+	}
+	for (size_t i = 0; i < c.nstates; i++) {
+		file_state *fs = &c.states[i];
+		if (fs->leader) continue;
+		if (fs->reused) {
+			c.reused++;
+			c.bytes += fs->size;
+		} else {
+			c.todo[c.ntodo++] = fs;
+		}
+	}
+
+	nthreads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (nthreads < 1) nthreads = 1;
+	if (!(threads = calloc((size_t)nthreads, sizeof(*threads)))) {
+		rc = ERR_OOM();
+		goto done;
+	}
+	c.workers_left = nthreads;
+	for (int i = 0; i < nthreads; i++)
+		if (pthread_create(&threads[i], NULL, worker, &c) != 0) {
+			c.workers_left -= nthreads - i;
+			fail(&c, error_set(CAIRN_EIO, "take: cannot start worker threads"));
+			nthreads = i;
+			break;
+		}
+	while (c.workers_left > 0) {
+		emit_progress(o, &c, ws.files, ws.bytes);
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
+	if ((rc = c.rc) < 0) {
+		error_set(rc, "%s", c.message);
+		goto done;
+	}
+
+	oid top_id;
+	if ((rc = build_top(&c, &top_id)) < 0) goto done;
+	if (c.pw) {
+		pack_writer *pw = c.pw;
+		c.pw = NULL;
+		if ((rc = flush_pack(&c, pw)) < 0) goto done;
+	}
+	emit_progress(o, &c, ws.files, ws.bytes);
+	if ((rc = write_index(&c)) < 0) goto done;
+
+	snapshot_manifest m;
+	memset(&m, 0, sizeof(m));
+	m.tree = top_id;
+	if (parent[0]) hex_decode(m.parent.b, OID_LEN, parent);
+	m.time_ns = now_ns(CLOCK_REALTIME);
+	gethostname(host, sizeof(host) - 1);
+	m.user = (char *)user;
+	m.name = (char *)o->name;
+	m.root_path = root_path;
+	m.hostname = host;
+	m.files = ws.files;
+	m.dirs = ws.dirs;
+	m.symlinks = ws.symlinks;
+	m.specials = ws.specials;
+	m.hardlinks = c.hardlink_extra;
+	m.sockets_skipped = ws.sockets_skipped;
+	m.bytes = c.bytes;
+	m.new_bytes = c.new_bytes;
+	m.stored_bytes = c.stored_bytes;
+	m.pause_ms = 0;
+	m.duration_ms = (uint64_t)(now_ns(CLOCK_MONOTONIC) - t0) / 1000000;
+	char **keys = calloc(o->nlabels + 1, sizeof(char *)), **values = calloc(o->nlabels + 1, sizeof(char *));
+	if (!keys || !values) {
+		free(keys);
+		free(values);
+		rc = ERR_OOM();
+		goto done;
+	}
+	for (size_t i = 0; i < o->nlabels; i++) {
+		const char *eq = strchr(o->labels[i], '=');
+		keys[i] = strndup(o->labels[i], (size_t)(eq - o->labels[i]));
+		values[i] = strdup(eq + 1);
+	}
+	m.nlabels = o->nlabels;
+	m.label_keys = keys;
+	m.label_values = values;
+	uint8_t *mdata = NULL;
+	size_t mlen = 0;
+	rc = snapshot_encode(&m, &mdata, &mlen);
+	for (size_t i = 0; i < o->nlabels; i++) {
+		free(keys[i]);
+		free(values[i]);
+	}
+	free(keys);
+	free(values);
+	if (rc < 0) goto done;
+	oid sid;
+	char sid_hex[OID_HEX_LEN + 1], sname[OID_HEX_LEN + 16];
+	hash_sha256(&sid, mdata, mlen);
+	oid_hex(sid_hex, &sid);
+	snprintf(sname, sizeof(sname), "snapshots/%s", sid_hex);
+	rc = store_put(repo->st, sname, mdata, mlen, STORE_EXCL); /* the commit point */
+	free(mdata);
+	if (rc < 0) goto done;
+
+	/* this handle now knows the new blobs too */
+	pthread_mutex_lock(&repo->lock);
+	for (size_t i = 0; i < c.nentries && rc == 0; i++)
+		if (index_insert(repo->index, &c.entries[i]) < 0) rc = ERR_OOM();
+	pthread_mutex_unlock(&repo->lock);
+
+	if (out) {
+		memcpy(out->snapshot, sid_hex, sizeof(out->snapshot));
+		out->files = ws.files;
+		out->dirs = ws.dirs;
+		out->bytes = c.bytes;
+		out->new_bytes = c.new_bytes;
+		out->stored_bytes = c.stored_bytes;
+		out->reused_files = c.reused;
+		out->sockets_skipped = ws.sockets_skipped;
+		out->mounts_skipped = ws.mounts_skipped;
+		out->excluded = ws.excluded;
+		out->pause_ms = 0;
+		out->duration_ms = m.duration_ms;
+		out->used_uring = ws.used_uring;
+	}
+done:
+	free(threads);
+	if (c.pw) pack_writer_free(c.pw);
+	index_free(c.pending);
+	free(c.entries);
+	free_states(&c);
+	free(col.hl);
+	free(c.hl_table);
+	walk_free(c.root);
+	if (c.rootfd >= 0) close(c.rootfd);
+	pthread_mutex_destroy(&c.lock);
+	return rc;
+}
