@@ -1,0 +1,378 @@
+#include "pack.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "buf.h"
+#include "cairn.h"
+#include "error.h"
+
+struct pack_writer {
+	buf b;
+	pack_blob *blobs;
+	size_t nblobs, cap;
+	int finished;
+};
+
+/* Checks shared by the writer, the parser and the blob reader: what a blob
+ * header may say on its own. Returns NULL or the fault. */
+static const char *blob_fields_fault(uint8_t type, uint8_t comp, uint16_t reserved,
+                                     uint32_t raw_len, uint32_t stored_len)
+{
+	if (type != BLOB_DATA && type != BLOB_TREE) return "unknown blob type";
+	if (comp != COMP_NONE && comp != COMP_ZSTD) return "unknown compression";
+	if (reserved != 0) return "reserved field not zero";
+	if (type == BLOB_DATA && raw_len > MAX_CHUNK_LEN) return "data blob longer than the chunk limit";
+	if (type == BLOB_TREE && raw_len > MAX_TREE_LEN) return "tree blob longer than the tree limit";
+	if (comp == COMP_NONE && stored_len != raw_len) return "stored length differs from raw length";
+	if (comp == COMP_ZSTD && stored_len == 0) return "empty compressed blob";
+	if (stored_len > MAX_PACK_LEN) return "stored length beyond the pack limit";
+	return NULL;
+}
+
+static void put_blob_header(uint8_t *p, const pack_blob *bl)
+{
+	memcpy(p, bl->id.b, OID_LEN);
+	p[32] = bl->type;
+	p[33] = bl->comp;
+	put_u16(p + 34, 0);
+	put_u32(p + 36, bl->raw_len);
+	put_u32(p + 40, bl->stored_len);
+}
+
+/* The 44 bytes shared by a blob header and a directory entry. */
+static void get_blob_header(const uint8_t *p, pack_blob *bl, uint16_t *reserved)
+{
+	memcpy(bl->id.b, p, OID_LEN);
+	bl->type = p[32];
+	bl->comp = p[33];
+	*reserved = get_u16(p + 34);
+	bl->raw_len = get_u32(p + 36);
+	bl->stored_len = get_u32(p + 40);
+}
+
+static void short_id(char out[17], const oid *id) { hex_encode(out, id->b, 8); }
+
+int pack_writer_new(pack_writer **out)
+{
+	*out = NULL;
+	pack_writer *pw = calloc(1, sizeof(*pw));
+	if (!pw) return ERR_OOM();
+	buf_init(&pw->b);
+	buf_header(&pw->b, MAGIC_PACK, 0);
+	if (pw->b.oom) {
+		free(pw);
+		return ERR_OOM();
+	}
+	*out = pw;
+	return 0;
+}
+
+void pack_writer_free(pack_writer *pw)
+{
+	if (!pw) return;
+	buf_free(&pw->b);
+	free(pw->blobs);
+	free(pw);
+}
+
+/* Size of the finished file if it were finished with n blobs in len bytes. */
+static uint64_t finished_size(uint64_t len, uint64_t n)
+{
+	return len + n * PACK_DIR_ENTRY_LEN + PACK_FOOTER_LEN + FORMAT_CHECK_LEN;
+}
+
+int pack_writer_add(pack_writer *pw, const oid *id, uint8_t type, uint8_t comp,
+                    const void *stored, uint32_t stored_len, uint32_t raw_len)
+{
+	char sid[17];
+	short_id(sid, id);
+	if (pw->finished)
+		return error_set(CAIRN_EIO, "pack writer: blob %s added after finish", sid);
+	const char *fault = blob_fields_fault(type, comp, 0, raw_len, stored_len);
+	if (fault) return error_set(CAIRN_EIO, "pack writer: blob %s: %s", sid, fault);
+	/* Offsets are u32: the caller starts a new pack well before this. */
+	uint64_t after = finished_size((uint64_t)pw->b.len + BLOB_OVERHEAD + stored_len, pw->nblobs + 1);
+	if (after > MAX_PACK_LEN)
+		return error_set(CAIRN_EIO, "pack writer: blob %s of %u bytes would exceed the pack limit",
+		                 sid, stored_len);
+	if (pw->nblobs == pw->cap) {
+		size_t cap = pw->cap ? pw->cap * 2 : 64;
+		pack_blob *nb = realloc(pw->blobs, cap * sizeof(*nb));
+		if (!nb) return ERR_OOM();
+		pw->blobs = nb;
+		pw->cap = cap;
+	}
+	if (buf_reserve(&pw->b, BLOB_OVERHEAD + (size_t)stored_len) < 0) return ERR_OOM();
+
+	pack_blob *bl = &pw->blobs[pw->nblobs];
+	bl->id = *id;
+	bl->type = type;
+	bl->comp = comp;
+	bl->raw_len = raw_len;
+	bl->stored_len = stored_len;
+	bl->offset = (uint32_t)pw->b.len;
+
+	uint8_t hdr[BLOB_HEADER_LEN];
+	put_blob_header(hdr, bl);
+	buf_put(&pw->b, hdr, sizeof(hdr));
+	buf_put(&pw->b, stored, stored_len);
+	buf_u64(&pw->b, hash_xxh3(pw->b.data + bl->offset, BLOB_HEADER_LEN + (size_t)stored_len));
+	pw->nblobs++;
+	return 0;
+}
+
+/* The size the file will have when finished now (compare with PACK_TARGET_LEN). */
+size_t pack_writer_size(const pack_writer *pw)
+{
+	return (size_t)finished_size(pw->b.len, pw->nblobs);
+}
+
+size_t pack_writer_count(const pack_writer *pw) { return pw->nblobs; }
+
+int pack_writer_finish(pack_writer *pw, uint8_t **data, size_t *len, const pack_blob **blobs,
+                       size_t *nblobs)
+{
+	*data = NULL;
+	*len = 0;
+	if (pw->finished) return error_set(CAIRN_EIO, "pack writer: finished twice");
+	uint32_t dir_offset = (uint32_t)pw->b.len;
+	if (buf_reserve(&pw->b, pw->nblobs * PACK_DIR_ENTRY_LEN + PACK_FOOTER_LEN + FORMAT_CHECK_LEN) < 0)
+		return ERR_OOM();
+	for (size_t i = 0; i < pw->nblobs; i++) {
+		uint8_t e[PACK_DIR_ENTRY_LEN];
+		put_blob_header(e, &pw->blobs[i]);
+		put_u32(e + BLOB_HEADER_LEN, pw->blobs[i].offset);
+		buf_put(&pw->b, e, sizeof(e));
+	}
+	buf_u32(&pw->b, (uint32_t)pw->nblobs);
+	buf_u32(&pw->b, dir_offset);
+	buf_check(&pw->b);
+	if (pw->b.oom) return ERR_OOM();
+	pw->finished = 1;
+	*data = buf_take(&pw->b, len);
+	if (blobs) *blobs = pw->blobs;
+	if (nblobs) *nblobs = pw->nblobs;
+	return 0;
+}
+
+int pack_parse(const uint8_t *data, size_t len, const char *what, pack_blob **blobs,
+               size_t *nblobs)
+{
+	*blobs = NULL;
+	*nblobs = 0;
+	if (len > MAX_PACK_LEN)
+		return error_set(CAIRN_ECORRUPT, "%s: %zu bytes, beyond the pack limit", what, len);
+	const uint8_t *body;
+	size_t body_len;
+	int rc = frame_check(data, len, MAGIC_PACK, what, &body, &body_len);
+	if (rc < 0) return rc;
+	uint32_t flags = get_u32(data + 12);
+	if (flags != 0) return error_set(CAIRN_ECORRUPT, "%s: unknown flags 0x%x", what, flags);
+	if (body_len < PACK_FOOTER_LEN) return error_set(CAIRN_ECORRUPT, "%s: no footer", what);
+
+	/* All offsets below are file offsets; len <= MAX_PACK_LEN fits u32. */
+	uint64_t footer = len - FORMAT_CHECK_LEN - PACK_FOOTER_LEN;
+	uint32_t count = get_u32(data + footer);
+	uint32_t dir_offset = get_u32(data + footer + 4);
+	if (dir_offset < FORMAT_HEADER_LEN || dir_offset > footer ||
+	    (footer - dir_offset) != (uint64_t)count * PACK_DIR_ENTRY_LEN)
+		return error_set(CAIRN_ECORRUPT, "%s: directory of %u entries at %u does not fit", what,
+		                 count, dir_offset);
+	/* count <= len / 48 now, so the allocation is bounded by the file. */
+	pack_blob *out = malloc((count ? count : 1) * sizeof(*out));
+	if (!out) return ERR_OOM();
+
+	uint64_t pos = FORMAT_HEADER_LEN;
+	for (uint32_t i = 0; i < count; i++) {
+		const uint8_t *e = data + dir_offset + (uint64_t)i * PACK_DIR_ENTRY_LEN;
+		pack_blob *bl = &out[i];
+		uint16_t reserved;
+		get_blob_header(e, bl, &reserved);
+		bl->offset = get_u32(e + BLOB_HEADER_LEN);
+		char sid[17];
+		short_id(sid, &bl->id);
+		const char *fault = blob_fields_fault(bl->type, bl->comp, reserved, bl->raw_len,
+		                                      bl->stored_len);
+		if (fault) {
+			rc = error_set(CAIRN_ECORRUPT, "%s: directory entry %u (blob %s): %s", what, i, sid,
+			               fault);
+			goto done;
+		}
+		/* Blobs lie back to back in directory order, from the header to the directory. */
+		if (bl->offset != pos) {
+			rc = error_set(CAIRN_ECORRUPT, "%s: blob %s at offset %u, expected %llu", what, sid,
+			               bl->offset, (unsigned long long)pos);
+			goto done;
+		}
+		uint64_t end = pos + BLOB_OVERHEAD + (uint64_t)bl->stored_len;
+		if (end > dir_offset) {
+			rc = error_set(CAIRN_ECORRUPT, "%s: blob %s at offset %u runs into the directory",
+			               what, sid, bl->offset);
+			goto done;
+		}
+		const uint8_t *b = data + pos;
+		if (memcmp(b, e, BLOB_HEADER_LEN) != 0) {
+			rc = error_set(CAIRN_ECORRUPT, "%s: blob %s at offset %u differs from its directory entry",
+			               what, sid, bl->offset);
+			goto done;
+		}
+		size_t checked = BLOB_HEADER_LEN + (size_t)bl->stored_len;
+		if (hash_xxh3(b, checked) != get_u64(b + checked)) {
+			rc = error_set(CAIRN_ECORRUPT, "%s: blob %s at offset %u: checksum mismatch", what, sid,
+			               bl->offset);
+			goto done;
+		}
+		pos = end;
+	}
+	if (pos != dir_offset) {
+		rc = error_set(CAIRN_ECORRUPT, "%s: %llu bytes between the last blob and the directory",
+		               what, (unsigned long long)(dir_offset - pos));
+		goto done;
+	}
+	*blobs = out;
+	*nblobs = count;
+	out = NULL;
+	rc = 0;
+done:
+	free(out);
+	return rc;
+}
+
+/* One compression and one decompression context per thread, freed at thread exit. */
+static pthread_key_t cctx_key, dctx_key;
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+static int ctx_keys_ok;
+
+static void free_cctx(void *p) { ZSTD_freeCCtx(p); }
+static void free_dctx(void *p) { ZSTD_freeDCtx(p); }
+
+static void ctx_keys_init(void)
+{
+	ctx_keys_ok = pthread_key_create(&cctx_key, free_cctx) == 0 &&
+	              pthread_key_create(&dctx_key, free_dctx) == 0;
+}
+
+static ZSTD_CCtx *thread_cctx(void)
+{
+	pthread_once(&ctx_once, ctx_keys_init);
+	if (!ctx_keys_ok) return NULL;
+	ZSTD_CCtx *c = pthread_getspecific(cctx_key);
+	if (!c) {
+		c = ZSTD_createCCtx();
+		if (c && pthread_setspecific(cctx_key, c) != 0) {
+			ZSTD_freeCCtx(c);
+			c = NULL;
+		}
+	}
+	return c;
+}
+
+static ZSTD_DCtx *thread_dctx(void)
+{
+	pthread_once(&ctx_once, ctx_keys_init);
+	if (!ctx_keys_ok) return NULL;
+	ZSTD_DCtx *d = pthread_getspecific(dctx_key);
+	if (!d) {
+		d = ZSTD_createDCtx();
+		if (d && pthread_setspecific(dctx_key, d) != 0) {
+			ZSTD_freeDCtx(d);
+			d = NULL;
+		}
+	}
+	return d;
+}
+
+int pack_blob_open(const uint8_t *raw, size_t raw_size, const pack_blob *want, const char *what,
+                   uint8_t **out)
+{
+	*out = NULL;
+	if (raw_size != BLOB_OVERHEAD + (size_t)want->stored_len)
+		return error_set(CAIRN_ECORRUPT, "%s: %zu bytes read, expected %zu", what, raw_size,
+		                 BLOB_OVERHEAD + (size_t)want->stored_len);
+	pack_blob got;
+	uint16_t reserved;
+	get_blob_header(raw, &got, &reserved);
+	if (oid_cmp(&got.id, &want->id) != 0)
+		return error_set(CAIRN_ECORRUPT, "%s: blob header names another id", what);
+	if (got.type != want->type || got.comp != want->comp || got.raw_len != want->raw_len ||
+	    got.stored_len != want->stored_len)
+		return error_set(CAIRN_ECORRUPT,
+		                 "%s: blob header (type %u comp %u raw %u stored %u) differs from the index "
+		                 "(type %u comp %u raw %u stored %u)",
+		                 what, got.type, got.comp, got.raw_len, got.stored_len, want->type,
+		                 want->comp, want->raw_len, want->stored_len);
+	const char *fault = blob_fields_fault(got.type, got.comp, reserved, got.raw_len, got.stored_len);
+	if (fault) return error_set(CAIRN_ECORRUPT, "%s: %s", what, fault);
+	size_t checked = BLOB_HEADER_LEN + (size_t)got.stored_len;
+	if (hash_xxh3(raw, checked) != get_u64(raw + checked))
+		return error_set(CAIRN_ECORRUPT, "%s: checksum mismatch", what);
+
+	const uint8_t *src = raw + BLOB_HEADER_LEN;
+	uint8_t *res = malloc(got.raw_len ? got.raw_len : 1);
+	if (!res) return ERR_OOM();
+	int rc;
+	if (got.comp == COMP_NONE) {
+		memcpy(res, src, got.raw_len);
+	} else {
+		ZSTD_DCtx *d = thread_dctx();
+		if (!d) {
+			rc = ERR_OOM();
+			goto done;
+		}
+		/* dst holds exactly raw_len: a frame that decodes to more fails. */
+		size_t n = ZSTD_decompressDCtx(d, res, got.raw_len, src, got.stored_len);
+		if (ZSTD_isError(n)) {
+			rc = error_set(CAIRN_ECORRUPT, "%s: zstd: %s", what, ZSTD_getErrorName(n));
+			goto done;
+		}
+		if (n != got.raw_len) {
+			rc = error_set(CAIRN_ECORRUPT, "%s: decompressed to %zu bytes, expected %u", what, n,
+			               got.raw_len);
+			goto done;
+		}
+	}
+	oid h;
+	hash_sha256(&h, res, got.raw_len);
+	if (oid_cmp(&h, &got.id) != 0) {
+		rc = error_set(CAIRN_ECORRUPT, "%s: content does not match its id", what);
+		goto done;
+	}
+	*out = res;
+	res = NULL;
+	rc = 0;
+done:
+	free(res);
+	return rc;
+}
+
+int pack_compress(const void *data, size_t len, int level, uint8_t *comp, uint8_t **stored,
+                  size_t *stored_len)
+{
+	*comp = COMP_NONE;
+	*stored = NULL;
+	*stored_len = len;
+	if (len == 0) return 0;
+	ZSTD_CCtx *c = thread_cctx();
+	if (!c) return ERR_OOM();
+	size_t cap = ZSTD_compressBound(len);
+	uint8_t *dst = malloc(cap);
+	if (!dst) return ERR_OOM();
+	size_t n = ZSTD_compressCCtx(c, dst, cap, data, len, level);
+	if (ZSTD_isError(n)) {
+		free(dst);
+		return error_set(CAIRN_EIO, "zstd compression of %zu bytes: %s", len,
+		                 ZSTD_getErrorName(n));
+	}
+	if (n >= len) { /* incompressible: store raw */
+		free(dst);
+		return 0;
+	}
+	uint8_t *shrunk = realloc(dst, n);
+	*comp = COMP_ZSTD;
+	*stored = shrunk ? shrunk : dst;
+	*stored_len = n;
+	return 0;
+}
