@@ -1,0 +1,33 @@
+#include "util.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+int cmd_init(struct cli *cli, int argc, char **argv)
+{
+	uint64_t chunk_avg = 0;
+	int zstd_level = 0;
+	const struct opt opts[] = {
+		{ "--chunk-avg", NULL, OPT_SIZE, &chunk_avg, "SIZE",
+		  "average chunk size, a power of two (default: the engine's)", 0, 0, UINT32_MAX },
+		{ "--zstd-level", NULL, OPT_INT, &zstd_level, "N",
+		  "zstd compression level (default: the engine's)", 0, 1, 19 },
+		OPT_END
+	};
+	cli_parse(cli, "", opts, argc, argv);
+
+	const char *path = cli_repo_path(cli);
+	if (!path)
+		return cairn_error_exit_code(CAIRN_EUSAGE);
+	cairn_init_options io = CAIRN_INIT_OPTIONS_INIT;
+	io.chunk_avg = (uint32_t)chunk_avg;
+	io.zstd_level = zstd_level;
+	int rc = cairn_repo_init(path, &io);
+	if (rc < 0)
+		return cli_fail(cli, rc);
+	printf("initialized repository at ");
+	print_escaped(stdout, path, strlen(path));
+	printf("\n");
+	return 0;
+}

@@ -1,0 +1,167 @@
+#include "util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+struct take_args {
+	const char *root, *name, *user, *parent, *cgroup;
+	struct strlist excludes, labels;
+	int no_parent, release, quiet, threads, no_uring;
+};
+
+/* What the engine would reject less clearly, or later. 0 or an exit code. */
+static int check_args(const struct cli *cli, const struct take_args *a)
+{
+	if (a->cgroup)
+		return cli_error(cli, CAIRN_EUSAGE, "--cgroup is not supported yet");
+	if (a->release)
+		return cli_error(cli, CAIRN_EUSAGE, "--release is not supported yet");
+	if (!*a->name)
+		return cli_error(cli, CAIRN_EUSAGE, "--name must not be empty");
+	if (a->parent && a->no_parent)
+		return cli_error(cli, CAIRN_EUSAGE, "--parent and --no-parent exclude each other");
+	for (size_t i = 0; i < a->excludes.n; i++)
+		if (a->excludes.v[i][0] != '/')
+			return cli_error(cli, CAIRN_EUSAGE,
+			                 "--exclude '%s': write it as an absolute path inside the root, e.g. /var/cache",
+			                 a->excludes.v[i]);
+	for (size_t i = 0; i < a->labels.n; i++) {
+		const char *eq = strchr(a->labels.v[i], '=');
+		if (!eq || eq == a->labels.v[i])
+			return cli_error(cli, CAIRN_EUSAGE, "--label '%s': expected KEY=VALUE", a->labels.v[i]);
+	}
+	return 0;
+}
+
+static void print_done(const cairn_take_result *r)
+{
+	struct json j;
+	json_start(&j, stdout);
+	json_open(&j, NULL, '{');
+	json_str(&j, "event", "done");
+	json_str(&j, "snapshot", r->snapshot);
+	json_u64(&j, "files", r->files);
+	json_u64(&j, "bytes", r->bytes);
+	json_u64(&j, "new_bytes", r->new_bytes);
+	json_u64(&j, "stored_bytes", r->stored_bytes);
+	json_u64(&j, "pause_ms", r->pause_ms);
+	json_u64(&j, "duration_ms", r->duration_ms);
+	json_u64(&j, "dirs", r->dirs);
+	json_u64(&j, "reused_files", r->reused_files);
+	json_u64(&j, "sockets_skipped", r->sockets_skipped);
+	json_u64(&j, "mounts_skipped", r->mounts_skipped);
+	json_u64(&j, "excluded", r->excluded);
+	json_close(&j, '}');
+	json_line_end(&j);
+}
+
+static void print_summary(const cairn_take_result *r)
+{
+	char bytes[32], fresh[32], stored[32], took[32], pause[32];
+	format_size(bytes, r->bytes);
+	format_size(fresh, r->new_bytes);
+	format_size(stored, r->stored_bytes);
+	format_duration(took, r->duration_ms);
+	format_duration(pause, r->pause_ms);
+
+	printf("snapshot  %s\n", r->snapshot);
+	printf("files     %" PRIu64, r->files);
+	if (r->reused_files)
+		printf(" (%" PRIu64 " unchanged, not read)", r->reused_files);
+	printf("\nbytes     %s\nnew       %s\nstored    %s\nduration  %s", bytes, fresh, stored, took);
+	if (r->pause_ms)
+		printf(" (paused %s)", pause);
+	printf("\n");
+
+	const char *sep = "skipped   ";
+	const struct { uint64_t n; const char *one, *many; } skipped[] = {
+		{ r->sockets_skipped, "socket", "sockets" },
+		{ r->mounts_skipped, "mount point", "mount points" },
+		{ r->excluded, "excluded path", "excluded paths" },
+	};
+	for (size_t i = 0; i < sizeof(skipped) / sizeof(skipped[0]); i++) {
+		if (skipped[i].n) {
+			printf("%s%" PRIu64 " %s", sep, skipped[i].n,
+			       skipped[i].n == 1 ? skipped[i].one : skipped[i].many);
+			sep = ", ";
+		}
+	}
+	if (*sep == ',')
+		printf("\n");
+}
+
+static int take(const struct cli *cli, cairn_repo *repo, const struct take_args *a,
+                const char *parent)
+{
+	struct events ev;
+	events_init(&ev, cli, a->quiet, 1);
+	cairn_take_options to = CAIRN_TAKE_OPTIONS_INIT;
+	to.root = a->root;
+	to.name = a->name;
+	to.user = a->user;
+	to.parent = parent;
+	to.no_parent = a->no_parent;
+	to.excludes = a->excludes.v;
+	to.nexcludes = a->excludes.n;
+	to.labels = a->labels.v;
+	to.nlabels = a->labels.n;
+	to.threads = a->threads;
+	to.no_uring = a->no_uring;
+	to.event_cb = events_cb;
+	to.event_payload = &ev;
+	cairn_take_result res;
+	int err = cairn_take(&res, repo, &to);
+	progress_clear();
+	if (err < 0)
+		return cli_fail(cli, err);
+
+	if (cli->json) {
+		if (!ev.saved) { /* the engine did not report it: say it as the engine would */
+			cairn_event saved = { .type = CAIRN_EVENT_STATE, .state = "saved", .snapshot = res.snapshot };
+			events_cb(&saved, &ev);
+		}
+		print_done(&res);
+	} else if (a->quiet) {
+		printf("%s\n", res.snapshot);
+	} else {
+		print_summary(&res);
+	}
+	return 0;
+}
+
+int cmd_take(struct cli *cli, int argc, char **argv)
+{
+	struct take_args a = { 0 };
+	const struct opt opts[] = {
+		{ "--root", NULL, OPT_STR, &a.root, "DIR", "directory to capture", 1, 0, 0 },
+		{ "--name", NULL, OPT_STR, &a.name, "NAME", "snapshot name", 1, 0, 0 },
+		{ "--user", NULL, OPT_USER, &a.user, "USER", "owner of the snapshot (default: \"default\")", 0, 0, 0 },
+		{ "--exclude", NULL, OPT_LIST, &a.excludes, "PATH", "skip PATH, written as absolute inside DIR (/var/cache)", 0, 0, 0 },
+		{ "--parent", NULL, OPT_STR, &a.parent, "SNAP", "take incrementally from SNAP (default: USER's latest of DIR)", 0, 0, 0 },
+		{ "--no-parent", NULL, OPT_FLAG, &a.no_parent, NULL, "read every file, reuse no parent", 0, 0, 0 },
+		{ "--label", NULL, OPT_LIST, &a.labels, "KEY=VALUE", "attach a label", 0, 0, 0 },
+		{ "--cgroup", NULL, OPT_STR, &a.cgroup, "CGDIR", "freeze this cgroup while capturing (not supported yet)", 0, 0, 0 },
+		{ "--release", NULL, OPT_FLAG, &a.release, NULL, "kill the cgroup after the commit (not supported yet)", 0, 0, 0 },
+		OPT_JSON(cli),
+		{ "-q", "--quiet", OPT_FLAG, &a.quiet, NULL, "no progress line; print only the snapshot id", 0, 0, 0 },
+		OPT_THREADS(&a.threads),
+		{ "--no-uring", NULL, OPT_FLAG, &a.no_uring, NULL, "plain syscalls instead of io_uring (also CAIRN_NO_URING=1)", 0, 0, 0 },
+		OPT_END
+	};
+	cli_parse(cli, "", opts, argc, argv);
+
+	cairn_repo *repo = NULL;
+	char parent[65];
+	int rc = check_args(cli, &a);
+	if (rc == 0)
+		rc = cli_open_repo(cli, &repo);
+	if (rc == 0 && a.parent)
+		rc = cli_resolve(cli, repo, a.parent, a.user, parent);
+	if (rc == 0)
+		rc = take(cli, repo, &a, a.parent ? parent : NULL);
+	cairn_repo_free(repo);
+	strlist_free(&a.excludes);
+	strlist_free(&a.labels);
+	return rc;
+}

@@ -1,0 +1,121 @@
+/* cairn: command dispatch and the global help. */
+#include "util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct command {
+	const char *name;
+	const char *summary;
+	int (*run)(struct cli *cli, int argc, char **argv);
+} commands[] = {
+	{ "init", "Create a repository at the --repo path.", cmd_init },
+	{ "take", "Capture the tree at DIR into a new snapshot.", cmd_take },
+	{ "restore", "Recreate a snapshot's tree in TARGET (absent or empty unless --force).", cmd_restore },
+	{ "snapshots", "List snapshots: id, user, name, time, size, pause and duration.", cmd_snapshots },
+	{ "ls", "List a directory (the root by default) of a snapshot.", cmd_ls },
+	{ "cat", "Write the content of one file of a snapshot to stdout.", cmd_cat },
+	{ "version", "Print the version and the repository format version.", cmd_version },
+};
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+static void global_help(FILE *f)
+{
+	fprintf(f, "usage: cairn COMMAND [ARGS] [options]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-11s%s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\noptions of every command:\n"
+	           "  --repo PATH   repository (default: $CAIRN_REPO)\n"
+	           "  -h, --help    show the command's usage and options\n"
+	           "\nRun 'cairn help COMMAND' for a command's options. Exit codes: 0 done,\n"
+	           "1 failed, 2 usage, 3 quota exceeded, 4 damage, 5 busy, 6 not found.\n");
+}
+
+static int unknown(const char *what, const char *name)
+{
+	fprintf(stderr, "cairn: unknown %s '", what);
+	print_escaped(stderr, name, strlen(name));
+	fprintf(stderr, "' (see 'cairn --help')\n");
+	return cairn_error_exit_code(CAIRN_EUSAGE);
+}
+
+static int run(const struct command *c, int argc, char **argv)
+{
+	struct cli cli = { .cmd = c->name, .summary = c->summary };
+	int rc = c->run(&cli, argc, argv);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		int err = errno;
+		if (rc == 0)
+			rc = cli_error(&cli, CAIRN_EIO, "writing to stdout: %s", strerror(err));
+	}
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	/* Global options before the command: --repo is handed to the command. */
+	int cmd = 1;
+	while (cmd < argc && argv[cmd][0] == '-') {
+		const char *a = argv[cmd];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			global_help(stdout);
+			return 0;
+		}
+		if (!strcmp(a, "--repo") && cmd + 1 >= argc) {
+			fprintf(stderr, "cairn: --repo needs a value (PATH)\n");
+			return cairn_error_exit_code(CAIRN_EUSAGE);
+		}
+		if (!strcmp(a, "--repo"))
+			cmd += 2;
+		else if (!strncmp(a, "--repo=", 7))
+			cmd++;
+		else
+			return unknown("option", a);
+	}
+	if (cmd >= argc) {
+		fprintf(stderr, "cairn: missing command (see 'cairn --help')\n");
+		return cairn_error_exit_code(CAIRN_EUSAGE);
+	}
+
+	if (!strcmp(argv[cmd], "help")) {
+		if (cmd + 1 >= argc) {
+			global_help(stdout);
+			return 0;
+		}
+		const struct command *c = find_command(argv[cmd + 1]);
+		if (!c)
+			return unknown("command", argv[cmd + 1]);
+		static char help_flag[] = "--help";
+		char *help_argv[] = { argv[cmd + 1], help_flag, NULL };
+		return run(c, 2, help_argv);
+	}
+
+	const struct command *c = find_command(argv[cmd]);
+	if (!c)
+		return unknown("command", argv[cmd]);
+
+	/* The command sees: its name, the global options, then its own arguments. */
+	char **cargv = malloc(sizeof(*cargv) * (size_t)(argc + 1));
+	if (!cargv) {
+		fprintf(stderr, "cairn: out of memory\n");
+		return 1;
+	}
+	int n = 0;
+	cargv[n++] = argv[cmd];
+	for (int i = 1; i < cmd; i++)
+		cargv[n++] = argv[i];
+	for (int i = cmd + 1; i < argc; i++)
+		cargv[n++] = argv[i];
+	cargv[n] = NULL;
+	int rc = run(c, n, cargv);
+	free(cargv);
+	return rc;
+}
