@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "batchread.h"
 #include "cairn.h"
 #include "error.h"
 #include "format.h"
@@ -21,6 +22,7 @@
 #include "walk.h"
 
 #define READ_BLOCK (8u * 1024u * 1024u)
+#define SMALL_FILE_MAX (256u * 1024u) /* read whole, in io_uring batches */
 #define SEGMENT_ENTRIES_MAX (4u * 1024u * 1024u)
 
 /* Per regular file: where its content went. */
@@ -40,6 +42,7 @@ typedef struct take_ctx {
 	int rootfd;
 	walk_node *root;
 	int level;
+	int use_uring; /* small files through io_uring (when the walk could use it) */
 
 	file_state *states; /* one per regular file, walk order */
 	size_t nstates;
@@ -54,6 +57,7 @@ typedef struct take_ctx {
 	size_t nentries, capentries;
 	int rc;
 	char message[1024];
+	char uring_fallback[256]; /* why file reads left io_uring, "" if they did not */
 
 	atomic_uint_fast64_t files_done, bytes, new_bytes, stored_bytes, reused;
 	atomic_int workers_left;
@@ -263,10 +267,9 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *buf, size_t bufcap)
 		goto done;
 	}
 	fs->size = n->size;
-	if (n->size > 0 && n->blocks * 512 < n->size) {
-		if ((rc = find_extents(fd, n->size, path ? path : n->name, &ext, &next)) < 0) goto done;
-	}
-	if (!ext) {
+	int sparse = n->size > 0 && n->blocks * 512 < n->size;
+	if (sparse && (rc = find_extents(fd, n->size, path ? path : n->name, &ext, &next)) < 0) goto done;
+	if (!sparse) {
 		dense.offset = 0;
 		dense.length = n->size;
 		ext = &dense;
@@ -315,10 +318,12 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *buf, size_t bufcap)
 		if (failed(c)) goto done;
 	}
 
-	if (ext != &dense) {
+	if (sparse) {
 		/* drop extents emptied by a shrink; an all-hole file keeps [size, 0) */
 		while (next > 0 && ext[next - 1].length == 0) next--;
-		if (next == 0) {
+		if (next == 1 && ext[0].offset == 0 && ext[0].length == fs->size) {
+			next = 0; /* no hole after all: store it as dense, like any other file */
+		} else if (next == 0) {
 			if (!ext) ext = malloc(sizeof(*ext));
 			if (!ext) {
 				rc = ERR_OOM();
@@ -328,9 +333,11 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *buf, size_t bufcap)
 			ext[0].length = 0;
 			next = 1;
 		}
-		fs->extents = ext;
-		fs->nextents = next;
-		ext = NULL;
+		if (next > 0) {
+			fs->extents = ext;
+			fs->nextents = next;
+			ext = NULL;
+		}
 	} else if (fs->size != n->size) {
 		fs->size = dense.length;
 	}
@@ -341,22 +348,100 @@ done:
 	return rc;
 }
 
+/* Whole content already in memory (a small file). */
+static int chunk_memory(take_ctx *c, file_state *fs, const uint8_t *data, size_t len)
+{
+	for (size_t pos = 0; pos < len;) {
+		size_t cut = chunker_cut(&c->repo->chunker, data + pos, len - pos);
+		int rc = add_chunk(c, fs, data + pos, cut);
+		if (rc < 0) return rc;
+		pos += cut;
+	}
+	return 0;
+}
+
+/* Dense small files go through io_uring; a sparse one needs SEEK_DATA. */
+static int batchable(const walk_node *n)
+{
+	return n->size > 0 && n->size <= SMALL_FILE_MAX && n->blocks * 512 >= n->size;
+}
+
+/* Read files[0..n): small ones in one io_uring batch, the rest one by one.
+ * *brp is dropped (set NULL) if the ring turns out not to work. */
+static int read_batch(take_ctx *c, batch_reader **brp, file_state **files, size_t n,
+                      uint8_t *arena, uint8_t *buf, size_t bufcap)
+{
+	int rc = 0;
+	batch_item items[BATCH_MAX];
+	file_state *owners[BATCH_MAX];
+	size_t nitems = 0, used = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		walk_node *node = files[i]->node;
+		if (node->size == 0) {
+			c->files_done++; /* nothing to read: the walk saw it empty */
+			continue;
+		}
+		char *path = *brp && batchable(node) ? walk_path(node) : NULL;
+		if (path && strlen(path) < PATH_MAX) {
+			items[nitems] = (batch_item){path, arena + used, node->size, 0};
+			owners[nitems++] = files[i];
+			used += node->size;
+			continue;
+		}
+		free(path);
+		if ((rc = read_file(c, files[i], buf, bufcap)) == 0) c->files_done++;
+	}
+	if (rc == 0 && nitems > 0 && batch_reader_run(*brp, c->rootfd, items, nitems) < 0) {
+		/* the plain path gives the same bytes; the caller says so once */
+		pthread_mutex_lock(&c->lock);
+		if (!c->uring_fallback[0])
+			snprintf(c->uring_fallback, sizeof(c->uring_fallback),
+			         "%s; reading files with plain syscalls", cairn_error_last());
+		pthread_mutex_unlock(&c->lock);
+		batch_reader_free(*brp);
+		*brp = NULL;
+		for (size_t i = 0; i < nitems && rc == 0; i++)
+			if ((rc = read_file(c, owners[i], buf, bufcap)) == 0) c->files_done++;
+		nitems = 0;
+	}
+	for (size_t i = 0; i < nitems && rc == 0; i++) {
+		file_state *fs = owners[i];
+		if (items[i].result < 0) {
+			rc = error_errno(CAIRN_EIO, (int)-items[i].result, "%s: read", items[i].path);
+			break;
+		}
+		fs->size = (uint64_t)items[i].result; /* less than walked if it shrank */
+		if ((rc = chunk_memory(c, fs, items[i].buf, (size_t)items[i].result)) == 0) c->files_done++;
+	}
+	for (size_t i = 0; i < nitems; i++) free((char *)items[i].path);
+	return rc;
+}
+
 static void *worker(void *arg)
 {
 	take_ctx *c = arg;
 	size_t bufcap = READ_BLOCK + c->repo->cfg.chunk_max;
-	uint8_t *buf = malloc(bufcap);
+	uint8_t *buf = malloc(bufcap), *arena = NULL;
+	batch_reader *br = NULL;
+	if (c->use_uring && batch_reader_new(&br) == 0) arena = malloc((size_t)BATCH_MAX * SMALL_FILE_MAX);
+	if (!arena) {
+		batch_reader_free(br);
+		br = NULL;
+	}
 	if (!buf) fail(c, ERR_OOM());
 	while (buf && !failed(c)) {
-		size_t i = atomic_fetch_add(&c->next, 1);
-		if (i >= c->ntodo) break;
-		int rc = read_file(c, c->todo[i], buf, bufcap);
+		size_t start = atomic_fetch_add(&c->next, BATCH_MAX);
+		if (start >= c->ntodo) break;
+		size_t n = c->ntodo - start < BATCH_MAX ? c->ntodo - start : BATCH_MAX;
+		int rc = read_batch(c, &br, c->todo + start, n, arena, buf, bufcap);
 		if (rc < 0) {
 			fail(c, rc);
 			break;
 		}
-		c->files_done++;
 	}
+	batch_reader_free(br);
+	free(arena);
 	free(buf);
 	c->workers_left--;
 	return NULL;
@@ -780,6 +865,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 
 	walk_options wo = {o->excludes, o->nexcludes, o->no_uring};
 	if ((rc = walk_run(&c.root, root_path, &wo, &ws)) < 0) goto done;
+	c.use_uring = ws.used_uring;
 	if (ws.notice[0] && o->event_cb) {
 		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = ws.notice};
 		o->event_cb(&ev, o->event_payload);
@@ -821,7 +907,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		if (fs->leader) continue;
 		if (fs->reused) {
 			c.reused++;
-			c.bytes += fs->size;
+			for (uint32_t k = 0; k < fs->nchunks; k++) c.bytes += fs->chunks[k].size;
 		} else {
 			c.todo[c.ntodo++] = fs;
 		}
@@ -847,6 +933,10 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		nanosleep(&ts, NULL);
 	}
 	for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
+	if (c.uring_fallback[0] && o->event_cb) {
+		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = c.uring_fallback};
+		o->event_cb(&ev, o->event_payload);
+	}
 	if ((rc = c.rc) < 0) {
 		error_set(rc, "%s", c.message);
 		goto done;
@@ -936,7 +1026,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		out->excluded = ws.excluded;
 		out->pause_ms = 0;
 		out->duration_ms = m.duration_ms;
-		out->used_uring = ws.used_uring;
+		out->used_uring = ws.used_uring && !c.uring_fallback[0];
 	}
 done:
 	free(threads);

@@ -52,6 +52,7 @@ static void print_done(const cairn_take_result *r)
 	json_u64(&j, "sockets_skipped", r->sockets_skipped);
 	json_u64(&j, "mounts_skipped", r->mounts_skipped);
 	json_u64(&j, "excluded", r->excluded);
+	json_bool(&j, "io_uring", r->used_uring);
 	json_close(&j, '}');
 	json_line_end(&j);
 }

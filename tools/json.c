@@ -65,6 +65,12 @@ void json_i64(struct json *j, const char *key, int64_t v)
 	fprintf(j->f, "%" PRId64, v);
 }
 
+void json_bool(struct json *j, const char *key, int v)
+{
+	member(j, key);
+	fputs(v ? "true" : "false", j->f);
+}
+
 void json_null(struct json *j, const char *key)
 {
 	member(j, key);

@@ -144,6 +144,7 @@ void json_strn(struct json *j, const char *key, const char *s, size_t len);
 void json_u64(struct json *j, const char *key, uint64_t v);
 void json_i64(struct json *j, const char *key, int64_t v);
 void json_null(struct json *j, const char *key);
+void json_bool(struct json *j, const char *key, int v);
 /* A JSON string literal of s[0..len) (quotes included). */
 void json_escape(FILE *f, const char *s, size_t len);
 /* End an event line on stdout and flush it, so readers see it at once. */
