@@ -44,6 +44,9 @@ typedef struct walk_options {
 	int no_uring;                /* use plain syscalls */
 } walk_options;
 
+/* files/dirs/symlinks/specials count the nodes of the result (the root and
+ * kept mount points are dirs); mounts_skipped counts is_mount nodes and
+ * files mounted over files (left out); excluded counts matched entries. */
 typedef struct walk_stats {
 	uint64_t files, dirs, symlinks, specials, sockets_skipped, mounts_skipped, excluded;
 	uint64_t bytes;   /* sum of regular file sizes */
@@ -52,9 +55,13 @@ typedef struct walk_stats {
 } walk_stats;
 
 /* Walk the tree at root. "/datadrive" (relative to root) and every mount
- * point inside root are kept as empty directories and not descended into;
- * excludes are left out; sockets are skipped and counted; entries are not
- * followed through symlinks. Errors name the path. */
+ * point inside root are kept as empty directories and not descended into
+ * (a non-directory mounted over a file is left out); excludes are left out;
+ * sockets are skipped and counted; entries are not followed through
+ * symlinks. Entries that vanish during the walk are left out. Errors name
+ * the path: CAIRN_ENOTFOUND (root missing), CAIRN_EUSAGE (root not a
+ * directory, bad exclude), CAIRN_EIO. Env CAIRN_NO_URING=1 forces the plain
+ * syscalls. */
 int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_stats *stats);
 void walk_free(walk_node *root);
 
@@ -62,8 +69,11 @@ void walk_free(walk_node *root);
 char *walk_path(const walk_node *n);
 
 /* Open a regular file found by the walk, for reading (O_RDONLY|O_NOFOLLOW|
- * O_CLOEXEC), relative to rootfd, even when its path exceeds PATH_MAX.
- * Returns an fd or a negative CAIRN_E* code with a message naming the path. */
+ * O_CLOEXEC, and O_NOATIME where permitted), relative to rootfd, even when
+ * its path exceeds PATH_MAX. No symlink on the path is followed; a FIFO
+ * swapped in does not block. Thread-safe. Returns an fd or a negative
+ * CAIRN_E* code with a message naming the path: CAIRN_ENOTFOUND when it has
+ * vanished, CAIRN_EIO otherwise (including "no longer a regular file"). */
 int walk_open(int rootfd, const walk_node *n);
 
 #endif
