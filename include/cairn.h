@@ -209,8 +209,9 @@ typedef struct cairn_entry {
 	uint32_t nxattrs;
 } cairn_entry;
 
-/* path is the entry's path relative to the snapshot root ("" for the root's children). */
-typedef int (*cairn_ls_cb)(const char *path, const cairn_entry *entry, void *payload);
+/* dir is the directory holding the entry, relative to the snapshot root
+ * ("" for the root's children); the entry's own name is entry->name. */
+typedef int (*cairn_ls_cb)(const char *dir, const cairn_entry *entry, void *payload);
 
 /* List the directory at path ("/" or "" = root) of snapshot snap_id; with
  * recursive, every entry below it. A non-zero return from cb stops the walk
