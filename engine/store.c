@@ -23,6 +23,7 @@ struct fd_slot {
 	char name[96];
 	int fd;
 	uint64_t used; /* LRU clock */
+	int pins;      /* readers using fd now: never closed while > 0 */
 };
 
 struct store {
@@ -74,21 +75,28 @@ int store_get(store *st, const char *name, size_t max, uint8_t **out, size_t *le
 	return io_read_all(st->rootfd, name, max, out, len, name);
 }
 
-/* Take a cached descriptor for name (opening it if needed); returns fd or <0. */
-static int fd_acquire(store *st, const char *name)
+/* A descriptor for name: from the cache (pinned until fd_release) or, when
+ * every slot is pinned, a private one. */
+typedef struct fd_ref {
+	int fd;
+	struct fd_slot *slot; /* NULL for a private descriptor */
+} fd_ref;
+
+static int fd_acquire(store *st, const char *name, fd_ref *ref)
 {
-	int rc;
+	int cacheable = strlen(name) < sizeof(st->fds[0].name);
 	pthread_mutex_lock(&st->lock);
-	struct fd_slot *victim = &st->fds[0];
-	for (int i = 0; i < FD_CACHE; i++) {
+	struct fd_slot *victim = NULL;
+	for (int i = 0; cacheable && i < FD_CACHE; i++) {
 		struct fd_slot *s = &st->fds[i];
 		if (s->fd >= 0 && strcmp(s->name, name) == 0) {
 			s->used = ++st->clock;
-			rc = dup(s->fd); /* a dup survives eviction while in use */
+			s->pins++;
 			pthread_mutex_unlock(&st->lock);
-			return rc < 0 ? error_errno(CAIRN_EIO, errno, "%s: dup", name) : rc;
+			*ref = (fd_ref){s->fd, s};
+			return 0;
 		}
-		if (s->used < victim->used) victim = s;
+		if (s->pins == 0 && (!victim || s->used < victim->used)) victim = s;
 	}
 	pthread_mutex_unlock(&st->lock);
 
@@ -97,22 +105,39 @@ static int fd_acquire(store *st, const char *name)
 		if (errno == ENOENT) return error_set(CAIRN_ECORRUPT, "%s: missing", name);
 		return error_errno(CAIRN_EIO, errno, "%s: open", name);
 	}
-	if (strlen(name) >= sizeof(victim->name)) return fd;
+	*ref = (fd_ref){fd, NULL};
+	if (!victim) return 0;
 	pthread_mutex_lock(&st->lock);
-	if (victim->fd >= 0) close(victim->fd);
-	snprintf(victim->name, sizeof(victim->name), "%s", name);
-	victim->fd = dup(fd);
-	victim->used = ++st->clock;
+	if (victim->pins == 0) { /* still free: cache this descriptor */
+		if (victim->fd >= 0) close(victim->fd);
+		snprintf(victim->name, sizeof(victim->name), "%s", name);
+		victim->fd = fd;
+		victim->used = ++st->clock;
+		victim->pins = 1;
+		ref->slot = victim;
+	}
 	pthread_mutex_unlock(&st->lock);
-	return fd;
+	return 0;
+}
+
+static void fd_release(store *st, fd_ref *ref)
+{
+	if (!ref->slot) {
+		close(ref->fd);
+		return;
+	}
+	pthread_mutex_lock(&st->lock);
+	ref->slot->pins--;
+	pthread_mutex_unlock(&st->lock);
 }
 
 int store_get_range(store *st, const char *name, uint64_t off, void *out, size_t len)
 {
-	int fd = fd_acquire(st, name);
-	if (fd < 0) return fd;
-	int rc = io_pread_full(fd, out, len, off, name);
-	close(fd);
+	fd_ref ref = {-1, NULL};
+	int rc = fd_acquire(st, name, &ref);
+	if (rc < 0) return rc;
+	rc = io_pread_full(ref.fd, out, len, off, name);
+	fd_release(st, &ref);
 	return rc;
 }
 
@@ -172,7 +197,7 @@ int store_delete(store *st, const char *name)
 	/* evict a cached descriptor so the space is given back */
 	pthread_mutex_lock(&st->lock);
 	for (int i = 0; i < FD_CACHE; i++)
-		if (st->fds[i].fd >= 0 && strcmp(st->fds[i].name, name) == 0) {
+		if (st->fds[i].fd >= 0 && st->fds[i].pins == 0 && strcmp(st->fds[i].name, name) == 0) {
 			close(st->fds[i].fd);
 			st->fds[i].fd = -1;
 			st->fds[i].used = 0;
