@@ -100,7 +100,7 @@ CAIRN_EXTERN int cairn_snapshot_list_load(cairn_snapshot_list **out, cairn_repo 
 		goto fail;
 	}
 	for (size_t i = 0; i < l->n; i++) fill_info(&l->items[i], &l->manifests[i], l->ids[i]);
-	qsort(l->items, l->n, sizeof(*l->items), by_time);
+	if (l->n) qsort(l->items, l->n, sizeof(*l->items), by_time);
 	l->user = NULL; /* borrowed from the caller only during the load */
 	*out = l;
 	return 0;

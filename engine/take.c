@@ -540,7 +540,7 @@ static int hl_node_cmp(const void *a, const void *b)
 static int assign_hardlinks(take_ctx *c, collect *col)
 {
 	size_t ngroups = 0;
-	qsort(col->hl, col->nhl, sizeof(*col->hl), hl_cmp);
+	if (col->nhl) qsort(col->hl, col->nhl, sizeof(*col->hl), hl_cmp);
 	hl_item **firsts = calloc(col->nhl ? col->nhl : 1, sizeof(*firsts));
 	c->hl_table = calloc(col->nhl ? col->nhl : 1, sizeof(*c->hl_table));
 	if (!firsts || !c->hl_table) {
