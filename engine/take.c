@@ -1,6 +1,6 @@
-/* The take pipeline: walk, match against the parent, read + chunk + hash +
- * dedup + compress on every core, pack, build trees bottom-up, commit
- * (packs, then the index segment, then the manifest). */
+/* The take pipeline: walk, match against the parent, read + chunk + hash on
+ * every core (dedup, compression and packs in writer.c), build trees
+ * bottom-up, commit. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,14 +16,12 @@
 #include "cairn.h"
 #include "error.h"
 #include "format.h"
-#include "io.h"
-#include "pack.h"
 #include "repo.h"
 #include "walk.h"
+#include "writer.h"
 
 #define READ_BLOCK (8u * 1024u * 1024u)
 #define SMALL_FILE_MAX (256u * 1024u) /* read whole, in io_uring batches */
-#define SEGMENT_ENTRIES_MAX (4u * 1024u * 1024u)
 
 /* Per regular file: where its content went. */
 typedef struct file_state {
@@ -41,7 +39,6 @@ typedef struct take_ctx {
 	cairn_repo *repo;
 	int rootfd;
 	walk_node *root;
-	int level;
 	int use_uring; /* small files through io_uring (when the walk could use it) */
 
 	file_state *states; /* one per regular file, walk order */
@@ -50,11 +47,8 @@ typedef struct take_ctx {
 	size_t ntodo;
 	atomic_size_t next;
 
-	pthread_mutex_t lock; /* guards pending, pw, entries, rc */
-	chunk_index *pending; /* blobs this take has stored or is storing */
-	pack_writer *pw;
-	index_entry *entries; /* blobs in packs already written */
-	size_t nentries, capentries;
+	snap_writer *writer;
+	pthread_mutex_t lock; /* guards rc, message, uring_fallback */
 	int rc;
 	char message[1024];
 	char uring_fallback[256]; /* why file reads left io_uring, "" if they did not */
@@ -93,105 +87,13 @@ static int failed(take_ctx *c)
 	return rc;
 }
 
-/* ---- packs ---------------------------------------------------------------- */
-
-static int flush_pack(take_ctx *c, pack_writer *pw)
-{
-	int rc;
-	uint8_t *data = NULL, pack_id[PACK_ID_LEN];
-	size_t len, nblobs;
-	const pack_blob *blobs;
-	char name[64];
-
-	if ((rc = pack_writer_finish(pw, &data, &len, &blobs, &nblobs)) < 0) goto done;
-	if ((rc = repo_random(pack_id, sizeof(pack_id))) < 0) goto done;
-	repo_pack_name(name, pack_id);
-	if ((rc = store_put(c->repo->st, name, data, len, STORE_EXCL)) < 0) goto done;
-
-	pthread_mutex_lock(&c->lock);
-	if (c->nentries + nblobs > c->capentries) {
-		size_t cap = c->capentries ? c->capentries : 1024;
-		while (cap < c->nentries + nblobs) cap *= 2;
-		index_entry *e = realloc(c->entries, cap * sizeof(*e));
-		if (!e) {
-			pthread_mutex_unlock(&c->lock);
-			rc = ERR_OOM();
-			goto done;
-		}
-		c->entries = e;
-		c->capentries = cap;
-	}
-	for (size_t i = 0; i < nblobs; i++) {
-		index_entry *e = &c->entries[c->nentries++];
-		memset(e, 0, sizeof(*e));
-		e->id = blobs[i].id;
-		memcpy(e->pack, pack_id, PACK_ID_LEN);
-		e->offset = blobs[i].offset;
-		e->raw_len = blobs[i].raw_len;
-		e->stored_len = blobs[i].stored_len;
-		e->type = blobs[i].type;
-		e->comp = blobs[i].comp;
-	}
-	pthread_mutex_unlock(&c->lock);
-done:
-	free(data);
-	pack_writer_free(pw);
-	return rc;
-}
-
-/* Store one blob unless the repository or this take has it already.
- * *added is set to the stored size when it was new, else 0. */
-static int store_blob(take_ctx *c, const oid *id, uint8_t type, const uint8_t *data, size_t len,
-                      size_t *added)
-{
-	int rc;
-	uint8_t comp, *packed = NULL;
-	size_t packed_len;
-	pack_writer *full = NULL;
-
-	*added = 0;
-	pthread_mutex_lock(&c->lock);
-	/* repo->index is not written while a take runs in this process */
-	if (index_lookup(c->repo->index, id) || index_lookup(c->pending, id)) {
-		pthread_mutex_unlock(&c->lock);
-		return 0;
-	}
-	index_entry claim;
-	memset(&claim, 0, sizeof(claim));
-	claim.id = *id;
-	rc = index_insert(c->pending, &claim);
-	pthread_mutex_unlock(&c->lock);
-	if (rc < 0) return rc;
-
-	if ((rc = pack_compress(data, len, c->level, &comp, &packed, &packed_len)) < 0) return rc;
-	const uint8_t *stored = packed ? packed : data;
-	size_t stored_len = packed ? packed_len : len;
-
-	pthread_mutex_lock(&c->lock);
-	if (!c->pw) rc = pack_writer_new(&c->pw);
-	if (rc == 0)
-		rc = pack_writer_add(c->pw, id, type, comp, stored, (uint32_t)stored_len, (uint32_t)len);
-	if (rc == 0 && pack_writer_size(c->pw) >= PACK_TARGET_LEN) {
-		full = c->pw;
-		c->pw = NULL;
-	}
-	pthread_mutex_unlock(&c->lock);
-	free(packed);
-	if (rc < 0) return rc;
-	*added = stored_len;
-	/* written outside the lock: the other workers keep compressing */
-	if (full) rc = flush_pack(c, full);
-	return rc;
-}
-
 /* ---- reading files --------------------------------------------------------- */
 
 static int add_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t len)
 {
 	oid id;
 	size_t added;
-	hash_sha256(&id, data, len);
-	int rc = store_blob(c, &id, BLOB_DATA, data, len, &added);
+	int rc = writer_put_chunk(c->writer, data, len, &id, &added);
 	if (rc < 0) return rc;
 	if (fs->nchunks == fs->cap) {
 		uint32_t cap = fs->cap ? fs->cap * 2 : 4;
@@ -667,14 +569,9 @@ static void entry_from_node(const take_ctx *c, tree_entry *e, const walk_node *n
 
 static int put_tree(take_ctx *c, tree_entry *entries, size_t n, oid *out)
 {
-	uint8_t *data;
-	size_t len, added;
-	int rc = tree_encode(entries, n, &data, &len);
-	if (rc < 0) return rc;
-	hash_sha256(out, data, len);
-	rc = store_blob(c, out, BLOB_TREE, data, len, &added);
+	size_t added;
+	int rc = writer_put_tree(c->writer, entries, n, out, &added);
 	c->stored_bytes += added;
-	free(data);
 	return rc;
 }
 
@@ -784,26 +681,6 @@ static int find_parent(cairn_repo *repo, const cairn_take_options *o, const char
 	return 0;
 }
 
-static int write_index(take_ctx *c)
-{
-	int rc = 0;
-	for (size_t start = 0; start < c->nentries && rc == 0; start += SEGMENT_ENTRIES_MAX) {
-		size_t n = c->nentries - start;
-		if (n > SEGMENT_ENTRIES_MAX) n = SEGMENT_ENTRIES_MAX;
-		uint8_t *data, id[16];
-		size_t len;
-		char name[64], hex[33];
-		if ((rc = index_segment_encode(c->entries + start, n, &data, &len)) < 0) break;
-		if ((rc = repo_random(id, sizeof(id))) == 0) {
-			hex_encode(hex, id, sizeof(id));
-			snprintf(name, sizeof(name), "index/%s", hex);
-			rc = store_put(c->repo->st, name, data, len, STORE_EXCL);
-		}
-		free(data);
-	}
-	return rc;
-}
-
 static void emit_progress(const cairn_take_options *o, take_ctx *c, uint64_t total_files,
                           uint64_t total_bytes)
 {
@@ -847,7 +724,6 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	pthread_mutex_init(&c.lock, NULL);
 	c.repo = repo;
 	c.rootfd = -1;
-	c.level = repo->cfg.zstd_level;
 	if (out) memset(out, 0, sizeof(*out));
 	if ((rc = check_options(o)) < 0) goto done;
 	user = o->user ? o->user : "default";
@@ -886,7 +762,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 
 	if ((rc = assign_hardlinks(&c, &col)) < 0) goto done;
 
-	if ((rc = index_new(&c.pending)) < 0) goto done;
+	if ((rc = writer_new(&c.writer, repo)) < 0) goto done;
 	if (parent[0]) {
 		snapshot_manifest pm;
 		if ((rc = repo_load_snapshot(repo, parent, &pm)) < 0) goto done;
@@ -944,13 +820,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 
 	oid top_id;
 	if ((rc = build_top(&c, &top_id)) < 0) goto done;
-	if (c.pw) {
-		pack_writer *pw = c.pw;
-		c.pw = NULL;
-		if ((rc = flush_pack(&c, pw)) < 0) goto done;
-	}
 	emit_progress(o, &c, ws.files, ws.bytes);
-	if ((rc = write_index(&c)) < 0) goto done;
 
 	snapshot_manifest m;
 	memset(&m, 0, sizeof(m));
@@ -988,9 +858,8 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	m.nlabels = o->nlabels;
 	m.label_keys = keys;
 	m.label_values = values;
-	uint8_t *mdata = NULL;
-	size_t mlen = 0;
-	rc = snapshot_encode(&m, &mdata, &mlen);
+	char sid_hex[OID_HEX_LEN + 1];
+	rc = writer_commit(c.writer, &m, sid_hex);
 	for (size_t i = 0; i < o->nlabels; i++) {
 		free(keys[i]);
 		free(values[i]);
@@ -998,20 +867,6 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	free(keys);
 	free(values);
 	if (rc < 0) goto done;
-	oid sid;
-	char sid_hex[OID_HEX_LEN + 1], sname[OID_HEX_LEN + 16];
-	hash_sha256(&sid, mdata, mlen);
-	oid_hex(sid_hex, &sid);
-	snprintf(sname, sizeof(sname), "snapshots/%s", sid_hex);
-	rc = store_put(repo->st, sname, mdata, mlen, STORE_EXCL); /* the commit point */
-	free(mdata);
-	if (rc < 0) goto done;
-
-	/* this handle now knows the new blobs too */
-	pthread_mutex_lock(&repo->lock);
-	for (size_t i = 0; i < c.nentries && rc == 0; i++)
-		if (index_insert(repo->index, &c.entries[i]) < 0) rc = ERR_OOM();
-	pthread_mutex_unlock(&repo->lock);
 
 	if (out) {
 		memcpy(out->snapshot, sid_hex, sizeof(out->snapshot));
@@ -1030,9 +885,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	}
 done:
 	free(threads);
-	if (c.pw) pack_writer_free(c.pw);
-	index_free(c.pending);
-	free(c.entries);
+	writer_free(c.writer);
 	free_states(&c);
 	free(col.hl);
 	free(c.hl_table);
