@@ -1,0 +1,119 @@
+#!/bin/bash
+# e2e_incremental: take, change the tree in every way (append, insert near
+# the start of a large file, rewrite in place, rewrite in place keeping the
+# mtime, add, delete, chmod, chown, touch, xattr, fill a hole), take again
+# with the parent found automatically (same --user and --root): unchanged
+# files are reused unread, only the changes are new data; both snapshots
+# restore to the matching state of the source.
+set -euo pipefail
+SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+. "$SRCDIR/tests/lib.sh"
+e2e_start incremental
+e2e_seed
+
+R=$W/repo
+SRC=$W/src
+IGN=(--no-root --ignore /datadrive --ignore /special/sock)
+MiB=1048576
+
+say "fixture tree plus a 64 MiB file"
+make_tree "$SRC"
+"$PY" -c '
+import random, sys
+r = random.Random(int(sys.argv[2]) + 1)
+open(sys.argv[1], "wb").write(r.randbytes(64 * 1024 * 1024))' "$SRC/big.bin" "$SEED"
+cairn_ok init init --repo "$R" || e2e_finish
+
+say "first take (user alice)"
+take_json take1 --repo "$R" --root "$SRC" --user alice --name inc1 || e2e_finish
+S1=$SNAP
+say "keep the first state: cp -a --preserve=all"
+cp -a --preserve=all "$SRC" "$W/state1"
+
+say "change the tree"
+cd "$SRC"
+"$PY" -c 'import sys, random; open("files/text", "ab").write(b"appended line\n" * 7000)'
+"$PY" - "$SEED" <<'EOF'
+# Insert 100 bytes near the start of big.bin, in place (same inode).
+import os, random, sys
+r = random.Random(int(sys.argv[1]) + 2)
+with open("big.bin", "r+b") as f:
+    data = f.read()
+    f.seek(0)
+    f.write(data[:1000] + r.randbytes(100) + data[1000:])
+EOF
+# Rewrite 4 KiB in place, then put the mtime back: only the ctime tells.
+printf 'REWRITTEN-IN-PLACE-%.0s' $(seq 200) | dd of=files/random bs=1 seek=$((3 * MiB)) conv=notrunc status=none
+touch -r "$W/state1/files/random" files/random
+check "files/random: same size and mtime as before, other content" bash -c '
+	[ "$(stat -c %s.%y "$1/files/random")" = "$(stat -c %s.%y "$2/files/random")" ] &&
+	! cmp -s "$1/files/random" "$2/files/random"' _ "$SRC" "$W/state1"
+printf 'X' | dd of=files/64k bs=1 seek=30000 conv=notrunc status=none
+"$PY" -c 'import random,sys; open("files/new-1m","wb").write(random.Random(int(sys.argv[1])+3).randbytes(1048576))' "$SEED"
+mkdir newdir
+echo "new file in a new directory" > newdir/file
+ln -s ../files/new-1m newdir/link
+rm files/one dirs/bigdir/f00007 hard/h2
+chmod 0604 modes/m0640
+chown 1234:1234 owners/nobody
+touch -d '2001-02-03 04:05:06.070809101' files/small
+setfattr -n user.comment -v "changed" xattr/file
+printf 'data in the former hole' | dd of=sparse/holes bs=1 seek=$((12 * MiB)) conv=notrunc status=none
+cd "$W"
+
+say "second take (alice, same root: the parent is found)"
+take_json take2 --repo "$R" --root "$SRC" --user alice --name inc2 && {
+	S2=$SNAP
+	bytes=$(done_field "$OUT" bytes || true)
+	new=$(done_field "$OUT" new_bytes || true)
+	reused=$(done_field "$OUT" reused_files || true)
+	check "the done event reports reused_files ($reused)" is_uint "$reused"
+	if is_uint "$reused"; then
+		check "reused_files ($reused) >= 4900: the unchanged files of bigdir were not read" test "$reused" -ge 4900
+	fi
+	if is_uint "$new" && is_uint "$bytes"; then
+		check "new_bytes ($new) >= 1 MiB: the new file is new data" test "$new" -ge $MiB
+		check "new_bytes ($new) <= bytes ($bytes) / 4: only the changes are new" test "$new" -le $((bytes / 4))
+	else
+		fail "the done event has numeric bytes ($bytes) and new_bytes ($new)"
+	fi
+}
+
+say "restore both snapshots and compare with the matching states"
+if cairn_ok restore1 restore --repo "$R" "$S1" "$W/r1"; then
+	treecmp_check "inc1 restored equals the first state" "$W/state1" "$W/r1" "${IGN[@]}"
+fi
+if [ -n "${S2:-}" ] && cairn_ok restore2 restore --repo "$R" "$S2" "$W/r2"; then
+	treecmp_check "inc2 restored equals the changed tree" "$SRC" "$W/r2" "${IGN[@]}"
+	cmp_check "inc2: files/random has the in-place rewrite (same size and mtime, new ctime)" \
+		"$SRC/files/random" "$W/r2/files/random"
+fi
+
+say "a take for another user does not reuse alice's snapshot as parent"
+take_json take-bob --repo "$R" --root "$SRC" --user bob --name inc-bob && {
+	new=$(done_field "$OUT" new_bytes || true)
+	reused=$(done_field "$OUT" reused_files || true)
+	check "bob's first take: reused_files == 0 (got $reused)" test "$reused" = 0
+	check "bob's first take: new_bytes == 0, the data is shared (got $new)" test "$new" = 0
+	bytes_bob=$(done_field "$OUT" bytes || true)
+}
+
+say "an explicit --parent (the first snapshot) over the changed tree"
+take_json take3 --repo "$R" --root "$SRC" --user alice --name inc3 --parent inc1 && {
+	new=$(done_field "$OUT" new_bytes || true)
+	reused=$(done_field "$OUT" reused_files || true)
+	check "take --parent inc1: new_bytes == 0 (got $new)" test "$new" = 0
+	bytes3=$(done_field "$OUT" bytes || true)
+	check "the same tree counts the same bytes whether files are reused or read (inc3 $bytes3, inc-bob ${bytes_bob:-?})" \
+		test "$bytes3" = "${bytes_bob:-?}"
+	if is_uint "$reused"; then
+		check "take --parent inc1: reused_files >= 4900 (got $reused)" test "$reused" -ge 4900
+	else
+		fail "take --parent inc1: the done event reports reused_files ($reused)"
+	fi
+	if cairn_ok restore3 restore --repo "$R" "$SNAP" "$W/r3"; then
+		treecmp_check "inc3 restored equals the changed tree" "$SRC" "$W/r3" "${IGN[@]}"
+	fi
+}
+
+e2e_finish
