@@ -10,7 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "cairn.h"
@@ -204,4 +208,139 @@ int store_delete(store *st, const char *name)
 		}
 	pthread_mutex_unlock(&st->lock);
 	return 0;
+}
+
+/* ---- locks ------------------------------------------------------------------
+ * "locks/NAME" holds "token host pid expiry_ns"; it is created exclusively.
+ * Taking over a stale lock is serialised by flock on locks/.takeover so that
+ * two processes cannot both remove it and one remove the other's new lock. */
+
+struct store_lock {
+	store *st;
+	char name[160];
+	char token[33];
+	uint64_t ttl_ms;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int lock_write(store_lock *l, int excl)
+{
+	char host[128] = "", body[320];
+	gethostname(host, sizeof(host) - 1);
+	int n = snprintf(body, sizeof(body), "%s %s %ld %llu\n", l->token, host, (long)getpid(),
+	                 (unsigned long long)(now_ms() + l->ttl_ms));
+	return io_write_atomic(l->st->rootfd, "tmp", l->name, body, (size_t)n, excl, l->name);
+}
+
+typedef struct lock_info {
+	char token[33], host[128];
+	long pid;
+	uint64_t expiry_ms;
+} lock_info;
+
+/* 0, CAIRN_ENOTFOUND (gone), or a read error. A garbled lock reads as expired. */
+static int lock_read(store *st, const char *name, lock_info *li)
+{
+	uint8_t *data;
+	size_t len;
+	memset(li, 0, sizeof(*li));
+	int rc = io_read_all(st->rootfd, name, 4096, &data, &len, name);
+	if (rc < 0) return rc;
+	char text[512];
+	snprintf(text, sizeof(text), "%.*s", (int)(len < sizeof(text) ? len : sizeof(text) - 1), (char *)data);
+	free(data);
+	unsigned long long exp = 0;
+	if (sscanf(text, "%32s %127s %ld %llu", li->token, li->host, &li->pid, &exp) != 4) exp = 0;
+	li->expiry_ms = exp;
+	return 0;
+}
+
+static int lock_stale(const lock_info *li)
+{
+	if (li->expiry_ms < now_ms()) return 1;
+	char host[128] = "";
+	gethostname(host, sizeof(host) - 1);
+	return strcmp(host, li->host) == 0 && li->pid > 0 && kill((pid_t)li->pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Remove name if it still holds the stale lock we judged. */
+static void lock_take_over(store *st, const char *name, const lock_info *seen)
+{
+	int fd = openat(st->rootfd, "locks/.takeover", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) return;
+	if (flock(fd, LOCK_EX) == 0) {
+		lock_info now;
+		if (lock_read(st, name, &now) == 0 && strcmp(now.token, seen->token) == 0 && lock_stale(&now))
+			unlinkat(st->rootfd, name, 0);
+		flock(fd, LOCK_UN);
+	}
+	close(fd);
+}
+
+int store_lock_acquire(store_lock **out, store *st, const char *name, uint64_t ttl_ms,
+                       uint64_t wait_ms)
+{
+	int rc;
+	uint8_t rnd[16];
+	*out = NULL;
+	store_lock *l = calloc(1, sizeof(*l));
+	if (!l) return ERR_OOM();
+	l->st = st;
+	l->ttl_ms = ttl_ms;
+	snprintf(l->name, sizeof(l->name), "locks/%s", name);
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		free(l);
+		return error_errno(CAIRN_EIO, errno, "lock %s: getrandom", name);
+	}
+	for (int i = 0; i < 16; i++) snprintf(l->token + 2 * i, 3, "%02x", rnd[i]);
+
+	uint64_t deadline = now_ms() + wait_ms;
+	lock_info li;
+	for (;;) {
+		rc = lock_write(l, 1);
+		if (rc == 0) {
+			*out = l;
+			return 0;
+		}
+		if (rc != CAIRN_EEXISTS) break;
+		rc = lock_read(st, l->name, &li);
+		if (rc == CAIRN_ENOTFOUND) continue; /* released meanwhile */
+		if (rc < 0) break;
+		if (lock_stale(&li)) {
+			lock_take_over(st, l->name, &li);
+			continue;
+		}
+		if (now_ms() >= deadline) {
+			rc = error_set(CAIRN_EBUSY, "lock %s: held by process %ld on %s", name, li.pid, li.host);
+			break;
+		}
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	free(l);
+	return rc;
+}
+
+int store_lock_refresh(store_lock *l)
+{
+	lock_info li;
+	int rc = lock_read(l->st, l->name, &li);
+	if (rc < 0 || strcmp(li.token, l->token) != 0)
+		return error_set(CAIRN_EBUSY, "%s: lost to another process", l->name);
+	return lock_write(l, 0);
+}
+
+void store_lock_release(store_lock *l)
+{
+	if (!l) return;
+	lock_info li;
+	if (lock_read(l->st, l->name, &li) == 0 && strcmp(li.token, l->token) == 0)
+		unlinkat(l->st->rootfd, l->name, 0);
+	free(l);
 }

@@ -29,4 +29,16 @@ int store_list(store *st, const char *dir, int (*cb)(const char *name, void *pay
                void *payload);
 int store_delete(store *st, const char *name);
 
+/* Locks: named, exclusive, with an expiry. A holder refreshes before its
+ * ttl runs out; a lock past its expiry, or held by a process on this host
+ * that no longer exists, is taken over. Waiting is bounded: CAIRN_EBUSY
+ * (naming the holder) when the lock was not had within wait_ms. */
+typedef struct store_lock store_lock;
+int store_lock_acquire(store_lock **out, store *st, const char *name, uint64_t ttl_ms,
+                       uint64_t wait_ms);
+/* Push the expiry ttl_ms into the future; CAIRN_EBUSY if the lock was lost. */
+int store_lock_refresh(store_lock *l);
+/* Release (accepts NULL); never removes a lock someone else took over. */
+void store_lock_release(store_lock *l);
+
 #endif

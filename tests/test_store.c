@@ -112,6 +112,36 @@ int main(void)
 	free(back);
 	CHECK(!tmp_empty(dir));
 
+	/* locks: exclusive, bounded wait, takeover of expired and orphaned ones */
+	char locks[600];
+	snprintf(locks, sizeof(locks), "%s/locks", dir);
+	CHECK(mkdir(locks, 0755) == 0);
+	store_lock *a = NULL, *b = NULL;
+	CHECK(store_lock_acquire(&a, st, "user-alice", 60000, 0) == 0);
+	CHECK(store_lock_acquire(&b, st, "user-alice", 60000, 100) == CAIRN_EBUSY);
+	CHECK(strstr(cairn_error_last(), "user-alice") != NULL);
+	CHECK(store_lock_acquire(&b, st, "user-bob", 60000, 0) == 0);
+	CHECK(store_lock_refresh(a) == 0);
+	store_lock_release(a);
+	store_lock_release(b);
+	store_lock_release(NULL);
+	CHECK(store_lock_acquire(&a, st, "user-alice", 1, 0) == 0); /* expires at once */
+	usleep(5000);
+	CHECK(store_lock_acquire(&b, st, "user-alice", 60000, 0) == 0);
+	CHECK(store_lock_refresh(a) == CAIRN_EBUSY); /* a lost it */
+	store_lock_release(a); /* must not remove b's lock */
+	CHECK(store_lock_acquire(&a, st, "user-alice", 60000, 50) == CAIRN_EBUSY);
+	store_lock_release(b);
+	pid = fork();
+	if (pid == 0) {
+		store_lock *dead;
+		_exit(store_lock_acquire(&dead, st, "gc", 3600 * 1000, 0) == 0 ? 0 : 1);
+	}
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(store_lock_acquire(&a, st, "gc", 60000, 0) == 0); /* its holder is gone */
+	store_lock_release(a);
+
 	store_free(st);
 	store_free(NULL);
 	free(data);
