@@ -13,7 +13,7 @@ e2e_seed
 
 R=$W/repo
 SRC=$W/src
-IGN=(--no-root --ignore /datadrive --ignore /special/sock)
+IGN=(--ignore /datadrive --ignore /special/sock)
 MiB=1048576
 
 say "fixture tree plus a 64 MiB file"

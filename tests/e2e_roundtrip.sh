@@ -11,7 +11,7 @@ e2e_seed
 
 R=$W/repo
 SRC=$W/src
-IGN=(--no-root --ignore /datadrive --ignore /special/sock)
+IGN=(--ignore /datadrive --ignore /special/sock)
 
 say "fixture tree, a cp -a copy of it, then a chain beyond PATH_MAX in the source"
 make_tree "$SRC"
