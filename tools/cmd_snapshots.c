@@ -19,6 +19,7 @@ static void print_json(const cairn_snapshot_list *list)
 		json_i64(&j, "time_ns", s->time_ns);
 		json_str(&j, "root", s->root_path);
 		json_str(&j, "parent", *s->parent ? s->parent : NULL);
+		json_str(&j, "tree", s->root_tree);
 		json_u64(&j, "files", s->files);
 		json_u64(&j, "bytes", s->bytes);
 		json_u64(&j, "new_bytes", s->new_bytes);
