@@ -1,7 +1,7 @@
 # Debian packages cairn needs to build, test and demo; sourced by .ci/run
 # and tools/demo.sh. install_deps installs only what is missing (as root).
 CAIRN_PKGS=(meson ninja-build pkg-config gcc clang libzstd-dev liburing-dev libxxhash-dev
-            libarchive-dev libssl-dev attr acl libcap2-bin python3 zstd bsdextrautils)
+            libarchive-dev libssl-dev attr acl libcap2-bin python3 zstd bsdextrautils libarchive-tools libclang-rt-14-dev)
 
 install_deps() {
 	local missing=() p

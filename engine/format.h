@@ -57,6 +57,62 @@
  *                  tree_id names the snapshot's top tree: it holds exactly one
  *                  entry, named "root", a DIR carrying the captured
  *                  directory's own metadata; its subtree is the content.
+ *                  pause_ms: how long the instance's cgroup was frozen, from
+ *                  the freeze request up to the commit (0 without --cgroup);
+ *                  root_path: realpath of the root, or the root as given when
+ *                  that resolves elsewhere (/proc/PID/root of a container).
+ *
+ *   Per-user accounting (engine/quota.h; U = the user's name, also in every
+ *   record as user:str and checked on read). "stored size" of a blob is its
+ *   stored_len in the index (bytes in the pack after compression).
+ *   user quota  := header("CAIRNUQT") user:str limit:u64 check
+ *                  (users/U/quota; absent = no quota)
+ *   user refs   := header("CAIRNURF") user:str snap_id[32] nblobs:u32
+ *                  (blob_id[32] stored:u32)*nblobs  check
+ *                  (users/U/refs/<snap hex>: every distinct chunk and tree
+ *                   the snapshot references, ascending by id)
+ *   user log    := header("CAIRNULG") user:str seq:u64 op:u8 snap_id[32]
+ *                  used_before:u64 used_after:u64 snaps_before:u64
+ *                  snaps_after:u64  check
+ *                  (users/U/log/<seq as 16 hex>; op 1 = take (add), 2 =
+ *                   forget, 3 = checkpoint (written with a base by a rebuild,
+ *                   snap_id zero); seq counts from 1 without gaps; each
+ *                   entry's "before" equals the state after the one before)
+ *   user base   := header("CAIRNUBS") user:str seq:u64 used:u64
+ *                  nsnaps:u32 snap_id[32]*nsnaps
+ *                  nblobs:u32 (blob_id[32] stored:u32 refs:u32)*nblobs  check
+ *                  (users/U/base/<seq as 16 hex>: the state after entry seq:
+ *                   charged snapshots and, for each blob with refs >= 1, how
+ *                   many of them reference it; ids ascending; used = sum of
+ *                   stored)
+ *   A user's state = the newest base + the entries after it, each applying
+ *   its snapshot's refs with +1 (add) or -1 (forget); usage = sum of stored
+ *   over blobs with refs >= 1. An add entry is written before its manifest,
+ *   a forget entry before its manifest is deleted: only the last entry can
+ *   disagree with the manifests (an add without its manifest is rolled back,
+ *   a forget whose manifest remains is finished, by the next operation that
+ *   holds the lock "user-U"). Every 32 entries a base is written at the last
+ *   entry; older entries and bases and the refs of forgotten snapshots are
+ *   deleted, the last entry is kept (`usage` reads only it).
+ *
+ *   session     := header("CAIRNSES") start_ns:i64 expiry_ns:i64 pid:u32
+ *                  host:str  check
+ *                  (gc/sessions/<32 hex>: a process that opened the repository;
+ *                   written before it loads the index, refreshed by a thread,
+ *                   deleted at close; README "Garbage collection")
+ *   gc marks    := header("CAIRNGCM") time_ns:i64
+ *                  nmarks:u32 gcmark*nmarks ncands:u32 gccand*ncands  check
+ *   gcmark      := id[32] marked_ns:i64 gone_ns:i64 flags:u8
+ *                  (a blob no snapshot references, marked at marked_ns (the
+ *                   time the mark was durable; flag 1 = provisional: time not
+ *                   known durable, marked again); gone_ns != 0: left the index
+ *                   then; kept until no session can still hold it)
+ *   gccand      := kind:u8 name:str seen_ns:i64
+ *                  (kind 1 = an unindexed pack, 2 = a tmp/ leftover; first
+ *                   seen deletable at seen_ns; names only under packs/, tmp/)
+ *   damaged     := header("CAIRNDMG") time_ns:i64 reason:str  check
+ *                  (damaged/<64 hex>: written by fsck --repair; restore
+ *                   refuses the snapshot with exit 4)
  *
  * Rules for readers: check magic, version and check before anything else;
  * bounds-check every length, offset and count against the bytes present;
@@ -69,7 +125,13 @@
  *   index/<32 hex>             index segments (one or more per take)
  *   snapshots/<64 hex>         manifests; a snapshot exists exactly when its
  *                              manifest does (the commit point)
+ *   users/U/quota, users/U/refs/<64 hex>, users/U/log/<16 hex>,
+ *   users/U/base/<16 hex>      per-user accounting (above)
  *   tmp/                       files being written; leftovers removed by gc
+ *   gc/sessions/<32 hex>       sessions of processes using the repository
+ *   gc/marks/<32 hex>          gc's marks and candidates (one, two during a swap)
+ *   damaged/<64 hex>           snapshots fsck --repair found damaged
+ *   quarantine/packs/XX/<32 hex>  damaged packs moved aside by fsck --repair
  */
 #ifndef CAIRN_FORMAT_H
 #define CAIRN_FORMAT_H
@@ -85,6 +147,14 @@
 #define MAGIC_INDEX "CAIRNIDX"
 #define MAGIC_TREE "CAIRNTRE"
 #define MAGIC_SNAPSHOT "CAIRNSNP"
+#define MAGIC_SESSION "CAIRNSES"
+#define MAGIC_GCMARKS "CAIRNGCM"
+#define MAGIC_DAMAGED "CAIRNDMG"
+#define GCMARK_PROVISIONAL 1
+#define MAGIC_USER_QUOTA "CAIRNUQT"
+#define MAGIC_USER_REFS "CAIRNURF"
+#define MAGIC_USER_LOG "CAIRNULG"
+#define MAGIC_USER_BASE "CAIRNUBS"
 
 /* blob types */
 #define BLOB_DATA 1

@@ -16,6 +16,7 @@
 #include "format.h"
 #include "io.h"
 #include "pack.h"
+#include "gc.h"
 
 #define CONFIG_MAX 4096
 #define SEGMENT_MAX (1024u * 1024u * 1024u)
@@ -88,6 +89,11 @@ static int config_decode(repo_config *c, const uint8_t *data, size_t len)
 	return 0;
 }
 
+int repo_config_decode(repo_config *c, const uint8_t *data, size_t len)
+{
+	return config_decode(c, data, len);
+}
+
 CAIRN_EXTERN int cairn_repo_init(const char *path, const cairn_init_options *opts)
 {
 	int rc = 0, fd = -1;
@@ -147,6 +153,7 @@ done:
 struct segment_load {
 	cairn_repo *repo;
 	int rc;
+	int vanished; /* a segment was deleted between listing and reading (gc) */
 };
 
 static int load_segment(const char *name, void *payload)
@@ -156,6 +163,10 @@ static int load_segment(const char *name, void *payload)
 	size_t len, n = 0;
 	index_entry *entries = NULL;
 	int rc = store_get(sl->repo->st, name, SEGMENT_MAX, &data, &len);
+	if (rc == CAIRN_ENOTFOUND) { /* gc replaced it: its successor may not be listed */
+		sl->vanished = 1;
+		return 0;
+	}
 	if (rc == 0) rc = index_segment_decode(data, len, name, &entries, &n);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		int r = index_insert(sl->repo->index, &entries[i]);
@@ -189,9 +200,15 @@ CAIRN_EXTERN int cairn_repo_open(cairn_repo **out, const char *path)
 		goto fail;
 	}
 	chunker_init(&r->chunker, r->cfg.secret, r->cfg.chunk_min, r->cfg.chunk_avg, r->cfg.chunk_max);
-	if ((rc = index_new(&r->index)) < 0) goto fail;
-	struct segment_load sl = {r, 0};
-	rc = store_list(r->st, "index", load_segment, &sl);
+	gc_session_begin(r); /* before the index is read: gc keeps what this process may use */
+	struct segment_load sl = {r, 0, 1};
+	for (int tries = 0; rc == 0 && sl.vanished && tries < 20; tries++) {
+		index_free(r->index);
+		r->index = NULL;
+		sl.vanished = 0;
+		if ((rc = index_new(&r->index)) == 0) rc = store_list(r->st, "index", load_segment, &sl);
+	}
+	if (rc == 0 && sl.vanished) rc = error_set(CAIRN_EBUSY, "index: kept changing while being read");
 	if (rc < 0) goto fail;
 	free(data);
 	*out = r;
@@ -205,6 +222,7 @@ fail:
 CAIRN_EXTERN void cairn_repo_free(cairn_repo *r)
 {
 	if (!r) return;
+	gc_session_end(r);
 	index_free(r->index);
 	store_free(r->st);
 	pthread_mutex_destroy(&r->lock);

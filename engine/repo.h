@@ -28,6 +28,7 @@ struct cairn_repo {
 	chunker_params chunker;
 	chunk_index *index;     /* every committed blob; guarded by lock */
 	pthread_mutex_t lock;
+	struct gc_session *session; /* gc.h: registered before the index is loaded */
 };
 
 /* Read, verify and decompress the blob id (type must match). Thread-safe.
@@ -41,6 +42,9 @@ int repo_load_tree(cairn_repo *r, const oid *id, tree *out);
 /* Load snapshot id_hex (full 64-hex id), verifying that its content hashes
  * to its name. CAIRN_ENOTFOUND if absent. */
 int repo_load_snapshot(cairn_repo *r, const char *id_hex, snapshot_manifest *out);
+
+/* Decode and validate a config file (fsck, fuzzing). */
+int repo_config_decode(repo_config *c, const uint8_t *data, size_t len);
 
 /* Name of a pack's object: "packs/XX/<32 hex>". */
 void repo_pack_name(char out[64], const uint8_t pack_id[PACK_ID_LEN]);

@@ -16,6 +16,7 @@
 #include "cairn.h"
 #include "error.h"
 #include "format.h"
+#include "freeze.h"
 #include "repo.h"
 #include "walk.h"
 #include "writer.h"
@@ -482,7 +483,7 @@ static int same_file(const walk_node *n, const tree_entry *e)
 static int chunks_present(take_ctx *c, const tree_entry *e)
 {
 	for (uint32_t i = 0; i < e->nchunks; i++)
-		if (!index_lookup(c->repo->index, &e->chunks[i].id)) return 0;
+		if (!writer_usable(c->writer, &e->chunks[i].id)) return 0; /* absent, or marked by gc */
 	return 1;
 }
 
@@ -643,8 +644,8 @@ static int check_options(const cairn_take_options *o)
 	if (!o || o->version != CAIRN_TAKE_OPTIONS_VERSION)
 		return error_set(CAIRN_EUSAGE, "take: missing or unsupported options");
 	if (!o->root || !*o->root) return error_set(CAIRN_EUSAGE, "take: --root is required");
-	if (!o->name || !*o->name) return error_set(CAIRN_EUSAGE, "take: --name is required");
-	if (strlen(o->name) > MAX_STR_LEN) return error_set(CAIRN_EUSAGE, "take: name too long");
+	if (!o->dry_run && (!o->name || !*o->name)) return error_set(CAIRN_EUSAGE, "take: --name is required");
+	if (o->name && strlen(o->name) > MAX_STR_LEN) return error_set(CAIRN_EUSAGE, "take: name too long");
 	if (o->user && !valid_user(o->user))
 		return error_set(CAIRN_EUSAGE, "user %s: must be 1-64 characters of [A-Za-z0-9._-]",
 		                 o->user);
@@ -718,6 +719,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	collect col = {0};
 	int64_t t0 = now_ns(CLOCK_MONOTONIC);
 	const char *user;
+	freezer *fz = NULL; /* --cgroup: frozen from before the walk until after the commit */
 
 	memset(&c, 0, sizeof(c));
 	memset(&ws, 0, sizeof(ws));
@@ -728,10 +730,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	if ((rc = check_options(o)) < 0) goto done;
 	user = o->user ? o->user : "default";
 
-	if (!realpath(o->root, root_path)) {
-		rc = error_errno(errno == ENOENT ? CAIRN_ENOTFOUND : CAIRN_EIO, errno, "root %s", o->root);
-		goto done;
-	}
+	if ((rc = live_root_path(o->root, root_path)) < 0) goto done;
 	if ((rc = find_parent(repo, o, user, root_path, parent)) < 0) goto done;
 	c.rootfd = open(root_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c.rootfd < 0) {
@@ -739,8 +738,10 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		goto done;
 	}
 
+	if (o->cgroup && (rc = freeze_begin(&fz, o)) < 0) goto done;
 	walk_options wo = {o->excludes, o->nexcludes, o->no_uring};
 	if ((rc = walk_run(&c.root, root_path, &wo, &ws)) < 0) goto done;
+	if ((rc = freeze_check(fz)) < 0) goto done;
 	c.use_uring = ws.used_uring;
 	if (ws.notice[0] && o->event_cb) {
 		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = ws.notice};
@@ -763,6 +764,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	if ((rc = assign_hardlinks(&c, &col)) < 0) goto done;
 
 	if ((rc = writer_new(&c.writer, repo)) < 0) goto done;
+	if ((rc = writer_set_user(c.writer, user, o->dry_run)) < 0) goto done; /* quota from here on */
 	if (parent[0]) {
 		snapshot_manifest pm;
 		if ((rc = repo_load_snapshot(repo, parent, &pm)) < 0) goto done;
@@ -784,6 +786,8 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		if (fs->reused) {
 			c.reused++;
 			for (uint32_t k = 0; k < fs->nchunks; k++) c.bytes += fs->chunks[k].size;
+			for (uint32_t k = 0; k < fs->nchunks && rc == 0; k++) rc = writer_ref(c.writer, &fs->chunks[k].id, BLOB_DATA);
+			if (rc < 0) goto done;
 		} else {
 			c.todo[c.ntodo++] = fs;
 		}
@@ -803,9 +807,16 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 			nthreads = i;
 			break;
 		}
-	while (c.workers_left > 0) {
-		emit_progress(o, &c, ws.files, ws.bytes);
-		struct timespec ts = {0, 100 * 1000 * 1000};
+	/* progress 10 times a second; short naps, since a frozen instance waits on us */
+	for (int64_t last = 0; c.workers_left > 0;) {
+		int64_t now = now_ns(CLOCK_MONOTONIC);
+		if (now - last >= 100 * 1000 * 1000) {
+			emit_progress(o, &c, ws.files, ws.bytes);
+			last = now;
+		}
+		int frc = freeze_check(fz);
+		if (frc < 0) fail(&c, frc); /* stops the workers */
+		struct timespec ts = {0, 5 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
 	for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
@@ -841,7 +852,8 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	m.bytes = c.bytes;
 	m.new_bytes = c.new_bytes;
 	m.stored_bytes = c.stored_bytes;
-	m.pause_ms = 0;
+	if ((rc = freeze_commit_begin(fz)) < 0) goto done;
+	m.pause_ms = freeze_pause_ms(fz); /* up to the commit; the result's runs to the thaw */
 	m.duration_ms = (uint64_t)(now_ns(CLOCK_MONOTONIC) - t0) / 1000000;
 	char **keys = calloc(o->nlabels + 1, sizeof(char *)), **values = calloc(o->nlabels + 1, sizeof(char *));
 	if (!keys || !values) {
@@ -858,8 +870,8 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	m.nlabels = o->nlabels;
 	m.label_keys = keys;
 	m.label_values = values;
-	char sid_hex[OID_HEX_LEN + 1];
-	rc = writer_commit(c.writer, &m, sid_hex);
+	char sid_hex[OID_HEX_LEN + 1] = "";
+	rc = o->dry_run ? 0 : writer_commit(c.writer, &m, sid_hex);
 	for (size_t i = 0; i < o->nlabels; i++) {
 		free(keys[i]);
 		free(values[i]);
@@ -867,6 +879,11 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	free(keys);
 	free(values);
 	if (rc < 0) goto done;
+	if (o->event_cb && !o->dry_run) {
+		cairn_event ev = {.type = CAIRN_EVENT_STATE, .state = "saved", .snapshot = sid_hex};
+		o->event_cb(&ev, o->event_payload);
+	}
+	if ((rc = freeze_end(fz, o, sid_hex)) < 0) goto done;
 
 	if (out) {
 		memcpy(out->snapshot, sid_hex, sizeof(out->snapshot));
@@ -879,11 +896,13 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		out->sockets_skipped = ws.sockets_skipped;
 		out->mounts_skipped = ws.mounts_skipped;
 		out->excluded = ws.excluded;
-		out->pause_ms = 0;
-		out->duration_ms = m.duration_ms;
+		out->pause_ms = freeze_pause_ms(fz);
+		out->duration_ms = (uint64_t)(now_ns(CLOCK_MONOTONIC) - t0) / 1000000; /* through the thaw */
 		out->used_uring = ws.used_uring && !c.uring_fallback[0];
+		out->charged_bytes = writer_charged(c.writer);
 	}
 done:
+	freeze_free(fz); /* first: a failed take thaws at once */
 	free(threads);
 	writer_free(c.writer);
 	free_states(&c);

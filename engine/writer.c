@@ -10,6 +10,8 @@
 #include "format.h"
 #include "index.h"
 #include "pack.h"
+#include "quota.h"
+#include "gc.h"
 
 #define SEGMENT_ENTRIES_MAX (4u * 1024u * 1024u)
 
@@ -20,6 +22,9 @@ struct snap_writer {
 	pack_writer *pw;      /* the pack being filled */
 	index_entry *entries; /* blobs in packs already written */
 	size_t nentries, capentries;
+	quota_tracker *tracker; /* the blobs the snapshot references, for its user's usage */
+	int dry_run;            /* store nothing */
+	chunk_index *marked;    /* marked for deletion by gc: never deduplicated against (gc.h) */
 };
 
 int writer_new(snap_writer **out, cairn_repo *repo)
@@ -30,6 +35,8 @@ int writer_new(snap_writer **out, cairn_repo *repo)
 	w->repo = repo;
 	pthread_mutex_init(&w->lock, NULL);
 	int rc = index_new(&w->pending);
+	if (rc == 0) rc = quota_tracker_new(&w->tracker, repo);
+	if (rc == 0) rc = gc_marks_load(repo, &w->marked);
 	if (rc < 0) {
 		writer_free(w);
 		return rc;
@@ -43,6 +50,8 @@ void writer_free(snap_writer *w)
 	if (!w) return;
 	pack_writer_free(w->pw);
 	index_free(w->pending);
+	quota_tracker_free(w->tracker);
+	index_free(w->marked);
 	free(w->entries);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
@@ -93,6 +102,68 @@ done:
 	return rc;
 }
 
+/* Count blob id of stored size for the snapshot's user; a tree seen for
+ * the first time counts its children. */
+static int account(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data, size_t len,
+                   uint32_t size)
+{
+	int rc = quota_tracker_add(w->tracker, id, size);
+	if (rc <= 0 || type != BLOB_TREE) return rc < 0 ? rc : 0;
+	tree t;
+	char what[80], hex[OID_HEX_LEN + 1];
+	oid_hex(hex, id);
+	snprintf(what, sizeof(what), "tree %s", hex);
+	if ((rc = tree_decode(&t, data, len, what)) < 0) return rc;
+	for (size_t i = 0; i < t.n && rc == 0; i++) {
+		const tree_entry *e = &t.entries[i];
+		if (e->type == TREE_DIR) rc = writer_ref(w, &e->subtree, BLOB_TREE);
+		for (uint32_t k = 0; k < e->nchunks && rc == 0; k++) rc = writer_ref(w, &e->chunks[k].id, BLOB_DATA);
+	}
+	tree_free(&t);
+	return rc;
+}
+
+int writer_ref(snap_writer *w, const oid *id, uint8_t type)
+{
+	if (quota_tracker_seen(w->tracker, id)) return 0;
+	pthread_mutex_lock(&w->lock);
+	const index_entry *e = index_lookup(w->repo->index, id);
+	index_entry known;
+	if (e) known = *e;
+	int pending = !e && index_lookup(w->pending, id) != NULL;
+	pthread_mutex_unlock(&w->lock);
+	if (pending) return 0; /* counted by the thread storing it */
+	char hex[OID_HEX_LEN + 1];
+	oid_hex(hex, id);
+	if (!e || known.type != type)
+		return error_set(CAIRN_ECORRUPT, "%s %s: referenced, but not in the repository",
+		                 type == BLOB_TREE ? "tree" : "chunk", hex);
+	if (type != BLOB_TREE) return account(w, id, type, NULL, 0, known.stored_len);
+	uint8_t *data;
+	size_t len;
+	int rc = repo_read_blob(w->repo, id, BLOB_TREE, &data, &len);
+	if (rc < 0) return rc;
+	rc = account(w, id, type, data, len, known.stored_len);
+	free(data);
+	return rc;
+}
+
+int writer_set_user(snap_writer *w, const char *user, int dry_run)
+{
+	w->dry_run = dry_run;
+	return quota_tracker_bind(w->tracker, user, !dry_run);
+}
+
+uint64_t writer_charged(snap_writer *w) { return quota_tracker_added(w->tracker); }
+
+int writer_usable(snap_writer *w, const oid *id)
+{
+	pthread_mutex_lock(&w->lock);
+	int ok = index_lookup(w->repo->index, id) && !index_lookup(w->marked, id);
+	pthread_mutex_unlock(&w->lock);
+	return ok;
+}
+
 int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data, size_t len,
                size_t *stored)
 {
@@ -104,9 +175,13 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 	*stored = 0;
 	pthread_mutex_lock(&w->lock);
 	/* repo->index only grows at commit, which no put runs beside */
-	if (index_lookup(w->repo->index, id) || index_lookup(w->pending, id)) {
+	const index_entry *known = index_lookup(w->repo->index, id);
+	if (known && index_lookup(w->marked, id)) known = NULL; /* gc may delete it: store it again */
+	if (known || index_lookup(w->pending, id)) {
+		uint32_t size = known ? known->stored_len : 0;
 		pthread_mutex_unlock(&w->lock);
-		return 0;
+		/* one this writer is storing is counted by the thread storing it */
+		return known ? account(w, id, type, data, len, size) : 0;
 	}
 	index_entry claim;
 	memset(&claim, 0, sizeof(claim));
@@ -120,6 +195,11 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 		return rc;
 	const uint8_t *bytes = packed ? packed : data;
 	size_t bytes_len = packed ? packed_len : len;
+	if (w->dry_run) { /* measured, not stored */
+		free(packed);
+		*stored = bytes_len;
+		return account(w, id, type, data, len, (uint32_t)bytes_len);
+	}
 
 	pthread_mutex_lock(&w->lock);
 	if (!w->pw) rc = pack_writer_new(&w->pw);
@@ -135,6 +215,7 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 	*stored = bytes_len;
 	/* written outside the lock: the other threads keep compressing */
 	if (full) rc = flush_pack(w, full);
+	if (rc == 0) rc = account(w, id, type, data, len, (uint32_t)bytes_len);
 	return rc;
 }
 
@@ -179,23 +260,31 @@ static int write_index(snap_writer *w)
 
 int writer_commit(snap_writer *w, const snapshot_manifest *m, char id_out[OID_HEX_LEN + 1])
 {
-	int rc;
+	int rc, committed = 0;
 	uint8_t *mdata = NULL;
 	size_t mlen;
 	char name[OID_HEX_LEN + 16];
 	oid sid;
 
+	if (w->dry_run) return error_set(CAIRN_EUSAGE, "a dry run commits nothing");
+	/* the user's lock is held from the quota check to the manifest */
+	if ((rc = quota_commit_begin(w->tracker, m->user)) < 0) return rc;
 	if (w->pw) {
 		pack_writer *pw = w->pw;
 		w->pw = NULL;
-		if ((rc = flush_pack(w, pw)) < 0) return rc;
+		if ((rc = flush_pack(w, pw)) < 0) goto done;
 	}
-	if ((rc = write_index(w)) < 0) return rc;
-	if ((rc = snapshot_encode(m, &mdata, &mlen)) < 0) return rc;
+	if ((rc = write_index(w)) < 0) goto done;
+	if ((rc = snapshot_encode(m, &mdata, &mlen)) < 0) goto done;
 	hash_sha256(&sid, mdata, mlen);
 	oid_hex(id_out, &sid);
 	snprintf(name, sizeof(name), "snapshots/%s", id_out);
+	if ((rc = gc_session_check(w->repo)) < 0) goto done; /* gc kept what we deduplicated against */
+	if ((rc = quota_commit_charge(w->tracker, id_out)) < 0) goto done;
 	rc = store_put(w->repo->st, name, mdata, mlen, STORE_EXCL); /* the commit point */
+	committed = rc == 0;
+done:
+	quota_commit_end(w->tracker, committed);
 	free(mdata);
 	if (rc < 0) return rc;
 

@@ -29,6 +29,23 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 int writer_put_chunk(snap_writer *w, const uint8_t *data, size_t len, oid *id, size_t *stored);
 /* Encode, hash and store a tree object. */
 int writer_put_tree(snap_writer *w, const tree_entry *entries, size_t n, oid *id, size_t *stored);
+/* 1 when blob id is in the repository and may be referenced without being
+ * stored again (not marked for deletion by gc), else 0. */
+int writer_usable(snap_writer *w, const oid *id);
+
+/* The snapshot's owner, before the first put: from then on a put fails with
+ * CAIRN_EQUOTA as soon as the blobs new to user exceed what user's quota
+ * leaves. dry_run: store nothing (blobs are still compressed, to measure),
+ * enforce nothing; writer_commit is then refused. Without this call the
+ * owner is m->user at commit (quota.h). */
+int writer_set_user(snap_writer *w, const char *user, int dry_run);
+/* The snapshot references blob id, already in the repository (or being
+ * stored by this writer), without putting it (e.g. a parent's chunk): it
+ * counts for the user. Trees put or referenced count their children too. */
+int writer_ref(snap_writer *w, const oid *id, uint8_t type);
+/* What the snapshot adds to its user's usage: so far, or (after a commit)
+ * what was charged. */
+uint64_t writer_charged(snap_writer *w);
 
 /* Commit: m (with every field but none of the ids computed here) becomes
  * the snapshot. id_out gets the new snapshot's id. On failure nothing is

@@ -146,8 +146,20 @@ typedef struct cairn_take_options {
 	int no_uring;            /* 1: plain syscalls (also CAIRN_NO_URING=1) */
 	cairn_event_cb event_cb;
 	void *event_payload;
+	/* Live instance: freeze this cgroup directory (v2 cgroup.freeze or the
+	 * v1 freezer) from before the walk until after the commit; a guardian
+	 * process thaws it if the caller dies. While frozen, SIGINT/SIGTERM/
+	 * SIGHUP abort the take (thawed, nothing committed). On failure the
+	 * group is thawed before cairn_take returns (no "resumed" event then). */
+	const char *cgroup;
+	int release;             /* 1: kill the group's processes after the commit instead of thawing */
+	uint64_t max_pause_ms;   /* > 0: abort and thaw when still paused after this long */
+	/* 1: estimate (cairn_estimate): walk, read, chunk, hash and compress, but
+	 * store and commit nothing, and do not enforce the quota; name may be
+	 * NULL; the result's charged_bytes is what the take would add. */
+	int dry_run;
 } cairn_take_options;
-#define CAIRN_TAKE_OPTIONS_INIT { CAIRN_TAKE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, NULL, 0, NULL, 0, 0, 0, NULL, NULL }
+#define CAIRN_TAKE_OPTIONS_INIT { CAIRN_TAKE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0 }
 
 typedef struct cairn_take_result {
 	char snapshot[65];
@@ -156,6 +168,7 @@ typedef struct cairn_take_result {
 	uint64_t sockets_skipped, mounts_skipped, excluded;
 	uint64_t pause_ms, duration_ms;
 	int used_uring;          /* 1 when the walk ran on io_uring */
+	uint64_t charged_bytes;  /* what the snapshot added to its user's usage (dry run: would add) */
 } cairn_take_result;
 
 CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo,
@@ -221,6 +234,261 @@ CAIRN_EXTERN int cairn_ls(cairn_repo *repo, const char *snap_id, const char *pat
 
 /* Write the content of the regular file at path to fd, verifying every chunk. */
 CAIRN_EXTERN int cairn_cat(cairn_repo *repo, const char *snap_id, const char *path, int fd);
+
+/* ---- diff and stats (engine/diff.c, engine/stats.c) ----------------------- */
+
+typedef enum cairn_diff_kind {
+	CAIRN_DIFF_ADDED = 1,
+	CAIRN_DIFF_REMOVED = 2,
+	CAIRN_DIFF_CHANGED = 3
+} cairn_diff_kind;
+
+/* What differs in a CAIRN_DIFF_CHANGED entry (bits of cairn_diff_item.changes).
+ * Inode numbers, ctimes, hardlink group numbers and subtree ids are never
+ * compared: they say nothing about the content of the snapshot. */
+#define CAIRN_CHANGED_TYPE 0x001
+#define CAIRN_CHANGED_MODE 0x002
+#define CAIRN_CHANGED_OWNER 0x004
+#define CAIRN_CHANGED_SIZE 0x008
+#define CAIRN_CHANGED_MTIME 0x010
+#define CAIRN_CHANGED_CONTENT 0x020 /* chunk list or hole layout */
+#define CAIRN_CHANGED_XATTRS 0x040
+#define CAIRN_CHANGED_TARGET 0x080
+#define CAIRN_CHANGED_RDEV 0x100
+
+typedef struct cairn_diff_item {
+	cairn_diff_kind kind;
+	const char *path;              /* relative to the snapshot root, "" = the root itself */
+	size_t path_len;
+	unsigned changes;              /* CAIRN_CHANGED_* (CAIRN_DIFF_CHANGED only) */
+	const cairn_entry *old_entry;  /* NULL when added */
+	const cairn_entry *new_entry;  /* NULL when removed */
+} cairn_diff_item;
+
+/* A non-zero return stops the diff and is returned. */
+typedef int (*cairn_diff_cb)(const cairn_diff_item *item, void *payload);
+
+typedef struct cairn_diff_result {
+	uint64_t added, removed, changed;
+	uint64_t trees_read; /* tree objects loaded: only subtrees whose ids differ are read */
+} cairn_diff_result;
+
+/* Compare snapshot old_id with new_id (full ids), depth-first in name order.
+ * Below an added or removed directory every entry is reported too. A type
+ * change is reported as changed; the children of a directory that became
+ * something else are reported removed (and added, the other way round). */
+CAIRN_EXTERN int cairn_diff(cairn_diff_result *out, cairn_repo *repo, const char *old_id,
+                            const char *new_id, cairn_diff_cb cb, void *payload);
+
+typedef struct cairn_repo_stats {
+	uint64_t snapshots;
+	uint64_t logical_bytes; /* sum of every snapshot's file bytes */
+	uint64_t stored_bytes;  /* sum of the stored size of every blob in the index */
+	uint64_t chunks;        /* data blobs in the index */
+	uint64_t trees;         /* tree blobs in the index */
+	uint64_t packs;
+	double dedup_ratio;     /* logical_bytes / stored_bytes; 0 when nothing is stored */
+} cairn_repo_stats;
+
+CAIRN_EXTERN int cairn_stats(cairn_repo_stats *out, cairn_repo *repo);
+
+/* ---- export and import (engine/archive.c) -------------------------------- */
+
+typedef enum cairn_archive_format {
+	CAIRN_ARCHIVE_PAX = 0,    /* xattrs, ACLs, sparse files, ns times */
+	CAIRN_ARCHIVE_GNUTAR = 1, /* content, modes, owners, links, devices; second times */
+	CAIRN_ARCHIVE_USTAR = 2   /* the same within ustar's limits (names, sizes, ids) */
+} cairn_archive_format;
+
+typedef enum cairn_archive_compress {
+	CAIRN_COMPRESS_NONE = 0,
+	CAIRN_COMPRESS_GZIP = 1,
+	CAIRN_COMPRESS_ZSTD = 2
+} cairn_archive_compress;
+
+#define CAIRN_EXPORT_OPTIONS_VERSION 1
+typedef struct cairn_export_options {
+	unsigned version;
+	cairn_archive_format format;
+	cairn_archive_compress compress;
+	cairn_event_cb event_cb;  /* progress: files, bytes */
+	void *event_payload;
+} cairn_export_options;
+#define CAIRN_EXPORT_OPTIONS_INIT { CAIRN_EXPORT_OPTIONS_VERSION, CAIRN_ARCHIVE_PAX, CAIRN_COMPRESS_NONE, NULL, NULL }
+
+typedef struct cairn_export_result {
+	uint64_t entries, files, bytes; /* bytes: file content written (holes excluded) */
+	uint64_t duration_ms;
+} cairn_export_result;
+
+/* Write snapshot snap_id (a full id) as a tar archive to fd, every chunk
+ * verified. Entries: "." for the root, then "name", "dir/name", ...
+ * depth-first in name order. opts may be NULL (pax, uncompressed). */
+CAIRN_EXTERN int cairn_export(cairn_export_result *out, cairn_repo *repo, const char *snap_id,
+                              int fd, const cairn_export_options *opts);
+
+#define CAIRN_IMPORT_OPTIONS_VERSION 1
+typedef struct cairn_import_options {
+	unsigned version;
+	const char *name;        /* snapshot name (required) */
+	const char *user;        /* owner; NULL = "default" */
+	const char *base;        /* full id of the snapshot this archive is a layer over, or NULL */
+	const char *source;      /* recorded as the snapshot's root path ("archive:FILE"); NULL = "-" */
+	const char *const *labels; /* "KEY=VALUE" */
+	size_t nlabels;
+	cairn_event_cb event_cb; /* progress: files, bytes, new_bytes, stored_bytes */
+	void *event_payload;
+} cairn_import_options;
+#define CAIRN_IMPORT_OPTIONS_INIT { CAIRN_IMPORT_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL }
+
+typedef struct cairn_import_result {
+	char snapshot[65];
+	uint64_t entries;        /* archive entries read */
+	uint64_t files, dirs, bytes, new_bytes, stored_bytes;
+	uint64_t whiteouts;      /* .wh. entries applied (with base only) */
+	uint64_t sockets_skipped;
+	uint64_t duration_ms;
+} cairn_import_result;
+
+/* Read a tar archive (plain, gzip or zstd: detected from the data) from fd
+ * and commit it as a snapshot. With base, the archive is an OCI/Docker
+ * layer over the base snapshot's tree: ".wh.NAME" removes NAME and
+ * ".wh..wh..opq" drops the base's children of its directory. An absolute
+ * path, a ".." component, a path through a non-directory, or a hardlink to
+ * an entry not (yet) in the tree is CAIRN_EUSAGE; a truncated or garbage
+ * archive CAIRN_ECORRUPT; either way nothing is committed. */
+CAIRN_EXTERN int cairn_import(cairn_import_result *out, cairn_repo *repo, int fd,
+                              const cairn_import_options *opts);
+
+/* ---- fsck ---------------------------------------------------------------- */
+
+#define CAIRN_FSCK_OPTIONS_VERSION 1
+typedef struct cairn_fsck_options {
+	unsigned version;
+	int read_data;        /* 1: decompress every blob and check its SHA-256 */
+	int repair;           /* 1: rebuild the index, quarantine damaged packs, mark damaged snapshots */
+	int threads;          /* 0 = number of CPUs */
+	uint64_t lock_wait_ms; /* waiting for the "gc" lock; 0 = default (10 s) */
+} cairn_fsck_options;
+#define CAIRN_FSCK_OPTIONS_INIT { CAIRN_FSCK_OPTIONS_VERSION, 0, 0, 0, 0 }
+
+typedef enum cairn_fsck_severity {
+	CAIRN_FSCK_DAMAGE = 1,  /* something a snapshot needs is missing or wrong */
+	CAIRN_FSCK_INFO = 2,    /* harmless: leftovers and unreferenced data that gc reclaims */
+	CAIRN_FSCK_REPAIRED = 3 /* an action --repair took */
+} cairn_fsck_severity;
+
+typedef struct cairn_fsck_problem {
+	cairn_fsck_severity severity;
+	const char *kind;    /* "config", "index", "pack", "snapshot", "tree", "chunk", "tmp", "usage", "repair" */
+	const char *object;  /* the object's name ("packs/ab/ab12...", "chunk 3fa1...") */
+	const char *message; /* what is wrong, one line */
+	size_t naffected;    /* affected (snapshot, path) pairs listed below */
+	const char *const *snapshot_ids;   /* naffected full ids */
+	const char *const *snapshot_names; /* naffected names ("" when the manifest is unreadable) */
+	const char *const *paths;          /* naffected paths in the snapshot ("/" = all of it) */
+	size_t more_affected; /* pairs beyond the listed ones (the list is capped) */
+} cairn_fsck_problem;
+
+typedef struct cairn_fsck_stats {
+	uint64_t snapshots, trees, chunks, packs, index_segments, bytes_checked;
+	uint64_t damaged;          /* problems of severity DAMAGE (after repair: those left) */
+	uint64_t damaged_snapshots; /* distinct snapshots affected by damage */
+	uint64_t infos, repairs;
+	uint64_t duration_ms;
+} cairn_fsck_stats;
+
+typedef struct cairn_fsck_report cairn_fsck_report;
+
+/* Check the repository at repo_path (opened here, leniently, so that a
+ * damaged config or index segment is reported rather than refused). Holds
+ * the "gc" lock throughout (CAIRN_EBUSY after lock_wait_ms). Returns 0 when
+ * the check ran, whatever it found: the report says; CAIRN_ENOTFOUND when
+ * there is no repository. With repair, the report's damage is what remains
+ * after repairing (a snapshot whose data is lost stays damaged: marked, never
+ * deleted). */
+CAIRN_EXTERN int cairn_fsck(cairn_fsck_report **out, const char *repo_path,
+                            const cairn_fsck_options *opts);
+CAIRN_EXTERN size_t cairn_fsck_report_count(const cairn_fsck_report *report);
+/* Valid until the report is freed. */
+CAIRN_EXTERN const cairn_fsck_problem *cairn_fsck_report_get(const cairn_fsck_report *report,
+                                                             size_t i);
+CAIRN_EXTERN void cairn_fsck_report_stats(const cairn_fsck_report *report, cairn_fsck_stats *out);
+CAIRN_EXTERN void cairn_fsck_report_free(cairn_fsck_report *report);
+
+/* ---- gc ------------------------------------------------------------------ */
+
+#define CAIRN_GC_OPTIONS_VERSION 1
+typedef struct cairn_gc_options {
+	unsigned version;
+	int dry_run;           /* 1: decide and report, write and delete nothing */
+	int64_t grace_ms;      /* < 0 = default (1 hour); 0 is for tests (see README) */
+	uint64_t lock_wait_ms; /* waiting for the "gc" lock; 0 = default (10 s) */
+	unsigned rewrite_percent; /* rewrite a pack when at least this % of it is garbage; 0 = 50 */
+} cairn_gc_options;
+#define CAIRN_GC_OPTIONS_INIT { CAIRN_GC_OPTIONS_VERSION, 0, -1, 0, 0 }
+
+typedef struct cairn_gc_result {
+	int dry_run;
+	uint64_t snapshots;        /* snapshots whose data was kept */
+	uint64_t live_blobs, dead_blobs; /* indexed blobs referenced / not referenced */
+	uint64_t pending_blobs, pending_bytes; /* dead, marked, waiting for the grace period or a session */
+	uint64_t deleted_blobs;    /* dropped from the index (their bytes go with their packs) */
+	uint64_t packs_deleted, packs_rewritten, packs_written;
+	uint64_t segments_deleted, segments_written;
+	uint64_t tmp_deleted, sessions_removed, markers_removed;
+	uint64_t bytes_deleted, bytes_written;
+	int64_t bytes_reclaimed;   /* bytes_deleted - bytes_written */
+	uint64_t duration_ms;
+} cairn_gc_result;
+
+/* Reclaim space (README "Garbage collection"): safe beside running takes and
+ * restores. Holds the "gc" lock (CAIRN_EBUSY after lock_wait_ms).
+ * CAIRN_ECORRUPT when a snapshot cannot be read completely (run fsck):
+ * nothing is deleted then. */
+CAIRN_EXTERN int cairn_gc(cairn_gc_result *out, cairn_repo *repo, const cairn_gc_options *opts);
+
+/* ---- users, usage and quotas (engine/quota.c) ------------------------------ */
+
+/* A user's accounting (README "Users, usage and quotas"). used_bytes is the
+ * stored size of each distinct chunk and tree that the user's snapshots
+ * reference, each counted once for the user whatever other users store. */
+typedef struct cairn_usage {
+	char user[65];
+	uint64_t used_bytes;
+	uint64_t snapshots;
+	int has_quota;        /* 0: no quota (JSON null) */
+	uint64_t quota_bytes;
+} cairn_usage;
+
+/* One user's figures, in constant time. A user without any record has zero
+ * usage and no quota. CAIRN_EUSAGE for an invalid user name. */
+CAIRN_EXTERN int cairn_usage_get(cairn_usage *out, cairn_repo *repo, const char *user);
+/* Every user with snapshots or a quota, sorted by name; *out malloc'd, free
+ * with cairn_usage_list_free. */
+CAIRN_EXTERN int cairn_usage_list(cairn_usage **out, size_t *count, cairn_repo *repo);
+CAIRN_EXTERN void cairn_usage_list_free(cairn_usage *list);
+
+/* Set (has_quota = 1) or remove (0) user's quota of bytes. A take that would
+ * bring the user's usage past it fails with CAIRN_EQUOTA and commits nothing. */
+CAIRN_EXTERN int cairn_quota_set(cairn_repo *repo, const char *user, int has_quota, uint64_t bytes);
+
+typedef struct cairn_estimate_result {
+	uint64_t added_bytes;  /* what a take would add to the user's usage */
+	uint64_t files, bytes, new_bytes, stored_bytes; /* as the take would report them */
+	cairn_usage usage;     /* the user's figures now */
+	int fits;              /* the take would pass the user's quota */
+} cairn_estimate_result;
+
+/* What cairn_take with opts would add to opts->user's usage, writing
+ * nothing (a dry run of the take pipeline; opts->name may be NULL). Equal to
+ * what the take then adds when nothing changes in between. */
+CAIRN_EXTERN int cairn_estimate(cairn_estimate_result *out, cairn_repo *repo,
+                                const cairn_take_options *opts);
+
+/* Delete snapshot snap_id (a full id); its user's usage drops at once (by
+ * *released_bytes, which may be NULL); the space returns at the next gc. */
+CAIRN_EXTERN int cairn_forget(cairn_repo *repo, const char *snap_id, uint64_t *released_bytes);
 
 #ifdef __cplusplus
 }

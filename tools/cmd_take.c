@@ -7,16 +7,33 @@
 struct take_args {
 	const char *root, *name, *user, *parent, *cgroup;
 	struct strlist excludes, labels;
-	int no_parent, release, quiet, threads, no_uring;
+	int no_parent, release, quiet, threads, no_uring, max_pause;
 };
+
+/* The engine's events, plus whether it froze the cgroup: a failed take then
+ * says "resumed" after the error (the engine thawed before returning). */
+struct take_events {
+	struct events ev;
+	int suspended;
+};
+
+static void take_events_cb(const cairn_event *event, void *payload)
+{
+	struct take_events *t = payload;
+	if (event->type == CAIRN_EVENT_STATE && event->state && !strcmp(event->state, "suspending"))
+		t->suspended = 1;
+	events_cb(event, &t->ev);
+}
 
 /* What the engine would reject less clearly, or later. 0 or an exit code. */
 static int check_args(const struct cli *cli, const struct take_args *a)
 {
-	if (a->cgroup)
-		return cli_error(cli, CAIRN_EUSAGE, "--cgroup is not supported yet");
-	if (a->release)
-		return cli_error(cli, CAIRN_EUSAGE, "--release is not supported yet");
+	if (a->release && !a->cgroup)
+		return cli_error(cli, CAIRN_EUSAGE, "--release needs --cgroup");
+	if (a->max_pause && !a->cgroup)
+		return cli_error(cli, CAIRN_EUSAGE, "--max-pause needs --cgroup");
+	if (a->cgroup && !*a->cgroup)
+		return cli_error(cli, CAIRN_EUSAGE, "--cgroup must not be empty");
 	if (!*a->name)
 		return cli_error(cli, CAIRN_EUSAGE, "--name must not be empty");
 	if (a->parent && a->no_parent)
@@ -95,8 +112,9 @@ static void print_summary(const cairn_take_result *r)
 static int take(const struct cli *cli, cairn_repo *repo, const struct take_args *a,
                 const char *parent)
 {
-	struct events ev;
-	events_init(&ev, cli, a->quiet, 1);
+	struct take_events tev = { .suspended = 0 };
+	struct events *evp = &tev.ev;
+	events_init(evp, cli, a->quiet, 1);
 	cairn_take_options to = CAIRN_TAKE_OPTIONS_INIT;
 	to.root = a->root;
 	to.name = a->name;
@@ -109,18 +127,27 @@ static int take(const struct cli *cli, cairn_repo *repo, const struct take_args 
 	to.nlabels = a->labels.n;
 	to.threads = a->threads;
 	to.no_uring = a->no_uring;
-	to.event_cb = events_cb;
-	to.event_payload = &ev;
+	to.event_cb = take_events_cb;
+	to.event_payload = &tev;
+	to.cgroup = a->cgroup;
+	to.release = a->release;
+	to.max_pause_ms = (uint64_t)a->max_pause * 1000;
 	cairn_take_result res;
 	int err = cairn_take(&res, repo, &to);
 	progress_clear();
-	if (err < 0)
-		return cli_fail(cli, err);
+	if (err < 0) {
+		int code = cli_fail(cli, err);
+		if (tev.suspended) { /* thawed by the engine on its way out */
+			cairn_event resumed = { .type = CAIRN_EVENT_STATE, .state = "resumed" };
+			events_cb(&resumed, evp);
+		}
+		return code;
+	}
 
 	if (cli->json) {
-		if (!ev.saved) { /* the engine did not report it: say it as the engine would */
+		if (!evp->saved) { /* the engine did not report it: say it as the engine would */
 			cairn_event saved = { .type = CAIRN_EVENT_STATE, .state = "saved", .snapshot = res.snapshot };
-			events_cb(&saved, &ev);
+			events_cb(&saved, evp);
 		}
 		print_done(&res);
 	} else if (a->quiet) {
@@ -142,8 +169,9 @@ int cmd_take(struct cli *cli, int argc, char **argv)
 		{ "--parent", NULL, OPT_STR, &a.parent, "SNAP", "take incrementally from SNAP (default: USER's latest of DIR)", 0, 0, 0 },
 		{ "--no-parent", NULL, OPT_FLAG, &a.no_parent, NULL, "read every file, reuse no parent", 0, 0, 0 },
 		{ "--label", NULL, OPT_LIST, &a.labels, "KEY=VALUE", "attach a label", 0, 0, 0 },
-		{ "--cgroup", NULL, OPT_STR, &a.cgroup, "CGDIR", "freeze this cgroup while capturing (not supported yet)", 0, 0, 0 },
-		{ "--release", NULL, OPT_FLAG, &a.release, NULL, "kill the cgroup after the commit (not supported yet)", 0, 0, 0 },
+		{ "--cgroup", NULL, OPT_STR, &a.cgroup, "CGDIR", "freeze this cgroup (v2 directory or v1 freezer group) while capturing", 0, 0, 0 },
+		{ "--release", NULL, OPT_FLAG, &a.release, NULL, "kill the cgroup's processes after the commit instead of resuming them", 0, 0, 0 },
+		{ "--max-pause", NULL, OPT_INT, &a.max_pause, "SECONDS", "abort the take and thaw when paused longer than this", 0, 1, 86400 },
 		OPT_JSON(cli),
 		{ "-q", "--quiet", OPT_FLAG, &a.quiet, NULL, "no progress line; print only the snapshot id", 0, 0, 0 },
 		OPT_THREADS(&a.threads),

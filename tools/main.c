@@ -16,6 +16,17 @@ static const struct command {
 	{ "snapshots", "List snapshots: id, user, name, time, size, pause and duration.", cmd_snapshots },
 	{ "ls", "List a directory (the root by default) of a snapshot.", cmd_ls },
 	{ "cat", "Write the content of one file of a snapshot to stdout.", cmd_cat },
+	{ "info", "Show one snapshot: counts, bytes, new and stored bytes, times, parent, labels.", cmd_info },
+	{ "diff", "List the paths added, removed and changed between two snapshots.", cmd_diff },
+	{ "stats", "Repository totals: logical and stored bytes, dedup ratio, chunks, packs.", cmd_stats },
+	{ "export", "Write a snapshot as a tar archive (pax, gnutar or ustar; zstd or gzip).", cmd_export },
+	{ "import", "Create a snapshot from a tar archive, optionally as a layer over --base.", cmd_import },
+	{ "forget", "Delete snapshots; their users' usage drops at once (space returns at gc).", cmd_forget },
+	{ "quota", "Set (quota set USER SIZE|none) or show (quota show [USER]) per-user limits.", cmd_quota },
+	{ "usage", "Per-user stored bytes, snapshot count and quota.", cmd_usage },
+	{ "estimate", "What a take of DIR would add to USER's usage, writing nothing.", cmd_estimate },
+	{ "fsck", "Check the repository; name every damaged object and the snapshots it affects.", cmd_fsck },
+	{ "gc", "Reclaim the space of forgotten snapshots and failed takes, beside running takes.", cmd_gc },
 	{ "version", "Print the version and the repository format version.", cmd_version },
 };
 

@@ -1,0 +1,1390 @@
+/* Garbage collection, and the sessions and marks that make it safe beside
+ * running takes and restores. The protocol is README.md's "Garbage
+ * collection"; the records are in format.h. Only the store interface is
+ * used: objects, listing (any order), delete, and the "gc" lock. */
+#include "gc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "error.h"
+#include "format.h"
+#include "pack.h"
+#include "repo.h"
+#include "store.h"
+#include "tree.h"
+
+#define MS 1000000LL
+#define SESSION_MAX 4096
+#define MARKS_MAX (1024u * 1024u * 1024u)
+#define SEGMENT_MAX (1024u * 1024u * 1024u)
+#define SEGMENT_ENTRIES (4u * 1024u * 1024u)
+#define LOAD_RETRIES 20
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void host_name(char out[128])
+{
+	memset(out, 0, 128);
+	gethostname(out, 127);
+}
+
+/* ---- sessions -------------------------------------------------------------- */
+
+struct gc_session {
+	store *st;
+	char name[64];
+	int64_t start_ns, expiry_ns;
+	int ok;             /* registered and never lost */
+	char why[512];      /* when not ok */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	int thread_running, stop;
+};
+
+typedef struct session_rec {
+	int64_t start_ns, expiry_ns;
+	uint32_t pid;
+	char host[128];
+} session_rec;
+
+static uint8_t *session_encode(const session_rec *s, size_t *len)
+{
+	buf b;
+	buf_init(&b);
+	buf_header(&b, MAGIC_SESSION, 0);
+	buf_u64(&b, (uint64_t)s->start_ns);
+	buf_u64(&b, (uint64_t)s->expiry_ns);
+	buf_u32(&b, s->pid);
+	size_t hl = strlen(s->host);
+	buf_u16(&b, (uint16_t)hl);
+	buf_put(&b, s->host, hl);
+	buf_check(&b);
+	if (b.oom) {
+		buf_free(&b);
+		return NULL;
+	}
+	return buf_take(&b, len);
+}
+
+static int gc_session_decode(session_rec *s, const uint8_t *data, size_t len, const char *what)
+{
+	const uint8_t *body, *host;
+	size_t body_len;
+	memset(s, 0, sizeof(*s));
+	int rc = frame_check(data, len, MAGIC_SESSION, what, &body, &body_len);
+	if (rc < 0) return rc;
+	cursor c;
+	cur_init(&c, body, body_len);
+	s->start_ns = (int64_t)cur_u64(&c);
+	s->expiry_ns = (int64_t)cur_u64(&c);
+	s->pid = cur_u32(&c);
+	uint16_t hl = cur_u16(&c);
+	if (hl >= sizeof(s->host) || cur_bytes(&c, &host, hl) < 0 || c.bad || c.left != 0)
+		return error_set(CAIRN_ECORRUPT, "%s: bad length", what);
+	memcpy(s->host, host, hl);
+	s->host[hl] = 0;
+	return 0;
+}
+
+/* Write our session with a new expiry; the caller holds s->lock. */
+static int session_write(struct gc_session *s)
+{
+	session_rec rec = {s->start_ns, now_ns() + (int64_t)GC_SESSION_TTL_MS * MS, (uint32_t)getpid(), ""};
+	host_name(rec.host);
+	size_t len;
+	uint8_t *data = session_encode(&rec, &len);
+	if (!data) return ERR_OOM();
+	int rc = store_put(s->st, s->name, data, len, 0);
+	free(data);
+	if (rc == 0) s->expiry_ns = rec.expiry_ns;
+	return rc;
+}
+
+/* Refresh, unless the session is lost: deleted by gc, or so close to expiry
+ * that gc may already judge it dead. Caller holds s->lock. */
+static int session_refresh(struct gc_session *s)
+{
+	if (!s->ok) return error_set(CAIRN_EIO, "%s", s->why);
+	uint64_t size;
+	int rc = 0;
+	if (now_ns() > s->expiry_ns - (int64_t)GC_SESSION_TTL_MS * MS / 2)
+		rc = error_set(CAIRN_EIO, "session %s: not refreshed in time; gc may have reclaimed data "
+		               "this process relies on (retry)", s->name);
+	else if ((rc = store_size(s->st, s->name, &size)) < 0)
+		rc = error_set(CAIRN_EIO, "session %s: removed by gc; retry", s->name);
+	else
+		rc = session_write(s);
+	if (rc < 0) {
+		s->ok = 0;
+		snprintf(s->why, sizeof(s->why), "%s", cairn_error_last());
+	}
+	return rc;
+}
+
+static void *session_thread(void *arg)
+{
+	struct gc_session *s = arg;
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += GC_SESSION_REFRESH_MS / 1000;
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+		if (!s->stop && s->ok) session_refresh(s);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+void gc_session_begin(cairn_repo *r)
+{
+	struct gc_session *s = calloc(1, sizeof(*s));
+	if (!s) return;
+	uint8_t id[16];
+	char hex[33];
+	s->st = r->st;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	r->session = s;
+	if (repo_random(id, sizeof(id)) < 0) {
+		snprintf(s->why, sizeof(s->why), "session: %s", cairn_error_last());
+		return;
+	}
+	hex_encode(hex, id, sizeof(id));
+	snprintf(s->name, sizeof(s->name), "gc/sessions/%s", hex);
+	s->start_ns = now_ns();
+	pthread_mutex_lock(&s->lock);
+	int rc = session_write(s);
+	pthread_mutex_unlock(&s->lock);
+	if (rc < 0) {
+		snprintf(s->why, sizeof(s->why), "cannot register a session: %s", cairn_error_last());
+		error_clear();
+		return;
+	}
+	s->ok = 1;
+	/* block signals in the refresher so that they reach the main thread */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	s->thread_running = pthread_create(&s->thread, NULL, session_thread, s) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void gc_session_end(cairn_repo *r)
+{
+	struct gc_session *s = r ? r->session : NULL;
+	if (!s) return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = 1;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (s->thread_running) pthread_join(s->thread, NULL);
+	if (s->ok) store_delete(s->st, s->name);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	r->session = NULL;
+}
+
+int gc_session_check(cairn_repo *r)
+{
+	struct gc_session *s = r->session;
+	if (!s) return error_set(CAIRN_EIO, "no session registered (out of memory)");
+	pthread_mutex_lock(&s->lock);
+	int rc = session_refresh(s);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static const char *session_name(cairn_repo *r) { return r->session ? r->session->name : ""; }
+
+/* ---- marks ------------------------------------------------------------------ */
+
+/* A blob mark: dead when marked; gone_ns != 0 once it left the index. */
+typedef struct mark {
+	oid id;
+	int64_t marked_ns, gone_ns;
+	uint8_t prov; /* marked_ns is the time before the write: not yet durable */
+	uint8_t drop;
+} mark;
+
+/* A candidate object (an unindexed pack or a tmp file) first seen at seen_ns. */
+typedef struct cand {
+	char *name;
+	int64_t seen_ns;
+	uint8_t kind; /* CAND_PACK, CAND_TMP */
+	uint8_t drop;
+} cand;
+
+#define CAND_PACK 1
+#define CAND_TMP 2
+
+typedef struct marks {
+	mark *m;
+	size_t n, cap;
+	chunk_index *pos; /* id -> index in m (in the entry's offset field) */
+	cand *c;
+	size_t nc, capc;
+	char **objects; /* names of the mark objects this was loaded from */
+	size_t nobjects, capobjects;
+} marks;
+
+static void marks_free(marks *ms)
+{
+	free(ms->m);
+	index_free(ms->pos);
+	for (size_t i = 0; i < ms->nc; i++) free(ms->c[i].name);
+	free(ms->c);
+	for (size_t i = 0; i < ms->nobjects; i++) free(ms->objects[i]);
+	free(ms->objects);
+	memset(ms, 0, sizeof(*ms));
+}
+
+static int marks_init(marks *ms)
+{
+	memset(ms, 0, sizeof(*ms));
+	return index_new(&ms->pos);
+}
+
+static mark *marks_find(marks *ms, const oid *id)
+{
+	const index_entry *e = index_lookup(ms->pos, id);
+	return e ? &ms->m[e->offset] : NULL;
+}
+
+/* Add or merge (keeping the later, more conservative times). */
+static int marks_add(marks *ms, const mark *nm)
+{
+	mark *m = marks_find(ms, &nm->id);
+	if (m) {
+		if (nm->marked_ns > m->marked_ns) m->marked_ns = nm->marked_ns;
+		if (nm->gone_ns > m->gone_ns) m->gone_ns = nm->gone_ns;
+		m->prov |= nm->prov;
+		return 0;
+	}
+	if (ms->n == ms->cap) {
+		size_t cap = ms->cap ? ms->cap * 2 : 256;
+		mark *p = realloc(ms->m, cap * sizeof(*p));
+		if (!p) return ERR_OOM();
+		ms->m = p;
+		ms->cap = cap;
+	}
+	index_entry e;
+	memset(&e, 0, sizeof(e));
+	e.id = nm->id;
+	e.offset = (uint32_t)ms->n;
+	int rc = index_insert(ms->pos, &e);
+	if (rc < 0) return rc;
+	ms->m[ms->n++] = *nm;
+	return 0;
+}
+
+static cand *cand_find(marks *ms, const char *name)
+{
+	for (size_t i = 0; i < ms->nc; i++)
+		if (!ms->c[i].drop && strcmp(ms->c[i].name, name) == 0) return &ms->c[i];
+	return NULL;
+}
+
+static int cand_add(marks *ms, const char *name, int64_t seen, uint8_t kind)
+{
+	cand *c = cand_find(ms, name);
+	if (c) {
+		if (seen > c->seen_ns) c->seen_ns = seen;
+		return 0;
+	}
+	if (ms->nc == ms->capc) {
+		size_t cap = ms->capc ? ms->capc * 2 : 64;
+		cand *p = realloc(ms->c, cap * sizeof(*p));
+		if (!p) return ERR_OOM();
+		ms->c = p;
+		ms->capc = cap;
+	}
+	char *copy = strdup(name);
+	if (!copy) return ERR_OOM();
+	ms->c[ms->nc++] = (cand){copy, seen, kind, 0};
+	return 0;
+}
+
+static uint8_t *marks_encode(const marks *ms, size_t *len)
+{
+	buf b;
+	buf_init(&b);
+	buf_header(&b, MAGIC_GCMARKS, 0);
+	buf_u64(&b, (uint64_t)now_ns());
+	uint32_t n = 0, nc = 0;
+	for (size_t i = 0; i < ms->n; i++) n += !ms->m[i].drop;
+	for (size_t i = 0; i < ms->nc; i++) nc += !ms->c[i].drop;
+	buf_u32(&b, n);
+	for (size_t i = 0; i < ms->n; i++) {
+		const mark *m = &ms->m[i];
+		if (m->drop) continue;
+		buf_put(&b, m->id.b, OID_LEN);
+		buf_u64(&b, (uint64_t)m->marked_ns);
+		buf_u64(&b, (uint64_t)m->gone_ns);
+		buf_u8(&b, m->prov ? GCMARK_PROVISIONAL : 0);
+	}
+	buf_u32(&b, nc);
+	for (size_t i = 0; i < ms->nc; i++) {
+		const cand *c = &ms->c[i];
+		if (c->drop) continue;
+		size_t l = strlen(c->name);
+		buf_u8(&b, c->kind);
+		buf_u16(&b, (uint16_t)l);
+		buf_put(&b, c->name, l);
+		buf_u64(&b, (uint64_t)c->seen_ns);
+	}
+	buf_check(&b);
+	if (b.oom) {
+		buf_free(&b);
+		return NULL;
+	}
+	return buf_take(&b, len);
+}
+
+/* Decode one marks object into ms (merged). */
+static int gc_marks_decode(marks *ms, const uint8_t *data, size_t len, const char *what)
+{
+	const uint8_t *body;
+	size_t body_len;
+	int rc = frame_check(data, len, MAGIC_GCMARKS, what, &body, &body_len);
+	if (rc < 0) return rc;
+	cursor c;
+	cur_init(&c, body, body_len);
+	cur_u64(&c);
+	uint32_t n = cur_u32(&c);
+	if (c.bad || (uint64_t)n * (OID_LEN + 17) > c.left)
+		return error_set(CAIRN_ECORRUPT, "%s: %u marks do not fit", what, n);
+	for (uint32_t i = 0; i < n; i++) {
+		mark m;
+		memset(&m, 0, sizeof(m));
+		cur_copy(&c, m.id.b, OID_LEN);
+		m.marked_ns = (int64_t)cur_u64(&c);
+		m.gone_ns = (int64_t)cur_u64(&c);
+		uint8_t f = cur_u8(&c);
+		if (f & ~GCMARK_PROVISIONAL) return error_set(CAIRN_ECORRUPT, "%s: mark %u: bad flags", what, i);
+		m.prov = (f & GCMARK_PROVISIONAL) != 0;
+		if ((rc = marks_add(ms, &m)) < 0) return rc;
+	}
+	uint32_t nc = cur_u32(&c);
+	if (c.bad || (uint64_t)nc * 11 > c.left)
+		return error_set(CAIRN_ECORRUPT, "%s: %u candidates do not fit", what, nc);
+	for (uint32_t i = 0; i < nc; i++) {
+		uint8_t kind = cur_u8(&c);
+		uint16_t l = cur_u16(&c);
+		const uint8_t *name;
+		char tmp[1024];
+		if (cur_bytes(&c, &name, l) < 0 || l == 0 || l >= sizeof(tmp) || memchr(name, 0, l) ||
+		    (kind != CAND_PACK && kind != CAND_TMP))
+			return error_set(CAIRN_ECORRUPT, "%s: candidate %u: bad name or kind", what, i);
+		memcpy(tmp, name, l);
+		tmp[l] = 0;
+		int64_t seen = (int64_t)cur_u64(&c);
+		if (c.bad) break;
+		/* only names gc itself would delete: never a path out of its folders */
+		if (strstr(tmp, "..") || (strncmp(tmp, "packs/", 6) != 0 && strncmp(tmp, "tmp/", 4) != 0))
+			return error_set(CAIRN_ECORRUPT, "%s: candidate %u: name %s outside packs/ and tmp/",
+			                 what, i, tmp);
+		if ((rc = cand_add(ms, tmp, seen, kind)) < 0) return rc;
+	}
+	if (c.bad || c.left != 0) return error_set(CAIRN_ECORRUPT, "%s: bad length", what);
+	return 0;
+}
+
+struct marks_load {
+	store *st;
+	marks *ms;
+	int vanished;
+};
+
+static int marks_load_one(const char *name, void *payload)
+{
+	struct marks_load *ml = payload;
+	uint8_t *data;
+	size_t len;
+	int rc = store_get(ml->st, name, MARKS_MAX, &data, &len);
+	if (rc == CAIRN_ENOTFOUND) {
+		ml->vanished = 1; /* replaced by a newer one meanwhile: list again */
+		return 1;
+	}
+	if (rc < 0) return rc;
+	rc = gc_marks_decode(ml->ms, data, len, name);
+	free(data);
+	if (rc < 0) return rc;
+	marks *ms = ml->ms;
+	if (ms->nobjects == ms->capobjects) {
+		size_t cap = ms->capobjects ? ms->capobjects * 2 : 4;
+		char **p = realloc(ms->objects, cap * sizeof(*p));
+		if (!p) return ERR_OOM();
+		ms->objects = p;
+		ms->capobjects = cap;
+	}
+	if (!(ms->objects[ms->nobjects] = strdup(name))) return ERR_OOM();
+	ms->nobjects++;
+	return 0;
+}
+
+/* Every mark object, merged; a listing that races a replacement is redone. */
+static int marks_load(store *st, marks *ms)
+{
+	for (int tries = 0; tries < LOAD_RETRIES; tries++) {
+		int rc = marks_init(ms);
+		if (rc < 0) return rc;
+		struct marks_load ml = {st, ms, 0};
+		rc = store_list(st, "gc/marks", marks_load_one, &ml);
+		if (rc < 0 || (rc == 0 && !ml.vanished)) {
+			if (rc < 0) marks_free(ms);
+			return rc;
+		}
+		marks_free(ms);
+	}
+	return error_set(CAIRN_EBUSY, "gc marks: kept changing while being read");
+}
+
+int gc_record_check(const uint8_t *data, size_t len)
+{
+	if (len >= 8 && memcmp(data, MAGIC_SESSION, 8) == 0) {
+		session_rec rec;
+		return gc_session_decode(&rec, data, len, "session");
+	}
+	marks ms;
+	int rc = marks_init(&ms);
+	if (rc == 0) rc = gc_marks_decode(&ms, data, len, "gc marks");
+	marks_free(&ms);
+	return rc;
+}
+
+int gc_marks_load(cairn_repo *r, chunk_index **out)
+{
+	marks ms;
+	*out = NULL;
+	int rc = marks_load(r->st, &ms);
+	if (rc < 0) return rc;
+	/* the set is the id table already built; hand it over */
+	*out = ms.pos;
+	ms.pos = NULL;
+	marks_free(&ms);
+	return 0;
+}
+
+/* Write ms as a new marks object, then delete the ones it replaces. With
+ * nothing to keep, only the deletions happen. */
+static int marks_store(store *st, marks *ms, cairn_gc_result *res)
+{
+	int rc = 0;
+	size_t keep = 0;
+	for (size_t i = 0; i < ms->n; i++) keep += !ms->m[i].drop;
+	for (size_t i = 0; i < ms->nc; i++) keep += !ms->c[i].drop;
+	char *newname = NULL;
+	if (keep) {
+		uint8_t id[16], *data;
+		char hex[33], name[64];
+		size_t len;
+		if ((rc = repo_random(id, sizeof(id))) < 0) return rc;
+		hex_encode(hex, id, sizeof(id));
+		snprintf(name, sizeof(name), "gc/marks/%s", hex);
+		if (!(data = marks_encode(ms, &len))) return ERR_OOM();
+		rc = store_put(st, name, data, len, STORE_EXCL);
+		free(data);
+		if (rc < 0) return rc;
+		if (res) res->bytes_written += len;
+		if (!(newname = strdup(name))) return ERR_OOM();
+	}
+	for (size_t i = 0; i < ms->nobjects; i++) {
+		uint64_t size = 0;
+		store_size(st, ms->objects[i], &size);
+		rc = store_delete(st, ms->objects[i]);
+		if (rc == CAIRN_ENOTFOUND) rc = 0;
+		if (rc < 0) {
+			free(newname);
+			return rc;
+		}
+		if (res) res->bytes_deleted += size;
+		free(ms->objects[i]);
+	}
+	ms->nobjects = 0;
+	if (newname) {
+		if (!ms->capobjects) {
+			ms->objects = malloc(4 * sizeof(char *));
+			if (!ms->objects) {
+				free(newname);
+				return ERR_OOM();
+			}
+			ms->capobjects = 4;
+		}
+		ms->objects[ms->nobjects++] = newname;
+	}
+	return 0;
+}
+
+/* ---- a scan of the repository ----------------------------------------------- */
+
+typedef struct segment {
+	char *name;
+	index_entry *e;
+	size_t n;
+	uint64_t size;
+} segment;
+
+typedef struct pack_info {
+	char name[64];
+	uint8_t id[PACK_ID_LEN];
+	uint64_t size;
+	uint64_t live_bytes, drop_bytes, kept_bytes;
+	size_t nlive, ndrop, nkept;
+	int indexed, rewrite, unindex;
+} pack_info;
+
+typedef struct scan {
+	/* sessions other than ours that are alive; the earliest start */
+	int64_t min_start;
+	size_t nlive_sessions;
+	char **dead_sessions;
+	size_t ndead;
+	/* index */
+	segment *seg;
+	size_t nseg;
+	chunk_index *canon;   /* id -> canonical entry */
+	/* packs (sorted by id) */
+	pack_info *packs;
+	size_t npacks, cappacks;
+	chunk_index *packpos; /* pack id (first 16 bytes of id) -> packs[offset] */
+	/* snapshots */
+	chunk_index *live;    /* ids referenced by a snapshot */
+	size_t nsnapshots;
+	char **snap_ids;      /* for markers */
+	size_t nsnap_ids, capsnap_ids;
+	/* tmp files and damage markers */
+	char **tmp;
+	uint64_t *tmp_size;
+	size_t ntmp, captmp;
+	char **markers;
+	size_t nmarkers, capmarkers;
+	int64_t done_ns; /* clock after every listing */
+} scan;
+
+static void strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) free(v[i]);
+	free(v);
+}
+
+static void scan_free(scan *s)
+{
+	strv_free(s->dead_sessions, s->ndead);
+	for (size_t i = 0; i < s->nseg; i++) {
+		free(s->seg[i].name);
+		free(s->seg[i].e);
+	}
+	free(s->seg);
+	index_free(s->canon);
+	free(s->packs);
+	index_free(s->packpos);
+	index_free(s->live);
+	strv_free(s->snap_ids, s->nsnap_ids);
+	strv_free(s->tmp, s->ntmp);
+	free(s->tmp_size);
+	strv_free(s->markers, s->nmarkers);
+	memset(s, 0, sizeof(*s));
+}
+
+static int strv_push(char ***v, size_t *n, size_t *cap, const char *s)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 16;
+		char **p = realloc(*v, c * sizeof(*p));
+		if (!p) return ERR_OOM();
+		*v = p;
+		*cap = c;
+	}
+	if (!((*v)[*n] = strdup(s))) return ERR_OOM();
+	(*n)++;
+	return 0;
+}
+
+/* An id-keyed set entry with a value in offset. */
+static int set_put(chunk_index *ix, const uint8_t *key, size_t keylen, uint32_t value)
+{
+	index_entry e;
+	memset(&e, 0, sizeof(e));
+	memcpy(e.id.b, key, keylen);
+	e.offset = value;
+	return index_insert(ix, &e);
+}
+
+static const index_entry *set_get(const chunk_index *ix, const uint8_t *key, size_t keylen)
+{
+	oid id;
+	memset(&id, 0, sizeof(id));
+	memcpy(id.b, key, keylen);
+	return index_lookup(ix, &id);
+}
+
+struct sess_ctx {
+	cairn_repo *r;
+	scan *s;
+	int64_t now;
+	size_t capdead;
+	int rc;
+};
+
+static int session_visit(const char *name, void *payload)
+{
+	struct sess_ctx *sc = payload;
+	uint8_t *data;
+	size_t len;
+	session_rec rec;
+	char host[128];
+	if (strcmp(name, session_name(sc->r)) == 0) return 0;
+	int rc = store_get(sc->r->st, name, SESSION_MAX, &data, &len);
+	if (rc == CAIRN_ENOTFOUND) return 0; /* ended meanwhile */
+	if (rc < 0) return rc;
+	rc = gc_session_decode(&rec, data, len, name);
+	free(data);
+	host_name(host);
+	int dead = rc < 0 || rec.expiry_ns < sc->now ||
+	           (strcmp(host, rec.host) == 0 && rec.pid > 0 && kill((pid_t)rec.pid, 0) < 0 && errno == ESRCH);
+	if (dead) return strv_push(&sc->s->dead_sessions, &sc->s->ndead, &sc->capdead, name);
+	sc->s->nlive_sessions++;
+	if (rec.start_ns < sc->s->min_start) sc->s->min_start = rec.start_ns;
+	return 0;
+}
+
+static int scan_sessions(cairn_repo *r, scan *s)
+{
+	strv_free(s->dead_sessions, s->ndead);
+	s->dead_sessions = NULL;
+	s->ndead = 0;
+	s->nlive_sessions = 0;
+	s->min_start = INT64_MAX;
+	struct sess_ctx sc = {r, s, now_ns(), 0, 0};
+	return store_list(r->st, "gc/sessions", session_visit, &sc);
+}
+
+struct seg_ctx {
+	cairn_repo *r;
+	scan *s;
+	size_t cap;
+	int vanished;
+};
+
+static int segment_visit(const char *name, void *payload)
+{
+	struct seg_ctx *sc = payload;
+	scan *s = sc->s;
+	uint8_t *data;
+	size_t len;
+	int rc = store_get(sc->r->st, name, SEGMENT_MAX, &data, &len);
+	if (rc == CAIRN_ENOTFOUND) {
+		sc->vanished = 1;
+		return 1;
+	}
+	if (rc < 0) return rc;
+	if (s->nseg == sc->cap) {
+		size_t cap = sc->cap ? sc->cap * 2 : 16;
+		segment *p = realloc(s->seg, cap * sizeof(*p));
+		if (!p) {
+			free(data);
+			return ERR_OOM();
+		}
+		s->seg = p;
+		sc->cap = cap;
+	}
+	segment *g = &s->seg[s->nseg];
+	memset(g, 0, sizeof(*g));
+	g->size = len;
+	rc = index_segment_decode(data, len, name, &g->e, &g->n);
+	free(data);
+	if (rc < 0) {
+		error_prefix("gc: run cairn fsck --repair");
+		return rc;
+	}
+	if (!(g->name = strdup(name))) {
+		free(g->e);
+		return ERR_OOM();
+	}
+	s->nseg++;
+	return 0;
+}
+
+static int pack_visit(const char *name, void *payload)
+{
+	struct seg_ctx *sc = payload;
+	scan *s = sc->s;
+	uint8_t id[PACK_ID_LEN];
+	char canonical[64];
+	const char *base = strrchr(name, '/');
+	if (!base || hex_decode(id, PACK_ID_LEN, base + 1) < 0) return 0; /* not a pack: leave it */
+	repo_pack_name(canonical, id);
+	if (strcmp(canonical, name) != 0) return 0;
+	if (s->npacks == s->cappacks) {
+		size_t cap = s->cappacks ? s->cappacks * 2 : 64;
+		pack_info *p = realloc(s->packs, cap * sizeof(*p));
+		if (!p) return ERR_OOM();
+		s->packs = p;
+		s->cappacks = cap;
+	}
+	pack_info *p = &s->packs[s->npacks];
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	memcpy(p->id, id, PACK_ID_LEN);
+	int rc = store_size(sc->r->st, name, &p->size);
+	if (rc == CAIRN_ENOTFOUND) return 0;
+	if (rc < 0) return rc;
+	rc = set_put(s->packpos, id, PACK_ID_LEN, (uint32_t)s->npacks);
+	if (rc < 0) return rc;
+	s->npacks++;
+	return 0;
+}
+
+static int tmp_visit(const char *name, void *payload)
+{
+	struct seg_ctx *sc = payload;
+	scan *s = sc->s;
+	uint64_t size = 0;
+	if (store_size(sc->r->st, name, &size) < 0) return 0; /* gone meanwhile */
+	if (s->ntmp == s->captmp) {
+		size_t cap = s->captmp ? s->captmp * 2 : 16;
+		uint64_t *sz = realloc(s->tmp_size, cap * sizeof(*sz));
+		if (!sz) return ERR_OOM();
+		s->tmp_size = sz;
+		char **v = realloc(s->tmp, cap * sizeof(*v));
+		if (!v) return ERR_OOM();
+		s->tmp = v;
+		s->captmp = cap;
+	}
+	if (!(s->tmp[s->ntmp] = strdup(name))) return ERR_OOM();
+	s->tmp_size[s->ntmp++] = size;
+	return 0;
+}
+
+static int marker_visit(const char *name, void *payload)
+{
+	struct seg_ctx *sc = payload;
+	size_t cap = sc->s->capmarkers;
+	int rc = strv_push(&sc->s->markers, &sc->s->nmarkers, &cap, name);
+	sc->s->capmarkers = cap;
+	return rc;
+}
+
+/* The live set: every tree and chunk reachable from a snapshot. */
+typedef struct live_ctx {
+	cairn_repo *shadow; /* reads through the scan's own index */
+	scan *s;
+	const char *snap;
+	int damaged; /* the snapshot is marked damaged: unreadable parts are skipped */
+} live_ctx;
+
+static int live_tree(live_ctx *lc, const oid *id, int depth)
+{
+	int rc = set_put(lc->s->live, id->b, OID_LEN, 0);
+	if (rc != 0) return rc < 0 ? rc : 0; /* seen already: so is everything below it */
+	if (depth > 4096) return error_set(CAIRN_ECORRUPT, "snapshot %s: trees nested too deep", lc->snap);
+	tree t;
+	rc = repo_load_tree(lc->shadow, id, &t);
+	if (rc < 0) {
+		if (lc->damaged) return 0;
+		error_prefix("gc: snapshot %s (run cairn fsck)", lc->snap);
+		return rc;
+	}
+	for (size_t i = 0; i < t.n && rc == 0; i++) {
+		const tree_entry *e = &t.entries[i];
+		if (e->type == TREE_DIR) {
+			rc = live_tree(lc, &e->subtree, depth + 1);
+		} else if (e->type == TREE_REG) {
+			for (uint32_t k = 0; k < e->nchunks && rc == 0; k++) {
+				int r = set_put(lc->s->live, e->chunks[k].id.b, OID_LEN, 0);
+				if (r < 0) rc = r;
+			}
+		}
+	}
+	tree_free(&t);
+	return rc;
+}
+
+struct snap_ctx {
+	live_ctx lc;
+	size_t cap;
+};
+
+static int snapshot_visit(const char *name, void *payload)
+{
+	struct snap_ctx *sc = payload;
+	scan *s = sc->lc.s;
+	const char *id = strrchr(name, '/');
+	id = id ? id + 1 : name;
+	if (strlen(id) != OID_HEX_LEN) return 0;
+	snapshot_manifest m;
+	char marker[128];
+	uint64_t size;
+	snprintf(marker, sizeof(marker), "damaged/%s", id);
+	sc->lc.damaged = store_size(sc->lc.shadow->st, marker, &size) == 0;
+	sc->lc.snap = id;
+	int rc = repo_load_snapshot(sc->lc.shadow, id, &m);
+	if (rc == CAIRN_ENOTFOUND) return 0; /* forgotten meanwhile */
+	if (rc < 0) {
+		if (sc->lc.damaged) return strv_push(&s->snap_ids, &s->nsnap_ids, &sc->cap, id);
+		error_prefix("gc (run cairn fsck)");
+		return rc;
+	}
+	rc = live_tree(&sc->lc, &m.tree, 0);
+	snapshot_manifest_free(&m);
+	if (rc < 0) return rc;
+	s->nsnapshots++;
+	return strv_push(&s->snap_ids, &s->nsnap_ids, &sc->cap, id);
+}
+
+static int canon_add(scan *s, const index_entry *e, int want_pack_present)
+{
+	int present = set_get(s->packpos, e->pack, PACK_ID_LEN) != NULL;
+	if (present != want_pack_present) return 0;
+	int rc = index_insert(s->canon, e);
+	return rc < 0 ? rc : 0;
+}
+
+/* Sessions first, then the index, then snapshots (read through that index),
+ * then packs and tmp: a snapshot listed here has its segments listed too, and
+ * a pack written by a take that was not listed started before the listing. */
+static int scan_run(cairn_repo *r, scan *s)
+{
+	int rc;
+	memset(s, 0, sizeof(*s));
+	if ((rc = scan_sessions(r, s)) < 0) return rc;
+	for (int tries = 0;; tries++) {
+		struct seg_ctx sc = {r, s, 0, 0};
+		rc = store_list(r->st, "index", segment_visit, &sc);
+		if (rc < 0) return rc;
+		if (!sc.vanished) break;
+		for (size_t i = 0; i < s->nseg; i++) {
+			free(s->seg[i].name);
+			free(s->seg[i].e);
+		}
+		free(s->seg);
+		s->seg = NULL;
+		s->nseg = 0;
+		if (tries == LOAD_RETRIES) return error_set(CAIRN_EBUSY, "index: kept changing while being read");
+	}
+	if ((rc = index_new(&s->packpos)) < 0 || (rc = index_new(&s->canon)) < 0 ||
+	    (rc = index_new(&s->live)) < 0)
+		return rc;
+	struct seg_ctx sc = {r, s, 0, 0};
+	if ((rc = store_list(r->st, "packs", pack_visit, &sc)) < 0) return rc;
+	/* canonical location of each id: the first whose pack exists */
+	for (int pass = 1; pass >= 0; pass--)
+		for (size_t i = 0; i < s->nseg; i++)
+			for (size_t k = 0; k < s->seg[i].n; k++)
+				if ((rc = canon_add(s, &s->seg[i].e[k], pass)) < 0) return rc;
+
+	cairn_repo *shadow = calloc(1, sizeof(*shadow));
+	if (!shadow) return ERR_OOM();
+	shadow->st = r->st;
+	shadow->cfg = r->cfg;
+	shadow->index = s->canon;
+	pthread_mutex_init(&shadow->lock, NULL);
+	struct snap_ctx snc = {{shadow, s, NULL, 0}, 0};
+	rc = store_list(r->st, "snapshots", snapshot_visit, &snc);
+	pthread_mutex_destroy(&shadow->lock);
+	free(shadow);
+	if (rc < 0) return rc;
+	if ((rc = store_list(r->st, "tmp", tmp_visit, &sc)) < 0) return rc;
+	if ((rc = store_list(r->st, "damaged", marker_visit, &sc)) < 0) return rc;
+	s->done_ns = now_ns();
+	return 0;
+}
+
+/* ---- the run ------------------------------------------------------------------ */
+
+typedef struct gc_run {
+	cairn_repo *r;
+	cairn_gc_result *res;
+	int dry;
+	int64_t grace, skew;
+	unsigned rewrite_percent;
+	store_lock *lock;
+	int64_t last_refresh;
+	marks ms;
+} gc_run;
+
+static int keep_lock(gc_run *g)
+{
+	if (now_ns() - g->last_refresh < (int64_t)GC_LOCK_TTL_MS * MS / 4) return 0;
+	g->last_refresh = now_ns();
+	return store_lock_refresh(g->lock);
+}
+
+/* May an object that became decidable at t go now? Old enough, and every
+ * live session started after it (so none can still use it). */
+static int may_go(const gc_run *g, int64_t t, int64_t min_start, int64_t now)
+{
+	return t + g->grace <= now && min_start > t + g->skew;
+}
+
+/* Phase 1: mark what scan s found dead; record candidates. */
+static int mark_phase(gc_run *g, scan *s)
+{
+	int rc;
+	marks *ms = &g->ms;
+	int64_t t = s->done_ns;
+	for (size_t i = 0; i < ms->n; i++) {
+		mark *m = &ms->m[i];
+		if (m->prov) { /* never made durable with a known time: mark again */
+			m->prov = 1;
+			m->marked_ns = t;
+		}
+		if (set_get(s->live, m->id.b, OID_LEN)) m->drop = 1; /* referenced again */
+		else if (!index_lookup(s->canon, &m->id) && m->gone_ns == 0) m->gone_ns = t;
+		else if (index_lookup(s->canon, &m->id)) m->gone_ns = 0;
+	}
+	for (size_t i = 0; i < s->nseg; i++)
+		for (size_t k = 0; k < s->seg[i].n; k++) {
+			const index_entry *e = &s->seg[i].e[k];
+			if (set_get(s->live, e->id.b, OID_LEN) || marks_find(ms, &e->id)) continue;
+			mark m = {e->id, t, 0, 1, 0};
+			if ((rc = marks_add(ms, &m)) < 0) return rc;
+		}
+	/* unindexed packs and tmp files: candidates from the first sighting */
+	chunk_index *used;
+	if ((rc = index_new(&used)) < 0) return rc;
+	for (size_t i = 0; i < s->nseg && rc == 0; i++)
+		for (size_t k = 0; k < s->seg[i].n && rc == 0; k++) {
+			int x = set_put(used, s->seg[i].e[k].pack, PACK_ID_LEN, 0);
+			if (x < 0) rc = x;
+		}
+	for (size_t i = 0; i < s->npacks && rc == 0; i++)
+		if (!set_get(used, s->packs[i].id, PACK_ID_LEN)) rc = cand_add(ms, s->packs[i].name, t, CAND_PACK);
+	index_free(used);
+	for (size_t i = 0; i < s->ntmp && rc == 0; i++) rc = cand_add(ms, s->tmp[i], t, CAND_TMP);
+	if (rc < 0) return rc;
+	if (!g->dry && (rc = marks_store(g->r->st, ms, NULL)) < 0) return rc;
+	int64_t durable = now_ns();
+	for (size_t i = 0; i < ms->n; i++)
+		if (ms->m[i].prov) {
+			ms->m[i].prov = 0;
+			ms->m[i].marked_ns = durable;
+		}
+	return 0;
+}
+
+static int entry_cmp_offset(const void *a, const void *b)
+{
+	const index_entry *x = a, *y = b;
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Copy entries (one pack's kept blobs), verified, into new packs; their new
+ * locations go to out. */
+typedef struct rewriter {
+	gc_run *g;
+	pack_writer *pw;
+	index_entry *out;
+	size_t nout, capout;
+} rewriter;
+
+static int out_push(rewriter *w, const index_entry *e)
+{
+	if (w->nout == w->capout) {
+		size_t cap = w->capout ? w->capout * 2 : 1024;
+		index_entry *p = realloc(w->out, cap * sizeof(*p));
+		if (!p) return ERR_OOM();
+		w->out = p;
+		w->capout = cap;
+	}
+	w->out[w->nout++] = *e;
+	return 0;
+}
+
+static int rewriter_flush(rewriter *w)
+{
+	if (!w->pw) return 0;
+	uint8_t *data = NULL, id[PACK_ID_LEN];
+	size_t len, nblobs;
+	const pack_blob *blobs;
+	char name[64];
+	int rc = pack_writer_finish(w->pw, &data, &len, &blobs, &nblobs);
+	if (rc == 0) rc = repo_random(id, sizeof(id));
+	if (rc == 0) {
+		repo_pack_name(name, id);
+		rc = store_put(w->g->r->st, name, data, len, STORE_EXCL);
+	}
+	for (size_t i = 0; rc == 0 && i < nblobs; i++) {
+		index_entry e;
+		memset(&e, 0, sizeof(e));
+		e.id = blobs[i].id;
+		memcpy(e.pack, id, PACK_ID_LEN);
+		e.offset = blobs[i].offset;
+		e.raw_len = blobs[i].raw_len;
+		e.stored_len = blobs[i].stored_len;
+		e.type = blobs[i].type;
+		e.comp = blobs[i].comp;
+		rc = out_push(w, &e);
+	}
+	if (rc == 0) {
+		w->g->res->packs_written++;
+		w->g->res->bytes_written += len;
+	}
+	free(data);
+	pack_writer_free(w->pw);
+	w->pw = NULL;
+	return rc;
+}
+
+static int rewrite_pack(rewriter *w, const pack_info *p, index_entry *kept, size_t n)
+{
+	int rc = 0;
+	qsort(kept, n, sizeof(*kept), entry_cmp_offset);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const index_entry *e = &kept[i];
+		char hex[OID_HEX_LEN + 1], what[160];
+		size_t raw_size = (size_t)e->stored_len + BLOB_OVERHEAD;
+		uint8_t *raw = malloc(raw_size), *plain = NULL;
+		if (!raw) return ERR_OOM();
+		oid_hex(hex, &e->id);
+		snprintf(what, sizeof(what), "gc: blob %s in %s", hex, p->name);
+		rc = store_get_range(w->g->r->st, p->name, e->offset, raw, raw_size);
+		pack_blob want = {e->id, e->type, e->comp, e->raw_len, e->stored_len, e->offset};
+		/* verified before it is copied: gc never spreads damage */
+		if (rc == 0) rc = pack_blob_open(raw, raw_size, &want, what, &plain);
+		free(plain);
+		if (rc == 0 && !w->pw) rc = pack_writer_new(&w->pw);
+		if (rc == 0)
+			rc = pack_writer_add(w->pw, &e->id, e->type, e->comp, raw + BLOB_HEADER_LEN,
+			                     e->stored_len, e->raw_len);
+		free(raw);
+		if (rc == 0 && pack_writer_size(w->pw) >= PACK_TARGET_LEN) rc = rewriter_flush(w);
+		if (rc == 0) rc = keep_lock(w->g);
+	}
+	return rc;
+}
+
+static int write_segments(gc_run *g, const index_entry *e, size_t n)
+{
+	int rc = 0;
+	for (size_t start = 0; start < n && rc == 0; start += SEGMENT_ENTRIES) {
+		size_t k = n - start < SEGMENT_ENTRIES ? n - start : SEGMENT_ENTRIES;
+		uint8_t *data, id[16];
+		size_t len;
+		char hex[33], name[64];
+		if ((rc = index_segment_encode(e + start, k, &data, &len)) < 0) break;
+		if ((rc = repo_random(id, sizeof(id))) == 0) {
+			hex_encode(hex, id, sizeof(id));
+			snprintf(name, sizeof(name), "index/%s", hex);
+			rc = store_put(g->r->st, name, data, len, STORE_EXCL);
+		}
+		free(data);
+		if (rc == 0) {
+			g->res->segments_written++;
+			g->res->bytes_written += len;
+		}
+	}
+	return rc;
+}
+
+static int delete_object(gc_run *g, const char *name, uint64_t size)
+{
+	int rc = store_delete(g->r->st, name);
+	if (rc == CAIRN_ENOTFOUND) return 0;
+	if (rc == 0) g->res->bytes_deleted += size;
+	return rc;
+}
+
+/* Phase 2 on a fresh scan: delete what may go, rewrite what is mostly garbage. */
+static int sweep_phase(gc_run *g, scan *s)
+{
+	int rc = 0;
+	marks *ms = &g->ms;
+	cairn_gc_result *res = g->res;
+	int64_t now = now_ns();
+	index_entry *keep = NULL, *kept = NULL;
+	size_t nkeep = 0, capkeep = 0;
+	rewriter w = {g, NULL, NULL, 0, 0};
+	chunk_index *dropped = NULL, *emitted = NULL;
+
+	res->snapshots = s->nsnapshots;
+	for (size_t i = 0; i < ms->n; i++)
+		if (set_get(s->live, ms->m[i].id.b, OID_LEN)) ms->m[i].drop = 1;
+	if ((rc = index_new(&dropped)) < 0) goto done;
+
+	/* classify every index entry: live (canonical, referenced), dropped
+	 * (a duplicate, or dead and allowed to go), kept (dead, still pending) */
+	for (size_t i = 0; i < s->nseg; i++)
+		for (size_t k = 0; k < s->seg[i].n; k++) {
+			const index_entry *e = &s->seg[i].e[k];
+			const index_entry *c = index_lookup(s->canon, &e->id);
+			const index_entry *pp = set_get(s->packpos, e->pack, PACK_ID_LEN);
+			pack_info *p = pp ? &s->packs[pp->offset] : NULL;
+			uint64_t bytes = (uint64_t)e->stored_len + BLOB_OVERHEAD;
+			int canonical = c && memcmp(c->pack, e->pack, PACK_ID_LEN) == 0 && c->offset == e->offset;
+			if (p) p->indexed = 1;
+			if (!canonical) {
+				if (p) {
+					p->drop_bytes += bytes;
+					p->ndrop++;
+				}
+				continue;
+			}
+			if (set_get(s->live, e->id.b, OID_LEN)) {
+				res->live_blobs++;
+				if (p) {
+					p->live_bytes += bytes;
+					p->nlive++;
+				}
+				continue;
+			}
+			res->dead_blobs++;
+			mark *m = marks_find(ms, &e->id);
+			if (m && !m->drop && m->gone_ns == 0 && may_go(g, m->marked_ns, s->min_start, now) && p) {
+				p->drop_bytes += bytes;
+				p->ndrop++;
+				if ((rc = set_put(dropped, e->id.b, OID_LEN, 0)) < 0) goto done;
+			} else {
+				res->pending_blobs++;
+				res->pending_bytes += bytes;
+				if (p) {
+					p->kept_bytes += bytes;
+					p->nkept++;
+				}
+			}
+		}
+
+	/* per pack: all garbage -> out of the index; mostly garbage -> rewritten */
+	for (size_t i = 0; i < s->npacks; i++) {
+		pack_info *p = &s->packs[i];
+		if (!p->indexed || p->ndrop == 0) continue;
+		if (p->nlive == 0 && p->nkept == 0) p->unindex = 1;
+		else if (p->drop_bytes * 100 >= (uint64_t)g->rewrite_percent * (p->drop_bytes + p->live_bytes + p->kept_bytes))
+			p->rewrite = p->unindex = 1;
+	}
+	int changed = 0;
+	for (size_t i = 0; i < s->npacks; i++) changed |= s->packs[i].unindex;
+	if (!changed && s->nseg <= 16) goto candidates;
+
+	/* the new index: every canonical entry of a pack that stays, and the
+	 * rewritten blobs' new locations; an entry listed by two segments (a
+	 * crash between writing a segment and deleting the ones it replaced)
+	 * is taken once */
+	if ((rc = index_new(&emitted)) < 0) goto done;
+	for (size_t i = 0; i < s->nseg; i++)
+		for (size_t k = 0; k < s->seg[i].n; k++) {
+			const index_entry *e = &s->seg[i].e[k];
+			const index_entry *c = index_lookup(s->canon, &e->id);
+			if (!(c && memcmp(c->pack, e->pack, PACK_ID_LEN) == 0 && c->offset == e->offset)) continue;
+			const index_entry *pp = set_get(s->packpos, e->pack, PACK_ID_LEN);
+			if (pp && s->packs[pp->offset].unindex) continue;
+			if ((rc = set_put(emitted, e->id.b, OID_LEN, 0)) != 0) {
+				if (rc < 0) goto done;
+				rc = 0;
+				continue;
+			}
+			if (nkeep == capkeep) {
+				capkeep = capkeep ? capkeep * 2 : 1024;
+				index_entry *x = realloc(keep, capkeep * sizeof(*x));
+				if (!x) {
+					rc = ERR_OOM();
+					goto done;
+				}
+				keep = x;
+			}
+			keep[nkeep++] = *e;
+		}
+	for (size_t i = 0; i < s->npacks; i++) {
+		pack_info *p = &s->packs[i];
+		if (!p->rewrite) continue;
+		size_t n = 0;
+		free(kept);
+		if (!(kept = malloc((p->nlive + p->nkept + 1) * sizeof(*kept)))) {
+			rc = ERR_OOM();
+			goto done;
+		}
+		for (size_t a = 0; a < s->nseg; a++)
+			for (size_t k = 0; k < s->seg[a].n; k++) {
+				const index_entry *e = &s->seg[a].e[k];
+				if (memcmp(e->pack, p->id, PACK_ID_LEN) != 0) continue;
+				const index_entry *c = index_lookup(s->canon, &e->id);
+				if (!(c && memcmp(c->pack, e->pack, PACK_ID_LEN) == 0 && c->offset == e->offset)) continue;
+				if (set_get(dropped, e->id.b, OID_LEN) || n > p->nlive + p->nkept) continue;
+				if ((rc = set_put(emitted, e->id.b, OID_LEN, 0)) != 0) {
+					if (rc < 0) goto done;
+					rc = 0;
+					continue;
+				}
+				kept[n++] = *e;
+			}
+		res->packs_rewritten++;
+		if (!g->dry && (rc = rewrite_pack(&w, p, kept, n)) < 0) goto done;
+	}
+	if (!g->dry && (rc = rewriter_flush(&w)) < 0) goto done;
+	for (size_t i = 0; i < w.nout; i++) {
+		if (nkeep == capkeep) {
+			capkeep = capkeep ? capkeep * 2 : 1024;
+			index_entry *x = realloc(keep, capkeep * sizeof(*x));
+			if (!x) {
+				rc = ERR_OOM();
+				goto done;
+			}
+			keep = x;
+		}
+		keep[nkeep++] = w.out[i];
+	}
+	/* new segments durable before the old ones go: a reader sees either */
+	if (!g->dry && (rc = write_segments(g, keep, nkeep)) < 0) goto done;
+	for (size_t i = 0; i < s->nseg; i++) {
+		res->segments_deleted++;
+		if (!g->dry && (rc = delete_object(g, s->seg[i].name, s->seg[i].size)) < 0) goto done;
+		if (g->dry) res->bytes_deleted += s->seg[i].size;
+		if ((rc = keep_lock(g)) < 0) goto done;
+	}
+	if (g->dry && nkeep) { /* what write_segments would write (format.h) */
+		chunk_index *np = NULL;
+		size_t npacks = 0;
+		if (index_new(&np) == 0)
+			for (size_t i = 0; i < nkeep; i++) npacks += set_put(np, keep[i].pack, PACK_ID_LEN, 0) == 0;
+		index_free(np);
+		res->segments_written++;
+		res->bytes_written += FORMAT_HEADER_LEN + 8 + (uint64_t)npacks * PACK_ID_LEN +
+		                      (uint64_t)nkeep * INDEX_ENTRY_LEN + FORMAT_CHECK_LEN;
+	}
+	int64_t u = now_ns();
+	for (size_t i = 0; i < ms->n; i++)
+		if (!ms->m[i].drop && set_get(dropped, ms->m[i].id.b, OID_LEN)) {
+			ms->m[i].gone_ns = u;
+			res->deleted_blobs++;
+		}
+	for (size_t i = 0; i < s->npacks; i++)
+		if (s->packs[i].unindex && (rc = cand_add(ms, s->packs[i].name, u, CAND_PACK)) < 0) goto done;
+
+candidates:
+	/* a fresh look at the sessions: who may still use what just became decidable */
+	if ((rc = scan_sessions(g->r, s)) < 0) goto done;
+	now = now_ns();
+	for (size_t i = 0; i < ms->n; i++) {
+		mark *m = &ms->m[i];
+		if (m->drop) continue;
+		if (m->gone_ns == 0 && !index_lookup(s->canon, &m->id)) m->gone_ns = s->done_ns;
+		/* a gone mark stays while a session that may have the id in its index lives */
+		if (m->gone_ns && s->min_start > m->gone_ns + g->skew) m->drop = 1;
+	}
+	for (size_t i = 0; i < ms->nc; i++) {
+		cand *c = &ms->c[i];
+		if (c->drop) continue;
+		uint64_t size = 0;
+		int present = 0, indexed = 0;
+		if (c->kind == CAND_PACK) {
+			for (size_t k = 0; k < s->npacks; k++)
+				if (strcmp(s->packs[k].name, c->name) == 0) {
+					present = 1;
+					size = s->packs[k].size;
+					indexed = s->packs[k].indexed && !s->packs[k].unindex;
+				}
+		} else {
+			for (size_t k = 0; k < s->ntmp; k++)
+				if (strcmp(s->tmp[k], c->name) == 0) {
+					present = 1;
+					size = s->tmp_size[k];
+				}
+		}
+		if (!present || indexed) {
+			c->drop = 1;
+			continue;
+		}
+		if (!may_go(g, c->seen_ns, s->min_start, now)) continue;
+		if (!g->dry && (rc = delete_object(g, c->name, size)) < 0) goto done;
+		if (g->dry) res->bytes_deleted += size;
+		if (c->kind == CAND_PACK) res->packs_deleted++;
+		else res->tmp_deleted++;
+		c->drop = 1;
+		if ((rc = keep_lock(g)) < 0) goto done;
+	}
+	/* packs and tmp files that appeared since phase 1: candidates from now */
+	for (size_t i = 0; i < s->npacks && rc == 0; i++)
+		if (!s->packs[i].indexed && !cand_find(ms, s->packs[i].name))
+			rc = cand_add(ms, s->packs[i].name, s->done_ns, CAND_PACK);
+	for (size_t i = 0; i < s->ntmp && rc == 0; i++)
+		if (!cand_find(ms, s->tmp[i])) rc = cand_add(ms, s->tmp[i], s->done_ns, CAND_TMP);
+	if (rc < 0) goto done;
+
+	for (size_t i = 0; i < s->ndead; i++) {
+		res->sessions_removed++;
+		if (!g->dry) store_delete(g->r->st, s->dead_sessions[i]);
+	}
+	for (size_t i = 0; i < s->nmarkers; i++) {
+		const char *id = strrchr(s->markers[i], '/');
+		id = id ? id + 1 : s->markers[i];
+		int found = 0;
+		for (size_t k = 0; k < s->nsnap_ids && !found; k++) found = strcmp(s->snap_ids[k], id) == 0;
+		char name[128];
+		uint64_t size;
+		snprintf(name, sizeof(name), "snapshots/%s", id);
+		if (found || store_size(g->r->st, name, &size) == 0) continue;
+		res->markers_removed++;
+		if (!g->dry) store_delete(g->r->st, s->markers[i]);
+	}
+	if (!g->dry) rc = marks_store(g->r->st, ms, res);
+done:
+	free(keep);
+	free(kept);
+	free(w.out);
+	pack_writer_free(w.pw);
+	index_free(dropped);
+	index_free(emitted);
+	return rc;
+}
+
+CAIRN_EXTERN int cairn_gc(cairn_gc_result *out, cairn_repo *repo, const cairn_gc_options *opts)
+{
+	int rc;
+	cairn_gc_result res;
+	gc_run g;
+	scan s1, s2;
+	int64_t t0 = now_ns();
+
+	memset(&res, 0, sizeof(res));
+	memset(&g, 0, sizeof(g));
+	memset(&s1, 0, sizeof(s1));
+	memset(&s2, 0, sizeof(s2));
+	if (out) memset(out, 0, sizeof(*out));
+	if (opts && opts->version != CAIRN_GC_OPTIONS_VERSION)
+		return error_set(CAIRN_EUSAGE, "gc: unsupported options version %u", opts->version);
+	g.r = repo;
+	g.res = &res;
+	g.dry = opts && opts->dry_run;
+	res.dry_run = g.dry;
+	g.grace = (opts && opts->grace_ms >= 0 ? opts->grace_ms : (int64_t)GC_DEFAULT_GRACE_MS) * MS;
+	g.skew = g.grace < (int64_t)GC_MAX_SKEW_MS * MS ? g.grace : (int64_t)GC_MAX_SKEW_MS * MS;
+	g.rewrite_percent = opts && opts->rewrite_percent ? opts->rewrite_percent : 50;
+	if (g.rewrite_percent > 100) return error_set(CAIRN_EUSAGE, "gc: rewrite percentage %u above 100", g.rewrite_percent);
+	uint64_t wait = opts && opts->lock_wait_ms ? opts->lock_wait_ms : GC_DEFAULT_WAIT_MS;
+
+	if ((rc = store_lock_acquire(&g.lock, repo->st, "gc", GC_LOCK_TTL_MS, wait)) < 0) return rc;
+	g.last_refresh = now_ns();
+	if ((rc = marks_load(repo->st, &g.ms)) < 0) goto done;
+	if ((rc = scan_run(repo, &s1)) < 0) goto done;
+	if ((rc = keep_lock(&g)) < 0) goto done;
+	if ((rc = mark_phase(&g, &s1)) < 0) goto done;
+	if ((rc = keep_lock(&g)) < 0) goto done;
+	if ((rc = scan_run(repo, &s2)) < 0) goto done;
+	if ((rc = keep_lock(&g)) < 0) goto done;
+	rc = sweep_phase(&g, &s2);
+done:
+	scan_free(&s1);
+	scan_free(&s2);
+	marks_free(&g.ms);
+	store_lock_release(g.lock);
+	res.bytes_reclaimed = (int64_t)res.bytes_deleted - (int64_t)res.bytes_written;
+	res.duration_ms = (uint64_t)(now_ns() - t0) / 1000000;
+	if (out) *out = res;
+	return rc;
+}

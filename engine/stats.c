@@ -1,0 +1,50 @@
+/* stats: repository totals from the snapshot list, the index and the packs. */
+#include <string.h>
+
+#include "cairn.h"
+#include "error.h"
+#include "repo.h"
+
+typedef struct totals {
+	uint64_t stored, chunks, trees;
+} totals;
+
+static void add_blob(const index_entry *e, void *payload)
+{
+	totals *t = payload;
+	t->stored += e->stored_len;
+	if (e->type == BLOB_DATA) t->chunks++;
+	else if (e->type == BLOB_TREE) t->trees++;
+}
+
+static int count_pack(const char *name, void *payload)
+{
+	(void)name;
+	(*(uint64_t *)payload)++;
+	return 0;
+}
+
+CAIRN_EXTERN int cairn_stats(cairn_repo_stats *out, cairn_repo *repo)
+{
+	cairn_snapshot_list *l;
+	memset(out, 0, sizeof(*out));
+	int rc = cairn_snapshot_list_load(&l, repo, NULL);
+	if (rc < 0) return rc;
+	out->snapshots = cairn_snapshot_list_count(l);
+	for (size_t i = 0; i < out->snapshots; i++) out->logical_bytes += cairn_snapshot_list_get(l, i)->bytes;
+	cairn_snapshot_list_free(l);
+
+	totals t = {0, 0, 0};
+	pthread_mutex_lock(&repo->lock);
+	index_foreach(repo->index, add_blob, &t);
+	pthread_mutex_unlock(&repo->lock);
+	out->stored_bytes = t.stored;
+	out->chunks = t.chunks;
+	out->trees = t.trees;
+	if ((rc = store_list(repo->st, "packs", count_pack, &out->packs)) < 0) {
+		error_prefix("stats: listing packs");
+		return rc;
+	}
+	out->dedup_ratio = t.stored ? (double)out->logical_bytes / (double)t.stored : 0.0;
+	return 0;
+}

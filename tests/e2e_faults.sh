@@ -1,0 +1,61 @@
+#!/bin/bash
+# e2e_faults: through engine io's fault injection, the Nth write, fsync or
+# rename fails with EIO, ENOSPC, or a short write, during take and during
+# gc: the command fails (exit 1) with one clear line naming the object and
+# the error, or succeeds; either way the repository stays valid (fsck
+# passes) and every committed snapshot restores exactly.
+set -euo pipefail
+SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+. "$SRCDIR/tests/lib.sh"
+. "$SRCDIR/tests/admin_lib.sh"
+e2e_start faults
+e2e_seed
+RANDOM=$SEED
+
+R=$W/repo
+small_tree "$W/a" "$SEED" 12
+SUM_A=$(tree_sum "$W/a")
+cairn_ok init init --repo "$R" --chunk-avg 16K || e2e_finish
+export CAIRN_REPO=$R
+take_json base --root "$W/a" --name base || e2e_finish
+BASE=$SNAP
+
+valid() { # valid LABEL: fsck passes and base restores exactly
+	cairn "fsck-$1" fsck -q
+	[ "$RC" = 0 ] || { fail "$1: fsck passes after the failure (exit $RC)"; show "$OUT"; return; }
+	rm -rf "$W/out"
+	"$CAIRN" restore "$BASE" "$W/out" -q >/dev/null 2>&1 && [ "$(tree_sum "$W/out")" = "$SUM_A" ] ||
+		fail "$1: the committed snapshot restores exactly"
+	rm -rf "$W/out"
+}
+
+FAILED_CLEANLY=0
+for spec in write:1:EIO write:3:ENOSPC write:5:SHORT write:8:EIO fsync:2:EIO fsync:4:ENOSPC \
+            fsync:7:EIO rename:2:EIO rename:3:ENOSPC rename:5:EIO write:$((RANDOM % 9 + 2)):SHORT \
+            fsync:$((RANDOM % 9 + 2)):EIO; do
+	echo "x$RANDOM" >> "$W/a/d0/e0/f$SEED-0"
+	run "take-$spec" env CAIRN_FAULT="$spec" "$CAIRN" take --root "$W/a" --name "t-$spec" -q
+	RC_T=$RC
+	if [ "$RC_T" = 0 ]; then
+		ok "take with $spec: the fault missed it, exit 0"
+	elif [ "$RC_T" = 1 ] && one_error_line "$ERR" && grep -q -E 'Input/output error|No space left on device' "$ERR"; then
+		ok "take with $spec: exit 1, '$(head -c 160 "$ERR")'"
+		FAILED_CLEANLY=$((FAILED_CLEANLY + 1))
+		check "take with $spec: no snapshot named t-$spec" bash -c "! '$CAIRN' snapshots | grep -q 't-$spec'"
+	else
+		fail "take with $spec: exit 1 with one line naming the error (got $RC_T)"; show "$ERR"
+	fi
+	valid "take-$spec"
+	"$CAIRN" forget "t-$spec" >/dev/null 2>&1 || true
+	run "gc-$spec" env CAIRN_FAULT="$spec" "$CAIRN" gc --grace 0 -q
+	if [ "$RC" = 0 ] || { [ "$RC" = 1 ] && one_error_line "$ERR"; }; then
+		ok "gc with $spec: exit $RC $(head -c 160 "$ERR")"
+	else
+		fail "gc with $spec: exit 0, or 1 with one line (got $RC)"; show "$ERR"
+	fi
+	valid "gc-$spec"
+done
+check "most injected faults made the take fail cleanly ($FAILED_CLEANLY)" [ "$FAILED_CLEANLY" -ge 6 ]
+cairn_ok gc-clean gc --grace 0 -q
+valid final
+e2e_finish

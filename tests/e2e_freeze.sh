@@ -1,0 +1,357 @@
+#!/bin/bash
+# e2e_freeze: take of a live instance. A workload (a loop writing a counter
+# to one file and appending it to another) runs in a fresh cgroup; takes
+# with --cgroup freeze it (cgroup v2 and the v1 freezer), give SPEC's event
+# order, capture one instant, resume or release it; failures, SIGTERM,
+# --max-pause and a SIGKILL of cairn (the guardian) all leave it thawed with
+# nothing committed. Also a root of /proc/PID/root of a process in its own
+# mount namespace.
+set -euo pipefail
+SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+. "$SRCDIR/tests/lib.sh"
+e2e_start freeze
+
+# ---- cgroups: what this machine has ------------------------------------------
+V2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+V1=$(awk '$3 == "cgroup" && $4 ~ /(^|,)freezer(,|$)/ { print $2; exit }' /proc/mounts)
+CGS=()
+cg_new() { # cg_new BASE NAME: a fresh group; prints its path
+	local d=$1/cairn-e2e-$$-$2
+	mkdir "$d" 2>/dev/null || return 1
+	CGS+=("$d")
+	echo "$d"
+}
+if [ -n "$V2" ] && cg=$(cg_new "$V2" probe) && [ -e "$cg/cgroup.freeze" ]; then :; else V2=; fi
+if [ -n "$V1" ] && cg=$(cg_new "$V1" probe) && [ -e "$cg/freezer.state" ]; then :; else V1=; fi
+if [ -z "$V2" ] && [ -z "$V1" ]; then
+	echo "SKIP: neither a cgroup v2 hierarchy with cgroup.freeze nor a v1 freezer hierarchy can be used here"
+	exit 77
+fi
+echo "cgroup v2: ${V2:-none}; v1 freezer: ${V1:-none}"
+
+PIDS=()
+freeze_cleanup() {
+	local cg p
+	for cg in "${CGS[@]}"; do
+		[ -d "$cg" ] || continue
+		[ -e "$cg/cgroup.freeze" ] && echo 0 > "$cg/cgroup.freeze" 2>/dev/null || true
+		[ -e "$cg/freezer.state" ] && echo THAWED > "$cg/freezer.state" 2>/dev/null || true
+		for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+	done
+	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+	sleep 0.2
+	for cg in "${CGS[@]}"; do rmdir "$cg" 2>/dev/null || true; done
+	e2e_cleanup
+}
+trap freeze_cleanup EXIT
+
+# frozen CG: prints 1 when the group is frozen, else 0
+frozen() {
+	if [ -e "$1/cgroup.freeze" ]; then
+		grep -q '^frozen 1' "$1/cgroup.events" && echo 1 || echo 0
+	else
+		grep -q '^FROZEN' "$1/freezer.state" && echo 1 || echo 0
+	fi
+}
+procs() { grep -c '' "$1/cgroup.procs" || true; }
+
+ROOT=$W/root
+mkdir -p "$ROOT/state" "$ROOT/big" "$ROOT/mid"
+cat > "$W/workload.sh" <<'EOF'
+# the instance: a counter in a, appended to b; builtins only, so it is fast
+i=0
+while :; do
+	i=$((i + 1))
+	echo $i > "$1/a"
+	echo $i >> "$1/b"
+done
+EOF
+
+# start_workload CG DIR: the loop, started inside CG; sets WPID
+start_workload() {
+	mkdir -p "$2"
+	bash -c 'echo $$ > "$0/cgroup.procs" && exec bash "$1" "$2"' "$1" "$W/workload.sh" "$2" &
+	WPID=$!
+	PIDS+=("$WPID")
+	local n=0
+	until [ -s "$2/a" ] && [ "$(procs "$1")" -ge 1 ]; do
+		sleep 0.05
+		n=$((n + 1))
+		[ $n -lt 100 ] || { echo "workload did not start in $1"; exit 1; }
+	done
+}
+
+# advancing DIR: the counter moves within half a second
+advancing() {
+	local a b
+	a=$(wc -l < "$1/b")
+	sleep 0.5
+	b=$(wc -l < "$1/b")
+	[ "$b" -gt "$a" ]
+}
+
+# events FILE: the take's JSON events, progress left out, as "event:state" words
+events() {
+	"$PY" - "$1" <<'EOF'
+import json, sys
+out = []
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line:
+        continue
+    o = json.loads(line)
+    if o["event"] == "progress":
+        continue
+    out.append(o["event"] + (":" + o["state"] if o["event"] == "state" else ""))
+print(" ".join(out))
+EOF
+}
+
+# snapshot_count REPO
+snapshot_count() {
+	"$CAIRN" snapshots --repo "$1" --json | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)))'
+}
+
+# consistent REPO SNAP DIR: the snapshot's a and b are from one instant:
+# b holds 1..n in order and a is n, or n+1 (frozen between the two
+# writes), or empty (frozen between truncating and writing a)
+consistent() {
+	"$CAIRN" cat --repo "$1" "$2" "$3/a" > "$W/snap-a"
+	"$CAIRN" cat --repo "$1" "$2" "$3/b" > "$W/snap-b"
+	"$PY" - "$W/snap-a" "$W/snap-b" <<'EOF'
+import sys
+a = open(sys.argv[1]).read().strip()
+b = open(sys.argv[2]).read().split("\n")
+if b and b[-1] == "":
+    b.pop()
+n = len(b)
+if b != [str(i) for i in range(1, n + 1)]:
+    sys.exit("b is not 1..n (a write was caught half-way?)")
+if a not in ("", str(n), str(n + 1)):
+    sys.exit("a=%s but b ends at %d: not one instant" % (a, n))
+print("a=%s b ends at %d" % (a or "''", n))
+EOF
+}
+
+# wait_state FILE STATE: until the take's output has that state (10 s at most)
+wait_state() {
+	local n=0
+	until grep -q "\"state\":\"$2\"" "$1" 2>/dev/null; do
+		sleep 0.02
+		n=$((n + 1))
+		[ $n -lt 500 ] || return 1
+	done
+}
+
+say "setup: fresh random data, so that a first take stays paused for a while (48 MiB in /mid, 160 MiB in /big)"
+head -c 48M /dev/urandom > "$ROOT/mid/data"
+head -c 160M /dev/urandom > "$ROOT/big/data"
+
+# ---- the main scenarios, on each kind of cgroup -------------------------------
+scenarios() {
+	local kind=$1 base=$2 CG S R
+	CG=$(cg_new "$base" "$kind")
+	S=$ROOT/state/$kind
+	start_workload "$CG" "$S"
+	check "$kind: the workload runs before the take" advancing "$S"
+
+	say "$kind: a slow take (--threads 1, new data): frozen while paused, one instant captured"
+	R=$W/repo-$kind-paused
+	"$CAIRN" init --repo "$R" > /dev/null
+	"$CAIRN" take --repo "$R" --root "$ROOT" --exclude /big --name live --cgroup "$CG" --threads 1 --json \
+		> "$LOG/$kind-paused.out" 2> "$LOG/$kind-paused.err" &
+	local cpid=$! c1 c2 f still
+	if wait_state "$LOG/$kind-paused.out" paused; then
+		c1=$(wc -l < "$S/b")
+		sleep 0.4
+		c2=$(wc -l < "$S/b")
+		f=$(frozen "$CG")
+		still=$(grep -c '"saved"' "$LOG/$kind-paused.out" || true)
+		check "$kind: the take was still paused while sampling" test "$still" = 0
+		check "$kind: the group is frozen while paused (cgroup says $f)" test "$f" = 1
+		check "$kind: the counter does not move while paused ($c1 then $c2)" test "$c1" = "$c2"
+	else
+		fail "$kind: a paused event within 10 s"
+	fi
+	set +e; wait $cpid; RC=$?; set -e
+	check "$kind: the take exits 0 (got $RC)" test "$RC" = 0
+	show "$LOG/$kind-paused.err"
+	local ev
+	ev=$(events "$LOG/$kind-paused.out")
+	check "$kind: events in SPEC order ($ev)" test "$ev" = "state:suspending state:paused state:saved state:resumed done"
+	local snap pause
+	snap=$(json_get "$LOG/$kind-paused.out" done snapshot || true)
+	pause=$(json_get "$LOG/$kind-paused.out" done pause_ms || true)
+	check "$kind: the saved event names the snapshot" test "$(json_get "$LOG/$kind-paused.out" state snapshot)" = "$snap"
+	check "$kind: paused carries ms" is_uint "$(json_get "$LOG/$kind-paused.out" state ms || true)"
+	check "$kind: done's pause_ms covers the sampling ($pause ms, $(json_get "$LOG/$kind-paused.out" done duration_ms || true) ms in all)" test "${pause:-0}" -ge 400
+	"$CAIRN" snapshots --repo "$R" --json > "$LOG/$kind-list.json"
+	check "$kind: the manifest records the pause" "$PY" -c '
+import json, sys; s = json.load(open(sys.argv[1])); sys.exit(0 if s[0]["pause_ms"] >= 400 else 1)' "$LOG/$kind-list.json"
+	check "$kind: the snapshot is one instant ($(consistent "$R" "$snap" "state/$kind" 2>&1 || true))" consistent "$R" "$snap" "state/$kind"
+	check "$kind: thawed after the take" test "$(frozen "$CG")" = 0
+	check "$kind: the workload runs again" advancing "$S"
+
+	say "$kind: a failing take (injected EIO while writing) thaws; error, then resumed; nothing committed"
+	R=$W/repo-$kind
+	"$CAIRN" init --repo "$R" > /dev/null
+	CAIRN_FAULT=write:1:EIO cairn "$kind-fault" take --repo "$R" --root "$ROOT" --exclude /big --exclude /mid --name f \
+		--cgroup "$CG" --release --json
+	check "$kind: the failing take exits 1 (got $RC)" test "$RC" = 1
+	ev=$(events "$OUT")
+	check "$kind: events: error then resumed ($ev)" test "$ev" = "state:suspending state:paused error state:resumed"
+	check "$kind: one stderr line" one_error_line "$ERR"
+	check "$kind: nothing committed" test "$(snapshot_count "$R")" = 0
+	check "$kind: thawed after the failure" test "$(frozen "$CG")" = 0
+	check "$kind: --release did not kill on failure" kill -0 "$WPID"
+	check "$kind: the workload runs after the failure" advancing "$S"
+
+	say "$kind: SIGTERM while paused aborts: thawed, nothing committed"
+	R=$W/repo-$kind-term
+	"$CAIRN" init --repo "$R" > /dev/null
+	"$CAIRN" take --repo "$R" --root "$ROOT" --name t --cgroup "$CG" --threads 1 --json \
+		> "$LOG/$kind-term.out" 2> "$LOG/$kind-term.err" &
+	cpid=$!
+	wait_state "$LOG/$kind-term.out" paused || fail "$kind: a paused event within 10 s"
+	sleep 0.2
+	kill -TERM $cpid
+	set +e; wait $cpid; RC=$?; set -e
+	check "$kind: SIGTERM: exit 1 (got $RC)" test "$RC" = 1
+	ev=$(events "$LOG/$kind-term.out")
+	check "$kind: SIGTERM: error then resumed ($ev)" test "$ev" = "state:suspending state:paused error state:resumed"
+	check "$kind: SIGTERM: the message says so" grep -q 'interrupted by SIGTERM' "$LOG/$kind-term.err"
+	check "$kind: SIGTERM: nothing committed" test "$(snapshot_count "$R")" = 0
+	check "$kind: SIGTERM: thawed" test "$(frozen "$CG")" = 0
+	check "$kind: SIGTERM: the workload runs" advancing "$S"
+
+	say "$kind: SIGKILL of cairn while paused: the guardian thaws within a second"
+	R=$W/repo-$kind-kill
+	"$CAIRN" init --repo "$R" > /dev/null
+	"$CAIRN" take --repo "$R" --root "$ROOT" --name k --cgroup "$CG" --threads 1 --json \
+		> "$LOG/$kind-kill.out" 2> "$LOG/$kind-kill.err" &
+	cpid=$!
+	wait_state "$LOG/$kind-kill.out" paused || fail "$kind: a paused event within 10 s"
+	sleep 0.2
+	check "$kind: frozen before the kill" test "$(frozen "$CG")" = 1
+	local gpid
+	gpid=$(pgrep -P $cpid -x cairn-guardian || true)
+	check "$kind: cairn has its guardian process ($gpid)" test -n "$gpid"
+	kill -KILL $cpid
+	local t0 ms=-1 i
+	t0=$(date +%s%N)
+	for i in $(seq 200); do
+		if [ "$(frozen "$CG")" = 0 ]; then
+			ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+			break
+		fi
+		sleep 0.005
+	done
+	set +e; wait $cpid 2>/dev/null; set -e
+	check "$kind: SIGKILL: thawed within 1000 ms (after $ms ms)" test "$ms" -ge 0 -a "$ms" -le 1000
+	check "$kind: SIGKILL: the guardian said so" grep -q 'guardian: cairn exited' "$LOG/$kind-kill.err"
+	check "$kind: SIGKILL: no snapshot visible" test "$(snapshot_count "$R")" = 0
+	check "$kind: SIGKILL: the workload runs" advancing "$S"
+	sleep 0.1
+	check "$kind: SIGKILL: the guardian has exited (a zombie of init's at most)" \
+		test -z "$(ps -o stat= -p "${gpid:-0}" | grep -v '^Z' || true)"
+
+	say "$kind: --max-pause 1 on a take that needs longer: aborted and thawed"
+	R=$W/repo-$kind-max
+	"$CAIRN" init --repo "$R" > /dev/null
+	cairn "$kind-max" take --repo "$R" --root "$ROOT" --name m --cgroup "$CG" --threads 1 --max-pause 1 --json
+	check "$kind: --max-pause: exit 1 (got $RC)" test "$RC" = 1
+	ev=$(events "$OUT")
+	check "$kind: --max-pause: error then resumed ($ev)" test "$ev" = "state:suspending state:paused error state:resumed"
+	check "$kind: --max-pause: the message says so" grep -q 'paused longer than' "$ERR"
+	check "$kind: --max-pause: nothing committed" test "$(snapshot_count "$R")" = 0
+	check "$kind: --max-pause: thawed" test "$(frozen "$CG")" = 0
+	check "$kind: --max-pause: the workload runs" advancing "$S"
+
+	say "$kind: --release: killed after the commit"
+	R=$W/repo-$kind
+	cairn "$kind-release" take --repo "$R" --root "$ROOT" --exclude /big --exclude /mid --name r --cgroup "$CG" --release --json
+	check "$kind: --release: exit 0 (got $RC)" test "$RC" = 0
+	ev=$(events "$OUT")
+	check "$kind: --release: saved, then released ($ev)" test "$ev" = "state:suspending state:paused state:saved state:released done"
+	check "$kind: --release: the snapshot is committed" test "$(snapshot_count "$R")" = 1
+	snap=$(json_get "$OUT" done snapshot || true)
+	check "$kind: --release: the snapshot is one instant" consistent "$R" "$snap" "state/$kind"
+	check "$kind: --release: no process left in the group" test "$(procs "$CG")" = 0
+	sleep 0.1
+	check "$kind: --release: the workload is dead" test ! -d "/proc/$WPID"
+	check "$kind: --release: the group is not left frozen" test "$(frozen "$CG")" = 0
+}
+
+[ -z "$V2" ] || scenarios v2 "$V2"
+[ -z "$V1" ] || scenarios v1 "$V1"
+rm -f "$ROOT/big/data" "$ROOT/mid/data"
+
+# ---- bad uses ------------------------------------------------------------------
+say "bad uses: usage errors, missing or unfreezable groups, someone else's freeze"
+R=$W/repo-bad
+"$CAIRN" init --repo "$R" > /dev/null
+BASE=${V2:-$V1}
+CG=$(cg_new "$BASE" bad)
+S=$ROOT/state/bad
+start_workload "$CG" "$S"
+expect_rc 2 release-alone take --repo "$R" --root "$ROOT" --name x --release
+expect_rc 2 maxpause-alone take --repo "$R" --root "$ROOT" --name x --max-pause 5
+expect_rc 2 maxpause-zero take --repo "$R" --root "$ROOT" --name x --cgroup "$CG" --max-pause 0
+expect_rc 6 no-cgroup take --repo "$R" --root "$ROOT" --name x --cgroup "$BASE/cairn-e2e-absent"
+expect_rc 2 root-cgroup take --repo "$R" --root "$ROOT" --name x --cgroup "$W"
+cairn missing-root take --repo "$R" --root "$W/absent" --name x --cgroup "$CG" --json
+check "a missing root: exit 6 (got $RC)" test "$RC" = 6
+ev=$(events "$OUT")
+check "a missing root fails before freezing: no suspending, no resumed ($ev)" test "$ev" = "error"
+check "not frozen after a failure before the freeze" test "$(frozen "$CG")" = 0
+if [ -e "$CG/cgroup.freeze" ]; then echo 1 > "$CG/cgroup.freeze"; else echo FROZEN > "$CG/freezer.state"; fi
+sleep 0.2
+expect_rc 5 already-frozen take --repo "$R" --root "$ROOT" --name x --cgroup "$CG"
+check "someone else's freeze is left alone" test "$(frozen "$CG")" = 1
+if [ -e "$CG/cgroup.freeze" ]; then echo 0 > "$CG/cgroup.freeze"; else echo THAWED > "$CG/freezer.state"; fi
+bash -c 'echo $$ > "$0/cgroup.procs"; exec "$@"' "$CG" "$CAIRN" take --repo "$R" --root "$ROOT" --name x \
+	--cgroup "$CG" > "$LOG/self.out" 2> "$LOG/self.err" || RC=$?
+check "cairn inside the group it would freeze: exit 2 (got $RC)" test "$RC" = 2
+check "  ... and says why" grep -q 'cairn itself' "$LOG/self.err"
+check "no snapshot from the bad uses" test "$(snapshot_count "$R")" = 0
+
+# ---- /proc/PID/root ----------------------------------------------------------------
+say "a root of /proc/PID/root: a process pivoted into its own mount namespace"
+CT=$W/ct
+mkdir -p "$CT/etc" "$CT/usr" "$CT/old" "$CT/data"
+ln -s usr/bin "$CT/bin"
+ln -s usr/lib "$CT/lib"
+ln -s usr/lib64 "$CT/lib64"
+echo "inside the container" > "$CT/etc/marker"
+head -c 100000 /dev/urandom > "$CT/data/blob"
+CG=$(cg_new "$BASE" ct)
+unshare -m --propagation private bash -c '
+	echo $$ > "$0/cgroup.procs" &&
+	mount --bind "$1" "$1" && mount --bind /usr "$1/usr" && cd "$1" && pivot_root . old &&
+	exec /usr/bin/sleep 120' "$CG" "$CT" 2> "$LOG/ct.err" &
+CTPID=$!
+PIDS+=("$CTPID")
+n=0
+until [ "$(readlink "/proc/$CTPID/exe" 2>/dev/null)" = /usr/bin/sleep ]; do
+	sleep 0.05
+	n=$((n + 1))
+	[ $n -lt 100 ] || { fail "the container process started"; show "$LOG/ct.err"; e2e_finish; }
+done
+check "realpath of /proc/PID/root reads as our own / (why it is not used)" test "$(realpath "/proc/$CTPID/root")" = /
+take_json ct --repo "$R" --root "/proc/$CTPID/root" --name ct --cgroup "$CG"
+if [ -n "$SNAP" ]; then
+	"$CAIRN" ls --repo "$R" "$SNAP" / > "$LOG/ct-ls.out"
+	check "the container's files, not ours: $(tr '\n' ' ' < "$LOG/ct-ls.out")" \
+		test "$(sort "$LOG/ct-ls.out" | tr '\n' ' ')" = "bin data etc lib lib64 old usr "
+	check "etc/marker is the container's" test "$("$CAIRN" cat --repo "$R" "$SNAP" etc/marker)" = "inside the container"
+	check "mount points inside (old = our root, usr) are kept empty" \
+		test -z "$("$CAIRN" ls --repo "$R" "$SNAP" old)$("$CAIRN" ls --repo "$R" "$SNAP" usr)"
+	mkdir -p "$W/ct-restored"
+	cairn_ok ct-restore restore --repo "$R" "$SNAP" "$W/ct-restored/r" || true
+	cmp_check "data/blob restored" "$CT/data/blob" "$W/ct-restored/r/data/blob"
+	check "the snapshot records the root as given" grep -q "\"root\":\"/proc/$CTPID/root\"" \
+		<("$CAIRN" snapshots --repo "$R" --json | tr -d ' ')
+fi
+check "the container process runs again" test "$(frozen "$CG")" = 0
+
+e2e_finish

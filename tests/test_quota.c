@@ -1,0 +1,342 @@
+/* Per-user accounting: usage independent of who stored first, exact quota
+ * edges, forget, crash states settled by the next operation, compaction,
+ * quota_verify finding tampered records, hostile records never crashing. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cairn.h"
+#include "format.h"
+#include "hash.h"
+#include "quota.h"
+#include "repo.h"
+#include "t.h"
+
+static char base[256];
+
+static void write_file(const char *path, size_t len, uint64_t seed)
+{
+	uint8_t *b = malloc(len ? len : 1);
+	uint64_t s = t_rng_state;
+	t_rng_state = seed | 1;
+	t_fill(b, len);
+	t_rng_state = s;
+	FILE *f = fopen(path, "wb");
+	fwrite(b, 1, len, f);
+	fclose(f);
+	free(b);
+}
+
+/* dir with a shared file (seed 1) and a file of its own (seed own). */
+static void make_tree(const char *dir, uint64_t own, size_t own_len)
+{
+	char p[512];
+	mkdir(dir, 0755);
+	snprintf(p, sizeof(p), "%s/shared", dir);
+	write_file(p, 300000, 1);
+	snprintf(p, sizeof(p), "%s/own", dir);
+	write_file(p, own_len, own);
+}
+
+static int take(cairn_repo *r, const char *root, const char *user, const char *name, char id[65])
+{
+	cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
+	cairn_take_result res;
+	o.root = root;
+	o.user = user;
+	o.name = name;
+	o.no_parent = 1;
+	o.threads = 2;
+	int rc = cairn_take(&res, r, &o);
+	if (rc == 0 && id) memcpy(id, res.snapshot, 65);
+	return rc;
+}
+
+static uint64_t used(cairn_repo *r, const char *user)
+{
+	quota_usage u;
+	CHECK_EQ(quota_usage_get(r, user, &u), 0);
+	return u.used;
+}
+
+static int nproblems;
+static void report(const char *user, const char *problem, void *payload)
+{
+	(void)payload;
+	printf("  verify: %s: %s\n", user, problem);
+	nproblems++;
+}
+
+static int verify(cairn_repo *r)
+{
+	nproblems = 0;
+	int rc = quota_verify(r, report, NULL);
+	CHECK(rc >= 0);
+	CHECK_EQ(rc, nproblems);
+	return rc;
+}
+
+static char *path_of(const char *fmt, const char *a)
+{
+	static char p[600];
+	snprintf(p, sizeof(p), fmt, base, a);
+	return p;
+}
+
+/* The newest entry of users/U/log. */
+static int top_log(const char *user, char out[900])
+{
+	DIR *d = opendir(path_of("%s/repo/users/%s/log", user));
+	struct dirent *de;
+	char best[256] = "";
+	if (!d) return -1;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' && strcmp(de->d_name, best) > 0) snprintf(best, sizeof(best), "%s", de->d_name);
+	closedir(d);
+	snprintf(out, 900, "%s/repo/users/%s/log/%s", base, user, best);
+	return best[0] ? 0 : -1;
+}
+
+static uint8_t *slurp(const char *p, size_t *len)
+{
+	FILE *f = fopen(p, "rb");
+	if (!f) return NULL;
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	uint8_t *b = malloc(*len + 1);
+	if (fread(b, 1, *len, f) != *len) *len = 0;
+	fclose(f);
+	return b;
+}
+
+static void spit(const char *p, const uint8_t *b, size_t len)
+{
+	FILE *f = fopen(p, "wb");
+	fwrite(b, 1, len, f);
+	fclose(f);
+}
+
+static void test_two_users(cairn_repo *r, const char *t1)
+{
+	/* bob first in one order, then alice; carol/dave the other way round */
+	CHECK_EQ(take(r, t1, "bob", "s", NULL), 0);
+	CHECK_EQ(take(r, t1, "alice", "s", NULL), 0);
+	CHECK(used(r, "bob") > 300000);
+	CHECK_EQ(used(r, "alice"), used(r, "bob"));
+	CHECK_EQ(take(r, t1, "dave", "s", NULL), 0);
+	CHECK_EQ(take(r, t1, "carol", "s", NULL), 0);
+	CHECK_EQ(used(r, "carol"), used(r, "bob"));
+	CHECK_EQ(used(r, "dave"), used(r, "bob"));
+	/* a second identical snapshot adds nothing */
+	uint64_t before = used(r, "bob");
+	CHECK_EQ(take(r, t1, "bob", "s2", NULL), 0);
+	CHECK_EQ(used(r, "bob"), before);
+	quota_usage u;
+	CHECK_EQ(quota_usage_get(r, "bob", &u), 0);
+	CHECK_EQ(u.snapshots, 2);
+	CHECK_EQ(verify(r), 0);
+}
+
+static void test_quota_edges(cairn_repo *r, const char *t2)
+{
+	char id[65];
+	/* measure with a take, forget it: the blobs stay in the repository */
+	CHECK_EQ(take(r, t2, "erin", "m", id), 0);
+	uint64_t need = used(r, "erin"), rel = 0;
+	CHECK(need > 0);
+	CHECK_EQ(quota_forget(r, id, &rel), 0);
+	CHECK_EQ(rel, need);
+	CHECK_EQ(used(r, "erin"), 0);
+	CHECK_EQ(quota_set(r, "erin", 1, need - 1), 0);
+	CHECK_EQ(take(r, t2, "erin", "x", NULL), CAIRN_EQUOTA);
+	CHECK(strstr(cairn_error_last(), "quota") != NULL);
+	CHECK_EQ(used(r, "erin"), 0);
+	cairn_snapshot_list *l;
+	CHECK_EQ(cairn_snapshot_list_load(&l, r, "erin"), 0);
+	CHECK_EQ(cairn_snapshot_list_count(l), 0);
+	cairn_snapshot_list_free(l);
+	CHECK_EQ(quota_set(r, "erin", 1, need), 0);
+	CHECK_EQ(take(r, t2, "erin", "fits", NULL), 0);
+	CHECK_EQ(used(r, "erin"), need);
+	quota_usage u;
+	CHECK_EQ(quota_usage_get(r, "erin", &u), 0);
+	CHECK(u.has_quota && u.quota == need);
+	CHECK_EQ(quota_set(r, "erin", 0, 0), 0);
+	CHECK_EQ(quota_usage_get(r, "erin", &u), 0);
+	CHECK_EQ(u.has_quota, 0);
+	CHECK_EQ(verify(r), 0);
+}
+
+static void test_estimate(cairn_repo *r, const char *t1, const char *t3)
+{
+	cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
+	cairn_estimate_result e;
+	o.root = t3;
+	o.user = "alice";
+	o.no_parent = 1;
+	CHECK_EQ(cairn_estimate(&e, r, &o), 0);
+	uint64_t before = used(r, "alice");
+	CHECK(e.added_bytes > 0);
+	CHECK(e.added_bytes < 400000); /* the shared file is charged already */
+	CHECK_EQ(take(r, t3, "alice", "e", NULL), 0);
+	CHECK_EQ(used(r, "alice") - before, e.added_bytes);
+	(void)t1;
+}
+
+static void test_crash_states(cairn_repo *r, const char *t2)
+{
+	char id[65], mname[600];
+	uint64_t before = used(r, "frank");
+	CHECK_EQ(take(r, t2, "frank", "c1", id), 0);
+	uint64_t after = used(r, "frank");
+	CHECK(after > before);
+	/* a take that wrote its ledger entry but not its manifest */
+	snprintf(mname, sizeof(mname), "%s/repo/snapshots/%s", base, id);
+	size_t mlen;
+	uint8_t *m = slurp(mname, &mlen);
+	CHECK(m != NULL);
+	unlink(mname);
+	CHECK_EQ(used(r, "frank"), before); /* readers do not count it */
+	CHECK_EQ(verify(r), 0);
+	CHECK_EQ(take(r, t2, "frank", "c2", id), 0); /* settles it, then charges */
+	CHECK_EQ(used(r, "frank"), after);
+	CHECK_EQ(verify(r), 0);
+	/* a forget that wrote its entry but did not delete the manifest */
+	snprintf(mname, sizeof(mname), "%s/repo/snapshots/%s", base, id);
+	free(m);
+	m = slurp(mname, &mlen);
+	CHECK_EQ(quota_forget(r, id, NULL), 0);
+	spit(mname, m, mlen);
+	free(m);
+	CHECK_EQ(used(r, "frank"), before);
+	CHECK_EQ(quota_set(r, "frank", 0, 0), 0);
+	CHECK_EQ(take(r, t2, "frank", "c3", NULL), 0); /* finishes the forget */
+	CHECK(access(mname, F_OK) != 0);
+	CHECK_EQ(verify(r), 0);
+}
+
+static void test_compaction(cairn_repo *r, const char *t2)
+{
+	char id[65];
+	for (int i = 0; i < 40; i++) {
+		CHECK_EQ(take(r, t2, "gina", "k", id), 0);
+		if (i % 2) CHECK_EQ(quota_forget(r, id, NULL), 0);
+	}
+	quota_usage u;
+	CHECK_EQ(quota_usage_get(r, "gina", &u), 0);
+	CHECK_EQ(u.snapshots, 20);
+	int nlogs = 0;
+	DIR *d = opendir(path_of("%s/repo/users/%s/log", "gina"));
+	struct dirent *de;
+	while (d && (de = readdir(d))) nlogs += de->d_name[0] != '.';
+	if (d) closedir(d);
+	CHECK(nlogs > 0 && nlogs <= 33);
+	CHECK(access(path_of("%s/repo/users/%s/base", "gina"), F_OK) == 0);
+	CHECK_EQ(verify(r), 0);
+}
+
+static void test_tamper(cairn_repo *r, const char *t2)
+{
+	char p[900];
+	CHECK_EQ(take(r, t2, "hal", "t", NULL), 0);
+	uint64_t real = used(r, "hal");
+	CHECK_EQ(top_log("hal", p), 0);
+	size_t len;
+	uint8_t *b = slurp(p, &len);
+	/* used_after sits 8 + 8 + 8 + 8 + 8 + 1 + 32 + 8 bytes... find it by value */
+	size_t off = 0;
+	for (size_t i = FORMAT_HEADER_LEN; i + 8 <= len - FORMAT_CHECK_LEN; i++)
+		if (get_u64(b + i) == real) off = i;
+	CHECK(off > 0);
+	put_u64(b + off, real - 1000);
+	put_u64(b + len - 8, hash_xxh3(b, len - 8)); /* a well-formed lie */
+	spit(p, b, len);
+	free(b);
+	CHECK_EQ(used(r, "hal"), real - 1000);
+	CHECK(verify(r) > 0);
+	CHECK_EQ(take(r, t2, "hal", "t2", NULL), CAIRN_ECORRUPT); /* never builds on a bad ledger */
+	CHECK_EQ(quota_rebuild(r, "hal"), 0);
+	CHECK_EQ(used(r, "hal"), real);
+	CHECK_EQ(verify(r), 0);
+	CHECK_EQ(take(r, t2, "hal", "t3", NULL), 0);
+
+	/* a deleted ledger entry is found too */
+	CHECK_EQ(take(r, t2, "ivy", "t", NULL), 0);
+	CHECK_EQ(top_log("ivy", p), 0);
+	unlink(p);
+	CHECK(verify(r) > 0);
+	CHECK_EQ(quota_rebuild(r, "ivy"), 0);
+	CHECK_EQ(verify(r), 0);
+}
+
+/* Flipped and truncated records: errors, never crashes. */
+static void test_hostile(cairn_repo *r, const char *t2)
+{
+	char p[900];
+	CHECK_EQ(take(r, t2, "jo", "h", NULL), 0);
+	CHECK_EQ(top_log("jo", p), 0);
+	size_t len;
+	uint8_t *orig = slurp(p, &len);
+	for (int round = 0; round < 60; round++) {
+		uint8_t *b = malloc(len);
+		memcpy(b, orig, len);
+		size_t n = len;
+		if (round % 3 == 0) n = (size_t)(t_rand() % len);
+		else b[t_rand() % len] ^= (uint8_t)(1 + t_rand() % 255);
+		if (round % 2 && n >= 8) put_u64(b + n - 8, hash_xxh3(b, n - 8)); /* past the checksum */
+		spit(p, b, n);
+		quota_usage u;
+		int rc = quota_usage_get(r, "jo", &u);
+		CHECK(rc == 0 || rc == CAIRN_ECORRUPT);
+		nproblems = 0;
+		rc = quota_verify(r, report, NULL);
+		CHECK(rc >= 0);
+		free(b);
+	}
+	spit(p, orig, len);
+	free(orig);
+	CHECK_EQ(verify(r), 0);
+}
+
+int main(void)
+{
+	t_seed();
+	snprintf(base, sizeof(base), "/tmp/test_quota.%d", (int)getpid());
+	mkdir(base, 0755);
+	char repo[300], t1[300], t2[300], t3[300];
+	snprintf(repo, sizeof(repo), "%s/repo", base);
+	snprintf(t1, sizeof(t1), "%s/t1", base);
+	snprintf(t2, sizeof(t2), "%s/t2", base);
+	snprintf(t3, sizeof(t3), "%s/t3", base);
+	make_tree(t1, t_rand(), 200000);
+	make_tree(t2, t_rand(), 150000);
+	make_tree(t3, t_rand(), 100000);
+	cairn_init_options io = CAIRN_INIT_OPTIONS_INIT;
+	io.chunk_avg = 16384;
+	CHECK_EQ(cairn_repo_init(repo, &io), 0);
+	cairn_repo *r;
+	CHECK_EQ(cairn_repo_open(&r, repo), 0);
+
+	test_two_users(r, t1);
+	test_quota_edges(r, t2);
+	test_estimate(r, t1, t3);
+	test_crash_states(r, t2);
+	test_compaction(r, t2);
+	test_tamper(r, t2);
+	test_hostile(r, t2);
+
+	quota_usage u;
+	CHECK_EQ(quota_usage_get(r, "no/such", &u), CAIRN_EUSAGE);
+	CHECK_EQ(quota_usage_get(r, "nobody", &u), 0);
+	CHECK_EQ(u.used, 0);
+	cairn_repo_free(r);
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
+	if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", base);
+	return t_done();
+}

@@ -1,0 +1,62 @@
+/* cairn forget SNAP...: delete snapshots; their users' usage drops at once. */
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+int cmd_forget(struct cli *cli, int argc, char **argv)
+{
+	const char *user = NULL;
+	int quiet = 0;
+	const struct opt opts[] = {
+		OPT_SNAP_USER(&user),
+		{ "-q", "--quiet", OPT_FLAG, &quiet, NULL, "print nothing on success", 0, 0, 0 },
+		OPT_JSON(cli),
+		OPT_END
+	};
+	cli_parse(cli, "SNAP...", opts, argc, argv);
+
+	cairn_repo *repo;
+	int rc = cli_open_repo(cli, &repo);
+	if (rc != 0)
+		return rc;
+	/* every SNAP resolved first: a typo forgets nothing */
+	char (*ids)[65] = calloc((size_t)cli->nargs, sizeof(*ids));
+	if (!ids) {
+		rc = cli_error(cli, CAIRN_ENOMEM, "out of memory");
+		goto done;
+	}
+	for (int i = 0; i < cli->nargs && rc == 0; i++)
+		rc = cli_resolve(cli, repo, cli->args[i], user, ids[i]);
+	struct json j;
+	if (rc == 0 && cli->json) {
+		json_start(&j, stdout);
+		json_open(&j, NULL, '[');
+	}
+	for (int i = 0; i < cli->nargs && rc == 0; i++) {
+		uint64_t released = 0;
+		int err = cairn_forget(repo, ids[i], &released);
+		if (err < 0) {
+			rc = cli_fail(cli, err);
+			break;
+		}
+		if (cli->json) {
+			json_open(&j, NULL, '{');
+			json_str(&j, "snapshot", ids[i]);
+			json_u64(&j, "released_bytes", released);
+			json_close(&j, '}');
+		} else if (!quiet) {
+			char h[32];
+			format_size(h, released);
+			printf("forgot %s (usage down %s)\n", ids[i], h);
+		}
+	}
+	if (cli->json && (rc == 0 || cli->nargs > 0)) {
+		json_close(&j, ']');
+		json_line_end(&j);
+	}
+done:
+	free(ids);
+	cairn_repo_free(repo);
+	return rc;
+}
