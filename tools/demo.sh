@@ -24,9 +24,11 @@ run "$cairn" take --root "$work/instance" --name demo-1 --user alice
 echo "appended to a log, added a file" && echo "more" >> "$work/instance/files/text" && date > "$work/instance/new-file"
 run "$cairn" take --root "$work/instance" --name demo-2 --user alice
 run "$cairn" snapshots
+run "$cairn" usage
 run "$cairn" ls demo-2 / -l
 run "$cairn" restore demo-2 "$work/restored"
 step "python3 tests/treecmp.py instance restored   # entry by entry"
 python3 tests/treecmp.py "$work/instance" "$work/restored" --ignore /datadrive --ignore /special/sock
 echo "(/datadrive is kept as an empty directory and sockets are skipped, by design)"
+run "$cairn" fsck
 printf '\nrepository: %s\nexport CAIRN_REPO=%s to keep exploring with %s\n' "$CAIRN_REPO" "$CAIRN_REPO" "$cairn"
