@@ -65,6 +65,26 @@ uint8_t *buf_take(buf *b, size_t *len)
 	return p;
 }
 
+int strv_push(char ***v, size_t *n, size_t *cap, const char *s)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 16;
+		char **p = realloc(*v, c * sizeof(*p));
+		if (!p) return ERR_OOM();
+		*v = p;
+		*cap = c;
+	}
+	if (!((*v)[*n] = strdup(s))) return ERR_OOM();
+	(*n)++;
+	return 0;
+}
+
+void strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) free(v[i]);
+	free(v);
+}
+
 void cur_init(cursor *c, const void *p, size_t len)
 {
 	c->p = p;

@@ -26,6 +26,10 @@ void buf_check(buf *b);
 /* Hand the bytes to the caller (who frees them); b is reset. */
 uint8_t *buf_take(buf *b, size_t *len);
 
+/* A growable vector of malloc'd strings. */
+int strv_push(char ***v, size_t *n, size_t *cap, const char *s);
+void strv_free(char **v, size_t n);
+
 /* Decoder cursor. Every get fails (returns -1, sets bad) past the end. */
 typedef struct cursor {
 	const uint8_t *p;

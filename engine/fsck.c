@@ -213,37 +213,6 @@ typedef struct fsck_ctx {
 	long missing_index_problem; /* shared by blobs missing from the index while a segment is bad */
 } fsck_ctx;
 
-static int strv_add(char ***v, size_t *n, size_t *cap, const char *s)
-{
-	if (*n == *cap) {
-		size_t c = *cap ? *cap * 2 : 16;
-		char **p = realloc(*v, c * sizeof(*p));
-		if (!p) return ERR_OOM();
-		*v = p;
-		*cap = c;
-	}
-	if (!((*v)[*n] = strdup(s))) return ERR_OOM();
-	(*n)++;
-	return 0;
-}
-
-static int key_put(chunk_index *ix, const void *key, size_t keylen, uint32_t value)
-{
-	index_entry e;
-	memset(&e, 0, sizeof(e));
-	memcpy(e.id.b, key, keylen);
-	e.offset = value;
-	return index_insert(ix, &e);
-}
-
-static const index_entry *key_get(const chunk_index *ix, const void *key, size_t keylen)
-{
-	oid id;
-	memset(&id, 0, sizeof(id));
-	memcpy(id.b, key, keylen);
-	return index_lookup(ix, &id);
-}
-
 static problem *P(fsck_ctx *c, long i) { return c->rep->p[i]; }
 
 /* config */
@@ -268,7 +237,7 @@ static int segment_visit(const char *name, void *payload)
 	uint8_t *data = NULL;
 	size_t len, n = 0;
 	index_entry *e = NULL;
-	int rc = strv_add(&c->segments, &c->nsegments, &c->capsegments, name);
+	int rc = strv_push(&c->segments, &c->nsegments, &c->capsegments, name);
 	if (rc < 0) return rc;
 	c->rep->stats.index_segments++;
 	rc = store_get(c->r->st, name, SEGMENT_MAX, &data, &len);
@@ -312,7 +281,7 @@ static int pack_visit(const char *name, void *payload)
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	memcpy(p->id, id, PACK_ID_LEN);
 	p->problem = -1;
-	int rc = key_put(c->packpos, id, PACK_ID_LEN, (uint32_t)c->npacks);
+	int rc = index_key_put(c->packpos, id, PACK_ID_LEN, (uint32_t)c->npacks);
 	if (rc < 0) return rc;
 	c->npacks++;
 	return 0;
@@ -334,7 +303,7 @@ static void check_pack(fsck_ctx *c, pack_state *p)
 		for (size_t i = 0; rc == 0 && i < p->nblobs; i++) {
 			uint8_t key[4];
 			put_u32(key, p->blobs[i].offset);
-			rc = key_put(p->at, key, 4, (uint32_t)i);
+			rc = index_key_put(p->at, key, 4, (uint32_t)i);
 			if (rc > 0) rc = 0;
 		}
 	}
@@ -352,7 +321,7 @@ static void check_pack(fsck_ctx *c, pack_state *p)
 			long pi = report_add(c->rep, CAIRN_FSCK_DAMAGE, b->type == BLOB_TREE ? "tree" : "chunk",
 			                     what, "%s", cairn_error_last());
 			if (!p->bad && index_new(&p->bad) < 0) p->bad = NULL;
-			if (p->bad && pi >= 0) key_put(p->bad, b->id.b, OID_LEN, (uint32_t)pi);
+			if (p->bad && pi >= 0) index_key_put(p->bad, b->id.b, OID_LEN, (uint32_t)pi);
 			pthread_mutex_unlock(&c->lock);
 		}
 	}
@@ -409,11 +378,11 @@ static long blob_check(fsck_ctx *c, const oid *id, uint8_t type)
 	} else {
 		char pname[64];
 		repo_pack_name(pname, e->pack);
-		const index_entry *pp = key_get(c->packpos, e->pack, PACK_ID_LEN);
+		const index_entry *pp = index_key_get(c->packpos, e->pack, PACK_ID_LEN);
 		pack_state *p = pp ? &c->packs[pp->offset] : NULL;
 		uint8_t key[4];
 		put_u32(key, e->offset);
-		const index_entry *at = p && p->at ? key_get(p->at, key, 4) : NULL;
+		const index_entry *at = p && p->at ? index_key_get(p->at, key, 4) : NULL;
 		const pack_blob *b = at ? &p->blobs[at->offset] : NULL;
 		const index_entry *bad = p && p->bad ? index_lookup(p->bad, id) : NULL;
 		if (p) p->used = 1;
@@ -432,7 +401,7 @@ static long blob_check(fsck_ctx *c, const oid *id, uint8_t type)
 		else if (bad)
 			pr = (long)bad->offset;
 	}
-	key_put(c->blob_status, id->b, OID_LEN, (uint32_t)(pr + 1));
+	index_key_put(c->blob_status, id->b, OID_LEN, (uint32_t)(pr + 1));
 	if (type == BLOB_TREE) c->rep->stats.trees++;
 	else c->rep->stats.chunks++;
 	return pr;
@@ -481,8 +450,8 @@ static long check_tree(fsck_ctx *c, const oid *id, int depth)
 	}
 	long ri = (long)c->nresults++;
 	memset(&c->results[ri], 0, sizeof(c->results[ri]));
-	if (key_put(c->tree_memo, id->b, OID_LEN, (uint32_t)ri) < 0) return -1;
-	key_put(c->referenced, id->b, OID_LEN, 0);
+	if (index_key_put(c->tree_memo, id->b, OID_LEN, (uint32_t)ri) < 0) return -1;
+	index_key_put(c->referenced, id->b, OID_LEN, 0);
 
 	long pr = blob_check(c, id, BLOB_TREE);
 	tree t;
@@ -522,7 +491,7 @@ static long check_tree(fsck_ctx *c, const oid *id, int depth)
 			}
 		} else if (e->type == TREE_REG) {
 			for (uint32_t k = 0; k < e->nchunks; k++) {
-				key_put(c->referenced, e->chunks[k].id.b, OID_LEN, 0);
+				index_key_put(c->referenced, e->chunks[k].id.b, OID_LEN, 0);
 				long cp = blob_check(c, &e->chunks[k].id, BLOB_DATA);
 				if (cp < 0) {
 					const index_entry *ie = index_lookup(c->r->index, &e->chunks[k].id);
@@ -546,7 +515,7 @@ static void mark_damaged(fsck_ctx *c, const char *id, const char *reason)
 {
 	uint8_t key[OID_LEN];
 	if (hex_decode(key, OID_LEN, id) < 0) return;
-	if (key_put(c->damaged_snaps, key, OID_LEN, (uint32_t)c->ndamaged_reason) != 0) return;
+	if (index_key_put(c->damaged_snaps, key, OID_LEN, (uint32_t)c->ndamaged_reason) != 0) return;
 	size_t cap = c->ndamaged_reason;
 	char **v = realloc(c->damaged_reason, (cap + 1) * sizeof(char *));
 	if (!v) return;
@@ -564,7 +533,7 @@ static int snapshot_visit(const char *name, void *payload)
 		report_add(c->rep, CAIRN_FSCK_INFO, "snapshot", name, "not a manifest name: ignored");
 		return 0;
 	}
-	return strv_add(&c->snaps, &c->nsnaps, &c->capsnaps, id);
+	return strv_push(&c->snaps, &c->nsnaps, &c->capsnaps, id);
 }
 
 static void check_snapshot(fsck_ctx *c, const char *id)
@@ -611,7 +580,7 @@ static void unref_visit(const index_entry *e, void *payload)
 	if (index_lookup(u->c->referenced, &e->id)) return;
 	u->n++;
 	u->bytes += (uint64_t)e->stored_len + BLOB_OVERHEAD;
-	const index_entry *pp = key_get(u->c->packpos, e->pack, PACK_ID_LEN);
+	const index_entry *pp = index_key_get(u->c->packpos, e->pack, PACK_ID_LEN);
 	if (pp) u->c->packs[pp->offset].used = 1;
 }
 
@@ -644,7 +613,7 @@ static int marker_visit(const char *name, void *payload)
 	snprintf(snap, sizeof(snap), "snapshots/%s", id);
 	if (store_size(c->r->st, snap, &size) < 0) return 0; /* forgotten: gc removes the marker */
 	uint8_t key[OID_LEN];
-	if (hex_decode(key, OID_LEN, id) == 0 && key_get(c->damaged_snaps, key, OID_LEN)) return 0;
+	if (hex_decode(key, OID_LEN, id) == 0 && index_key_get(c->damaged_snaps, key, OID_LEN)) return 0;
 	int rc = fsck_damaged_check(c->r, id);
 	if (rc == 0) return 0;
 	long pr = report_add(c->rep, CAIRN_FSCK_DAMAGE, "snapshot", name, "%s", cairn_error_last());
@@ -858,7 +827,7 @@ done:
 static int name_collect(const char *name, void *payload)
 {
 	fsck_ctx *c = payload;
-	return strv_add(&c->segments, &c->nsegments, &c->capsegments, name);
+	return strv_push(&c->segments, &c->nsegments, &c->capsegments, name);
 }
 
 /* A new index from the packs themselves (segments listed first, so every
@@ -1122,7 +1091,7 @@ CAIRN_EXTERN int cairn_fsck(cairn_fsck_report **out, const char *path, const cai
 			for (size_t i = 0; i < c.nsnaps; i++) {
 				uint8_t key[OID_LEN];
 				const index_entry *e;
-				if (hex_decode(key, OID_LEN, c.snaps[i]) < 0 || !(e = key_get(c.damaged_snaps, key, OID_LEN)))
+				if (hex_decode(key, OID_LEN, c.snaps[i]) < 0 || !(e = index_key_get(c.damaged_snaps, key, OID_LEN)))
 					continue;
 				if (fsck_damaged_check(r, c.snaps[i]) < 0) continue; /* marked already */
 				error_clear();

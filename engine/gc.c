@@ -577,12 +577,6 @@ typedef struct scan {
 	int64_t done_ns; /* clock after every listing */
 } scan;
 
-static void strv_free(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++) free(v[i]);
-	free(v);
-}
-
 static void scan_free(scan *s)
 {
 	strv_free(s->dead_sessions, s->ndead);
@@ -600,38 +594,6 @@ static void scan_free(scan *s)
 	free(s->tmp_size);
 	strv_free(s->markers, s->nmarkers);
 	memset(s, 0, sizeof(*s));
-}
-
-static int strv_push(char ***v, size_t *n, size_t *cap, const char *s)
-{
-	if (*n == *cap) {
-		size_t c = *cap ? *cap * 2 : 16;
-		char **p = realloc(*v, c * sizeof(*p));
-		if (!p) return ERR_OOM();
-		*v = p;
-		*cap = c;
-	}
-	if (!((*v)[*n] = strdup(s))) return ERR_OOM();
-	(*n)++;
-	return 0;
-}
-
-/* An id-keyed set entry with a value in offset. */
-static int set_put(chunk_index *ix, const uint8_t *key, size_t keylen, uint32_t value)
-{
-	index_entry e;
-	memset(&e, 0, sizeof(e));
-	memcpy(e.id.b, key, keylen);
-	e.offset = value;
-	return index_insert(ix, &e);
-}
-
-static const index_entry *set_get(const chunk_index *ix, const uint8_t *key, size_t keylen)
-{
-	oid id;
-	memset(&id, 0, sizeof(id));
-	memcpy(id.b, key, keylen);
-	return index_lookup(ix, &id);
 }
 
 struct sess_ctx {
@@ -745,7 +707,7 @@ static int pack_visit(const char *name, void *payload)
 	int rc = store_size(sc->r->st, name, &p->size);
 	if (rc == CAIRN_ENOTFOUND) return 0;
 	if (rc < 0) return rc;
-	rc = set_put(s->packpos, id, PACK_ID_LEN, (uint32_t)s->npacks);
+	rc = index_key_put(s->packpos, id, PACK_ID_LEN, (uint32_t)s->npacks);
 	if (rc < 0) return rc;
 	s->npacks++;
 	return 0;
@@ -791,7 +753,7 @@ typedef struct live_ctx {
 
 static int live_tree(live_ctx *lc, const oid *id, int depth)
 {
-	int rc = set_put(lc->s->live, id->b, OID_LEN, 0);
+	int rc = index_key_put(lc->s->live, id->b, OID_LEN, 0);
 	if (rc != 0) return rc < 0 ? rc : 0; /* seen already: so is everything below it */
 	if (depth > 4096) return error_set(CAIRN_ECORRUPT, "snapshot %s: trees nested too deep", lc->snap);
 	tree t;
@@ -807,7 +769,7 @@ static int live_tree(live_ctx *lc, const oid *id, int depth)
 			rc = live_tree(lc, &e->subtree, depth + 1);
 		} else if (e->type == TREE_REG) {
 			for (uint32_t k = 0; k < e->nchunks && rc == 0; k++) {
-				int r = set_put(lc->s->live, e->chunks[k].id.b, OID_LEN, 0);
+				int r = index_key_put(lc->s->live, e->chunks[k].id.b, OID_LEN, 0);
 				if (r < 0) rc = r;
 			}
 		}
@@ -850,7 +812,7 @@ static int snapshot_visit(const char *name, void *payload)
 
 static int canon_add(scan *s, const index_entry *e, int want_pack_present)
 {
-	int present = set_get(s->packpos, e->pack, PACK_ID_LEN) != NULL;
+	int present = index_key_get(s->packpos, e->pack, PACK_ID_LEN) != NULL;
 	if (present != want_pack_present) return 0;
 	int rc = index_insert(s->canon, e);
 	return rc < 0 ? rc : 0;
@@ -945,14 +907,14 @@ static int mark_phase(gc_run *g, scan *s)
 			m->prov = 1;
 			m->marked_ns = t;
 		}
-		if (set_get(s->live, m->id.b, OID_LEN)) m->drop = 1; /* referenced again */
+		if (index_key_get(s->live, m->id.b, OID_LEN)) m->drop = 1; /* referenced again */
 		else if (!index_lookup(s->canon, &m->id) && m->gone_ns == 0) m->gone_ns = t;
 		else if (index_lookup(s->canon, &m->id)) m->gone_ns = 0;
 	}
 	for (size_t i = 0; i < s->nseg; i++)
 		for (size_t k = 0; k < s->seg[i].n; k++) {
 			const index_entry *e = &s->seg[i].e[k];
-			if (set_get(s->live, e->id.b, OID_LEN) || marks_find(ms, &e->id)) continue;
+			if (index_key_get(s->live, e->id.b, OID_LEN) || marks_find(ms, &e->id)) continue;
 			mark m = {e->id, t, 0, 1, 0};
 			if ((rc = marks_add(ms, &m)) < 0) return rc;
 		}
@@ -961,11 +923,11 @@ static int mark_phase(gc_run *g, scan *s)
 	if ((rc = index_new(&used)) < 0) return rc;
 	for (size_t i = 0; i < s->nseg && rc == 0; i++)
 		for (size_t k = 0; k < s->seg[i].n && rc == 0; k++) {
-			int x = set_put(used, s->seg[i].e[k].pack, PACK_ID_LEN, 0);
+			int x = index_key_put(used, s->seg[i].e[k].pack, PACK_ID_LEN, 0);
 			if (x < 0) rc = x;
 		}
 	for (size_t i = 0; i < s->npacks && rc == 0; i++)
-		if (!set_get(used, s->packs[i].id, PACK_ID_LEN)) rc = cand_add(ms, s->packs[i].name, t, CAND_PACK);
+		if (!index_key_get(used, s->packs[i].id, PACK_ID_LEN)) rc = cand_add(ms, s->packs[i].name, t, CAND_PACK);
 	index_free(used);
 	for (size_t i = 0; i < s->ntmp && rc == 0; i++) rc = cand_add(ms, s->tmp[i], t, CAND_TMP);
 	if (rc < 0) return rc;
@@ -1115,7 +1077,7 @@ static int sweep_phase(gc_run *g, scan *s)
 
 	res->snapshots = s->nsnapshots;
 	for (size_t i = 0; i < ms->n; i++)
-		if (set_get(s->live, ms->m[i].id.b, OID_LEN)) ms->m[i].drop = 1;
+		if (index_key_get(s->live, ms->m[i].id.b, OID_LEN)) ms->m[i].drop = 1;
 	if ((rc = index_new(&dropped)) < 0) goto done;
 
 	/* classify every index entry: live (canonical, referenced), dropped
@@ -1124,7 +1086,7 @@ static int sweep_phase(gc_run *g, scan *s)
 		for (size_t k = 0; k < s->seg[i].n; k++) {
 			const index_entry *e = &s->seg[i].e[k];
 			const index_entry *c = index_lookup(s->canon, &e->id);
-			const index_entry *pp = set_get(s->packpos, e->pack, PACK_ID_LEN);
+			const index_entry *pp = index_key_get(s->packpos, e->pack, PACK_ID_LEN);
 			pack_info *p = pp ? &s->packs[pp->offset] : NULL;
 			uint64_t bytes = (uint64_t)e->stored_len + BLOB_OVERHEAD;
 			int canonical = c && memcmp(c->pack, e->pack, PACK_ID_LEN) == 0 && c->offset == e->offset;
@@ -1136,7 +1098,7 @@ static int sweep_phase(gc_run *g, scan *s)
 				}
 				continue;
 			}
-			if (set_get(s->live, e->id.b, OID_LEN)) {
+			if (index_key_get(s->live, e->id.b, OID_LEN)) {
 				res->live_blobs++;
 				if (p) {
 					p->live_bytes += bytes;
@@ -1149,7 +1111,7 @@ static int sweep_phase(gc_run *g, scan *s)
 			if (m && !m->drop && m->gone_ns == 0 && may_go(g, m->marked_ns, s->min_start, now) && p) {
 				p->drop_bytes += bytes;
 				p->ndrop++;
-				if ((rc = set_put(dropped, e->id.b, OID_LEN, 0)) < 0) goto done;
+				if ((rc = index_key_put(dropped, e->id.b, OID_LEN, 0)) < 0) goto done;
 			} else {
 				res->pending_blobs++;
 				res->pending_bytes += bytes;
@@ -1182,9 +1144,9 @@ static int sweep_phase(gc_run *g, scan *s)
 			const index_entry *e = &s->seg[i].e[k];
 			const index_entry *c = index_lookup(s->canon, &e->id);
 			if (!(c && memcmp(c->pack, e->pack, PACK_ID_LEN) == 0 && c->offset == e->offset)) continue;
-			const index_entry *pp = set_get(s->packpos, e->pack, PACK_ID_LEN);
+			const index_entry *pp = index_key_get(s->packpos, e->pack, PACK_ID_LEN);
 			if (pp && s->packs[pp->offset].unindex) continue;
-			if ((rc = set_put(emitted, e->id.b, OID_LEN, 0)) != 0) {
+			if ((rc = index_key_put(emitted, e->id.b, OID_LEN, 0)) != 0) {
 				if (rc < 0) goto done;
 				rc = 0;
 				continue;
@@ -1215,8 +1177,8 @@ static int sweep_phase(gc_run *g, scan *s)
 				if (memcmp(e->pack, p->id, PACK_ID_LEN) != 0) continue;
 				const index_entry *c = index_lookup(s->canon, &e->id);
 				if (!(c && memcmp(c->pack, e->pack, PACK_ID_LEN) == 0 && c->offset == e->offset)) continue;
-				if (set_get(dropped, e->id.b, OID_LEN) || n > p->nlive + p->nkept) continue;
-				if ((rc = set_put(emitted, e->id.b, OID_LEN, 0)) != 0) {
+				if (index_key_get(dropped, e->id.b, OID_LEN) || n > p->nlive + p->nkept) continue;
+				if ((rc = index_key_put(emitted, e->id.b, OID_LEN, 0)) != 0) {
 					if (rc < 0) goto done;
 					rc = 0;
 					continue;
@@ -1251,7 +1213,7 @@ static int sweep_phase(gc_run *g, scan *s)
 		chunk_index *np = NULL;
 		size_t npacks = 0;
 		if (index_new(&np) == 0)
-			for (size_t i = 0; i < nkeep; i++) npacks += set_put(np, keep[i].pack, PACK_ID_LEN, 0) == 0;
+			for (size_t i = 0; i < nkeep; i++) npacks += index_key_put(np, keep[i].pack, PACK_ID_LEN, 0) == 0;
 		index_free(np);
 		res->segments_written++;
 		res->bytes_written += FORMAT_HEADER_LEN + 8 + (uint64_t)npacks * PACK_ID_LEN +
@@ -1259,7 +1221,7 @@ static int sweep_phase(gc_run *g, scan *s)
 	}
 	int64_t u = now_ns();
 	for (size_t i = 0; i < ms->n; i++)
-		if (!ms->m[i].drop && set_get(dropped, ms->m[i].id.b, OID_LEN)) {
+		if (!ms->m[i].drop && index_key_get(dropped, ms->m[i].id.b, OID_LEN)) {
 			ms->m[i].gone_ns = u;
 			res->deleted_blobs++;
 		}

@@ -307,3 +307,20 @@ done:
 	free(out);
 	return rc;
 }
+
+int index_key_put(chunk_index *ix, const void *key, size_t keylen, uint32_t value)
+{
+	index_entry e;
+	memset(&e, 0, sizeof(e));
+	memcpy(e.id.b, key, keylen < OID_LEN ? keylen : OID_LEN);
+	e.offset = value;
+	return index_insert(ix, &e);
+}
+
+const index_entry *index_key_get(const chunk_index *ix, const void *key, size_t keylen)
+{
+	oid id;
+	memset(&id, 0, sizeof(id));
+	memcpy(id.b, key, keylen < OID_LEN ? keylen : OID_LEN);
+	return index_lookup(ix, &id);
+}

@@ -34,6 +34,11 @@ size_t index_count(const chunk_index *ix);
 void index_foreach(const chunk_index *ix, void (*cb)(const index_entry *e, void *payload),
                    void *payload);
 
+/* The table as a set keyed by up to OID_LEN bytes (zero-padded), with a
+ * 32-bit value kept in the entry's offset: for fsck's and gc's bookkeeping. */
+int index_key_put(chunk_index *ix, const void *key, size_t keylen, uint32_t value);
+const index_entry *index_key_get(const chunk_index *ix, const void *key, size_t keylen);
+
 /* Encode entries (any order; sorted and checked for duplicates here) as a segment file. */
 int index_segment_encode(const index_entry *entries, size_t n, uint8_t **out, size_t *len);
 /* Decode and validate a segment file; *entries malloc'd. what names it. */
