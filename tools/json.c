@@ -106,3 +106,34 @@ void json_escape(FILE *f, const char *str, size_t len)
 	}
 	fputc('"', f);
 }
+
+void json_snapshot(struct json *j, const cairn_snapshot_info *s)
+{
+	char time[32];
+	format_utc_time(time, ns_to_sec(s->time_ns));
+	json_open(j, NULL, '{');
+	json_str(j, "id", s->id);
+	json_str(j, "user", s->user);
+	json_str(j, "name", s->name);
+	json_str(j, "time", time);
+	json_i64(j, "time_ns", s->time_ns);
+	json_str(j, "root", s->root_path);
+	json_str(j, "hostname", s->hostname);
+	json_str(j, "parent", *s->parent ? s->parent : NULL);
+	json_str(j, "root_tree", s->root_tree);
+	json_u64(j, "files", s->files);
+	json_u64(j, "dirs", s->dirs);
+	json_u64(j, "symlinks", s->symlinks);
+	json_u64(j, "specials", s->specials);
+	json_u64(j, "hardlinks", s->hardlinks);
+	json_u64(j, "sockets_skipped", s->sockets_skipped);
+	json_u64(j, "bytes", s->bytes);
+	json_u64(j, "new_bytes", s->new_bytes);
+	json_u64(j, "stored_bytes", s->stored_bytes);
+	json_u64(j, "pause_ms", s->pause_ms);
+	json_u64(j, "duration_ms", s->duration_ms);
+	json_open(j, "labels", '{');
+	for (size_t l = 0; l < s->nlabels; l++) json_str(j, s->label_keys[l], s->label_values[l]);
+	json_close(j, '}');
+	json_close(j, '}');
+}

@@ -145,6 +145,8 @@ void json_u64(struct json *j, const char *key, uint64_t v);
 void json_i64(struct json *j, const char *key, int64_t v);
 void json_null(struct json *j, const char *key);
 void json_bool(struct json *j, const char *key, int v);
+/* One snapshot as `info --json` and `snapshots --json` print it. */
+void json_snapshot(struct json *j, const cairn_snapshot_info *s);
 /* A JSON string literal of s[0..len) (quotes included). */
 void json_escape(FILE *f, const char *s, size_t len);
 /* End an event line on stdout and flush it, so readers see it at once. */
