@@ -17,6 +17,7 @@
 #include "error.h"
 #include "format.h"
 #include "freeze.h"
+#include "overlay.h"
 #include "repo.h"
 #include "walk.h"
 #include "writer.h"
@@ -624,6 +625,28 @@ static int build_top(take_ctx *c, oid *out)
 	return rc;
 }
 
+/* Upper mode: the base snapshot's tree with the upper layer applied. */
+static void overlay_entry(void *arg, tree_entry *e, const walk_node *n, tree_xattr *xa)
+{
+	entry_from_node(arg, e, n, xa);
+}
+
+static int build_overlay_top(take_ctx *c, const cairn_take_options *o, walk_stats *ws, oid *out)
+{
+	char base[OID_HEX_LEN + 1];
+	overlay_counts oc;
+	int rc = cairn_snapshot_resolve(base, c->repo, o->base, NULL);
+	if (rc == 0) rc = overlay_build(c->repo, c->writer, c->root, base, overlay_entry, c, out, &oc);
+	if (rc < 0) return rc;
+	c->stored_bytes += oc.stored_bytes;
+	ws->files = oc.files;
+	ws->dirs = oc.dirs;
+	ws->symlinks = oc.symlinks;
+	ws->specials = oc.specials;
+	c->hardlink_extra = (uint32_t)oc.hardlinks;
+	return 0;
+}
+
 /* ---- options, parent, commit ----------------------------------------------- */
 
 static int valid_user(const char *u)
@@ -643,7 +666,8 @@ static int check_options(const cairn_take_options *o)
 {
 	if (!o || o->version != CAIRN_TAKE_OPTIONS_VERSION)
 		return error_set(CAIRN_EUSAGE, "take: missing or unsupported options");
-	if (!o->root || !*o->root) return error_set(CAIRN_EUSAGE, "take: --root is required");
+	if (!o->upper != !o->base) return error_set(CAIRN_EUSAGE, "take: --upper and --base go together");
+	if (!o->upper && (!o->root || !*o->root)) return error_set(CAIRN_EUSAGE, "take: --root is required");
 	if (!o->dry_run && (!o->name || !*o->name)) return error_set(CAIRN_EUSAGE, "take: --name is required");
 	if (o->name && strlen(o->name) > MAX_STR_LEN) return error_set(CAIRN_EUSAGE, "take: name too long");
 	if (o->user && !valid_user(o->user))
@@ -730,7 +754,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	if ((rc = check_options(o)) < 0) goto done;
 	user = o->user ? o->user : "default";
 
-	if ((rc = live_root_path(o->root, root_path)) < 0) goto done;
+	if ((rc = live_root_path(o->upper ? o->upper : o->root, root_path)) < 0) goto done;
 	if ((rc = find_parent(repo, o, user, root_path, parent)) < 0) goto done;
 	c.rootfd = open(root_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c.rootfd < 0) {
@@ -742,6 +766,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	walk_options wo = {o->excludes, o->nexcludes, o->no_uring};
 	if ((rc = walk_run(&c.root, root_path, &wo, &ws)) < 0) goto done;
 	if ((rc = freeze_check(fz)) < 0) goto done;
+	if (o->upper && (rc = overlay_prepare(c.root)) < 0) goto done;
 	c.use_uring = ws.used_uring;
 	if (ws.notice[0] && o->event_cb) {
 		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = ws.notice};
@@ -830,7 +855,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	}
 
 	oid top_id;
-	if ((rc = build_top(&c, &top_id)) < 0) goto done;
+	if ((rc = o->upper ? build_overlay_top(&c, o, &ws, &top_id) : build_top(&c, &top_id)) < 0) goto done;
 	emit_progress(o, &c, ws.files, ws.bytes);
 
 	snapshot_manifest m;

@@ -158,8 +158,14 @@ typedef struct cairn_take_options {
 	 * store and commit nothing, and do not enforce the quota; name may be
 	 * NULL; the result's charged_bytes is what the take would add. */
 	int dry_run;
+	/* Overlay upper-layer capture (both or neither): walk only upper, an
+	 * overlayfs upper directory, and commit the snapshot base (SNAP) with
+	 * it applied: whiteouts, opaque dirs, merged dirs (README). root may
+	 * then be NULL. */
+	const char *upper;
+	const char *base;
 } cairn_take_options;
-#define CAIRN_TAKE_OPTIONS_INIT { CAIRN_TAKE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0 }
+#define CAIRN_TAKE_OPTIONS_INIT { CAIRN_TAKE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, NULL, NULL }
 
 typedef struct cairn_take_result {
 	char snapshot[65];

@@ -5,7 +5,7 @@
 #include <string.h>
 
 struct take_args {
-	const char *root, *name, *user, *parent, *cgroup;
+	const char *root, *name, *user, *parent, *cgroup, *upper, *base;
 	struct strlist excludes, labels;
 	int no_parent, release, quiet, threads, no_uring, max_pause;
 };
@@ -28,6 +28,10 @@ static void take_events_cb(const cairn_event *event, void *payload)
 /* What the engine would reject less clearly, or later. 0 or an exit code. */
 static int check_args(const struct cli *cli, const struct take_args *a)
 {
+	if (!a->upper != !a->base)
+		return cli_error(cli, CAIRN_EUSAGE, "--upper and --base go together");
+	if (!a->upper && !a->root)
+		return cli_error(cli, CAIRN_EUSAGE, "--root is required (or --upper with --base)");
 	if (a->release && !a->cgroup)
 		return cli_error(cli, CAIRN_EUSAGE, "--release needs --cgroup");
 	if (a->max_pause && !a->cgroup)
@@ -132,6 +136,8 @@ static int take(const struct cli *cli, cairn_repo *repo, const struct take_args 
 	to.cgroup = a->cgroup;
 	to.release = a->release;
 	to.max_pause_ms = (uint64_t)a->max_pause * 1000;
+	to.upper = a->upper;
+	to.base = a->base;
 	cairn_take_result res;
 	int err = cairn_take(&res, repo, &to);
 	progress_clear();
@@ -162,7 +168,7 @@ int cmd_take(struct cli *cli, int argc, char **argv)
 {
 	struct take_args a = { 0 };
 	const struct opt opts[] = {
-		{ "--root", NULL, OPT_STR, &a.root, "DIR", "directory to capture", 1, 0, 0 },
+		{ "--root", NULL, OPT_STR, &a.root, "DIR", "directory to capture", 0, 0, 0 },
 		{ "--name", NULL, OPT_STR, &a.name, "NAME", "snapshot name", 1, 0, 0 },
 		{ "--user", NULL, OPT_USER, &a.user, "USER", "owner of the snapshot (default: \"default\")", 0, 0, 0 },
 		{ "--exclude", NULL, OPT_LIST, &a.excludes, "PATH", "skip PATH, written as absolute inside DIR (/var/cache)", 0, 0, 0 },
@@ -171,6 +177,8 @@ int cmd_take(struct cli *cli, int argc, char **argv)
 		{ "--label", NULL, OPT_LIST, &a.labels, "KEY=VALUE", "attach a label", 0, 0, 0 },
 		{ "--cgroup", NULL, OPT_STR, &a.cgroup, "CGDIR", "freeze this cgroup (v2 directory or v1 freezer group) while capturing", 0, 0, 0 },
 		{ "--release", NULL, OPT_FLAG, &a.release, NULL, "kill the cgroup's processes after the commit instead of resuming them", 0, 0, 0 },
+		{ "--upper", NULL, OPT_STR, &a.upper, "UPPERDIR", "capture only this overlay upper directory, applied to --base", 0, 0, 0 },
+		{ "--base", NULL, OPT_STR, &a.base, "SNAP", "the snapshot of the overlay's lower layer (with --upper)", 0, 0, 0 },
 		{ "--max-pause", NULL, OPT_INT, &a.max_pause, "SECONDS", "abort the take and thaw when paused longer than this", 0, 1, 86400 },
 		OPT_JSON(cli),
 		{ "-q", "--quiet", OPT_FLAG, &a.quiet, NULL, "no progress line; print only the snapshot id", 0, 0, 0 },
