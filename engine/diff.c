@@ -19,29 +19,6 @@ typedef struct dstate {
 	size_t len, cap;
 } dstate;
 
-static void to_public(cairn_entry *ce, const tree_entry *e)
-{
-	static const cairn_entry_type types[] = {
-		[TREE_REG] = CAIRN_ENTRY_FILE, [TREE_DIR] = CAIRN_ENTRY_DIR,
-		[TREE_SYMLINK] = CAIRN_ENTRY_SYMLINK, [TREE_FIFO] = CAIRN_ENTRY_FIFO,
-		[TREE_CHR] = CAIRN_ENTRY_CHR, [TREE_BLK] = CAIRN_ENTRY_BLK};
-	memset(ce, 0, sizeof(*ce));
-	ce->name = e->name;
-	ce->name_len = e->name_len;
-	ce->type = e->type < sizeof(types) / sizeof(types[0]) ? types[e->type] : CAIRN_ENTRY_FILE;
-	ce->mode = e->mode;
-	ce->uid = e->uid;
-	ce->gid = e->gid;
-	ce->mtime_sec = e->mtime_sec;
-	ce->mtime_nsec = e->mtime_nsec;
-	ce->size = e->size;
-	ce->rdev_major = e->rdev_major;
-	ce->rdev_minor = e->rdev_minor;
-	ce->link_target = e->type == TREE_SYMLINK ? e->target : NULL;
-	ce->hardlink_group = e->hardlink;
-	ce->nxattrs = e->nxattrs;
-}
-
 static int xattrs_equal(const tree_entry *a, const tree_entry *b)
 {
 	if (a->nxattrs != b->nxattrs) return 0;
@@ -111,8 +88,8 @@ static int report(dstate *s, cairn_diff_kind kind, unsigned changes, const tree_
                   const tree_entry *b)
 {
 	cairn_entry ca, cb;
-	if (a) to_public(&ca, a);
-	if (b) to_public(&cb, b);
+	if (a) tree_entry_public(&ca, a);
+	if (b) tree_entry_public(&cb, b);
 	cairn_diff_item item = {kind, s->path, s->len, changes, a ? &ca : NULL, b ? &cb : NULL};
 	if (kind == CAIRN_DIFF_ADDED) s->res.added++;
 	else if (kind == CAIRN_DIFF_REMOVED) s->res.removed++;

@@ -1229,32 +1229,6 @@ fail:
 	return rc;
 }
 
-static void fill_entry(cairn_entry *ce, const tree_entry *e)
-{
-	memset(ce, 0, sizeof(*ce));
-	ce->name = e->name;
-	ce->name_len = e->name_len;
-	switch (e->type) {
-	case TREE_REG: ce->type = CAIRN_ENTRY_FILE; break;
-	case TREE_DIR: ce->type = CAIRN_ENTRY_DIR; break;
-	case TREE_SYMLINK: ce->type = CAIRN_ENTRY_SYMLINK; break;
-	case TREE_FIFO: ce->type = CAIRN_ENTRY_FIFO; break;
-	case TREE_CHR: ce->type = CAIRN_ENTRY_CHR; break;
-	default: ce->type = CAIRN_ENTRY_BLK; break;
-	}
-	ce->mode = e->mode;
-	ce->uid = e->uid;
-	ce->gid = e->gid;
-	ce->mtime_sec = e->mtime_sec;
-	ce->mtime_nsec = e->mtime_nsec;
-	ce->size = e->size;
-	ce->rdev_major = e->rdev_major;
-	ce->rdev_minor = e->rdev_minor;
-	ce->link_target = e->type == TREE_SYMLINK ? e->target : NULL;
-	ce->hardlink_group = e->hardlink;
-	ce->nxattrs = e->nxattrs;
-}
-
 typedef struct lframe {
 	tree t;
 	size_t next, pathlen;
@@ -1291,7 +1265,7 @@ static int list_tree(cairn_repo *repo, tree *t, const char *dir, int recursive, 
 		const tree_entry *e = &f->t.entries[f->next++];
 		cairn_entry ce;
 		path[f->pathlen] = 0;
-		fill_entry(&ce, e);
+		tree_entry_public(&ce, e);
 		if ((rc = cb(path, &ce, payload)) != 0) goto done;
 		if (!recursive || e->type != TREE_DIR) continue;
 
@@ -1342,7 +1316,7 @@ CAIRN_EXTERN int cairn_ls(cairn_repo *repo, const char *snap_id, const char *pat
 	if (res.e && res.e->type != TREE_DIR) {
 		/* a file: that one entry */
 		cairn_entry ce;
-		fill_entry(&ce, res.e);
+		tree_entry_public(&ce, res.e);
 		rc = cb(res.dir, &ce, payload);
 		goto done;
 	}

@@ -462,3 +462,26 @@ const tree_entry *tree_find(const tree *t, const char *name, size_t name_len)
 	}
 	return NULL;
 }
+
+void tree_entry_public(cairn_entry *ce, const tree_entry *e)
+{
+	static const cairn_entry_type types[] = {
+		[TREE_REG] = CAIRN_ENTRY_FILE, [TREE_DIR] = CAIRN_ENTRY_DIR,
+		[TREE_SYMLINK] = CAIRN_ENTRY_SYMLINK, [TREE_FIFO] = CAIRN_ENTRY_FIFO,
+		[TREE_CHR] = CAIRN_ENTRY_CHR, [TREE_BLK] = CAIRN_ENTRY_BLK};
+	memset(ce, 0, sizeof(*ce));
+	ce->name = e->name;
+	ce->name_len = e->name_len;
+	ce->type = e->type < sizeof(types) / sizeof(types[0]) ? types[e->type] : CAIRN_ENTRY_FILE;
+	ce->mode = e->mode;
+	ce->uid = e->uid;
+	ce->gid = e->gid;
+	ce->mtime_sec = e->mtime_sec;
+	ce->mtime_nsec = e->mtime_nsec;
+	ce->size = e->size;
+	ce->rdev_major = e->rdev_major;
+	ce->rdev_minor = e->rdev_minor;
+	ce->link_target = e->type == TREE_SYMLINK ? e->target : NULL;
+	ce->hardlink_group = e->hardlink;
+	ce->nxattrs = e->nxattrs;
+}

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cairn.h"
 #include "format.h"
 #include "hash.h"
 
@@ -69,6 +70,9 @@ void tree_free(tree *t);
 
 /* Binary search by name; NULL if absent. */
 const tree_entry *tree_find(const tree *t, const char *name, size_t name_len);
+
+/* The public view of an entry (ls and diff callbacks); its pointers point into e. */
+void tree_entry_public(cairn_entry *ce, const tree_entry *e);
 
 /* 1 if name is acceptable as an entry name (1..255 bytes, no '/', no NUL,
  * not "." or ".."). */
