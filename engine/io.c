@@ -152,29 +152,70 @@ static int make_parents(int dirfd, const char *name, const char *what)
 	return 0;
 }
 
-int io_write_atomic(int dirfd, const char *tmpdir, const char *name, const void *data, size_t len,
-                    int excl, const char *what)
+/* Start writing syncs back every this many bytes: the disk works while the
+ * caller produces the rest, and the fsync at commit has little left to do. */
+#define WRITEBACK_STEP (8u << 20)
+
+int io_atomic_begin(io_atomic *a, int dirfd, const char *tmpdir, const char *name,
+                    const char *what)
 {
-	int rc = 0, fd = -1, pfd = -1;
-	char tmp[256], parent[4096];
 	uint8_t rnd[12];
 	char rhex[25];
-
+	memset(a, 0, sizeof(*a));
+	a->fd = -1;
+	a->dirfd = dirfd;
+	a->what = what;
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		return error_errno(CAIRN_EIO, errno, "%s: getrandom", what);
 	for (int i = 0; i < 12; i++) snprintf(rhex + 2 * i, 3, "%02x", rnd[i]);
-	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", tmpdir, rhex);
-
-	if ((rc = make_parents(dirfd, name, what)) < 0) return rc;
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
-	if (fd < 0) {
-		rc = error_errno(CAIRN_EIO, errno, "%s: create %s", what, tmp);
-		goto done;
+	snprintf(a->tmp, sizeof(a->tmp), "%s/%s.tmp", tmpdir, rhex);
+	if (!(a->name = strdup(name))) return ERR_OOM();
+	if (!what) a->what = a->name;
+	int rc = make_parents(dirfd, name, a->what);
+	if (rc < 0) goto fail;
+	a->fd = openat(dirfd, a->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (a->fd < 0) {
+		rc = error_errno(CAIRN_EIO, errno, "%s: create %s", a->what, a->tmp);
+		goto fail;
 	}
-	if ((rc = io_write_full(fd, data, len, what)) < 0) goto fail;
-	if ((rc = do_fsync(fd, what)) < 0) goto fail;
-	close(fd);
-	fd = -1;
+	return 0;
+fail:
+	free(a->name);
+	a->name = NULL;
+	return rc;
+}
+
+int io_atomic_append(io_atomic *a, const void *data, size_t len)
+{
+	int rc = io_write_full(a->fd, data, len, a->what);
+	if (rc < 0) return rc;
+	a->written += len;
+	if (a->written - a->synced >= WRITEBACK_STEP) {
+		/* only starts writeback (no wait): a hint, so its failure is not fatal */
+		(void)sync_file_range(a->fd, (off_t)a->synced, (off_t)(a->written - a->synced),
+		                      SYNC_FILE_RANGE_WRITE);
+		a->synced = a->written;
+	}
+	return 0;
+}
+
+void io_atomic_abort(io_atomic *a)
+{
+	if (a->fd >= 0) close(a->fd);
+	if (a->name) unlinkat(a->dirfd, a->tmp, 0);
+	free(a->name);
+	a->fd = -1;
+	a->name = NULL;
+}
+
+int io_atomic_commit(io_atomic *a, int excl)
+{
+	int rc, pfd = -1;
+	char parent[4096];
+	const char *what = a->what;
+	if ((rc = do_fsync(a->fd, what)) < 0) goto fail;
+	close(a->fd);
+	a->fd = -1;
 
 	int f = io_fault("rename");
 	if (f < 0) {
@@ -183,32 +224,42 @@ int io_write_atomic(int dirfd, const char *tmpdir, const char *name, const void 
 	}
 	if (excl) {
 		/* link(2) never replaces: the create-only commit point */
-		if (linkat(dirfd, tmp, dirfd, name, 0) < 0) {
+		if (linkat(a->dirfd, a->tmp, a->dirfd, a->name, 0) < 0) {
 			int e = errno;
 			if (e == EEXIST) rc = error_set(CAIRN_EEXISTS, "%s: already exists", what);
 			else rc = error_errno(CAIRN_EIO, e, "%s: link into place", what);
 			goto fail;
 		}
-		unlinkat(dirfd, tmp, 0);
-	} else if (renameat(dirfd, tmp, dirfd, name) < 0) {
+		unlinkat(a->dirfd, a->tmp, 0);
+	} else if (renameat(a->dirfd, a->tmp, a->dirfd, a->name) < 0) {
 		rc = error_errno(CAIRN_EIO, errno, "%s: rename into place", what);
 		goto fail;
 	}
 
-	parent_of(parent, sizeof(parent), name);
-	pfd = openat(dirfd, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (pfd < 0) {
-		rc = error_errno(CAIRN_EIO, errno, "%s: open %s", what, parent);
-		goto done;
-	}
-	rc = do_fsync(pfd, what);
-	goto done;
-fail:
-	unlinkat(dirfd, tmp, 0);
-done:
-	if (fd >= 0) close(fd);
+	parent_of(parent, sizeof(parent), a->name);
+	pfd = openat(a->dirfd, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (pfd < 0) rc = error_errno(CAIRN_EIO, errno, "%s: open %s", what, parent);
+	else rc = do_fsync(pfd, what);
 	if (pfd >= 0) close(pfd);
+	free(a->name);
+	a->name = NULL;
 	return rc;
+fail:
+	io_atomic_abort(a);
+	return rc;
+}
+
+int io_write_atomic(int dirfd, const char *tmpdir, const char *name, const void *data, size_t len,
+                    int excl, const char *what)
+{
+	io_atomic a;
+	int rc = io_atomic_begin(&a, dirfd, tmpdir, name, what);
+	if (rc < 0) return rc;
+	if ((rc = io_atomic_append(&a, data, len)) < 0) {
+		io_atomic_abort(&a);
+		return rc;
+	}
+	return io_atomic_commit(&a, excl);
 }
 
 int io_pread_full(int fd, void *data, size_t len, uint64_t off, const char *what)

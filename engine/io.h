@@ -19,6 +19,23 @@
 int io_write_atomic(int dirfd, const char *tmpdir, const char *name, const void *buf, size_t len,
                     int excl, const char *what);
 
+/* The same, streamed: begin creates the temporary file, append adds bytes
+ * (starting writeback as it goes), commit makes it durable and puts it in
+ * place (abort on failure), abort removes it. what may be NULL: the name
+ * then names the object in messages. */
+typedef struct io_atomic {
+	int dirfd, fd;
+	char tmp[256];
+	char *name;
+	const char *what;
+	uint64_t written, synced;
+} io_atomic;
+int io_atomic_begin(io_atomic *a, int dirfd, const char *tmpdir, const char *name,
+                    const char *what);
+int io_atomic_append(io_atomic *a, const void *data, size_t len);
+int io_atomic_commit(io_atomic *a, int excl);
+void io_atomic_abort(io_atomic *a);
+
 /* Read a whole file (at most max bytes, else CAIRN_ECORRUPT). CAIRN_ENOTFOUND
  * if it does not exist. *out is malloc'd. */
 int io_read_all(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len,

@@ -22,8 +22,6 @@
 #define SEGMENT_MAX (1024u * 1024u * 1024u)
 #define MANIFEST_MAX (16u * 1024u * 1024u)
 
-static const char *const repo_dirs[] = {"packs", "index", "snapshots", "tmp", "locks"};
-
 int repo_random(void *out, size_t len)
 {
 	uint8_t *p = out;
@@ -96,7 +94,8 @@ int repo_config_decode(repo_config *c, const uint8_t *data, size_t len)
 
 CAIRN_EXTERN int cairn_repo_init(const char *path, const cairn_init_options *opts)
 {
-	int rc = 0, fd = -1;
+	int rc = 0;
+	store *st = NULL;
 	uint8_t *data = NULL;
 	size_t len;
 	repo_config c;
@@ -112,20 +111,11 @@ CAIRN_EXTERN int cairn_repo_init(const char *path, const cairn_init_options *opt
 	if (level < 1 || level > 19)
 		return error_set(CAIRN_EUSAGE, "zstd level %d: must be 1 to 19", level);
 
-	if (mkdir(path, 0755) < 0 && errno != EEXIST)
-		return error_errno(error_from_errno(errno), errno, "repository %s: mkdir", path);
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) return error_errno(CAIRN_EIO, errno, "repository %s: open", path);
-	if (faccessat(fd, "config", F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+	if ((rc = store_create(&st, path)) < 0) return rc;
+	if (store_size(st, "config", &(uint64_t){0}) == 0) {
 		rc = error_set(CAIRN_EEXISTS, "repository %s: a repository exists there already", path);
 		goto done;
 	}
-	for (size_t i = 0; i < sizeof(repo_dirs) / sizeof(repo_dirs[0]); i++)
-		if (mkdirat(fd, repo_dirs[i], 0755) < 0 && errno != EEXIST) {
-			rc = error_errno(CAIRN_EIO, errno, "repository %s: mkdir %s", path, repo_dirs[i]);
-			goto done;
-		}
-	if ((rc = io_fsync_dir(fd, path)) < 0) goto done;
 
 	memset(&c, 0, sizeof(c));
 	c.chunk_avg = avg;
@@ -141,12 +131,12 @@ CAIRN_EXTERN int cairn_repo_init(const char *path, const cairn_init_options *opt
 		goto done;
 	}
 	/* the config is written last and create-only: it marks a complete repository */
-	rc = io_write_atomic(fd, "tmp", "config", data, len, 1, "config");
+	rc = store_put(st, "config", data, len, STORE_EXCL);
 	if (rc == CAIRN_EEXISTS)
 		rc = error_set(CAIRN_EEXISTS, "repository %s: a repository exists there already", path);
 done:
 	free(data);
-	if (fd >= 0) close(fd);
+	store_free(st);
 	return rc;
 }
 

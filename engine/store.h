@@ -1,6 +1,8 @@
 /* The storage interface: named immutable objects. The engine reaches the
- * repository only through these calls; the backend here is a local (or
- * shared) directory. Names are relative paths like "packs/ab/ab12...". */
+ * repository only through these calls and never knows which backend it
+ * talks to (store_backend.h has the backends' side). Names are relative
+ * paths like "packs/ab/ab12...". Every put and every committed write is
+ * atomic (readers see all of the object or none) and durable on return. */
 #ifndef CAIRN_STORE_H
 #define CAIRN_STORE_H
 
@@ -11,9 +13,16 @@ typedef struct store store;
 
 #define STORE_EXCL 1 /* create only if absent (CAIRN_EEXISTS otherwise) */
 
-/* Open the directory backend at path (must exist). */
-int store_open(store **out, const char *path);
+/* Open a repository's storage by its address: a directory path (or
+ * "dir:PATH"), "rados:POOL[/PREFIX]" or "s3://BUCKET[/PREFIX]". The
+ * storage must exist; CAIRN_ENOTFOUND when it does not. */
+int store_open(store **out, const char *address);
+/* For init: make the storage ready (a directory and its folders; remote
+ * backends check that the pool or bucket exists) and open it. */
+int store_create(store **out, const char *address);
 void store_free(store *st);
+/* "dir", "rados" or "s3". */
+const char *store_kind(const store *st);
 
 int store_put(store *st, const char *name, const void *data, size_t len, unsigned flags);
 /* Whole object; CAIRN_ENOTFOUND if absent; *out malloc'd. max bounds the size. */
@@ -28,6 +37,16 @@ int store_size(store *st, const char *name, uint64_t *size);
 int store_list(store *st, const char *dir, int (*cb)(const char *name, void *payload),
                void *payload);
 int store_delete(store *st, const char *name);
+
+/* A streamed put of one object, for objects built piece by piece (packs):
+ * backends start writing before the end (writeback, multipart upload), and
+ * nothing is visible until commit. commit and abort free the writer; abort
+ * accepts NULL. flags as for store_put. */
+typedef struct store_writer store_writer;
+int store_write_begin(store *st, const char *name, store_writer **out);
+int store_write_append(store_writer *w, const void *data, size_t len);
+int store_write_commit(store_writer *w, unsigned flags);
+void store_write_abort(store_writer *w);
 
 /* Locks: named, exclusive, with an expiry. A holder refreshes before its
  * ttl runs out; a lock past its expiry, or held by a process on this host

@@ -1,6 +1,7 @@
 #!/bin/bash
 # e2e_freeze: take of a live instance. A workload (a loop writing a counter
-# to one file and appending it to another) runs in a fresh cgroup; takes
+# to one file and appending it to another, and a process creating and
+# removing files beside it) runs in a fresh cgroup; takes
 # with --cgroup freeze it (cgroup v2 and the v1 freezer), give SPEC's event
 # order, capture one instant, resume or release it; failures, SIGTERM,
 # --max-pause and a SIGKILL of cairn (the guardian) all leave it thawed with
@@ -58,7 +59,19 @@ procs() { grep -c '' "$1/cgroup.procs" || true; }
 ROOT=$W/root
 mkdir -p "$ROOT/state" "$ROOT/big" "$ROOT/mid"
 cat > "$W/workload.sh" <<'EOF'
-# the instance: a counter in a, appended to b; builtins only, so it is fast
+# the instance: a counter in a, appended to b; builtins only, so it is fast.
+# Beside it a second process creates c/fJ and removes c/f(J-3): files
+# come and go while the take walks. It ends with the loop below ($$ is the
+# loop's pid) and never holds the test's output open.
+mkdir -p "$1/c"
+(
+	j=0
+	while kill -0 $$; do
+		j=$((j + 1))
+		echo $j > "$1/c/f$j" || exit 0
+		[ $j -le 3 ] || rm -f "$1/c/f$((j - 3))"
+	done
+) > /dev/null 2>&1 &
 i=0
 while :; do
 	i=$((i + 1))
@@ -133,6 +146,32 @@ print("a=%s b ends at %d" % (a or "''", n))
 EOF
 }
 
+# churn_consistent REPO SNAP DIR: the snapshot's DIR/c is one instant of the
+# churn loop: a run of consecutive fJ (three, or four between a create and
+# the remove after it), each holding its own J, the newest maybe still empty
+churn_consistent() {
+	"$CAIRN" ls --repo "$1" "$2" "$3/c" > "$W/churn-ls" || return 1
+	local f
+	: > "$W/churn-content"
+	for f in $(cat "$W/churn-ls"); do
+		printf '%s %s\n' "$f" "$("$CAIRN" cat --repo "$1" "$2" "$3/c/$f")" >> "$W/churn-content"
+	done
+	"$PY" - "$W/churn-content" <<'EOF'
+import sys
+rows = [l.rstrip("\n").split(" ", 1) + [""] for l in open(sys.argv[1]) if l.strip()]
+nums = sorted(int(r[0][1:]) for r in rows)
+if not nums:
+    sys.exit("c/ is empty")
+if nums != list(range(nums[0], nums[0] + len(nums))) or len(nums) not in (3, 4):
+    sys.exit("files %s are not one instant of the churn" % nums)
+for r in rows:
+    j = int(r[0][1:])
+    if r[1] != str(j) and not (j == nums[-1] and r[1] == ""):
+        sys.exit("%s holds %r" % (r[0], r[1]))
+print("c/ holds f%d..f%d" % (nums[0], nums[-1]))
+EOF
+}
+
 # wait_state FILE STATE: until the take's output has that state (10 s at most)
 wait_state() {
 	local n=0
@@ -189,6 +228,7 @@ scenarios() {
 	check "$kind: the manifest records the pause" "$PY" -c '
 import json, sys; s = json.load(open(sys.argv[1])); sys.exit(0 if s[0]["pause_ms"] >= 400 else 1)' "$LOG/$kind-list.json"
 	check "$kind: the snapshot is one instant ($(consistent "$R" "$snap" "state/$kind" 2>&1 || true))" consistent "$R" "$snap" "state/$kind"
+	check "$kind: files created and removed during the take: one instant ($(churn_consistent "$R" "$snap" "state/$kind" 2>&1 || true))" churn_consistent "$R" "$snap" "state/$kind"
 	check "$kind: thawed after the take" test "$(frozen "$CG")" = 0
 	check "$kind: the workload runs again" advancing "$S"
 
