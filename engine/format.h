@@ -21,11 +21,32 @@
  *                  offset:u32                                  (48 bytes)
  *   footer      := count:u32 dir_offset:u32
  *
- *   index seg   := header("CAIRNIDX") npacks:u32 pack_id[16]*npacks
- *                  nentries:u32 ientry*nentries check
+ *   index seg   := header("CAIRNIDX", version INDEX_VERSION = 2)
+ *                  iblock*nblocks fence*nblocks pack_id[16]*npacks itail
+ *                  (no whole-file check: each block and the itail carry
+ *                   their own, so a reader verifies just what it reads)
+ *   iblock      := ientry*k block_check:u64
+ *                  (k = block_entries, the last block the rest (1 to
+ *                   block_entries); block_check = xxh3_64 of the block's
+ *                   entries seeded with the block's number; block b starts
+ *                   at 16 + b * (block_entries * 52 + 8))
  *   ientry      := id[32] pack:u32 offset:u32 raw_len:u32 stored_len:u32
  *                  type:u8 comp:u8 reserved:u16                (52 bytes)
- *                  (entries sorted by id, no duplicates; pack < npacks)
+ *                  (entries sorted by id over all blocks, no duplicates;
+ *                   pack < npacks)
+ *   fence       := prefix[8]  (the first 8 bytes of its block's first id)
+ *   itail       := nentries:u32 nblocks:u32 npacks:u32 block_entries:u32
+ *                  tail_check:u64                              (24 bytes)
+ *                  (tail_check = xxh3_64, seeded with xxh3_64 of the
+ *                   header, of fences, pack table and itail before it;
+ *                   block_entries = INDEX_BLOCK_ENTRIES (78: a block
+ *                   fits 4 KiB; a later layout may change it);
+ *                   nblocks = ceil(nentries / block_entries); pack table
+ *                   strictly ascending, every pack used, npacks = 0 exactly
+ *                   when nentries = 0; the file is exactly as long as these
+ *                   counts say. A lookup reads the itail, fences and pack
+ *                   table once, then one block per probe. Version 1 (one
+ *                   flat table) is refused.)
  *
  *   tree        := header("CAIRNTRE") count:u32 tentry*count check
  *                  (a blob of type TREE; its id is the SHA-256 of these bytes)
@@ -122,7 +143,9 @@
  * Repository layout (dir backend):
  *   config                     the config file
  *   packs/XX/<32 hex>          packs; XX = first two hex digits of the pack id
- *   index/<32 hex>             index segments (one or more per take)
+ *   index/<32 hex>             index segments (one or more per take; merged
+ *                              at take commit and by gc, README "Index
+ *                              memory, measured")
  *   snapshots/<64 hex>         manifests; a snapshot exists exactly when its
  *                              manifest does (the commit point)
  *   users/U/quota, users/U/refs/<64 hex>, users/U/log/<16 hex>,
@@ -132,6 +155,11 @@
  *   gc/marks/<32 hex>          gc's marks and candidates (one, two during a swap)
  *   damaged/<64 hex>           snapshots fsck --repair found damaged
  *   quarantine/packs/XX/<32 hex>  damaged packs moved aside by fsck --repair
+ *   locks/NAME                 s3 backend: text "token host pid expiry_ms\n"
+ *                              (token 32 hex; expiry_ms wall-clock ms since the
+ *                              epoch, 0 when released; the object stays);
+ *                              locks/create.<32 hex> guards a create-only
+ *                              multipart commit (hex: sha256 of the name)
  */
 #ifndef CAIRN_FORMAT_H
 #define CAIRN_FORMAT_H
@@ -169,6 +197,10 @@
 #define PACK_DIR_ENTRY_LEN 48
 #define PACK_FOOTER_LEN 8
 #define INDEX_ENTRY_LEN 52
+#define INDEX_VERSION 2         /* index segments' own layout version */
+#define INDEX_BLOCK_ENTRIES 78  /* 78 * 52 + 8 = 4064: a block fits 4 KiB */
+#define INDEX_FENCE_LEN 8
+#define INDEX_TAIL_LEN 24
 #define PACK_ID_LEN 16
 
 /* tree entry types */

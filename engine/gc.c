@@ -821,7 +821,7 @@ static int canon_add(scan *s, const index_entry *e, int want_pack_present)
 /* Sessions first, then the index, then snapshots (read through that index),
  * then packs and tmp: a snapshot listed here has its segments listed too, and
  * a pack written by a take that was not listed started before the listing. */
-static int scan_run(cairn_repo *r, scan *s)
+static int scan_once(cairn_repo *r, scan *s)
 {
 	int rc;
 	memset(s, 0, sizeof(*s));
@@ -866,6 +866,38 @@ static int scan_run(cairn_repo *r, scan *s)
 	if ((rc = store_list(r->st, "damaged", marker_visit, &sc)) < 0) return rc;
 	s->done_ns = now_ns();
 	return 0;
+}
+
+struct new_seg_ctx {
+	const scan *s;
+	int found;
+};
+
+static int new_seg_visit(const char *name, void *payload)
+{
+	struct new_seg_ctx *nc = payload;
+	for (size_t i = 0; i < nc->s->nseg; i++)
+		if (strcmp(nc->s->seg[i].name, name) == 0) return 0;
+	nc->found = 1;
+	return 1;
+}
+
+/* A take that commits its index segment after the index was listed and its
+ * snapshot before the snapshots were makes that snapshot read as damaged
+ * (a wide window when listing is slow, as on S3): when the index has new
+ * segments since, scan again. */
+static int scan_run(cairn_repo *r, scan *s)
+{
+	for (int tries = 0;; tries++) {
+		int rc = scan_once(r, s);
+		if (rc != CAIRN_ECORRUPT || tries == LOAD_RETRIES) return rc;
+		char msg[1024];
+		snprintf(msg, sizeof(msg), "%s", cairn_error_last());
+		struct new_seg_ctx nc = {s, 0};
+		if (store_list(r->st, "index", new_seg_visit, &nc) < 0 || !nc.found)
+			return error_set(rc, "%s", msg);
+		scan_free(s);
+	}
 }
 
 /* ---- the run ------------------------------------------------------------------ */
@@ -1216,8 +1248,7 @@ static int sweep_phase(gc_run *g, scan *s)
 			for (size_t i = 0; i < nkeep; i++) npacks += index_key_put(np, keep[i].pack, PACK_ID_LEN, 0) == 0;
 		index_free(np);
 		res->segments_written++;
-		res->bytes_written += FORMAT_HEADER_LEN + 8 + (uint64_t)npacks * PACK_ID_LEN +
-		                      (uint64_t)nkeep * INDEX_ENTRY_LEN + FORMAT_CHECK_LEN;
+		res->bytes_written += index_segment_len(nkeep, npacks);
 	}
 	int64_t u = now_ns();
 	for (size_t i = 0; i < ms->n; i++)

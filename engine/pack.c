@@ -3,17 +3,29 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 #include <zstd.h>
 
 #include "buf.h"
 #include "cairn.h"
 #include "error.h"
+#include "store.h"
+
+/* A streamed writer stages small blobs here and hands the store this
+ * much at a time: one write per many small blobs, through a buffer reused
+ * for the whole pack (not 32 MiB of fresh pages faulted in one by one). */
+#define STAGE_LEN (1u << 20)
 
 struct pack_writer {
-	buf b;
+	buf b; /* in memory: the whole file; streamed: staged bytes not yet written */
 	pack_blob *blobs;
 	size_t nblobs, cap;
+	uint64_t len; /* bytes of the file so far */
 	int finished;
+	store_writer *sw;       /* streamed when set */
+	XXH3_state_t *file_xs;  /* streamed: the whole-file check so far */
+	XXH3_state_t *blob_xs;  /* streamed: a blob check over pieces */
+	int failed;             /* streamed: a write failed; the pack is lost */
 };
 
 /* Checks shared by the writer, the parser and the blob reader: what a blob
@@ -66,16 +78,72 @@ int pack_writer_new(pack_writer **out)
 		free(pw);
 		return ERR_OOM();
 	}
+	pw->len = pw->b.len;
 	*out = pw;
 	return 0;
+}
+
+int pack_writer_new_stream(pack_writer **out, store *st, const char *name)
+{
+	pack_writer *pw;
+	int rc = pack_writer_new(&pw);
+	if (rc < 0) return rc;
+	if (buf_reserve(&pw->b, STAGE_LEN) < 0 || !(pw->file_xs = XXH3_createState()) ||
+	    !(pw->blob_xs = XXH3_createState())) {
+		rc = ERR_OOM();
+		goto fail;
+	}
+	XXH3_64bits_reset(pw->file_xs);
+	if ((rc = store_write_begin(st, name, &pw->sw)) < 0) goto fail;
+	*out = pw;
+	return 0;
+fail:
+	pack_writer_free(pw);
+	return rc;
 }
 
 void pack_writer_free(pack_writer *pw)
 {
 	if (!pw) return;
+	store_write_abort(pw->sw);
+	XXH3_freeState(pw->file_xs);
+	XXH3_freeState(pw->blob_xs);
 	buf_free(&pw->b);
 	free(pw->blobs);
 	free(pw);
+}
+
+/* Streamed: bytes leave for the store, and count towards the file check. */
+static int stream_out(pack_writer *pw, const void *data, size_t len)
+{
+	if (len == 0) return 0;
+	XXH3_64bits_update(pw->file_xs, data, len);
+	int rc = store_write_append(pw->sw, data, len);
+	if (rc < 0) pw->failed = 1;
+	return rc;
+}
+
+static int stage_flush(pack_writer *pw)
+{
+	int rc = stream_out(pw, pw->b.data, pw->b.len);
+	pw->b.len = 0;
+	return rc;
+}
+
+/* Add bytes to the file: staged (or kept, in memory), or, for a streamed
+ * piece larger than the stage, written through without a copy. */
+static int emit(pack_writer *pw, const void *data, size_t len)
+{
+	pw->len += len;
+	if (!pw->sw) {
+		buf_put(&pw->b, data, len);
+		return pw->b.oom ? ERR_OOM() : 0;
+	}
+	int rc = 0;
+	if (pw->b.len + len > STAGE_LEN) rc = stage_flush(pw);
+	if (rc == 0 && len > STAGE_LEN) return stream_out(pw, data, len);
+	if (rc == 0) buf_put(&pw->b, data, len); /* fits the reserved stage: no allocation */
+	return rc;
 }
 
 /* Size of the finished file if it were finished with n blobs in len bytes. */
@@ -94,7 +162,7 @@ int pack_writer_add(pack_writer *pw, const oid *id, uint8_t type, uint8_t comp,
 	const char *fault = blob_fields_fault(type, comp, 0, raw_len, stored_len);
 	if (fault) return error_set(CAIRN_EIO, "pack writer: blob %s: %s", sid, fault);
 	/* Offsets are u32: the caller starts a new pack well before this. */
-	uint64_t after = finished_size((uint64_t)pw->b.len + BLOB_OVERHEAD + stored_len, pw->nblobs + 1);
+	uint64_t after = finished_size(pw->len + BLOB_OVERHEAD + stored_len, pw->nblobs + 1);
 	if (after > MAX_PACK_LEN)
 		return error_set(CAIRN_EIO, "pack writer: blob %s of %u bytes would exceed the pack limit",
 		                 sid, stored_len);
@@ -105,7 +173,8 @@ int pack_writer_add(pack_writer *pw, const oid *id, uint8_t type, uint8_t comp,
 		pw->blobs = nb;
 		pw->cap = cap;
 	}
-	if (buf_reserve(&pw->b, BLOB_OVERHEAD + (size_t)stored_len) < 0) return ERR_OOM();
+	if (!pw->sw && buf_reserve(&pw->b, BLOB_OVERHEAD + (size_t)stored_len) < 0) return ERR_OOM();
+	if (pw->failed) return error_set(CAIRN_EIO, "pack writer: blob %s added after a failed write", sid);
 
 	pack_blob *bl = &pw->blobs[pw->nblobs];
 	bl->id = *id;
@@ -113,13 +182,29 @@ int pack_writer_add(pack_writer *pw, const oid *id, uint8_t type, uint8_t comp,
 	bl->comp = comp;
 	bl->raw_len = raw_len;
 	bl->stored_len = stored_len;
-	bl->offset = (uint32_t)pw->b.len;
+	bl->offset = (uint32_t)pw->len;
 
-	uint8_t hdr[BLOB_HEADER_LEN];
+	uint8_t hdr[BLOB_HEADER_LEN], check[8];
 	put_blob_header(hdr, bl);
-	buf_put(&pw->b, hdr, sizeof(hdr));
-	buf_put(&pw->b, stored, stored_len);
-	buf_u64(&pw->b, hash_xxh3(pw->b.data + bl->offset, BLOB_HEADER_LEN + (size_t)stored_len));
+	size_t whole = BLOB_OVERHEAD + (size_t)stored_len;
+	int rc;
+	if (!pw->sw || whole <= STAGE_LEN) {
+		/* contiguous in the buffer: checked where it lies */
+		if (pw->sw && pw->b.len + whole > STAGE_LEN && (rc = stage_flush(pw)) < 0) return rc;
+		size_t at = pw->b.len;
+		buf_put(&pw->b, hdr, sizeof(hdr));
+		buf_put(&pw->b, stored, stored_len);
+		buf_u64(&pw->b, hash_xxh3(pw->b.data + at, BLOB_HEADER_LEN + (size_t)stored_len));
+		pw->len += whole;
+	} else {
+		XXH3_64bits_reset(pw->blob_xs);
+		XXH3_64bits_update(pw->blob_xs, hdr, sizeof(hdr));
+		XXH3_64bits_update(pw->blob_xs, stored, stored_len);
+		put_u64(check, XXH3_64bits_digest(pw->blob_xs));
+		if ((rc = emit(pw, hdr, sizeof(hdr))) < 0 || (rc = emit(pw, stored, stored_len)) < 0 ||
+		    (rc = emit(pw, check, sizeof(check))) < 0)
+			return rc;
+	}
 	pw->nblobs++;
 	return 0;
 }
@@ -127,10 +212,27 @@ int pack_writer_add(pack_writer *pw, const oid *id, uint8_t type, uint8_t comp,
 /* The size the file will have when finished now (compare with PACK_TARGET_LEN). */
 size_t pack_writer_size(const pack_writer *pw)
 {
-	return (size_t)finished_size(pw->b.len, pw->nblobs);
+	return (size_t)finished_size(pw->len, pw->nblobs);
 }
 
 size_t pack_writer_count(const pack_writer *pw) { return pw->nblobs; }
+
+/* Directory and footer after the blobs. */
+static int put_tail(pack_writer *pw)
+{
+	uint32_t dir_offset = (uint32_t)pw->len;
+	int rc = 0;
+	for (size_t i = 0; i < pw->nblobs && rc == 0; i++) {
+		uint8_t e[PACK_DIR_ENTRY_LEN];
+		put_blob_header(e, &pw->blobs[i]);
+		put_u32(e + BLOB_HEADER_LEN, pw->blobs[i].offset);
+		rc = emit(pw, e, sizeof(e));
+	}
+	uint8_t footer[PACK_FOOTER_LEN];
+	put_u32(footer, (uint32_t)pw->nblobs);
+	put_u32(footer + 4, dir_offset);
+	return rc < 0 ? rc : emit(pw, footer, sizeof(footer));
+}
 
 int pack_writer_finish(pack_writer *pw, uint8_t **data, size_t *len, const pack_blob **blobs,
                        size_t *nblobs)
@@ -138,23 +240,40 @@ int pack_writer_finish(pack_writer *pw, uint8_t **data, size_t *len, const pack_
 	*data = NULL;
 	*len = 0;
 	if (pw->finished) return error_set(CAIRN_EIO, "pack writer: finished twice");
-	uint32_t dir_offset = (uint32_t)pw->b.len;
+	if (pw->sw) return error_set(CAIRN_EIO, "pack writer: a streamed pack is committed, not finished");
 	if (buf_reserve(&pw->b, pw->nblobs * PACK_DIR_ENTRY_LEN + PACK_FOOTER_LEN + FORMAT_CHECK_LEN) < 0)
 		return ERR_OOM();
-	for (size_t i = 0; i < pw->nblobs; i++) {
-		uint8_t e[PACK_DIR_ENTRY_LEN];
-		put_blob_header(e, &pw->blobs[i]);
-		put_u32(e + BLOB_HEADER_LEN, pw->blobs[i].offset);
-		buf_put(&pw->b, e, sizeof(e));
-	}
-	buf_u32(&pw->b, (uint32_t)pw->nblobs);
-	buf_u32(&pw->b, dir_offset);
+	int rc = put_tail(pw);
+	if (rc < 0) return rc;
 	buf_check(&pw->b);
 	if (pw->b.oom) return ERR_OOM();
 	pw->finished = 1;
 	*data = buf_take(&pw->b, len);
 	if (blobs) *blobs = pw->blobs;
 	if (nblobs) *nblobs = pw->nblobs;
+	return 0;
+}
+
+int pack_writer_commit(pack_writer *pw, unsigned flags, const pack_blob **blobs, size_t *nblobs,
+                       uint64_t *len)
+{
+	if (pw->finished) return error_set(CAIRN_EIO, "pack writer: finished twice");
+	if (!pw->sw) return error_set(CAIRN_EIO, "pack writer: an in-memory pack is finished, not committed");
+	if (pw->failed) return error_set(CAIRN_EIO, "pack writer: commit after a failed write");
+	int rc = put_tail(pw);
+	if (rc == 0) rc = stage_flush(pw);
+	if (rc < 0) return rc;
+	uint8_t check[FORMAT_CHECK_LEN];
+	put_u64(check, XXH3_64bits_digest(pw->file_xs));
+	pw->len += sizeof(check);
+	if ((rc = store_write_append(pw->sw, check, sizeof(check))) < 0) return rc;
+	pw->finished = 1;
+	store_writer *sw = pw->sw;
+	pw->sw = NULL; /* commit frees it, whatever it returns */
+	if ((rc = store_write_commit(sw, flags)) < 0) return rc;
+	if (blobs) *blobs = pw->blobs;
+	if (nblobs) *nblobs = pw->nblobs;
+	if (len) *len = pw->len;
 	return 0;
 }
 

@@ -32,6 +32,19 @@ size_t pack_writer_count(const pack_writer *pw);
 int pack_writer_finish(pack_writer *pw, uint8_t **data, size_t *len, const pack_blob **blobs,
                        size_t *nblobs);
 
+/* A pack streamed to the store as blobs are added (pack_writer_add), so
+ * that writing overlaps compression and memory stays at a small staging
+ * buffer plus the directory: the same bytes pack_writer_finish would
+ * return go to object name of st. Nothing is visible before
+ * pack_writer_commit; pack_writer_free of an uncommitted one discards it. */
+struct store;
+int pack_writer_new_stream(pack_writer **out, struct store *st, const char *name);
+/* Directory, footer, check, then the store's commit (flags as for
+ * store_put). blobs and the file's length as for pack_writer_finish. A
+ * streamed writer cannot be finished, nor an in-memory one committed. */
+int pack_writer_commit(pack_writer *pw, unsigned flags, const pack_blob **blobs, size_t *nblobs,
+                       uint64_t *len);
+
 /* Parse and verify a whole pack file (framing, directory, every blob's
  * check). *blobs malloc'd. what names the pack in messages. */
 int pack_parse(const uint8_t *data, size_t len, const char *what, pack_blob **blobs,

@@ -1071,13 +1071,13 @@ done:
 static int blob_size(cairn_repo *r, const oid *id, uint8_t type, uint32_t *size, const char *what)
 {
 	char hex[OID_HEX_LEN + 1];
-	pthread_mutex_lock(&r->lock);
-	const index_entry *e = index_lookup(r->index, id);
-	uint32_t sz = e ? e->stored_len : 0;
-	uint8_t ty = e ? e->type : 0;
-	pthread_mutex_unlock(&r->lock);
+	index_entry e;
+	int found = repo_index_lookup(r, id, &e);
+	if (found < 0) return found;
+	uint32_t sz = found ? e.stored_len : 0;
+	uint8_t ty = found ? e.type : 0;
 	oid_hex(hex, id);
-	if (!e || ty != type)
+	if (!found || ty != type)
 		return error_set(CAIRN_ECORRUPT, "%s: %s %s is not in the index", what,
 		                 type == BLOB_TREE ? "tree" : "chunk", hex);
 	*size = sz;

@@ -140,34 +140,6 @@ done:
 	return rc;
 }
 
-struct segment_load {
-	cairn_repo *repo;
-	int rc;
-	int vanished; /* a segment was deleted between listing and reading (gc) */
-};
-
-static int load_segment(const char *name, void *payload)
-{
-	struct segment_load *sl = payload;
-	uint8_t *data = NULL;
-	size_t len, n = 0;
-	index_entry *entries = NULL;
-	int rc = store_get(sl->repo->st, name, SEGMENT_MAX, &data, &len);
-	if (rc == CAIRN_ENOTFOUND) { /* gc replaced it: its successor may not be listed */
-		sl->vanished = 1;
-		return 0;
-	}
-	if (rc == 0) rc = index_segment_decode(data, len, name, &entries, &n);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		int r = index_insert(sl->repo->index, &entries[i]);
-		if (r < 0) rc = r;
-	}
-	free(entries);
-	free(data);
-	sl->rc = rc;
-	return rc;
-}
-
 CAIRN_EXTERN int cairn_repo_open(cairn_repo **out, const char *path)
 {
 	int rc;
@@ -191,15 +163,8 @@ CAIRN_EXTERN int cairn_repo_open(cairn_repo **out, const char *path)
 	}
 	chunker_init(&r->chunker, r->cfg.secret, r->cfg.chunk_min, r->cfg.chunk_avg, r->cfg.chunk_max);
 	gc_session_begin(r); /* before the index is read: gc keeps what this process may use */
-	struct segment_load sl = {r, 0, 1};
-	for (int tries = 0; rc == 0 && sl.vanished && tries < 20; tries++) {
-		index_free(r->index);
-		r->index = NULL;
-		sl.vanished = 0;
-		if ((rc = index_new(&r->index)) == 0) rc = store_list(r->st, "index", load_segment, &sl);
-	}
-	if (rc == 0 && sl.vanished) rc = error_set(CAIRN_EBUSY, "index: kept changing while being read");
-	if (rc < 0) goto fail;
+	/* the segments' fences only: lookups read a block at a time */
+	if ((rc = index_new(&r->index)) < 0 || (rc = index_set_open(r->st, &r->segs)) < 0) goto fail;
 	free(data);
 	*out = r;
 	return 0;
@@ -214,10 +179,40 @@ CAIRN_EXTERN void cairn_repo_free(cairn_repo *r)
 	if (!r) return;
 	gc_session_end(r);
 	index_free(r->index);
+	index_set_free(r->segs);
 	store_free(r->st);
 	pthread_mutex_destroy(&r->lock);
 	free(r->path);
 	free(r);
+}
+
+int repo_index_lookup(cairn_repo *r, const oid *id, index_entry *out)
+{
+	pthread_mutex_lock(&r->lock);
+	const index_entry *e = index_lookup(r->index, id);
+	if (e) *out = *e;
+	pthread_mutex_unlock(&r->lock);
+	if (e) return 1;
+	return r->segs ? index_set_find(r->segs, id, out) : 0;
+}
+
+int repo_index_add(cairn_repo *r, const index_entry *e, size_t n)
+{
+	int rc = 0;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (index_insert(r->index, &e[i]) < 0) rc = ERR_OOM();
+	pthread_mutex_unlock(&r->lock);
+	if (rc < 0 || !r->segs || index_set_segments(r->segs) + 1 <= REPO_COMPACT_SEGMENTS) return rc;
+	/* gc and fsck hold this lock while they run: a merge must not bring back
+	 * an entry gc drops; if it is taken, gc compacts itself */
+	store_lock *l;
+	if (store_lock_acquire(&l, r->st, "gc", GC_LOCK_TTL_MS, 0) == 0) {
+		index_compact(r->st, REPO_COMPACT_SEGMENTS, REPO_COMPACT_BYTES);
+		store_lock_release(l);
+	}
+	error_clear();
+	return 0;
 }
 
 int repo_read_blob(cairn_repo *r, const oid *id, uint8_t type, uint8_t **out, size_t *len)
@@ -230,10 +225,8 @@ int repo_read_blob(cairn_repo *r, const oid *id, uint8_t type, uint8_t **out, si
 	*out = NULL;
 	*len = 0;
 	oid_hex(hex, id);
-	pthread_mutex_lock(&r->lock);
-	const index_entry *found = index_lookup(r->index, id);
-	if (found) e = *found;
-	pthread_mutex_unlock(&r->lock);
+	int found = repo_index_lookup(r, id, &e);
+	if (found < 0) return found;
 	if (!found)
 		return error_set(CAIRN_ECORRUPT, "%s %s: missing from the index",
 		                 type == BLOB_TREE ? "tree" : "chunk", hex);

@@ -26,7 +26,9 @@ struct cairn_repo {
 	store *st;
 	repo_config cfg;
 	chunker_params chunker;
-	chunk_index *index;     /* every committed blob; guarded by lock */
+	chunk_index *index;     /* blobs this handle committed (fsck's and gc's handles:
+	                         * every blob); guarded by lock */
+	index_set *segs;        /* the index segments on storage (NULL: index is whole) */
 	pthread_mutex_t lock;
 	struct gc_session *session; /* gc.h: registered before the index is loaded */
 };
@@ -35,6 +37,17 @@ struct cairn_repo {
  * *out malloc'd, *len bytes. CAIRN_ECORRUPT naming the blob and its pack
  * when it is missing from the index or damaged. */
 int repo_read_blob(cairn_repo *r, const oid *id, uint8_t type, uint8_t **out, size_t *len);
+
+/* Where blob id is: r->index, then the index segments. 1 and *out filled,
+ * 0 when absent, < 0 on a damaged segment or a read error. Thread-safe. */
+int repo_index_lookup(cairn_repo *r, const oid *id, index_entry *out);
+/* After a commit: the n entries written to the index become visible to this
+ * handle's lookups; then, when the index has more than REPO_COMPACT_SEGMENTS
+ * segments and gc is not running, the small ones are merged (best effort:
+ * a failure leaves them as they are and is not returned). */
+#define REPO_COMPACT_SEGMENTS 8
+#define REPO_COMPACT_BYTES (8u * 1024u * 1024u)
+int repo_index_add(cairn_repo *r, const index_entry *e, size_t n);
 
 /* Load and decode a tree object. */
 int repo_load_tree(cairn_repo *r, const oid *id, tree *out);

@@ -34,10 +34,16 @@ CAIRN_EXTERN int cairn_stats(cairn_repo_stats *out, cairn_repo *repo)
 	for (size_t i = 0; i < out->snapshots; i++) out->logical_bytes += cairn_snapshot_list_get(l, i)->bytes;
 	cairn_snapshot_list_free(l);
 
+	/* the whole index, once: stats counts every entry (README "Index memory, measured") */
 	totals t = {0, 0, 0};
-	pthread_mutex_lock(&repo->lock);
-	index_foreach(repo->index, add_blob, &t);
-	pthread_mutex_unlock(&repo->lock);
+	chunk_index *all;
+	if ((rc = index_new(&all)) < 0) return rc;
+	if ((rc = index_load_all(repo->st, all)) < 0) {
+		index_free(all);
+		return rc;
+	}
+	index_foreach(all, add_blob, &t);
+	index_free(all);
 	out->stored_bytes = t.stored;
 	out->chunks = t.chunks;
 	out->trees = t.trees;

@@ -19,7 +19,9 @@ struct snap_writer {
 	cairn_repo *repo;
 	pthread_mutex_t lock; /* guards everything below */
 	chunk_index *pending; /* blobs stored or being stored by this writer */
-	pack_writer *pw;      /* the pack being filled */
+	pthread_mutex_t pack_lock; /* guards pw and pw_id: held while a blob is written out */
+	pack_writer *pw;           /* the pack being filled, streamed to the store */
+	uint8_t pw_id[PACK_ID_LEN];
 	index_entry *entries; /* blobs in packs already written */
 	size_t nentries, capentries;
 	quota_tracker *tracker; /* the blobs the snapshot references, for its user's usage */
@@ -34,6 +36,7 @@ int writer_new(snap_writer **out, cairn_repo *repo)
 	if (!w) return ERR_OOM();
 	w->repo = repo;
 	pthread_mutex_init(&w->lock, NULL);
+	pthread_mutex_init(&w->pack_lock, NULL);
 	int rc = index_new(&w->pending);
 	if (rc == 0) rc = quota_tracker_new(&w->tracker, repo);
 	if (rc == 0) rc = gc_marks_load(repo, &w->marked);
@@ -54,22 +57,28 @@ void writer_free(snap_writer *w)
 	index_free(w->marked);
 	free(w->entries);
 	pthread_mutex_destroy(&w->lock);
+	pthread_mutex_destroy(&w->pack_lock);
 	free(w);
 }
 
-/* Write a full pack and remember where its blobs are. */
-static int flush_pack(snap_writer *w, pack_writer *pw)
+/* Start the next pack under a fresh random name (caller holds pack_lock). */
+static int start_pack(snap_writer *w)
+{
+	char name[64];
+	int rc = repo_random(w->pw_id, sizeof(w->pw_id));
+	if (rc < 0) return rc;
+	repo_pack_name(name, w->pw_id);
+	return pack_writer_new_stream(&w->pw, w->repo->st, name);
+}
+
+/* Commit a full pack (its blobs are written already) and remember where its blobs are. */
+static int flush_pack(snap_writer *w, pack_writer *pw, const uint8_t pack_id[PACK_ID_LEN])
 {
 	int rc;
-	uint8_t *data = NULL, pack_id[PACK_ID_LEN];
-	size_t len, nblobs;
+	size_t nblobs;
 	const pack_blob *blobs;
-	char name[64];
 
-	if ((rc = pack_writer_finish(pw, &data, &len, &blobs, &nblobs)) < 0) goto done;
-	if ((rc = repo_random(pack_id, sizeof(pack_id))) < 0) goto done;
-	repo_pack_name(name, pack_id);
-	if ((rc = store_put(w->repo->st, name, data, len, STORE_EXCL)) < 0) goto done;
+	if ((rc = pack_writer_commit(pw, STORE_EXCL, &blobs, &nblobs, NULL)) < 0) goto done;
 
 	pthread_mutex_lock(&w->lock);
 	if (w->nentries + nblobs > w->capentries) {
@@ -97,7 +106,6 @@ static int flush_pack(snap_writer *w, pack_writer *pw)
 	}
 	pthread_mutex_unlock(&w->lock);
 done:
-	free(data);
 	pack_writer_free(pw);
 	return rc;
 }
@@ -126,10 +134,10 @@ static int account(snap_writer *w, const oid *id, uint8_t type, const uint8_t *d
 int writer_ref(snap_writer *w, const oid *id, uint8_t type)
 {
 	if (quota_tracker_seen(w->tracker, id)) return 0;
-	pthread_mutex_lock(&w->lock);
-	const index_entry *e = index_lookup(w->repo->index, id);
 	index_entry known;
-	if (e) known = *e;
+	int e = repo_index_lookup(w->repo, id, &known);
+	if (e < 0) return e;
+	pthread_mutex_lock(&w->lock);
 	int pending = !e && index_lookup(w->pending, id) != NULL;
 	pthread_mutex_unlock(&w->lock);
 	if (pending) return 0; /* counted by the thread storing it */
@@ -158,8 +166,10 @@ uint64_t writer_charged(snap_writer *w) { return quota_tracker_added(w->tracker)
 
 int writer_usable(snap_writer *w, const oid *id)
 {
+	index_entry e;
+	if (repo_index_lookup(w->repo, id, &e) != 1) return 0;
 	pthread_mutex_lock(&w->lock);
-	int ok = index_lookup(w->repo->index, id) && !index_lookup(w->marked, id);
+	int ok = !index_lookup(w->marked, id);
 	pthread_mutex_unlock(&w->lock);
 	return ok;
 }
@@ -171,14 +181,18 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 	uint8_t comp, *packed = NULL;
 	size_t packed_len;
 	pack_writer *full = NULL;
+	uint8_t full_id[PACK_ID_LEN];
 
 	*stored = 0;
+	/* looked up outside the lock (it may read storage); should another
+	 * take's entry appear meanwhile, the blob is just stored twice */
+	index_entry found;
+	int known = repo_index_lookup(w->repo, id, &found);
+	if (known < 0) return known;
 	pthread_mutex_lock(&w->lock);
-	/* repo->index only grows at commit, which no put runs beside */
-	const index_entry *known = index_lookup(w->repo->index, id);
-	if (known && index_lookup(w->marked, id)) known = NULL; /* gc may delete it: store it again */
+	if (known && index_lookup(w->marked, id)) known = 0; /* gc may delete it: store it again */
 	if (known || index_lookup(w->pending, id)) {
-		uint32_t size = known ? known->stored_len : 0;
+		uint32_t size = known ? found.stored_len : 0;
 		pthread_mutex_unlock(&w->lock);
 		/* one this writer is storing is counted by the thread storing it */
 		return known ? account(w, id, type, data, len, size) : 0;
@@ -201,20 +215,21 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 		return account(w, id, type, data, len, (uint32_t)bytes_len);
 	}
 
-	pthread_mutex_lock(&w->lock);
-	if (!w->pw) rc = pack_writer_new(&w->pw);
+	pthread_mutex_lock(&w->pack_lock);
+	if (!w->pw) rc = start_pack(w);
 	if (rc == 0)
 		rc = pack_writer_add(w->pw, id, type, comp, bytes, (uint32_t)bytes_len, (uint32_t)len);
 	if (rc == 0 && pack_writer_size(w->pw) >= PACK_TARGET_LEN) {
 		full = w->pw;
+		memcpy(full_id, w->pw_id, PACK_ID_LEN);
 		w->pw = NULL;
 	}
-	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_unlock(&w->pack_lock);
 	free(packed);
 	if (rc < 0) return rc;
 	*stored = bytes_len;
-	/* written outside the lock: the other threads keep compressing */
-	if (full) rc = flush_pack(w, full);
+	/* committed (fsync) outside the lock: the other threads keep adding */
+	if (full) rc = flush_pack(w, full, full_id);
 	if (rc == 0) rc = account(w, id, type, data, len, (uint32_t)bytes_len);
 	return rc;
 }
@@ -272,7 +287,7 @@ int writer_commit(snap_writer *w, const snapshot_manifest *m, char id_out[OID_HE
 	if (w->pw) {
 		pack_writer *pw = w->pw;
 		w->pw = NULL;
-		if ((rc = flush_pack(w, pw)) < 0) goto done;
+		if ((rc = flush_pack(w, pw, w->pw_id)) < 0) goto done;
 	}
 	if ((rc = write_index(w)) < 0) goto done;
 	if ((rc = snapshot_encode(m, &mdata, &mlen)) < 0) goto done;
@@ -289,9 +304,5 @@ done:
 	if (rc < 0) return rc;
 
 	/* this handle now knows the new blobs too */
-	pthread_mutex_lock(&w->repo->lock);
-	for (size_t i = 0; i < w->nentries && rc == 0; i++)
-		if (index_insert(w->repo->index, &w->entries[i]) < 0) rc = ERR_OOM();
-	pthread_mutex_unlock(&w->repo->lock);
-	return rc;
+	return repo_index_add(w->repo, w->entries, w->nentries);
 }

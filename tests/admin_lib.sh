@@ -54,14 +54,12 @@ repo = sys.argv[1]
 for name in sorted(os.listdir(os.path.join(repo, "index"))):
     data = open(os.path.join(repo, "index", name), "rb").read()
     try:
-        body = data[16:-8]
-        (npacks,) = struct.unpack_from("<I", body, 0)
-        packs = [body[4 + 16 * i: 20 + 16 * i].hex() for i in range(npacks)]
-        pos = 4 + 16 * npacks
-        (n,) = struct.unpack_from("<I", body, pos)
-        pos += 4
+        n, nblocks, npacks, per = struct.unpack_from("<IIII", data, len(data) - 24)
+        ptab = 16 + n * 52 + nblocks * 16
+        packs = [data[ptab + 16 * i: ptab + 16 * (i + 1)].hex() for i in range(npacks)]
         for i in range(n):
-            e = body[pos + 52 * i: pos + 52 * (i + 1)]
+            pos = 16 + (i // per) * (per * 52 + 8) + (i % per) * 52
+            e = data[pos: pos + 52]
             pk, off, raw, stored = struct.unpack_from("<IIII", e, 32)
             print(name, packs[pk], off, stored, e[48], e[:32].hex())
     except Exception:
@@ -70,7 +68,7 @@ PYEOF
 }
 
 # snap_ids REPO: the ids of the committed snapshots.
-snap_ids() { ls "$1/snapshots" 2>/dev/null | grep -E '^[0-9a-f]{64}$' || true; }
+snap_ids() { repo_ls "$1" snapshots | cut -d' ' -f1 | sed 's|^snapshots/||' | grep -E '^[0-9a-f]{64}$' || true; }
 
 # fsck_ok LABEL REPO: a check that fsck exits 0.
 fsck_ok() {
@@ -88,16 +86,30 @@ path, drop = sys.argv[1], bytes.fromhex(sys.argv[2])
 lib = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
 lib.XXH3_64bits.restype = ctypes.c_uint64
 lib.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+lib.XXH3_64bits_withSeed.restype = ctypes.c_uint64
+lib.XXH3_64bits_withSeed.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64]
 data = open(path, "rb").read()
-head, body = data[:16], data[16:-8]
-(npacks,) = struct.unpack_from("<I", body, 0)
-pos = 4 + 16 * npacks
-(n,) = struct.unpack_from("<I", body, pos)
-entries = [body[pos + 4 + 52 * i: pos + 4 + 52 * (i + 1)] for i in range(n)]
-kept = [e for e in entries if e[:32] != drop]
+n, nblocks, npacks, per = struct.unpack_from("<IIII", data, len(data) - 24)
+ptab = 16 + n * 52 + nblocks * 16
+packs = [data[ptab + 16 * i: ptab + 16 * (i + 1)] for i in range(npacks)]
+entries = []
+for i in range(n):
+    pos = 16 + (i // per) * (per * 52 + 8) + (i % per) * 52
+    e = data[pos: pos + 52]
+    entries.append((e[:32], packs[struct.unpack_from("<I", e, 32)[0]], e[36:]))
+kept = [e for e in entries if e[0] != drop]
 assert len(kept) == n - 1, "entry not found"
-out = head + body[:pos] + struct.pack("<I", len(kept)) + b"".join(kept)
-out += struct.pack("<Q", lib.XXH3_64bits(out, len(out)))
+# written again in the layout of format.h ("index seg"), the pack table
+# holding only the packs still used
+used = sorted(set(e[1] for e in kept))
+head = data[:16]
+blocks, fences = b"", b""
+for b in range(0, len(kept), per):
+    blk = b"".join(e[0] + struct.pack("<I", used.index(e[1])) + e[2] for e in kept[b: b + per])
+    blocks += blk + struct.pack("<Q", lib.XXH3_64bits_withSeed(blk, len(blk), b // per))
+    fences += kept[b][0][:8]
+tail = fences + b"".join(used) + struct.pack("<IIII", len(kept), (len(kept) + per - 1) // per, len(used), per)
+out = head + blocks + tail + struct.pack("<Q", lib.XXH3_64bits_withSeed(tail, len(tail), lib.XXH3_64bits(head, 16)))
 os.chmod(path, 0o644)
 open(path, "wb").write(out)
 PYEOF
@@ -107,8 +119,8 @@ PYEOF
 # process PID on this host, started START_OFFSET_S seconds from now (may be
 # negative), expiring in 10 minutes.
 fake_session() {
-	"$PY" - "$1" "$2" "$3" "$(hostname)" <<'PYEOF'
-import ctypes, ctypes.util, os, struct, sys, time
+	"$PY" - "$1" "$2" "$3" "$(hostname)" "$STORE_TOOL" <<'PYEOF'
+import ctypes, ctypes.util, os, struct, subprocess, sys, time
 repo, pid, off, host = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].encode()
 lib = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
 lib.XXH3_64bits.restype = ctypes.c_uint64
@@ -117,11 +129,17 @@ now = time.time_ns()
 rec = b"CAIRNSES" + struct.pack("<II", 1, 0) + struct.pack("<qqI", now + off * 10**9, now + 600 * 10**9, pid)
 rec += struct.pack("<H", len(host)) + host
 rec += struct.pack("<Q", lib.XXH3_64bits(rec, len(rec)))
-os.makedirs(os.path.join(repo, "gc", "sessions"), exist_ok=True)
-open(os.path.join(repo, "gc", "sessions", "%032x" % pid), "wb").write(rec)
+subprocess.run([sys.executable, sys.argv[5], "put", repo, "gc/sessions/%032x" % pid], input=rec, check=True)
 PYEOF
 }
 
 # repo_files REPO: the files in a repository other than config and the
 # users/ records of the accounting module, one a line.
-repo_files() { (cd "$1" && find . -type f ! -name config ! -path './users/*' ! -name .takeover | sort); }
+# (Remote backends keep lock objects: locks/ is left out there.)
+repo_files() {
+	if [ -d "$1" ]; then
+		(cd "$1" && find . -type f ! -name config ! -path './users/*' ! -name .takeover | sort)
+	else
+		repo_ls "$1" | cut -d' ' -f1 | grep -v -E '^(config$|users/|locks/)' | sed 's|^|./|' || true
+	fi
+}

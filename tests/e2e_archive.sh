@@ -17,7 +17,7 @@ e2e_seed
 command -v bsdtar >/dev/null || { echo "SKIP: bsdtar not installed (libarchive-tools)"; exit 77; }
 command -v tar >/dev/null || { echo "SKIP: GNU tar not installed"; exit 77; }
 
-R=$W/repo
+R=$(e2e_repo repo)
 SRC=$W/src
 IGN=(--ignore /datadrive --ignore /special/sock)
 

@@ -12,7 +12,7 @@ e2e_seed
 RANDOM=$SEED
 ROUNDS=${CONCURRENCY_ROUNDS:-4}
 
-R=$W/repo
+R=$(e2e_repo repo)
 cairn_ok init init --repo "$R" --chunk-avg 16K || e2e_finish
 export CAIRN_REPO=$R
 declare -A EXP

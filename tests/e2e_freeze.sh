@@ -182,8 +182,10 @@ wait_state() {
 	done
 }
 
-say "setup: fresh random data, so that a first take stays paused for a while (48 MiB in /mid, 160 MiB in /big)"
-head -c 48M /dev/urandom > "$ROOT/mid/data"
+# (/mid was 48 MiB until packs were streamed: that take then got too quick for
+# the 0.4 s sampling below on a loaded machine)
+say "setup: fresh random data, so that a first take stays paused for a while (128 MiB in /mid, 160 MiB in /big)"
+head -c 128M /dev/urandom > "$ROOT/mid/data"
 head -c 160M /dev/urandom > "$ROOT/big/data"
 
 # ---- the main scenarios, on each kind of cgroup -------------------------------

@@ -11,7 +11,7 @@ SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 e2e_start incremental
 e2e_seed
 
-R=$W/repo
+R=$(e2e_repo repo)
 SRC=$W/src
 IGN=(--ignore /datadrive --ignore /special/sock)
 MiB=1048576

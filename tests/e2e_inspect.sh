@@ -133,11 +133,10 @@ seen = set()
 for name in os.listdir(os.path.join(repo, "index")):
     b = open(os.path.join(repo, "index", name), "rb").read()
     assert b[:8] == b"CAIRNIDX", name
-    p = 16
-    npacks = struct.unpack_from("<I", b, p)[0]; p += 4 + 16 * npacks
-    n = struct.unpack_from("<I", b, p)[0]; p += 4
+    n, per = struct.unpack_from("<I", b, len(b) - 24)[0], struct.unpack_from("<I", b, len(b) - 12)[0]
     for i in range(n):
-        e = b[p:p + 52]; p += 52
+        p = 16 + (i // per) * (per * 52 + 8) + (i % per) * 52
+        e = b[p:p + 52]
         oid = e[:32]
         if oid in seen:
             continue

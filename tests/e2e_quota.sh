@@ -11,7 +11,7 @@ SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 e2e_start quota
 e2e_seed
 
-R=$W/repo
+R=$(e2e_repo repo)
 rnd() { "$PY" -c 'import random,sys; open(sys.argv[1],"wb").write(random.Random(int(sys.argv[2])).randbytes(int(sys.argv[3])))' "$@"; }
 usage_of() { # usage_of USER FIELD
 	run "usage-$1-$2" "$CAIRN" usage --repo "$R" --user "$1" --json
@@ -75,10 +75,10 @@ check "early refusal: still one snapshot" [ "$(usage_of erin snapshots)" = 1 ]
 
 say "estimate against the real take, on a tree with shared and new data"
 mkdir -p "$W/t3"; cp "$W/t1/shared" "$W/t3/shared"; rnd "$W/t3/new" $((SEED + 5)) 400000
-find "$R" -path "$R/locks" -prune -o -type f -printf '%P %s\n' | sort > "$W/before"
+repo_ls "$R" | grep -v '^locks/' > "$W/before"
 cairn est estimate --repo "$R" --root "$W/t3" --user alice --json
 EST=$(json_get "$OUT" - added_bytes || echo missing)
-find "$R" -path "$R/locks" -prune -o -type f -printf '%P %s\n' | sort > "$W/after"
+repo_ls "$R" | grep -v '^locks/' > "$W/after"
 check "estimate writes nothing" cmp -s "$W/before" "$W/after"
 check "estimate --json has SPEC's fields" "$PY" -c '
 import json, sys
@@ -102,8 +102,8 @@ check "frank's usage within the quota" [ "$(usage_of frank used_bytes)" -le 2400
 say "a tampered usage record is found"
 if "$CAIRN" help fsck > /dev/null 2>&1; then
 	expect_rc 0 fsck-clean fsck --repo "$R"
-	TOP=$(ls "$R/users/alice/log" | sort | tail -n1)
-	rm "$R/users/alice/log/$TOP"
+	TOP=$(repo_ls "$R" users/alice/log | cut -d' ' -f1 | sort | tail -n1)
+	repo_rm "$R" "$TOP"
 	expect_rc 4 fsck-tampered fsck --repo "$R"
 	check "fsck names user alice" grep -q alice "$OUT" "$ERR"
 else

@@ -9,7 +9,7 @@ SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 e2e_start roundtrip
 e2e_seed
 
-R=$W/repo
+R=$(e2e_repo repo)
 SRC=$W/src
 IGN=(--ignore /datadrive --ignore /special/sock)
 

@@ -1,3 +1,5 @@
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -145,13 +147,55 @@ static int cmp_entry(const void *a, const void *b)
 	return memcmp(((const index_entry *)a)->id.b, ((const index_entry *)b)->id.b, OID_LEN);
 }
 
-static void reseal(uint8_t *d, size_t len) { put_u64(d + len - 8, hash_xxh3(d, len - 8)); }
-
 static uint8_t *dup_exact(const uint8_t *p, size_t n)
 {
 	uint8_t *d = malloc(n ? n : 1);
 	if (n) memcpy(d, p, n);
 	return d;
+}
+
+/* ---- the layout, written out here from format.h (not from index.c) ---- */
+
+typedef struct lay {
+	uint32_t n, nblocks, npacks, be;
+	size_t block_len, fence_off, tail_off;
+} lay;
+
+/* The layout a len-byte segment's tail claims; 0 when it is consistent. */
+static int lay_of(const uint8_t *d, size_t len, lay *l)
+{
+	if (len < FORMAT_HEADER_LEN + INDEX_TAIL_LEN) return -1;
+	const uint8_t *t = d + len - INDEX_TAIL_LEN;
+	l->n = get_u32(t);
+	l->nblocks = get_u32(t + 4);
+	l->npacks = get_u32(t + 8);
+	l->be = get_u32(t + 12);
+	if (l->be == 0 || l->be > 1024) return -1;
+	l->block_len = (size_t)l->be * INDEX_ENTRY_LEN + 8;
+	l->fence_off = FORMAT_HEADER_LEN + (size_t)l->n * INDEX_ENTRY_LEN + (size_t)l->nblocks * 8;
+	l->tail_off = l->fence_off + (size_t)l->nblocks * INDEX_FENCE_LEN + (size_t)l->npacks * PACK_ID_LEN;
+	return l->tail_off + INDEX_TAIL_LEN == len ? 0 : -1;
+}
+
+static size_t entry_at(const lay *l, size_t i)
+{
+	return FORMAT_HEADER_LEN + (i / l->be) * l->block_len + (i % l->be) * INDEX_ENTRY_LEN;
+}
+
+/* Recompute every check the segment's own counts place: a mutation then
+ * fails only for what it broke, not for a stale checksum. */
+static void reseal(uint8_t *d, size_t len)
+{
+	lay l;
+	if (lay_of(d, len, &l) == 0)
+		for (uint32_t b = 0; b < l.nblocks; b++) {
+			size_t k = b + 1 < l.nblocks ? l.be : l.n - (size_t)b * l.be;
+			uint8_t *blk = d + FORMAT_HEADER_LEN + b * l.block_len;
+			put_u64(blk + k * INDEX_ENTRY_LEN, hash_xxh3_seed(blk, k * INDEX_ENTRY_LEN, b));
+		}
+	if (len < FORMAT_HEADER_LEN + INDEX_TAIL_LEN) return;
+	size_t from = lay_of(d, len, &l) == 0 ? l.fence_off : len - INDEX_TAIL_LEN;
+	put_u64(d + len - 8, hash_xxh3_seed(d + from, len - 8 - from, hash_xxh3(d, FORMAT_HEADER_LEN)));
 }
 
 static int decode_copy(const uint8_t *data, size_t len)
@@ -174,16 +218,30 @@ static void test_segment_round_trip(void)
 	uint8_t *seg;
 	size_t len;
 	CHECK_EQ(index_segment_encode(es, n, &seg, &len), 0);
-	CHECK_EQ(len, FORMAT_HEADER_LEN + 4 + 7 * PACK_ID_LEN + 4 + n * INDEX_ENTRY_LEN + FORMAT_CHECK_LEN);
+	size_t nblocks = (n + INDEX_BLOCK_ENTRIES - 1) / INDEX_BLOCK_ENTRIES;
+	CHECK_EQ(len, FORMAT_HEADER_LEN + n * INDEX_ENTRY_LEN + nblocks * 16 + 7 * PACK_ID_LEN + INDEX_TAIL_LEN);
+	CHECK_EQ(len, index_segment_len(n, 7));
+	CHECK_EQ(get_u32(seg + 8), INDEX_VERSION);
+	lay l;
+	CHECK_EQ(lay_of(seg, len, &l), 0);
+	CHECK_EQ(l.n, n);
+	CHECK_EQ(l.nblocks, nblocks);
+	CHECK_EQ(l.be, INDEX_BLOCK_ENTRIES);
+	CHECK(l.block_len <= 4096);
 
 	index_entry *got;
 	size_t m;
 	CHECK_EQ(index_segment_decode(seg, len, "seg", &got, &m), 0);
 	CHECK_EQ(m, n);
 	qsort(es, n, sizeof(*es), cmp_entry);
-	size_t same = 0;
+	size_t same = 0, placed = 0;
 	for (size_t i = 0; i < n && i < m; i++) same += same_entry(&es[i], &got[i]);
 	CHECK_EQ(same, n);
+	/* each id where the layout says, each fence its block's first id */
+	for (size_t i = 0; i < n; i++) placed += memcmp(seg + entry_at(&l, i), es[i].id.b, OID_LEN) == 0;
+	CHECK_EQ(placed, n);
+	for (size_t b = 0; b < nblocks; b++)
+		CHECK(memcmp(seg + l.fence_off + b * INDEX_FENCE_LEN, es[b * l.be].id.b, INDEX_FENCE_LEN) == 0);
 	free(got);
 
 	/* the same entries in another order encode to the same bytes */
@@ -199,10 +257,16 @@ static void test_segment_round_trip(void)
 	CHECK(len2 == len && memcmp(seg, seg2, len) == 0);
 	free(seg2);
 
-	/* an empty segment */
+	/* an empty segment, and one of exactly one full block */
 	CHECK_EQ(index_segment_encode(NULL, 0, &seg2, &len2), 0);
+	CHECK_EQ(len2, FORMAT_HEADER_LEN + INDEX_TAIL_LEN);
 	CHECK_EQ(index_segment_decode(seg2, len2, "empty", &got, &m), 0);
 	CHECK_EQ(m, 0);
+	free(got);
+	free(seg2);
+	CHECK_EQ(index_segment_encode(es, INDEX_BLOCK_ENTRIES, &seg2, &len2), 0);
+	CHECK_EQ(index_segment_decode(seg2, len2, "one block", &got, &m), 0);
+	CHECK_EQ(m, INDEX_BLOCK_ENTRIES);
 	free(got);
 	free(seg2);
 
@@ -235,40 +299,37 @@ static void test_segment_round_trip(void)
 	free(es);
 }
 
-/* Offset of entry i in a segment with np packs. */
-static size_t entry_at(uint32_t np, size_t i)
+/* 200 entries: three blocks (78, 78, 44), three packs. */
+static void damage_sample(index_entry *es, size_t n)
 {
-	return FORMAT_HEADER_LEN + 4 + (size_t)np * PACK_ID_LEN + 4 + i * INDEX_ENTRY_LEN;
+	for (size_t i = 0; i < n; i++) {
+		random_entry(&es[i]);
+		memcpy(es[i].pack, packs[i % 3], PACK_ID_LEN);
+	}
 }
 
 static void test_segment_damage(void)
 {
-	size_t n = 6;
-	index_entry es[6];
-	for (size_t i = 0; i < n; i++) random_entry(&es[i]);
-	memcpy(es[0].pack, packs[0], PACK_ID_LEN);
-	memcpy(es[1].pack, packs[1], PACK_ID_LEN);
-	memcpy(es[2].pack, packs[1], PACK_ID_LEN);
-	memcpy(es[3].pack, packs[2], PACK_ID_LEN);
-	memcpy(es[4].pack, packs[2], PACK_ID_LEN);
-	memcpy(es[5].pack, packs[0], PACK_ID_LEN);
+	enum { N = 200 };
+	index_entry es[N];
+	damage_sample(es, N);
 	uint8_t *seg;
 	size_t len;
-	CHECK_EQ(index_segment_encode(es, n, &seg, &len), 0);
-	uint32_t np = get_u32(seg + FORMAT_HEADER_LEN);
-	CHECK_EQ(np, 3);
+	CHECK_EQ(index_segment_encode(es, N, &seg, &len), 0);
+	lay l;
+	CHECK_EQ(lay_of(seg, len, &l), 0);
+	CHECK_EQ(l.nblocks, 3);
+	CHECK_EQ(l.npacks, 3);
 	CHECK_EQ(decode_copy(seg, len), 0);
 
-	/* truncation at every length, with and without a recomputed check */
+	/* truncation at every length, with and without recomputed checks */
 	size_t missed = 0;
-	for (size_t l = 0; l < len; l++) {
-		if (decode_copy(seg, l) != CAIRN_ECORRUPT) missed++;
-		if (l >= FORMAT_HEADER_LEN + FORMAT_CHECK_LEN) {
-			uint8_t *d = dup_exact(seg, l);
-			reseal(d, l);
-			if (decode_copy(d, l) != CAIRN_ECORRUPT) missed++;
-			free(d);
-		}
+	for (size_t k = 0; k < len; k++) {
+		if (decode_copy(seg, k) != CAIRN_ECORRUPT) missed++;
+		uint8_t *d = dup_exact(seg, k);
+		reseal(d, k);
+		if (decode_copy(d, k) != CAIRN_ECORRUPT) missed++;
+		free(d);
 	}
 	CHECK_EQ(missed, 0);
 
@@ -293,70 +354,344 @@ static void test_segment_damage(void)
 		CHECK_EQ(rc_, CAIRN_ECORRUPT);                                           \
 	} while (0)
 
-	/* oversized counts must fail before any allocation */
-	EXPECT_BAD("npacks huge", put_u32(d + 16, 0xffffffffu), len);
-	EXPECT_BAD("npacks one more", put_u32(d + 16, np + 1), len);
-	EXPECT_BAD("count huge", put_u32(d + entry_at(np, 0) - 4, 0xffffffffu), len);
-	EXPECT_BAD("count one more", put_u32(d + entry_at(np, 0) - 4, (uint32_t)n + 1), len);
-	EXPECT_BAD("count one less", put_u32(d + entry_at(np, 0) - 4, (uint32_t)n - 1), len);
+	uint8_t *t = d + len - INDEX_TAIL_LEN;
+	size_t fences = l.fence_off, ptab = l.fence_off + 3 * INDEX_FENCE_LEN;
+	/* counts that disagree with each other or with the size */
+	EXPECT_BAD("nentries huge", put_u32(t, 0xffffffffu), len);
+	EXPECT_BAD("nentries one more", put_u32(t, N + 1), len);
+	EXPECT_BAD("nentries one less", put_u32(t, N - 1), len);
+	EXPECT_BAD("nblocks huge", put_u32(t + 4, 0xffffffffu), len);
+	EXPECT_BAD("nblocks one more", put_u32(t + 4, 4), len);
+	EXPECT_BAD("npacks huge", put_u32(t + 8, 0xffffffffu), len);
+	EXPECT_BAD("npacks one more", put_u32(t + 8, 4), len);
+	EXPECT_BAD("npacks zero", put_u32(t + 8, 0), len);
+	EXPECT_BAD("block entries zero", put_u32(t + 12, 0), len);
+	EXPECT_BAD("block entries huge", put_u32(t + 12, 0xffffffffu), len);
+	EXPECT_BAD("block entries one more", put_u32(t + 12, INDEX_BLOCK_ENTRIES + 1), len);
+	EXPECT_BAD("block entries one less", put_u32(t + 12, INDEX_BLOCK_ENTRIES - 1), len);
 	EXPECT_BAD("trailing bytes", (void)0, len + 8);
 	EXPECT_BAD("unknown flags", put_u32(d + 12, 2), len);
-	EXPECT_BAD("version", put_u32(d + 8, 2), len);
+	EXPECT_BAD("version 3", put_u32(d + 8, 3), len);
 	EXPECT_BAD("magic", d[0] = 'X', len);
 
-	/* entries out of order, or duplicated */
-	uint8_t tmp[INDEX_ENTRY_LEN];
-	EXPECT_BAD("unsorted", (memcpy(tmp, d + entry_at(np, 1), INDEX_ENTRY_LEN),
-	                        memcpy(d + entry_at(np, 1), d + entry_at(np, 2), INDEX_ENTRY_LEN),
-	                        memcpy(d + entry_at(np, 2), tmp, INDEX_ENTRY_LEN)),
-	           len);
-	EXPECT_BAD("duplicate", memcpy(d + entry_at(np, 4), d + entry_at(np, 3), INDEX_ENTRY_LEN), len);
-	/* pack table out of order */
-	EXPECT_BAD("pack table", (memcpy(tmp, d + 20, PACK_ID_LEN), memcpy(d + 20, d + 36, PACK_ID_LEN),
-	                          memcpy(d + 36, tmp, PACK_ID_LEN)),
-	           len);
-
-	/* field values */
-	size_t e2 = entry_at(np, 2);
-	EXPECT_BAD("pack index", put_u32(d + e2 + 32, np), len);
-	EXPECT_BAD("pack index huge", put_u32(d + e2 + 32, 0xffffffffu), len);
-	EXPECT_BAD("offset zero", put_u32(d + e2 + 36, 0), len);
-	EXPECT_BAD("offset past limit", put_u32(d + e2 + 36, MAX_PACK_LEN), len);
-	EXPECT_BAD("raw_len", (d[e2 + 48] = BLOB_DATA, put_u32(d + e2 + 40, MAX_CHUNK_LEN + 1)), len);
-	EXPECT_BAD("stored_len", (d[e2 + 49] = COMP_NONE, put_u32(d + e2 + 44, get_u32(d + e2 + 40) + 1)),
-	           len);
-	EXPECT_BAD("zstd empty", (d[e2 + 49] = COMP_ZSTD, put_u32(d + e2 + 44, 0)), len);
-	EXPECT_BAD("type 0", d[e2 + 48] = 0, len);
-	EXPECT_BAD("type 3", d[e2 + 48] = 3, len);
-	EXPECT_BAD("comp 2", d[e2 + 49] = 2, len);
-	EXPECT_BAD("reserved", d[e2 + 51] = 1, len);
-
-	/* a valid change with a recomputed check is accepted: the checks above
-	 * are not just failing everything */
+	/* the old layout is refused by name */
 	memcpy(d, seg, len);
-	put_u32(d + e2 + 36, get_u32(d + e2 + 36) + 1);
-	reseal(d, len);
-	CHECK_EQ(decode_copy(d, len), 0);
+	put_u32(d + 8, 1);
+	CHECK_EQ(decode_copy(d, len), CAIRN_ECORRUPT);
+	CHECK(strstr(cairn_error_last(), "layout 1") != NULL);
+
+	/* order: inside a block, across blocks, fences, pack table */
+	uint8_t tmp[INDEX_ENTRY_LEN];
+	EXPECT_BAD("unsorted", (memcpy(tmp, d + entry_at(&l, 1), INDEX_ENTRY_LEN),
+	                        memcpy(d + entry_at(&l, 1), d + entry_at(&l, 2), INDEX_ENTRY_LEN),
+	                        memcpy(d + entry_at(&l, 2), tmp, INDEX_ENTRY_LEN)),
+	           len);
+	EXPECT_BAD("duplicate", memcpy(d + entry_at(&l, 4), d + entry_at(&l, 3), INDEX_ENTRY_LEN), len);
+	/* block 1's first id equal to block 0's last, its fence to match */
+	EXPECT_BAD("across blocks", (memcpy(d + entry_at(&l, 78), d + entry_at(&l, 77), OID_LEN),
+	                             memcpy(d + fences + 8, d + entry_at(&l, 77), INDEX_FENCE_LEN)),
+	           len);
+	EXPECT_BAD("fence", d[fences + 8 + 7] ^= 1, len);
+	EXPECT_BAD("fences descending", (memcpy(tmp, d + fences, 8), memcpy(d + fences, d + fences + 8, 8),
+	                                 memcpy(d + fences + 8, tmp, 8)),
+	           len);
+	EXPECT_BAD("blocks swapped", (memcpy(tmp, d + entry_at(&l, 0), INDEX_ENTRY_LEN),
+	                              memcpy(d + entry_at(&l, 0), d + entry_at(&l, 78), INDEX_ENTRY_LEN),
+	                              memcpy(d + entry_at(&l, 78), tmp, INDEX_ENTRY_LEN),
+	                              memcpy(tmp, d + fences, 8), memcpy(d + fences, d + fences + 8, 8),
+	                              memcpy(d + fences + 8, tmp, 8)),
+	           len);
+	EXPECT_BAD("pack table", (memcpy(tmp, d + ptab, PACK_ID_LEN), memcpy(d + ptab, d + ptab + 16, PACK_ID_LEN),
+	                          memcpy(d + ptab + 16, tmp, PACK_ID_LEN)),
+	           len);
+	/* no entry uses pack 2 any more */
+	for (size_t i = 0; i < N; i++)
+		if (get_u32(seg + entry_at(&l, i) + 32) == 2) put_u32(seg + entry_at(&l, i) + 32, 1);
+	reseal(seg, len);
+	CHECK_EQ(decode_copy(seg, len), CAIRN_ECORRUPT);
+	free(seg);
+	CHECK_EQ(index_segment_encode(es, N, &seg, &len), 0);
+
+	/* field values, in the first, a middle and the last block */
+	size_t at[] = {0, 100, N - 1};
+	for (size_t a = 0; a < 3; a++) {
+		size_t e2 = entry_at(&l, at[a]);
+		EXPECT_BAD("pack index", put_u32(d + e2 + 32, 3), len);
+		EXPECT_BAD("pack index huge", put_u32(d + e2 + 32, 0xffffffffu), len);
+		EXPECT_BAD("offset zero", put_u32(d + e2 + 36, 0), len);
+		EXPECT_BAD("offset past limit", put_u32(d + e2 + 36, MAX_PACK_LEN), len);
+		EXPECT_BAD("raw_len", (d[e2 + 48] = BLOB_DATA, put_u32(d + e2 + 40, MAX_CHUNK_LEN + 1)), len);
+		EXPECT_BAD("stored_len", (d[e2 + 49] = COMP_NONE, put_u32(d + e2 + 44, get_u32(d + e2 + 40) + 1)),
+		           len);
+		EXPECT_BAD("zstd empty", (d[e2 + 49] = COMP_ZSTD, put_u32(d + e2 + 44, 0)), len);
+		EXPECT_BAD("type 0", d[e2 + 48] = 0, len);
+		EXPECT_BAD("type 3", d[e2 + 48] = 3, len);
+		EXPECT_BAD("comp 2", d[e2 + 49] = 2, len);
+		EXPECT_BAD("reserved", d[e2 + 51] = 1, len);
+
+		/* a valid change with recomputed checks is accepted: the checks
+		 * above are not just failing everything */
+		memcpy(d, seg, len);
+		put_u32(d + e2 + 36, get_u32(d + e2 + 36) + 1);
+		reseal(d, len);
+		CHECK_EQ(decode_copy(d, len), 0);
+	}
 	free(d);
 	free(seg);
 
-	/* garbage, mostly with valid framing */
+	/* garbage, mostly with a valid header and a consistent tail */
 	size_t rejected = 0, tries = 3000;
 	for (size_t i = 0; i < tries; i++) {
-		size_t l = 25 + t_rand() % 400;
-		uint8_t *g = malloc(l);
-		t_fill(g, l);
+		size_t k = 1 + t_rand() % 400;
+		uint32_t n = (uint32_t)(t_rand() % 200), be = i % 8 ? INDEX_BLOCK_ENTRIES : 1 + (uint32_t)(t_rand() % 3);
+		uint32_t nb = (n + be - 1) / be, np = n ? 1 + (uint32_t)(t_rand() % n) : 0;
+		if (i % 4) k = FORMAT_HEADER_LEN + n * INDEX_ENTRY_LEN + nb * 16 + np * PACK_ID_LEN + INDEX_TAIL_LEN;
+		uint8_t *g = malloc(k);
+		t_fill(g, k);
 		if (i % 4) {
 			memcpy(g, MAGIC_INDEX, 8);
-			put_u32(g + 8, FORMAT_VERSION);
+			put_u32(g + 8, INDEX_VERSION);
 			put_u32(g + 12, 0);
-			if (i % 2) put_u32(g + 16, (uint32_t)(t_rand() % 3));
-			reseal(g, l);
+			uint8_t *gt = g + k - INDEX_TAIL_LEN;
+			put_u32(gt, n);
+			put_u32(gt + 4, nb);
+			put_u32(gt + 8, np);
+			put_u32(gt + 12, be);
+			reseal(g, k);
 		}
-		if (decode_copy(g, l) == CAIRN_ECORRUPT) rejected++;
+		/* random bytes may spell a valid segment only when there are no entries */
+		int rc = decode_copy(g, k);
+		if (rc == CAIRN_ECORRUPT || (rc == 0 && i % 4 && n == 0)) rejected++;
 		free(g);
 	}
 	CHECK_EQ(rejected, tries);
+}
+
+/* ---- segments on storage ---- */
+
+static char repo_dir[] = "/tmp/cairn-test-index-XXXXXX";
+
+static void put_segment(store *st, const char *name, const index_entry *es, size_t n)
+{
+	uint8_t *seg;
+	size_t len;
+	CHECK_EQ(index_segment_encode(es, n, &seg, &len), 0);
+	CHECK_EQ(store_put(st, name, seg, len, 0), 0);
+	free(seg);
+}
+
+static int count_segments(store *st)
+{
+	index_set *set;
+	if (index_set_open(st, &set) < 0) return -1;
+	int n = (int)index_set_segments(set);
+	index_set_free(set);
+	return n;
+}
+
+static void test_segment_lookup(store *st)
+{
+	size_t n = 1000;
+	index_entry *es = malloc(n * sizeof(*es));
+	for (size_t i = 0; i < n; i++) random_entry(&es[i]);
+	/* a run of ids sharing their first 8 bytes, spanning blocks (equal fences) */
+	for (size_t i = 300; i < 600; i++) memcpy(es[i].id.b, es[300].id.b, INDEX_FENCE_LEN);
+	put_segment(st, "index/one", es, n);
+	qsort(es, n, sizeof(*es), cmp_entry);
+
+	index_segment *s;
+	CHECK_EQ(index_segment_open(st, "index/one", &s), 0);
+	if (!s) return;
+	CHECK_EQ(index_segment_entries(s), n);
+	size_t found = 0, firsts = 0, lasts = 0;
+	for (size_t i = 0; i < n; i++) {
+		index_entry got;
+		memset(&got, 0, sizeof(got));
+		int ok = index_segment_find(s, &es[i].id, &got) == 1 && same_entry(&got, &es[i]);
+		found += ok;
+		if (i % INDEX_BLOCK_ENTRIES == 0) firsts += ok;
+		if (i % INDEX_BLOCK_ENTRIES == INDEX_BLOCK_ENTRIES - 1 || i == n - 1) lasts += ok;
+	}
+	CHECK_EQ(found, n);
+	CHECK_EQ(firsts, (n + INDEX_BLOCK_ENTRIES - 1) / INDEX_BLOCK_ENTRIES);
+	CHECK_EQ(lasts, (n + INDEX_BLOCK_ENTRIES - 1) / INDEX_BLOCK_ENTRIES);
+
+	/* absent: random, one bit off a present id, between neighbours that
+	 * share a prefix, before the first and after the last */
+	size_t absent = 0, tries = 0;
+	index_entry got;
+	for (size_t i = 0; i < 3000; i++, tries++) {
+		oid id;
+		if (i % 3 == 0) t_fill(id.b, OID_LEN);
+		else {
+			id = es[t_rand() % n].id;
+			id.b[8 + t_rand() % (OID_LEN - 8)] ^= (uint8_t)(1u << (t_rand() % 8));
+		}
+		absent += index_segment_find(s, &id, &got) == 0;
+	}
+	oid lo, hi;
+	memset(lo.b, 0, OID_LEN);
+	memset(hi.b, 0xff, OID_LEN);
+	absent += index_segment_find(s, &lo, &got) == 0;
+	absent += index_segment_find(s, &hi, &got) == 0;
+	CHECK_EQ(absent, tries + 2);
+
+	/* a damaged block: the lookups that read it fail, the others work */
+	uint8_t *data;
+	size_t len;
+	CHECK_EQ(store_get(st, "index/one", 1u << 30, &data, &len), 0);
+	lay l;
+	CHECK_EQ(lay_of(data, len, &l), 0);
+	data[entry_at(&l, INDEX_BLOCK_ENTRIES + 5) + 40] ^= 1;
+	CHECK_EQ(store_put(st, "index/bad", data, len, 0), 0);
+	index_segment *bad;
+	CHECK_EQ(index_segment_open(st, "index/bad", &bad), 0);
+	if (bad) {
+		CHECK_EQ(index_segment_find(bad, &es[0].id, &got), 1);
+		CHECK_EQ(index_segment_find(bad, &es[INDEX_BLOCK_ENTRIES].id, &got), CAIRN_ECORRUPT);
+		CHECK(strstr(cairn_error_last(), "index/bad") && strstr(cairn_error_last(), "block 1"));
+		index_segment_close(bad);
+	}
+	CHECK_EQ(store_delete(st, "index/bad"), 0);
+	/* damaged tail, fences, header, truncation, old layout: refused at open */
+	/* (objects are immutable: each variant gets its own name) */
+	char name[64];
+	size_t spots[] = {0, 8, 12, l.fence_off + 3, len - INDEX_TAIL_LEN + 1, len - 1};
+	for (size_t i = 0; i < sizeof(spots) / sizeof(spots[0]); i++) {
+		data[spots[i]] ^= 0x10;
+		snprintf(name, sizeof(name), "index/flip%zu", i);
+		CHECK_EQ(store_put(st, name, data, len, 0), 0);
+		bad = (index_segment *)1;
+		CHECK_EQ(index_segment_open(st, name, &bad), CAIRN_ECORRUPT);
+		CHECK(bad == NULL);
+		CHECK_EQ(store_delete(st, name), 0);
+		data[spots[i]] ^= 0x10;
+	}
+	size_t cuts[] = {0, 10, FORMAT_HEADER_LEN + INDEX_TAIL_LEN - 1, len / 2, len - 1};
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		snprintf(name, sizeof(name), "index/cut%zu", i);
+		CHECK_EQ(store_put(st, name, data, cuts[i], 0), 0);
+		CHECK_EQ(index_segment_open(st, name, &bad), CAIRN_ECORRUPT);
+		CHECK_EQ(store_delete(st, name), 0);
+	}
+	put_u32(data + 8, 1);
+	CHECK_EQ(store_put(st, "index/old", data, len, 0), 0);
+	CHECK_EQ(index_segment_open(st, "index/old", &bad), CAIRN_ECORRUPT);
+	CHECK(strstr(cairn_error_last(), "layout 1") != NULL);
+	CHECK_EQ(store_delete(st, "index/old"), 0);
+	CHECK_EQ(index_segment_open(st, "index/old", &bad), CAIRN_ENOTFOUND);
+	free(data);
+
+	/* gone after open: the lookup says so (the set lists again on that) */
+	CHECK_EQ(store_delete(st, "index/one"), 0);
+	CHECK_EQ(index_segment_find(s, &es[n / 2].id, &got), CAIRN_ENOTFOUND);
+	index_segment_close(s);
+	free(es);
+}
+
+typedef struct hammer {
+	store *st;
+	index_set *set;
+	const index_entry *es;
+	size_t n;
+	size_t found;
+	int errors;
+} hammer;
+
+static void *hammer_run(void *p)
+{
+	hammer *h = p;
+	for (size_t i = 0; i < h->n; i++) {
+		index_entry got;
+		int rc = index_set_find(h->set, &h->es[(i * 7919) % h->n].id, &got);
+		if (rc < 0 && h->errors++ == 0) fprintf(stderr, "lookup: %s\n", cairn_error_last());
+		h->found += rc == 1 && same_entry(&got, &h->es[(i * 7919) % h->n]);
+	}
+	return NULL;
+}
+
+static void test_set(store *st)
+{
+	/* four segments; one id in two of them */
+	size_t per = 500, n = 4 * per;
+	index_entry *es = malloc(n * sizeof(*es));
+	for (size_t i = 0; i < n; i++) random_entry(&es[i]);
+	char name[64];
+	for (int k = 0; k < 4; k++) {
+		snprintf(name, sizeof(name), "index/s%d", k);
+		put_segment(st, name, es + k * per, per);
+	}
+	index_entry twice = es[3];
+	twice.offset += 1000; /* a second copy of blob 3, elsewhere */
+	put_segment(st, "index/s4", &twice, 1);
+	CHECK_EQ(count_segments(st), 5);
+
+	index_set *set;
+	CHECK_EQ(index_set_open(st, &set), 0);
+	if (!set) return;
+	size_t found = 0;
+	index_entry got;
+	for (size_t i = 0; i < n; i++) {
+		int rc = index_set_find(set, &es[i].id, &got);
+		found += rc == 1 && (same_entry(&got, &es[i]) || (i == 3 && same_entry(&got, &twice)));
+	}
+	CHECK_EQ(found, n);
+	size_t absent = 0;
+	for (size_t i = 0; i < 1000; i++) {
+		oid id;
+		t_fill(id.b, OID_LEN);
+		absent += index_set_find(set, &id, &got) == 0;
+	}
+	CHECK_EQ(absent, 1000);
+
+	/* the whole index, each id once */
+	chunk_index *all;
+	CHECK_EQ(index_new(&all), 0);
+	CHECK_EQ(index_load_all(st, all), 0);
+	CHECK_EQ(index_count(all), n);
+	index_free(all);
+
+	/* compaction: not needed, then the smallest merged within the byte cap */
+	CHECK_EQ(index_compact(st, 5, 1u << 30), 0);
+	CHECK_EQ(count_segments(st), 5);
+	uint64_t two = index_segment_len(per, 7) + index_segment_len(1, 1);
+	CHECK_EQ(index_compact(st, 4, two), 2);
+	CHECK_EQ(count_segments(st), 4);
+
+	/* lookups of a set opened before go on while segments are merged away
+	 * under it (four threads, compaction between their rounds) */
+	for (int round = 0; round < 3; round++) {
+		hammer h[4];
+		pthread_t th[4];
+		for (int k = 0; k < 4; k++) {
+			h[k] = (hammer){st, set, es, n, 0, 0};
+			CHECK_EQ(pthread_create(&th[k], NULL, hammer_run, &h[k]), 0);
+		}
+		if (round == 1) CHECK(index_compact(st, 1, 1u << 30) >= 2);
+		for (int k = 0; k < 4; k++) {
+			pthread_join(th[k], NULL);
+			CHECK_EQ(h[k].errors, 0);
+			CHECK(h[k].found == n || h[k].found == n - 1); /* blob 3 may be the copy */
+		}
+	}
+	CHECK_EQ(count_segments(st), 1);
+	found = 0;
+	for (size_t i = 0; i < n; i++) found += index_set_find(set, &es[i].id, &got) == 1;
+	CHECK_EQ(found, n);
+	index_set_free(set);
+
+	/* the merged segment holds every id once */
+	CHECK_EQ(index_new(&all), 0);
+	CHECK_EQ(index_load_all(st, all), 0);
+	CHECK_EQ(index_count(all), n);
+	index_free(all);
+
+	/* a damaged segment fails the set's open, naming it */
+	CHECK_EQ(store_put(st, "index/junk", "CAIRNIDXjunk", 12, 0), 0);
+	CHECK_EQ(index_set_open(st, &set), CAIRN_ECORRUPT);
+	CHECK(strstr(cairn_error_last(), "index/junk") != NULL);
+	CHECK_EQ(store_delete(st, "index/junk"), 0);
+	free(es);
 }
 
 int main(void)
@@ -367,5 +702,17 @@ int main(void)
 	test_same_hash();
 	test_segment_round_trip();
 	test_segment_damage();
+
+	CHECK(mkdtemp(repo_dir) != NULL);
+	store *st = NULL;
+	CHECK_EQ(store_create(&st, repo_dir), 0);
+	if (st) {
+		test_segment_lookup(st);
+		test_set(st);
+		store_free(st);
+	}
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", repo_dir);
+	CHECK_EQ(system(cmd), 0);
 	return t_done();
 }

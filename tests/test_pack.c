@@ -6,6 +6,7 @@
 #include "format.h"
 #include "hash.h"
 #include "pack.h"
+#include "store.h"
 #include "t.h"
 
 /* Exact-size heap copy, so ASan sees any read past the end. */
@@ -516,6 +517,100 @@ static void test_threads(void)
 	}
 }
 
+/* A pack streamed to the store is byte for byte the pack the in-memory
+ * writer builds from the same blobs, whatever their sizes against the
+ * staging buffer (empty, tiny, just under and over 1 MiB, several MiB);
+ * it is invisible until commit, and gone when freed uncommitted. */
+static int count_visit(const char *name, void *payload)
+{
+	(void)name;
+	(*(size_t *)payload)++;
+	return 0;
+}
+
+static void test_stream(void)
+{
+	char dir[] = "/tmp/cairn-test-pack.XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	store *st;
+	CHECK_EQ(store_create(&st, dir), 0);
+	static const size_t sizes[] = {0, 1, 300, 70000, (1u << 20) - BLOB_OVERHEAD,
+	                               (1u << 20) - BLOB_OVERHEAD + 1, (1u << 20) + 5, 3u << 20};
+	pack_writer *mem, *str;
+	CHECK_EQ(pack_writer_new(&mem), 0);
+	CHECK_EQ(pack_writer_new_stream(&str, st, "packs/00/0001"), 0);
+	size_t n = 40 + t_rand() % 40;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = sizes[t_rand() % (sizeof(sizes) / sizeof(sizes[0]))];
+		if (t_rand() % 3 == 0) len = t_rand() % 200000;
+		uint8_t *p = malloc(len ? len : 1);
+		t_fill(p, len);
+		oid id;
+		hash_sha256(&id, p, len);
+		CHECK_EQ(pack_writer_add(mem, &id, BLOB_DATA, COMP_NONE, p, (uint32_t)len, (uint32_t)len), 0);
+		CHECK_EQ(pack_writer_add(str, &id, BLOB_DATA, COMP_NONE, p, (uint32_t)len, (uint32_t)len), 0);
+		CHECK_EQ(pack_writer_size(mem), pack_writer_size(str));
+		free(p);
+	}
+	size_t visible = 0;
+	CHECK_EQ(store_list(st, "packs", count_visit, &visible), 0);
+	CHECK_EQ(visible, 0); /* nothing before commit */
+
+	uint8_t *want, *got = NULL, *none;
+	size_t want_len, got_len, nb, mb, none_len;
+	const pack_blob *bm, *bs;
+	uint64_t slen;
+	size_t predicted = pack_writer_size(str);
+	CHECK_EQ(pack_writer_finish(str, &none, &none_len, NULL, NULL), CAIRN_EIO);
+	CHECK_EQ(pack_writer_commit(mem, 0, NULL, NULL, NULL), CAIRN_EIO);
+	CHECK_EQ(pack_writer_finish(mem, &want, &want_len, &bm, &mb), 0);
+	CHECK_EQ(pack_writer_commit(str, STORE_EXCL, &bs, &nb, &slen), 0);
+	CHECK_EQ(slen, want_len);
+	CHECK_EQ(predicted, want_len);
+	CHECK_EQ(nb, n);
+	CHECK_EQ(mb, n);
+	CHECK(memcmp(bm, bs, n * sizeof(*bm)) == 0);
+	CHECK_EQ(store_get(st, "packs/00/0001", MAX_PACK_LEN, &got, &got_len), 0);
+	CHECK_EQ(got_len, want_len);
+	CHECK(got && got_len == want_len && memcmp(got, want, want_len) == 0);
+	pack_blob *parsed;
+	size_t np;
+	CHECK_EQ(pack_parse(got, got_len, "streamed pack", &parsed, &np), 0);
+	CHECK_EQ(np, n);
+	free(parsed);
+	free(got);
+	free(want);
+	pack_writer_free(mem);
+	pack_writer_free(str);
+
+	/* the same name again: refused at commit, as store_put would */
+	CHECK_EQ(pack_writer_new_stream(&str, st, "packs/00/0001"), 0);
+	oid z;
+	hash_sha256(&z, "", 0);
+	CHECK_EQ(pack_writer_add(str, &z, BLOB_DATA, COMP_NONE, "", 0, 0), 0);
+	CHECK_EQ(pack_writer_commit(str, STORE_EXCL, NULL, NULL, NULL), CAIRN_EEXISTS);
+	pack_writer_free(str);
+
+	/* freed without a commit: nothing appears, no temporary file stays */
+	CHECK_EQ(pack_writer_new_stream(&str, st, "packs/00/0002"), 0);
+	uint8_t big[100000];
+	t_fill(big, sizeof(big));
+	hash_sha256(&z, big, sizeof(big));
+	for (int i = 0; i < 30; i++)
+		CHECK_EQ(pack_writer_add(str, &z, BLOB_DATA, COMP_NONE, big, sizeof(big), sizeof(big)), 0);
+	pack_writer_free(str);
+	visible = 0;
+	CHECK_EQ(store_list(st, "packs", count_visit, &visible), 0);
+	CHECK_EQ(visible, 1);
+	visible = 0;
+	CHECK_EQ(store_list(st, "tmp", count_visit, &visible), 0);
+	CHECK_EQ(visible, 0);
+	store_free(st);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK_EQ(system(cmd), 0);
+}
+
 int main(void)
 {
 	t_seed();
@@ -527,5 +622,6 @@ int main(void)
 	test_garbage();
 	test_layout();
 	test_threads();
+	test_stream();
 	return t_done();
 }

@@ -44,7 +44,9 @@ static void global_help(FILE *f)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-11s%s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\noptions of every command:\n"
-	           "  --repo PATH   repository (default: $CAIRN_REPO)\n"
+	           "  --repo PATH   repository: a directory, rados:POOL[/PREFIX] or\n"
+	           "                s3://BUCKET[/PREFIX] (default: $CAIRN_REPO)\n"
+	           "  --ceph-conf FILE  Ceph configuration for rados: (default: $CEPH_CONF)\n"
 	           "  -h, --help    show the command's usage and options\n"
 	           "\nRun 'cairn help COMMAND' for a command's options. Exit codes: 0 done,\n"
 	           "1 failed, 2 usage, 3 quota exceeded, 4 damage, 5 busy, 6 not found.\n");
@@ -80,13 +82,14 @@ int main(int argc, char **argv)
 			global_help(stdout);
 			return 0;
 		}
-		if (!strcmp(a, "--repo") && cmd + 1 >= argc) {
-			fprintf(stderr, "cairn: --repo needs a value (PATH)\n");
+		int valued = !strcmp(a, "--repo") || !strcmp(a, "--ceph-conf");
+		if (valued && cmd + 1 >= argc) {
+			fprintf(stderr, "cairn: %s needs a value\n", a);
 			return cairn_error_exit_code(CAIRN_EUSAGE);
 		}
-		if (!strcmp(a, "--repo"))
+		if (valued)
 			cmd += 2;
-		else if (!strncmp(a, "--repo=", 7))
+		else if (!strncmp(a, "--repo=", 7) || !strncmp(a, "--ceph-conf=", 12))
 			cmd++;
 		else
 			return unknown("option", a);

@@ -213,8 +213,10 @@ static void apply_short_cluster(const struct cli *cli, const struct opt *const t
 void cli_parse(struct cli *cli, const char *args, const struct opt *opts, int argc, char **argv)
 {
 	int help = 0;
+	const char *ceph_conf = NULL;
 	const struct opt builtins[] = {
 		{ "--repo", NULL, OPT_STR, &cli->repo, "PATH", "repository (default: $CAIRN_REPO)", 0, 0, 0 },
+		{ "--ceph-conf", NULL, OPT_STR, &ceph_conf, "FILE", "Ceph cluster of a rados: repository (default: $CEPH_CONF)", 0, 0, 0 },
 		{ "-h", "--help", OPT_FLAG, &help, NULL, "show this help", 0, 0, 0 },
 		OPT_END
 	};
@@ -260,6 +262,8 @@ void cli_parse(struct cli *cli, const char *args, const struct opt *opts, int ar
 		apply_opt(cli, o, val);
 	}
 
+	if (ceph_conf) /* librados reads it when a rados: repository is opened */
+		setenv("CEPH_CONF", ceph_conf, 1);
 	if (help) {
 		print_help(cli, args, tables);
 		exit(0);
