@@ -15,7 +15,11 @@
 
 #define LOCK_TTL_MS (120u * 1000u)
 #define LOCK_WAIT_MS (120u * 1000u)
-#define COMPACT_EVERY 32
+/* every load reads the base and replays each entry since (a refs record
+ * of every blob of that snapshot), so a take costs ~(1 + COMPACT_EVERY/2)
+ * records of its size; a compaction writes one: few entries between bases
+ * is cheapest (README "Where the time goes") */
+#define COMPACT_EVERY 4
 #define RECORD_MAX ((size_t)1 << 31)
 #define SMALL_MAX 4096
 #define LOAD_TRIES 5
@@ -569,20 +573,49 @@ enum load_mode {
 	LOAD_REPAIR  /* under the user's lock: settle an unfinished last entry */
 };
 
-static int load_once(cairn_repo *r, const char *user, enum load_mode mode, ustate *s)
+/* Finish a forget: its manifest goes. */
+static int finish_forget(cairn_repo *r, const oid *snap)
+{
+	char hex[OID_HEX_LEN + 1], mname[OID_HEX_LEN + 16];
+	oid_hex(hex, snap);
+	snprintf(mname, sizeof(mname), "snapshots/%s", hex);
+	int rc = store_delete(r->st, mname);
+	if (rc == CAIRN_ENOTFOUND) {
+		error_clear();
+		rc = 0;
+	}
+	return rc;
+}
+
+/* prior (may be NULL): a state of user loaded earlier, taken over (and
+ * emptied) when no base was written since, so only newer entries are read. */
+static int load_once(cairn_repo *r, const char *user, enum load_mode mode, ustate *s, ustate *prior)
 {
 	seqs bases = {0}, logs = {0};
 	uref *v = NULL;
 	size_t nv = 0;
 	char name[200];
-	int rc;
+	int rc, resumed = 0;
 	ustate_init(s, user);
-	if ((rc = read_quota(r, user, &s->has_quota, &s->quota)) < 0) goto done;
 	if ((rc = list_seqs(r, user, "base", &bases)) < 0) goto done;
 	if ((rc = list_seqs(r, user, "log", &logs)) < 0) goto done;
-	if (bases.n && (rc = read_base(r, bases.v[bases.n - 1], s)) < 0) goto done;
+	if (prior && strcmp(prior->user, user) == 0 && (!bases.n || bases.v[bases.n - 1] <= prior->seq)) {
+		ustate_free(s);
+		*s = *prior;
+		ustate_init(prior, user);
+		resumed = 1;
+	}
+	if ((rc = read_quota(r, user, &s->has_quota, &s->quota)) < 0) goto done;
+	if (!resumed && bases.n && (rc = read_base(r, bases.v[bases.n - 1], s)) < 0) goto done;
 	size_t first = 0;
 	while (first < logs.n && logs.v[first] <= s->seq) first++;
+	if (resumed && mode == LOAD_REPAIR && first == logs.n && logs.n && logs.v[logs.n - 1] == s->seq) {
+		/* the last entry was applied earlier without the lock: a forget's
+		 * roll-forward (its manifest goes) is still due */
+		ulog e;
+		if ((rc = read_log(r, user, s->seq, &e)) < 0) goto done;
+		if (e.op == OP_FORGET && (rc = finish_forget(r, &e.snap)) < 0) goto done;
+	}
 	for (size_t i = first; i < logs.n; i++) {
 		ulog e;
 		int last = i + 1 == logs.n;
@@ -634,17 +667,7 @@ static int load_once(cairn_repo *r, const char *user, enum load_mode mode, ustat
 			goto done;
 		}
 		s->seq = e.seq;
-		if (last && e.op == OP_FORGET && mode == LOAD_REPAIR) {
-			/* finish the forget: its manifest goes */
-			char hex[OID_HEX_LEN + 1], mname[OID_HEX_LEN + 16];
-			oid_hex(hex, &e.snap);
-			snprintf(mname, sizeof(mname), "snapshots/%s", hex);
-			if ((rc = store_delete(r->st, mname)) == CAIRN_ENOTFOUND) {
-				error_clear();
-				rc = 0;
-			}
-			if (rc < 0) goto done;
-		}
+		if (last && e.op == OP_FORGET && mode == LOAD_REPAIR && (rc = finish_forget(r, &e.snap)) < 0) goto done;
 	}
 done:
 	free(v);
@@ -662,7 +685,7 @@ static int load(cairn_repo *r, const char *user, enum load_mode mode, ustate *s)
 {
 	int rc;
 	for (int i = 0;; i++) {
-		rc = load_once(r, user, mode, s);
+		rc = load_once(r, user, mode, s, NULL);
 		if (rc != CAIRN_ENOTFOUND || mode == LOAD_REPAIR || i + 1 == LOAD_TRIES) break;
 		ustate_free(s);
 	}
@@ -729,6 +752,8 @@ struct quota_tracker {
 	ulog entry;
 	uref *refs;      /* the charged refs, sorted */
 	size_t nrefs;
+	uref *parent;    /* the parent snapshot's refs record, sorted: known stored sizes */
+	size_t nparent;
 };
 
 int quota_tracker_new(quota_tracker **out, cairn_repo *r)
@@ -751,6 +776,7 @@ void quota_tracker_free(quota_tracker *t)
 	ut_free(&t->set);
 	ustate_free(&t->st);
 	free(t->refs);
+	free(t->parent);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -822,6 +848,39 @@ int quota_tracker_add(quota_tracker *t, const oid *id, uint32_t stored)
 	return rc;
 }
 
+void quota_tracker_parent(quota_tracker *t, const char *user, const char *snap_hex)
+{
+	oid snap;
+	uref *v;
+	size_t n;
+	/* only a shortcut: without the record every blob is looked up */
+	if (check_user(user) < 0 || hex_decode(snap.b, OID_LEN, snap_hex) < 0 ||
+	    read_refs(t->repo, user, &snap, &v, &n) < 0) {
+		error_clear();
+		return;
+	}
+	free(t->parent);
+	t->parent = v;
+	t->nparent = n;
+}
+
+int quota_tracker_known(quota_tracker *t, const oid *id, uint32_t *stored)
+{
+	/* read-only once the take starts: no lock */
+	size_t lo = 0, hi = t->nparent;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = oid_cmp(&t->parent[mid].id, id);
+		if (c == 0) {
+			*stored = t->parent[mid].size;
+			return 1;
+		}
+		if (c < 0) lo = mid + 1;
+		else hi = mid;
+	}
+	return 0;
+}
+
 uint64_t quota_tracker_added(quota_tracker *t)
 {
 	pthread_mutex_lock(&t->lock);
@@ -838,7 +897,13 @@ int quota_commit_begin(quota_tracker *t, const char *user)
 		return error_set(CAIRN_EUSAGE, "snapshot of user %s: tracked for user %s", user, t->st.user);
 	if ((rc = user_lock(t->repo, user, &t->ulock)) < 0) return rc;
 	ustate s;
-	if ((rc = load(t->repo, user, LOAD_REPAIR, &s)) < 0) goto fail;
+	/* the state bound to is current but for the entries written since:
+	 * read only those (cost in proportion to what changed) */
+	rc = t->bound ? load_once(t->repo, user, LOAD_REPAIR, &s, &t->st) : -1;
+	if (rc < 0) {
+		error_clear(); /* the full load says what is wrong, if anything */
+		if ((rc = load(t->repo, user, LOAD_REPAIR, &s)) < 0) goto fail;
+	}
 	pthread_mutex_lock(&t->lock);
 	ustate_free(&t->st);
 	t->st = s;

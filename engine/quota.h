@@ -34,6 +34,12 @@ int quota_tracker_bind(quota_tracker *t, const char *user, int enforce);
  * had not seen it, 0 when it had; CAIRN_EQUOTA (see bind). Thread-safe. */
 int quota_tracker_add(quota_tracker *t, const oid *id, uint32_t stored);
 int quota_tracker_seen(quota_tracker *t, const oid *id);
+/* Learn the stored sizes of the blobs snapshot snap_hex of user references
+ * (its refs record), so that an incremental take needs no index lookup for
+ * what it reuses. A missing or unreadable record leaves nothing known. */
+void quota_tracker_parent(quota_tracker *t, const char *user, const char *snap_hex);
+/* 1 and *stored when the parent's refs record lists blob id, else 0. */
+int quota_tracker_known(quota_tracker *t, const oid *id, uint32_t *stored);
 /* What the snapshot adds to its user's usage: so far (while writing), or
  * what was charged (after a commit). */
 uint64_t quota_tracker_added(quota_tracker *t);

@@ -481,11 +481,11 @@ static int same_file(const walk_node *n, const tree_entry *e)
 	       e->ctime_sec == n->ctime_sec && e->ctime_nsec == n->ctime_nsec;
 }
 
+/* 1 when every chunk is usable (present, not marked by gc): the take then
+ * references them all already. */
 static int chunks_present(take_ctx *c, const tree_entry *e)
 {
-	for (uint32_t i = 0; i < e->nchunks; i++)
-		if (!writer_usable(c->writer, &e->chunks[i].id)) return 0; /* absent, or marked by gc */
-	return 1;
+	return writer_ref_chunks(c->writer, e->chunks, e->nchunks);
 }
 
 /* Give unchanged files their parent's chunk lists, so they are not read. */
@@ -500,7 +500,8 @@ static int reuse_from_parent(take_ctx *c, walk_node *dir, const oid *parent_tree
 		if (!e) continue;
 		if (k->type == TREE_DIR && e->type == TREE_DIR && !k->is_mount) {
 			rc = reuse_from_parent(c, k, &e->subtree);
-		} else if (k->type == TREE_REG && same_file(k, e) && chunks_present(c, e)) {
+		} else if (k->type == TREE_REG && same_file(k, e) && (rc = chunks_present(c, e)) == 1) {
+			rc = 0;
 			file_state *fs = k->user;
 			fs->size = e->size;
 			fs->nchunks = fs->cap = e->nchunks;
@@ -793,6 +794,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	if (parent[0]) {
 		snapshot_manifest pm;
 		if ((rc = repo_load_snapshot(repo, parent, &pm)) < 0) goto done;
+		writer_parent(c.writer, pm.user, parent);
 		tree top;
 		rc = repo_load_tree(repo, &pm.tree, &top);
 		if (rc == 0 && (top.n != 1 || top.entries[0].type != TREE_DIR))
@@ -810,9 +812,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		if (fs->leader) continue;
 		if (fs->reused) {
 			c.reused++;
-			for (uint32_t k = 0; k < fs->nchunks; k++) c.bytes += fs->chunks[k].size;
-			for (uint32_t k = 0; k < fs->nchunks && rc == 0; k++) rc = writer_ref(c.writer, &fs->chunks[k].id, BLOB_DATA);
-			if (rc < 0) goto done;
+			for (uint32_t k = 0; k < fs->nchunks; k++) c.bytes += fs->chunks[k].size; /* referenced at reuse */
 		} else {
 			c.todo[c.ntodo++] = fs;
 		}

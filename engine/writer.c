@@ -156,6 +156,40 @@ int writer_ref(snap_writer *w, const oid *id, uint8_t type)
 	return rc;
 }
 
+void writer_parent(snap_writer *w, const char *user, const char *snap_hex)
+{
+	quota_tracker_parent(w->tracker, user, snap_hex);
+}
+
+int writer_ref_chunks(snap_writer *w, const tree_chunk *v, uint32_t n)
+{
+	uint32_t little[64], *size = n <= 64 ? little : malloc(n * sizeof(*size));
+	int rc = 1;
+	if (!size) return ERR_OOM();
+	/* gc's marks are what protect a reused chunk (README "Garbage
+	 * collection"); a chunk the parent references is in the index as long
+	 * as it is unmarked, so its size comes from the parent's refs record */
+	for (uint32_t i = 0; i < n && rc == 1; i++) {
+		pthread_mutex_lock(&w->lock);
+		int marked = index_lookup(w->marked, &v[i].id) != NULL;
+		pthread_mutex_unlock(&w->lock);
+		if (marked) rc = 0;
+		else if (!quota_tracker_known(w->tracker, &v[i].id, &size[i])) {
+			index_entry e;
+			int found = repo_index_lookup(w->repo, &v[i].id, &e);
+			if (found < 0) rc = found;
+			else if (!found || e.type != BLOB_DATA) rc = 0;
+			else size[i] = e.stored_len;
+		}
+	}
+	for (uint32_t i = 0; i < n && rc == 1; i++) {
+		int added = quota_tracker_add(w->tracker, &v[i].id, size[i]);
+		if (added < 0) rc = added;
+	}
+	if (size != little) free(size);
+	return rc;
+}
+
 int writer_set_user(snap_writer *w, const char *user, int dry_run)
 {
 	w->dry_run = dry_run;
@@ -187,8 +221,9 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 	/* looked up outside the lock (it may read storage); should another
 	 * take's entry appear meanwhile, the blob is just stored twice */
 	index_entry found;
-	int known = repo_index_lookup(w->repo, id, &found);
-	if (known < 0) return known;
+	/* the parent's blobs are known without a lookup (writer_ref_chunks) */
+	int known = quota_tracker_known(w->tracker, id, &found.stored_len);
+	if (!known && (known = repo_index_lookup(w->repo, id, &found)) < 0) return known;
 	pthread_mutex_lock(&w->lock);
 	if (known && index_lookup(w->marked, id)) known = 0; /* gc may delete it: store it again */
 	if (known || index_lookup(w->pending, id)) {

@@ -43,6 +43,14 @@ int writer_set_user(snap_writer *w, const char *user, int dry_run);
  * stored by this writer), without putting it (e.g. a parent's chunk): it
  * counts for the user. Trees put or referenced count their children too. */
 int writer_ref(snap_writer *w, const oid *id, uint8_t type);
+/* The take's parent is snapshot snap_hex of user: the chunks it references
+ * need no index lookup in writer_ref_chunks (its refs record has them). */
+void writer_parent(snap_writer *w, const char *user, const char *snap_hex);
+/* An unchanged file's chunks v[0..n): when every one is in the repository
+ * and not marked by gc, reference them all (as writer_ref) and return 1;
+ * else reference none and return 0. One lookup per chunk at most, none
+ * for a chunk of the parent. */
+int writer_ref_chunks(snap_writer *w, const tree_chunk *v, uint32_t n);
 /* What the snapshot adds to its user's usage: so far, or (after a commit)
  * what was charged. */
 uint64_t writer_charged(snap_writer *w);

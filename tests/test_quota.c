@@ -303,16 +303,74 @@ static void test_hostile(cairn_repo *r, const char *t2)
 	CHECK_EQ(verify(r), 0);
 }
 
+/* Incremental takes reuse the parent's chunk lists and take their stored
+ * sizes from the parent's refs record (no index lookup): the usage stays
+ * exact, for the parent's user and for another user taking from it. */
+static void test_incremental(cairn_repo *r, const char *dir)
+{
+	char p[512], i1[65], i2[65], i3[65];
+	cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
+	cairn_take_result res;
+	make_tree(dir, t_rand(), 120000);
+	for (int k = 0; k < 6; k++) {
+		snprintf(p, sizeof(p), "%s/f%d", dir, k);
+		write_file(p, 40000 + 1000 * (size_t)k, t_rand());
+	}
+	CHECK_EQ(take(r, dir, "kim", "i", i1), 0);
+	uint64_t u1 = used(r, "kim");
+	/* a changed file, a new one, a removed one */
+	snprintf(p, sizeof(p), "%s/f1", dir);
+	write_file(p, 45000, t_rand());
+	snprintf(p, sizeof(p), "%s/f9", dir);
+	write_file(p, 30000, t_rand());
+	snprintf(p, sizeof(p), "%s/f2", dir);
+	unlink(p);
+	o.root = dir;
+	o.user = "kim";
+	o.name = "i";
+	o.threads = 2;
+	CHECK_EQ(cairn_take(&res, r, &o), 0);
+	memcpy(i2, res.snapshot, 65);
+	CHECK(res.reused_files >= 5); /* shared, own, f0, f3..f5 */
+	CHECK(used(r, "kim") > u1);
+	CHECK_EQ(verify(r), 0);
+	/* unchanged: nothing new to the user */
+	uint64_t u2 = used(r, "kim");
+	CHECK_EQ(cairn_take(&res, r, &o), 0);
+	memcpy(i3, res.snapshot, 65);
+	CHECK_EQ(used(r, "kim"), u2);
+	CHECK(strcmp(i2, i3) != 0);
+	/* another user, from kim's snapshot: charged what a full read of the
+	 * same tree (user max) is */
+	CHECK_EQ(take(r, dir, "max", "m", NULL), 0);
+	uint64_t full = used(r, "max");
+	CHECK(full > 0 && full < u2); /* kim also holds f1's and f2's old data */
+	o.user = "lou";
+	o.parent = i3;
+	CHECK_EQ(cairn_take(&res, r, &o), 0);
+	CHECK(res.reused_files >= 6);
+	CHECK_EQ(used(r, "lou"), full);
+	CHECK_EQ(verify(r), 0);
+	/* forgetting kim's snapshots releases only what lou does not hold */
+	CHECK_EQ(quota_forget(r, i1, NULL), 0);
+	CHECK_EQ(quota_forget(r, i2, NULL), 0);
+	CHECK_EQ(quota_forget(r, i3, NULL), 0);
+	CHECK_EQ(used(r, "kim"), 0);
+	CHECK_EQ(used(r, "lou"), full);
+	CHECK_EQ(verify(r), 0);
+}
+
 int main(void)
 {
 	t_seed();
 	snprintf(base, sizeof(base), "/tmp/test_quota.%d", (int)getpid());
 	mkdir(base, 0755);
-	char repo[300], t1[300], t2[300], t3[300];
+	char repo[300], t1[300], t2[300], t3[300], t4[300];
 	snprintf(repo, sizeof(repo), "%s/repo", base);
 	snprintf(t1, sizeof(t1), "%s/t1", base);
 	snprintf(t2, sizeof(t2), "%s/t2", base);
 	snprintf(t3, sizeof(t3), "%s/t3", base);
+	snprintf(t4, sizeof(t4), "%s/t4", base);
 	make_tree(t1, t_rand(), 200000);
 	make_tree(t2, t_rand(), 150000);
 	make_tree(t3, t_rand(), 100000);
@@ -329,6 +387,7 @@ int main(void)
 	test_compaction(r, t2);
 	test_tamper(r, t2);
 	test_hostile(r, t2);
+	test_incremental(r, t4);
 
 	quota_usage u;
 	CHECK_EQ(quota_usage_get(r, "no/such", &u), CAIRN_EUSAGE);
