@@ -96,7 +96,7 @@ osd_memory_target = 1073741824
 mgr_data = $CEPH_DIR/mgr/\$cluster-\$id
 
 [client.rgw.a]
-rgw_frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw_frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
 rgw_data = $CEPH_DIR/rgw/\$cluster-\$id
 rgw_thread_pool_size = 32
 EOF
