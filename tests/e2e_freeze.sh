@@ -182,10 +182,10 @@ wait_state() {
 	done
 }
 
-# (/mid was 48 MiB until packs were streamed: that take then got too quick for
-# the 0.4 s sampling below on a loaded machine)
-say "setup: fresh random data, so that a first take stays paused for a while (128 MiB in /mid, 160 MiB in /big)"
-head -c 128M /dev/urandom > "$ROOT/mid/data"
+# (/mid was 48 MiB, then 128 MiB: each time the engine got faster, that take
+# got too quick for the 0.4 s sampling below; keep a wide margin)
+say "setup: fresh random data, so that a first take stays paused for a while (384 MiB in /mid, 160 MiB in /big)"
+head -c 384M /dev/urandom > "$ROOT/mid/data"
 head -c 160M /dev/urandom > "$ROOT/big/data"
 
 # ---- the main scenarios, on each kind of cgroup -------------------------------
@@ -298,9 +298,14 @@ import json, sys; s = json.load(open(sys.argv[1])); sys.exit(0 if s[0]["pause_ms
 		test -z "$(ps -o stat= -p "${gpid:-0}" | grep -v '^Z' || true)"
 
 	say "$kind: --max-pause 1 on a take that needs longer: aborted and thawed"
+	# 1.3 GiB of fresh random data on one thread: several seconds of work
+	# even on an idle machine (288 MiB once fitted in one second)
+	mkdir -p "$ROOT/huge"
+	head -c 768M /dev/urandom > "$ROOT/huge/data"
 	R=$W/repo-$kind-max
 	"$CAIRN" init --repo "$R" > /dev/null
 	cairn "$kind-max" take --repo "$R" --root "$ROOT" --name m --cgroup "$CG" --threads 1 --max-pause 1 --json
+	rm -rf "$ROOT/huge"
 	check "$kind: --max-pause: exit 1 (got $RC)" test "$RC" = 1
 	ev=$(events "$OUT")
 	check "$kind: --max-pause: error then resumed ($ev)" test "$ev" = "state:suspending state:paused error state:resumed"
@@ -308,6 +313,7 @@ import json, sys; s = json.load(open(sys.argv[1])); sys.exit(0 if s[0]["pause_ms
 	check "$kind: --max-pause: nothing committed" test "$(snapshot_count "$R")" = 0
 	check "$kind: --max-pause: thawed" test "$(frozen "$CG")" = 0
 	check "$kind: --max-pause: the workload runs" advancing "$S"
+	rm -rf "$R"
 
 	say "$kind: --release: killed after the commit"
 	R=$W/repo-$kind
