@@ -539,6 +539,24 @@ static void writer_undo(rados_writer *w)
 	if (w->created) rados_remove(w->st->io, w->oid);
 }
 
+/* End a pieced write begun with rc: wait for the pieces in flight; on any
+ * failure remove what was written, keeping the failure's message. */
+static int writer_end(rados_writer *w, int rc)
+{
+	if (rc == 0) {
+		reap_all(w);
+		if (w->failed) rc = w->rc;
+	}
+	if (rc < 0) {
+		char keep[1024];
+		snprintf(keep, sizeof(keep), "%s", cairn_error_last());
+		writer_undo(w);
+		error_set(rc, "%s", keep);
+	}
+	writer_free(w);
+	return rc;
+}
+
 static int rados_write_commit(store_writer *base, unsigned flags)
 {
 	rados_writer *w = (rados_writer *)base;
@@ -552,18 +570,7 @@ static int rados_write_commit(store_writer *base, unsigned flags)
 		writer_free(w);
 		return rc;
 	}
-	if ((rc = pending_send(w, 1)) == 0) {
-		reap_all(w);
-		if (w->failed) rc = w->rc;
-	}
-	if (rc < 0) {
-		char keep[1024];
-		snprintf(keep, sizeof(keep), "%s", cairn_error_last());
-		writer_undo(w);
-		error_set(rc, "%s", keep);
-	}
-	writer_free(w);
-	return rc;
+	return writer_end(w, pending_send(w, 1));
 }
 
 static void rados_write_abort(store_writer *base)
@@ -607,14 +614,7 @@ static int write_pieces(rados_store *st, const char *name, const char *oid, cons
 		writer_free(w);
 		return rc;
 	}
-	if (rc < 0) {
-		char keep[1024];
-		snprintf(keep, sizeof(keep), "%s", cairn_error_last());
-		writer_undo(w);
-		error_set(rc, "%s", keep);
-	}
-	writer_free(w);
-	return rc;
+	return writer_end(w, rc);
 }
 
 /* ---- locks ------------------------------------------------------------------ */
