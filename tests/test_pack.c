@@ -528,6 +528,17 @@ static int count_visit(const char *name, void *payload)
 	return 0;
 }
 
+/* Field by field: the struct has padding bytes that nothing initialises. */
+static int blobs_equal(const pack_blob *a, const pack_blob *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(&a[i].id, &b[i].id, sizeof(oid)) != 0 || a[i].type != b[i].type ||
+		    a[i].comp != b[i].comp || a[i].raw_len != b[i].raw_len ||
+		    a[i].stored_len != b[i].stored_len || a[i].offset != b[i].offset)
+			return 0;
+	return 1;
+}
+
 static void test_stream(void)
 {
 	char dir[] = "/tmp/cairn-test-pack.XXXXXX";
@@ -569,7 +580,7 @@ static void test_stream(void)
 	CHECK_EQ(predicted, want_len);
 	CHECK_EQ(nb, n);
 	CHECK_EQ(mb, n);
-	CHECK(memcmp(bm, bs, n * sizeof(*bm)) == 0);
+	CHECK(blobs_equal(bm, bs, n));
 	CHECK_EQ(store_get(st, "packs/00/0001", MAX_PACK_LEN, &got, &got_len), 0);
 	CHECK_EQ(got_len, want_len);
 	CHECK(got && got_len == want_len && memcmp(got, want, want_len) == 0);
