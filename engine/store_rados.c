@@ -28,6 +28,7 @@
  * cluster or a stopped OSD fails a command instead of hanging it. */
 #include "store_backend.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <rados/librados.h>
@@ -43,6 +44,68 @@
 #include "buf.h"
 #include "cairn.h"
 #include "error.h"
+
+/* librados is opened with dlopen when the first rados: repository is, not
+ * linked: it drags in libceph-common (130 MiB of static data, 40 more
+ * libraries), which every other command would pay for at start and exit.
+ * The prototypes still come from librados.h, so calls are type-checked. */
+#define LIBRADOS_FUNCTIONS(X) \
+	X(rados_create) \
+	X(rados_conf_read_file) \
+	X(rados_conf_parse_env) \
+	X(rados_conf_set) \
+	X(rados_conf_get) \
+	X(rados_connect) \
+	X(rados_shutdown) \
+	X(rados_ioctx_create) \
+	X(rados_ioctx_destroy) \
+	X(rados_create_write_op) \
+	X(rados_release_write_op) \
+	X(rados_write_op_create) \
+	X(rados_write_op_write_full) \
+	X(rados_write_op_write) \
+	X(rados_write_op_operate) \
+	X(rados_write_full) \
+	X(rados_read) \
+	X(rados_stat) \
+	X(rados_remove) \
+	X(rados_nobjects_list_open) \
+	X(rados_nobjects_list_next) \
+	X(rados_nobjects_list_close) \
+	X(rados_lock_exclusive) \
+	X(rados_unlock) \
+	X(rados_list_lockers) \
+	X(rados_break_lock) \
+	X(rados_aio_create_completion) \
+	X(rados_aio_write) \
+	X(rados_aio_wait_for_complete) \
+	X(rados_aio_get_return_value) \
+	X(rados_aio_release)
+
+static struct {
+#define X(f) __typeof__(f) *f;
+	LIBRADOS_FUNCTIONS(X)
+#undef X
+} lib;
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+static char lib_error[256];
+
+static void lib_load(void)
+{
+	void *h = dlopen("librados.so.2", RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		snprintf(lib_error, sizeof(lib_error), "%s", dlerror());
+		return;
+	}
+#define X(f)                                                                                   \
+	if (!(*(void **)&lib.f = dlsym(h, #f))) {                                                 \
+		snprintf(lib_error, sizeof(lib_error), "librados.so.2 has no %s", #f);              \
+		lib.rados_create = NULL;                                                           \
+		return;                                                                            \
+	}
+	LIBRADOS_FUNCTIONS(X)
+#undef X
+}
 
 #define RADOS_OP_MAX (64u * 1024u * 1024u)   /* below osd_max_write_size (90 MiB) */
 #define RADOS_READ_PIECE (32u * 1024u * 1024u)
@@ -97,8 +160,8 @@ static int rados_fail(rados_store *st, int err, const char *name, const char *op
 static void rados_free_store(store *base)
 {
 	rados_store *st = (rados_store *)base;
-	if (st->io) rados_ioctx_destroy(st->io);
-	if (st->cluster) rados_shutdown(st->cluster);
+	if (st->io) lib.rados_ioctx_destroy(st->io);
+	if (st->cluster) lib.rados_shutdown(st->cluster);
 	free(st->addr);
 	free(st->prefix);
 	free(st);
@@ -110,11 +173,11 @@ static void set_timeout(rados_t c, const char *opt, const char *dflt, const char
 {
 	char cur[64] = "";
 	if (env && *env) {
-		rados_conf_set(c, opt, env);
+		lib.rados_conf_set(c, opt, env);
 		return;
 	}
-	if (rados_conf_get(c, opt, cur, sizeof(cur)) == 0 && (atof(cur) == 0 || atof(cur) == 300))
-		rados_conf_set(c, opt, dflt);
+	if (lib.rados_conf_get(c, opt, cur, sizeof(cur)) == 0 && (atof(cur) == 0 || atof(cur) == 300))
+		lib.rados_conf_set(c, opt, dflt);
 }
 
 int store_rados_open(store **out, const char *address, int create)
@@ -144,31 +207,37 @@ int store_rados_open(store **out, const char *address, int create)
 	}
 	st->prefix_len = strlen(st->prefix);
 
-	int err = rados_create(&st->cluster, getenv("CEPH_CLIENT_ID"));
+	pthread_once(&lib_once, lib_load);
+	if (!lib.rados_create) {
+		rc = error_set(CAIRN_EIO, "%s: librados cannot be loaded (apt-get install librados2): %s", st->addr,
+		               lib_error);
+		goto done;
+	}
+	int err = lib.rados_create(&st->cluster, getenv("CEPH_CLIENT_ID"));
 	if (err < 0) {
 		st->cluster = NULL;
 		rc = error_set(CAIRN_EIO, "%s: rados_create: %s", st->addr, strerror(-err));
 		goto done;
 	}
 	const char *conf = getenv("CEPH_CONF");
-	if ((err = rados_conf_read_file(st->cluster, conf && *conf ? conf : NULL)) < 0) {
+	if ((err = lib.rados_conf_read_file(st->cluster, conf && *conf ? conf : NULL)) < 0) {
 		rc = error_set(CAIRN_EIO, "%s: ceph configuration %s: %s (set CEPH_CONF or --ceph-conf)",
 		               st->addr, conf && *conf ? conf : "(default search path)", strerror(-err));
 		goto done;
 	}
-	rados_conf_parse_env(st->cluster, NULL); /* CEPH_ARGS */
+	lib.rados_conf_parse_env(st->cluster, NULL); /* CEPH_ARGS */
 	const char *t = getenv("CAIRN_RADOS_TIMEOUT");
 	set_timeout(st->cluster, "client_mount_timeout", "30", t);
 	set_timeout(st->cluster, "rados_mon_op_timeout", DEFAULT_TIMEOUT, t);
 	set_timeout(st->cluster, "rados_osd_op_timeout", DEFAULT_TIMEOUT, t);
-	if ((err = rados_connect(st->cluster)) < 0) {
+	if ((err = lib.rados_connect(st->cluster)) < 0) {
 		const char *why = -err == EACCES || -err == EPERM ? " (authentication refused: check the keyring)"
 		                  : -err == ETIMEDOUT          ? " (no monitor answered: cluster unreachable?)"
 		                                               : "";
 		rc = error_set(CAIRN_EIO, "%s: connecting to the cluster: %s%s", st->addr, strerror(-err), why);
 		goto done;
 	}
-	if ((err = rados_ioctx_create(st->cluster, pool, &st->io)) < 0) {
+	if ((err = lib.rados_ioctx_create(st->cluster, pool, &st->io)) < 0) {
 		st->io = NULL;
 		if (err == -ENOENT) rc = error_set(CAIRN_ENOTFOUND, "%s: no pool %s in the cluster", st->addr, pool);
 		else rc = error_set(CAIRN_EIO, "%s: opening pool %s: %s", st->addr, pool, strerror(-err));
@@ -200,15 +269,15 @@ static int rados_put(store *base, const char *name, const void *data, size_t len
 		free(oid);
 		return rc;
 	}
-	rados_write_op_t op = rados_create_write_op();
+	rados_write_op_t op = lib.rados_create_write_op();
 	if (!op) {
 		free(oid);
 		return ERR_OOM();
 	}
-	if (flags & STORE_EXCL) rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
-	rados_write_op_write_full(op, data, len);
-	int err = rados_write_op_operate(op, st->io, oid, NULL, 0);
-	rados_release_write_op(op);
+	if (flags & STORE_EXCL) lib.rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
+	lib.rados_write_op_write_full(op, data, len);
+	int err = lib.rados_write_op_operate(op, st->io, oid, NULL, 0);
+	lib.rados_release_write_op(op);
 	if (err == -EEXIST) rc = error_set(CAIRN_EEXISTS, "%s: %s: exists already", st->addr, name);
 	else if (err < 0) rc = rados_fail(st, err, name, "write");
 	free(oid);
@@ -222,7 +291,7 @@ static int read_at(rados_store *st, const char *name, const char *oid, uint64_t 
 	*got = 0;
 	while (*got < len) {
 		size_t n = len - *got < RADOS_READ_PIECE ? len - *got : RADOS_READ_PIECE;
-		int r = rados_read(st->io, oid, (char *)out + *got, n, off + *got);
+		int r = lib.rados_read(st->io, oid, (char *)out + *got, n, off + *got);
 		if (r < 0) return rados_fail(st, r, name, "read");
 		*got += (size_t)r;
 		if ((size_t)r < n) break; /* end of object */
@@ -244,7 +313,7 @@ static int rados_get(store *base, const char *name, size_t max, uint8_t **out, s
 	for (int attempt = 0; attempt < 5; attempt++) {
 		uint64_t size;
 		time_t mtime;
-		int err = rados_stat(st->io, oid, &size, &mtime);
+		int err = lib.rados_stat(st->io, oid, &size, &mtime);
 		if (err == -ENOENT) {
 			rc = error_set(CAIRN_ENOTFOUND, "%s: %s: not found", st->addr, name);
 			goto done;
@@ -304,7 +373,7 @@ static int rados_size(store *base, const char *name, uint64_t *size)
 	time_t mtime;
 	int rc = oid_of(st, name, &oid);
 	if (rc < 0) return rc;
-	int err = rados_stat(st->io, oid, size, &mtime);
+	int err = lib.rados_stat(st->io, oid, size, &mtime);
 	if (err == -ENOENT) rc = error_set(CAIRN_ENOTFOUND, "%s: %s: not found", st->addr, name);
 	else if (err < 0) rc = rados_fail(st, err, name, "stat");
 	free(oid);
@@ -323,7 +392,7 @@ static int rados_list(store *base, const char *dir, int (*cb)(const char *name, 
 	int rc = 0;
 	if (asprintf(&want, "%s%s/", st->prefix, dir) < 0) return ERR_OOM();
 	size_t want_len = strlen(want);
-	int err = rados_nobjects_list_open(st->io, &ctx);
+	int err = lib.rados_nobjects_list_open(st->io, &ctx);
 	if (err < 0) {
 		rc = rados_fail(st, err, dir, "list");
 		ctx = NULL;
@@ -331,7 +400,7 @@ static int rados_list(store *base, const char *dir, int (*cb)(const char *name, 
 	}
 	for (;;) {
 		const char *entry, *key, *nspace;
-		err = rados_nobjects_list_next(ctx, &entry, &key, &nspace);
+		err = lib.rados_nobjects_list_next(ctx, &entry, &key, &nspace);
 		if (err == -ENOENT) break;
 		if (err < 0) {
 			rc = rados_fail(st, err, dir, "list");
@@ -354,11 +423,11 @@ static int rados_list(store *base, const char *dir, int (*cb)(const char *name, 
 		}
 		n++;
 	}
-	rados_nobjects_list_close(ctx);
+	lib.rados_nobjects_list_close(ctx);
 	ctx = NULL;
 	for (size_t i = 0; i < n && rc == 0; i++) rc = cb(names[i], payload);
 done:
-	if (ctx) rados_nobjects_list_close(ctx);
+	if (ctx) lib.rados_nobjects_list_close(ctx);
 	for (size_t i = 0; i < n; i++) free(names[i]);
 	free(names);
 	free(want);
@@ -371,7 +440,7 @@ static int rados_del(store *base, const char *name)
 	char *oid;
 	int rc = oid_of(st, name, &oid);
 	if (rc < 0) return rc;
-	int err = rados_remove(st->io, oid);
+	int err = lib.rados_remove(st->io, oid);
 	if (err == -ENOENT) rc = error_set(CAIRN_ENOTFOUND, "%s: %s: not found", st->addr, name);
 	else if (err < 0) rc = rados_fail(st, err, name, "delete");
 	free(oid);
@@ -403,9 +472,9 @@ typedef struct rados_writer {
 static void piece_reap(rados_writer *w)
 {
 	struct piece *p = &w->fly[0];
-	rados_aio_wait_for_complete(p->c);
-	int err = rados_aio_get_return_value(p->c);
-	rados_aio_release(p->c);
+	lib.rados_aio_wait_for_complete(p->c);
+	int err = lib.rados_aio_get_return_value(p->c);
+	lib.rados_aio_release(p->c);
 	free(p->data);
 	if (err < 0 && !w->failed) {
 		w->failed = 1;
@@ -430,15 +499,15 @@ static int piece_send(rados_writer *w, uint8_t *data, size_t len)
 		return w->rc;
 	}
 	if (!w->created) {
-		rados_write_op_t op = rados_create_write_op();
+		rados_write_op_t op = lib.rados_create_write_op();
 		if (!op) {
 			free(data);
 			return ERR_OOM();
 		}
-		rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
-		rados_write_op_write(op, (const char *)data, len, 0);
-		int err = rados_write_op_operate(op, w->st->io, w->oid, NULL, 0);
-		rados_release_write_op(op);
+		lib.rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
+		lib.rados_write_op_write(op, (const char *)data, len, 0);
+		int err = lib.rados_write_op_operate(op, w->st->io, w->oid, NULL, 0);
+		lib.rados_release_write_op(op);
 		free(data);
 		if (err < 0) {
 			w->failed = 1;
@@ -450,15 +519,15 @@ static int piece_send(rados_writer *w, uint8_t *data, size_t len)
 	}
 	if (w->nfly == PIECES_IN_FLIGHT) piece_reap(w);
 	struct piece *p = &w->fly[w->nfly];
-	int err = rados_aio_create_completion(NULL, NULL, NULL, &p->c);
+	int err = lib.rados_aio_create_completion(NULL, NULL, NULL, &p->c);
 	if (err < 0) {
 		free(data);
 		return ERR_OOM();
 	}
 	p->data = data;
-	err = rados_aio_write(w->st->io, w->oid, p->c, (const char *)data, len, w->sent);
+	err = lib.rados_aio_write(w->st->io, w->oid, p->c, (const char *)data, len, w->sent);
 	if (err < 0) {
-		rados_aio_release(p->c);
+		lib.rados_aio_release(p->c);
 		free(data);
 		w->failed = 1;
 		return w->rc = rados_fail(w->st, err, w->name, "write");
@@ -536,7 +605,7 @@ static int rados_write_append(store_writer *base, const void *data, size_t len)
 static void writer_undo(rados_writer *w)
 {
 	reap_all(w);
-	if (w->created) rados_remove(w->st->io, w->oid);
+	if (w->created) lib.rados_remove(w->st->io, w->oid);
 }
 
 /* End a pieced write begun with rc: wait for the pieces in flight; on any
@@ -588,7 +657,7 @@ static int write_pieces(rados_store *st, const char *name, const char *oid, cons
                         size_t len, unsigned flags)
 {
 	if (!(flags & STORE_EXCL)) {
-		int err = rados_remove(st->io, oid);
+		int err = lib.rados_remove(st->io, oid);
 		if (err < 0 && err != -ENOENT) return rados_fail(st, err, name, "replace");
 	}
 	store_writer *sw;
@@ -641,7 +710,7 @@ static int lock_op(rados_lock *l, int renew)
 	char host[128] = "", desc[200];
 	gethostname(host, sizeof(host) - 1);
 	snprintf(desc, sizeof(desc), "%s %ld", host, (long)getpid());
-	return rados_lock_exclusive(l->st->io, l->oid, LOCK_NAME, l->cookie, desc, &d,
+	return lib.rados_lock_exclusive(l->st->io, l->oid, LOCK_NAME, l->cookie, desc, &d,
 	                            renew ? LIBRADOS_LOCK_FLAG_MUST_RENEW : 0);
 }
 
@@ -652,7 +721,7 @@ static void lock_note(rados_lock *l)
 	char host[128] = "", body[200];
 	gethostname(host, sizeof(host) - 1);
 	int n = snprintf(body, sizeof(body), "%s %s %ld\n", l->cookie, host, (long)getpid());
-	rados_write_full(l->st->io, l->oid, body, (size_t)n);
+	lib.rados_write_full(l->st->io, l->oid, body, (size_t)n);
 }
 
 typedef struct holder {
@@ -668,7 +737,7 @@ static int lock_holder(rados_lock *l, holder *h)
 	size_t tag_len = sizeof(tag), cl = sizeof(clients), ck = sizeof(cookies), ad = sizeof(addrs);
 	int excl = 0;
 	memset(h, 0, sizeof(*h));
-	ssize_t n = rados_list_lockers(l->st->io, l->oid, LOCK_NAME, &excl, tag, &tag_len, clients, &cl,
+	ssize_t n = lib.rados_list_lockers(l->st->io, l->oid, LOCK_NAME, &excl, tag, &tag_len, clients, &cl,
 	                               cookies, &ck, addrs, &ad);
 	if (n == -ENOENT) return 0;
 	if (n < 0) return rados_fail(l->st, (int)n, l->name, "list lockers");
@@ -676,7 +745,7 @@ static int lock_holder(rados_lock *l, holder *h)
 	snprintf(h->client, sizeof(h->client), "%s", clients);
 	snprintf(h->cookie, sizeof(h->cookie), "%s", cookies);
 	char note[300] = "", ck2[64] = "";
-	int r = rados_read(l->st->io, l->oid, note, sizeof(note) - 1, 0);
+	int r = lib.rados_read(l->st->io, l->oid, note, sizeof(note) - 1, 0);
 	if (r > 0) {
 		note[r] = 0;
 		if (sscanf(note, "%63s %127s %ld", ck2, h->host, &h->pid) == 3 && strcmp(ck2, h->cookie) == 0)
@@ -730,7 +799,7 @@ static int rados_lock_acquire(store_lock **out, store *base, const char *name, u
 		if (rc < 0) goto fail;
 		if (rc == 1 && holder_dead_here(&h)) {
 			/* only that holder's lock is broken (client and cookie name it) */
-			rados_break_lock(st->io, l->oid, LOCK_NAME, h.client, h.cookie);
+			lib.rados_break_lock(st->io, l->oid, LOCK_NAME, h.client, h.cookie);
 			continue;
 		}
 		if (now_ms() >= deadline) {
@@ -767,7 +836,7 @@ static void rados_lock_release(store_lock *base)
 {
 	rados_lock *l = (rados_lock *)base;
 	/* cls_lock unlocks only our own (client, cookie): never another's lock */
-	rados_unlock(l->st->io, l->oid, LOCK_NAME, l->cookie);
+	lib.rados_unlock(l->st->io, l->oid, LOCK_NAME, l->cookie);
 	free(l->oid);
 	free(l);
 }
