@@ -411,7 +411,7 @@ static int open_group(freezer *f, const char *cgdir)
 	return 0;
 }
 
-int freeze_begin(freezer **out, const cairn_take_options *o)
+int freeze_open(freezer **out, const cairn_take_options *o)
 {
 	int rc;
 	*out = NULL;
@@ -426,7 +426,17 @@ int freeze_begin(freezer **out, const cairn_take_options *o)
 	if ((rc = open_group(f, o->cgroup)) < 0) goto done;
 	if ((rc = start_guardian(f)) < 0) goto done;
 	install_handlers(f);
+	*out = f;
+	f = NULL;
+done:
+	freeze_free(f);
+	return rc;
+}
 
+int freeze_now(freezer *f, const cairn_take_options *o)
+{
+	int rc;
+	if ((rc = freeze_check(f)) < 0) return rc; /* a signal since freeze_open */
 	emit_state(o, "suspending", 0);
 	/* stamped before arming: the guardian's max-pause deadline is never the earlier one */
 	f->t_freeze = mono_ns();
@@ -458,24 +468,26 @@ int freeze_begin(freezer **out, const cairn_take_options *o)
 		sleep_ms(step);
 	}
 	emit_state(o, "paused", (uint64_t)(mono_ns() - f->t_freeze) / 1000000);
-	*out = f;
-	f = NULL;
 done:
-	freeze_free(f);
+	if (rc < 0) thaw(f);
 	return rc;
 }
 
 int freeze_check(freezer *f)
 {
-	if (!f || !f->ever_frozen) return 0;
+	if (!f) return 0;
 	int sig = caught_signal;
 	if (f->why[0]) {
 		/* aborted already: say it again */
+	} else if (sig && !f->ever_frozen) { /* during the pre-copy */
+		const char *name = sigabbrev_np(sig);
+		snprintf(f->why, sizeof(f->why), "take: interrupted by SIG%s before cgroup %s was frozen; nothing committed",
+		         name ? name : "?", f->dir);
 	} else if (sig) {
 		const char *name = sigabbrev_np(sig);
 		snprintf(f->why, sizeof(f->why), "take: interrupted by SIG%s; cgroup %s thawed, nothing committed",
 		         name ? name : "?", f->dir);
-	} else if (f->max_pause_ms && (uint64_t)(mono_ns() - f->t_freeze) / 1000000 >= f->max_pause_ms) {
+	} else if (f->ever_frozen && f->max_pause_ms && (uint64_t)(mono_ns() - f->t_freeze) / 1000000 >= f->max_pause_ms) {
 		snprintf(f->why, sizeof(f->why),
 		         "take: cgroup %s paused longer than the maximum of %llu ms; aborted and thawed, nothing committed",
 		         f->dir, (unsigned long long)f->max_pause_ms);

@@ -23,15 +23,20 @@
 
 typedef struct freezer freezer;
 
-/* Open the cgroup at cgdir, start the guardian, emit "suspending", freeze,
- * wait until frozen, emit "paused" (ms = time to freeze). Fails (thawed,
- * guardian gone) with CAIRN_ENOTFOUND (no such cgroup), CAIRN_EUSAGE (not a
- * freezable cgroup, or cairn itself is in it), CAIRN_EBUSY (already
- * frozen), CAIRN_EIO (freezing failed or timed out). */
-int freeze_begin(freezer **out, const cairn_take_options *o);
+/* Open the cgroup o->cgroup, start the guardian and catch SIGINT, SIGTERM
+ * and SIGHUP; nothing is frozen yet (a take pre-copies now). Fails with
+ * CAIRN_ENOTFOUND (no such cgroup), CAIRN_EUSAGE (not a freezable cgroup,
+ * or cairn itself is in it), CAIRN_EBUSY (already frozen). */
+int freeze_open(freezer **out, const cairn_take_options *o);
 
-/* 0 while the take may go on; else CAIRN_EIO with the reason (a signal, or
- * max_pause_ms passed). The group has then been thawed already. NULL: 0. */
+/* Emit "suspending", freeze, wait until frozen, emit "paused" (ms = time
+ * to freeze). Fails thawed with CAIRN_EIO (freezing failed or timed out,
+ * or a signal came). */
+int freeze_now(freezer *f, const cairn_take_options *o);
+
+/* 0 while the take may go on; else CAIRN_EIO with the reason (a signal,
+ * before or during the freeze, or max_pause_ms passed). The group has then
+ * been thawed already. NULL: 0. */
 int freeze_check(freezer *f);
 
 /* The commit point: from here signals no longer abort the take (they are

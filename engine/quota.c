@@ -753,6 +753,8 @@ struct quota_tracker {
 	uref *refs;      /* the charged refs, sorted */
 	size_t nrefs;
 	uref *parent;    /* the parent snapshot's refs record, sorted: known stored sizes */
+	uref *prior;     /* blobs added before quota_tracker_restart, sorted: known too */
+	size_t nprior;
 	size_t nparent;
 };
 
@@ -777,6 +779,7 @@ void quota_tracker_free(quota_tracker *t)
 	ustate_free(&t->st);
 	free(t->refs);
 	free(t->parent);
+	free(t->prior);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -864,21 +867,44 @@ void quota_tracker_parent(quota_tracker *t, const char *user, const char *snap_h
 	t->nparent = n;
 }
 
-int quota_tracker_known(quota_tracker *t, const oid *id, uint32_t *stored)
+int quota_tracker_restart(quota_tracker *t)
 {
-	/* read-only once the take starts: no lock */
-	size_t lo = 0, hi = t->nparent;
+	pthread_mutex_lock(&t->lock);
+	uref *v;
+	size_t n;
+	int rc = ut_sorted(&t->set, &v, &n);
+	if (rc == 0) {
+		free(t->prior);
+		t->prior = v;
+		t->nprior = n;
+		ut_free(&t->set);
+		ut_init(&t->set);
+		t->need = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+static int find_ref(const uref *v, size_t n, const oid *id, uint32_t *stored)
+{
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = oid_cmp(&t->parent[mid].id, id);
+		int c = oid_cmp(&v[mid].id, id);
 		if (c == 0) {
-			*stored = t->parent[mid].size;
+			*stored = v[mid].size;
 			return 1;
 		}
 		if (c < 0) lo = mid + 1;
 		else hi = mid;
 	}
 	return 0;
+}
+
+int quota_tracker_known(quota_tracker *t, const oid *id, uint32_t *stored)
+{
+	/* read-only while workers run (restart comes between captures): no lock */
+	return find_ref(t->parent, t->nparent, id, stored) || find_ref(t->prior, t->nprior, id, stored);
 }
 
 uint64_t quota_tracker_added(quota_tracker *t)

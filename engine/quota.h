@@ -34,6 +34,10 @@ int quota_tracker_bind(quota_tracker *t, const char *user, int enforce);
  * had not seen it, 0 when it had; CAIRN_EQUOTA (see bind). Thread-safe. */
 int quota_tracker_add(quota_tracker *t, const oid *id, uint32_t stored);
 int quota_tracker_seen(quota_tracker *t, const oid *id);
+/* Start the set of referenced blobs again (a take's pre-copy is followed by
+ * the capture that counts): what was added so far is forgotten, but its
+ * stored sizes stay known to quota_tracker_known. */
+int quota_tracker_restart(quota_tracker *t);
 /* Learn the stored sizes of the blobs snapshot snap_hex of user references
  * (its refs record), so that an incremental take needs no index lookup for
  * what it reuses. A missing or unreadable record leaves nothing known. */

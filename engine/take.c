@@ -17,6 +17,7 @@
 #include "error.h"
 #include "format.h"
 #include "freeze.h"
+#include "gc.h"
 #include "overlay.h"
 #include "repo.h"
 #include "walk.h"
@@ -35,6 +36,7 @@ typedef struct file_state {
 	tree_chunk *chunks;
 	uint32_t nchunks, cap;
 	int reused;
+	int captured; /* content complete (read or reused); a pre-copy may skip files */
 } file_state;
 
 typedef struct take_ctx {
@@ -50,6 +52,11 @@ typedef struct take_ctx {
 	atomic_size_t next;
 
 	snap_writer *writer;
+	/* The pre-copy: a capture while the instance runs, before the freeze.
+	 * Files that cannot be read then are left to the frozen capture; a
+	 * file changed at or after start (its ctime) is read again. */
+	int precopy;
+	struct timespec start;
 	pthread_mutex_t lock; /* guards rc, message, uring_fallback */
 	int rc;
 	char message[1024];
@@ -156,7 +163,27 @@ static int find_extents(int fd, uint64_t size, const char *path, tree_extent **o
 	return 0;
 }
 
-/* Read one file through the chunker. buf holds READ_BLOCK + chunk_max bytes. */
+/* A source file could not be read. While frozen that fails the take; in
+ * the pre-copy (the instance runs, files come and go) the file is left to
+ * the frozen capture: 1. */
+static int source_error(take_ctx *c, int rc)
+{
+	if (!c->precopy || rc == CAIRN_ENOMEM) return rc;
+	error_clear();
+	return 1;
+}
+
+/* Count a file read (rc 0), or skipped by the pre-copy (rc 1). */
+static int file_read(take_ctx *c, file_state *fs, int rc)
+{
+	if (rc < 0) return rc;
+	fs->captured = rc == 0;
+	c->files_done++;
+	return 0;
+}
+
+/* Read one file through the chunker. buf holds READ_BLOCK + chunk_max
+ * bytes. 1: skipped (source_error). */
 static int read_file(take_ctx *c, file_state *fs, uint8_t *buf, size_t bufcap)
 {
 	int rc = 0;
@@ -167,12 +194,15 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *buf, size_t bufcap)
 	const chunker_params *cp = &c->repo->chunker;
 	int fd = walk_open(c->rootfd, n);
 	if (fd < 0) {
-		rc = fd;
+		rc = source_error(c, fd);
 		goto done;
 	}
 	fs->size = n->size;
 	int sparse = n->size > 0 && n->blocks * 512 < n->size;
-	if (sparse && (rc = find_extents(fd, n->size, path ? path : n->name, &ext, &next)) < 0) goto done;
+	if (sparse && (rc = find_extents(fd, n->size, path ? path : n->name, &ext, &next)) < 0) {
+		rc = source_error(c, rc);
+		goto done;
+	}
 	if (!sparse) {
 		dense.offset = 0;
 		dense.length = n->size;
@@ -195,7 +225,7 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *buf, size_t bufcap)
 				ssize_t r = pread(fd, buf + have, want, (off_t)(ext[ei].offset + eoff));
 				if (r < 0) {
 					if (errno == EINTR) continue;
-					rc = error_errno(CAIRN_EIO, errno, "%s: read", path ? path : n->name);
+					rc = source_error(c, error_errno(CAIRN_EIO, errno, "%s: read", path ? path : n->name));
 					goto done;
 				}
 				if (r == 0) {
@@ -283,7 +313,7 @@ static int read_batch(take_ctx *c, batch_reader **brp, file_state **files, size_
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		walk_node *node = files[i]->node;
 		if (node->size == 0) {
-			c->files_done++; /* nothing to read: the walk saw it empty */
+			rc = file_read(c, files[i], 0); /* nothing to read: the walk saw it empty */
 			continue;
 		}
 		char *path = *brp && batchable(node) ? walk_path(node) : NULL;
@@ -294,7 +324,7 @@ static int read_batch(take_ctx *c, batch_reader **brp, file_state **files, size_
 			continue;
 		}
 		free(path);
-		if ((rc = read_file(c, files[i], buf, bufcap)) == 0) c->files_done++;
+		rc = file_read(c, files[i], read_file(c, files[i], buf, bufcap));
 	}
 	if (rc == 0 && nitems > 0 && batch_reader_run(*brp, c->rootfd, items, nitems) < 0) {
 		/* the plain path gives the same bytes; the caller says so once */
@@ -306,17 +336,18 @@ static int read_batch(take_ctx *c, batch_reader **brp, file_state **files, size_
 		batch_reader_free(*brp);
 		*brp = NULL;
 		for (size_t i = 0; i < nitems && rc == 0; i++)
-			if ((rc = read_file(c, owners[i], buf, bufcap)) == 0) c->files_done++;
+			rc = file_read(c, owners[i], read_file(c, owners[i], buf, bufcap));
 		nitems = 0;
 	}
 	for (size_t i = 0; i < nitems && rc == 0; i++) {
 		file_state *fs = owners[i];
 		if (items[i].result < 0) {
 			rc = error_errno(CAIRN_EIO, (int)-items[i].result, "%s: read", items[i].path);
-			break;
+			rc = file_read(c, fs, source_error(c, rc));
+			continue;
 		}
 		fs->size = (uint64_t)items[i].result; /* less than walked if it shrank */
-		if ((rc = chunk_memory(c, fs, items[i].buf, (size_t)items[i].result)) == 0) c->files_done++;
+		rc = file_read(c, fs, chunk_memory(c, fs, items[i].buf, (size_t)items[i].result));
 	}
 	for (size_t i = 0; i < nitems; i++) free((char *)items[i].path);
 	return rc;
@@ -513,10 +544,58 @@ static int reuse_from_parent(take_ctx *c, walk_node *dir, const oid *parent_tree
 				else memcpy(fs->extents, e->extents, e->nextents * sizeof(tree_extent));
 				fs->nextents = e->nextents;
 			}
-			fs->reused = 1;
+			fs->reused = fs->captured = 1;
 		}
 	}
 	tree_free(&t);
+	return rc;
+}
+
+/* Content unchanged since the pre-copy captured it: the same inode, size,
+ * mtime and ctime, and that ctime before the pre-copy started (a change in
+ * the same clock tick as an earlier look leaves ctime as it was; racy git's
+ * rule). */
+static int unchanged_since(const walk_node *k, const walk_node *p, const struct timespec *start)
+{
+	return k->ino == p->ino && k->dev_major == p->dev_major && k->dev_minor == p->dev_minor &&
+	       k->size == p->size && k->mtime_sec == p->mtime_sec && k->mtime_nsec == p->mtime_nsec &&
+	       k->ctime_sec == p->ctime_sec && k->ctime_nsec == p->ctime_nsec &&
+	       (k->ctime_sec < start->tv_sec ||
+	        (k->ctime_sec == start->tv_sec && k->ctime_nsec < (uint32_t)start->tv_nsec));
+}
+
+/* Give files the pre-copy captured and that have not changed since its
+ * content, so that the frozen capture reads only what changed. */
+static int reuse_from_precopy(take_ctx *c, walk_node *dir, const walk_node *pre_dir,
+                              const struct timespec *start)
+{
+	int rc = 0;
+	for (size_t i = 0; i < dir->nkids && rc == 0; i++) {
+		walk_node *k = dir->kids[i];
+		const walk_node *p = walk_find_kid(pre_dir, k->name, k->name_len);
+		if (!p || p->type != k->type) continue;
+		if (k->type == TREE_DIR) {
+			if (!k->is_mount && !p->is_mount) rc = reuse_from_precopy(c, k, p, start);
+			continue;
+		}
+		file_state *fs = k->user;
+		if (k->type != TREE_REG || fs->leader) continue; /* a follower gets its leader's */
+		const file_state *ps = p->user;
+		if (ps->leader) ps = ps->leader;
+		if (!ps->captured || ps->size != p->size || !unchanged_since(k, p, start)) continue;
+		if ((rc = writer_ref_chunks(c->writer, ps->chunks, ps->nchunks)) != 1) continue;
+		rc = 0;
+		fs->size = ps->size;
+		fs->nchunks = fs->cap = ps->nchunks;
+		if (ps->nchunks && !(fs->chunks = malloc(ps->nchunks * sizeof(tree_chunk)))) return ERR_OOM();
+		if (ps->nchunks) memcpy(fs->chunks, ps->chunks, ps->nchunks * sizeof(tree_chunk));
+		if (ps->nextents) {
+			if (!(fs->extents = malloc(ps->nextents * sizeof(tree_extent)))) return ERR_OOM();
+			memcpy(fs->extents, ps->extents, ps->nextents * sizeof(tree_extent));
+			fs->nextents = ps->nextents;
+		}
+		fs->reused = fs->captured = 1;
+	}
 	return rc;
 }
 
@@ -720,10 +799,21 @@ static void emit_progress(const cairn_take_options *o, take_ctx *c, uint64_t tot
 	ev.stored_bytes = c->stored_bytes;
 	ev.total_files = total_files;
 	ev.total_bytes = total_bytes;
+	ev.phase = c->precopy ? "precopy" : NULL;
 	o->event_cb(&ev, o->event_payload);
 }
 
-static void free_states(take_ctx *c)
+static void ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w)
+{
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	c->repo = repo;
+	c->rootfd = rootfd;
+	c->writer = w;
+}
+
+/* What a capture holds (the walk, the file states); not the writer or rootfd. */
+static void ctx_free(take_ctx *c)
 {
 	for (size_t i = 0; i < c->nstates; i++) {
 		free(c->states[i].chunks);
@@ -731,26 +821,141 @@ static void free_states(take_ctx *c)
 	}
 	free(c->states);
 	free(c->todo);
+	free(c->hl_table);
+	walk_free(c->root);
+	c->states = NULL;
+	c->nstates = 0;
+	c->todo = NULL;
+	c->hl_table = NULL;
+	c->root = NULL;
+}
+
+/* The parent snapshot: its user's refs for the writer, its root tree's id. */
+static int load_parent(take_ctx *c, const char *parent, oid *root)
+{
+	snapshot_manifest pm;
+	int rc = repo_load_snapshot(c->repo, parent, &pm);
+	if (rc < 0) return rc;
+	writer_parent(c->writer, pm.user, parent);
+	tree top;
+	rc = repo_load_tree(c->repo, &pm.tree, &top);
+	if (rc == 0 && (top.n != 1 || top.entries[0].type != TREE_DIR))
+		rc = error_set(CAIRN_ECORRUPT, "snapshot %s: bad top tree", parent);
+	if (rc == 0) *root = top.entries[0].subtree;
+	if (top.mem) tree_free(&top);
+	snapshot_manifest_free(&pm);
+	if (rc < 0) error_prefix("parent");
+	return rc;
+}
+
+/* One capture of root_path: walk, hardlink groups, reuse (from pre, a
+ * pre-copy of the same root, which is freed then; else from the parent's
+ * tree), then read what is left on every core, with progress events. fz
+ * (may be NULL) is checked all along: a frozen capture stops when the
+ * freeze is aborted (signal, --max-pause). */
+static int capture(take_ctx *c, const cairn_take_options *o, const char *root_path,
+                   const oid *parent_root, take_ctx *pre, freezer *fz, walk_stats *ws)
+{
+	int rc;
+	collect col = {0};
+	pthread_t *threads = NULL;
+	int nthreads = 0;
+	walk_options wo = {o->excludes, o->nexcludes, o->no_uring};
+
+	if ((rc = walk_run(&c->root, root_path, &wo, ws)) < 0) goto done;
+	if ((rc = freeze_check(fz)) < 0) goto done;
+	if (o->upper && (rc = overlay_prepare(c->root)) < 0) goto done;
+	c->use_uring = ws->used_uring;
+	if (ws->notice[0] && o->event_cb && !c->precopy) {
+		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = ws->notice};
+		o->event_cb(&ev, o->event_payload);
+	}
+
+	/* every regular file gets a state; hardlinked ones share their leader's */
+	c->nstates = count_regular(c->root);
+	c->states = calloc(c->nstates ? c->nstates : 1, sizeof(*c->states));
+	c->todo = calloc(c->nstates ? c->nstates : 1, sizeof(*c->todo));
+	if (!c->states || !c->todo) {
+		rc = ERR_OOM();
+		goto done;
+	}
+	col.states = c->states;
+	size_t order = 0;
+	collect_nodes(&col, c->root, &order);
+	if ((rc = col.rc) < 0) goto done;
+	if ((rc = assign_hardlinks(c, &col)) < 0) goto done;
+
+	if (pre) {
+		rc = reuse_from_precopy(c, c->root, pre->root, &pre->start);
+		ctx_free(pre);
+	} else if (parent_root && (rc = reuse_from_parent(c, c->root, parent_root)) < 0) {
+		error_prefix("parent");
+	}
+	if (rc < 0) goto done;
+	for (size_t i = 0; i < c->nstates; i++) {
+		file_state *fs = &c->states[i];
+		if (fs->leader) continue;
+		if (fs->reused) {
+			c->reused++;
+			for (uint32_t k = 0; k < fs->nchunks; k++) c->bytes += fs->chunks[k].size; /* referenced at reuse */
+		} else {
+			c->todo[c->ntodo++] = fs;
+		}
+	}
+
+	nthreads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (nthreads < 1) nthreads = 1;
+	if (!(threads = calloc((size_t)nthreads, sizeof(*threads)))) {
+		rc = ERR_OOM();
+		goto done;
+	}
+	c->workers_left = nthreads;
+	for (int i = 0; i < nthreads; i++)
+		if (pthread_create(&threads[i], NULL, worker, c) != 0) {
+			c->workers_left -= nthreads - i;
+			fail(c, error_set(CAIRN_EIO, "take: cannot start worker threads"));
+			nthreads = i;
+			break;
+		}
+	/* progress 10 times a second; short naps, since a frozen instance waits on us */
+	for (int64_t last = 0; c->workers_left > 0;) {
+		int64_t now = now_ns(CLOCK_MONOTONIC);
+		if (now - last >= 100 * 1000 * 1000) {
+			emit_progress(o, c, ws->files, ws->bytes);
+			last = now;
+		}
+		int frc = freeze_check(fz);
+		if (frc < 0) fail(c, frc); /* stops the workers */
+		struct timespec ts = {0, 5 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
+	if (c->uring_fallback[0] && o->event_cb && !c->precopy) {
+		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = c->uring_fallback};
+		o->event_cb(&ev, o->event_payload);
+	}
+	if ((rc = c->rc) < 0) error_set(rc, "%s", c->message);
+done:
+	free(threads);
+	free(col.hl);
+	return rc;
 }
 
 CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cairn_take_options *o)
 {
 	int rc;
-	take_ctx c;
+	take_ctx c, pre;
+	int have_pre = 0;
+	uint64_t precopy_ms = 0;
 	walk_stats ws;
 	char parent[OID_HEX_LEN + 1] = "", root_path[PATH_MAX], host[256] = "";
-	pthread_t *threads = NULL;
-	int nthreads = 0;
-	collect col = {0};
 	int64_t t0 = now_ns(CLOCK_MONOTONIC);
 	const char *user;
-	freezer *fz = NULL; /* --cgroup: frozen from before the walk until after the commit */
+	freezer *fz = NULL; /* --cgroup: frozen from before the (frozen) walk until after the commit */
 
-	memset(&c, 0, sizeof(c));
 	memset(&ws, 0, sizeof(ws));
-	pthread_mutex_init(&c.lock, NULL);
-	c.repo = repo;
-	c.rootfd = -1;
+	ctx_init(&c, repo, -1, NULL);
+	ctx_init(&pre, repo, -1, NULL);
 	if (out) memset(out, 0, sizeof(*out));
 	if ((rc = check_options(o)) < 0) goto done;
 	user = o->user ? o->user : "default";
@@ -763,96 +968,38 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		goto done;
 	}
 
-	if (o->cgroup && (rc = freeze_begin(&fz, o)) < 0) goto done;
-	walk_options wo = {o->excludes, o->nexcludes, o->no_uring};
-	if ((rc = walk_run(&c.root, root_path, &wo, &ws)) < 0) goto done;
-	if ((rc = freeze_check(fz)) < 0) goto done;
-	if (o->upper && (rc = overlay_prepare(c.root)) < 0) goto done;
-	c.use_uring = ws.used_uring;
-	if (ws.notice[0] && o->event_cb) {
-		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = ws.notice};
-		o->event_cb(&ev, o->event_payload);
-	}
-
-	/* every regular file gets a state; hardlinked ones share their leader's */
-	c.nstates = count_regular(c.root);
-	c.states = calloc(c.nstates ? c.nstates : 1, sizeof(*c.states));
-	c.todo = calloc(c.nstates ? c.nstates : 1, sizeof(*c.todo));
-	if (!c.states || !c.todo) {
-		rc = ERR_OOM();
-		goto done;
-	}
-	col.states = c.states;
-	size_t order = 0;
-	collect_nodes(&col, c.root, &order);
-	if ((rc = col.rc) < 0) goto done;
-
-	if ((rc = assign_hardlinks(&c, &col)) < 0) goto done;
-
 	if ((rc = writer_new(&c.writer, repo)) < 0) goto done;
 	if ((rc = writer_set_user(c.writer, user, o->dry_run)) < 0) goto done; /* quota from here on */
+	oid parent_root;
+	int have_parent = 0;
 	if (parent[0]) {
-		snapshot_manifest pm;
-		if ((rc = repo_load_snapshot(repo, parent, &pm)) < 0) goto done;
-		writer_parent(c.writer, pm.user, parent);
-		tree top;
-		rc = repo_load_tree(repo, &pm.tree, &top);
-		if (rc == 0 && (top.n != 1 || top.entries[0].type != TREE_DIR))
-			rc = error_set(CAIRN_ECORRUPT, "snapshot %s: bad top tree", parent);
-		if (rc == 0) rc = reuse_from_parent(&c, c.root, &top.entries[0].subtree);
-		if (top.mem) tree_free(&top);
-		snapshot_manifest_free(&pm);
-		if (rc < 0) {
-			error_prefix("parent");
-			goto done;
-		}
+		if ((rc = load_parent(&c, parent, &parent_root)) < 0) goto done;
+		have_parent = 1;
 	}
-	for (size_t i = 0; i < c.nstates; i++) {
-		file_state *fs = &c.states[i];
-		if (fs->leader) continue;
-		if (fs->reused) {
-			c.reused++;
-			for (uint32_t k = 0; k < fs->nchunks; k++) c.bytes += fs->chunks[k].size; /* referenced at reuse */
-		} else {
-			c.todo[c.ntodo++] = fs;
-		}
+	/* a take that cannot commit fails before any work, and before any pause */
+	if (!o->dry_run && (rc = gc_session_check(repo)) < 0) goto done;
+	if (o->cgroup && (rc = freeze_open(&fz, o)) < 0) goto done;
+	if (o->cgroup && !o->no_precopy && !o->dry_run) {
+		/* copy while the instance runs; then the frozen capture reads only what changed */
+		int64_t p0 = now_ns(CLOCK_MONOTONIC);
+		pre.rootfd = c.rootfd;
+		pre.writer = c.writer;
+		pre.precopy = 1;
+		clock_gettime(CLOCK_REALTIME_COARSE, &pre.start);
+		walk_stats pws;
+		memset(&pws, 0, sizeof(pws));
+		rc = capture(&pre, o, root_path, have_parent ? &parent_root : NULL, NULL, fz, &pws);
+		if (rc == 0) rc = writer_restart_refs(c.writer);
+		if (rc < 0) goto done;
+		have_pre = 1;
+		c.new_bytes = pre.new_bytes; /* what it stored is this take's */
+		c.stored_bytes = pre.stored_bytes;
+		precopy_ms = (uint64_t)(now_ns(CLOCK_MONOTONIC) - p0) / 1000000;
 	}
 
-	nthreads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-	if (nthreads < 1) nthreads = 1;
-	if (!(threads = calloc((size_t)nthreads, sizeof(*threads)))) {
-		rc = ERR_OOM();
-		goto done;
-	}
-	c.workers_left = nthreads;
-	for (int i = 0; i < nthreads; i++)
-		if (pthread_create(&threads[i], NULL, worker, &c) != 0) {
-			c.workers_left -= nthreads - i;
-			fail(&c, error_set(CAIRN_EIO, "take: cannot start worker threads"));
-			nthreads = i;
-			break;
-		}
-	/* progress 10 times a second; short naps, since a frozen instance waits on us */
-	for (int64_t last = 0; c.workers_left > 0;) {
-		int64_t now = now_ns(CLOCK_MONOTONIC);
-		if (now - last >= 100 * 1000 * 1000) {
-			emit_progress(o, &c, ws.files, ws.bytes);
-			last = now;
-		}
-		int frc = freeze_check(fz);
-		if (frc < 0) fail(&c, frc); /* stops the workers */
-		struct timespec ts = {0, 5 * 1000 * 1000};
-		nanosleep(&ts, NULL);
-	}
-	for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
-	if (c.uring_fallback[0] && o->event_cb) {
-		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = c.uring_fallback};
-		o->event_cb(&ev, o->event_payload);
-	}
-	if ((rc = c.rc) < 0) {
-		error_set(rc, "%s", c.message);
-		goto done;
-	}
+	if (o->cgroup && (rc = freeze_now(fz, o)) < 0) goto done;
+	rc = capture(&c, o, root_path, have_parent ? &parent_root : NULL, have_pre ? &pre : NULL, fz, &ws);
+	if (rc < 0) goto done;
 
 	oid top_id;
 	if ((rc = o->upper ? build_overlay_top(&c, o, &ws, &top_id) : build_top(&c, &top_id)) < 0) goto done;
@@ -925,16 +1072,15 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		out->duration_ms = (uint64_t)(now_ns(CLOCK_MONOTONIC) - t0) / 1000000; /* through the thaw */
 		out->used_uring = ws.used_uring && !c.uring_fallback[0];
 		out->charged_bytes = writer_charged(c.writer);
+		out->precopy_ms = precopy_ms;
 	}
 done:
 	freeze_free(fz); /* first: a failed take thaws at once */
-	free(threads);
+	ctx_free(&pre);
+	ctx_free(&c);
 	writer_free(c.writer);
-	free_states(&c);
-	free(col.hl);
-	free(c.hl_table);
-	walk_free(c.root);
 	if (c.rootfd >= 0) close(c.rootfd);
 	pthread_mutex_destroy(&c.lock);
+	pthread_mutex_destroy(&pre.lock);
 	return rc;
 }

@@ -114,6 +114,20 @@ static int kid_cmp(const void *pa, const void *pb)
 	return name_cmp(a->name, a->name_len, b->name, b->name_len);
 }
 
+walk_node *walk_find_kid(const walk_node *dir, const char *name, size_t len)
+{
+	size_t lo = 0, hi = dir->nkids;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const walk_node *k = dir->kids[mid];
+		int c = name_cmp(k->name, k->name_len, name, len);
+		if (c == 0) return dir->kids[mid];
+		if (c < 0) lo = mid + 1;
+		else hi = mid;
+	}
+	return NULL;
+}
+
 static int xattr_cmp(const void *pa, const void *pb)
 {
 	return strcmp(((const walk_xattr *)pa)->name, ((const walk_xattr *)pb)->name);

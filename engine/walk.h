@@ -67,6 +67,8 @@ void walk_free(walk_node *root);
 
 /* Path of n relative to the root ("a/b/c"; "" for the root), malloc'd. */
 char *walk_path(const walk_node *n);
+/* The child of dir named name (len bytes), or NULL: a binary search. */
+walk_node *walk_find_kid(const walk_node *dir, const char *name, size_t len);
 
 /* Open a regular file found by the walk, for reading (O_RDONLY|O_NOFOLLOW|
  * O_CLOEXEC, and O_NOATIME where permitted), relative to rootfd, even when

@@ -198,6 +198,8 @@ int writer_set_user(snap_writer *w, const char *user, int dry_run)
 
 uint64_t writer_charged(snap_writer *w) { return quota_tracker_added(w->tracker); }
 
+int writer_restart_refs(snap_writer *w) { return quota_tracker_restart(w->tracker); }
+
 int writer_usable(snap_writer *w, const oid *id)
 {
 	index_entry e;

@@ -51,6 +51,12 @@ void writer_parent(snap_writer *w, const char *user, const char *snap_hex);
  * else reference none and return 0. One lookup per chunk at most, none
  * for a chunk of the parent. */
 int writer_ref_chunks(snap_writer *w, const tree_chunk *v, uint32_t n);
+/* Forget what the snapshot references so far, keeping what was stored: a
+ * take's pre-copy stores content before the freeze, then the capture made
+ * while frozen references what it keeps (writer_ref_chunks knows the stored
+ * sizes without a lookup). Blobs stored and never referenced again are
+ * garbage that gc reclaims. Not while puts run. */
+int writer_restart_refs(snap_writer *w);
 /* What the snapshot adds to its user's usage: so far, or (after a commit)
  * what was charged. */
 uint64_t writer_charged(snap_writer *w);

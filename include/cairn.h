@@ -85,6 +85,7 @@ typedef struct cairn_event {
 	uint64_t ms;          /* "paused": time to freeze */
 	uint64_t files, bytes, new_bytes, stored_bytes;
 	uint64_t total_files, total_bytes; /* 0 when not known */
+	const char *phase;    /* PROGRESS of take: "precopy" before the freeze, else NULL */
 } cairn_event;
 
 /* Called from the thread that called cairn_take/cairn_restore. */
@@ -130,7 +131,7 @@ CAIRN_EXTERN int cairn_snapshot_resolve(char id_out[65], cairn_repo *repo, const
 
 /* ---- take ---------------------------------------------------------------- */
 
-#define CAIRN_TAKE_OPTIONS_VERSION 1
+#define CAIRN_TAKE_OPTIONS_VERSION 2
 typedef struct cairn_take_options {
 	unsigned version;
 	const char *root;        /* directory to capture (required) */
@@ -164,17 +165,23 @@ typedef struct cairn_take_options {
 	 * then be NULL. */
 	const char *upper;
 	const char *base;
+	/* With cgroup, the content is first copied while the instance runs
+	 * (progress events with phase "precopy"), then the frozen capture
+	 * reads only what changed since: the pause costs a walk, not the data.
+	 * 1: no pre-copy, everything is read while frozen. */
+	int no_precopy;
 } cairn_take_options;
-#define CAIRN_TAKE_OPTIONS_INIT { CAIRN_TAKE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, NULL, NULL }
+#define CAIRN_TAKE_OPTIONS_INIT { CAIRN_TAKE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, 0 }
 
 typedef struct cairn_take_result {
 	char snapshot[65];
 	uint64_t files, dirs, bytes, new_bytes, stored_bytes;
-	uint64_t reused_files;   /* files whose chunk lists came from the parent unread */
+	uint64_t reused_files;   /* files not read by the (frozen) capture: from the parent or the pre-copy */
 	uint64_t sockets_skipped, mounts_skipped, excluded;
 	uint64_t pause_ms, duration_ms;
 	int used_uring;          /* 1 when the walk ran on io_uring */
 	uint64_t charged_bytes;  /* what the snapshot added to its user's usage (dry run: would add) */
+	uint64_t precopy_ms;     /* time copying content before the freeze (0: no pre-copy) */
 } cairn_take_result;
 
 CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo,

@@ -77,6 +77,8 @@ while :; do
 	i=$((i + 1))
 	echo $i > "$1/a"
 	echo $i >> "$1/b"
+	printf '%08d\n' $i > "$1/m"
+	touch -d @1000000000 "$1/m"
 done
 EOF
 
@@ -125,16 +127,21 @@ snapshot_count() {
 	"$CAIRN" snapshots --repo "$1" --json | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)))'
 }
 
-# consistent REPO SNAP DIR: the snapshot's a and b are from one instant:
+# consistent REPO SNAP DIR: the snapshot's a, b and m are from one instant:
 # b holds 1..n in order and a is n, or n+1 (frozen between the two
-# writes), or empty (frozen between truncating and writing a)
+# writes), or empty (frozen between truncating and writing a); m, rewritten
+# after b with the same size and mtime each time (only its ctime tells a
+# change), is n or n-1, or empty. A stale m (a copy reused though the file
+# changed) fails.
 consistent() {
 	"$CAIRN" cat --repo "$1" "$2" "$3/a" > "$W/snap-a"
 	"$CAIRN" cat --repo "$1" "$2" "$3/b" > "$W/snap-b"
-	"$PY" - "$W/snap-a" "$W/snap-b" <<'EOF'
+	"$CAIRN" cat --repo "$1" "$2" "$3/m" > "$W/snap-m" 2> /dev/null || : > "$W/snap-m"
+	"$PY" - "$W/snap-a" "$W/snap-b" "$W/snap-m" <<'EOF'
 import sys
 a = open(sys.argv[1]).read().strip()
 b = open(sys.argv[2]).read().split("\n")
+m = open(sys.argv[3]).read().strip()
 if b and b[-1] == "":
     b.pop()
 n = len(b)
@@ -142,7 +149,9 @@ if b != [str(i) for i in range(1, n + 1)]:
     sys.exit("b is not 1..n (a write was caught half-way?)")
 if a not in ("", str(n), str(n + 1)):
     sys.exit("a=%s but b ends at %d: not one instant" % (a, n))
-print("a=%s b ends at %d" % (a or "''", n))
+if m and int(m) not in (n, n - 1):
+    sys.exit("m=%s but b ends at %d: not one instant (a stale copy?)" % (m, n))
+print("a=%s b ends at %d m=%s" % (a or "''", n, m or "''"))
 EOF
 }
 
@@ -196,10 +205,10 @@ scenarios() {
 	start_workload "$CG" "$S"
 	check "$kind: the workload runs before the take" advancing "$S"
 
-	say "$kind: a slow take (--threads 1, new data): frozen while paused, one instant captured"
+	say "$kind: a slow take (--threads 1, new data, --no-precopy): frozen while paused, one instant captured"
 	R=$W/repo-$kind-paused
 	"$CAIRN" init --repo "$R" > /dev/null
-	"$CAIRN" take --repo "$R" --root "$ROOT" --exclude /big --name live --cgroup "$CG" --threads 1 --json \
+	"$CAIRN" take --repo "$R" --root "$ROOT" --exclude /big --name live --cgroup "$CG" --threads 1 --no-precopy --json \
 		> "$LOG/$kind-paused.out" 2> "$LOG/$kind-paused.err" &
 	local cpid=$! c1 c2 f still
 	if wait_state "$LOG/$kind-paused.out" paused; then
@@ -237,8 +246,8 @@ import json, sys; s = json.load(open(sys.argv[1])); sys.exit(0 if s[0]["pause_ms
 	say "$kind: a failing take (injected EIO while writing) thaws; error, then resumed; nothing committed"
 	R=$W/repo-$kind
 	"$CAIRN" init --repo "$R" > /dev/null
-	CAIRN_FAULT=write:1:EIO cairn "$kind-fault" take --repo "$R" --root "$ROOT" --exclude /big --exclude /mid --name f \
-		--cgroup "$CG" --release --json
+	CAIRN_FAULT=write:3:EIO cairn "$kind-fault" take --repo "$R" --root "$ROOT" --exclude /big --exclude /mid --name f \
+		--cgroup "$CG" --release --no-precopy --json
 	check "$kind: the failing take exits 1 (got $RC)" test "$RC" = 1
 	ev=$(events "$OUT")
 	check "$kind: events: error then resumed ($ev)" test "$ev" = "state:suspending state:paused error state:resumed"
@@ -251,7 +260,7 @@ import json, sys; s = json.load(open(sys.argv[1])); sys.exit(0 if s[0]["pause_ms
 	say "$kind: SIGTERM while paused aborts: thawed, nothing committed"
 	R=$W/repo-$kind-term
 	"$CAIRN" init --repo "$R" > /dev/null
-	"$CAIRN" take --repo "$R" --root "$ROOT" --name t --cgroup "$CG" --threads 1 --json \
+	"$CAIRN" take --repo "$R" --root "$ROOT" --name t --cgroup "$CG" --threads 1 --no-precopy --json \
 		> "$LOG/$kind-term.out" 2> "$LOG/$kind-term.err" &
 	cpid=$!
 	wait_state "$LOG/$kind-term.out" paused || fail "$kind: a paused event within 10 s"
@@ -269,7 +278,7 @@ import json, sys; s = json.load(open(sys.argv[1])); sys.exit(0 if s[0]["pause_ms
 	say "$kind: SIGKILL of cairn while paused: the guardian thaws within a second"
 	R=$W/repo-$kind-kill
 	"$CAIRN" init --repo "$R" > /dev/null
-	"$CAIRN" take --repo "$R" --root "$ROOT" --name k --cgroup "$CG" --threads 1 --json \
+	"$CAIRN" take --repo "$R" --root "$ROOT" --name k --cgroup "$CG" --threads 1 --no-precopy --json \
 		> "$LOG/$kind-kill.out" 2> "$LOG/$kind-kill.err" &
 	cpid=$!
 	wait_state "$LOG/$kind-kill.out" paused || fail "$kind: a paused event within 10 s"
@@ -304,7 +313,7 @@ import json, sys; s = json.load(open(sys.argv[1])); sys.exit(0 if s[0]["pause_ms
 	head -c 768M /dev/urandom > "$ROOT/huge/data"
 	R=$W/repo-$kind-max
 	"$CAIRN" init --repo "$R" > /dev/null
-	cairn "$kind-max" take --repo "$R" --root "$ROOT" --name m --cgroup "$CG" --threads 1 --max-pause 1 --json
+	cairn "$kind-max" take --repo "$R" --root "$ROOT" --name m --cgroup "$CG" --threads 1 --max-pause 1 --no-precopy --json
 	rm -rf "$ROOT/huge"
 	check "$kind: --max-pause: exit 1 (got $RC)" test "$RC" = 1
 	ev=$(events "$OUT")
@@ -313,6 +322,75 @@ import json, sys; s = json.load(open(sys.argv[1])); sys.exit(0 if s[0]["pause_ms
 	check "$kind: --max-pause: nothing committed" test "$(snapshot_count "$R")" = 0
 	check "$kind: --max-pause: thawed" test "$(frozen "$CG")" = 0
 	check "$kind: --max-pause: the workload runs" advancing "$S"
+	rm -rf "$R"
+
+	say "$kind: the default pre-copy: copied while the instance runs; frozen, only what changed is read"
+	R=$W/repo-$kind-pre
+	"$CAIRN" init --repo "$R" > /dev/null
+	cairn "$kind-pre" take --repo "$R" --root "$ROOT" --name p --cgroup "$CG" --json
+	check "$kind: pre-copy: exit 0 (got $RC)" test "$RC" = 0
+	ev=$(events "$OUT")
+	check "$kind: pre-copy: events in SPEC order ($ev)" test "$ev" = "state:suspending state:paused state:saved state:resumed done"
+	check "$kind: pre-copy: its progress events (phase precopy) come before suspending, the others after" "$PY" -c '
+import json, sys
+seen_suspend = n_pre = 0
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    if o["event"] == "state" and o["state"] == "suspending":
+        seen_suspend = 1
+    if o["event"] == "progress" and o.get("phase") == "precopy":
+        n_pre += 1
+        if seen_suspend:
+            sys.exit("a precopy progress event after suspending")
+    elif o["event"] == "progress" and not seen_suspend:
+        sys.exit("a progress event without phase before suspending")
+sys.exit(0 if n_pre > 0 else "no precopy progress event")' "$OUT"
+	local reused precopy_ms
+	reused=$(json_get "$OUT" done reused_files || true)
+	precopy_ms=$(json_get "$OUT" done precopy_ms || true)
+	check "$kind: pre-copy: the frozen capture reused the copied files ($reused reused, $precopy_ms ms of pre-copy, $(json_get "$OUT" done pause_ms || true) ms paused)" \
+		test "${reused:-0}" -ge 2 -a "${precopy_ms:-0}" -gt 0
+	snap=$(json_get "$OUT" done snapshot || true)
+	check "$kind: pre-copy: the snapshot is one instant ($(consistent "$R" "$snap" "state/$kind" 2>&1 || true))" consistent "$R" "$snap" "state/$kind"
+	check "$kind: pre-copy: files created and removed: one instant ($(churn_consistent "$R" "$snap" "state/$kind" 2>&1 || true))" churn_consistent "$R" "$snap" "state/$kind"
+	"$CAIRN" cat --repo "$R" "$snap" mid/data > "$W/pre-mid"
+	cmp_check "$kind: pre-copy: mid/data" "$ROOT/mid/data" "$W/pre-mid"
+	rm -f "$W/pre-mid"
+	check "$kind: pre-copy: thawed" test "$(frozen "$CG")" = 0
+	check "$kind: pre-copy: fsck passes" "$CAIRN" fsck --repo "$R"
+	rm -rf "$R"
+
+	say "$kind: a failure during the pre-copy (a pack write): error, never frozen, nothing committed"
+	R=$W/repo-$kind-prefault
+	"$CAIRN" init --repo "$R" > /dev/null
+	CAIRN_FAULT=write:3:EIO cairn "$kind-prefault" take --repo "$R" --root "$ROOT" --name f --cgroup "$CG" --json
+	check "$kind: pre-copy failure: exit 1 (got $RC)" test "$RC" = 1
+	ev=$(events "$OUT")
+	check "$kind: pre-copy failure: only the error ($ev)" test "$ev" = "error"
+	check "$kind: pre-copy failure: nothing committed" test "$(snapshot_count "$R")" = 0
+	check "$kind: pre-copy failure: not frozen" test "$(frozen "$CG")" = 0
+
+	say "$kind: SIGTERM during the pre-copy: error, never frozen, nothing committed"
+	R=$W/repo-$kind-preterm
+	"$CAIRN" init --repo "$R" > /dev/null
+	"$CAIRN" take --repo "$R" --root "$ROOT" --name t --cgroup "$CG" --threads 1 --json \
+		> "$LOG/$kind-preterm.out" 2> "$LOG/$kind-preterm.err" &
+	cpid=$!
+	local n=0
+	until grep -q '"phase":"precopy"' "$LOG/$kind-preterm.out"; do
+		sleep 0.02
+		n=$((n + 1))
+		[ $n -lt 500 ] || break
+	done
+	kill -TERM $cpid
+	set +e; wait $cpid; RC=$?; set -e
+	check "$kind: SIGTERM in the pre-copy: exit 1 (got $RC)" test "$RC" = 1
+	ev=$(events "$LOG/$kind-preterm.out")
+	check "$kind: SIGTERM in the pre-copy: only the error ($ev)" test "$ev" = "error"
+	check "$kind: SIGTERM in the pre-copy: the message says so" grep -q 'interrupted by SIGTERM before' "$LOG/$kind-preterm.err"
+	check "$kind: SIGTERM in the pre-copy: nothing committed" test "$(snapshot_count "$R")" = 0
+	check "$kind: SIGTERM in the pre-copy: not frozen" test "$(frozen "$CG")" = 0
+	check "$kind: SIGTERM in the pre-copy: the workload runs" advancing "$S"
 	rm -rf "$R"
 
 	say "$kind: --release: killed after the commit"
@@ -344,6 +422,7 @@ S=$ROOT/state/bad
 start_workload "$CG" "$S"
 expect_rc 2 release-alone take --repo "$R" --root "$ROOT" --name x --release
 expect_rc 2 maxpause-alone take --repo "$R" --root "$ROOT" --name x --max-pause 5
+expect_rc 2 noprecopy-alone take --repo "$R" --root "$ROOT" --name x --no-precopy
 expect_rc 2 maxpause-zero take --repo "$R" --root "$ROOT" --name x --cgroup "$CG" --max-pause 0
 expect_rc 6 no-cgroup take --repo "$R" --root "$ROOT" --name x --cgroup "$BASE/cairn-e2e-absent"
 expect_rc 2 root-cgroup take --repo "$R" --root "$ROOT" --name x --cgroup "$W"

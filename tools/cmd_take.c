@@ -7,7 +7,7 @@
 struct take_args {
 	const char *root, *name, *user, *parent, *cgroup, *upper, *base;
 	struct strlist excludes, labels;
-	int no_parent, release, quiet, threads, no_uring, max_pause;
+	int no_parent, release, quiet, threads, no_uring, max_pause, no_precopy;
 };
 
 /* The engine's events, plus whether it froze the cgroup: a failed take then
@@ -34,6 +34,8 @@ static int check_args(const struct cli *cli, const struct take_args *a)
 		return cli_error(cli, CAIRN_EUSAGE, "--root is required (or --upper with --base)");
 	if (a->release && !a->cgroup)
 		return cli_error(cli, CAIRN_EUSAGE, "--release needs --cgroup");
+	if (a->no_precopy && !a->cgroup)
+		return cli_error(cli, CAIRN_EUSAGE, "--no-precopy needs --cgroup");
 	if (a->max_pause && !a->cgroup)
 		return cli_error(cli, CAIRN_EUSAGE, "--max-pause needs --cgroup");
 	if (a->cgroup && !*a->cgroup)
@@ -68,6 +70,7 @@ static void print_done(const cairn_take_result *r)
 	json_u64(&j, "stored_bytes", r->stored_bytes);
 	json_u64(&j, "pause_ms", r->pause_ms);
 	json_u64(&j, "duration_ms", r->duration_ms);
+	json_u64(&j, "precopy_ms", r->precopy_ms);
 	json_u64(&j, "dirs", r->dirs);
 	json_u64(&j, "reused_files", r->reused_files);
 	json_u64(&j, "sockets_skipped", r->sockets_skipped);
@@ -136,6 +139,7 @@ static int take(const struct cli *cli, cairn_repo *repo, const struct take_args 
 	to.cgroup = a->cgroup;
 	to.release = a->release;
 	to.max_pause_ms = (uint64_t)a->max_pause * 1000;
+	to.no_precopy = a->no_precopy;
 	to.upper = a->upper;
 	to.base = a->base;
 	cairn_take_result res;
@@ -179,6 +183,7 @@ int cmd_take(struct cli *cli, int argc, char **argv)
 		{ "--release", NULL, OPT_FLAG, &a.release, NULL, "kill the cgroup's processes after the commit instead of resuming them", 0, 0, 0 },
 		{ "--upper", NULL, OPT_STR, &a.upper, "UPPERDIR", "capture only this overlay upper directory, applied to --base", 0, 0, 0 },
 		{ "--base", NULL, OPT_STR, &a.base, "SNAP", "the snapshot of the overlay's lower layer (with --upper)", 0, 0, 0 },
+		{ "--no-precopy", NULL, OPT_FLAG, &a.no_precopy, NULL, "read everything while frozen (default: copy first while the instance runs, then only what changed)", 0, 0, 0 },
 		{ "--max-pause", NULL, OPT_INT, &a.max_pause, "SECONDS", "abort the take and thaw when paused longer than this", 0, 1, 86400 },
 		OPT_JSON(cli),
 		{ "-q", "--quiet", OPT_FLAG, &a.quiet, NULL, "no progress line; print only the snapshot id", 0, 0, 0 },

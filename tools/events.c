@@ -63,6 +63,8 @@ static void json_progress(const cairn_event *ev)
 	json_start(&j, stdout);
 	json_open(&j, NULL, '{');
 	json_str(&j, "event", "progress");
+	if (ev->phase)
+		json_str(&j, "phase", ev->phase);
 	json_u64(&j, "files", ev->files);
 	json_u64(&j, "bytes", ev->bytes);
 	json_u64(&j, "new_bytes", ev->new_bytes);
