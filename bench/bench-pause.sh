@@ -74,29 +74,45 @@ for l in open(sys.argv[1]):
     e=json.loads(l)
     if e.get("event")=="done": print(e["pause_ms"], e["duration_ms"], e["files"], e.get("reused_files",0))' "$1"; }
 
-R=$work/repo
-"$CAIRN" init --repo "$R" >/dev/null
+# Each step runs twice on the same data: into repository A with the default
+# pre-copy (content copied while the instance runs, then only what changed
+# since is read while frozen), and into B with --no-precopy (everything read
+# while frozen).
+A=$work/repo-precopy
+B=$work/repo-frozen
+"$CAIRN" init --repo "$A" >/dev/null
+"$CAIRN" init --repo "$B" >/dev/null
 start_workload "$work/rootfs"
 sleep 0.5
-sync; echo 3 > /proc/sys/vm/drop_caches
+# take_both STEP ARGS...: the take into A and into B; sets pA.. and pB..
+take_both() {
+	local step=$1
+	shift
+	sync; echo 3 > /proc/sys/vm/drop_caches
+	"$CAIRN" take --repo "$A" "$@" --cgroup "$cg" --json > "$work/$step-a.json"
+	read -r pa da fa ra < <(pause_of "$work/$step-a.json")
+	sync; echo 3 > /proc/sys/vm/drop_caches
+	"$CAIRN" take --repo "$B" "$@" --cgroup "$cg" --no-precopy --json > "$work/$step-b.json"
+	read -r pb db fb rb < <(pause_of "$work/$step-b.json")
+	printf '%s|%s|%s|%s|%s|%s|%s\n' "$step" "$pa" "$da" "$pb" "$db" "$fa" "$ra" >> "$work/rows"
+}
+: > "$work/rows"
 echo "== 1. full take (cold cache)"
-"$CAIRN" take --repo "$R" --root "$work/rootfs" --name full --user bench --cgroup "$cg" --no-parent --json > "$work/t1.json"
-read -r p1 d1 f1 r1 < <(pause_of "$work/t1.json")
+take_both "full take (cold cache)" --root "$work/rootfs" --name full --user bench --no-parent
 echo "== 2. incremental take after ~1% change"
 change "$work/rootfs"
-"$CAIRN" take --repo "$R" --root "$work/rootfs" --name incr --user bench --cgroup "$cg" --json > "$work/t2.json"
-read -r p2 d2 f2 r2 < <(pause_of "$work/t2.json")
+take_both "incremental, ~1% changed" --root "$work/rootfs" --name incr --user bench
 
 echo "== 3. upper mode over an overlay"
 mkdir -p "$work/upper" "$work/ovlwork" "$work/merged"
-"$CAIRN" take --repo "$R" --root "$work/rootfs" --name lower --user bench --json > "$work/t3base.json"
+"$CAIRN" take --repo "$A" --root "$work/rootfs" --name lower --user bench --json > /dev/null
+"$CAIRN" take --repo "$B" --root "$work/rootfs" --name lower --user bench --json > /dev/null
 mount -t overlay overlay -o "lowerdir=$work/rootfs,upperdir=$work/upper,workdir=$work/ovlwork" "$work/merged"
 change "$work/merged"
-"$CAIRN" take --repo "$R" --upper "$work/upper" --base lower --name upper --user bench --cgroup "$cg" --json > "$work/t3.json"
-read -r p3 d3 f3 r3 < <(pause_of "$work/t3.json")
+take_both "upper mode, ~1% changed" --upper "$work/upper" --base lower --name upper --user bench
 
-printf '\n%-34s %10s %12s %8s %8s\n' step pause_ms duration_ms files reused
-printf '%-34s %10s %12s %8s %8s\n' "full take (cold cache)" "$p1" "$d1" "$f1" "$r1"
-printf '%-34s %10s %12s %8s %8s\n' "incremental, ~1% changed" "$p2" "$d2" "$f2" "$r2"
-printf '%-34s %10s %12s %8s %8s\n' "upper mode, ~1% changed" "$p3" "$d3" "$f3" "$r3"
+printf '\n%-28s %14s %14s %14s %14s %8s %8s\n' step pause_ms "(duration)" "no-precopy" "(duration)" files reused
+while IFS='|' read -r step pa da pb db fa ra; do
+	printf '%-28s %14s %14s %14s %14s %8s %8s\n' "$step" "$pa" "$da" "$pb" "$db" "$fa" "$ra"
+done < "$work/rows"
 printf 'rootfs %d MiB, %d files; the workload ran in %s\n' $((bytes / 1048576)) "$files" "$cg"

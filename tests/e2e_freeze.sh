@@ -442,6 +442,19 @@ check "cairn inside the group it would freeze: exit 2 (got $RC)" test "$RC" = 2
 check "  ... and says why" grep -q 'cairn itself' "$LOG/self.err"
 check "no snapshot from the bad uses" test "$(snapshot_count "$R")" = 0
 
+say "over quota with --cgroup: refused during the pre-copy, the instance never paused"
+"$CAIRN" quota set --repo "$R" small 100 > /dev/null
+head -c 300000 /dev/urandom > "$ROOT/state/quota-data"
+cairn quota-cg take --repo "$R" --root "$ROOT" --user small --name q --cgroup "$CG" --json
+rm -f "$ROOT/state/quota-data"
+check "over quota: exit 3 (got $RC)" test "$RC" = 3
+ev=$(events "$OUT")
+check "over quota: only the error, no suspending ($ev)" test "$ev" = "error"
+check "over quota: the message gives the quota" grep -q 'quota of 100 bytes' "$ERR"
+check "over quota: not frozen" test "$(frozen "$CG")" = 0
+check "over quota: no usage charged" test "$("$CAIRN" usage --repo "$R" --json | "$PY" -c '
+import json, sys; print(sum(u["used_bytes"] for u in json.load(sys.stdin) if u["user"] == "small"))')" = 0
+
 # ---- /proc/PID/root ----------------------------------------------------------------
 say "a root of /proc/PID/root: a process pivoted into its own mount namespace"
 CT=$W/ct
