@@ -551,17 +551,13 @@ static int reuse_from_parent(take_ctx *c, walk_node *dir, const oid *parent_tree
 	return rc;
 }
 
-/* Content unchanged since the pre-copy captured it: the same inode, size,
- * mtime and ctime, and that ctime before the pre-copy started (a change in
- * the same clock tick as an earlier look leaves ctime as it was; racy git's
- * rule). */
+/* Content unchanged since the pre-copy captured it: the same inode and
+ * ctime, that ctime before the pre-copy started (walk_unchanged_since),
+ * and (belt and braces) the same size and mtime. */
 static int unchanged_since(const walk_node *k, const walk_node *p, const struct timespec *start)
 {
-	return k->ino == p->ino && k->dev_major == p->dev_major && k->dev_minor == p->dev_minor &&
-	       k->size == p->size && k->mtime_sec == p->mtime_sec && k->mtime_nsec == p->mtime_nsec &&
-	       k->ctime_sec == p->ctime_sec && k->ctime_nsec == p->ctime_nsec &&
-	       (k->ctime_sec < start->tv_sec ||
-	        (k->ctime_sec == start->tv_sec && k->ctime_nsec < (uint32_t)start->tv_nsec));
+	return walk_unchanged_since(k, p, start) && k->size == p->size && k->mtime_sec == p->mtime_sec &&
+	       k->mtime_nsec == p->mtime_nsec;
 }
 
 /* Give files the pre-copy captured and that have not changed since its
@@ -860,7 +856,11 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	collect col = {0};
 	pthread_t *threads = NULL;
 	int nthreads = 0;
-	walk_options wo = {o->excludes, o->nexcludes, o->no_uring};
+	walk_options wo = {o->excludes, o->nexcludes, o->no_uring, NULL, {0, 0}};
+	if (pre) { /* unchanged entries keep the pre-copy's xattrs and targets: no syscalls */
+		wo.prior = pre->root;
+		wo.prior_start = pre->start;
+	}
 
 	if ((rc = walk_run(&c->root, root_path, &wo, ws)) < 0) goto done;
 	if ((rc = freeze_check(fz)) < 0) goto done;

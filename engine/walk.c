@@ -62,6 +62,7 @@ typedef struct dstate {
 	size_t nents, next;
 	size_t outstanding;    /* statx issued, not completed */
 	int scanned;           /* all entries issued */
+	const walk_node *prior; /* this directory in the prior walk, or NULL */
 } dstate;
 
 typedef struct req {
@@ -95,6 +96,8 @@ typedef struct walker {
 
 	uint8_t *dents;
 	char *xlist;
+	const walk_node *prior;          /* walk_options.prior */
+	struct timespec prior_start;
 	uint8_t *xval;
 	int xattrat; /* listxattrat/getxattrat available */
 } walker;
@@ -508,6 +511,44 @@ done:
 	return rc;
 }
 
+/* From an unchanged entry of the prior walk (walk_options.prior). */
+static int copy_target(walk_node *n, const walk_node *p)
+{
+	if (!(n->target = malloc(p->target_len + 1))) return ERR_OOM();
+	memcpy(n->target, p->target, p->target_len + 1);
+	n->target_len = p->target_len;
+	return 0;
+}
+
+static int copy_xattrs(walk_node *n, const walk_node *p)
+{
+	if (!p->nxattrs) return 0;
+	if (!(n->xattrs = calloc(p->nxattrs, sizeof(*n->xattrs)))) return ERR_OOM();
+	for (uint32_t i = 0; i < p->nxattrs; i++) {
+		walk_xattr *x = &n->xattrs[n->nxattrs];
+		x->name = strdup(p->xattrs[i].name);
+		x->value = malloc(p->xattrs[i].value_len ? p->xattrs[i].value_len : 1);
+		if (!x->name || !x->value) {
+			free(x->name);
+			free(x->value);
+			return ERR_OOM(); /* what was copied is freed with the node */
+		}
+		memcpy(x->value, p->xattrs[i].value, p->xattrs[i].value_len);
+		x->value_len = p->xattrs[i].value_len;
+		n->nxattrs++;
+	}
+	return 0;
+}
+
+int walk_unchanged_since(const walk_node *n, const walk_node *p, const struct timespec *start)
+{
+	return n->type == p->type && n->ino == p->ino && n->dev_major == p->dev_major &&
+	       n->dev_minor == p->dev_minor && n->ctime_sec == p->ctime_sec &&
+	       n->ctime_nsec == p->ctime_nsec &&
+	       (n->ctime_sec < start->tv_sec ||
+	        (n->ctime_sec == start->tv_sec && n->ctime_nsec < (uint32_t)start->tv_nsec));
+}
+
 static void fill_meta(walk_node *n, const struct statx *s)
 {
 	n->mode = s->stx_mode;
@@ -542,7 +583,7 @@ static int type_of(uint32_t mode)
 	}
 }
 
-static int push_dir(walker *w, walk_node *n, const excl *ex)
+static int push_dir(walker *w, walk_node *n, const excl *ex, const walk_node *prior)
 {
 	if (w->ndirs == w->cap_dirs) {
 		size_t nc = w->cap_dirs ? w->cap_dirs * 2 : 256;
@@ -556,6 +597,7 @@ static int push_dir(walker *w, walk_node *n, const excl *ex)
 	d->node = n;
 	d->ex = ex;
 	d->fd = -1;
+	d->prior = prior;
 	n->user = d;
 	w->dirs[w->ndirs++] = d;
 	return 0;
@@ -621,18 +663,21 @@ static int complete(walker *w, req *r, int res)
 		n->is_mount = 1;
 		w->st->mounts_skipped++;
 	}
+	const walk_node *p = d->prior ? walk_find_kid(d->prior, n->name, n->name_len) : NULL;
+	if (p && (p->is_mount != n->is_mount || !walk_unchanged_since(n, p, &w->prior_start))) p = NULL;
 	if (t == TREE_SYMLINK) {
-		rc = read_target(w, n, d->fd, s->stx_size);
+		rc = p ? copy_target(n, p) : read_target(w, n, d->fd, s->stx_size);
 		if (rc) goto drop;
 	}
 	if (!n->is_mount) {
 		xsrc x = {.fd = -1, .dirfd = d->fd, .name = n->name};
-		rc = read_xattrs(w, n, &x);
+		rc = p ? copy_xattrs(n, p) : read_xattrs(w, n, &x);
 		if (rc) goto drop;
 	}
 	d->node->kids[d->node->nkids++] = n;
 	if (t == TREE_DIR && !n->is_mount) {
-		rc = push_dir(w, n, excl_find(d->ex, n->name, n->name_len));
+		const walk_node *pd = d->prior ? walk_find_kid(d->prior, n->name, n->name_len) : NULL;
+		rc = push_dir(w, n, excl_find(d->ex, n->name, n->name_len), pd && pd->type == TREE_DIR ? pd : NULL);
 		if (rc) {
 			d->node->nkids--;
 			goto drop;
@@ -910,7 +955,7 @@ static int open_root(walker *w, walk_node **rootp)
 	int rc = read_xattrs(w, n, &x);
 	if (rc == 1) rc = error_set(CAIRN_EIO, "walk %s: root vanished", w->root);
 	if (rc) return rc;
-	rc = push_dir(w, n, w->ex_root);
+	rc = push_dir(w, n, w->ex_root, w->prior);
 	if (rc) return rc;
 	dstate *d = n->user;
 	d->fd = fd;
@@ -948,6 +993,10 @@ int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_s
 	memset(&w, 0, sizeof(w));
 	w.root = root;
 	w.rootfd = -1;
+	if (opts && opts->prior) {
+		w.prior = opts->prior;
+		w.prior_start = opts->prior_start;
+	}
 	if (!stats) stats = &dummy;
 	memset(stats, 0, sizeof(*stats));
 	w.st = stats;

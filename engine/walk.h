@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct walk_xattr {
 	char *name;       /* NUL-terminated */
@@ -42,6 +43,12 @@ typedef struct walk_options {
 	const char *const *excludes; /* absolute paths inside the root, e.g. "/var/cache"; omitted entirely */
 	size_t nexcludes;
 	int no_uring;                /* use plain syscalls */
+	/* A walk of the same root made earlier (a take's pre-copy), or NULL:
+	 * an entry unchanged since (walk_unchanged_since with prior_start)
+	 * takes its xattrs and symlink target from it instead of reading them
+	 * again (setxattr and a new symlink change the ctime). */
+	const struct walk_node *prior;
+	struct timespec prior_start;
 } walk_options;
 
 /* files/dirs/symlinks/specials count the nodes of the result (the root and
@@ -67,6 +74,10 @@ void walk_free(walk_node *root);
 
 /* Path of n relative to the root ("a/b/c"; "" for the root), malloc'd. */
 char *walk_path(const walk_node *n);
+/* 1 when n is p as seen by an earlier walk and unchanged since: same type,
+ * device, inode and ctime, and that ctime before start (when that walk
+ * began; a change in the same clock tick as a look leaves ctime as it was). */
+int walk_unchanged_since(const walk_node *n, const walk_node *p, const struct timespec *start);
 /* The child of dir named name (len bytes), or NULL: a binary search. */
 walk_node *walk_find_kid(const walk_node *dir, const char *name, size_t len);
 

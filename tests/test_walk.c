@@ -670,7 +670,7 @@ static void test_main_tree(void)
 	const char *env = getenv("CAIRN_NO_URING");
 	int env_off = env && !strcmp(env, "1");
 	const char *ex[] = {"/excl//a/", "//dir/sub/f", "/does/not/exist", "/./excl/a"};
-	walk_options o = {ex, 4, 0};
+	walk_options o = {.excludes = ex, .nexcludes = 4};
 	walk_stats su, sp;
 
 	int fds0 = count_fds();
@@ -925,7 +925,7 @@ static void test_errors(void)
 	CHECK(n == NULL);
 	const char *bad[][1] = {{"var/cache"}, {"/"}, {"///"}, {"/a/../b"}};
 	for (size_t i = 0; i < 4; i++) {
-		walk_options o = {bad[i], 1, 0};
+		walk_options o = {.excludes = bad[i], .nexcludes = 1};
 		walk_stats s;
 		CHECK_EQ(walk_run(&n, rootpath, &o, &s), CAIRN_EUSAGE);
 		CHECK(n == NULL);
@@ -954,7 +954,7 @@ static void test_tmpfs_root(void)
 	if (lsetxattr(xp, "trusted.big", big, sizeof(big), 0) < 0) okx = 0;
 	if (fsetxattr(r, "trusted.rootattr", "R", 1, 0) < 0) okx = 0;
 	walk_stats s1, s2;
-	walk_options o = {NULL, 0, 0};
+	walk_options o = {.no_uring = 0};
 	walk_node *a = walk_ok(p, &o, &s1);
 	o.no_uring = 1;
 	walk_node *b = walk_ok(p, &o, &s2);
@@ -974,6 +974,75 @@ static void test_tmpfs_root(void)
 	umount2(p, MNT_DETACH);
 }
 
+/* walk_options.prior: an entry unchanged since the prior walk keeps its
+ * xattrs and symlink target (shown by forging them in the prior tree);
+ * one changed since (setxattr, a new symlink, a removed xattr) is read
+ * again; an entry whose ctime is not before prior_start is read again. */
+static void test_prior(void)
+{
+	char p[PATH_MAX + 16], q[PATH_MAX + 64];
+	snprintf(p, sizeof(p), "%s/prior", base);
+	if (mkdir(p, 0755) < 0) die("prior");
+	const char *names[] = {"keep", "setx", "d"};
+	for (int i = 0; i < 3; i++) {
+		snprintf(q, sizeof(q), "%s/%s", p, names[i]);
+		if (i == 2 ? mkdir(q, 0755) < 0 : close(open(q, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) < 0) die("prior entry");
+		if (lsetxattr(q, "user.v", "old", 3, 0) < 0) {
+			printf("note: prior test skipped (user xattrs: %s)\n", strerror(errno));
+			return;
+		}
+	}
+	snprintf(q, sizeof(q), "%s/link", p);
+	if (symlink("old-target", q) < 0) die("symlink");
+	snprintf(q, sizeof(q), "%s/samelink", p);
+	if (symlink("same-target", q) < 0) die("symlink");
+	struct timespec ts = {0, 20 * 1000 * 1000};
+	nanosleep(&ts, NULL); /* the entries' ctimes are now in an earlier clock tick */
+	struct timespec start;
+	clock_gettime(CLOCK_REALTIME_COARSE, &start);
+	walk_options o = {.no_uring = 0};
+	walk_node *first = walk_ok(p, &o, NULL);
+	CHECK(first != NULL);
+	if (!first) return;
+
+	/* changes after the prior walk began */
+	snprintf(q, sizeof(q), "%s/setx", p);
+	CHECK(lsetxattr(q, "user.v", "new", 3, 0) == 0);
+	snprintf(q, sizeof(q), "%s/d", p);
+	CHECK(lremovexattr(q, "user.v") == 0);
+	snprintf(q, sizeof(q), "%s/link", p);
+	CHECK(unlink(q) == 0 && symlink("new-target", q) == 0);
+	/* forge what the prior walk saw of the unchanged entries */
+	walk_node *fk = (walk_node *)kid(first, "keep"), *fl = (walk_node *)kid(first, "samelink");
+	CHECK(fk && fk->nxattrs == 1 && fl && fl->target_len == 11);
+	if (fk && fk->nxattrs == 1) memcpy(fk->xattrs[0].value, "FRG", 3);
+	if (fl && fl->target_len == 11) memcpy(fl->target, "forged-targ", 11);
+
+	for (int mode = 0; mode < 2; mode++) {
+		walk_options po = {.no_uring = mode, .prior = first, .prior_start = start};
+		walk_node *second = walk_ok(p, &po, NULL);
+		const walk_node *k = second ? kid(second, "keep") : NULL, *x = second ? kid(second, "setx") : NULL;
+		const walk_node *d = second ? kid(second, "d") : NULL, *l = second ? kid(second, "link") : NULL;
+		const walk_node *sl = second ? kid(second, "samelink") : NULL;
+		CHECK(k && k->nxattrs == 1 && !memcmp(k->xattrs[0].value, "FRG", 3)); /* copied */
+		CHECK(sl && sl->target_len == 11 && !memcmp(sl->target, "forged-targ", 11));
+		CHECK(x && x->nxattrs == 1 && !memcmp(x->xattrs[0].value, "new", 3)); /* read again */
+		CHECK(d && d->nxattrs == 0);
+		CHECK(l && l->target && !strcmp(l->target, "new-target"));
+		walk_free(second);
+
+		/* a prior_start before the entries' ctimes: nothing is taken from the prior walk */
+		po.prior_start = (struct timespec){0, 0};
+		second = walk_ok(p, &po, NULL);
+		k = second ? kid(second, "keep") : NULL;
+		sl = second ? kid(second, "samelink") : NULL;
+		CHECK(k && k->nxattrs == 1 && !memcmp(k->xattrs[0].value, "old", 3));
+		CHECK(sl && sl->target && !strcmp(sl->target, "same-target"));
+		walk_free(second);
+	}
+	walk_free(first);
+}
+
 static void test_churn(void)
 {
 	char p[PATH_MAX + 16];
@@ -983,7 +1052,7 @@ static void test_churn(void)
 	pthread_t th;
 	pthread_create(&th, NULL, churner, NULL);
 	for (int i = 0; i < 30; i++) {
-		walk_options o = {NULL, 0, i & 1};
+		walk_options o = {.no_uring = i & 1};
 		walk_stats s;
 		walk_node *n = NULL;
 		int rc = walk_run(&n, p, &o, &s);
@@ -1021,7 +1090,7 @@ static void test_seccomp_fallback(void)
 			_exit(0);
 		}
 		unsetenv("CAIRN_NO_URING");
-		walk_options o = {NULL, 0, 0};
+		walk_options o = {.no_uring = 0};
 		walk_stats s1, s2;
 		walk_node *a = walk_ok(rootpath, &o, &s1);
 		CHECK_EQ(s1.used_uring, 0);
@@ -1048,7 +1117,7 @@ static void timings(void)
 		double best = 1e9;
 		walk_stats s;
 		for (int i = 0; i < 5; i++) {
-			walk_options o = {NULL, 0, mode};
+			walk_options o = {.no_uring = mode};
 			walk_node *n = NULL;
 			double t0 = now();
 			int rc = walk_run(&n, p, &o, &s);
@@ -1084,6 +1153,7 @@ int main(void)
 	test_main_tree();
 	test_errors();
 	test_tmpfs_root();
+	test_prior();
 	test_churn();
 	test_seccomp_fallback();
 	timings();
