@@ -1102,6 +1102,12 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 
 	if ((rc = link_members(&st)) < 0) goto done;
 	if ((rc = dir_metadata(&st)) < 0) goto done;
+	/* done means durable: an instance started from this tree survives a
+	 * host crash right after (one syncfs, not an fsync per file) */
+	if (syncfs(st.rootfd) < 0) {
+		rc = error_errno(CAIRN_EIO, errno, "restore %s: syncfs", target);
+		goto done;
+	}
 
 	if (out) {
 		out->files = atomic_load(&st.files);
