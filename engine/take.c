@@ -519,6 +519,21 @@ static int chunks_present(take_ctx *c, const tree_entry *e)
 	return writer_ref_chunks(c->writer, e->chunks, e->nchunks);
 }
 
+/* fs gets content captured before (copies of the lists): not read again. */
+static int reuse_content(file_state *fs, uint64_t size, const tree_chunk *chunks, uint32_t nchunks,
+                         const tree_extent *extents, uint32_t nextents)
+{
+	fs->size = size;
+	if (nchunks && !(fs->chunks = malloc(nchunks * sizeof(tree_chunk)))) return ERR_OOM();
+	if (nchunks) memcpy(fs->chunks, chunks, nchunks * sizeof(tree_chunk));
+	fs->nchunks = fs->cap = nchunks;
+	if (nextents && !(fs->extents = malloc(nextents * sizeof(tree_extent)))) return ERR_OOM();
+	if (nextents) memcpy(fs->extents, extents, nextents * sizeof(tree_extent));
+	fs->nextents = nextents;
+	fs->reused = fs->captured = 1;
+	return 0;
+}
+
 /* Give unchanged files their parent's chunk lists, so they are not read. */
 static int reuse_from_parent(take_ctx *c, walk_node *dir, const oid *parent_tree)
 {
@@ -532,19 +547,7 @@ static int reuse_from_parent(take_ctx *c, walk_node *dir, const oid *parent_tree
 		if (k->type == TREE_DIR && e->type == TREE_DIR && !k->is_mount) {
 			rc = reuse_from_parent(c, k, &e->subtree);
 		} else if (k->type == TREE_REG && same_file(k, e) && (rc = chunks_present(c, e)) == 1) {
-			rc = 0;
-			file_state *fs = k->user;
-			fs->size = e->size;
-			fs->nchunks = fs->cap = e->nchunks;
-			if (e->nchunks && !(fs->chunks = malloc(e->nchunks * sizeof(tree_chunk)))) rc = ERR_OOM();
-			else if (e->nchunks) memcpy(fs->chunks, e->chunks, e->nchunks * sizeof(tree_chunk));
-			if (rc == 0 && e->nextents) {
-				fs->extents = malloc(e->nextents * sizeof(tree_extent));
-				if (!fs->extents) rc = ERR_OOM();
-				else memcpy(fs->extents, e->extents, e->nextents * sizeof(tree_extent));
-				fs->nextents = e->nextents;
-			}
-			fs->reused = fs->captured = 1;
+			rc = reuse_content(k->user, e->size, e->chunks, e->nchunks, e->extents, e->nextents);
 		}
 	}
 	tree_free(&t);
@@ -580,17 +583,7 @@ static int reuse_from_precopy(take_ctx *c, walk_node *dir, const walk_node *pre_
 		if (ps->leader) ps = ps->leader;
 		if (!ps->captured || ps->size != p->size || !unchanged_since(k, p, start)) continue;
 		if ((rc = writer_ref_chunks(c->writer, ps->chunks, ps->nchunks)) != 1) continue;
-		rc = 0;
-		fs->size = ps->size;
-		fs->nchunks = fs->cap = ps->nchunks;
-		if (ps->nchunks && !(fs->chunks = malloc(ps->nchunks * sizeof(tree_chunk)))) return ERR_OOM();
-		if (ps->nchunks) memcpy(fs->chunks, ps->chunks, ps->nchunks * sizeof(tree_chunk));
-		if (ps->nextents) {
-			if (!(fs->extents = malloc(ps->nextents * sizeof(tree_extent)))) return ERR_OOM();
-			memcpy(fs->extents, ps->extents, ps->nextents * sizeof(tree_extent));
-			fs->nextents = ps->nextents;
-		}
-		fs->reused = fs->captured = 1;
+		rc = reuse_content(fs, ps->size, ps->chunks, ps->nchunks, ps->extents, ps->nextents);
 	}
 	return rc;
 }
