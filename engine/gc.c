@@ -927,6 +927,32 @@ static int may_go(const gc_run *g, int64_t t, int64_t min_start, int64_t now)
 	return t + g->grace <= now && min_start > t + g->skew;
 }
 
+/* Unfinished writes (S3 multipart uploads) go like tmp files: begun long
+ * enough ago, and before every live session started (so a take still
+ * writing one is not cut off; a killed take's session is dead). */
+struct sweep_ctx {
+	gc_run *g;
+	int64_t min_start, now;
+};
+
+static int sweep_visit(const char *name, const char *id, int64_t began_ns, void *payload)
+{
+	struct sweep_ctx *sc = payload;
+	if (!may_go(sc->g, began_ns, sc->min_start, sc->now)) return 0;
+	if (!sc->g->dry) {
+		int rc = store_unfinished_abort(sc->g->r->st, name, id);
+		if (rc < 0) return rc;
+	}
+	sc->g->res->uploads_aborted++;
+	return keep_lock(sc->g);
+}
+
+static int sweep_unfinished(gc_run *g, int64_t min_start, int64_t now)
+{
+	struct sweep_ctx sc = {g, min_start, now};
+	return store_unfinished_list(g->r->st, sweep_visit, &sc);
+}
+
 /* Phase 1: mark what scan s found dead; record candidates. */
 static int mark_phase(gc_run *g, scan *s)
 {
@@ -1301,6 +1327,7 @@ candidates:
 		c->drop = 1;
 		if ((rc = keep_lock(g)) < 0) goto done;
 	}
+	if ((rc = sweep_unfinished(g, s->min_start, now)) < 0) goto done;
 	/* packs and tmp files that appeared since phase 1: candidates from now */
 	for (size_t i = 0; i < s->npacks && rc == 0; i++)
 		if (!s->packs[i].indexed && !cand_find(ms, s->packs[i].name))

@@ -59,6 +59,18 @@ int store_list(store *st, const char *dir, int (*cb)(const char *name, void *pay
 
 int store_delete(store *st, const char *name) { return st->ops->del(st, name); }
 
+int store_unfinished_list(store *st, store_unfinished_cb cb, void *payload)
+{
+	return st->ops->unfinished_list ? st->ops->unfinished_list(st, cb, payload) : 0;
+}
+
+int store_unfinished_abort(store *st, const char *name, const char *id)
+{
+	if (!st->ops->unfinished_abort)
+		return error_set(CAIRN_EUSAGE, "%s: %s: this storage has no unfinished writes", st->ops->kind, name);
+	return st->ops->unfinished_abort(st, name, id);
+}
+
 /* ---- streamed writes: the backend's, or a buffer put whole at commit ---- */
 
 typedef struct buffered_writer {

@@ -38,6 +38,16 @@ int store_list(store *st, const char *dir, int (*cb)(const char *name, void *pay
                void *payload);
 int store_delete(store *st, const char *name);
 
+/* Writes that a dead process left unfinished and that take space though no
+ * listing shows them (S3 multipart uploads): cb gets each one's object
+ * name, the backend's id for it and when it began (ns since the epoch).
+ * Backends that leave none (a directory's tmp/ files are listed as
+ * objects; RADOS writes are whole ops) call cb never. */
+typedef int (*store_unfinished_cb)(const char *name, const char *id, int64_t began_ns, void *payload);
+int store_unfinished_list(store *st, store_unfinished_cb cb, void *payload);
+/* Abort one of them: its parts go; a write still running then fails. */
+int store_unfinished_abort(store *st, const char *name, const char *id);
+
 /* A streamed put of one object, for objects built piece by piece (packs):
  * backends start writing before the end (writeback, multipart upload), and
  * nothing is visible until commit. commit and abort free the writer; abort

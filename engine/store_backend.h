@@ -26,6 +26,9 @@ typedef struct store_ops {
 	                    uint64_t wait_ms);
 	int (*lock_refresh)(store_lock *l);
 	void (*lock_release)(store_lock *l);
+	/* May be NULL: nothing unfinished is ever left (store.h). */
+	int (*unfinished_list)(store *st, store_unfinished_cb cb, void *payload);
+	int (*unfinished_abort)(store *st, const char *name, const char *id);
 } store_ops;
 
 struct store {

@@ -1424,6 +1424,94 @@ static int mp_put(s3_store *st, const char *name, const void *data, size_t len, 
 	return s3_write_commit(w, flags);
 }
 
+/* ---- unfinished multipart uploads (gc) --------------------------------------- */
+
+/* "2026-11-27T21:00:00.000Z" as ns since the epoch; -1 if it is not that. */
+static int64_t iso8601_ns(const char *s)
+{
+	struct tm tm;
+	int ms = 0, n = 0;
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+	           &tm.tm_min, &tm.tm_sec, &n) != 6)
+		return -1;
+	if (s[n] == '.') sscanf(s + n + 1, "%3d", &ms);
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	time_t t = timegm(&tm);
+	return t < 0 ? -1 : (int64_t)t * 1000000000 + (int64_t)ms * 1000000;
+}
+
+static int s3_unfinished_list(store *base, store_unfinished_cb cb, void *payload)
+{
+	s3_store *st = (s3_store *)base;
+	char penc[3 * KEY_MAX + 8], kmark[KEY_MAX + 1] = "", umark[512] = "";
+	char kenc[3 * KEY_MAX + 8], uenc[3 * 512 + 8], query[9 * KEY_MAX], key[KEY_MAX + 1], id[512], began[64];
+	if (url_encode(penc, sizeof(penc), st->prefix, 0) < 0)
+		return error_set(CAIRN_EUSAGE, "%s: prefix too long for S3", st->label);
+	size_t plen = strlen(st->prefix);
+	int rc = 0;
+	for (int page = 0;; page++) {
+		if (kmark[0]) { /* canonical order: key-marker, prefix, upload-id-marker, uploads */
+			if (url_encode(kenc, sizeof(kenc), kmark, 0) < 0 || url_encode(uenc, sizeof(uenc), umark, 0) < 0)
+				return error_set(CAIRN_EIO, "%s: list uploads: marker too long", st->label);
+			snprintf(query, sizeof(query), "key-marker=%s&prefix=%s&upload-id-marker=%s&uploads=", kenc, penc, uenc);
+		} else {
+			snprintf(query, sizeof(query), "prefix=%s&uploads=", penc);
+		}
+		s3_req q = {.method = "GET", .query = query, .max = LIST_BODY_MAX};
+		if ((rc = s3_do(st, &q)) < 0) return rc;
+		if (q.status != 200 || q.overflow || !q.resp.data) {
+			rc = q.status == 200 ? error_set(CAIRN_EIO, "%s: list uploads: page too large or empty", st->label)
+			                     : s3_fail(st, &q, "list uploads");
+			req_free(&q);
+			return rc;
+		}
+		const char *p = (const char *)q.resp.data, *end = p + q.resp.len;
+		if (!memmem(p, q.resp.len, "<ListMultipartUploadsResult", 27)) {
+			req_free(&q);
+			return error_set(CAIRN_EIO, "%s: list uploads: the answer is not a ListMultipartUploadsResult",
+			                 st->label);
+		}
+		char trunc[8] = "false";
+		xml_text(p, end, "IsTruncated", trunc, sizeof(trunc));
+		int more = strcmp(trunc, "true") == 0;
+		if (more && (!xml_text(p, end, "NextKeyMarker", kmark, sizeof(kmark)) ||
+		             !xml_text(p, end, "NextUploadIdMarker", umark, sizeof(umark)))) {
+			req_free(&q);
+			return error_set(CAIRN_EIO, "%s: list uploads: truncated page without markers", st->label);
+		}
+		for (const char *at = p; rc == 0 && (at = memmem(at, (size_t)(end - at), "<Upload>", 8)) != NULL;) {
+			const char *stop = memmem(at, (size_t)(end - at), "</Upload>", 9);
+			if (!stop) break;
+			if (xml_text(at, stop, "Key", key, sizeof(key)) && xml_text(at, stop, "UploadId", id, sizeof(id)) &&
+			    xml_text(at, stop, "Initiated", began, sizeof(began)) && strncmp(key, st->prefix, plen) == 0 &&
+			    strlen(key) > plen) {
+				int64_t t = iso8601_ns(began);
+				if (t >= 0) rc = cb(key + plen, id, t, payload);
+			}
+			at = stop + 9;
+		}
+		req_free(&q);
+		if (rc != 0 || !more) return rc;
+		if (page > 1000000) return error_set(CAIRN_EIO, "%s: list uploads does not end", st->label);
+	}
+}
+
+static int s3_unfinished_abort(store *base, const char *name, const char *id)
+{
+	s3_store *st = (s3_store *)base;
+	char uenc[3 * 512 + 8], query[3 * 512 + 24];
+	if (url_encode(uenc, sizeof(uenc), id, 0) < 0)
+		return error_set(CAIRN_EUSAGE, "%s/%s: upload id too long", st->label, name);
+	snprintf(query, sizeof(query), "uploadId=%s", uenc);
+	s3_req q = {.method = "DELETE", .name = name, .query = query};
+	int rc = s3_do(st, &q);
+	if (rc == 0 && q.status != 204 && q.status != 200 && q.status != 404) rc = s3_fail(st, &q, "abort upload");
+	req_free(&q);
+	return rc;
+}
+
 static const store_ops s3_ops = {
 	.kind = "s3",
 	.free = s3_free,
@@ -1440,4 +1528,6 @@ static const store_ops s3_ops = {
 	.lock_acquire = s3_lock_acquire,
 	.lock_refresh = s3_lock_refresh,
 	.lock_release = s3_lock_release,
+	.unfinished_list = s3_unfinished_list,
+	.unfinished_abort = s3_unfinished_abort,
 };

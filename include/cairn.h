@@ -450,6 +450,7 @@ typedef struct cairn_gc_result {
 	uint64_t packs_deleted, packs_rewritten, packs_written;
 	uint64_t segments_deleted, segments_written;
 	uint64_t tmp_deleted, sessions_removed, markers_removed;
+	uint64_t uploads_aborted;  /* unfinished writes of dead takes (S3 multipart uploads) */
 	uint64_t bytes_deleted, bytes_written;
 	int64_t bytes_reclaimed;   /* bytes_deleted - bytes_written */
 	uint64_t duration_ms;

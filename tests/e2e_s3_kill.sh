@@ -1,9 +1,9 @@
 #!/bin/bash
 # e2e_s3_kill: a take into s3:// killed (SIGKILL) while its packs are being
 # uploaded in parts leaves nothing visible: no snapshot, no half object;
-# only incomplete multipart uploads, which no listing shows and which the
-# bucket's lifecycle rule (or `store_tool.py abort-uploads`) removes; fsck
-# passes, the earlier snapshot restores exactly, gc and a new take work.
+# only incomplete multipart uploads, which no listing shows and which gc
+# aborts once its grace period has passed (a dry run counts them); fsck
+# passes, the earlier snapshot restores exactly, a new take works.
 # Packs are 32 MiB: CAIRN_S3_MULTIPART_MIN=8 MiB sends them in 8 MiB parts.
 # Runs only with CAIRN_TEST_BACKEND=s3.
 set -euo pipefail
@@ -51,17 +51,46 @@ for line in open(sys.argv[1]):
     name, size = line.rsplit(" ", 1)
     if name.startswith("packs/") and not 0 < int(size) <= 33 << 20: sys.exit(1)' "$W/objects"
 "$PY" "$STORE_TOOL" uploads "$R" > "$W/uploads"
-check "incomplete uploads are left for the lifecycle rule (and only those)" [ -s "$W/uploads" ]
+check "incomplete uploads are left (and only those)" [ -s "$W/uploads" ]
 cairn_ok fsck fsck
 rm -rf "$W/out"
 if cairn_ok restore restore "$SMALL" "$W/out" -q; then
 	check "the earlier snapshot restores exactly" [ "$(tree_sum "$W/out")" = "$SUM_SMALL" ]
 fi
 
-say "abort-uploads clears them; gc and a new take work"
-"$PY" "$STORE_TOOL" abort-uploads "$R"
+say "gc aborts them (a dry run only counts them); a new take works"
+NUP=$(grep -c '' "$W/uploads")
+cairn_ok gc-dry gc --grace 0 --dry-run --json
+check "gc --dry-run counts the $NUP unfinished uploads ($(json_get "$OUT" - uploads_aborted))" \
+	[ "$(json_get "$OUT" - uploads_aborted)" = "$NUP" ]
+check "  ... and leaves them" [ "$("$PY" "$STORE_TOOL" uploads "$R" | grep -c '')" = "$NUP" ]
+cairn_ok gc-grace gc --grace 1h --json
+check "gc with a grace period longer than their age keeps them" [ "$(json_get "$OUT" - uploads_aborted)" = 0 ]
+cairn_ok gc gc --grace 0 --json
+check "gc aborts them ($(json_get "$OUT" - uploads_aborted))" [ "$(json_get "$OUT" - uploads_aborted)" = "$NUP" ]
 check "no incomplete upload left" [ -z "$("$PY" "$STORE_TOOL" uploads "$R")" ]
-cairn_ok gc gc --grace 0
+
+say "an upload begun after a live process opened the repository is kept; once that process is gone, gc aborts it"
+# a cat blocked on a full fifo holds its session (registered at open) open
+BIGF=$(cd "$W/small" && find . -type f -size +70k | sed "s|^\./||" | head -n 1)
+check "a file larger than a pipe holds ($BIGF)" [ -n "$BIGF" ]
+mkfifo "$W/hold"
+exec 3<> "$W/hold"
+"$CAIRN" cat "$SMALL" "$BIGF" > "$W/hold" &
+HOLD=$!
+sleep 1
+"$PY" "$STORE_TOOL" start-upload "$R" packs/ff/fake-unfinished
+check "the new upload is listed" [ "$("$PY" "$STORE_TOOL" uploads "$R")" = packs/ff/fake-unfinished ]
+cairn_ok gc-live gc --grace 0 --json
+check "gc kept the upload begun after a live session started ($(json_get "$OUT" - uploads_aborted) aborted)" \
+	[ "$(json_get "$OUT" - uploads_aborted)" = 0 ]
+kill -KILL "$HOLD" 2>/dev/null || true
+wait "$HOLD" 2>/dev/null || true
+exec 3<&-
+cairn_ok gc-after gc --grace 0 --json
+check "with that process gone, gc aborts it ($(json_get "$OUT" - uploads_aborted))" [ "$(json_get "$OUT" - uploads_aborted)" = 1 ]
+check "no incomplete upload left" [ -z "$("$PY" "$STORE_TOOL" uploads "$R")" ]
+
 unset CAIRN_S3_MULTIPART_MIN
 take_json again --root "$W/small" --name again
 cairn_ok fsck-after fsck

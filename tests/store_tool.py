@@ -9,6 +9,7 @@ repo_* helpers): the tests check objects without knowing where they live.
   store_tool.py purge ADDRESS         delete every object of the repository
   store_tool.py uploads ADDRESS       s3: names with an incomplete multipart upload
   store_tool.py abort-uploads ADDRESS s3: abort those uploads
+  store_tool.py start-upload ADDRESS NAME  s3: begin a multipart upload, left unfinished
 
 ADDRESS: a directory (or dir:PATH), or rados:POOL[/PREFIX] (python3-rados,
 cluster from CEPH_CONF) or s3://BUCKET[/PREFIX] (curl, as the S3 class says)."""
@@ -166,6 +167,12 @@ class S3:
         for u in ET.fromstring(body).iter(ns + "Upload"):
             yield u.findtext(ns + "Key"), u.findtext(ns + "UploadId")
 
+    def start_upload(self, name):
+        """Initiate a multipart upload of name and leave it unfinished."""
+        code, _ = self._curl(["-X", "POST", self._url(name) + "?uploads="])
+        if code != 200:
+            sys.exit("store_tool.py: start upload %s: HTTP %d" % (name, code))
+
     def abort_uploads(self):
         from urllib.parse import quote
         for key, uid in list(self.uploads()):
@@ -206,6 +213,8 @@ def main():
     elif cmd == "uploads" and isinstance(st, S3):
         for key, _ in sorted(st.uploads()):
             print(key[len(st.prefix):])
+    elif cmd == "start-upload" and isinstance(st, S3):
+        st.start_upload(args[0])
     elif cmd == "abort-uploads" and isinstance(st, S3):
         st.abort_uploads()
     elif cmd == "purge":

@@ -66,6 +66,7 @@ int cmd_gc(struct cli *cli, int argc, char **argv)
 		json_u64(&j, "segments_deleted", r.segments_deleted);
 		json_u64(&j, "segments_written", r.segments_written);
 		json_u64(&j, "tmp_deleted", r.tmp_deleted);
+		json_u64(&j, "uploads_aborted", r.uploads_aborted);
 		json_u64(&j, "sessions_removed", r.sessions_removed);
 		json_u64(&j, "markers_removed", r.markers_removed);
 		json_u64(&j, "bytes_deleted", r.bytes_deleted);
@@ -80,9 +81,9 @@ int cmd_gc(struct cli *cli, int argc, char **argv)
 		format_size(pend, r.pending_bytes);
 		format_duration(took, r.duration_ms);
 		printf("%s%s reclaimed in %s: %" PRIu64 " packs deleted, %" PRIu64 " rewritten, %" PRIu64
-		       " blobs dropped, %" PRIu64 " tmp files\n",
+		       " blobs dropped, %" PRIu64 " tmp files, %" PRIu64 " unfinished uploads\n",
 		       r.dry_run ? "dry run: would have " : "", rec, took, r.packs_deleted, r.packs_rewritten,
-		       r.deleted_blobs, r.tmp_deleted);
+		       r.deleted_blobs, r.tmp_deleted, r.uploads_aborted);
 		printf("kept %" PRIu64 " snapshots (%" PRIu64 " blobs); %" PRIu64
 		       " unreferenced blobs (%s) wait for the grace period or running sessions\n",
 		       r.snapshots, r.live_blobs, r.pending_blobs, pend);
