@@ -837,6 +837,21 @@ static int load_parent(take_ctx *c, const char *parent, oid *root)
 	return rc;
 }
 
+/* Upper mode without a parent: the unchanged part of the snapshot is the
+ * base's, so its refs record gives the stored sizes of nearly every chunk
+ * referenced (no index lookup for them). */
+static int base_refs(take_ctx *c, const char *spec)
+{
+	char base[OID_HEX_LEN + 1];
+	snapshot_manifest bm;
+	int rc = cairn_snapshot_resolve(base, c->repo, spec, NULL);
+	if (rc == 0) rc = repo_load_snapshot(c->repo, base, &bm);
+	if (rc < 0) return rc;
+	writer_parent(c->writer, bm.user, base);
+	snapshot_manifest_free(&bm);
+	return 0;
+}
+
 /* One capture of root_path: walk, hardlink groups, reuse (from pre, a
  * pre-copy of the same root, which is freed then; else from the parent's
  * tree), then read what is left on every core, with progress events. fz
@@ -968,6 +983,8 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	if (parent[0]) {
 		if ((rc = load_parent(&c, parent, &parent_root)) < 0) goto done;
 		have_parent = 1;
+	} else if (o->upper && (rc = base_refs(&c, o->base)) < 0) {
+		goto done;
 	}
 	/* a take that cannot commit fails before any work, and before any pause */
 	if (!o->dry_run && (rc = gc_session_check(repo)) < 0) goto done;

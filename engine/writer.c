@@ -134,6 +134,14 @@ static int account(snap_writer *w, const oid *id, uint8_t type, const uint8_t *d
 int writer_ref(snap_writer *w, const oid *id, uint8_t type)
 {
 	if (quota_tracker_seen(w->tracker, id)) return 0;
+	uint32_t size;
+	if (type == BLOB_DATA && quota_tracker_known(w->tracker, id, &size)) {
+		/* the parent's chunk: present while unmarked (as in writer_ref_chunks) */
+		pthread_mutex_lock(&w->lock);
+		int marked = index_lookup(w->marked, id) != NULL;
+		pthread_mutex_unlock(&w->lock);
+		if (!marked) return account(w, id, type, NULL, 0, size);
+	}
 	index_entry known;
 	int e = repo_index_lookup(w->repo, id, &known);
 	if (e < 0) return e;
