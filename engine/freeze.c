@@ -479,13 +479,11 @@ int freeze_check(freezer *f)
 	int sig = caught_signal;
 	if (f->why[0]) {
 		/* aborted already: say it again */
-	} else if (sig && !f->ever_frozen) { /* during the pre-copy */
-		const char *name = sigabbrev_np(sig);
-		snprintf(f->why, sizeof(f->why), "take: interrupted by SIG%s before cgroup %s was frozen; nothing committed",
-		         name ? name : "?", f->dir);
 	} else if (sig) {
 		const char *name = sigabbrev_np(sig);
-		snprintf(f->why, sizeof(f->why), "take: interrupted by SIG%s; cgroup %s thawed, nothing committed",
+		snprintf(f->why, sizeof(f->why),
+		         f->ever_frozen ? "take: interrupted by SIG%s; cgroup %s thawed, nothing committed"
+		                        : "take: interrupted by SIG%s before cgroup %s was frozen; nothing committed",
 		         name ? name : "?", f->dir);
 	} else if (f->ever_frozen && f->max_pause_ms && (uint64_t)(mono_ns() - f->t_freeze) / 1000000 >= f->max_pause_ms) {
 		snprintf(f->why, sizeof(f->why),

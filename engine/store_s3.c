@@ -930,6 +930,25 @@ static int s3_size(store *base, const char *name, uint64_t *size)
 	return rc;
 }
 
+/* One page of a bucket listing (query on the bucket): *q gets the answer,
+ * an XML document whose root element is root (e.g. "ListBucketResult");
+ * what names the listing in messages. On failure *q is freed. */
+static int list_page(s3_store *st, const char *query, const char *root, const char *what, s3_req *q)
+{
+	*q = (s3_req){.method = "GET", .query = query, .max = LIST_BODY_MAX};
+	int rc = s3_do(st, q);
+	if (rc < 0) return rc;
+	char open[64];
+	snprintf(open, sizeof(open), "<%s", root);
+	if (q->status != 200 || q->overflow || !q->resp.data)
+		rc = q->status == 200 ? error_set(CAIRN_EIO, "%s: list: page too large or empty", what)
+		                      : s3_fail(st, q, "list");
+	else if (!memmem(q->resp.data, q->resp.len, open, strlen(open)))
+		rc = error_set(CAIRN_EIO, "%s: list: the answer is not a %s", what, root);
+	if (rc < 0) req_free(q);
+	return rc;
+}
+
 static int s3_list(store *base, const char *dir, int (*cb)(const char *name, void *payload), void *payload)
 {
 	s3_store *st = (s3_store *)base;
@@ -948,19 +967,11 @@ static int s3_list(store *base, const char *dir, int (*cb)(const char *name, voi
 		} else {
 			snprintf(query, sizeof(query), "list-type=2&max-keys=1000&prefix=%s", enc);
 		}
-		s3_req q = {.method = "GET", .query = query, .max = LIST_BODY_MAX};
-		if ((rc = s3_do(st, &q)) < 0) return rc;
-		if (q.status != 200 || q.overflow || !q.resp.data) {
-			rc = q.status == 200 ? error_set(CAIRN_EIO, "%s/%s: listing page too large or empty", st->label, dir)
-			                     : s3_fail(st, &q, "list");
-			req_free(&q);
-			return rc;
-		}
+		s3_req q;
+		char what[KEY_MAX + 300];
+		snprintf(what, sizeof(what), "%s/%s", st->label, dir);
+		if ((rc = list_page(st, query, "ListBucketResult", what, &q)) < 0) return rc;
 		const char *p = (const char *)q.resp.data, *end = p + q.resp.len;
-		if (!memmem(p, q.resp.len, "<ListBucketResult", 17)) {
-			req_free(&q);
-			return error_set(CAIRN_EIO, "%s/%s: list: the answer is not a ListBucketResult", st->label, dir);
-		}
 		char trunc[8] = "false";
 		xml_text(p, end, "IsTruncated", trunc, sizeof(trunc));
 		int more = strcmp(trunc, "true") == 0;
@@ -1459,20 +1470,9 @@ static int s3_unfinished_list(store *base, store_unfinished_cb cb, void *payload
 		} else {
 			snprintf(query, sizeof(query), "prefix=%s&uploads=", penc);
 		}
-		s3_req q = {.method = "GET", .query = query, .max = LIST_BODY_MAX};
-		if ((rc = s3_do(st, &q)) < 0) return rc;
-		if (q.status != 200 || q.overflow || !q.resp.data) {
-			rc = q.status == 200 ? error_set(CAIRN_EIO, "%s: list uploads: page too large or empty", st->label)
-			                     : s3_fail(st, &q, "list uploads");
-			req_free(&q);
-			return rc;
-		}
+		s3_req q;
+		if ((rc = list_page(st, query, "ListMultipartUploadsResult", st->label, &q)) < 0) return rc;
 		const char *p = (const char *)q.resp.data, *end = p + q.resp.len;
-		if (!memmem(p, q.resp.len, "<ListMultipartUploadsResult", 27)) {
-			req_free(&q);
-			return error_set(CAIRN_EIO, "%s: list uploads: the answer is not a ListMultipartUploadsResult",
-			                 st->label);
-		}
 		char trunc[8] = "false";
 		xml_text(p, end, "IsTruncated", trunc, sizeof(trunc));
 		int more = strcmp(trunc, "true") == 0;

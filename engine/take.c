@@ -819,18 +819,19 @@ static void ctx_free(take_ctx *c)
 	c->root = NULL;
 }
 
-/* The parent snapshot: its user's refs for the writer, its root tree's id. */
+/* The parent snapshot: its user's refs give the writer stored sizes
+ * without index lookups; root (unless NULL) gets its root tree's id. */
 static int load_parent(take_ctx *c, const char *parent, oid *root)
 {
 	snapshot_manifest pm;
 	int rc = repo_load_snapshot(c->repo, parent, &pm);
 	if (rc < 0) return rc;
 	writer_parent(c->writer, pm.user, parent);
-	tree top;
-	rc = repo_load_tree(c->repo, &pm.tree, &top);
-	if (rc == 0 && (top.n != 1 || top.entries[0].type != TREE_DIR))
+	tree top = {0};
+	if (root) rc = repo_load_tree(c->repo, &pm.tree, &top);
+	if (root && rc == 0 && (top.n != 1 || top.entries[0].type != TREE_DIR))
 		rc = error_set(CAIRN_ECORRUPT, "snapshot %s: bad top tree", parent);
-	if (rc == 0) *root = top.entries[0].subtree;
+	if (root && rc == 0) *root = top.entries[0].subtree;
 	if (top.mem) tree_free(&top);
 	snapshot_manifest_free(&pm);
 	if (rc < 0) error_prefix("parent");
@@ -843,13 +844,8 @@ static int load_parent(take_ctx *c, const char *parent, oid *root)
 static int base_refs(take_ctx *c, const char *spec)
 {
 	char base[OID_HEX_LEN + 1];
-	snapshot_manifest bm;
 	int rc = cairn_snapshot_resolve(base, c->repo, spec, NULL);
-	if (rc == 0) rc = repo_load_snapshot(c->repo, base, &bm);
-	if (rc < 0) return rc;
-	writer_parent(c->writer, bm.user, base);
-	snapshot_manifest_free(&bm);
-	return 0;
+	return rc < 0 ? rc : load_parent(c, base, NULL);
 }
 
 /* One capture of root_path: walk, hardlink groups, reuse (from pre, a

@@ -663,8 +663,10 @@ static int complete(walker *w, req *r, int res)
 		n->is_mount = 1;
 		w->st->mounts_skipped++;
 	}
-	const walk_node *p = d->prior ? walk_find_kid(d->prior, n->name, n->name_len) : NULL;
-	if (p && (p->is_mount != n->is_mount || !walk_unchanged_since(n, p, &w->prior_start))) p = NULL;
+	/* this entry in the prior walk; p: the same and unchanged since */
+	const walk_node *prior = d->prior ? walk_find_kid(d->prior, n->name, n->name_len) : NULL;
+	const walk_node *p = prior && prior->is_mount == n->is_mount &&
+	                     walk_unchanged_since(n, prior, &w->prior_start) ? prior : NULL;
 	if (t == TREE_SYMLINK) {
 		rc = p ? copy_target(n, p) : read_target(w, n, d->fd, s->stx_size);
 		if (rc) goto drop;
@@ -676,8 +678,8 @@ static int complete(walker *w, req *r, int res)
 	}
 	d->node->kids[d->node->nkids++] = n;
 	if (t == TREE_DIR && !n->is_mount) {
-		const walk_node *pd = d->prior ? walk_find_kid(d->prior, n->name, n->name_len) : NULL;
-		rc = push_dir(w, n, excl_find(d->ex, n->name, n->name_len), pd && pd->type == TREE_DIR ? pd : NULL);
+		rc = push_dir(w, n, excl_find(d->ex, n->name, n->name_len),
+		              prior && prior->type == TREE_DIR ? prior : NULL);
 		if (rc) {
 			d->node->nkids--;
 			goto drop;

@@ -131,16 +131,22 @@ static int account(snap_writer *w, const oid *id, uint8_t type, const uint8_t *d
 	return rc;
 }
 
+/* Marked for deletion by gc: not to be referenced without storing it again. */
+static int is_marked(snap_writer *w, const oid *id)
+{
+	pthread_mutex_lock(&w->lock);
+	int marked = index_lookup(w->marked, id) != NULL;
+	pthread_mutex_unlock(&w->lock);
+	return marked;
+}
+
 int writer_ref(snap_writer *w, const oid *id, uint8_t type)
 {
 	if (quota_tracker_seen(w->tracker, id)) return 0;
 	uint32_t size;
 	if (type == BLOB_DATA && quota_tracker_known(w->tracker, id, &size)) {
 		/* the parent's chunk: present while unmarked (as in writer_ref_chunks) */
-		pthread_mutex_lock(&w->lock);
-		int marked = index_lookup(w->marked, id) != NULL;
-		pthread_mutex_unlock(&w->lock);
-		if (!marked) return account(w, id, type, NULL, 0, size);
+		if (!is_marked(w, id)) return account(w, id, type, NULL, 0, size);
 	}
 	index_entry known;
 	int e = repo_index_lookup(w->repo, id, &known);
@@ -178,10 +184,7 @@ int writer_ref_chunks(snap_writer *w, const tree_chunk *v, uint32_t n)
 	 * collection"); a chunk the parent references is in the index as long
 	 * as it is unmarked, so its size comes from the parent's refs record */
 	for (uint32_t i = 0; i < n && rc == 1; i++) {
-		pthread_mutex_lock(&w->lock);
-		int marked = index_lookup(w->marked, &v[i].id) != NULL;
-		pthread_mutex_unlock(&w->lock);
-		if (marked) rc = 0;
+		if (is_marked(w, &v[i].id)) rc = 0;
 		else if (!quota_tracker_known(w->tracker, &v[i].id, &size[i])) {
 			index_entry e;
 			int found = repo_index_lookup(w->repo, &v[i].id, &e);
@@ -207,16 +210,6 @@ int writer_set_user(snap_writer *w, const char *user, int dry_run)
 uint64_t writer_charged(snap_writer *w) { return quota_tracker_added(w->tracker); }
 
 int writer_restart_refs(snap_writer *w) { return quota_tracker_restart(w->tracker); }
-
-int writer_usable(snap_writer *w, const oid *id)
-{
-	index_entry e;
-	if (repo_index_lookup(w->repo, id, &e) != 1) return 0;
-	pthread_mutex_lock(&w->lock);
-	int ok = !index_lookup(w->marked, id);
-	pthread_mutex_unlock(&w->lock);
-	return ok;
-}
 
 int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data, size_t len,
                size_t *stored)

@@ -29,9 +29,6 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 int writer_put_chunk(snap_writer *w, const uint8_t *data, size_t len, oid *id, size_t *stored);
 /* Encode, hash and store a tree object. */
 int writer_put_tree(snap_writer *w, const tree_entry *entries, size_t n, oid *id, size_t *stored);
-/* 1 when blob id is in the repository and may be referenced without being
- * stored again (not marked for deletion by gc), else 0. */
-int writer_usable(snap_writer *w, const oid *id);
 
 /* The snapshot's owner, before the first put: from then on a put fails with
  * CAIRN_EQUOTA as soon as the blobs new to user exceed what user's quota
