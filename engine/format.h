@@ -88,10 +88,20 @@
  *   stored_len in the index (bytes in the pack after compression).
  *   user quota  := header("CAIRNUQT") user:str limit:u64 check
  *                  (users/U/quota; absent = no quota)
- *   user refs   := header("CAIRNURF") user:str snap_id[32] nblobs:u32
- *                  (blob_id[32] stored:u32)*nblobs  check
+ *   user refs   := header("CAIRNURF", flags) user:str snap_id[32]
+ *                  [base_id[32] depth:u32 nremoved:u32 blob_id[32]*nremoved]
+ *                  nblobs:u32 (blob_id[32] stored:u32)*nblobs  check
  *                  (users/U/refs/<snap hex>: every distinct chunk and tree
- *                   the snapshot references, ascending by id)
+ *                   the snapshot references, ascending by id. flags 0: whole,
+ *                   the bracketed part absent. flags 1: a delta, the set of
+ *                   base_id's record (same user) without the removed ids,
+ *                   plus the blobs listed; ids ascending in both lists, a
+ *                   removed id in the base, a listed one not left in it;
+ *                   depth 1-8, greater than the base's (whole = 0). A take
+ *                   writes a delta on its parent when the parent is charged
+ *                   to the same user and the change is at most half the
+ *                   set. Before a forgotten snapshot's refs are deleted
+ *                   (compaction), the deltas on it are rewritten whole.)
  *   user log    := header("CAIRNULG") user:str seq:u64 op:u8 snap_id[32]
  *                  used_before:u64 used_after:u64 snaps_before:u64
  *                  snaps_after:u64  check

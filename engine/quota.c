@@ -232,16 +232,47 @@ static int read_quota(cairn_repo *r, const char *user, int *has, uint64_t *limit
 	return rc;
 }
 
-static int write_refs(cairn_repo *r, const char *user, const oid *snap, const uref *v, size_t n)
+/* A refs record is whole (flags 0) or a delta (REFS_DELTA): the set of an
+ * earlier snapshot of the same user (its base) without `removed`, plus the
+ * blobs listed. A take writes a delta on its parent, so an unchanged take
+ * writes a few hundred bytes instead of 36 per blob. depth counts the
+ * deltas down to a whole record (0); a base's depth must be less (checked
+ * on read): chains stay short and cannot loop. */
+#define REFS_DELTA 1u
+#define REFS_DEPTH_MAX 8
+
+typedef struct refs_set {
+	oid snap;
+	uref *v; /* ascending */
+	size_t n;
+	uint32_t depth;
+	int have;
+} refs_set;
+
+static void refs_set_free(refs_set *s)
+{
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}
+
+/* base NULL: a whole record of v; else a delta on base: removed, then v added. */
+static int write_refs(cairn_repo *r, const char *user, const oid *snap, const refs_set *base,
+                      const uref *removed, size_t nremoved, const uref *v, size_t n)
 {
 	buf b;
 	uint8_t *data = NULL;
 	size_t len;
 	char name[200];
 	buf_init(&b);
-	buf_header(&b, MAGIC_USER_REFS, 0);
+	buf_header(&b, MAGIC_USER_REFS, base ? REFS_DELTA : 0);
 	put_str(&b, user);
 	buf_put(&b, snap->b, OID_LEN);
+	if (base) {
+		buf_put(&b, base->snap.b, OID_LEN);
+		buf_u32(&b, base->depth + 1);
+		buf_u32(&b, (uint32_t)nremoved);
+		for (size_t i = 0; i < nremoved; i++) buf_put(&b, removed[i].id.b, OID_LEN);
+	}
 	buf_u32(&b, (uint32_t)n);
 	for (size_t i = 0; i < n; i++) {
 		buf_put(&b, v[i].id.b, OID_LEN);
@@ -255,47 +286,128 @@ static int write_refs(cairn_repo *r, const char *user, const oid *snap, const ur
 	return rc;
 }
 
-/* A snapshot's refs record: distinct blobs, ascending. */
-static int read_refs(cairn_repo *r, const char *user, const oid *snap, uref **out, size_t *n)
+/* (base - removed) + added, all ascending; removed must be in base, added not. */
+static int refs_apply_delta(const refs_set *base, const uref *removed, size_t nremoved, const uref *added,
+                            size_t nadded, uref **out, size_t *n, const char *name)
+{
+	uref *v = malloc((base->n + nadded + 1) * sizeof(*v));
+	size_t i = 0, k = 0, a = 0, m = 0;
+	if (!v) return ERR_OOM();
+	while (i < base->n || a < nadded) {
+		if (k < nremoved) {
+			int c = i < base->n ? oid_cmp(&removed[k].id, &base->v[i].id) : -1;
+			if (c == 0) {
+				i++, k++;
+				continue;
+			}
+			if (c < 0) break; /* not in the base */
+		}
+		int c = i == base->n ? 1 : a == nadded ? -1 : oid_cmp(&base->v[i].id, &added[a].id);
+		if (c == 0) break; /* already in the base */
+		v[m++] = c < 0 ? base->v[i++] : added[a++];
+	}
+	if (k < nremoved || i < base->n || a < nadded) {
+		free(v);
+		return error_set(CAIRN_ECORRUPT, "%s: its changes do not fit its base's blobs", name);
+	}
+	*out = v;
+	*n = m;
+	return 0;
+}
+
+/* count ids, each followed by a stored size when sized; strictly ascending. */
+static int parse_ids(cursor *cur, uint32_t count, int sized, uref **out, const char *name)
+{
+	size_t each = OID_LEN + (sized ? 4 : 0);
+	if ((uint64_t)count * each > cur->left)
+		return error_set(CAIRN_ECORRUPT, "%s: %u blobs do not fit its length", name, count);
+	uref *v = malloc((count ? count : 1) * sizeof(*v));
+	if (!v) return ERR_OOM();
+	for (uint32_t i = 0; i < count; i++) {
+		cur_copy(cur, v[i].id.b, OID_LEN);
+		v[i].size = sized ? cur_u32(cur) : 0;
+		v[i].refs = 1;
+		if (i && oid_cmp(&v[i - 1].id, &v[i].id) >= 0) {
+			free(v);
+			return error_set(CAIRN_ECORRUPT, "%s: blob %u out of order", name, i);
+		}
+	}
+	*out = v;
+	return 0;
+}
+
+/* A snapshot's refs (distinct blobs, ascending), following its deltas down
+ * to a whole record; hint: a set already read, used when it is the base. */
+static int read_refs_set(cairn_repo *r, const char *user, const oid *snap, const refs_set *hint, refs_set *out)
 {
 	char name[200];
 	uint8_t *data = NULL;
 	cursor cur;
-	oid got;
-	*out = NULL;
-	*n = 0;
+	oid got, base_id;
+	uref *removed = NULL, *added = NULL;
+	refs_set base = {0};
+	memset(out, 0, sizeof(*out));
 	refs_name(name, sizeof(name), user, snap);
 	int rc = read_record(r, name, MAGIC_USER_REFS, user, RECORD_MAX, &data, &cur);
 	if (rc < 0) return rc;
+	uint32_t flags = get_u32(data + 12), depth = 0, nremoved = 0;
 	cur_copy(&cur, got.b, OID_LEN);
-	uint32_t count = cur_u32(&cur);
-	if (cur.bad || oid_cmp(&got, snap) != 0) {
-		rc = error_set(CAIRN_ECORRUPT, "%s: names another snapshot", name);
+	if (flags & REFS_DELTA) {
+		cur_copy(&cur, base_id.b, OID_LEN);
+		depth = cur_u32(&cur);
+		nremoved = cur_u32(&cur);
+	}
+	if (cur.bad || oid_cmp(&got, snap) != 0 || (flags & ~REFS_DELTA) ||
+	    ((flags & REFS_DELTA) && (depth < 1 || depth > REFS_DEPTH_MAX))) {
+		rc = error_set(CAIRN_ECORRUPT, "%s: names another snapshot, or a bad base", name);
 		goto done;
 	}
-	if ((uint64_t)count * (OID_LEN + 4) != cur.left) {
+	if (nremoved && (rc = parse_ids(&cur, nremoved, 0, &removed, name)) < 0) goto done;
+	uint32_t count = cur_u32(&cur);
+	if (cur.bad || (uint64_t)count * (OID_LEN + 4) != cur.left) {
 		rc = error_set(CAIRN_ECORRUPT, "%s: %u blobs do not fit its length", name, count);
 		goto done;
 	}
-	uref *v = malloc((count ? count : 1) * sizeof(*v));
-	if (!v) {
-		rc = ERR_OOM();
+	if ((rc = parse_ids(&cur, count, 1, &added, name)) < 0) goto done;
+	out->snap = *snap;
+	out->depth = depth;
+	out->have = 1;
+	if (!(flags & REFS_DELTA)) {
+		out->v = added;
+		out->n = count;
+		added = NULL;
 		goto done;
 	}
-	for (uint32_t i = 0; i < count; i++) {
-		cur_copy(&cur, v[i].id.b, OID_LEN);
-		v[i].size = cur_u32(&cur);
-		v[i].refs = 1;
-		if (i && oid_cmp(&v[i - 1].id, &v[i].id) >= 0) {
-			free(v);
-			rc = error_set(CAIRN_ECORRUPT, "%s: blob %u out of order", name, i);
+	const refs_set *from = hint;
+	if (!hint || !hint->have || oid_cmp(&hint->snap, &base_id) != 0) {
+		if ((rc = read_refs_set(r, user, &base_id, NULL, &base)) < 0) {
+			/* not found: a compaction may have rewritten this record
+			 * whole since it was read; load tries again */
+			if (rc == CAIRN_ENOTFOUND) rc = error_set(CAIRN_ENOTFOUND, "%s: its base is gone", name);
 			goto done;
 		}
+		from = &base;
 	}
-	*out = v;
-	*n = count;
+	if (from->depth >= depth) { /* less is fine: a compaction may have made the base whole */
+		rc = error_set(CAIRN_ECORRUPT, "%s: depth %u on a base of depth %u", name, depth, from->depth);
+		goto done;
+	}
+	rc = refs_apply_delta(from, removed, nremoved, added, count, &out->v, &out->n, name);
 done:
+	if (rc < 0) refs_set_free(out);
+	refs_set_free(&base);
+	free(removed);
+	free(added);
 	free(data);
+	return rc;
+}
+
+static int read_refs(cairn_repo *r, const char *user, const oid *snap, uref **out, size_t *n)
+{
+	refs_set s;
+	int rc = read_refs_set(r, user, snap, NULL, &s);
+	*out = s.v;
+	*n = s.n;
 	return rc;
 }
 
@@ -592,8 +704,7 @@ static int finish_forget(cairn_repo *r, const oid *snap)
 static int load_once(cairn_repo *r, const char *user, enum load_mode mode, ustate *s, ustate *prior)
 {
 	seqs bases = {0}, logs = {0};
-	uref *v = NULL;
-	size_t nv = 0;
+	refs_set prev = {0}; /* the refs read last: the base of the next delta, usually */
 	char name[200];
 	int rc, resumed = 0;
 	ustate_init(s, user);
@@ -652,13 +763,14 @@ static int load_once(cairn_repo *r, const char *user, enum load_mode mode, ustat
 			               (unsigned long long)s->used, (unsigned long long)s->nsnaps);
 			goto done;
 		}
-		if ((rc = read_refs(r, user, &e.snap, &v, &nv)) < 0) {
+		refs_set got;
+		if ((rc = read_refs_set(r, user, &e.snap, &prev, &got)) < 0) {
 			if (rc == CAIRN_ENOTFOUND && mode == LOAD_REPAIR) rc = CAIRN_ECORRUPT;
 			goto done;
 		}
-		if ((rc = apply(s, e.op == OP_ADD ? 1 : -1, &e.snap, v, nv, name)) < 0) goto done;
-		free(v);
-		v = NULL;
+		refs_set_free(&prev);
+		prev = got;
+		if ((rc = apply(s, e.op == OP_ADD ? 1 : -1, &e.snap, prev.v, prev.n, name)) < 0) goto done;
 		if (e.used_after != s->used || e.snaps_after != s->nsnaps) {
 			rc = error_set(CAIRN_ECORRUPT,
 			               "%s: says usage is %llu bytes in %llu snapshots; its refs give %llu in %llu",
@@ -670,7 +782,7 @@ static int load_once(cairn_repo *r, const char *user, enum load_mode mode, ustat
 		if (last && e.op == OP_FORGET && mode == LOAD_REPAIR && (rc = finish_forget(r, &e.snap)) < 0) goto done;
 	}
 done:
-	free(v);
+	refs_set_free(&prev);
 	free(bases.v);
 	free(logs.v);
 	if (rc < 0) {
@@ -698,9 +810,41 @@ static void delete_quiet(cairn_repo *r, const char *name)
 	if (store_delete(r->st, name) < 0) error_clear();
 }
 
+static int is_forgotten(const ustate *s, const oid *snap)
+{
+	for (size_t i = 0; i < s->nforgotten; i++)
+		if (oid_cmp(&s->forgotten[i], snap) == 0) return 1;
+	return 0;
+}
+
+/* Rewrite whole every charged snapshot's refs that is a delta on a
+ * forgotten one, so that the forgotten records can go. */
+static int settle_dependents(cairn_repo *r, const ustate *s)
+{
+	char name[200];
+	uint8_t head[FORMAT_HEADER_LEN];
+	oid base;
+	int rc = 0;
+	for (size_t i = 0; i < s->snaps.cap && rc == 0; i++) {
+		const uslot *sl = &s->snaps.s[i];
+		if (!sl->used || !sl->refs) continue;
+		refs_name(name, sizeof(name), s->user, &sl->id);
+		if ((rc = store_get_range(r->st, name, 0, head, sizeof(head))) < 0) break;
+		if (!(get_u32(head + 12) & REFS_DELTA)) continue;
+		uint64_t at = FORMAT_HEADER_LEN + 2 + strlen(s->user) + OID_LEN;
+		if ((rc = store_get_range(r->st, name, at, base.b, OID_LEN)) < 0 || !is_forgotten(s, &base)) continue;
+		refs_set whole;
+		if ((rc = read_refs_set(r, s->user, &sl->id, NULL, &whole)) < 0) break;
+		rc = write_refs(r, s->user, &sl->id, NULL, NULL, 0, whole.v, whole.n);
+		refs_set_free(&whole);
+	}
+	return rc;
+}
+
 /* Every COMPACT_EVERY entries: a base at the last entry; entries and bases
- * before it and the refs of forgotten snapshots go. The last entry stays:
- * `usage` reads it. Failures leave more to read, nothing wrong. */
+ * before it and the refs of forgotten snapshots go (after the deltas on
+ * them are rewritten whole). The last entry stays: `usage` reads it.
+ * Failures leave more to read, nothing wrong. */
 static void compact(cairn_repo *r, ustate *s, int force)
 {
 	char name[200];
@@ -711,10 +855,13 @@ static void compact(cairn_repo *r, ustate *s, int force)
 		return;
 	}
 	s->base_seq = s->seq;
-	for (size_t i = 0; i < s->nforgotten; i++) {
-		refs_name(name, sizeof(name), s->user, &s->forgotten[i]);
-		delete_quiet(r, name);
-	}
+	if (s->nforgotten && settle_dependents(r, s) < 0)
+		error_clear(); /* kept, unreferenced: quota_rebuild removes them */
+	else
+		for (size_t i = 0; i < s->nforgotten; i++) {
+			refs_name(name, sizeof(name), s->user, &s->forgotten[i]);
+			delete_quiet(r, name);
+		}
 	s->nforgotten = 0;
 	const char *kinds[] = {"log", "base"};
 	for (int k = 0; k < 2; k++) {
@@ -752,10 +899,10 @@ struct quota_tracker {
 	ulog entry;
 	uref *refs;      /* the charged refs, sorted */
 	size_t nrefs;
-	uref *parent;    /* the parent snapshot's refs record, sorted: known stored sizes */
+	refs_set parent; /* the parent snapshot's refs: known stored sizes, the delta's base */
+	char parent_user[72];
 	uref *prior;     /* blobs added before quota_tracker_restart, sorted: known too */
 	size_t nprior;
-	size_t nparent;
 };
 
 int quota_tracker_new(quota_tracker **out, cairn_repo *r)
@@ -778,7 +925,7 @@ void quota_tracker_free(quota_tracker *t)
 	ut_free(&t->set);
 	ustate_free(&t->st);
 	free(t->refs);
-	free(t->parent);
+	refs_set_free(&t->parent);
 	free(t->prior);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
@@ -854,17 +1001,17 @@ int quota_tracker_add(quota_tracker *t, const oid *id, uint32_t stored)
 void quota_tracker_parent(quota_tracker *t, const char *user, const char *snap_hex)
 {
 	oid snap;
-	uref *v;
-	size_t n;
-	/* only a shortcut: without the record every blob is looked up */
+	refs_set got;
+	/* only a shortcut: without the record every blob is looked up, and the
+	 * take's refs are written whole */
 	if (check_user(user) < 0 || hex_decode(snap.b, OID_LEN, snap_hex) < 0 ||
-	    read_refs(t->repo, user, &snap, &v, &n) < 0) {
+	    read_refs_set(t->repo, user, &snap, NULL, &got) < 0) {
 		error_clear();
 		return;
 	}
-	free(t->parent);
-	t->parent = v;
-	t->nparent = n;
+	refs_set_free(&t->parent);
+	t->parent = got;
+	snprintf(t->parent_user, sizeof(t->parent_user), "%s", user);
 }
 
 int quota_tracker_restart(quota_tracker *t)
@@ -904,7 +1051,7 @@ static int find_ref(const uref *v, size_t n, const oid *id, uint32_t *stored)
 int quota_tracker_known(quota_tracker *t, const oid *id, uint32_t *stored)
 {
 	/* read-only while workers run (restart comes between captures): no lock */
-	return find_ref(t->parent, t->nparent, id, stored) || find_ref(t->prior, t->nprior, id, stored);
+	return find_ref(t->parent.v, t->parent.n, id, stored) || find_ref(t->prior, t->nprior, id, stored);
 }
 
 uint64_t quota_tracker_added(quota_tracker *t)
@@ -944,6 +1091,41 @@ fail:
 	return rc;
 }
 
+/* The take's refs as a delta on its parent's when the parent is charged to
+ * the same user (its record then stays until no delta needs it: compact)
+ * and the change is at most half the set; else whole. */
+static int write_take_refs(quota_tracker *t, const oid *snap)
+{
+	const refs_set *p = &t->parent;
+	uref *removed = NULL, *added = NULL;
+	size_t nr = 0, na = 0;
+	int rc;
+	if (!p->have || p->depth >= REFS_DEPTH_MAX || strcmp(t->parent_user, t->st.user) != 0 ||
+	    !ut_charged(&t->st.snaps, &p->snap))
+		return write_refs(t->repo, t->st.user, snap, NULL, NULL, 0, t->refs, t->nrefs);
+	if (!(removed = malloc((p->n + 1) * sizeof(*removed))) || !(added = malloc((t->nrefs + 1) * sizeof(*added)))) {
+		rc = ERR_OOM();
+		goto done;
+	}
+	for (size_t i = 0, j = 0; i < p->n || j < t->nrefs;) {
+		int c = i == p->n ? 1 : j == t->nrefs ? -1 : oid_cmp(&p->v[i].id, &t->refs[j].id);
+		if (c == 0 && p->v[i].size == t->refs[j].size) {
+			i++, j++;
+			continue;
+		}
+		if (c <= 0) removed[nr++] = p->v[i++]; /* a changed size: out, then in */
+		if (c >= 0) added[na++] = t->refs[j++];
+	}
+	if ((nr + na) * 2 <= t->nrefs)
+		rc = write_refs(t->repo, t->st.user, snap, p, removed, nr, added, na);
+	else
+		rc = write_refs(t->repo, t->st.user, snap, NULL, NULL, 0, t->refs, t->nrefs);
+done:
+	free(removed);
+	free(added);
+	return rc;
+}
+
 int quota_commit_charge(quota_tracker *t, const char *snap_hex)
 {
 	oid snap;
@@ -954,7 +1136,7 @@ int quota_commit_charge(quota_tracker *t, const char *snap_hex)
 	if ((rc = store_lock_refresh(t->ulock)) < 0) return rc;
 	free(t->refs);
 	if ((rc = ut_sorted(&t->set, &t->refs, &t->nrefs)) < 0) return rc;
-	if ((rc = write_refs(t->repo, t->st.user, &snap, t->refs, t->nrefs)) < 0) return rc;
+	if ((rc = write_take_refs(t, &snap)) < 0) return rc;
 	t->entry = (ulog){t->st.seq + 1, OP_ADD, snap, t->st.used, t->st.used + t->need, t->st.nsnaps,
 	                  t->st.nsnaps + 1};
 	if ((rc = write_log(t->repo, t->st.user, &t->entry)) < 0) {
@@ -1455,7 +1637,7 @@ int quota_rebuild(cairn_repo *r, const char *user)
 	for (size_t i = 0; i < x.nsnaps; i++) {
 		oid sid;
 		hex_decode(sid.b, OID_LEN, x.ids[i]);
-		if ((rc = write_refs(r, user, &sid, x.refs[i], x.nrefs[i])) < 0) goto done;
+		if ((rc = write_refs(r, user, &sid, NULL, NULL, 0, x.refs[i], x.nrefs[i])) < 0) goto done;
 	}
 	if ((rc = list_seqs(r, user, "log", &logs)) < 0) goto done;
 	if ((rc = list_seqs(r, user, "base", &bases)) < 0) goto done;

@@ -1,6 +1,7 @@
 /* Per-user accounting: usage independent of who stored first, exact quota
  * edges, forget, crash states settled by the next operation, compaction,
- * quota_verify finding tampered records, hostile records never crashing. */
+ * quota_verify finding tampered records, hostile records never crashing,
+ * refs records written as deltas on the parent's. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -360,17 +361,104 @@ static void test_incremental(cairn_repo *r, const char *dir)
 	CHECK_EQ(verify(r), 0);
 }
 
+/* users/U/refs/ID: -1 when absent, 0 when whole, else its delta depth. */
+static int refs_depth(const char *user, const char *id)
+{
+	char p[900];
+	size_t len;
+	snprintf(p, sizeof(p), "%s/repo/users/%s/refs/%s", base, user, id);
+	uint8_t *b = slurp(p, &len);
+	if (!b) return -1;
+	int depth = 0;
+	size_t at = FORMAT_HEADER_LEN + 2 + strlen(user) + 32 + 32;
+	if (get_u32(b + 12) & 1) depth = at + 4 <= len ? (int)get_u32(b + at) : 99;
+	free(b);
+	return depth;
+}
+
+/* A chain of takes writes its refs as deltas on the parent's, whole again
+ * past depth 8; forgetting a snapshot rewrites whole the deltas on it
+ * before its record goes; usage and verify stay exact throughout. */
+static void test_refs_deltas(cairn_repo *r, const char *dir)
+{
+	char p[512], ids[14][65];
+	cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
+	cairn_take_result res;
+	mkdir(dir, 0755);
+	for (int k = 0; k < 40; k++) {
+		snprintf(p, sizeof(p), "%s/f%02d", dir, k);
+		write_file(p, 20000 + 500 * (size_t)k, t_rand());
+	}
+	o.root = dir;
+	o.user = "nia";
+	o.name = "d";
+	o.threads = 2;
+	for (int i = 0; i < 14; i++) {
+		if (i) { /* one file changed per take */
+			snprintf(p, sizeof(p), "%s/f%02d", dir, (int)(t_rand() % 40));
+			write_file(p, 21000, t_rand());
+		}
+		CHECK_EQ(cairn_take(&res, r, &o), 0);
+		memcpy(ids[i], res.snapshot, 65);
+		CHECK_EQ(verify(r), 0);
+	}
+	/* whole, deltas of depth 1..8, whole, deltas again */
+	for (int i = 0; i < 14; i++) CHECK_EQ(refs_depth("nia", ids[i]), i % 9);
+	char rp[900];
+	size_t len;
+	snprintf(rp, sizeof(rp), "%s/repo/users/nia/refs/%s", base, ids[5]);
+	free(slurp(rp, &len));
+	CHECK(len < 600); /* one file's chunk and three trees in, as many out */
+	uint64_t u = used(r, "nia");
+
+	/* forget the bases of ids[3] and ids[4]; the compaction that drops
+	 * their records makes those two whole first */
+	CHECK_EQ(quota_forget(r, ids[2], NULL), 0);
+	CHECK_EQ(quota_forget(r, ids[3], NULL), 0);
+	CHECK_EQ(verify(r), 0);
+	for (int i = 0; i < 4; i++) CHECK_EQ(cairn_take(&res, r, &o), 0); /* entries enough to compact */
+	CHECK_EQ(refs_depth("nia", ids[2]), -1);
+	CHECK_EQ(refs_depth("nia", ids[3]), -1);
+	CHECK_EQ(refs_depth("nia", ids[4]), 0);
+	CHECK_EQ(refs_depth("nia", ids[5]), 5); /* its base, ids[4], is still there */
+	CHECK_EQ(verify(r), 0);
+	CHECK(used(r, "nia") <= u);
+	for (int i = 0; i < 14; i++)
+		if (i != 2 && i != 3) CHECK_EQ(quota_forget(r, ids[i], NULL), 0);
+	CHECK_EQ(verify(r), 0);
+
+	/* a delta whose base is gone is damage that verify names and
+	 * quota_rebuild repairs (records written whole) */
+	CHECK_EQ(cairn_take(&res, r, &o), 0);
+	snprintf(p, sizeof(p), "%s/f00", dir);
+	write_file(p, 22000, t_rand());
+	CHECK_EQ(cairn_take(&res, r, &o), 0);
+	CHECK_EQ(refs_depth("nia", res.snapshot), 1);
+	snprintf(rp, sizeof(rp), "%s/repo/users/nia/refs/%s", base, res.snapshot);
+	uint8_t *b = slurp(rp, &len);
+	size_t at = FORMAT_HEADER_LEN + 2 + 3 + 32;
+	b[at] ^= 1; /* another base */
+	put_u64(b + len - 8, hash_xxh3(b, len - 8));
+	spit(rp, b, len);
+	free(b);
+	CHECK(verify(r) > 0);
+	CHECK_EQ(quota_rebuild(r, "nia"), 0);
+	CHECK_EQ(refs_depth("nia", res.snapshot), 0);
+	CHECK_EQ(verify(r), 0);
+}
+
 int main(void)
 {
 	t_seed();
 	snprintf(base, sizeof(base), "/tmp/test_quota.%d", (int)getpid());
 	mkdir(base, 0755);
-	char repo[300], t1[300], t2[300], t3[300], t4[300];
+	char repo[300], t1[300], t2[300], t3[300], t4[300], t5[300];
 	snprintf(repo, sizeof(repo), "%s/repo", base);
 	snprintf(t1, sizeof(t1), "%s/t1", base);
 	snprintf(t2, sizeof(t2), "%s/t2", base);
 	snprintf(t3, sizeof(t3), "%s/t3", base);
 	snprintf(t4, sizeof(t4), "%s/t4", base);
+	snprintf(t5, sizeof(t5), "%s/t5", base);
 	make_tree(t1, t_rand(), 200000);
 	make_tree(t2, t_rand(), 150000);
 	make_tree(t3, t_rand(), 100000);
@@ -388,6 +476,7 @@ int main(void)
 	test_tamper(r, t2);
 	test_hostile(r, t2);
 	test_incremental(r, t4);
+	test_refs_deltas(r, t5);
 
 	quota_usage u;
 	CHECK_EQ(quota_usage_get(r, "no/such", &u), CAIRN_EUSAGE);
