@@ -55,6 +55,12 @@
  *                  ino:u64 size:u64 rdev_major:u32 rdev_minor:u32 hardlink:u32
  *                  nxattrs:u32 xattr*nxattrs
  *                  payload(type)
+ *                  (takes since 0.2 write ctime and ino as 0 and keep them
+ *                   in the snapshot's inodes record instead, so a tree
+ *                   depends only on what a restore gives back: a copy of a
+ *                   tree stores the same trees. Trees of older takes carry
+ *                   them; a take compares those when the parent has no
+ *                   inodes record.)
  *   xattr       := name_len:u16 name[name_len] value_len:u32 value[value_len]
  *   payload(REG)     := nextents:u32 extent*nextents nchunks:u32 chunk*nchunks
  *   payload(DIR)     := subtree_id[32]
@@ -126,6 +132,26 @@
  *   entry; older entries and bases and the refs of forgotten snapshots are
  *   deleted, the last entry is kept (`usage` reads only it).
  *
+ *   inodes      := header("CAIRNINO") snap_id[32] nitems:u32 comp:u8
+ *                  stored_len:u32 stored[stored_len]  check
+ *                  (inodes/<snap hex>: per regular file and directory of the
+ *                   snapshot's content tree, in tree order depth first (a
+ *                   directory before its entries), one item; stored is the
+ *                   columns below, zstd-compressed when comp = 1, raw when
+ *                   comp = 0 (then stored_len = 21 * nitems):
+ *                   kind:u8 * n (1 = regular file, 2 = directory), then
+ *                   value:u64 * n, ctime_sec:i64 * n, ctime_nsec:u32 * n.
+ *                   A file's value is its inode number minus the previous
+ *                   file's (mod 2^64), its ctime_sec the same kind of
+ *                   difference (both from 0 for the first file); a
+ *                   directory's value counts the items inside it at every
+ *                   depth (at most the items after it), its ctimes are 0.
+ *                   Written after the manifest, by takes of a root (not
+ *                   upper mode, not imports); deleted after a forget
+ *                   deletes the manifest, and by gc when its manifest is
+ *                   gone. Only an accelerator: a take whose parent's record
+ *                   is missing, damaged or does not fit its trees reads the
+ *                   files it cannot match.)
  *   session     := header("CAIRNSES") start_ns:i64 expiry_ns:i64 pid:u32
  *                  host:str  check
  *                  (gc/sessions/<32 hex>: a process that opened the repository;
@@ -163,6 +189,7 @@
  *   tmp/                       files being written; leftovers removed by gc
  *   gc/sessions/<32 hex>       sessions of processes using the repository
  *   gc/marks/<32 hex>          gc's marks and candidates (one, two during a swap)
+ *   inodes/<64 hex>            inodes records of snapshots (above)
  *   damaged/<64 hex>           snapshots fsck --repair found damaged
  *   quarantine/packs/XX/<32 hex>  damaged packs moved aside by fsck --repair
  *   locks/NAME                 s3 backend: text "token host pid expiry_ms\n"
@@ -188,6 +215,7 @@
 #define MAGIC_SESSION "CAIRNSES"
 #define MAGIC_GCMARKS "CAIRNGCM"
 #define MAGIC_DAMAGED "CAIRNDMG"
+#define MAGIC_INODES "CAIRNINO"
 #define GCMARK_PROVISIONAL 1
 #define MAGIC_USER_QUOTA "CAIRNUQT"
 #define MAGIC_USER_REFS "CAIRNURF"

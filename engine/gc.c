@@ -568,7 +568,7 @@ typedef struct scan {
 	size_t nsnapshots;
 	char **snap_ids;      /* for markers */
 	size_t nsnap_ids, capsnap_ids;
-	/* tmp files and damage markers */
+	/* tmp files; damage markers and inodes records (a snapshot's side objects) */
 	char **tmp;
 	uint64_t *tmp_size;
 	size_t ntmp, captmp;
@@ -864,6 +864,7 @@ static int scan_once(cairn_repo *r, scan *s)
 	if (rc < 0) return rc;
 	if ((rc = store_list(r->st, "tmp", tmp_visit, &sc)) < 0) return rc;
 	if ((rc = store_list(r->st, "damaged", marker_visit, &sc)) < 0) return rc;
+	if ((rc = store_list(r->st, "inodes", marker_visit, &sc)) < 0) return rc;
 	s->done_ns = now_ns();
 	return 0;
 }
@@ -1349,7 +1350,10 @@ candidates:
 		uint64_t size;
 		snprintf(name, sizeof(name), "snapshots/%s", id);
 		if (found || store_size(g->r->st, name, &size) == 0) continue;
-		res->markers_removed++;
+		/* an inodes record is written after its manifest: one without is a
+		 * forget's leftover, never a take's work in progress */
+		if (strncmp(s->markers[i], "inodes/", 7) == 0) res->inodes_removed++;
+		else res->markers_removed++;
 		if (!g->dry) store_delete(g->r->st, s->markers[i]);
 	}
 	if (!g->dry) rc = marks_store(g->r->st, ms, res);

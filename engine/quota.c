@@ -12,6 +12,7 @@
 #include "cairn.h"
 #include "error.h"
 #include "format.h"
+#include "inodes.h"
 
 #define LOCK_TTL_MS (120u * 1000u)
 #define LOCK_WAIT_MS (120u * 1000u)
@@ -1749,5 +1750,8 @@ CAIRN_EXTERN int cairn_estimate(cairn_estimate_result *out, cairn_repo *repo,
 
 CAIRN_EXTERN int cairn_forget(cairn_repo *repo, const char *snap_id, uint64_t *released_bytes)
 {
-	return quota_forget(repo, snap_id, released_bytes);
+	int rc = quota_forget(repo, snap_id, released_bytes);
+	/* after the manifest: a crash between leaves the record to gc */
+	if (rc == 0 && inodes_delete(repo, snap_id) < 0) error_clear();
+	return rc;
 }

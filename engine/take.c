@@ -18,6 +18,7 @@
 #include "format.h"
 #include "freeze.h"
 #include "gc.h"
+#include "inodes.h"
 #include "overlay.h"
 #include "repo.h"
 #include "walk.h"
@@ -67,7 +68,23 @@ typedef struct take_ctx {
 	struct hl_assign *hl_table; /* sorted by node address */
 	size_t hl_count;
 	uint32_t hardlink_extra;    /* links beyond the first of each group */
+	inode_list inodes;          /* the snapshot's inodes record, built with its trees */
 } take_ctx;
+
+/* The parent snapshot as a take compares against it. */
+typedef struct parent_view {
+	oid root;           /* its content tree */
+	inode_list inodes;  /* its inodes record; empty when it has none */
+} parent_view;
+
+/* Where reuse_from_parent is in the parent's inodes record. ok drops to 0
+ * when the record does not fit the trees: from there only trees written
+ * with inode numbers in them (before the record existed) are compared. */
+typedef struct parent_cursor {
+	const inode_list *l;
+	size_t pos;
+	int ok;
+} parent_cursor;
 
 static int64_t now_ns(int clock)
 {
@@ -505,11 +522,25 @@ static int assign_hardlinks(take_ctx *c, collect *col)
 
 /* ---- parent reuse ---------------------------------------------------------- */
 
-static int same_file(const walk_node *n, const tree_entry *e)
+/* The next item of the parent's inodes record, which must be of kind. */
+static const inode_item *next_item(parent_cursor *pc, uint8_t kind)
 {
-	return e->type == TREE_REG && e->ino == n->ino && e->size == n->size &&
-	       e->mtime_sec == n->mtime_sec && e->mtime_nsec == n->mtime_nsec &&
-	       e->ctime_sec == n->ctime_sec && e->ctime_nsec == n->ctime_nsec;
+	if (!pc->ok) return NULL;
+	if (pc->pos < pc->l->n && pc->l->v[pc->pos].kind == kind) return &pc->l->v[pc->pos++];
+	pc->ok = 0;
+	return NULL;
+}
+
+/* Unchanged since the parent: inode number and ctime from the parent's
+ * inodes record (it, or trees of older takes, which carry them). */
+static int same_file(const walk_node *n, const tree_entry *e, const inode_item *it)
+{
+	uint64_t ino = it ? it->value : e->ino;
+	int64_t ctime_sec = it ? it->ctime_sec : e->ctime_sec;
+	uint32_t ctime_nsec = it ? it->ctime_nsec : e->ctime_nsec;
+	return e->type == TREE_REG && ino != 0 && ino == n->ino && e->size == n->size &&
+	       e->mtime_sec == n->mtime_sec && e->mtime_nsec == n->mtime_nsec && ctime_sec == n->ctime_sec &&
+	       ctime_nsec == n->ctime_nsec;
 }
 
 /* 1 when every chunk is usable (present, not marked by gc): the take then
@@ -534,20 +565,29 @@ static int reuse_content(file_state *fs, uint64_t size, const tree_chunk *chunks
 	return 0;
 }
 
-/* Give unchanged files their parent's chunk lists, so they are not read. */
-static int reuse_from_parent(take_ctx *c, walk_node *dir, const oid *parent_tree)
+/* Give unchanged files their parent's chunk lists, so they are not read.
+ * Goes through the parent's entries in order, as its inodes record does. */
+static int reuse_from_parent(take_ctx *c, walk_node *dir, const oid *parent_tree, parent_cursor *pc)
 {
 	tree t;
 	int rc = repo_load_tree(c->repo, parent_tree, &t);
 	if (rc < 0) return rc;
-	for (size_t i = 0; i < dir->nkids && rc == 0; i++) {
-		walk_node *k = dir->kids[i];
-		const tree_entry *e = tree_find(&t, k->name, k->name_len);
-		if (!e) continue;
-		if (k->type == TREE_DIR && e->type == TREE_DIR && !k->is_mount) {
-			rc = reuse_from_parent(c, k, &e->subtree);
-		} else if (k->type == TREE_REG && same_file(k, e) && (rc = chunks_present(c, e)) == 1) {
-			rc = reuse_content(k->user, e->size, e->chunks, e->nchunks, e->extents, e->nextents);
+	for (size_t i = 0; i < t.n && rc == 0; i++) {
+		const tree_entry *e = &t.entries[i];
+		walk_node *k = walk_find_kid(dir, e->name, e->name_len);
+		if (e->type == TREE_DIR) {
+			const inode_item *it = next_item(pc, INODE_DIR);
+			size_t end = it ? pc->pos + it->value : 0; /* inodes_read checked it fits */
+			if (k && k->type == TREE_DIR && !k->is_mount) {
+				rc = reuse_from_parent(c, k, &e->subtree, pc);
+				if (it && pc->pos != end) pc->ok = 0;
+			} else if (it) {
+				pc->pos = end;
+			}
+		} else if (e->type == TREE_REG) {
+			const inode_item *it = next_item(pc, INODE_REG);
+			if (k && k->type == TREE_REG && same_file(k, e, it) && (rc = chunks_present(c, e)) == 1)
+				rc = reuse_content(k->user, e->size, e->chunks, e->nchunks, e->extents, e->nextents);
 		}
 	}
 	tree_free(&t);
@@ -608,9 +648,7 @@ static void entry_from_node(const take_ctx *c, tree_entry *e, const walk_node *n
 	e->gid = n->gid;
 	e->mtime_sec = n->mtime_sec;
 	e->mtime_nsec = n->mtime_nsec;
-	e->ctime_sec = n->ctime_sec;
-	e->ctime_nsec = n->ctime_nsec;
-	e->ino = n->ino;
+	/* ctime and ino stay 0: they go to the inodes record (inodes.h) */
 	e->rdev_major = n->rdev_major;
 	e->rdev_minor = n->rdev_minor;
 	e->hardlink = hardlink_of(c, n);
@@ -662,7 +700,14 @@ static int build_tree(take_ctx *c, walk_node *dir, oid *out)
 		walk_node *k = dir->kids[i];
 		entry_from_node(c, &entries[i], k, xa + nx);
 		nx += k->nxattrs;
-		if (k->type == TREE_DIR && (rc = build_tree(c, k, &entries[i].subtree)) < 0) goto done;
+		int64_t at = 0;
+		if (k->type == TREE_REG) at = inodes_push(&c->inodes, INODE_REG, k->ino, k->ctime_sec, k->ctime_nsec);
+		if (k->type == TREE_DIR) at = inodes_push(&c->inodes, INODE_DIR, 0, 0, 0);
+		if ((rc = (int)(at < 0 ? at : 0)) < 0) goto done;
+		if (k->type == TREE_DIR) {
+			if ((rc = build_tree(c, k, &entries[i].subtree)) < 0) goto done;
+			c->inodes.v[at].value = c->inodes.n - (size_t)at - 1;
+		}
 	}
 	rc = put_tree(c, entries, dir->nkids, out);
 	if (rc < 0) {
@@ -717,6 +762,21 @@ static int build_overlay_top(take_ctx *c, const cairn_take_options *o, walk_stat
 }
 
 /* ---- options, parent, commit ----------------------------------------------- */
+
+/* The snapshot is committed: a failure here costs the next take a read of
+ * every file, so it is a notice, not an error. */
+static void write_inodes(take_ctx *c, const cairn_take_options *o, const char *sid_hex)
+{
+	if (inodes_write(c->repo, sid_hex, &c->inodes) == 0) return;
+	char msg[1200];
+	snprintf(msg, sizeof(msg), "snapshot %s saved without its inodes record (%s): the next take reads every file",
+	         sid_hex, cairn_error_last());
+	error_clear();
+	if (o->event_cb) {
+		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = msg};
+		o->event_cb(&ev, o->event_payload);
+	}
+}
 
 static int valid_user(const char *u)
 {
@@ -811,6 +871,7 @@ static void ctx_free(take_ctx *c)
 	free(c->states);
 	free(c->todo);
 	free(c->hl_table);
+	inodes_free(&c->inodes);
 	walk_free(c->root);
 	c->states = NULL;
 	c->nstates = 0;
@@ -820,18 +881,23 @@ static void ctx_free(take_ctx *c)
 }
 
 /* The parent snapshot: its user's refs give the writer stored sizes
- * without index lookups; root (unless NULL) gets its root tree's id. */
-static int load_parent(take_ctx *c, const char *parent, oid *root)
+ * without index lookups; view (unless NULL) gets its content tree's id and
+ * its inodes record. */
+static int load_parent(take_ctx *c, const char *parent, parent_view *view)
 {
 	snapshot_manifest pm;
 	int rc = repo_load_snapshot(c->repo, parent, &pm);
 	if (rc < 0) return rc;
 	writer_parent(c->writer, pm.user, parent);
 	tree top = {0};
-	if (root) rc = repo_load_tree(c->repo, &pm.tree, &top);
-	if (root && rc == 0 && (top.n != 1 || top.entries[0].type != TREE_DIR))
+	if (view) rc = repo_load_tree(c->repo, &pm.tree, &top);
+	if (view && rc == 0 && (top.n != 1 || top.entries[0].type != TREE_DIR))
 		rc = error_set(CAIRN_ECORRUPT, "snapshot %s: bad top tree", parent);
-	if (root && rc == 0) *root = top.entries[0].subtree;
+	if (view && rc == 0) {
+		view->root = top.entries[0].subtree;
+		if (inodes_read(c->repo, parent, &view->inodes) < 0)
+			error_clear(); /* none or damaged: only old trees' inode numbers are compared */
+	}
 	if (top.mem) tree_free(&top);
 	snapshot_manifest_free(&pm);
 	if (rc < 0) error_prefix("parent");
@@ -854,7 +920,7 @@ static int base_refs(take_ctx *c, const char *spec)
  * (may be NULL) is checked all along: a frozen capture stops when the
  * freeze is aborted (signal, --max-pause). */
 static int capture(take_ctx *c, const cairn_take_options *o, const char *root_path,
-                   const oid *parent_root, take_ctx *pre, freezer *fz, walk_stats *ws)
+                   const parent_view *parent, take_ctx *pre, freezer *fz, walk_stats *ws)
 {
 	int rc;
 	collect col = {0};
@@ -892,8 +958,9 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	if (pre) {
 		rc = reuse_from_precopy(c, c->root, pre->root, &pre->start);
 		ctx_free(pre);
-	} else if (parent_root && (rc = reuse_from_parent(c, c->root, parent_root)) < 0) {
-		error_prefix("parent");
+	} else if (parent) {
+		parent_cursor pc = {&parent->inodes, 0, parent->inodes.n > 0};
+		if ((rc = reuse_from_parent(c, c->root, &parent->root, &pc)) < 0) error_prefix("parent");
 	}
 	if (rc < 0) goto done;
 	for (size_t i = 0; i < c->nstates; i++) {
@@ -956,6 +1023,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	int64_t t0 = now_ns(CLOCK_MONOTONIC);
 	const char *user;
 	freezer *fz = NULL; /* --cgroup: frozen from before the (frozen) walk until after the commit */
+	parent_view pv = {0};
 
 	memset(&ws, 0, sizeof(ws));
 	ctx_init(&c, repo, -1, NULL);
@@ -974,10 +1042,9 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 
 	if ((rc = writer_new(&c.writer, repo)) < 0) goto done;
 	if ((rc = writer_set_user(c.writer, user, o->dry_run)) < 0) goto done; /* quota from here on */
-	oid parent_root;
 	int have_parent = 0;
 	if (parent[0]) {
-		if ((rc = load_parent(&c, parent, &parent_root)) < 0) goto done;
+		if ((rc = load_parent(&c, parent, &pv)) < 0) goto done;
 		have_parent = 1;
 	} else if (o->upper && (rc = base_refs(&c, o->base)) < 0) {
 		goto done;
@@ -994,7 +1061,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		clock_gettime(CLOCK_REALTIME_COARSE, &pre.start);
 		walk_stats pws;
 		memset(&pws, 0, sizeof(pws));
-		rc = capture(&pre, o, root_path, have_parent ? &parent_root : NULL, NULL, fz, &pws);
+		rc = capture(&pre, o, root_path, have_parent ? &pv : NULL, NULL, fz, &pws);
 		if (rc == 0) rc = writer_restart_refs(c.writer);
 		if (rc < 0) goto done;
 		have_pre = 1;
@@ -1004,7 +1071,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	}
 
 	if (o->cgroup && (rc = freeze_now(fz, o)) < 0) goto done;
-	rc = capture(&c, o, root_path, have_parent ? &parent_root : NULL, have_pre ? &pre : NULL, fz, &ws);
+	rc = capture(&c, o, root_path, have_parent ? &pv : NULL, have_pre ? &pre : NULL, fz, &ws);
 	if (rc < 0) goto done;
 
 	oid top_id;
@@ -1062,6 +1129,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		o->event_cb(&ev, o->event_payload);
 	}
 	if ((rc = freeze_end(fz, o, sid_hex)) < 0) goto done;
+	if (!o->dry_run && !o->upper) write_inodes(&c, o, sid_hex); /* after the thaw: not in the pause */
 
 	if (out) {
 		memcpy(out->snapshot, sid_hex, sizeof(out->snapshot));
@@ -1082,6 +1150,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	}
 done:
 	freeze_free(fz); /* first: a failed take thaws at once */
+	inodes_free(&pv.inodes);
 	ctx_free(&pre);
 	ctx_free(&c);
 	writer_free(c.writer);

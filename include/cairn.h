@@ -454,6 +454,7 @@ typedef struct cairn_gc_result {
 	uint64_t bytes_deleted, bytes_written;
 	int64_t bytes_reclaimed;   /* bytes_deleted - bytes_written */
 	uint64_t duration_ms;
+	uint64_t inodes_removed;   /* inodes records of forgotten snapshots */
 } cairn_gc_result;
 
 /* Reclaim space (README "Garbage collection"): safe beside running takes and

@@ -107,6 +107,18 @@ fsck_ok after-leftovers "$R"
 cairn fsck-info fsck
 check "no unindexed pack or unreferenced blob is left" bash -c "! grep -q -E 'in no index segment|no snapshot references' '$OUT'"
 
+say "an inodes record whose snapshot is gone (a forget that crashed) is removed"
+ORPHAN=inodes/$(printf '%064d' 7)
+echo stale | repo_put "$R" "$ORPHAN"
+cairn_ok gc-orphan-dry gc --dry-run --json
+check "--dry-run counts the orphan inodes record ($(json_get "$OUT" - inodes_removed))" [ "$(json_get "$OUT" - inodes_removed)" = 1 ]
+check "--dry-run keeps it" [ -n "$(repo_ls "$R" inodes | grep "${ORPHAN#inodes/}" || true)" ]
+cairn_ok gc-orphan gc --json
+check "gc removes it ($(json_get "$OUT" - inodes_removed))" [ "$(json_get "$OUT" - inodes_removed)" = 1 ]
+check "it is gone" [ -z "$(repo_ls "$R" inodes | grep "${ORPHAN#inodes/}" || true)" ]
+check "the live snapshots keep theirs ($(repo_ls "$R" inodes | wc -l) records, $(snap_ids "$R" | wc -l) snapshots)" \
+	[ "$(repo_ls "$R" inodes | wc -l)" = "$(snap_ids "$R" | wc -l)" ]
+
 say "a pack that is mostly garbage is rewritten"
 small_tree "$W/z" "$((SEED + 3))" 6
 small_tree "$W/w" "$((SEED + 5))" 30

@@ -116,4 +116,41 @@ take_json take3 --repo "$R" --root "$SRC" --user alice --name inc3 --parent inc1
 	fi
 }
 
+say "a take of a cp -a copy (new inodes and ctimes, same content) stores nothing: trees hold neither"
+cp -a "$SRC" "$W/copy"
+take_json take-copy --repo "$R" --root "$W/copy" --user carol --name copy && {
+	check "take of the copy: new_bytes == 0 (got $(done_field "$OUT" new_bytes))" test "$(done_field "$OUT" new_bytes)" = 0
+	check "take of the copy: stored_bytes == 0, no new tree (got $(done_field "$OUT" stored_bytes))" \
+		test "$(done_field "$OUT" stored_bytes)" = 0
+}
+take_json take-copy2 --repo "$R" --root "$W/copy" --user carol --name copy && {
+	reused=$(done_field "$OUT" reused_files || true)
+	check "the copy's next take reuses its files through the inodes record (reused_files $reused >= 4900)" \
+		test "$reused" -ge 4900
+	COPY2=$SNAP
+}
+
+say "without its parent's inodes record, or with a damaged one, a take reads every file and is exact"
+if [ -n "${COPY2:-}" ]; then
+	repo_get "$R" "inodes/$COPY2" > "$W/inodes.orig"
+	check "the inodes record of the copy's snapshot is there" test -s "$W/inodes.orig"
+	echo "Garbage" >> "$W/inodes.orig.bad"
+	head -c 100 "$W/inodes.orig" >> "$W/inodes.orig.bad"
+	for how in missing damaged; do
+		if [ $how = missing ]; then repo_rm "$R" "inodes/$COPY2"; else repo_put "$R" "inodes/$COPY2" < "$W/inodes.orig.bad"; fi
+		echo "$how" >> "$W/copy/changed-$how"
+		take_json take-no-inodes-$how --repo "$R" --root "$W/copy" --user carol --name copy --parent "$COPY2" && {
+			check "record $how: the take succeeds and reuses nothing (reused_files $(done_field "$OUT" reused_files))" \
+				test "$(done_field "$OUT" reused_files)" = 0
+			check "record $how: new_bytes is only the new file's ($(done_field "$OUT" new_bytes) <= 8)" \
+				test "$(done_field "$OUT" new_bytes)" -le 8
+			if cairn_ok restore-$how restore --repo "$R" "$SNAP" "$W/r-$how"; then
+				treecmp_check "record $how: the snapshot restores to the copy" "$W/copy" "$W/r-$how" "${IGN[@]}"
+			fi
+		}
+	done
+	cairn_ok forget-copy forget --repo "$R" "$COPY2" &&
+		check "forget removes the snapshot's inodes record" test -z "$(repo_ls "$R" inodes | grep "$COPY2" || true)"
+fi
+
 e2e_finish

@@ -69,6 +69,7 @@ int cmd_gc(struct cli *cli, int argc, char **argv)
 		json_u64(&j, "uploads_aborted", r.uploads_aborted);
 		json_u64(&j, "sessions_removed", r.sessions_removed);
 		json_u64(&j, "markers_removed", r.markers_removed);
+		json_u64(&j, "inodes_removed", r.inodes_removed);
 		json_u64(&j, "bytes_deleted", r.bytes_deleted);
 		json_u64(&j, "bytes_written", r.bytes_written);
 		json_i64(&j, "bytes_reclaimed", r.bytes_reclaimed);
