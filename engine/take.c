@@ -703,7 +703,10 @@ static int build_tree(take_ctx *c, walk_node *dir, oid *out)
 		int64_t at = 0;
 		if (k->type == TREE_REG) at = inodes_push(&c->inodes, INODE_REG, k->ino, k->ctime_sec, k->ctime_nsec);
 		if (k->type == TREE_DIR) at = inodes_push(&c->inodes, INODE_DIR, 0, 0, 0);
-		if ((rc = (int)(at < 0 ? at : 0)) < 0) goto done;
+		if (at < 0) {
+			rc = (int)at;
+			goto done;
+		}
 		if (k->type == TREE_DIR) {
 			if ((rc = build_tree(c, k, &entries[i].subtree)) < 0) goto done;
 			c->inodes.v[at].value = c->inodes.n - (size_t)at - 1;
