@@ -818,10 +818,14 @@ static int check_options(const cairn_take_options *o)
 }
 
 /* The parent: given, or the user's latest snapshot of the same root. */
+/* parent: the user's latest snapshot of root_path (or --parent); kin: the
+ * user's latest snapshot of any root, for a take without a parent (a new
+ * instance restored from a snapshot): its refs give known stored sizes
+ * and the base of this take's refs delta. */
 static int find_parent(cairn_repo *repo, const cairn_take_options *o, const char *user,
-                       const char *root_path, char parent[OID_HEX_LEN + 1])
+                       const char *root_path, char parent[OID_HEX_LEN + 1], char kin[OID_HEX_LEN + 1])
 {
-	parent[0] = 0;
+	parent[0] = kin[0] = 0;
 	if (o->no_parent) return 0;
 	if (o->parent) return cairn_snapshot_resolve(parent, repo, o->parent, NULL);
 	cairn_snapshot_list *l;
@@ -829,6 +833,7 @@ static int find_parent(cairn_repo *repo, const cairn_take_options *o, const char
 	if (rc < 0) return rc;
 	for (size_t i = cairn_snapshot_list_count(l); i-- > 0;) {
 		const cairn_snapshot_info *s = cairn_snapshot_list_get(l, i);
+		if (!kin[0]) memcpy(kin, s->id, OID_HEX_LEN + 1);
 		if (strcmp(s->root_path, root_path) == 0) {
 			memcpy(parent, s->id, OID_HEX_LEN + 1);
 			break;
@@ -1022,7 +1027,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	int have_pre = 0;
 	uint64_t precopy_ms = 0;
 	walk_stats ws;
-	char parent[OID_HEX_LEN + 1] = "", root_path[PATH_MAX], host[256] = "";
+	char parent[OID_HEX_LEN + 1] = "", kin[OID_HEX_LEN + 1] = "", root_path[PATH_MAX], host[256] = "";
 	int64_t t0 = now_ns(CLOCK_MONOTONIC);
 	const char *user;
 	freezer *fz = NULL; /* --cgroup: frozen from before the (frozen) walk until after the commit */
@@ -1036,7 +1041,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	user = o->user ? o->user : "default";
 
 	if ((rc = live_root_path(o->upper ? o->upper : o->root, root_path)) < 0) goto done;
-	if ((rc = find_parent(repo, o, user, root_path, parent)) < 0) goto done;
+	if ((rc = find_parent(repo, o, user, root_path, parent, kin)) < 0) goto done;
 	c.rootfd = open(root_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c.rootfd < 0) {
 		rc = error_errno(errno == ENOTDIR ? CAIRN_EUSAGE : CAIRN_EIO, errno, "root %s", root_path);
@@ -1049,8 +1054,10 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	if (parent[0]) {
 		if ((rc = load_parent(&c, parent, &pv)) < 0) goto done;
 		have_parent = 1;
-	} else if (o->upper && (rc = base_refs(&c, o->base)) < 0) {
-		goto done;
+	} else if (o->upper) {
+		if ((rc = base_refs(&c, o->base)) < 0) goto done;
+	} else if (kin[0] && load_parent(&c, kin, NULL) < 0) {
+		error_clear(); /* only a shortcut (forgotten meanwhile?) */
 	}
 	/* a take that cannot commit fails before any work, and before any pause */
 	if (!o->dry_run && (rc = gc_session_check(repo)) < 0) goto done;

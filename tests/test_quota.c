@@ -411,6 +411,23 @@ static void test_refs_deltas(cairn_repo *r, const char *dir)
 	CHECK(len < 600); /* one file's chunk and three trees in, as many out */
 	uint64_t u = used(r, "nia");
 
+	/* a copy of the tree elsewhere (a new instance): no parent, so its
+	 * refs are a delta on the user's latest snapshot, which it equals */
+	char copy[600], cmd[1300];
+	snprintf(copy, sizeof(copy), "%s.copy", dir);
+	snprintf(cmd, sizeof(cmd), "cp -a %s %s", dir, copy);
+	CHECK_EQ(system(cmd), 0);
+	o.root = copy;
+	CHECK_EQ(cairn_take(&res, r, &o), 0);
+	o.root = dir;
+	CHECK_EQ(res.reused_files, 0);
+	CHECK_EQ(refs_depth("nia", res.snapshot), refs_depth("nia", ids[13]) + 1);
+	snprintf(rp, sizeof(rp), "%s/repo/users/nia/refs/%s", base, res.snapshot);
+	free(slurp(rp, &len));
+	CHECK(len < 200); /* nothing in, nothing out */
+	CHECK_EQ(used(r, "nia"), u);
+	CHECK_EQ(verify(r), 0);
+
 	/* forget the bases of ids[3] and ids[4]; the compaction that drops
 	 * their records makes those two whole first */
 	CHECK_EQ(quota_forget(r, ids[2], NULL), 0);
@@ -431,10 +448,12 @@ static void test_refs_deltas(cairn_repo *r, const char *dir)
 	/* a delta whose base is gone is damage that verify names and
 	 * quota_rebuild repairs (records written whole) */
 	CHECK_EQ(cairn_take(&res, r, &o), 0);
+	int before = refs_depth("nia", res.snapshot);
+	CHECK(before >= 0 && before < 8);
 	snprintf(p, sizeof(p), "%s/f00", dir);
 	write_file(p, 22000, t_rand());
 	CHECK_EQ(cairn_take(&res, r, &o), 0);
-	CHECK_EQ(refs_depth("nia", res.snapshot), 1);
+	CHECK_EQ(refs_depth("nia", res.snapshot), before + 1);
 	snprintf(rp, sizeof(rp), "%s/repo/users/nia/refs/%s", base, res.snapshot);
 	uint8_t *b = slurp(rp, &len);
 	size_t at = FORMAT_HEADER_LEN + 2 + 3 + 32;
