@@ -57,6 +57,27 @@ static inline void t_fill(uint8_t *p, size_t n)
 	for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(t_rand() >> 56);
 }
 
+/* A whole file (malloc'd, NULL when it cannot be opened); and back. */
+static inline uint8_t *t_slurp(const char *p, size_t *len)
+{
+	FILE *f = fopen(p, "rb");
+	if (!f) return NULL;
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	uint8_t *b = malloc(*len + 1);
+	if (fread(b, 1, *len, f) != *len) *len = 0;
+	fclose(f);
+	return b;
+}
+
+static inline void t_spit(const char *p, const uint8_t *b, size_t len)
+{
+	FILE *f = fopen(p, "wb");
+	fwrite(b, 1, len, f);
+	fclose(f);
+}
+
 static inline int t_done(void)
 {
 	printf("%d checks, %d failed\n", t_checks, t_failures);

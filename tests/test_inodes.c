@@ -45,26 +45,6 @@ static int same(const inode_list *a, const inode_list *b)
 	return 1;
 }
 
-static uint8_t *slurp(const char *p, size_t *len)
-{
-	FILE *f = fopen(p, "rb");
-	if (!f) return NULL;
-	fseek(f, 0, SEEK_END);
-	*len = (size_t)ftell(f);
-	fseek(f, 0, SEEK_SET);
-	uint8_t *b = malloc(*len + 1);
-	if (fread(b, 1, *len, f) != *len) *len = 0;
-	fclose(f);
-	return b;
-}
-
-static void spit(const char *p, const uint8_t *b, size_t len)
-{
-	FILE *f = fopen(p, "wb");
-	fwrite(b, 1, len, f);
-	fclose(f);
-}
-
 int main(void)
 {
 	t_seed();
@@ -107,7 +87,7 @@ int main(void)
 	gen(&l, 3, &ino, &sec);
 	CHECK_EQ(inodes_write(r, snap, &l), 0);
 	size_t len = 0;
-	uint8_t *orig = slurp(path, &len);
+	uint8_t *orig = t_slurp(path, &len);
 	CHECK(orig != NULL && len > FORMAT_HEADER_LEN + 8);
 
 	/* under another snapshot's name */
@@ -116,7 +96,7 @@ int main(void)
 	other[0] = '6';
 	char opath[600];
 	snprintf(opath, sizeof(opath), "%s/inodes/%s", repo, other);
-	spit(opath, orig, len);
+	t_spit(opath, orig, len);
 	CHECK_EQ(inodes_read(r, other, &got), CAIRN_ECORRUPT);
 
 	/* a directory claiming more items than follow, with a valid checksum */
@@ -142,7 +122,7 @@ int main(void)
 		if (round % 3 == 0) n = (size_t)(t_rand() % len);
 		else b[t_rand() % len] ^= (uint8_t)(1 + t_rand() % 255);
 		if (round % 2 && n >= 8) put_u64(b + n - 8, hash_xxh3(b, n - 8));
-		spit(path, b, n);
+		t_spit(path, b, n);
 		int rc = inodes_read(r, snap, &got);
 		CHECK(rc == 0 || rc == CAIRN_ECORRUPT);
 		if (rc == 0) { /* only a flip the checksum was fixed past can get here */
@@ -152,7 +132,7 @@ int main(void)
 		}
 		free(b);
 	}
-	spit(path, orig, len);
+	t_spit(path, orig, len);
 	CHECK_EQ(inodes_read(r, snap, &got), 0);
 	CHECK(same(&l, &got));
 	inodes_free(&got);

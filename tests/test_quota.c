@@ -102,26 +102,6 @@ static int top_log(const char *user, char out[900])
 	return best[0] ? 0 : -1;
 }
 
-static uint8_t *slurp(const char *p, size_t *len)
-{
-	FILE *f = fopen(p, "rb");
-	if (!f) return NULL;
-	fseek(f, 0, SEEK_END);
-	*len = (size_t)ftell(f);
-	fseek(f, 0, SEEK_SET);
-	uint8_t *b = malloc(*len + 1);
-	if (fread(b, 1, *len, f) != *len) *len = 0;
-	fclose(f);
-	return b;
-}
-
-static void spit(const char *p, const uint8_t *b, size_t len)
-{
-	FILE *f = fopen(p, "wb");
-	fwrite(b, 1, len, f);
-	fclose(f);
-}
-
 static void test_two_users(cairn_repo *r, const char *t1)
 {
 	/* bob first in one order, then alice; carol/dave the other way round */
@@ -199,7 +179,7 @@ static void test_crash_states(cairn_repo *r, const char *t2)
 	/* a take that wrote its ledger entry but not its manifest */
 	snprintf(mname, sizeof(mname), "%s/repo/snapshots/%s", base, id);
 	size_t mlen;
-	uint8_t *m = slurp(mname, &mlen);
+	uint8_t *m = t_slurp(mname, &mlen);
 	CHECK(m != NULL);
 	unlink(mname);
 	CHECK_EQ(used(r, "frank"), before); /* readers do not count it */
@@ -210,9 +190,9 @@ static void test_crash_states(cairn_repo *r, const char *t2)
 	/* a forget that wrote its entry but did not delete the manifest */
 	snprintf(mname, sizeof(mname), "%s/repo/snapshots/%s", base, id);
 	free(m);
-	m = slurp(mname, &mlen);
+	m = t_slurp(mname, &mlen);
 	CHECK_EQ(quota_forget(r, id, NULL), 0);
-	spit(mname, m, mlen);
+	t_spit(mname, m, mlen);
 	free(m);
 	CHECK_EQ(used(r, "frank"), before);
 	CHECK_EQ(quota_set(r, "frank", 0, 0), 0);
@@ -248,7 +228,7 @@ static void test_tamper(cairn_repo *r, const char *t2)
 	uint64_t real = used(r, "hal");
 	CHECK_EQ(top_log("hal", p), 0);
 	size_t len;
-	uint8_t *b = slurp(p, &len);
+	uint8_t *b = t_slurp(p, &len);
 	/* used_after sits 8 + 8 + 8 + 8 + 8 + 1 + 32 + 8 bytes... find it by value */
 	size_t off = 0;
 	for (size_t i = FORMAT_HEADER_LEN; i + 8 <= len - FORMAT_CHECK_LEN; i++)
@@ -256,7 +236,7 @@ static void test_tamper(cairn_repo *r, const char *t2)
 	CHECK(off > 0);
 	put_u64(b + off, real - 1000);
 	put_u64(b + len - 8, hash_xxh3(b, len - 8)); /* a well-formed lie */
-	spit(p, b, len);
+	t_spit(p, b, len);
 	free(b);
 	CHECK_EQ(used(r, "hal"), real - 1000);
 	CHECK(verify(r) > 0);
@@ -282,7 +262,7 @@ static void test_hostile(cairn_repo *r, const char *t2)
 	CHECK_EQ(take(r, t2, "jo", "h", NULL), 0);
 	CHECK_EQ(top_log("jo", p), 0);
 	size_t len;
-	uint8_t *orig = slurp(p, &len);
+	uint8_t *orig = t_slurp(p, &len);
 	for (int round = 0; round < 60; round++) {
 		uint8_t *b = malloc(len);
 		memcpy(b, orig, len);
@@ -290,7 +270,7 @@ static void test_hostile(cairn_repo *r, const char *t2)
 		if (round % 3 == 0) n = (size_t)(t_rand() % len);
 		else b[t_rand() % len] ^= (uint8_t)(1 + t_rand() % 255);
 		if (round % 2 && n >= 8) put_u64(b + n - 8, hash_xxh3(b, n - 8)); /* past the checksum */
-		spit(p, b, n);
+		t_spit(p, b, n);
 		quota_usage u;
 		int rc = quota_usage_get(r, "jo", &u);
 		CHECK(rc == 0 || rc == CAIRN_ECORRUPT);
@@ -299,7 +279,7 @@ static void test_hostile(cairn_repo *r, const char *t2)
 		CHECK(rc >= 0);
 		free(b);
 	}
-	spit(p, orig, len);
+	t_spit(p, orig, len);
 	free(orig);
 	CHECK_EQ(verify(r), 0);
 }
@@ -367,7 +347,7 @@ static int refs_depth(const char *user, const char *id)
 	char p[900];
 	size_t len;
 	snprintf(p, sizeof(p), "%s/repo/users/%s/refs/%s", base, user, id);
-	uint8_t *b = slurp(p, &len);
+	uint8_t *b = t_slurp(p, &len);
 	if (!b) return -1;
 	int depth = 0;
 	size_t at = FORMAT_HEADER_LEN + 2 + strlen(user) + 32 + 32;
@@ -407,7 +387,7 @@ static void test_refs_deltas(cairn_repo *r, const char *dir)
 	char rp[900];
 	size_t len;
 	snprintf(rp, sizeof(rp), "%s/repo/users/nia/refs/%s", base, ids[5]);
-	free(slurp(rp, &len));
+	free(t_slurp(rp, &len));
 	CHECK(len < 600); /* one file's chunk and three trees in, as many out */
 	uint64_t u = used(r, "nia");
 
@@ -423,7 +403,7 @@ static void test_refs_deltas(cairn_repo *r, const char *dir)
 	CHECK_EQ(res.reused_files, 0);
 	CHECK_EQ(refs_depth("nia", res.snapshot), refs_depth("nia", ids[13]) + 1);
 	snprintf(rp, sizeof(rp), "%s/repo/users/nia/refs/%s", base, res.snapshot);
-	free(slurp(rp, &len));
+	free(t_slurp(rp, &len));
 	CHECK(len < 200); /* nothing in, nothing out */
 	CHECK_EQ(used(r, "nia"), u);
 	CHECK_EQ(verify(r), 0);
@@ -455,11 +435,11 @@ static void test_refs_deltas(cairn_repo *r, const char *dir)
 	CHECK_EQ(cairn_take(&res, r, &o), 0);
 	CHECK_EQ(refs_depth("nia", res.snapshot), before + 1);
 	snprintf(rp, sizeof(rp), "%s/repo/users/nia/refs/%s", base, res.snapshot);
-	uint8_t *b = slurp(rp, &len);
+	uint8_t *b = t_slurp(rp, &len);
 	size_t at = FORMAT_HEADER_LEN + 2 + 3 + 32;
 	b[at] ^= 1; /* another base */
 	put_u64(b + len - 8, hash_xxh3(b, len - 8));
-	spit(rp, b, len);
+	t_spit(rp, b, len);
 	free(b);
 	CHECK(verify(r) > 0);
 	CHECK_EQ(quota_rebuild(r, "nia"), 0);
