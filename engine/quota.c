@@ -340,8 +340,11 @@ static int parse_ids(cursor *cur, uint32_t count, int sized, uref **out, const c
 }
 
 /* A snapshot's refs (distinct blobs, ascending), following its deltas down
- * to a whole record; hint: a set already read, used when it is the base. */
-static int read_refs_set(cairn_repo *r, const char *user, const oid *snap, const refs_set *hint, refs_set *out)
+ * to a whole record; hint: a set already read, used when it is the base.
+ * The record's depth must be below `below`: each step down lowers it, so
+ * even records that name each other end after REFS_DEPTH_MAX reads. */
+static int read_refs_below(cairn_repo *r, const char *user, const oid *snap, const refs_set *hint,
+                           uint32_t below, refs_set *out)
 {
 	char name[200];
 	uint8_t *data = NULL;
@@ -361,7 +364,7 @@ static int read_refs_set(cairn_repo *r, const char *user, const oid *snap, const
 		nremoved = cur_u32(&cur);
 	}
 	if (cur.bad || oid_cmp(&got, snap) != 0 || (flags & ~REFS_DELTA) ||
-	    ((flags & REFS_DELTA) && (depth < 1 || depth > REFS_DEPTH_MAX))) {
+	    ((flags & REFS_DELTA) && (depth < 1 || depth > REFS_DEPTH_MAX)) || depth >= below) {
 		rc = error_set(CAIRN_ECORRUPT, "%s: names another snapshot, or a bad base", name);
 		goto done;
 	}
@@ -383,7 +386,7 @@ static int read_refs_set(cairn_repo *r, const char *user, const oid *snap, const
 	}
 	const refs_set *from = hint;
 	if (!hint || !hint->have || oid_cmp(&hint->snap, &base_id) != 0) {
-		if ((rc = read_refs_set(r, user, &base_id, NULL, &base)) < 0) {
+		if ((rc = read_refs_below(r, user, &base_id, NULL, depth, &base)) < 0) {
 			/* not found: a compaction may have rewritten this record
 			 * whole since it was read; load tries again */
 			if (rc == CAIRN_ENOTFOUND) rc = error_set(CAIRN_ENOTFOUND, "%s: its base is gone", name);
@@ -403,6 +406,11 @@ done:
 	free(added);
 	free(data);
 	return rc;
+}
+
+static int read_refs_set(cairn_repo *r, const char *user, const oid *snap, const refs_set *hint, refs_set *out)
+{
+	return read_refs_below(r, user, snap, hint, REFS_DEPTH_MAX + 1, out);
 }
 
 static int read_refs(cairn_repo *r, const char *user, const oid *snap, uref **out, size_t *n)

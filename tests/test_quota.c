@@ -435,16 +435,25 @@ static void test_refs_deltas(cairn_repo *r, const char *dir)
 	CHECK_EQ(cairn_take(&res, r, &o), 0);
 	CHECK_EQ(refs_depth("nia", res.snapshot), before + 1);
 	snprintf(rp, sizeof(rp), "%s/repo/users/nia/refs/%s", base, res.snapshot);
-	uint8_t *b = t_slurp(rp, &len);
+	uint8_t *orig = t_slurp(rp, &len), *b = malloc(len);
 	size_t at = FORMAT_HEADER_LEN + 2 + 3 + 32;
-	b[at] ^= 1; /* another base */
-	put_u64(b + len - 8, hash_xxh3(b, len - 8));
-	t_spit(rp, b, len);
+	for (int how = 0; how < 2; how++) {
+		memcpy(b, orig, len);
+		if (how == 0) b[at] ^= 1; /* another base, not there */
+		else memcpy(b + at, b + at - 32, 32); /* itself: a loop, refused at once */
+		put_u64(b + len - 8, hash_xxh3(b, len - 8));
+		t_spit(rp, b, len);
+		CHECK(verify(r) > 0);
+		quota_usage qu;
+		CHECK_EQ(quota_usage_get(r, "nia", &qu), 0); /* the last entry only */
+		CHECK_EQ(quota_rebuild(r, "nia"), 0);
+		CHECK_EQ(refs_depth("nia", res.snapshot), 0);
+		CHECK_EQ(verify(r), 0);
+		t_spit(rp, orig, len); /* a delta again, on a base still there */
+		CHECK_EQ(verify(r), 0);
+	}
 	free(b);
-	CHECK(verify(r) > 0);
-	CHECK_EQ(quota_rebuild(r, "nia"), 0);
-	CHECK_EQ(refs_depth("nia", res.snapshot), 0);
-	CHECK_EQ(verify(r), 0);
+	free(orig);
 }
 
 int main(void)
