@@ -114,6 +114,46 @@ static void test_contract(const uint8_t secret[32])
 	free(d);
 }
 
+/* The definition, one byte a step: the first position past min whose
+ * window hash has the mask's bits clear (mask_s before avg, mask_l from
+ * avg), else max or the end. */
+static size_t reference_cut(const chunker_params *p, const uint8_t *d, size_t len)
+{
+	size_t n = len < p->max ? len : p->max;
+	if (n <= p->min) return n;
+	uint64_t h = 0;
+	for (size_t i = 0; i < n; i++) {
+		h = (h << 1) + p->gear[d[i]];
+		if (i < p->min) continue;
+		if (!(h & (i < p->avg ? p->mask_s : p->mask_l))) return i + 1;
+	}
+	return n;
+}
+
+/* chunker_cut decides exactly as the definition: every parameter shape
+ * (min, avg, max odd or even, min below the window), every length. */
+static void test_reference(const uint8_t secret[32], const uint8_t *data)
+{
+	static const uint32_t shapes[][3] = {
+		{16, 64, 256}, {17, 63, 257}, {100, 101, 103}, {1024, 4096, 16384}, {4095, 8191, 65537},
+		{128 * 1024, 512 * 1024, 2 * 1024 * 1024},
+	};
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		chunker_params p;
+		chunker_init(&p, secret, shapes[s][0], shapes[s][1], shapes[s][2]);
+		size_t off = 0, cuts = 0, bad = 0;
+		while (off < DATA_LEN && cuts < 20000) {
+			size_t len = DATA_LEN - off;
+			if (cuts % 3 == 1) len = 1 + t_rand() % (2 * p.max < len ? 2 * p.max : len);
+			size_t want = reference_cut(&p, data + off, len), got = chunker_cut(&p, data + off, len);
+			if (want != got && bad++ < 3) printf("  shape %zu at %zu, len %zu: cut %zu, want %zu\n", s, off, len, got, want);
+			off += want;
+			cuts++;
+		}
+		CHECK_EQ(bad, 0);
+	}
+}
+
 static void test_determinism(const uint8_t secret[32], const uint8_t *data)
 {
 	chunker_params p1, p2;
@@ -326,6 +366,7 @@ int main(void)
 	t_fill(data, DATA_LEN);
 
 	test_contract(secret);
+	test_reference(secret, data);
 	test_determinism(secret, data);
 	test_insert(secret, data);
 	test_edit_middle(secret, data);
