@@ -20,6 +20,7 @@
 #include "format.h"
 #include "gc.h"
 #include "index.h"
+#include "inodes.h"
 #include "pack.h"
 #include "quota.h"
 #include "repo.h"
@@ -622,6 +623,32 @@ static int marker_visit(const char *name, void *payload)
 	return 0;
 }
 
+/* Inodes records only speed takes up: a damaged or orphan one is an info. */
+static int inodes_visit(const char *name, void *payload)
+{
+	fsck_ctx *c = payload;
+	const char *id = strrchr(name, '/');
+	id = id ? id + 1 : name;
+	char snap[128];
+	uint64_t size;
+	inode_list l;
+	snprintf(snap, sizeof(snap), "snapshots/%s", id);
+	if (store_size(c->r->st, snap, &size) < 0) {
+		error_clear();
+		report_add(c->rep, CAIRN_FSCK_INFO, "inodes", name, "its snapshot is gone (gc removes it)");
+		return 0;
+	}
+	int rc = inodes_read(c->r, id, &l);
+	if (rc == CAIRN_ENOMEM) return rc;
+	if (rc < 0) {
+		report_add(c->rep, CAIRN_FSCK_INFO, "inodes", name, "%s: a take from this snapshot reads every file",
+		           cairn_error_last());
+		error_clear();
+	}
+	inodes_free(&l);
+	return 0;
+}
+
 static void ctx_free(fsck_ctx *c)
 {
 	for (size_t i = 0; i < c->nsegments; i++) free(c->segments[i]);
@@ -696,6 +723,7 @@ static int check_all(fsck_ctx *c)
 	if (ntmp)
 		report_add(c->rep, CAIRN_FSCK_INFO, "tmp", "tmp", "%llu leftover files (gc removes them)",
 		           (unsigned long long)ntmp);
+	if ((rc = store_list(c->r->st, "inodes", inodes_visit, c)) < 0) return rc;
 	/* per-user usage (engine/quota.c) */
 	if (c->config_problem < 0 && !c->index_damaged) {
 		rc = quota_verify(c->r, quota_problem, c);

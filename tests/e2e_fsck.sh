@@ -115,6 +115,24 @@ check "manifest-delete: fsck reports alpha's data as unreferenced (info)" grep -
 if grep -q "users/alice" "$OUT"; then
 	check "manifest-delete: fsck exits 4 for alice's usage records" [ "$RC" = 4 ]
 fi
+say "inodes records (only an accelerator): damaged or orphan is an info, exit 0"
+R=$W/r-inodes
+cp -a "$BASE" "$R"
+damage "$R" "inodes/$A" flip
+echo stale > "$R/inodes/$(printf '%064d' 5)"
+cairn fsck-inodes fsck --repo "$R" --json
+check "inodes: fsck exits 0 (got $RC)" [ "$RC" = 0 ]
+check "inodes: the damaged record is an info naming it" "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = [x for x in d["problems"] if x["kind"] == "inodes"]
+ok = any(x["severity"] == "info" and x["object"].endswith(sys.argv[2]) and "reads every file" in x["message"] for x in p)
+ok = ok and any(x["severity"] == "info" and "gone" in x["message"] for x in p) and len(p) == 2
+sys.exit(0 if ok else 1)' "$OUT" "$A"
+take_json take-after-inodes --repo "$R" --root "$W/a" --user alice --name alpha2 && {
+	check "inodes: the next take from alpha reads every file (reused_files $(done_field "$OUT" reused_files))" \
+		[ "$(done_field "$OUT" reused_files)" = 0 ]
+}
 say "config"
 case_ config-flip config flip "" --both
 case_ config-truncate config truncate "" --both
