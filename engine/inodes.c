@@ -134,6 +134,12 @@ int inodes_read(cairn_repo *r, const char *snap_hex, inode_list *out)
 		goto done;
 	}
 	if (comp == COMP_ZSTD) {
+		/* the frame says its size: no allocation for a count it does not back */
+		unsigned long long fsize = ZSTD_getFrameContentSize(stored, stored_len);
+		if (fsize != raw_len) {
+			rc = error_set(CAIRN_ECORRUPT, "%s: does not decompress to %u items", name, n);
+			goto done;
+		}
 		if (!(raw = malloc(raw_len + 1))) {
 			rc = ERR_OOM();
 			goto done;
