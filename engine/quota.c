@@ -68,24 +68,36 @@ static uslot *ut_find(const utable *t, const oid *id)
 	return NULL;
 }
 
+/* Room for n ids without growing; the slots are written now, so their
+ * page faults come here, not where the table fills (the frozen capture). */
+static int ut_reserve(utable *t, size_t n)
+{
+	size_t cap = t->cap ? t->cap : 256;
+	while (n * 2 > cap) cap *= 2;
+	if (cap == t->cap) return 0;
+	uslot *ns = malloc(cap * sizeof(*ns));
+	if (!ns) return ERR_OOM();
+	memset(ns, 0, cap * sizeof(*ns));
+	for (size_t i = 0; i < t->cap; i++) {
+		if (!t->s[i].used) continue;
+		size_t j = (size_t)hash_xxh3_seed(t->s[i].id.b, OID_LEN, t->seed) & (cap - 1);
+		while (ns[j].used) j = (j + 1) & (cap - 1);
+		ns[j] = t->s[i];
+	}
+	free(t->s);
+	t->s = ns;
+	t->cap = cap;
+	return 0;
+}
+
 /* Find or insert (refs 0, size 0). NULL when out of memory. */
 static uslot *ut_get(utable *t, const oid *id)
 {
 	uslot *s = ut_find(t, id);
 	if (s) return s;
-	if ((t->n + 1) * 2 > t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 256;
-		uslot *ns = calloc(cap, sizeof(*ns));
-		if (!ns) return NULL;
-		for (size_t i = 0; i < t->cap; i++) {
-			if (!t->s[i].used) continue;
-			size_t j = (size_t)hash_xxh3_seed(t->s[i].id.b, OID_LEN, t->seed) & (cap - 1);
-			while (ns[j].used) j = (j + 1) & (cap - 1);
-			ns[j] = t->s[i];
-		}
-		free(t->s);
-		t->s = ns;
-		t->cap = cap;
+	if ((t->n + 1) * 2 > t->cap && ut_reserve(t, t->n + 1) < 0) {
+		error_clear();
+		return NULL;
 	}
 	size_t i = (size_t)hash_xxh3_seed(id->b, OID_LEN, t->seed) & (t->cap - 1);
 	while (t->s[i].used) i = (i + 1) & (t->cap - 1);
@@ -1023,6 +1035,9 @@ void quota_tracker_parent(quota_tracker *t, const char *user, const char *snap_h
 	refs_set_free(&t->parent);
 	t->parent = got;
 	snprintf(t->parent_user, sizeof(t->parent_user), "%s", user);
+	pthread_mutex_lock(&t->lock);
+	if (ut_reserve(&t->set, got.n) < 0) error_clear(); /* the take references about as many */
+	pthread_mutex_unlock(&t->lock);
 }
 
 int quota_tracker_restart(quota_tracker *t)
@@ -1038,6 +1053,8 @@ int quota_tracker_restart(quota_tracker *t)
 		ut_free(&t->set);
 		ut_init(&t->set);
 		t->need = 0;
+		/* the frozen capture references about what the pre-copy did */
+		if (ut_reserve(&t->set, n) < 0) error_clear();
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
