@@ -44,6 +44,31 @@ void chunker_init(chunker_params *p, const uint8_t secret[32], uint32_t min, uin
 	}
 }
 
+/* Tests positions *i .. end-1 against mask, carrying the hash in *h; the
+ * cut (position + 1) or 0. Two bytes a step: the hash two bytes on,
+ * (h << 2) + (gear[a] << 1) + gear[b], does not wait for the one in
+ * between, which is computed beside it and tested first; the dependency
+ * chain is half as long. */
+static inline size_t scan(const uint64_t *gear, const uint8_t *data, size_t *i, size_t end, uint64_t *h,
+                          uint64_t mask)
+{
+	size_t k = *i;
+	uint64_t x = *h;
+	for (; k + 1 < end; k += 2) {
+		uint64_t mid = (x << 1) + gear[data[k]];
+		x = (x << 2) + (gear[data[k]] << 1) + gear[data[k + 1]];
+		if (!(mid & mask)) return k + 1;
+		if (!(x & mask)) return k + 2;
+	}
+	if (k < end) {
+		x = (x << 1) + gear[data[k++]];
+		if (!(x & mask)) return k;
+	}
+	*i = k;
+	*h = x;
+	return 0;
+}
+
 size_t chunker_cut(const chunker_params *p, const uint8_t *data, size_t len)
 {
 	size_t n = len < p->max ? len : p->max;
@@ -52,35 +77,12 @@ size_t chunker_cut(const chunker_params *p, const uint8_t *data, size_t len)
 	size_t normal = p->avg > min ? p->avg : min;
 	if (normal > n) normal = n;
 
-	const uint64_t *gear = p->gear;
-	const uint64_t mask_s = p->mask_s, mask_l = p->mask_l;
 	uint64_t h = 0;
 	/* Skip the first min bytes untested, but hash the window before min
 	 * so the first tested position sees the same hash as a continuous run. */
 	size_t i = min > GEAR_WINDOW ? min - GEAR_WINDOW : 0;
-	for (; i < min; i++) h = (h << 1) + gear[data[i]];
-	/* Two bytes a step: the hash two bytes on, (h << 2) + (gear[a] << 1) +
-	 * gear[b], does not wait for the one in between, which is computed
-	 * beside it and tested first; the dependency chain is half as long. */
-	for (; i + 1 < normal; i += 2) {
-		uint64_t mid = (h << 1) + gear[data[i]];
-		h = (h << 2) + (gear[data[i]] << 1) + gear[data[i + 1]];
-		if (!(mid & mask_s)) return i + 1;
-		if (!(h & mask_s)) return i + 2;
-	}
-	if (i < normal) {
-		h = (h << 1) + gear[data[i++]];
-		if (!(h & mask_s)) return i;
-	}
-	for (; i + 1 < n; i += 2) {
-		uint64_t mid = (h << 1) + gear[data[i]];
-		h = (h << 2) + (gear[data[i]] << 1) + gear[data[i + 1]];
-		if (!(mid & mask_l)) return i + 1;
-		if (!(h & mask_l)) return i + 2;
-	}
-	if (i < n) {
-		h = (h << 1) + gear[data[i++]];
-		if (!(h & mask_l)) return i;
-	}
-	return n;
+	for (; i < min; i++) h = (h << 1) + p->gear[data[i]];
+	size_t cut = scan(p->gear, data, &i, normal, &h, p->mask_s);
+	if (!cut) cut = scan(p->gear, data, &i, n, &h, p->mask_l);
+	return cut ? cut : n;
 }

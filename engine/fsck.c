@@ -604,15 +604,26 @@ struct marker_ctx {
 	fsck_ctx *c;
 };
 
-static int marker_visit(const char *name, void *payload)
+/* A snapshot's side object (damaged/ID, inodes/ID): ID, and whether its
+ * manifest is still there. */
+static const char *side_snapshot(fsck_ctx *c, const char *name, int *present)
 {
-	fsck_ctx *c = ((struct marker_ctx *)payload)->c;
 	const char *id = strrchr(name, '/');
 	id = id ? id + 1 : name;
 	char snap[128];
 	uint64_t size;
 	snprintf(snap, sizeof(snap), "snapshots/%s", id);
-	if (store_size(c->r->st, snap, &size) < 0) return 0; /* forgotten: gc removes the marker */
+	*present = store_size(c->r->st, snap, &size) == 0;
+	if (!*present) error_clear();
+	return id;
+}
+
+static int marker_visit(const char *name, void *payload)
+{
+	fsck_ctx *c = ((struct marker_ctx *)payload)->c;
+	int present;
+	const char *id = side_snapshot(c, name, &present);
+	if (!present) return 0; /* forgotten: gc removes the marker */
 	uint8_t key[OID_LEN];
 	if (hex_decode(key, OID_LEN, id) == 0 && index_key_get(c->damaged_snaps, key, OID_LEN)) return 0;
 	int rc = fsck_damaged_check(c->r, id);
@@ -627,14 +638,10 @@ static int marker_visit(const char *name, void *payload)
 static int inodes_visit(const char *name, void *payload)
 {
 	fsck_ctx *c = payload;
-	const char *id = strrchr(name, '/');
-	id = id ? id + 1 : name;
-	char snap[128];
-	uint64_t size;
+	int present;
+	const char *id = side_snapshot(c, name, &present);
 	inode_list l;
-	snprintf(snap, sizeof(snap), "snapshots/%s", id);
-	if (store_size(c->r->st, snap, &size) < 0) {
-		error_clear();
+	if (!present) {
 		report_add(c->rep, CAIRN_FSCK_INFO, "inodes", name, "its snapshot is gone (gc removes it)");
 		return 0;
 	}

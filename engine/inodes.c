@@ -43,18 +43,6 @@ static void name_of(char *out, size_t n, const char *snap_hex)
 /* Columns, each value a difference from the previous file's where that
  * makes it small (inode numbers of a directory run in sequence, ctimes
  * bunch): zstd then shrinks ~21 bytes a file to a few. */
-static void put_le(uint8_t *p, uint64_t v, int bytes)
-{
-	for (int i = 0; i < bytes; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int bytes)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < bytes; i++) v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 int inodes_write(cairn_repo *r, const char *snap_hex, const inode_list *l)
 {
 	char name[OID_HEX_LEN + 16];
@@ -74,9 +62,9 @@ int inodes_write(cairn_repo *r, const char *snap_hex, const inode_list *l)
 			prev_sec = (uint64_t)it->ctime_sec;
 		}
 		kind[i] = it->kind;
-		put_le(val + 8 * i, v, 8);
-		put_le(sec + 8 * i, s, 8);
-		put_le(nsec + 4 * i, it->kind == INODE_REG ? it->ctime_nsec : 0, 4);
+		put_u64(val + 8 * i, v);
+		put_u64(sec + 8 * i, s);
+		put_u32(nsec + 4 * i, it->kind == INODE_REG ? it->ctime_nsec : 0);
 	}
 	int rc = pack_compress(raw, n * ITEM_BYTES, INODES_ZSTD_LEVEL, &comp, &stored, &stored_len);
 	if (rc < 0) {
@@ -161,13 +149,13 @@ int inodes_read(cairn_repo *r, const char *snap_hex, inode_list *out)
 	for (size_t i = 0; i < n; i++) {
 		inode_item *it = &out->v[i];
 		it->kind = kind[i];
-		it->value = get_le(val + 8 * i, 8);
+		it->value = get_u64(val + 8 * i);
 		it->ctime_sec = 0;
-		it->ctime_nsec = (uint32_t)get_le(nsec + 4 * i, 4);
+		it->ctime_nsec = get_u32(nsec + 4 * i);
 		if (it->kind == INODE_REG) {
 			it->value += prev_ino;
 			prev_ino = it->value;
-			prev_sec += get_le(sec + 8 * i, 8);
+			prev_sec += get_u64(sec + 8 * i);
 			it->ctime_sec = (int64_t)prev_sec;
 		} else if (it->kind != INODE_DIR || it->value > n - i - 1) {
 			rc = error_set(CAIRN_ECORRUPT, "%s: item %zu is malformed", name, i);

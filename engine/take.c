@@ -817,7 +817,6 @@ static int check_options(const cairn_take_options *o)
 	return 0;
 }
 
-/* The parent: given, or the user's latest snapshot of the same root. */
 /* parent: the user's latest snapshot of root_path (or --parent); kin: the
  * user's latest snapshot of any root, for a take without a parent (a new
  * instance restored from a snapshot): its refs give known stored sizes
