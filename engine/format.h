@@ -152,6 +152,16 @@
  *                   gone. Only an accelerator: a take whose parent's record
  *                   is missing, damaged or does not fit its trees reads the
  *                   files it cannot match.)
+ *   restore record := the same bytes as an inodes record, of the restored
+ *                  snapshot, with the inode numbers and ctimes a restore
+ *                  gave the files it wrote (0 for hardlinked ones: linking
+ *                  changes the ctime). Not in the repository: on the host,
+ *                  $CAIRN_STATE_DIR/restored/<st_dev hex>-<st_ino hex> of
+ *                  the target directory (default /var/lib/cairn), written
+ *                  tmp + fsync + rename after the restore's syncfs; used by
+ *                  the first take of that directory instead of a parent,
+ *                  and deleted when it commits; older than 30 days: deleted
+ *                  by the next restore on the host (engine/restored.h).
  *   session     := header("CAIRNSES") start_ns:i64 expiry_ns:i64 pid:u32
  *                  host:str  check
  *                  (gc/sessions/<32 hex>: a process that opened the repository;

@@ -43,9 +43,8 @@ static void name_of(char *out, size_t n, const char *snap_hex)
 /* Columns, each value a difference from the previous file's where that
  * makes it small (inode numbers of a directory run in sequence, ctimes
  * bunch): zstd then shrinks ~21 bytes a file to a few. */
-int inodes_write(cairn_repo *r, const char *snap_hex, const inode_list *l)
+int inodes_encode(const oid *snap, const inode_list *l, uint8_t **data, size_t *len)
 {
-	char name[OID_HEX_LEN + 16];
 	size_t n = l->n;
 	uint8_t *raw = malloc(n * ITEM_BYTES + 1), *stored = NULL, comp;
 	size_t stored_len;
@@ -74,9 +73,7 @@ int inodes_write(cairn_repo *r, const char *snap_hex, const inode_list *l)
 	buf b;
 	buf_init(&b);
 	buf_header(&b, MAGIC_INODES, 0);
-	oid snap;
-	hex_decode(snap.b, OID_LEN, snap_hex);
-	buf_put(&b, snap.b, OID_LEN);
+	buf_put(&b, snap->b, OID_LEN);
 	buf_u32(&b, (uint32_t)n);
 	buf_u8(&b, comp);
 	buf_u32(&b, (uint32_t)stored_len);
@@ -88,35 +85,43 @@ int inodes_write(cairn_repo *r, const char *snap_hex, const inode_list *l)
 		buf_free(&b);
 		return ERR_OOM();
 	}
+	*data = buf_take(&b, len);
+	return 0;
+}
+
+int inodes_write(cairn_repo *r, const char *snap_hex, const inode_list *l)
+{
+	char name[OID_HEX_LEN + 16];
+	oid snap;
+	uint8_t *data;
 	size_t len;
-	uint8_t *data = buf_take(&b, &len);
+	if (hex_decode(snap.b, OID_LEN, snap_hex) < 0) return error_set(CAIRN_EUSAGE, "%s: not a snapshot id", snap_hex);
+	int rc = inodes_encode(&snap, l, &data, &len);
+	if (rc < 0) return rc;
 	name_of(name, sizeof(name), snap_hex);
 	rc = store_put(r->st, name, data, len, 0);
 	free(data);
 	return rc;
 }
 
-int inodes_read(cairn_repo *r, const char *snap_hex, inode_list *out)
+size_t inodes_max_len(void) { return (size_t)INODES_MAX_ITEMS * ITEM_BYTES; }
+
+int inodes_decode(const char *name, const uint8_t *data, size_t len, oid *snap, inode_list *out)
 {
-	char name[OID_HEX_LEN + 16];
-	uint8_t *data = NULL, *raw = NULL;
+	uint8_t *raw = NULL;
 	const uint8_t *body, *stored;
-	size_t len, blen;
+	size_t blen;
 	cursor cur;
-	oid snap, got;
 	memset(out, 0, sizeof(*out));
-	name_of(name, sizeof(name), snap_hex);
-	if (hex_decode(snap.b, OID_LEN, snap_hex) < 0) return error_set(CAIRN_EUSAGE, "%s: not a snapshot id", name);
-	int rc = store_get(r->st, name, (size_t)INODES_MAX_ITEMS * ITEM_BYTES, &data, &len);
+	int rc = frame_check(data, len, MAGIC_INODES, name, &body, &blen);
 	if (rc < 0) return rc;
-	if ((rc = frame_check(data, len, MAGIC_INODES, name, &body, &blen)) < 0) goto done;
 	cur_init(&cur, body, blen);
-	cur_copy(&cur, got.b, OID_LEN);
+	cur_copy(&cur, snap->b, OID_LEN);
 	uint32_t n = cur_u32(&cur);
 	uint8_t comp = cur_u8(&cur);
 	uint32_t stored_len = cur_u32(&cur);
 	size_t raw_len = (size_t)n * ITEM_BYTES;
-	if (cur.bad || oid_cmp(&got, &snap) != 0 || n > INODES_MAX_ITEMS || cur_bytes(&cur, &stored, stored_len) < 0 ||
+	if (cur.bad || n > INODES_MAX_ITEMS || cur_bytes(&cur, &stored, stored_len) < 0 ||
 	    cur.left != 0 || (comp != COMP_NONE && comp != COMP_ZSTD) || (comp == COMP_NONE && stored_len != raw_len)) {
 		rc = error_set(CAIRN_ECORRUPT, "%s: malformed", name);
 		goto done;
@@ -165,6 +170,25 @@ int inodes_read(cairn_repo *r, const char *snap_hex, inode_list *out)
 done:
 	if (rc < 0) inodes_free(out);
 	free(raw);
+	return rc;
+}
+
+int inodes_read(cairn_repo *r, const char *snap_hex, inode_list *out)
+{
+	char name[OID_HEX_LEN + 16];
+	uint8_t *data = NULL;
+	size_t len;
+	oid snap, got;
+	memset(out, 0, sizeof(*out));
+	name_of(name, sizeof(name), snap_hex);
+	if (hex_decode(snap.b, OID_LEN, snap_hex) < 0) return error_set(CAIRN_EUSAGE, "%s: not a snapshot id", name);
+	int rc = store_get(r->st, name, inodes_max_len(), &data, &len);
+	if (rc < 0) return rc;
+	rc = inodes_decode(name, data, len, &got, out);
+	if (rc == 0 && oid_cmp(&got, &snap) != 0) {
+		inodes_free(out);
+		rc = error_set(CAIRN_ECORRUPT, "%s: malformed (it names another snapshot)", name);
+	}
 	free(data);
 	return rc;
 }

@@ -32,6 +32,13 @@ typedef struct inode_list {
 int64_t inodes_push(inode_list *l, uint8_t kind, uint64_t value, int64_t ctime_sec, uint32_t ctime_nsec);
 void inodes_free(inode_list *l);
 
+/* The record as bytes (format.h), for the repository or a restore record
+ * (restored.h); decode checks everything and says which snapshot it is of.
+ * name is for messages. */
+int inodes_encode(const oid *snap, const inode_list *l, uint8_t **data, size_t *len);
+int inodes_decode(const char *name, const uint8_t *data, size_t len, oid *snap, inode_list *out);
+size_t inodes_max_len(void);
+
 int inodes_write(cairn_repo *r, const char *snap_hex, const inode_list *l);
 /* CAIRN_ENOTFOUND when the snapshot has none (older takes, upper mode, imports). */
 int inodes_read(cairn_repo *r, const char *snap_hex, inode_list *out);

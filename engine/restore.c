@@ -32,6 +32,7 @@
 #include "format.h"
 #include "io.h"
 #include "repo.h"
+#include "restored.h"
 #include "tree.h"
 
 #define PROGRESS_NS 100000000LL /* at most one progress event per 100 ms */
@@ -167,6 +168,7 @@ typedef struct dctx {
 typedef struct fjob {
 	dctx *d;
 	uint32_t i;
+	uint32_t item; /* in rstate.items */
 } fjob;
 
 typedef struct hl_first {
@@ -203,6 +205,10 @@ typedef struct rstate {
 	size_t hl_cap, hl_n;
 	hl_link *links;
 	size_t nlinks, links_cap;
+
+	/* the restore record (restored.h), in tree order; under mu, as workers
+	 * fill in the inode numbers and ctimes of the files they write */
+	inode_list items;
 
 	atomic_uint_fast64_t files, bytes;
 	uint64_t dirs_done, symlinks, specials, hardlinks;
@@ -515,7 +521,8 @@ static int meta_fd(rstate *st, int fd, uint32_t mode, uint32_t uid, uint32_t gid
 	return 0;
 }
 
-static int restore_file(rstate *st, dctx *d, const tree_entry *e)
+/* sb gets the file as left: its inode and its ctime after the last change. */
+static int restore_file(rstate *st, dctx *d, const tree_entry *e, struct stat *sb)
 {
 	int rc;
 	file_out o = {st, -1, 0, "write"};
@@ -529,6 +536,10 @@ static int restore_file(rstate *st, dctx *d, const tree_entry *e)
 	rc = meta_fd(st, o.fd, e->mode, e->uid, e->gid, e->mtime_sec, e->mtime_nsec, e->nxattrs,
 	             e->xattrs);
 	if (rc < 0) goto fail;
+	if (fstat(o.fd, sb) < 0) {
+		rc = error_errno(CAIRN_EIO, errno, "stat");
+		goto fail;
+	}
 	int fd = o.fd;
 	o.fd = -1;
 	if (close(fd) < 0) {
@@ -571,13 +582,20 @@ static void *worker(void *arg)
 		pthread_cond_broadcast(&st->cv_space);
 		pthread_mutex_unlock(&st->mu);
 
+		struct stat sb = {0};
 		if (!atomic_load(&st->stop)) {
-			int rc = restore_file(st, j.d, &j.d->t.entries[j.i]);
+			int rc = restore_file(st, j.d, &j.d->t.entries[j.i], &sb);
 			if (rc < 0) record_error(st, rc);
 		}
 		dctx_release(st, j.d);
 
 		pthread_mutex_lock(&st->mu);
+		if (sb.st_ino && j.item != UINT32_MAX) {
+			inode_item *it = &st->items.v[j.item];
+			it->value = sb.st_ino;
+			it->ctime_sec = sb.st_ctim.tv_sec;
+			it->ctime_nsec = (uint32_t)sb.st_ctim.tv_nsec;
+		}
 		st->inflight--;
 		pthread_cond_broadcast(&st->cv_space);
 	}
@@ -585,7 +603,7 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static void enqueue(rstate *st, dctx *d, uint32_t i)
+static void enqueue(rstate *st, dctx *d, uint32_t i, uint32_t item)
 {
 	atomic_fetch_add(&d->refs, 1);
 	pthread_mutex_lock(&st->mu);
@@ -600,7 +618,7 @@ static void enqueue(rstate *st, dctx *d, uint32_t i)
 		dctx_release(st, d);
 		return;
 	}
-	st->q[(st->qhead + st->qlen) % QUEUE_CAP] = (fjob){d, i};
+	st->q[(st->qhead + st->qlen) % QUEUE_CAP] = (fjob){d, i, item};
 	st->qlen++;
 	pthread_cond_signal(&st->cv_work);
 	pthread_mutex_unlock(&st->mu);
@@ -732,7 +750,8 @@ static int meta_at(rstate *st, dctx *d, const tree_entry *e)
 typedef struct frame {
 	dctx *d;
 	size_t next;
-	int fresh; /* created by us: nothing can be in the way */
+	int fresh;     /* created by us: nothing can be in the way */
+	int64_t item;  /* its item in rstate.items (-1: the target) */
 } frame;
 
 typedef struct walk {
@@ -740,7 +759,8 @@ typedef struct walk {
 	size_t n, cap;
 } walk;
 
-static int push_dir(rstate *st, walk *w, int fd, uint32_t dir, const oid *subtree, int fresh)
+static int push_dir(rstate *st, walk *w, int fd, uint32_t dir, const oid *subtree, int fresh,
+                    int64_t item)
 {
 	int rc;
 	if (w->n == w->cap) {
@@ -768,8 +788,21 @@ static int push_dir(rstate *st, walk *w, int fd, uint32_t dir, const oid *subtre
 		unreserve_dir(st);
 		return fail_at(st, 0, dir, NULL, rc);
 	}
-	w->f[w->n++] = (frame){d, 0, fresh};
+	w->f[w->n++] = (frame){d, 0, fresh, item};
 	return 0;
+}
+
+/* The next item of the restore record: a file's inode comes later, from
+ * the worker that writes it; a directory's count when it is done. Only
+ * this thread adds items; workers write theirs under mu, so the list moves
+ * (grows) under mu too: rarely, as it is sized from the manifest. */
+static int64_t push_item(rstate *st, uint8_t kind)
+{
+	int locked = st->items.n == st->items.cap;
+	if (locked) pthread_mutex_lock(&st->mu);
+	int64_t at = inodes_push(&st->items, kind, 0, 0, 0);
+	if (locked) pthread_mutex_unlock(&st->mu);
+	return at;
 }
 
 static int restore_entry(rstate *st, walk *w, frame *f, uint32_t i)
@@ -777,6 +810,11 @@ static int restore_entry(rstate *st, walk *w, frame *f, uint32_t i)
 	dctx *d = f->d;
 	const tree_entry *e = &d->t.entries[i];
 	int rc, reuse = 0;
+	int64_t item = -1;
+	if (e->type == TREE_REG || e->type == TREE_DIR) {
+		item = push_item(st, e->type == TREE_REG ? INODE_REG : INODE_DIR);
+		if (item < 0) return (int)item;
+	}
 
 	if (!tree_name_ok(e->name, e->name_len) || strlen(e->name) != e->name_len) {
 		rc = error_set(CAIRN_ECORRUPT, "entry %u: invalid name", i);
@@ -790,8 +828,8 @@ static int restore_entry(rstate *st, walk *w, frame *f, uint32_t i)
 	}
 
 	switch (e->type) {
-	case TREE_REG:
-		enqueue(st, d, i);
+	case TREE_REG: /* hardlinked: links change the ctime later, so it stays out of the record */
+		enqueue(st, d, i, e->hardlink ? UINT32_MAX : (uint32_t)item);
 		return 0;
 	case TREE_DIR: {
 		uint32_t idx = 0;
@@ -801,7 +839,7 @@ static int restore_entry(rstate *st, walk *w, frame *f, uint32_t i)
 		int fd = openat(d->fd, e->name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0) return sys_fail(st, 0, d->dir, e->name, "open");
 		st->dirs_done++;
-		return push_dir(st, w, fd, idx, &e->subtree, !reuse);
+		return push_dir(st, w, fd, idx, &e->subtree, !reuse, item);
 	}
 	case TREE_SYMLINK:
 		if (!e->target || e->target_len == 0 || strlen(e->target) != e->target_len) {
@@ -837,11 +875,12 @@ static int walk_trees(rstate *st, const oid *root_tree, int fresh)
 	walk w = {NULL, 0, 0};
 	int rc, fd = fcntl(st->rootfd, F_DUPFD_CLOEXEC, 3);
 	if (fd < 0) return error_errno(CAIRN_EIO, errno, "target: dup");
-	rc = push_dir(st, &w, fd, 0, root_tree, fresh);
+	rc = push_dir(st, &w, fd, 0, root_tree, fresh, -1);
 	while (rc == 0 && w.n > 0) {
 		if (atomic_load(&st->stop)) break;
 		frame *f = &w.f[w.n - 1];
 		if (f->next == f->d->t.n) {
+			if (f->item >= 0) st->items.v[f->item].value = st->items.n - (size_t)f->item - 1;
 			dctx_release(st, f->d);
 			w.n--;
 			continue;
@@ -910,6 +949,22 @@ static int dir_metadata(rstate *st)
 	}
 	cursor_free(&c);
 	return rc;
+}
+
+/* The restore record, so that the first take of the target reads only what
+ * changed since; that take reads every file without it: a notice, no failure. */
+static void keep_record(rstate *st, const char *snap_id, const char *target)
+{
+	oid snap;
+	if (hex_decode(snap.b, OID_LEN, snap_id) < 0 || restored_put(st->rootfd, &snap, &st->items) == 0) return;
+	if (st->opts->event_cb) {
+		char msg[1024];
+		snprintf(msg, sizeof(msg), "restore record not kept (%s): the first take of %s reads every file",
+		         cairn_error_last(), target);
+		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = msg};
+		st->opts->event_cb(&ev, st->opts->event_payload);
+	}
+	error_clear();
 }
 
 /* ---- the target ----------------------------------------------------------- */
@@ -1060,6 +1115,13 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 		goto done;
 	}
 	st.dirs_cap = 256;
+	if (m.files + m.dirs < (1u << 26)) { /* a hint: the walk grows it past a manifest's counts */
+		st.items.cap = (size_t)(m.files + m.dirs);
+		if (st.items.cap && !(st.items.v = malloc(st.items.cap * sizeof(*st.items.v)))) {
+			rc = ERR_OOM();
+			goto done;
+		}
+	}
 	st.ndirs = 1;
 	/* the target takes the captured directory's own metadata, last of all */
 	st.dirs[0].mode = root->mode;
@@ -1108,6 +1170,7 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 		rc = error_errno(CAIRN_EIO, errno, "restore %s: syncfs", target);
 		goto done;
 	}
+	keep_record(&st, snap_id, target);
 
 	if (out) {
 		out->files = atomic_load(&st.files);
@@ -1138,6 +1201,7 @@ done:
 	free(st.hl);
 	for (size_t i = 0; i < st.nlinks; i++) free(st.links[i].name);
 	free(st.links);
+	inodes_free(&st.items);
 	free(st.q);
 	free(tids);
 	pthread_cond_destroy(&st.cv_work);

@@ -19,6 +19,7 @@
 #include "freeze.h"
 #include "gc.h"
 #include "inodes.h"
+#include "restored.h"
 #include "overlay.h"
 #include "repo.h"
 #include "walk.h"
@@ -911,6 +912,40 @@ static int load_parent(take_ctx *c, const char *parent, parent_view *view)
 	return rc;
 }
 
+/* A restore record of the root (restored.h): the view is then its snapshot's
+ * tree with the inode numbers and ctimes the restore gave. 1 when it is
+ * used, 0 when there is none, -1 when there is one but it is of no use
+ * (damaged, or its snapshot is gone): a notice, the take reads every file. */
+static int use_restore_record(take_ctx *c, const cairn_take_options *o, parent_view *view)
+{
+	oid snap;
+	inode_list rec;
+	char hex[OID_HEX_LEN + 1];
+	int rc = restored_get(c->rootfd, &snap, &rec);
+	if (rc == CAIRN_ENOTFOUND) {
+		error_clear();
+		return 0;
+	}
+	if (rc == 0) {
+		hex_encode(hex, snap.b, OID_LEN);
+		rc = load_parent(c, hex, view);
+	}
+	if (rc == 0) {
+		inodes_free(&view->inodes);
+		view->inodes = rec;
+		return 1;
+	}
+	inodes_free(&rec);
+	if (o->event_cb) {
+		char msg[1024];
+		snprintf(msg, sizeof(msg), "restore record not used (%s): every file is read", cairn_error_last());
+		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = msg};
+		o->event_cb(&ev, o->event_payload);
+	}
+	error_clear();
+	return -1;
+}
+
 /* Upper mode without a parent: the unchanged part of the snapshot is the
  * base's, so its refs record gives the stored sizes of nearly every chunk
  * referenced (no index lookup for them). */
@@ -1049,8 +1084,12 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 
 	if ((rc = writer_new(&c.writer, repo)) < 0) goto done;
 	if ((rc = writer_set_user(c.writer, user, o->dry_run)) < 0) goto done; /* quota from here on */
-	int have_parent = 0;
-	if (parent[0]) {
+	/* a restore's record says more of this tree than any earlier take of the path */
+	int have_record = !o->parent && !o->no_parent && !o->upper ? use_restore_record(&c, o, &pv) : 0;
+	int have_parent = have_record == 1;
+	if (have_parent) {
+		/* the view is the restored snapshot's */
+	} else if (parent[0]) {
 		if ((rc = load_parent(&c, parent, &pv)) < 0) goto done;
 		have_parent = 1;
 	} else if (o->upper) {
@@ -1139,6 +1178,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	}
 	if ((rc = freeze_end(fz, o, sid_hex)) < 0) goto done;
 	if (!o->dry_run && !o->upper) write_inodes(&c, o, sid_hex); /* after the thaw: not in the pause */
+	if (!o->dry_run && have_record) restored_drop(c.rootfd); /* this snapshot is the next take's parent */
 
 	if (out) {
 		memcpy(out->snapshot, sid_hex, sizeof(out->snapshot));

@@ -153,4 +153,47 @@ if [ -n "${COPY2:-}" ]; then
 		check "forget removes the snapshot's inodes record" test -z "$(repo_ls "$R" inodes | grep "$COPY2" || true)"
 fi
 
+# The name of a restored directory's record (restored.h): its st_dev-st_ino in hex.
+record_of() { printf '%x-%x' $(stat -c '%d %i' "$1"); }
+
+say "a take of a restored tree (a new instance from a snapshot) reads only what changed since the restore"
+if [ -n "${S2:-}" ] && cairn_ok restore-inst restore --repo "$R" "$S2" "$W/inst"; then
+	rec=$CAIRN_STATE_DIR/restored/$(record_of "$W/inst")
+	check "the restore kept a record: $rec" test -f "$rec"
+	cp -a --preserve=all "$W/inst/files/random" "$W/random.restored"
+	printf 'REWRITTEN-AFTER-RESTORE' | dd of="$W/inst/files/random" bs=1 seek=$MiB conv=notrunc status=none
+	touch -r "$W/random.restored" "$W/inst/files/random" # same size and mtime: only the ctime tells
+	echo "written after the restore" >> "$W/inst/files/text"
+	echo "new after the restore" > "$W/inst/new-after-restore"
+	mv "$W/inst" "$W/inst-moved" # the record is the directory's, not its path's
+	take_json take-inst --repo "$R" --root "$W/inst-moved" --user dave --name inst && {
+		reused=$(done_field "$OUT" reused_files)
+		check "take of the restored tree: reused_files ($reused) >= 4900, through the restore record" \
+			test "$reused" -ge 4900
+		new=$(done_field "$OUT" new_bytes)
+		check "take of the restored tree: new_bytes ($new) <= 4 MiB, only the chunks that changed" \
+			test "$new" -le $((4 * MiB))
+		check "the take used the record up" test ! -e "$rec"
+		if cairn_ok restore-inst2 restore --repo "$R" "$SNAP" "$W/r-inst"; then
+			treecmp_check "the restored instance's snapshot restores to it" "$W/inst-moved" "$W/r-inst" "${IGN[@]}"
+			cmp_check "it has the rewrite that kept size and mtime" "$W/inst-moved/files/random" "$W/r-inst/files/random"
+		fi
+	}
+fi
+
+say "a damaged restore record is a notice: the take reads every file and is exact"
+if [ -n "${S2:-}" ] && cairn_ok restore-bad restore --repo "$R" "$S2" "$W/inst-bad"; then
+	rec=$CAIRN_STATE_DIR/restored/$(record_of "$W/inst-bad")
+	check "a record for the new target" test -f "$rec"
+	"$PY" -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[len(b)//2]^=1; open(p,"wb").write(b)' "$rec"
+	echo "new" > "$W/inst-bad/new-file"
+	take_json take-bad --repo "$R" --root "$W/inst-bad" --user dave --name inst-bad && {
+		check "damaged record: reused_files == 0 (got $(done_field "$OUT" reused_files))" test "$(done_field "$OUT" reused_files)" = 0
+		check "damaged record: a notice says it was not used" grep -q 'restore record not used' "$ERR"
+		if cairn_ok restore-bad2 restore --repo "$R" "$SNAP" "$W/r-bad"; then
+			treecmp_check "damaged record: the snapshot restores to the tree" "$W/inst-bad" "$W/r-bad" "${IGN[@]}"
+		fi
+	}
+fi
+
 e2e_finish

@@ -39,6 +39,7 @@ e2e_start() {
 	trap e2e_cleanup EXIT
 	trap 'echo "ERROR: $E2E_NAME: command failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 	unset CAIRN_REPO CAIRN_NO_URING
+	export CAIRN_STATE_DIR=$W/state # restore records, never the host's /var/lib/cairn
 	echo "== $E2E_NAME: binary $CAIRN, work directory $W"
 	e2e_backend_check
 }

@@ -1,11 +1,14 @@
 /* Inodes records: random nested lists round trip exactly; sequential inode
  * numbers and bunched ctimes compress to a few bytes a file; damaged,
  * truncated, misnamed and forged records are refused with ECORRUPT and
- * never crash. */
+ * never crash. Restore records (restored.h): kept per directory in the
+ * state directory, read back exactly, dropped, pruned when old. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cairn.h"
@@ -13,6 +16,7 @@
 #include "hash.h"
 #include "inodes.h"
 #include "repo.h"
+#include "restored.h"
 #include "t.h"
 
 static char base[256];
@@ -43,6 +47,83 @@ static int same(const inode_list *a, const inode_list *b)
 		    a->v[i].ctime_sec != b->v[i].ctime_sec || a->v[i].ctime_nsec != b->v[i].ctime_nsec)
 			return 0;
 	return 1;
+}
+
+static size_t count_records(const char *state)
+{
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "ls %s/restored 2>/dev/null | wc -l", state);
+	FILE *f = popen(cmd, "r");
+	unsigned long n = 0;
+	if (!f || fscanf(f, "%lu", &n) != 1) n = 9999;
+	if (f) pclose(f);
+	return n;
+}
+
+static void test_restore_records(void)
+{
+	char state[300], d1[300], d2[300], path[400];
+	snprintf(state, sizeof(state), "%s/state/deeper", base);
+	snprintf(d1, sizeof(d1), "%s/target1", base);
+	snprintf(d2, sizeof(d2), "%s/target2", base);
+	mkdir(d1, 0755);
+	mkdir(d2, 0755);
+	int fd1 = open(d1, O_RDONLY | O_DIRECTORY), fd2 = open(d2, O_RDONLY | O_DIRECTORY);
+	CHECK(fd1 >= 0 && fd2 >= 0);
+	setenv("CAIRN_STATE_DIR", state, 1);
+	oid snap, got_snap;
+	for (int i = 0; i < OID_LEN; i++) snap.b[i] = (uint8_t)(i * 7 + 1);
+	inode_list l = {0}, got;
+	uint64_t ino = 77;
+	int64_t sec = 1760000000;
+	gen(&l, 4, &ino, &sec);
+
+	CHECK_EQ(restored_get(fd1, &got_snap, &got), CAIRN_ENOTFOUND); /* no state directory yet */
+	CHECK_EQ(restored_put(fd1, &snap, &l), 0);                      /* creates it, parents too */
+	CHECK_EQ(restored_get(fd1, &got_snap, &got), 0);
+	CHECK(same(&l, &got) && oid_cmp(&snap, &got_snap) == 0);
+	inodes_free(&got);
+	CHECK_EQ(restored_get(fd2, &got_snap, &got), CAIRN_ENOTFOUND); /* another directory's */
+	CHECK_EQ(count_records(state), 1);
+
+	/* a record older than the age limit goes when another is kept */
+	struct stat sb;
+	CHECK_EQ(fstat(fd1, &sb), 0);
+	snprintf(path, sizeof(path), "%s/restored/%llx-%llx", state, (unsigned long long)sb.st_dev,
+	         (unsigned long long)sb.st_ino);
+	struct timespec old[2] = {{time(NULL) - (RESTORED_MAX_AGE_DAYS + 1) * 86400L, 0},
+	                          {time(NULL) - (RESTORED_MAX_AGE_DAYS + 1) * 86400L, 0}};
+	CHECK_EQ(utimensat(AT_FDCWD, path, old, 0), 0);
+	CHECK_EQ(restored_put(fd2, &snap, &l), 0);
+	CHECK_EQ(restored_get(fd1, &got_snap, &got), CAIRN_ENOTFOUND);
+	CHECK_EQ(count_records(state), 1);
+
+	/* a damaged one is ECORRUPT; drop removes it, and a second drop is fine */
+	CHECK_EQ(fstat(fd2, &sb), 0);
+	snprintf(path, sizeof(path), "%s/restored/%llx-%llx", state, (unsigned long long)sb.st_dev,
+	         (unsigned long long)sb.st_ino);
+	size_t len;
+	uint8_t *b = t_slurp(path, &len);
+	CHECK(b != NULL && len > 20);
+	b[len / 2] ^= 0x10;
+	t_spit(path, b, len);
+	free(b);
+	CHECK_EQ(restored_get(fd2, &got_snap, &got), CAIRN_ECORRUPT);
+	restored_drop(fd2);
+	restored_drop(fd2);
+	CHECK_EQ(count_records(state), 0);
+
+	/* a state directory that cannot be made: an error naming it, not a crash */
+	snprintf(path, sizeof(path), "%s/a-file", base);
+	t_spit(path, (const uint8_t *)"x", 1);
+	snprintf(state, sizeof(state), "%s/a-file/state", base);
+	setenv("CAIRN_STATE_DIR", state, 1);
+	CHECK_EQ(restored_put(fd1, &snap, &l), CAIRN_EIO);
+	CHECK(strstr(cairn_error_last(), "a-file") != NULL);
+	unsetenv("CAIRN_STATE_DIR");
+	inodes_free(&l);
+	close(fd1);
+	close(fd2);
 }
 
 int main(void)
@@ -143,6 +224,7 @@ int main(void)
 	inodes_free(&l);
 
 	cairn_repo_free(r);
+	test_restore_records();
 	char cmd[400];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
 	if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", base);
