@@ -32,7 +32,8 @@
 #   3 incremental take after ~1% more change (appends, an insert near the
 #     start of a large file, an in-place rewrite, new files, deletions);
 #   4 restore of the last snapshot, checked entry by entry (tests/treecmp.py);
-#   5 take of a copy (cairn's exact restore: new inodes, same content).
+#   5 take of a copy (cairn's exact restore: new inodes, same content; a
+#     new instance from a snapshot: cairn's take uses its restore record).
 # tar | zstd has no incremental mode: every take is a full archive and its
 # "repository" is the sum of them. cairn takes run with --cgroup on a live
 # workload (pause_ms); "3u" is an overlay upper-mode take (--upper --base)
@@ -249,6 +250,8 @@ record() { printf '%s\t%s\t%s\t%s\t%s\n' "$ROW" "${1:-}" "${2:-}" "${3:-}" "${4:
 dusb() { du -sb "$@" | awk '{s += $1} END {print s + 0}'; }
 
 export RESTIC_PASSWORD=cairn-bench RESTIC_CACHE_DIR=$run/restic-cache
+# cairn's step-4 restore keeps its restore record here, for step 5 (README "How it works")
+export CAIRN_STATE_DIR=$run/cairn-state
 export BORG_BASE_DIR=$run/borg-base BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 has cairn && "$CAIRN" init --repo "$R/cairn" >/dev/null
 has restic && restic -r "$R/restic" init --repository-version 2 >/dev/null

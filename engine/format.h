@@ -206,7 +206,10 @@
  *                              (token 32 hex; expiry_ms wall-clock ms since the
  *                              epoch, 0 when released; the object stays);
  *                              locks/create.<32 hex> guards a create-only
- *                              multipart commit (hex: sha256 of the name)
+ *                              multipart commit (hex: sha256 of the name);
+ *                              packs are not committed create-only since
+ *                              0.2.1 (fresh random names), so none are made
+ *                              for them any more
  */
 #ifndef CAIRN_FORMAT_H
 #define CAIRN_FORMAT_H

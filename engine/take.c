@@ -39,7 +39,21 @@ typedef struct file_state {
 	uint32_t nchunks, cap;
 	int reused;
 	int captured; /* content complete (read or reused); a pre-copy may skip files */
+	uint32_t pending; /* its chunks queued for other workers (under jobs_lock) */
 } file_state;
+
+/* A chunk of a large file, cut by the worker reading it and hashed and
+ * stored by whichever worker is free: so the last large files of a take
+ * do not run on one core. */
+typedef struct chunk_job {
+	file_state *fs;
+	uint32_t slot;       /* in fs->chunks */
+	const uint8_t *data; /* in one of the reader's two buffers */
+	size_t len;
+	uint32_t *buf_jobs;  /* that buffer's jobs not yet done (under jobs_lock) */
+} chunk_job;
+#define JOBS_MAX 64 /* two buffers of chunks: the reader hashes only when the others fall behind */
+#define SHARE_MIN (4u * 1024u * 1024u) /* files from this size share their chunks */
 
 typedef struct take_ctx {
 	cairn_repo *repo;
@@ -66,6 +80,13 @@ typedef struct take_ctx {
 
 	atomic_uint_fast64_t files_done, bytes, new_bytes, stored_bytes, reused;
 	atomic_int workers_left;
+	/* chunk jobs: a worker with no file left to read takes them */
+	pthread_mutex_t jobs_lock;
+	pthread_cond_t jobs_cv; /* a job queued or done, or a worker out of files */
+	chunk_job jobs[JOBS_MAX];
+	size_t jobs_head, jobs_len;
+	atomic_int readers; /* workers still taking files */
+	int nworkers;
 	struct hl_assign *hl_table; /* sorted by node address */
 	size_t hl_count;
 	uint32_t hardlink_extra;    /* links beyond the first of each group */
@@ -116,12 +137,10 @@ static int failed(take_ctx *c)
 
 /* ---- reading files --------------------------------------------------------- */
 
-static int add_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t len)
+/* The next slot of fs->chunks. Under jobs_lock when fs shares its chunks:
+ * other workers write the slots before it. */
+static int64_t chunk_slot(file_state *fs)
 {
-	oid id;
-	size_t added;
-	int rc = writer_put_chunk(c->writer, data, len, &id, &added);
-	if (rc < 0) return rc;
 	if (fs->nchunks == fs->cap) {
 		uint32_t cap = fs->cap ? fs->cap * 2 : 4;
 		tree_chunk *ch = realloc(fs->chunks, cap * sizeof(*ch));
@@ -129,16 +148,104 @@ static int add_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t le
 		fs->chunks = ch;
 		fs->cap = cap;
 	}
-	fs->chunks[fs->nchunks].id = id;
-	fs->chunks[fs->nchunks].size = (uint32_t)len;
-	fs->nchunks++;
+	return fs->nchunks++;
+}
+
+static void count_chunk(take_ctx *c, size_t len, size_t added)
+{
 	c->bytes += len;
 	if (added) {
 		c->new_bytes += len;
 		c->stored_bytes += added;
 	}
+}
+
+static int add_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t len)
+{
+	oid id;
+	size_t added;
+	int rc = writer_put_chunk(c->writer, data, len, &id, &added);
+	if (rc < 0) return rc;
+	int64_t slot = chunk_slot(fs);
+	if (slot < 0) return (int)slot;
+	fs->chunks[slot] = (tree_chunk){id, (uint32_t)len};
+	count_chunk(c, len, added);
 	return 0;
 }
+
+/* Hash and store one queued chunk (any worker). */
+static void run_job(take_ctx *c, chunk_job *j)
+{
+	oid id;
+	size_t added = 0;
+	int rc = failed(c); /* then only the bookkeeping: the take fails */
+	if (rc == 0 && (rc = writer_put_chunk(c->writer, j->data, j->len, &id, &added)) < 0) fail(c, rc);
+	pthread_mutex_lock(&c->jobs_lock);
+	(*j->buf_jobs)--;
+	if (rc == 0) {
+		j->fs->chunks[j->slot] = (tree_chunk){id, (uint32_t)j->len};
+		count_chunk(c, j->len, added);
+	}
+	j->fs->pending--;
+	pthread_cond_broadcast(&c->jobs_cv);
+	pthread_mutex_unlock(&c->jobs_lock);
+}
+
+/* Take the oldest queued job, if any. jobs_lock held. */
+static int pop_job(take_ctx *c, chunk_job *out)
+{
+	if (!c->jobs_len) return 0;
+	*out = c->jobs[c->jobs_head];
+	c->jobs_head = (c->jobs_head + 1) % JOBS_MAX;
+	c->jobs_len--;
+	pthread_cond_broadcast(&c->jobs_cv);
+	return 1;
+}
+
+/* Run queued jobs, or wait for other workers' to end, until *count is 0. */
+static void wait_jobs(take_ctx *c, const uint32_t *count)
+{
+	chunk_job j;
+	pthread_mutex_lock(&c->jobs_lock);
+	while (*count > 0) {
+		if (pop_job(c, &j)) {
+			pthread_mutex_unlock(&c->jobs_lock);
+			run_job(c, &j);
+			pthread_mutex_lock(&c->jobs_lock);
+		} else {
+			pthread_cond_wait(&c->jobs_cv, &c->jobs_lock);
+		}
+	}
+	pthread_mutex_unlock(&c->jobs_lock);
+}
+
+/* A chunk of a large file, in the reader's buffer whose job count is
+ * buf_jobs: queued when some worker has no file left to read, else hashed
+ * here; the queue full, this worker runs the oldest job. */
+static int share_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t len, uint32_t *buf_jobs)
+{
+	/* readers only drop: once one chunk of fs is queued, all later ones are */
+	if (atomic_load(&c->readers) == c->nworkers) return add_chunk(c, fs, data, len);
+	chunk_job mine;
+	pthread_mutex_lock(&c->jobs_lock);
+	int64_t slot = chunk_slot(fs);
+	if (slot < 0) {
+		pthread_mutex_unlock(&c->jobs_lock);
+		return (int)slot;
+	}
+	while (c->jobs_len == JOBS_MAX && pop_job(c, &mine)) {
+		pthread_mutex_unlock(&c->jobs_lock);
+		run_job(c, &mine);
+		pthread_mutex_lock(&c->jobs_lock);
+	}
+	c->jobs[(c->jobs_head + c->jobs_len++) % JOBS_MAX] = (chunk_job){fs, (uint32_t)slot, data, len, buf_jobs};
+	fs->pending++;
+	(*buf_jobs)++;
+	pthread_cond_broadcast(&c->jobs_cv);
+	pthread_mutex_unlock(&c->jobs_lock);
+	return 0;
+}
+
 
 /* Data extents of a sparse file, from SEEK_DATA/SEEK_HOLE. */
 static int find_extents(int fd, uint64_t size, const char *path, tree_extent **out, uint32_t *n)
@@ -202,9 +309,14 @@ static int file_read(take_ctx *c, file_state *fs, int rc)
 
 /* Read one file through the chunker. buf holds READ_BLOCK + chunk_max
  * bytes. 1: skipped (source_error). */
-static int read_file(take_ctx *c, file_state *fs, uint8_t *buf, size_t bufcap)
+static int read_file(take_ctx *c, file_state *fs, uint8_t *bufs[2], size_t bufcap)
 {
-	int rc = 0;
+	/* a large file shares its chunks (share_chunk): the reader then goes
+	 * on in the other buffer while chunks of this one are hashed */
+	int rc = 0, cur = 0, share = fs->node->size >= SHARE_MIN && c->nworkers > 1;
+	if (share && !bufs[1] && !(bufs[1] = malloc(bufcap))) share = 0;
+	uint8_t *buf = bufs[0];
+	uint32_t buf_jobs[2] = {0, 0};
 	walk_node *n = fs->node;
 	char *path = walk_path(n);
 	tree_extent *ext = NULL, dense;
@@ -234,7 +346,14 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *buf, size_t bufcap)
 	int eof = next == 0;
 	while (!eof || pos < have) {
 		if (!eof && have - pos < cp->max) {
-			memmove(buf, buf + pos, have - pos);
+			if (share) { /* the other buffer, once no queued chunk is in it */
+				wait_jobs(c, &buf_jobs[!cur]);
+				memcpy(bufs[!cur], buf + pos, have - pos);
+				cur = !cur;
+				buf = bufs[cur];
+			} else {
+				memmove(buf, buf + pos, have - pos);
+			}
 			have -= pos;
 			pos = 0;
 			while (!eof && have < bufcap) {
@@ -265,7 +384,8 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *buf, size_t bufcap)
 		}
 		if (pos == have) break;
 		size_t cut = chunker_cut(cp, buf + pos, have - pos);
-		if ((rc = add_chunk(c, fs, buf + pos, cut)) < 0) goto done;
+		rc = share ? share_chunk(c, fs, buf + pos, cut, &buf_jobs[cur]) : add_chunk(c, fs, buf + pos, cut);
+		if (rc < 0) goto done;
 		pos += cut;
 		if (failed(c)) goto done;
 	}
@@ -294,6 +414,7 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *buf, size_t bufcap)
 		fs->size = dense.length;
 	}
 done:
+	if (share) wait_jobs(c, &fs->pending); /* its chunk list is complete only then */
 	if (ext != &dense) free(ext);
 	if (fd >= 0) close(fd);
 	free(path);
@@ -321,7 +442,7 @@ static int batchable(const walk_node *n)
 /* Read files[0..n): small ones in one io_uring batch, the rest one by one.
  * *brp is dropped (set NULL) if the ring turns out not to work. */
 static int read_batch(take_ctx *c, batch_reader **brp, file_state **files, size_t n,
-                      uint8_t *arena, uint8_t *buf, size_t bufcap)
+                      uint8_t *arena, uint8_t *bufs[2], size_t bufcap)
 {
 	int rc = 0;
 	batch_item items[BATCH_MAX];
@@ -342,7 +463,7 @@ static int read_batch(take_ctx *c, batch_reader **brp, file_state **files, size_
 			continue;
 		}
 		free(path);
-		rc = file_read(c, files[i], read_file(c, files[i], buf, bufcap));
+		rc = file_read(c, files[i], read_file(c, files[i], bufs, bufcap));
 	}
 	if (rc == 0 && nitems > 0 && batch_reader_run(*brp, c->rootfd, items, nitems) < 0) {
 		/* the plain path gives the same bytes; the caller says so once */
@@ -354,7 +475,7 @@ static int read_batch(take_ctx *c, batch_reader **brp, file_state **files, size_
 		batch_reader_free(*brp);
 		*brp = NULL;
 		for (size_t i = 0; i < nitems && rc == 0; i++)
-			rc = file_read(c, owners[i], read_file(c, owners[i], buf, bufcap));
+			rc = file_read(c, owners[i], read_file(c, owners[i], bufs, bufcap));
 		nitems = 0;
 	}
 	for (size_t i = 0; i < nitems && rc == 0; i++) {
@@ -375,27 +496,45 @@ static void *worker(void *arg)
 {
 	take_ctx *c = arg;
 	size_t bufcap = READ_BLOCK + c->repo->cfg.chunk_max;
-	uint8_t *buf = malloc(bufcap), *arena = NULL;
+	uint8_t *bufs[2] = {malloc(bufcap), NULL}, *arena = NULL; /* the second for large files */
 	batch_reader *br = NULL;
 	if (c->use_uring && batch_reader_new(&br) == 0) arena = malloc((size_t)BATCH_MAX * SMALL_FILE_MAX);
 	if (!arena) {
 		batch_reader_free(br);
 		br = NULL;
 	}
-	if (!buf) fail(c, ERR_OOM());
-	while (buf && !failed(c)) {
+	if (!bufs[0]) fail(c, ERR_OOM());
+	while (bufs[0] && !failed(c)) {
 		size_t start = atomic_fetch_add(&c->next, BATCH_MAX);
 		if (start >= c->ntodo) break;
 		size_t n = c->ntodo - start < BATCH_MAX ? c->ntodo - start : BATCH_MAX;
-		int rc = read_batch(c, &br, c->todo + start, n, arena, buf, bufcap);
+		int rc = read_batch(c, &br, c->todo + start, n, arena, bufs, bufcap);
 		if (rc < 0) {
 			fail(c, rc);
 			break;
 		}
 	}
+	/* out of files: help with the chunks of those still being read */
+	chunk_job j;
+	pthread_mutex_lock(&c->jobs_lock);
+	c->readers--;
+	pthread_cond_broadcast(&c->jobs_cv);
+	for (;;) {
+		if (pop_job(c, &j)) {
+			pthread_mutex_unlock(&c->jobs_lock);
+			run_job(c, &j);
+			pthread_mutex_lock(&c->jobs_lock);
+		} else if (c->readers > 0) {
+			pthread_cond_wait(&c->jobs_cv, &c->jobs_lock);
+		} else {
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->jobs_lock);
 	batch_reader_free(br);
 	free(arena);
-	free(buf);
+	free(bufs[0]);
+	free(bufs[1]);
 	c->workers_left--;
 	return NULL;
 }
@@ -864,6 +1003,8 @@ static void ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w)
 {
 	memset(c, 0, sizeof(*c));
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->jobs_lock, NULL);
+	pthread_cond_init(&c->jobs_cv, NULL);
 	c->repo = repo;
 	c->rootfd = rootfd;
 	c->writer = w;
@@ -1023,9 +1164,14 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		goto done;
 	}
 	c->workers_left = nthreads;
+	c->readers = c->nworkers = nthreads;
 	for (int i = 0; i < nthreads; i++)
 		if (pthread_create(&threads[i], NULL, worker, c) != 0) {
 			c->workers_left -= nthreads - i;
+			pthread_mutex_lock(&c->jobs_lock);
+			c->readers -= nthreads - i;
+			pthread_cond_broadcast(&c->jobs_cv);
+			pthread_mutex_unlock(&c->jobs_lock);
 			fail(c, error_set(CAIRN_EIO, "take: cannot start worker threads"));
 			nthreads = i;
 			break;
@@ -1206,5 +1352,9 @@ done:
 	if (c.rootfd >= 0) close(c.rootfd);
 	pthread_mutex_destroy(&c.lock);
 	pthread_mutex_destroy(&pre.lock);
+	pthread_mutex_destroy(&c.jobs_lock);
+	pthread_mutex_destroy(&pre.jobs_lock);
+	pthread_cond_destroy(&c.jobs_cv);
+	pthread_cond_destroy(&pre.jobs_cv);
 	return rc;
 }

@@ -78,7 +78,9 @@ static int flush_pack(snap_writer *w, pack_writer *pw, const uint8_t pack_id[PAC
 	size_t nblobs;
 	const pack_blob *blobs;
 
-	if ((rc = pack_writer_commit(pw, STORE_EXCL, &blobs, &nblobs, NULL)) < 0) goto done;
+	/* not create-only: the name is 128 fresh random bits that nobody else
+	 * writes, and on S3 a create-only multipart commit costs a lock object */
+	if ((rc = pack_writer_commit(pw, 0, &blobs, &nblobs, NULL)) < 0) goto done;
 
 	pthread_mutex_lock(&w->lock);
 	if (w->nentries + nblobs > w->capentries) {
