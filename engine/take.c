@@ -19,7 +19,6 @@
 #include "freeze.h"
 #include "gc.h"
 #include "inodes.h"
-#include "prefetch.h"
 #include "restored.h"
 #include "overlay.h"
 #include "repo.h"
@@ -708,11 +707,10 @@ static int reuse_content(file_state *fs, uint64_t size, const tree_chunk *chunks
 
 /* Give unchanged files their parent's chunk lists, so they are not read.
  * Goes through the parent's entries in order, as its inodes record does. */
-static int reuse_from_parent(take_ctx *c, walk_node *dir, const oid *parent_tree, parent_cursor *pc,
-                             tree_prefetch *pf)
+static int reuse_from_parent(take_ctx *c, walk_node *dir, const oid *parent_tree, parent_cursor *pc)
 {
 	tree t;
-	int rc = prefetch_load(pf, c->repo, parent_tree, &t);
+	int rc = repo_load_tree(c->repo, parent_tree, &t);
 	if (rc < 0) return rc;
 	for (size_t i = 0; i < t.n && rc == 0; i++) {
 		const tree_entry *e = &t.entries[i];
@@ -721,7 +719,7 @@ static int reuse_from_parent(take_ctx *c, walk_node *dir, const oid *parent_tree
 			const inode_item *it = next_item(pc, INODE_DIR);
 			size_t end = it ? pc->pos + it->value : 0; /* inodes_read checked it fits */
 			if (k && k->type == TREE_DIR && !k->is_mount) {
-				rc = reuse_from_parent(c, k, &e->subtree, pc, pf);
+				rc = reuse_from_parent(c, k, &e->subtree, pc);
 				if (it && pc->pos != end) pc->ok = 0;
 			} else if (it) {
 				pc->pos = end;
@@ -1109,7 +1107,6 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 {
 	int rc;
 	collect col = {0};
-	tree_prefetch *pf = NULL;
 	pthread_t *threads = NULL;
 	int nthreads = 0;
 	walk_options wo = {o->excludes, o->nexcludes, o->no_uring, NULL, {0, 0}};
@@ -1118,11 +1115,6 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		wo.prior_start = pre->start;
 	}
 
-	/* the parent's trees are read while the walk runs (local: one thread,
-	 * the walk is mostly waiting on syscalls; remote: reads in parallel) */
-	if (!pre && parent)
-		prefetch_start(&pf, c->repo, &parent->root, strcmp(store_kind(c->repo->st), "dir") ? 8 : 1,
-		               PREFETCH_MAX_ENTRIES);
 	if ((rc = walk_run(&c->root, root_path, &wo, ws)) < 0) goto done;
 	if ((rc = freeze_check(fz)) < 0) goto done;
 	if (o->upper && (rc = overlay_prepare(c->root)) < 0) goto done;
@@ -1151,10 +1143,8 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		ctx_free(pre);
 	} else if (parent) {
 		parent_cursor pc = {&parent->inodes, 0, parent->inodes.n > 0};
-		if ((rc = reuse_from_parent(c, c->root, &parent->root, &pc, pf)) < 0) error_prefix("parent");
+		if ((rc = reuse_from_parent(c, c->root, &parent->root, &pc)) < 0) error_prefix("parent");
 	}
-	prefetch_free(pf);
-	pf = NULL;
 	if (rc < 0) goto done;
 	for (size_t i = 0; i < c->nstates; i++) {
 		file_state *fs = &c->states[i];
@@ -1205,7 +1195,6 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	}
 	if ((rc = c->rc) < 0) error_set(rc, "%s", c->message);
 done:
-	prefetch_free(pf);
 	free(threads);
 	free(col.hl);
 	return rc;
