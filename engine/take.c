@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,9 +20,9 @@
 #include "freeze.h"
 #include "gc.h"
 #include "inodes.h"
-#include "restored.h"
 #include "overlay.h"
 #include "repo.h"
+#include "restored.h"
 #include "walk.h"
 #include "writer.h"
 
@@ -137,6 +138,20 @@ static int failed(take_ctx *c)
 
 /* ---- reading files --------------------------------------------------------- */
 
+/* The workers' large buffers are mapped, not malloc'd: glibc would keep a
+ * freed one in its heap (its mmap threshold grows past their size), and a
+ * worker out of files gives its memory back for the one still reading. */
+static void *big_alloc(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void big_free(void *p, size_t len)
+{
+	if (p) munmap(p, len);
+}
+
 /* The next slot of fs->chunks. Under jobs_lock when fs shares its chunks:
  * other workers write the slots before it. */
 static int64_t chunk_slot(file_state *fs)
@@ -220,8 +235,8 @@ static void wait_jobs(take_ctx *c, const uint32_t *count)
 }
 
 /* A chunk of a large file, in the reader's buffer whose job count is
- * buf_jobs: queued when some worker has no file left to read, else hashed
- * here; the queue full, this worker runs the oldest job. */
+ * buf_jobs: queued (1) when some worker has no file left to read, else
+ * hashed here (0); the queue full, this worker runs the oldest job. */
 static int share_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t len, uint32_t *buf_jobs)
 {
 	/* readers only drop: once one chunk of fs is queued, all later ones are */
@@ -243,7 +258,7 @@ static int share_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t 
 	(*buf_jobs)++;
 	pthread_cond_broadcast(&c->jobs_cv);
 	pthread_mutex_unlock(&c->jobs_lock);
-	return 0;
+	return 1;
 }
 
 
@@ -311,10 +326,10 @@ static int file_read(take_ctx *c, file_state *fs, int rc)
  * bytes. 1: skipped (source_error). */
 static int read_file(take_ctx *c, file_state *fs, uint8_t *bufs[2], size_t bufcap)
 {
-	/* a large file shares its chunks (share_chunk): the reader then goes
-	 * on in the other buffer while chunks of this one are hashed */
-	int rc = 0, cur = 0, share = fs->node->size >= SHARE_MIN && c->nworkers > 1;
-	if (share && !bufs[1] && !(bufs[1] = malloc(bufcap))) share = 0;
+	/* a large file shares its chunks (share_chunk): once one is queued,
+	 * the reader goes on in its other buffer (made then: most takes never
+	 * need it) while the chunks of this one are hashed */
+	int rc = 0, cur = 0, queued = 0, share = fs->node->size >= SHARE_MIN && c->nworkers > 1;
 	uint8_t *buf = bufs[0];
 	uint32_t buf_jobs[2] = {0, 0};
 	walk_node *n = fs->node;
@@ -346,7 +361,11 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *bufs[2], size_t bufca
 	int eof = next == 0;
 	while (!eof || pos < have) {
 		if (!eof && have - pos < cp->max) {
-			if (share) { /* the other buffer, once no queued chunk is in it */
+			if (queued && !bufs[1] && !(bufs[1] = big_alloc(bufcap))) {
+				wait_jobs(c, &fs->pending); /* no second buffer: this one, once free */
+				queued = 0;
+			}
+			if (queued) { /* the other buffer, once no queued chunk is in it */
 				wait_jobs(c, &buf_jobs[!cur]);
 				memcpy(bufs[!cur], buf + pos, have - pos);
 				cur = !cur;
@@ -384,8 +403,12 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *bufs[2], size_t bufca
 		}
 		if (pos == have) break;
 		size_t cut = chunker_cut(cp, buf + pos, have - pos);
-		rc = share ? share_chunk(c, fs, buf + pos, cut, &buf_jobs[cur]) : add_chunk(c, fs, buf + pos, cut);
-		if (rc < 0) goto done;
+		int q = share ? share_chunk(c, fs, buf + pos, cut, &buf_jobs[cur]) : add_chunk(c, fs, buf + pos, cut);
+		if (q < 0) {
+			rc = q;
+			goto done;
+		}
+		queued |= q;
 		pos += cut;
 		if (failed(c)) goto done;
 	}
@@ -495,10 +518,10 @@ static int read_batch(take_ctx *c, batch_reader **brp, file_state **files, size_
 static void *worker(void *arg)
 {
 	take_ctx *c = arg;
-	size_t bufcap = READ_BLOCK + c->repo->cfg.chunk_max;
-	uint8_t *bufs[2] = {malloc(bufcap), NULL}, *arena = NULL; /* the second for large files */
+	size_t bufcap = READ_BLOCK + c->repo->cfg.chunk_max, arena_len = (size_t)BATCH_MAX * SMALL_FILE_MAX;
+	uint8_t *bufs[2] = {big_alloc(bufcap), NULL}, *arena = NULL; /* the second for large files */
 	batch_reader *br = NULL;
-	if (c->use_uring && batch_reader_new(&br) == 0) arena = malloc((size_t)BATCH_MAX * SMALL_FILE_MAX);
+	if (c->use_uring && batch_reader_new(&br) == 0) arena = big_alloc(arena_len);
 	if (!arena) {
 		batch_reader_free(br);
 		br = NULL;
@@ -514,7 +537,12 @@ static void *worker(void *arg)
 			break;
 		}
 	}
-	/* out of files: help with the chunks of those still being read */
+	/* out of files: its buffers go (peak memory), then it helps with the
+	 * chunks of the files still being read */
+	batch_reader_free(br);
+	big_free(arena, arena_len);
+	big_free(bufs[0], bufcap);
+	big_free(bufs[1], bufcap);
 	chunk_job j;
 	pthread_mutex_lock(&c->jobs_lock);
 	c->readers--;
@@ -531,10 +559,6 @@ static void *worker(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&c->jobs_lock);
-	batch_reader_free(br);
-	free(arena);
-	free(bufs[0]);
-	free(bufs[1]);
 	c->workers_left--;
 	return NULL;
 }

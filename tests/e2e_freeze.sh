@@ -16,14 +16,15 @@ e2e_start freeze
 V2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
 V1=$(awk '$3 == "cgroup" && $4 ~ /(^|,)freezer(,|$)/ { print $2; exit }' /proc/mounts)
 CGS=()
-cg_new() { # cg_new BASE NAME: a fresh group; prints its path
-	local d=$1/cairn-e2e-$$-$2
-	mkdir "$d" 2>/dev/null || return 1
-	CGS+=("$d")
-	echo "$d"
+# cg_new BASE NAME: a fresh group in CG, listed for the cleanup (not in a
+# $(...) subshell: CGS would not keep it, and the group would outlive the test)
+cg_new() {
+	CG=$1/cairn-e2e-$$-$2
+	mkdir "$CG" 2>/dev/null || return 1
+	CGS+=("$CG")
 }
-if [ -n "$V2" ] && cg=$(cg_new "$V2" probe) && [ -e "$cg/cgroup.freeze" ]; then :; else V2=; fi
-if [ -n "$V1" ] && cg=$(cg_new "$V1" probe) && [ -e "$cg/freezer.state" ]; then :; else V1=; fi
+if [ -n "$V2" ] && cg_new "$V2" probe && [ -e "$CG/cgroup.freeze" ]; then :; else V2=; fi
+if [ -n "$V1" ] && cg_new "$V1" probe && [ -e "$CG/freezer.state" ]; then :; else V1=; fi
 if [ -z "$V2" ] && [ -z "$V1" ]; then
 	echo "SKIP: neither a cgroup v2 hierarchy with cgroup.freeze nor a v1 freezer hierarchy can be used here"
 	exit 77
@@ -200,7 +201,7 @@ head -c 160M /dev/urandom > "$ROOT/big/data"
 # ---- the main scenarios, on each kind of cgroup -------------------------------
 scenarios() {
 	local kind=$1 base=$2 CG S R
-	CG=$(cg_new "$base" "$kind")
+	cg_new "$base" "$kind"
 	S=$ROOT/state/$kind
 	start_workload "$CG" "$S"
 	check "$kind: the workload runs before the take" advancing "$S"
@@ -417,7 +418,7 @@ say "bad uses: usage errors, missing or unfreezable groups, someone else's freez
 R=$W/repo-bad
 "$CAIRN" init --repo "$R" > /dev/null
 BASE=${V2:-$V1}
-CG=$(cg_new "$BASE" bad)
+cg_new "$BASE" bad
 S=$ROOT/state/bad
 start_workload "$CG" "$S"
 expect_rc 2 release-alone take --repo "$R" --root "$ROOT" --name x --release
@@ -464,7 +465,7 @@ ln -s usr/lib "$CT/lib"
 ln -s usr/lib64 "$CT/lib64"
 echo "inside the container" > "$CT/etc/marker"
 head -c 100000 /dev/urandom > "$CT/data/blob"
-CG=$(cg_new "$BASE" ct)
+cg_new "$BASE" ct
 unshare -m --propagation private bash -c '
 	echo $$ > "$0/cgroup.procs" &&
 	mount --bind "$1" "$1" && mount --bind /usr "$1/usr" && cd "$1" && pivot_root . old &&
