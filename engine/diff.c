@@ -118,7 +118,7 @@ static int one_side(dstate *s, const oid *subtree, cairn_diff_kind kind)
 	if (rc < 0) return rc;
 	for (size_t i = 0; i < t.n && rc == 0; i++) {
 		const tree_entry *e = &t.entries[i];
-		size_t old;
+		size_t old = 0; /* set by path_push; the compiler cannot tell */
 		if ((rc = path_push(s, e, &old)) < 0) break;
 		rc = report(s, kind, 0, kind == CAIRN_DIFF_REMOVED ? e : NULL,
 		            kind == CAIRN_DIFF_ADDED ? e : NULL);

@@ -1388,7 +1388,7 @@ static int blob_size(cairn_repo *r, const oid *id, uint8_t type, uint32_t *size,
 /* Every blob reachable from tree id into set (id -> stored size). */
 static int walk_tree(cairn_repo *r, const oid *id, utable *set, const char *what)
 {
-	uint32_t size;
+	uint32_t size = 0; /* set by blob_size; the compiler cannot tell */
 	if (ut_find(set, id)) return 0;
 	int rc = blob_size(r, id, BLOB_TREE, &size, what);
 	if (rc < 0) return rc;
