@@ -319,3 +319,22 @@ done:
 	close(fd);
 	return rc;
 }
+
+int io_mkdir_parents(const char *path, mode_t mode)
+{
+	if (mkdir(path, mode) == 0 || errno == EEXIST) return 0;
+	if (errno != ENOENT) return -1;
+	char *copy = strdup(path);
+	if (!copy) return -1;
+	char *slash = strrchr(copy, '/');
+	while (slash && slash > copy && slash[-1] == '/') slash--;
+	int rc = -1;
+	if (slash && slash != copy) {
+		*slash = 0;
+		if (io_mkdir_parents(copy, 0755) == 0) rc = mkdir(path, mode) == 0 || errno == EEXIST ? 0 : -1;
+	}
+	int err = errno;
+	free(copy);
+	errno = err;
+	return rc;
+}

@@ -47,6 +47,9 @@ int io_pread_full(int fd, void *buf, size_t len, uint64_t off, const char *what)
 /* write exactly len bytes to fd (not for repository files: for restore). */
 int io_write_full(int fd, const void *buf, size_t len, const char *what);
 
+/* mkdir -p: path with mode, missing parents 0755; -1 with errno on failure. */
+int io_mkdir_parents(const char *path, mode_t mode);
+
 /* fsync a directory. */
 int io_fsync_dir(int dirfd, const char *what);
 

@@ -206,8 +206,9 @@ typedef struct rstate {
 	hl_link *links;
 	size_t nlinks, links_cap;
 
-	/* the restore record (restored.h), in tree order; under mu, as workers
-	 * fill in the inode numbers and ctimes of the files they write */
+	/* the restore record (restored.h), in tree order: the walk adds items
+	 * (push_item), workers fill in the inode numbers and ctimes of the
+	 * files they write, under mu */
 	inode_list items;
 
 	atomic_uint_fast64_t files, bytes;
@@ -969,24 +970,6 @@ static void keep_record(rstate *st, const char *snap_id, const char *target)
 
 /* ---- the target ----------------------------------------------------------- */
 
-static int mkdir_parents(const char *path, mode_t mode)
-{
-	if (mkdir(path, mode) == 0 || errno == EEXIST) return 0;
-	if (errno != ENOENT) return -1;
-	char *copy = strdup(path);
-	if (!copy) return -1;
-	char *slash = strrchr(copy, '/');
-	while (slash && slash > copy && slash[-1] == '/') slash--;
-	int rc = -1;
-	if (slash && slash != copy) {
-		*slash = 0;
-		if (mkdir_parents(copy, 0755) == 0) rc = mkdir(path, mode) == 0 || errno == EEXIST ? 0 : -1;
-	}
-	int err = errno;
-	free(copy);
-	errno = err;
-	return rc;
-}
 
 /* Open target (creating it if absent). *empty = 1 when it has no entries. */
 static int open_target(const char *target, int *fd_out, int *empty)
@@ -995,7 +978,7 @@ static int open_target(const char *target, int *fd_out, int *empty)
 	*empty = 0;
 	if (fd < 0 && errno == ENOENT) {
 		/* private until its own mode is applied at the end */
-		if (mkdir_parents(target, 0700) < 0)
+		if (io_mkdir_parents(target, 0700) < 0)
 			return error_errno(CAIRN_EIO, errno, "target %s: mkdir", target);
 		fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}

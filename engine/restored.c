@@ -31,25 +31,13 @@ static int record_name(int rootfd, char *out, size_t n)
 	return 0;
 }
 
-static int mkdir_p(char *path)
-{
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/') continue;
-		*p = 0;
-		int r = mkdir(path, 0755);
-		*p = '/';
-		if (r < 0 && errno != EEXIST) return -1;
-	}
-	return mkdir(path, 0700) < 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* The records directory in the state directory (created if need be). */
 static int open_records(int create)
 {
 	char path[4096];
 	if (snprintf(path, sizeof(path), "%s/" RECORDS_DIR, state_dir()) >= (int)sizeof(path))
 		return error_set(CAIRN_EUSAGE, "state directory %s: path too long", state_dir());
-	if (create && mkdir_p(path) < 0) return error_errno(CAIRN_EIO, errno, "state directory %s", path);
+	if (create && io_mkdir_parents(path, 0700) < 0) return error_errno(CAIRN_EIO, errno, "state directory %s", path);
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) return error_errno(errno == ENOENT ? CAIRN_ENOTFOUND : CAIRN_EIO, errno, "%s", path);
 	return fd;

@@ -116,6 +116,14 @@ static int64_t now_ns(int clock)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* A notice event (CLI: a line on stderr), when the caller listens. */
+static void notice(const cairn_take_options *o, const char *msg)
+{
+	if (!o->event_cb) return;
+	cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = msg};
+	o->event_cb(&ev, o->event_payload);
+}
+
 /* Record the first failure of any thread; later ones are dropped. */
 static int fail(take_ctx *c, int rc)
 {
@@ -217,20 +225,24 @@ static int pop_job(take_ctx *c, chunk_job *out)
 	return 1;
 }
 
+/* Run the oldest queued job, or else wait for a change. jobs_lock held. */
+static void run_or_wait(take_ctx *c)
+{
+	chunk_job j;
+	if (pop_job(c, &j)) {
+		pthread_mutex_unlock(&c->jobs_lock);
+		run_job(c, &j);
+		pthread_mutex_lock(&c->jobs_lock);
+	} else {
+		pthread_cond_wait(&c->jobs_cv, &c->jobs_lock);
+	}
+}
+
 /* Run queued jobs, or wait for other workers' to end, until *count is 0. */
 static void wait_jobs(take_ctx *c, const uint32_t *count)
 {
-	chunk_job j;
 	pthread_mutex_lock(&c->jobs_lock);
-	while (*count > 0) {
-		if (pop_job(c, &j)) {
-			pthread_mutex_unlock(&c->jobs_lock);
-			run_job(c, &j);
-			pthread_mutex_lock(&c->jobs_lock);
-		} else {
-			pthread_cond_wait(&c->jobs_cv, &c->jobs_lock);
-		}
-	}
+	while (*count > 0) run_or_wait(c);
 	pthread_mutex_unlock(&c->jobs_lock);
 }
 
@@ -241,18 +253,13 @@ static int share_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t 
 {
 	/* readers only drop: once one chunk of fs is queued, all later ones are */
 	if (atomic_load(&c->readers) == c->nworkers) return add_chunk(c, fs, data, len);
-	chunk_job mine;
 	pthread_mutex_lock(&c->jobs_lock);
 	int64_t slot = chunk_slot(fs);
 	if (slot < 0) {
 		pthread_mutex_unlock(&c->jobs_lock);
 		return (int)slot;
 	}
-	while (c->jobs_len == JOBS_MAX && pop_job(c, &mine)) {
-		pthread_mutex_unlock(&c->jobs_lock);
-		run_job(c, &mine);
-		pthread_mutex_lock(&c->jobs_lock);
-	}
+	while (c->jobs_len == JOBS_MAX) run_or_wait(c); /* full: a job is there to run */
 	c->jobs[(c->jobs_head + c->jobs_len++) % JOBS_MAX] = (chunk_job){fs, (uint32_t)slot, data, len, buf_jobs};
 	fs->pending++;
 	(*buf_jobs)++;
@@ -260,7 +267,6 @@ static int share_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t 
 	pthread_mutex_unlock(&c->jobs_lock);
 	return 1;
 }
-
 
 /* Data extents of a sparse file, from SEEK_DATA/SEEK_HOLE. */
 static int find_extents(int fd, uint64_t size, const char *path, tree_extent **out, uint32_t *n)
@@ -543,21 +549,10 @@ static void *worker(void *arg)
 	big_free(arena, arena_len);
 	big_free(bufs[0], bufcap);
 	big_free(bufs[1], bufcap);
-	chunk_job j;
 	pthread_mutex_lock(&c->jobs_lock);
 	c->readers--;
 	pthread_cond_broadcast(&c->jobs_cv);
-	for (;;) {
-		if (pop_job(c, &j)) {
-			pthread_mutex_unlock(&c->jobs_lock);
-			run_job(c, &j);
-			pthread_mutex_lock(&c->jobs_lock);
-		} else if (c->readers > 0) {
-			pthread_cond_wait(&c->jobs_cv, &c->jobs_lock);
-		} else {
-			break;
-		}
-	}
+	while (c->jobs_len > 0 || c->readers > 0) run_or_wait(c);
 	pthread_mutex_unlock(&c->jobs_lock);
 	c->workers_left--;
 	return NULL;
@@ -939,10 +934,7 @@ static void write_inodes(take_ctx *c, const cairn_take_options *o, const char *s
 	snprintf(msg, sizeof(msg), "snapshot %s saved without its inodes record (%s): the next take reads every file",
 	         sid_hex, cairn_error_last());
 	error_clear();
-	if (o->event_cb) {
-		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = msg};
-		o->event_cb(&ev, o->event_payload);
-	}
+	notice(o, msg);
 }
 
 static int valid_user(const char *u)
@@ -1101,12 +1093,9 @@ static int use_restore_record(take_ctx *c, const cairn_take_options *o, parent_v
 		return 1;
 	}
 	inodes_free(&rec);
-	if (o->event_cb) {
-		char msg[1024];
-		snprintf(msg, sizeof(msg), "restore record not used (%s): every file is read", cairn_error_last());
-		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = msg};
-		o->event_cb(&ev, o->event_payload);
-	}
+	char msg[1024];
+	snprintf(msg, sizeof(msg), "restore record not used (%s): every file is read", cairn_error_last());
+	notice(o, msg);
 	error_clear();
 	return -1;
 }
@@ -1143,10 +1132,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	if ((rc = freeze_check(fz)) < 0) goto done;
 	if (o->upper && (rc = overlay_prepare(c->root)) < 0) goto done;
 	c->use_uring = ws->used_uring;
-	if (ws->notice[0] && o->event_cb && !c->precopy) {
-		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = ws->notice};
-		o->event_cb(&ev, o->event_payload);
-	}
+	if (ws->notice[0] && !c->precopy) notice(o, ws->notice);
 
 	/* every regular file gets a state; hardlinked ones share their leader's */
 	c->nstates = count_regular(c->root);
@@ -1213,10 +1199,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		nanosleep(&ts, NULL);
 	}
 	for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
-	if (c->uring_fallback[0] && o->event_cb && !c->precopy) {
-		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = c->uring_fallback};
-		o->event_cb(&ev, o->event_payload);
-	}
+	if (c->uring_fallback[0] && !c->precopy) notice(o, c->uring_fallback);
 	if ((rc = c->rc) < 0) error_set(rc, "%s", c->message);
 done:
 	free(threads);
@@ -1254,11 +1237,9 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 
 	if ((rc = writer_new(&c.writer, repo)) < 0) goto done;
 	if ((rc = writer_set_user(c.writer, user, o->dry_run)) < 0) goto done; /* quota from here on */
-	/* a restore's record says more of this tree than any earlier take of the path */
-	int have_record = !o->parent && !o->no_parent && !o->upper ? use_restore_record(&c, o, &pv) : 0;
-	int have_parent = have_record == 1;
-	if (have_parent) {
-		/* the view is the restored snapshot's */
+	int have_record = 0, have_parent = 0;
+	if (!o->parent && !o->no_parent && !o->upper && (have_record = use_restore_record(&c, o, &pv)) == 1) {
+		have_parent = 1; /* a restore's record says more of this tree than any earlier take of its path */
 	} else if (parent[0]) {
 		if ((rc = load_parent(&c, parent, &pv)) < 0) goto done;
 		have_parent = 1;
