@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,15 +96,24 @@ typedef struct take_ctx {
 	inode_list inodes;          /* the snapshot's inodes record, built with its trees */
 } take_ctx;
 
-/* The parent snapshot as a take compares against it. */
+/* The parent snapshot as a take compares against it: built once as a prior
+ * walk (walk_options.prior; load_prior), each node's user pointing at its
+ * tree entry and each regular file with the inode number and ctime of the
+ * parent's inodes record (or, from older takes, of its tree entry). The
+ * walk copies the xattrs of files unchanged since from it instead of
+ * listing them; reuse_from_parent gives them its chunk lists. */
 typedef struct parent_view {
-	oid root;           /* its content tree */
-	inode_list inodes;  /* its inodes record; empty when it has none */
+	oid root;              /* its content tree */
+	inode_list inodes;     /* its inodes record; empty when it has none */
+	struct timespec start; /* its take's start: ctimes from then on are not trusted */
+	walk_node *prior;
+	tree *trees;           /* the prior's entries point into these */
+	size_t ntrees, cap_trees;
 } parent_view;
 
-/* Where reuse_from_parent is in the parent's inodes record. ok drops to 0
- * when the record does not fit the trees: from there only trees written
- * with inode numbers in them (before the record existed) are compared. */
+/* Where load_prior is in the parent's inodes record. ok drops to 0 when
+ * the record does not fit the trees: from there only trees written with
+ * inode numbers in them (before the record existed) are compared. */
 typedef struct parent_cursor {
 	const inode_list *l;
 	size_t pos;
@@ -690,16 +701,13 @@ static const inode_item *next_item(parent_cursor *pc, uint8_t kind)
 	return NULL;
 }
 
-/* Unchanged since the parent: inode number and ctime from the parent's
- * inodes record (it, or trees of older takes, which carry them). */
-static int same_file(const walk_node *n, const tree_entry *e, const inode_item *it)
+/* Unchanged since the parent: inode number and ctime (p, the parent's
+ * prior node, has them), size and mtime (its tree entry e). */
+static int same_file(const walk_node *n, const walk_node *p, const tree_entry *e)
 {
-	uint64_t ino = it ? it->value : e->ino;
-	int64_t ctime_sec = it ? it->ctime_sec : e->ctime_sec;
-	uint32_t ctime_nsec = it ? it->ctime_nsec : e->ctime_nsec;
-	return e->type == TREE_REG && ino != 0 && ino == n->ino && e->size == n->size &&
-	       e->mtime_sec == n->mtime_sec && e->mtime_nsec == n->mtime_nsec && ctime_sec == n->ctime_sec &&
-	       ctime_nsec == n->ctime_nsec;
+	return e->type == TREE_REG && p->ino != 0 && p->ino == n->ino && e->size == n->size &&
+	       e->mtime_sec == n->mtime_sec && e->mtime_nsec == n->mtime_nsec && p->ctime_sec == n->ctime_sec &&
+	       p->ctime_nsec == n->ctime_nsec;
 }
 
 /* 1 when every chunk is usable (present, not marked by gc): the take then
@@ -724,32 +732,123 @@ static int reuse_content(file_state *fs, uint64_t size, const tree_chunk *chunks
 	return 0;
 }
 
-/* Give unchanged files their parent's chunk lists, so they are not read.
- * Goes through the parent's entries in order, as its inodes record does. */
-static int reuse_from_parent(take_ctx *c, walk_node *dir, const oid *parent_tree, parent_cursor *pc)
+static int keep_tree(parent_view *v, tree *t)
+{
+	if (v->ntrees == v->cap_trees) {
+		size_t cap = v->cap_trees ? 2 * v->cap_trees : 256;
+		tree *nt = realloc(v->trees, cap * sizeof(*nt));
+		if (!nt) return ERR_OOM();
+		v->trees = nt;
+		v->cap_trees = cap;
+	}
+	v->trees[v->ntrees++] = *t;
+	return 0;
+}
+
+/* A prior node for entry e; only a regular file with an inode number can
+ * be found unchanged, so only those carry xattrs. */
+static int prior_node(walk_node *dir, const tree_entry *e, const inode_item *it, const struct stat *root,
+                      walk_node **out)
+{
+	walk_node *n = *out = walk_node_new(e->name, e->name_len, dir);
+	if (!n) return ERR_OOM();
+	n->type = e->type;
+	n->user = (void *)e;
+	dir->kids[dir->nkids++] = n;
+	if (e->type != TREE_REG) return 0;
+	n->ino = it ? it->value : e->ino;
+	n->ctime_sec = it ? it->ctime_sec : e->ctime_sec;
+	n->ctime_nsec = it ? it->ctime_nsec : e->ctime_nsec;
+	n->dev_major = major(root->st_dev); /* the walk's entries are all on the root's filesystem */
+	n->dev_minor = minor(root->st_dev);
+	if (!n->ino || !e->nxattrs) return 0;
+	if (!(n->xattrs = calloc(e->nxattrs, sizeof(*n->xattrs)))) return ERR_OOM();
+	for (uint32_t i = 0; i < e->nxattrs; i++) {
+		walk_xattr *x = &n->xattrs[i];
+		x->name = strdup(e->xattrs[i].name);
+		x->value = malloc(e->xattrs[i].value_len ? e->xattrs[i].value_len : 1);
+		if (!x->name || !x->value) {
+			free(x->name);
+			free(x->value);
+			return ERR_OOM(); /* what was copied is freed with the node */
+		}
+		memcpy(x->value, e->xattrs[i].value, e->xattrs[i].value_len);
+		x->value_len = e->xattrs[i].value_len;
+		n->nxattrs++;
+	}
+	return 0;
+}
+
+/* The prior's directory dir from the parent's tree id, going through the
+ * parent's entries in order, as its inodes record does. */
+static int load_prior_dir(take_ctx *c, parent_view *v, walk_node *dir, const oid *id, parent_cursor *pc,
+                          const struct stat *root)
 {
 	tree t;
-	int rc = repo_load_tree(c->repo, parent_tree, &t);
+	int rc = repo_load_tree(c->repo, id, &t);
 	if (rc < 0) return rc;
+	if ((rc = keep_tree(v, &t)) < 0) {
+		tree_free(&t);
+		return rc;
+	}
+	if (t.n && !(dir->kids = calloc(t.n, sizeof(*dir->kids)))) return ERR_OOM();
 	for (size_t i = 0; i < t.n && rc == 0; i++) {
 		const tree_entry *e = &t.entries[i];
-		walk_node *k = walk_find_kid(dir, e->name, e->name_len);
+		walk_node *k;
+		const inode_item *it = e->type == TREE_DIR ? next_item(pc, INODE_DIR)
+		                       : e->type == TREE_REG ? next_item(pc, INODE_REG)
+		                                             : NULL; /* only those two have items */
+		if ((rc = prior_node(dir, e, it, root, &k)) < 0) break;
 		if (e->type == TREE_DIR) {
-			const inode_item *it = next_item(pc, INODE_DIR);
 			size_t end = it ? pc->pos + it->value : 0; /* inodes_read checked it fits */
-			if (k && k->type == TREE_DIR && !k->is_mount) {
-				rc = reuse_from_parent(c, k, &e->subtree, pc);
-				if (it && pc->pos != end) pc->ok = 0;
-			} else if (it) {
-				pc->pos = end;
-			}
-		} else if (e->type == TREE_REG) {
-			const inode_item *it = next_item(pc, INODE_REG);
-			if (k && k->type == TREE_REG && same_file(k, e, it) && (rc = chunks_present(c, e)) == 1)
+			rc = load_prior_dir(c, v, k, &e->subtree, pc, root);
+			if (it && pc->pos != end) pc->ok = 0;
+		}
+	}
+	return rc;
+}
+
+/* Builds v->prior from v->root and v->inodes (freed then). */
+static int load_prior(take_ctx *c, parent_view *v)
+{
+	struct stat root;
+	if (fstat(c->rootfd, &root) < 0) return error_errno(CAIRN_EIO, errno, "root: stat");
+	if (!(v->prior = walk_node_new("", 0, NULL))) return ERR_OOM();
+	v->prior->type = TREE_DIR;
+	parent_cursor pc = {&v->inodes, 0, v->inodes.n > 0};
+	int rc = load_prior_dir(c, v, v->prior, &v->root, &pc, &root);
+	inodes_free(&v->inodes);
+	if (rc < 0) error_prefix("parent");
+	return rc;
+}
+
+static void parent_view_free(parent_view *v)
+{
+	walk_free(v->prior);
+	v->prior = NULL;
+	for (size_t i = 0; i < v->ntrees; i++) tree_free(&v->trees[i]);
+	free(v->trees);
+	v->trees = NULL;
+	v->ntrees = v->cap_trees = 0;
+	inodes_free(&v->inodes);
+}
+
+/* Give unchanged files their parent's chunk lists, so they are not read. */
+static int reuse_from_parent(take_ctx *c, walk_node *dir, const walk_node *pdir)
+{
+	int rc = 0;
+	for (size_t i = 0; i < dir->nkids && rc == 0; i++) {
+		walk_node *k = dir->kids[i];
+		const walk_node *p = walk_find_kid(pdir, k->name, k->name_len);
+		if (!p || p->type != k->type) continue;
+		if (k->type == TREE_DIR && !k->is_mount) {
+			rc = reuse_from_parent(c, k, p);
+		} else if (k->type == TREE_REG) {
+			const tree_entry *e = p->user;
+			if (same_file(k, p, e) && (rc = chunks_present(c, e)) == 1)
 				rc = reuse_content(k->user, e->size, e->chunks, e->nchunks, e->extents, e->nextents);
 		}
 	}
-	tree_free(&t);
 	return rc;
 }
 
@@ -1060,6 +1159,10 @@ static int load_parent(take_ctx *c, const char *parent, parent_view *view)
 		rc = error_set(CAIRN_ECORRUPT, "snapshot %s: bad top tree", parent);
 	if (view && rc == 0) {
 		view->root = top.entries[0].subtree;
+		/* duration_ms runs from the start to the commit; a second more for clock steps */
+		int64_t start = pm.time_ns - (int64_t)pm.duration_ms * 1000000 - 1000000000;
+		view->start.tv_sec = start > 0 ? start / 1000000000 : 0;
+		view->start.tv_nsec = start > 0 ? start % 1000000000 : 0;
 		if (inodes_read(c->repo, parent, &view->inodes) < 0)
 			error_clear(); /* none or damaged: only old trees' inode numbers are compared */
 	}
@@ -1090,6 +1193,9 @@ static int use_restore_record(take_ctx *c, const cairn_take_options *o, parent_v
 	if (rc == 0) {
 		inodes_free(&view->inodes);
 		view->inodes = rec;
+		/* a restore may have left out xattrs it could not set (not root):
+		 * the restored files' xattrs are read, not taken from the trees */
+		view->start.tv_sec = view->start.tv_nsec = 0;
 		return 1;
 	}
 	inodes_free(&rec);
@@ -1126,6 +1232,9 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	if (pre) { /* unchanged entries keep the pre-copy's xattrs and targets: no syscalls */
 		wo.prior = pre->root;
 		wo.prior_start = pre->start;
+	} else if (parent) { /* or the parent's xattrs */
+		wo.prior = parent->prior;
+		wo.prior_start = parent->start;
 	}
 
 	if ((rc = walk_run(&c->root, root_path, &wo, ws)) < 0) goto done;
@@ -1152,8 +1261,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		rc = reuse_from_precopy(c, c->root, pre->root, &pre->start);
 		ctx_free(pre);
 	} else if (parent) {
-		parent_cursor pc = {&parent->inodes, 0, parent->inodes.n > 0};
-		if ((rc = reuse_from_parent(c, c->root, &parent->root, &pc)) < 0) error_prefix("parent");
+		if ((rc = reuse_from_parent(c, c->root, parent->prior)) < 0) error_prefix("parent");
 	}
 	if (rc < 0) goto done;
 	for (size_t i = 0; i < c->nstates; i++) {
@@ -1248,6 +1356,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	} else if (kin[0] && load_parent(&c, kin, NULL) < 0) {
 		error_clear(); /* only a shortcut (forgotten meanwhile?) */
 	}
+	if (have_parent && (rc = load_prior(&c, &pv)) < 0) goto done;
 	/* a take that cannot commit fails before any work, and before any pause */
 	if (!o->dry_run && (rc = gc_session_check(repo)) < 0) goto done;
 	if (o->cgroup && (rc = freeze_open(&fz, o)) < 0) goto done;
@@ -1261,6 +1370,8 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		walk_stats pws;
 		memset(&pws, 0, sizeof(pws));
 		rc = capture(&pre, o, root_path, have_parent ? &pv : NULL, NULL, fz, &pws);
+		parent_view_free(&pv); /* the frozen capture compares with the pre-copy */
+		have_parent = 0;
 		if (rc == 0) rc = writer_restart_refs(c.writer);
 		if (rc < 0) goto done;
 		have_pre = 1;
@@ -1350,7 +1461,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	}
 done:
 	freeze_free(fz); /* first: a failed take thaws at once */
-	inodes_free(&pv.inodes);
+	parent_view_free(&pv);
 	ctx_free(&pre);
 	ctx_free(&c);
 	writer_free(c.writer);

@@ -136,7 +136,7 @@ static int xattr_cmp(const void *pa, const void *pb)
 	return strcmp(((const walk_xattr *)pa)->name, ((const walk_xattr *)pb)->name);
 }
 
-static walk_node *node_new(const char *name, size_t len, walk_node *parent)
+walk_node *walk_node_new(const char *name, size_t len, walk_node *parent)
 {
 	walk_node *n = calloc(1, sizeof(*n) + len + 1);
 	if (!n) return NULL;
@@ -800,7 +800,7 @@ static int scan(walker *w, dstate *d)
 				d->ents = ne;
 				cap = nc;
 			}
-			walk_node *n = node_new(name, len, d->node);
+			walk_node *n = walk_node_new(name, len, d->node);
 			if (!n) {
 				rc = ERR_OOM();
 				goto done;
@@ -945,7 +945,7 @@ static int open_root(walker *w, walk_node **rootp)
 	w->root_mnt = s.stx_mnt_id;
 	w->root_dev_major = s.stx_dev_major;
 	w->root_dev_minor = s.stx_dev_minor;
-	walk_node *n = node_new("", 0, NULL);
+	walk_node *n = walk_node_new("", 0, NULL);
 	if (!n) return ERR_OOM();
 	*rootp = n;
 	fill_meta(n, &s);

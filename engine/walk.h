@@ -43,7 +43,8 @@ typedef struct walk_options {
 	const char *const *excludes; /* absolute paths inside the root, e.g. "/var/cache"; omitted entirely */
 	size_t nexcludes;
 	int no_uring;                /* use plain syscalls */
-	/* A walk of the same root made earlier (a take's pre-copy), or NULL:
+	/* A walk of the same root made earlier (a take's pre-copy, or its
+	 * parent snapshot as seen then), or NULL:
 	 * an entry unchanged since (walk_unchanged_since with prior_start)
 	 * takes its xattrs and symlink target from it instead of reading them
 	 * again (setxattr and a new symlink change the ctime). */
@@ -71,6 +72,11 @@ typedef struct walk_stats {
  * syscalls. */
 int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_stats *stats);
 void walk_free(walk_node *root);
+
+/* A node (zeroed but for its name and parent) for building a prior walk by
+ * hand (a take builds one from its parent snapshot); walk_free frees it
+ * with its xattrs (malloc'd names and values), target and kids array. */
+walk_node *walk_node_new(const char *name, size_t len, walk_node *parent);
 
 /* Path of n relative to the root ("a/b/c"; "" for the root), malloc'd. */
 char *walk_path(const walk_node *n);

@@ -116,6 +116,29 @@ take_json take3 --repo "$R" --root "$SRC" --user alice --name inc3 --parent inc1
 	fi
 }
 
+say "with a parent, the walk lists the xattrs of changed entries only; unchanged ones come from its trees"
+# The procfs route (CAIRN_NO_XATTRAT=1) makes every listing an llistxattr strace can count.
+setfattr -n user.after -v "set after inc3" "$SRC/acl/file" # changed: listed again
+nfiles=$(find "$SRC" -path "$SRC/datadrive" -prune -o -print | wc -l)
+count_lists() { # LABEL TAKE-ARGS...: llistxattr calls of a take into $R
+	local label=$1
+	shift
+	run "$label" strace -f -qq -c -o "$LOG/$label.strace" -e trace=llistxattr \
+		env CAIRN_NO_XATTRAT=1 "$CAIRN" take --repo "$R" --root "$SRC" --user alice "$@"
+	[ "$RC" = 0 ] || { fail "take ($label) under strace exits 0 (got $RC)"; show "$ERR"; return 1; }
+	awk '$NF == "llistxattr" {print $4}' "$LOG/$label.strace"
+}
+if lists_full=$(count_lists xattr-noparent --no-parent --name xattr-full) &&
+	lists_inc=$(count_lists xattr-parent --name xattr-inc); then
+	check "without a parent every entry's xattrs are listed ($lists_full >= $nfiles - 10)" \
+		test "${lists_full:-0}" -ge $((nfiles - 10))
+	check "with the parent only directories, symlinks and changed files are listed ($lists_inc <= $nfiles / 5)" \
+		test "${lists_inc:-999999}" -le $((nfiles / 5))
+	if cairn_ok restore-xattr-inc restore --repo "$R" xattr-inc "$W/r-xattr"; then
+		treecmp_check "the take whose xattrs came from its parent restores to the tree" "$SRC" "$W/r-xattr" "${IGN[@]}"
+	fi
+fi
+
 say "a take of a cp -a copy (new inodes and ctimes, same content) stores nothing: trees hold neither"
 cp -a "$SRC" "$W/copy"
 take_json take-copy --repo "$R" --root "$W/copy" --user carol --name copy && {
