@@ -1168,6 +1168,7 @@ int main(void)
 	int bfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	rm_tree_at(bfd, "root");
 	rm_tree_at(bfd, "churn");
+	rm_tree_at(bfd, "prior");
 	rm_tree_at(bfd, "tm");
 	close(bfd);
 	rmdir(base);
