@@ -745,10 +745,11 @@ static int keep_tree(parent_view *v, tree *t)
 	return 0;
 }
 
-/* A prior node for entry e; only a regular file with an inode number can
- * be found unchanged, so only those carry xattrs. */
-static int prior_node(walk_node *dir, const tree_entry *e, const inode_item *it, const struct stat *root,
-                      walk_node **out)
+/* A prior node for entry e (a directory or a regular file: nothing else is
+ * ever found unchanged). Only a regular file with an inode number can be,
+ * so only those carry xattrs, and only when the walk may take them. */
+static int prior_node(const parent_view *v, walk_node *dir, const tree_entry *e, const inode_item *it,
+                      const struct stat *root, walk_node **out)
 {
 	walk_node *n = *out = walk_node_new(e->name, e->name_len, dir);
 	if (!n) return ERR_OOM();
@@ -761,7 +762,7 @@ static int prior_node(walk_node *dir, const tree_entry *e, const inode_item *it,
 	n->ctime_nsec = it ? it->ctime_nsec : e->ctime_nsec;
 	n->dev_major = major(root->st_dev); /* the walk's entries are all on the root's filesystem */
 	n->dev_minor = minor(root->st_dev);
-	if (!n->ino || !e->nxattrs) return 0;
+	if (!n->ino || !e->nxattrs || (!v->start.tv_sec && !v->start.tv_nsec)) return 0;
 	if (!(n->xattrs = calloc(e->nxattrs, sizeof(*n->xattrs)))) return ERR_OOM();
 	for (uint32_t i = 0; i < e->nxattrs; i++) {
 		walk_xattr *x = &n->xattrs[i];
@@ -798,7 +799,8 @@ static int load_prior_dir(take_ctx *c, parent_view *v, walk_node *dir, const oid
 		const inode_item *it = e->type == TREE_DIR ? next_item(pc, INODE_DIR)
 		                       : e->type == TREE_REG ? next_item(pc, INODE_REG)
 		                                             : NULL; /* only those two have items */
-		if ((rc = prior_node(dir, e, it, root, &k)) < 0) break;
+		if (e->type != TREE_DIR && e->type != TREE_REG) continue;
+		if ((rc = prior_node(v, dir, e, it, root, &k)) < 0) break;
 		if (e->type == TREE_DIR) {
 			size_t end = it ? pc->pos + it->value : 0; /* inodes_read checked it fits */
 			rc = load_prior_dir(c, v, k, &e->subtree, pc, root);
