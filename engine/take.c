@@ -764,20 +764,10 @@ static int prior_node(const parent_view *v, walk_node *dir, const tree_entry *e,
 	n->dev_minor = minor(root->st_dev);
 	if (!n->ino || !e->nxattrs || (!v->start.tv_sec && !v->start.tv_nsec)) return 0;
 	if (!(n->xattrs = calloc(e->nxattrs, sizeof(*n->xattrs)))) return ERR_OOM();
-	for (uint32_t i = 0; i < e->nxattrs; i++) {
-		walk_xattr *x = &n->xattrs[i];
-		x->name = strdup(e->xattrs[i].name);
-		x->value = malloc(e->xattrs[i].value_len ? e->xattrs[i].value_len : 1);
-		if (!x->name || !x->value) {
-			free(x->name);
-			free(x->value);
-			return ERR_OOM(); /* what was copied is freed with the node */
-		}
-		memcpy(x->value, e->xattrs[i].value, e->xattrs[i].value_len);
-		x->value_len = e->xattrs[i].value_len;
-		n->nxattrs++;
-	}
-	return 0;
+	int rc = 0;
+	for (uint32_t i = 0; i < e->nxattrs && rc == 0; i++)
+		rc = walk_xattr_add(n, e->xattrs[i].name, e->xattrs[i].value, e->xattrs[i].value_len);
+	return rc;
 }
 
 /* The prior's directory dir from the parent's tree id, going through the

@@ -520,24 +520,30 @@ static int copy_target(walk_node *n, const walk_node *p)
 	return 0;
 }
 
+int walk_xattr_add(walk_node *n, const char *name, const void *value, uint32_t len)
+{
+	walk_xattr *x = &n->xattrs[n->nxattrs];
+	x->name = strdup(name);
+	x->value = malloc(len ? len : 1);
+	if (!x->name || !x->value) {
+		free(x->name);
+		free(x->value);
+		return ERR_OOM(); /* what was copied is freed with the node */
+	}
+	memcpy(x->value, value, len);
+	x->value_len = len;
+	n->nxattrs++;
+	return 0;
+}
+
 static int copy_xattrs(walk_node *n, const walk_node *p)
 {
 	if (!p->nxattrs) return 0;
 	if (!(n->xattrs = calloc(p->nxattrs, sizeof(*n->xattrs)))) return ERR_OOM();
-	for (uint32_t i = 0; i < p->nxattrs; i++) {
-		walk_xattr *x = &n->xattrs[n->nxattrs];
-		x->name = strdup(p->xattrs[i].name);
-		x->value = malloc(p->xattrs[i].value_len ? p->xattrs[i].value_len : 1);
-		if (!x->name || !x->value) {
-			free(x->name);
-			free(x->value);
-			return ERR_OOM(); /* what was copied is freed with the node */
-		}
-		memcpy(x->value, p->xattrs[i].value, p->xattrs[i].value_len);
-		x->value_len = p->xattrs[i].value_len;
-		n->nxattrs++;
-	}
-	return 0;
+	int rc = 0;
+	for (uint32_t i = 0; i < p->nxattrs && rc == 0; i++)
+		rc = walk_xattr_add(n, p->xattrs[i].name, p->xattrs[i].value, p->xattrs[i].value_len);
+	return rc;
 }
 
 int walk_unchanged_since(const walk_node *n, const walk_node *p, const struct timespec *start)

@@ -77,6 +77,8 @@ void walk_free(walk_node *root);
  * hand (a take builds one from its parent snapshot); walk_free frees it
  * with its xattrs (malloc'd names and values), target and kids array. */
 walk_node *walk_node_new(const char *name, size_t len, walk_node *parent);
+/* Copies an xattr into n->xattrs[n->nxattrs] (the array has room) and counts it. */
+int walk_xattr_add(walk_node *n, const char *name, const void *value, uint32_t len);
 
 /* Path of n relative to the root ("a/b/c"; "" for the root), malloc'd. */
 char *walk_path(const walk_node *n);
