@@ -120,17 +120,21 @@ say "with a parent, the walk lists the xattrs of changed entries only; unchanged
 # The procfs route (CAIRN_NO_XATTRAT=1) makes every listing an llistxattr strace can count.
 setfattr -n user.after -v "set after inc3" "$SRC/acl/file" # changed: listed again
 nfiles=$(find "$SRC" -path "$SRC/datadrive" -prune -o -print | wc -l)
-count_lists() { # LABEL TAKE-ARGS...: llistxattr calls of a take into $R
-	local label=$1
-	shift
+count_lists() { # VAR LABEL TAKE-ARGS...: VAR gets the llistxattr calls of a take into $R
+	local var=$1 label=$2
+	shift 2
 	run "$label" strace -f -qq -c -o "$LOG/$label.strace" -e trace=llistxattr \
 		env CAIRN_NO_XATTRAT=1 "$CAIRN" take --repo "$R" --root "$SRC" --user alice "$@"
-	[ "$RC" = 0 ] || { fail "take ($label) under strace exits 0 (got $RC)"; show "$ERR"; return 1; }
-	awk '$NF == "llistxattr" {print $4}' "$LOG/$label.strace"
+	if [ "$RC" != 0 ]; then
+		fail "take ($label) under strace exits 0 (got $RC)"
+		show "$ERR"
+		return 1
+	fi
+	printf -v "$var" '%s' "$(awk '$NF == "llistxattr" {print $4}' "$LOG/$label.strace")"
 }
 # the walk is the same on every backend: checked on dir: only
-if e2e_local && lists_full=$(count_lists xattr-noparent --no-parent --name xattr-full) &&
-	lists_inc=$(count_lists xattr-parent --name xattr-inc); then
+if e2e_local && count_lists lists_full xattr-noparent --no-parent --name xattr-full &&
+	count_lists lists_inc xattr-parent --name xattr-inc; then
 	check "without a parent every entry's xattrs are listed ($lists_full >= $nfiles - 10)" \
 		test "${lists_full:-0}" -ge $((nfiles - 10))
 	check "with the parent only directories, symlinks and changed files are listed ($lists_inc <= $nfiles / 5)" \
