@@ -314,7 +314,7 @@ static int thaw(freezer *f)
 static int group_has_pid(const char *dir, pid_t pid)
 {
 	char path[PATH_MAX + 64];
-	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	if ((size_t)snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= sizeof(path)) return -ENAMETOOLONG;
 	FILE *fp = fopen(path, "re");
 	if (!fp) return -errno;
 	long p;
@@ -331,7 +331,7 @@ static int kill_tree(const char *dir, int depth)
 {
 	char path[PATH_MAX + 64];
 	int count = 0;
-	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	if ((size_t)snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= sizeof(path)) return -ENAMETOOLONG;
 	FILE *fp = fopen(path, "re");
 	if (!fp) return -errno;
 	long p;
@@ -344,7 +344,9 @@ static int kill_tree(const char *dir, int depth)
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (de->d_type != DT_DIR || de->d_name[0] == '.') continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		/* a cut path could name another group: such a child is left alone (and
+		 * its processes keep the wait below from ending well) */
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path)) continue;
 		int n = kill_tree(path, depth + 1);
 		if (n > 0) count += n;
 	}

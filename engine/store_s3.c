@@ -1423,7 +1423,7 @@ static int s3_write_commit(store_writer *base, unsigned flags)
 
 static int mp_put(s3_store *st, const char *name, const void *data, size_t len, unsigned flags)
 {
-	store_writer *w;
+	store_writer *w = NULL;
 	int rc = s3_write_begin(&st->base, name, &w);
 	if (rc < 0) return rc;
 	if ((rc = s3_write_append(w, data, len)) < 0) {

@@ -4,6 +4,7 @@
  * CAIRN_ECORRUPT and write nothing outside its target. And restore --force
  * into a target holding a symlink where the snapshot has a directory must
  * not follow it. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -124,16 +125,16 @@ static int craft(cairn_repo *r, const uint8_t *inner, size_t inner_len, char id_
 	return 0;
 }
 
+/* Entries in dir, "." and ".." aside; -1 when it cannot be read. */
 static int entries_in(const char *dir)
 {
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", dir);
-	FILE *p = popen(cmd, "r");
-	int n = -1;
-	if (p) {
-		if (fscanf(p, "%d", &n) != 1) n = -1;
-		pclose(p);
-	}
+	DIR *d = opendir(dir);
+	if (!d) return -1;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) n++;
+	closedir(d);
 	return n;
 }
 
