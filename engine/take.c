@@ -800,11 +800,12 @@ static int load_prior_dir(take_ctx *c, parent_view *v, walk_node *dir, const oid
 	return rc;
 }
 
-/* Builds v->prior from v->root and v->inodes (freed then). */
-static int load_prior(take_ctx *c, parent_view *v)
+/* Builds v->prior from v->root and v->inodes (freed then); root_path names
+ * the root in messages. */
+static int load_prior(take_ctx *c, parent_view *v, const char *root_path)
 {
 	struct stat root;
-	if (fstat(c->rootfd, &root) < 0) return error_errno(CAIRN_EIO, errno, "root: stat");
+	if (fstat(c->rootfd, &root) < 0) return error_errno(CAIRN_EIO, errno, "root %s: stat", root_path);
 	if (!(v->prior = walk_node_new("", 0, NULL))) return ERR_OOM();
 	v->prior->type = TREE_DIR;
 	parent_cursor pc = {&v->inodes, 0, v->inodes.n > 0};
@@ -1348,7 +1349,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	} else if (kin[0] && load_parent(&c, kin, NULL) < 0) {
 		error_clear(); /* only a shortcut (forgotten meanwhile?) */
 	}
-	if (have_parent && (rc = load_prior(&c, &pv)) < 0) goto done;
+	if (have_parent && (rc = load_prior(&c, &pv, root_path)) < 0) goto done;
 	/* a take that cannot commit fails before any work, and before any pause */
 	if (!o->dry_run && (rc = gc_session_check(repo)) < 0) goto done;
 	if (o->cgroup && (rc = freeze_open(&fz, o)) < 0) goto done;
