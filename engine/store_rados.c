@@ -30,6 +30,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <rados/librados.h>
 #include <signal.h>
@@ -90,6 +91,20 @@ static struct {
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 static char lib_error[256];
 
+/* librados copies every write into buffers of its own and frees them when
+ * the OSD has it: with malloc's defaults, freed memory above 128 KiB goes
+ * back to the kernel and the next copy faults in fresh pages, one fault per
+ * 4 KiB. Measured on a 351 MiB take into a local OSD (2-core VM): 126k page
+ * faults and 5.4 CPU s before this and the per-thread spare buffer, 51k and
+ * 2.6 s after. The setting is the process's (glibc has no per-library
+ * arena); it keeps up to 256 MiB of freed memory for reuse and maps only
+ * blocks of 32 MiB and more directly. */
+static void keep_freed_memory(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+}
+
 static void lib_load(void)
 {
 	void *h = dlopen("librados.so.2", RTLD_NOW | RTLD_LOCAL);
@@ -105,6 +120,7 @@ static void lib_load(void)
 	}
 	LIBRADOS_FUNCTIONS(X)
 #undef X
+	keep_freed_memory();
 }
 
 #define RADOS_OP_MAX (64u * 1024u * 1024u)   /* below osd_max_write_size (90 MiB) */
@@ -275,7 +291,14 @@ static int rados_put(store *base, const char *name, const void *data, size_t len
 		return ERR_OOM();
 	}
 	if (flags & STORE_EXCL) lib.rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
-	lib.rados_write_op_write_full(op, data, len);
+	/* still one op, but extents of at most a piece: librados copies each
+	 * into a buffer of its own, and 4 MiB ones come from malloc's reused
+	 * memory where a 32 MiB one gets fresh pages (see keep_freed_memory) */
+	const char *p = data;
+	size_t first = len < PIECE_LEN ? len : PIECE_LEN;
+	lib.rados_write_op_write_full(op, p, first);
+	for (size_t off = first; off < len; off += PIECE_LEN)
+		lib.rados_write_op_write(op, p + off, len - off < PIECE_LEN ? len - off : PIECE_LEN, off);
 	int err = lib.rados_write_op_operate(op, st->io, oid, NULL, 0);
 	lib.rados_release_write_op(op);
 	if (err == -EEXIST) rc = error_set(CAIRN_EEXISTS, "%s: %s: exists already", st->addr, name);
@@ -564,10 +587,56 @@ static int pending_send(rados_writer *w, int all)
 	return rc;
 }
 
+/* Each thread keeps the pending buffer of its last writer for its next
+ * one: a take's workers stream one pack after another, and a fresh 32 MiB
+ * buffer a pack costs a page fault per 4 KiB, which costs more than the
+ * copy itself (README, "Ceph RADOS and S3 backends"). */
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static int spare_ok;
+
+static void spare_free(void *p)
+{
+	buf_free(p);
+	free(p);
+}
+
+static void spare_init(void)
+{
+	spare_ok = pthread_key_create(&spare_key, spare_free) == 0;
+}
+
+/* b (empty) gets this thread's spare buffer, if it has one. */
+static void spare_take(buf *b)
+{
+	pthread_once(&spare_once, spare_init);
+	buf *s = spare_ok ? pthread_getspecific(spare_key) : NULL;
+	if (!s || pthread_setspecific(spare_key, NULL) != 0) return;
+	*b = *s;
+	b->len = 0;
+	free(s);
+}
+
+/* b's memory becomes the thread's spare (or is freed); b is left empty. */
+static void spare_give(buf *b)
+{
+	buf *s = NULL;
+	if (spare_ok && !b->oom && b->cap <= RADOS_OP_MAX + PIECE_LEN && !pthread_getspecific(spare_key) &&
+	    (s = malloc(sizeof(*s)))) {
+		*s = *b;
+		if (pthread_setspecific(spare_key, s) == 0) {
+			buf_init(b);
+			return;
+		}
+		free(s);
+	}
+	buf_free(b);
+}
+
 static void writer_free(rados_writer *w)
 {
 	reap_all(w);
-	buf_free(&w->pending);
+	spare_give(&w->pending);
 	free(w->name);
 	free(w->oid);
 	free(w);
@@ -580,6 +649,7 @@ static int rados_write_begin(store *base, const char *name, store_writer **out)
 	if (!w) return ERR_OOM();
 	w->base.st = base;
 	w->st = st;
+	spare_take(&w->pending);
 	int rc = oid_of(st, name, &w->oid);
 	if (rc < 0 || !(w->name = strdup(name))) {
 		free(w->oid);
