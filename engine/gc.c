@@ -1085,7 +1085,7 @@ static int rewrite_pack(rewriter *w, const pack_info *p, index_entry *kept, size
 			rc = pack_writer_add(w->pw, &e->id, e->type, e->comp, raw + BLOB_HEADER_LEN,
 			                     e->stored_len, e->raw_len);
 		free(raw);
-		if (rc == 0 && pack_writer_size(w->pw) >= PACK_TARGET_LEN) rc = rewriter_flush(w);
+		if (rc == 0 && pack_writer_size(w->pw) >= store_pack_target(w->g->r->st)) rc = rewriter_flush(w);
 		if (rc == 0) rc = keep_lock(w->g);
 	}
 	return rc;

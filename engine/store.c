@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "cairn.h"
 #include "error.h"
+#include "format.h"
 
 static int open_address(store **out, const char *address, int create)
 {
@@ -34,6 +35,11 @@ void store_free(store *st)
 }
 
 const char *store_kind(const store *st) { return st->ops->kind; }
+
+size_t store_pack_target(const store *st)
+{
+	return st->ops->pack_target ? st->ops->pack_target : PACK_TARGET_LEN;
+}
 
 int store_put(store *st, const char *name, const void *data, size_t len, unsigned flags)
 {

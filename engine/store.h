@@ -23,6 +23,8 @@ int store_create(store **out, const char *address);
 void store_free(store *st);
 /* "dir", "rados" or "s3". */
 const char *store_kind(const store *st);
+/* The size a pack of this storage grows to before it is committed. */
+size_t store_pack_target(const store *st);
 
 int store_put(store *st, const char *name, const void *data, size_t len, unsigned flags);
 /* Whole object; CAIRN_ENOTFOUND if absent; *out malloc'd. max bounds the size. */

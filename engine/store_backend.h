@@ -8,6 +8,8 @@
 
 typedef struct store_ops {
 	const char *kind;
+	/* Bytes a pack grows to before it is committed; 0: PACK_TARGET_LEN. */
+	size_t pack_target;
 	void (*free)(store *st);
 	int (*put)(store *st, const char *name, const void *data, size_t len, unsigned flags);
 	int (*get)(store *st, const char *name, size_t max, uint8_t **out, size_t *len);

@@ -124,6 +124,12 @@ static void lib_load(void)
 }
 
 #define RADOS_OP_MAX (64u * 1024u * 1024u)   /* below osd_max_write_size (90 MiB) */
+/* Packs of 4 MiB, not a directory's 32: RADOS is made for objects of a few
+ * MiB (RGW, RBD and CephFS stripe at 4 MiB). Measured on one bluestore OSD
+ * (351 MiB take, 209 MiB stored): the OSD spent 3.1 CPU s on 32 MiB
+ * objects, 0.8 s on 16 MiB ones, 0.4 s on 8 or 4 MiB ones; the take went
+ * from 3.9-4.4 s to 1.5-1.8 s. */
+#define RADOS_PACK_TARGET (4u * 1024u * 1024u)
 #define RADOS_READ_PIECE (32u * 1024u * 1024u)
 #define PIECE_LEN (4u * 1024u * 1024u)        /* streamed writes: bytes per aio */
 #define PIECES_IN_FLIGHT 4
@@ -913,6 +919,7 @@ static void rados_lock_release(store_lock *base)
 
 static const store_ops rados_ops = {
 	.kind = "rados",
+	.pack_target = RADOS_PACK_TARGET,
 	.free = rados_free_store,
 	.put = rados_put,
 	.get = rados_get,

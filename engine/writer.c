@@ -259,7 +259,7 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 	if (!w->pw) rc = start_pack(w);
 	if (rc == 0)
 		rc = pack_writer_add(w->pw, id, type, comp, bytes, (uint32_t)bytes_len, (uint32_t)len);
-	if (rc == 0 && pack_writer_size(w->pw) >= PACK_TARGET_LEN) {
+	if (rc == 0 && pack_writer_size(w->pw) >= store_pack_target(w->repo->st)) {
 		full = w->pw;
 		memcpy(full_id, w->pw_id, PACK_ID_LEN);
 		w->pw = NULL;

@@ -15,6 +15,9 @@ IGN=(--ignore /datadrive --ignore /special/sock)
 
 say "fixture tree, a cp -a copy of it, then a chain beyond PATH_MAX in the source"
 make_tree "$SRC"
+# 12 MiB that do not compress: more than one RADOS pack, less than a directory's
+"$PY" -c 'import random, sys; random.seed(int(sys.argv[1])); sys.stdout.buffer.write(random.randbytes(12 << 20))' \
+	"$SEED" > "$SRC/files/incompressible"
 cp -a "$SRC" "$W/copy"
 add_long_chain "$SRC"
 random_size=$(stat -c %s "$SRC/files/random")
@@ -63,10 +66,10 @@ fi
 
 say "ls"
 cairn_ok ls-files ls --repo "$R" rt1 /files && {
-	for n in empty one small page 64k random dup-of-random text zeros; do
+	for n in empty one small page 64k random dup-of-random text zeros incompressible; do
 		check "ls rt1 /files lists $n" grep -qE "(^|[[:space:]/])$n\$" "$OUT"
 	done
-	check "ls rt1 /files lists nothing else" test "$(grep -c '' "$OUT")" = 9
+	check "ls rt1 /files lists nothing else" test "$(grep -c '' "$OUT")" = 10
 }
 cairn_ok ls-root ls --repo "$R" "${S1:0:12}" && {
 	for n in acl datadrive deep deep-long dirs files hard links modes names other owners sparse special xattr; do
@@ -118,6 +121,17 @@ print(os.fsdecode(b"/".join(p)))')
 cairn cat-long cat --repo "$R" rt1 "/$long_rel/bottom"
 check "cat of a file beyond PATH_MAX (${#long_rel} bytes of path)" \
 	bash -c '[ "$1" = 0 ] && [ "$(cat "$2")" = "$(printf "beyond PATH_MAX\n%.0s" $(seq 100))" ]' _ "$RC" "$OUT"
+
+say "packs have the backend's size: 4 MiB on rados, 32 MiB elsewhere (plus at most a chunk)"
+largest=$(repo_ls "$R" packs | awk '$2 > n {n = $2} END {print n + 0}')
+npacks=$(repo_ls "$R" packs | grep -c . || true)
+if [ "${CAIRN_TEST_BACKEND:-dir}" = rados ]; then
+	check "rados: largest pack $largest <= 6 MiB + 64 KiB, $npacks packs >= 3" \
+		bash -c '[ "$1" -le $(((6 << 20) + 65536)) ] && [ "$2" -ge 3 ]' _ "$largest" "$npacks"
+else
+	check "largest pack $largest holds the 12 MiB file (> 12 MiB, <= 34 MiB + 64 KiB)" \
+		bash -c '[ "$1" -gt $((12 << 20)) ] && [ "$1" -le $(((34 << 20) + 65536)) ]' _ "$largest"
+fi
 
 say "second take of the unchanged tree adds no chunk data"
 p0=$(packs_bytes "$R")
