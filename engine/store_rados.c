@@ -30,7 +30,6 @@
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <rados/librados.h>
 #include <signal.h>
@@ -91,20 +90,6 @@ static struct {
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 static char lib_error[256];
 
-/* librados copies every write into buffers of its own and frees them when
- * the OSD has it: with malloc's defaults, freed memory above 128 KiB goes
- * back to the kernel and the next copy faults in fresh pages, one fault per
- * 4 KiB. Measured on a 351 MiB take into a local OSD (2-core VM): 126k page
- * faults and 5.4 CPU s before this and the per-thread spare buffer, 51k and
- * 2.6 s after. The setting is the process's (glibc has no per-library
- * arena); it keeps up to 256 MiB of freed memory for reuse and maps only
- * blocks of 32 MiB and more directly. */
-static void keep_freed_memory(void)
-{
-	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
-}
-
 static void lib_load(void)
 {
 	void *h = dlopen("librados.so.2", RTLD_NOW | RTLD_LOCAL);
@@ -120,7 +105,6 @@ static void lib_load(void)
 	}
 	LIBRADOS_FUNCTIONS(X)
 #undef X
-	keep_freed_memory();
 }
 
 #define RADOS_OP_MAX (64u * 1024u * 1024u)   /* below osd_max_write_size (90 MiB) */
@@ -299,7 +283,7 @@ static int rados_put(store *base, const char *name, const void *data, size_t len
 	if (flags & STORE_EXCL) lib.rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
 	/* still one op, but extents of at most a piece: librados copies each
 	 * into a buffer of its own, and 4 MiB ones come from malloc's reused
-	 * memory where a 32 MiB one gets fresh pages (see keep_freed_memory) */
+	 * memory where a 32 MiB one gets fresh pages (tools/main.c) */
 	const char *p = data;
 	size_t first = len < PIECE_LEN ? len : PIECE_LEN;
 	lib.rados_write_op_write_full(op, p, first);
