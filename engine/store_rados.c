@@ -10,12 +10,13 @@
  *   nothing of it is visible before commit (fsck and gc never meet half a
  *   pack); several takes' workers commit packs at once, each its own op.
  * - Only an object larger than one op allows (RADOS_OP_MAX; packs are
- *   about 32 MiB) is written in pieces, several in flight (aio), under its
- *   final name, since RADOS has no rename: the first piece is an exclusive
- *   create, abort removes what was written, and such an object is visible
- *   while it grows. Only pack names, fresh random ids that nothing
- *   references before the index segment naming them is committed, are
- *   ever that large; an orphan is an unindexed pack that gc reclaims.
+ *   about 4 MiB, RADOS_PACK_TARGET) is written in pieces, several in
+ *   flight (aio), under its final name, since RADOS has no rename: the
+ *   first piece is an exclusive create, abort removes what was written,
+ *   and such an object is visible while it grows. Only pack names, fresh
+ *   random ids that nothing references before the index segment naming
+ *   them is committed, are ever that large; an orphan is an unindexed
+ *   pack that gc reclaims.
  * - Locks are RADOS advisory exclusive locks (cls_lock) on "locks/NAME" with
  *   a duration, so a lock of a host that died expires; the holder's host and
  *   pid are kept in the lock object so a dead process on this host is
@@ -578,9 +579,9 @@ static int pending_send(rados_writer *w, int all)
 }
 
 /* Each thread keeps the pending buffer of its last writer for its next
- * one: a take's workers stream one pack after another, and a fresh 32 MiB
- * buffer a pack costs a page fault per 4 KiB, which costs more than the
- * copy itself (README, "Ceph RADOS and S3 backends"). */
+ * one: a take's workers stream one pack after another, and a fresh buffer
+ * a pack costs a page fault per 4 KiB, which costs more than the copy
+ * itself (README, "RADOS"). */
 static pthread_key_t spare_key;
 static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
 static int spare_ok;
