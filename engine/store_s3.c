@@ -51,6 +51,7 @@ typedef struct s3_store {
 	char *userpwd;
 	char *token_hdr; /* "x-amz-security-token: ..." or NULL */
 	int tries;       /* attempts per request */
+	long stall_s;    /* a transfer under 1 KiB/s this long fails (and is retried) */
 	uint64_t multipart_min; /* puts at least this large go multipart */
 	pthread_mutex_t lock; /* guards idle and the segment cache */
 	CURL *idle[POOL_MAX];
@@ -381,9 +382,10 @@ static int s3_do(s3_store *st, s3_req *q)
 		 * the empty header it then does not send; a short wait instead */
 		curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 200L);
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-		/* a stalled transfer fails instead of hanging: under 1 KiB/s for 30 s */
+		/* a stalled transfer fails instead of hanging: under 1 KiB/s for
+		 * CAIRN_S3_STALL_S (30 s) */
 		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, st->stall_s);
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, q->curl_err);
 		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 		curl_easy_setopt(h, CURLOPT_HEADERDATA, q);
@@ -422,8 +424,17 @@ static int s3_do(s3_store *st, s3_req *q)
 		sleep_ms(backoff + backoff * r / 512);
 	}
 	if (rc == 0 && q->cc != CURLE_OK && !(q->cc == CURLE_WRITE_ERROR && q->overflow)) {
-		rc = error_set(CAIRN_EIO, "%s: cannot reach %s: %s (after %d tries)", what, st->endpoint,
-		               q->curl_err[0] ? q->curl_err : curl_easy_strerror(q->cc), st->tries);
+		/* connected but no answer: radosgw waits like this when its Ceph
+		 * cluster is full, so "cannot reach" would mislead */
+		const char *why = q->curl_err[0] ? q->curl_err : curl_easy_strerror(q->cc);
+		if (q->cc == CURLE_OPERATION_TIMEDOUT)
+			rc = error_set(CAIRN_EIO,
+			               "%s: %s stopped answering: %s (after %d tries; a store that is full or "
+			               "overloaded can stall like this)",
+			               what, st->endpoint, why, st->tries);
+		else
+			rc = error_set(CAIRN_EIO, "%s: cannot reach %s: %s (after %d tries)", what, st->endpoint, why,
+			               st->tries);
 		/* a handle that failed may hold a broken connection: do not pool it */
 		curl_easy_cleanup(h);
 		h = NULL;
@@ -546,8 +557,10 @@ int store_s3_open(store **out, const char *rest, int create)
 		return error_set(CAIRN_EUSAGE, "repository s3://%s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", rest);
 	int64_t tries = env_num("CAIRN_S3_TRIES", 5, 1, 20);
 	int64_t mpmin = env_num("CAIRN_S3_MULTIPART_MIN", 64ll << 20, PART_LEN, (int64_t)SINGLE_PUT_MAX);
-	if (tries < 0 || mpmin < 0)
-		return error_set(CAIRN_EUSAGE, "repository s3://%s: CAIRN_S3_TRIES must be 1..20 and CAIRN_S3_MULTIPART_MIN at least %u",
+	int64_t stall = env_num("CAIRN_S3_STALL_S", 30, 1, 3600);
+	if (tries < 0 || mpmin < 0 || stall < 0)
+		return error_set(CAIRN_EUSAGE,
+		                 "repository s3://%s: CAIRN_S3_TRIES must be 1..20, CAIRN_S3_STALL_S 1..3600 and CAIRN_S3_MULTIPART_MIN at least %u",
 		                 rest, PART_LEN);
 
 	s3_store *st = calloc(1, sizeof(*st));
@@ -555,6 +568,7 @@ int store_s3_open(store **out, const char *rest, int create)
 	st->base.ops = &s3_ops;
 	pthread_mutex_init(&st->lock, NULL);
 	st->tries = (int)tries;
+	st->stall_s = (long)stall;
 	st->multipart_min = (uint64_t)mpmin;
 	char *ep = NULL;
 	if (endpoint && *endpoint) {

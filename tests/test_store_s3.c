@@ -5,10 +5,13 @@
  * leave no upload behind. test_store_any.c checks the common contract.
  * Skips (77) unless CAIRN_TEST_BACKEND=s3 with CAIRN_TEST_BUCKET,
  * CAIRN_S3_ENDPOINT and the keys set. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -117,6 +120,25 @@ int main(void)
 	CHECK(strstr(cairn_error_last(), "s3://") && strstr(cairn_error_last(), "cannot reach"));
 	CHECK(strstr(cairn_error_last(), "after 3 tries") != NULL);
 	CHECK(ms_now() - t0 < 5000); /* 3 tries: two backoffs of 0.1 and 0.2 s (+jitter) */
+
+	/* a server that accepts the connection and never answers: the stall
+	 * bound ends each try, and the message says so rather than "cannot reach" */
+	int silent = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t salen = sizeof(sa);
+	CHECK(silent >= 0 && bind(silent, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(silent, 8) == 0 &&
+	      getsockname(silent, (struct sockaddr *)&sa, &salen) == 0);
+	char silent_ep[64];
+	snprintf(silent_ep, sizeof(silent_ep), "http://127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+	setenv("CAIRN_S3_TRIES", "2", 1);
+	setenv("CAIRN_S3_STALL_S", "1", 1);
+	t0 = ms_now();
+	CHECK_EQ(open_with("CAIRN_S3_ENDPOINT", silent_ep, address), CAIRN_EIO);
+	printf("stalled server: %s (%llu ms)\n", cairn_error_last(), (unsigned long long)(ms_now() - t0));
+	CHECK(strstr(cairn_error_last(), "stopped answering") && strstr(cairn_error_last(), "after 2 tries"));
+	CHECK(ms_now() - t0 < 8000); /* two tries of ~1 s each, and a backoff */
+	unsetenv("CAIRN_S3_STALL_S");
+	close(silent);
 	unsetenv("CAIRN_S3_TRIES");
 	CHECK_EQ(open_with("AWS_SECRET_ACCESS_KEY", "not-the-secret", address), CAIRN_EIO);
 	CHECK(strstr(cairn_error_last(), "access refused") != NULL);
