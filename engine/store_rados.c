@@ -113,7 +113,7 @@ static void lib_load(void)
  * MiB (RGW, RBD and CephFS stripe at 4 MiB). Measured on one bluestore OSD
  * (351 MiB take, 209 MiB stored): the OSD spent 3.1 CPU s on 32 MiB
  * objects, 0.8 s on 16 MiB ones, 0.4 s on 8 or 4 MiB ones; the take went
- * from 3.9-4.4 s to 1.5-1.8 s. */
+ * from 3.9-4.4 s to 1.5-1.9 s. */
 #define RADOS_PACK_TARGET (4u * 1024u * 1024u)
 #define RADOS_READ_PIECE (32u * 1024u * 1024u)
 #define PIECE_LEN (4u * 1024u * 1024u)        /* streamed writes: bytes per aio */
@@ -578,56 +578,10 @@ static int pending_send(rados_writer *w, int all)
 	return rc;
 }
 
-/* Each thread keeps the pending buffer of its last writer for its next
- * one: a take's workers stream one pack after another, and a fresh buffer
- * a pack costs a page fault per 4 KiB, which costs more than the copy
- * itself (README, "RADOS"). */
-static pthread_key_t spare_key;
-static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
-static int spare_ok;
-
-static void spare_free(void *p)
-{
-	buf_free(p);
-	free(p);
-}
-
-static void spare_init(void)
-{
-	spare_ok = pthread_key_create(&spare_key, spare_free) == 0;
-}
-
-/* b (empty) gets this thread's spare buffer, if it has one. */
-static void spare_take(buf *b)
-{
-	pthread_once(&spare_once, spare_init);
-	buf *s = spare_ok ? pthread_getspecific(spare_key) : NULL;
-	if (!s || pthread_setspecific(spare_key, NULL) != 0) return;
-	*b = *s;
-	b->len = 0;
-	free(s);
-}
-
-/* b's memory becomes the thread's spare (or is freed); b is left empty. */
-static void spare_give(buf *b)
-{
-	buf *s = NULL;
-	if (spare_ok && !b->oom && b->cap <= RADOS_OP_MAX + PIECE_LEN && !pthread_getspecific(spare_key) &&
-	    (s = malloc(sizeof(*s)))) {
-		*s = *b;
-		if (pthread_setspecific(spare_key, s) == 0) {
-			buf_init(b);
-			return;
-		}
-		free(s);
-	}
-	buf_free(b);
-}
-
 static void writer_free(rados_writer *w)
 {
 	reap_all(w);
-	spare_give(&w->pending);
+	buf_free(&w->pending);
 	free(w->name);
 	free(w->oid);
 	free(w);
@@ -640,7 +594,6 @@ static int rados_write_begin(store *base, const char *name, store_writer **out)
 	if (!w) return ERR_OOM();
 	w->base.st = base;
 	w->st = st;
-	spare_take(&w->pending);
 	int rc = oid_of(st, name, &w->oid);
 	if (rc < 0 || !(w->name = strdup(name))) {
 		free(w->oid);

@@ -78,11 +78,9 @@ static int run(const struct command *c, int argc, char **argv)
  * every RADOS write) is allocated again moments later, and a fresh page
  * costs a fault each (~16-20 us on the benchmark VM). glibc's defaults
  * return freed blocks above 128 KiB and map each 4 MiB+ block anew; this
- * keeps up to 256 MiB and maps only blocks of 32 MiB and more. Measured:
- * a take with 50 changed files of /usr/share, page faults 36k -> 30k, pause
- * -50 to -140 ms, same peak RSS; a 351 MiB take into a local OSD, faults
- * 126k -> 51k with the per-thread pack buffer of store_rados.c. A program
- * embedding libcairn makes its own choice. */
+ * keeps up to 256 MiB and maps only blocks of 32 MiB and more. Measured
+ * in README ("RADOS", "Benchmarks"). A program embedding libcairn makes its
+ * own choice. */
 static void keep_freed_memory(void)
 {
 	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
