@@ -288,14 +288,15 @@ static int pack_visit(const char *name, void *payload)
 	return 0;
 }
 
-/* One pack: parse (every blob's check), and with --read-data every blob's
- * data against its SHA-256. Runs on worker threads. */
-static void check_pack(fsck_ctx *c, pack_state *p)
+/* One pack, read into the worker's buffer pb: parse (every blob's check),
+ * and with --read-data every blob's data against its SHA-256. Runs on worker
+ * threads. */
+static void check_pack(fsck_ctx *c, pack_state *p, buf *pb)
 {
-	uint8_t *data = NULL;
-	size_t len;
 	char msg[1024] = "";
-	int rc = store_get(c->r->st, p->name, MAX_PACK_LEN, &data, &len);
+	int rc = store_get_into(c->r->st, p->name, MAX_PACK_LEN, pb);
+	const uint8_t *data = pb->data;
+	size_t len = pb->len;
 	if (rc == 0) rc = pack_parse(data, len, p->name, &p->blobs, &p->nblobs);
 	if (rc < 0) snprintf(msg, sizeof(msg), "%s", cairn_error_last());
 	if (rc == 0) {
@@ -326,7 +327,6 @@ static void check_pack(fsck_ctx *c, pack_state *p)
 			pthread_mutex_unlock(&c->lock);
 		}
 	}
-	free(data);
 	pthread_mutex_lock(&c->lock);
 	c->rep->stats.packs++;
 	if (rc == 0) c->rep->stats.bytes_checked += len;
@@ -340,11 +340,14 @@ static void check_pack(fsck_ctx *c, pack_state *p)
 static void *pack_worker(void *arg)
 {
 	fsck_ctx *c = arg;
+	buf pb; /* one pack at a time, the memory reused */
+	buf_init(&pb);
 	for (;;) {
 		size_t i = atomic_fetch_add(&c->next_pack, 1);
 		if (i >= c->npacks) break;
-		check_pack(c, &c->packs[i]);
+		check_pack(c, &c->packs[i], &pb);
 	}
+	buf_free(&pb);
 	return NULL;
 }
 
@@ -887,16 +890,14 @@ static int rebuild_index(cairn_repo *r, cairn_fsck_report *out)
 	for (size_t i = 0; i < scratch.n; i++) problem_free(scratch.p[i]);
 	free(scratch.p);
 	if (rc < 0) goto done;
+	buf pb; /* each pack in turn, the memory reused */
+	buf_init(&pb);
 	for (size_t i = 0; i < c.npacks && rc == 0; i++) {
-		uint8_t *data = NULL;
-		size_t len, nb = 0;
+		size_t nb = 0;
 		pack_blob *b = NULL;
-		if (store_get(r->st, c.packs[i].name, MAX_PACK_LEN, &data, &len) < 0 ||
-		    pack_parse(data, len, c.packs[i].name, &b, &nb) < 0) {
-			free(data);
+		if (store_get_into(r->st, c.packs[i].name, MAX_PACK_LEN, &pb) < 0 ||
+		    pack_parse(pb.data, pb.len, c.packs[i].name, &b, &nb) < 0)
 			continue; /* unreadable: quarantined already, or reported again next check */
-		}
-		free(data);
 		for (size_t k = 0; k < nb && rc == 0; k++) {
 			index_entry e;
 			memset(&e, 0, sizeof(e));
@@ -923,6 +924,7 @@ static int rebuild_index(cairn_repo *r, cairn_fsck_report *out)
 		}
 		free(b);
 	}
+	buf_free(&pb);
 	for (size_t start = 0; start < n && rc == 0; start += 4u * 1024u * 1024u) {
 		size_t k = n - start < 4u * 1024u * 1024u ? n - start : 4u * 1024u * 1024u;
 		uint8_t *data;

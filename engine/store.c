@@ -56,6 +56,20 @@ int store_get_range(store *st, const char *name, uint64_t off, void *out, size_t
 	return st->ops->get_range(st, name, off, out, len);
 }
 
+int store_get_into(store *st, const char *name, size_t max, buf *b)
+{
+	uint64_t size;
+	b->len = 0;
+	int rc = store_size(st, name, &size);
+	if (rc < 0) return rc;
+	if (size > max) return error_set(CAIRN_ECORRUPT, "%s: too large (%llu bytes)", name,
+	                                 (unsigned long long)size);
+	if (buf_reserve(b, (size_t)size ? (size_t)size : 1) < 0) return ERR_OOM();
+	if ((rc = store_get_range(st, name, 0, b->data, (size_t)size)) < 0) return rc;
+	b->len = (size_t)size;
+	return 0;
+}
+
 int store_size(store *st, const char *name, uint64_t *size) { return st->ops->size(st, name, size); }
 
 int store_list(store *st, const char *dir, int (*cb)(const char *name, void *payload), void *payload)

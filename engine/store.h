@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 typedef struct store store;
+struct buf;
 
 #define STORE_EXCL 1 /* create only if absent (CAIRN_EEXISTS otherwise) */
 
@@ -29,6 +30,10 @@ size_t store_pack_target(const store *st);
 int store_put(store *st, const char *name, const void *data, size_t len, unsigned flags);
 /* Whole object; CAIRN_ENOTFOUND if absent; *out malloc'd. max bounds the size. */
 int store_get(store *st, const char *name, size_t max, uint8_t **out, size_t *len);
+/* Whole object into b (b->len its size), reusing b's memory: for loops over
+ * many large objects (fsck's packs), where fresh pages for each object cost
+ * more than reading it (a page fault per 4 KiB). Size, then one ranged read. */
+int store_get_into(store *st, const char *name, size_t max, struct buf *b);
 /* Exactly len bytes at off (CAIRN_ECORRUPT if the object is shorter).
  * Thread-safe; keeps a small cache of open files. */
 int store_get_range(store *st, const char *name, uint64_t off, void *out, size_t len);
