@@ -39,8 +39,7 @@ static int prepare_node(walk_node *n)
 		}
 		if (n->type == TREE_DIR && !strcmp(key, "opaque") && x->value_len == 1 && x->value[0] == 'y')
 			n->user = &opaque_mark;
-		free(x->name);
-		free(x->value);
+		/* name and value stay in the tree's arena, unused */
 	}
 	n->nxattrs = kept;
 	for (size_t i = 0; i < n->nkids && rc == 0; i++) rc = prepare_node(n->kids[i]);

@@ -763,7 +763,7 @@ static int prior_node(const parent_view *v, walk_node *dir, const tree_entry *e,
 	n->dev_major = major(root->st_dev); /* the walk's entries are all on the root's filesystem */
 	n->dev_minor = minor(root->st_dev);
 	if (!n->ino || !e->nxattrs || (!v->start.tv_sec && !v->start.tv_nsec)) return 0;
-	if (!(n->xattrs = calloc(e->nxattrs, sizeof(*n->xattrs)))) return ERR_OOM();
+	if (!(n->xattrs = walk_alloc(n, e->nxattrs * sizeof(*n->xattrs)))) return ERR_OOM();
 	int rc = 0;
 	for (uint32_t i = 0; i < e->nxattrs && rc == 0; i++)
 		rc = walk_xattr_add(n, e->xattrs[i].name, e->xattrs[i].value, e->xattrs[i].value_len);
@@ -782,7 +782,7 @@ static int load_prior_dir(take_ctx *c, parent_view *v, walk_node *dir, const oid
 		tree_free(&t);
 		return rc;
 	}
-	if (t.n && !(dir->kids = calloc(t.n, sizeof(*dir->kids)))) return ERR_OOM();
+	if (t.n && !(dir->kids = walk_alloc(dir, t.n * sizeof(*dir->kids)))) return ERR_OOM();
 	for (size_t i = 0; i < t.n && rc == 0; i++) {
 		const tree_entry *e = &t.entries[i];
 		walk_node *k;
@@ -1211,11 +1211,12 @@ static int base_refs(take_ctx *c, const char *spec)
 
 /* One capture of root_path: walk, hardlink groups, reuse (from pre, a
  * pre-copy of the same root, which is freed then; else from the parent's
- * tree), then read what is left on every core, with progress events. fz
+ * tree, freed while the workers read), then read what is left on every
+ * core, with progress events. fz
  * (may be NULL) is checked all along: a frozen capture stops when the
  * freeze is aborted (signal, --max-pause). */
 static int capture(take_ctx *c, const cairn_take_options *o, const char *root_path,
-                   const parent_view *parent, take_ctx *pre, freezer *fz, walk_stats *ws)
+                   parent_view *parent, take_ctx *pre, freezer *fz, walk_stats *ws)
 {
 	int rc;
 	collect col = {0};
@@ -1287,6 +1288,10 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 			nthreads = i;
 			break;
 		}
+	/* Reused files have copies of their chunk lists: the parent is of no
+	 * more use, and freeing it costs time (memory touched once more) that
+	 * this thread has while the workers read. */
+	if (parent) parent_view_free(parent);
 	/* progress 10 times a second; short naps, since a frozen instance waits on us */
 	for (int64_t last = 0; c->workers_left > 0;) {
 		int64_t now = now_ns(CLOCK_MONOTONIC);

@@ -100,6 +100,7 @@ typedef struct walker {
 	struct timespec prior_start;
 	uint8_t *xval;
 	int xattrat; /* listxattrat/getxattrat available */
+	int stuck;   /* statx left in flight: the tree is leaked, not freed */
 } walker;
 
 /* ---- small helpers ---- */
@@ -136,43 +137,87 @@ static int xattr_cmp(const void *pa, const void *pb)
 	return strcmp(((const walk_xattr *)pa)->name, ((const walk_xattr *)pb)->name);
 }
 
+/* ---- the tree's arena ---- */
+
+/* Blocks of ARENA_BLOCK bytes, bump-allocated; a request of more than a
+ * quarter block gets a block of its own (so the current one keeps
+ * filling). Dropped nodes (vanished entries) stay until the tree goes. */
+#define ARENA_BLOCK (256u * 1024u)
+#define ARENA_ALIGN 16u
+
+typedef struct arena_block {
+	struct arena_block *next;
+	size_t used, cap;
+} arena_block;
+
+struct walk_arena {
+	arena_block *head;
+};
+
+#define BLOCK_HDR ((sizeof(arena_block) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1))
+
+static void *arena_alloc(struct walk_arena *a, size_t len)
+{
+	len = (len + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+	arena_block *b = a->head;
+	if (!b || b->cap - b->used < len) {
+		int own = len > ARENA_BLOCK / 4;
+		size_t cap = own ? len : ARENA_BLOCK - BLOCK_HDR;
+		arena_block *nb = malloc(BLOCK_HDR + cap);
+		if (!nb) return NULL;
+		nb->used = 0;
+		nb->cap = cap;
+		if (own && b) { /* behind the current block, which keeps filling */
+			nb->next = b->next;
+			b->next = nb;
+		} else {
+			nb->next = b;
+			a->head = nb;
+		}
+		b = nb;
+	}
+	void *p = (char *)b + BLOCK_HDR + b->used;
+	b->used += len;
+	memset(p, 0, len);
+	return p;
+}
+
+void *walk_alloc(walk_node *n, size_t len) { return arena_alloc(n->arena, len ? len : 1); }
+
+static char *arena_copy(struct walk_arena *a, const void *data, size_t len)
+{
+	char *p = arena_alloc(a, len + 1); /* NUL-terminated for names and targets */
+	if (p && len) memcpy(p, data, len);
+	return p;
+}
+
 walk_node *walk_node_new(const char *name, size_t len, walk_node *parent)
 {
-	walk_node *n = calloc(1, sizeof(*n) + len + 1);
-	if (!n) return NULL;
+	struct walk_arena *a = parent ? parent->arena : calloc(1, sizeof(*a));
+	if (!a) return NULL;
+	walk_node *n = arena_alloc(a, sizeof(*n) + len + 1);
+	if (!n) {
+		if (!parent) free(a);
+		return NULL;
+	}
 	n->name = (char *)(n + 1);
 	memcpy(n->name, name, len);
 	n->name[len] = 0;
 	n->name_len = (uint16_t)len;
 	n->parent = parent;
+	n->arena = a;
 	return n;
-}
-
-static void node_free_one(walk_node *n)
-{
-	for (uint32_t i = 0; i < n->nxattrs; i++) {
-		free(n->xattrs[i].name);
-		free(n->xattrs[i].value);
-	}
-	free(n->xattrs);
-	free(n->target);
-	free(n->kids);
-	free(n);
 }
 
 void walk_free(walk_node *root)
 {
-	/* Iterative post-order through parent pointers: depth is unbounded. */
-	walk_node *n = root;
-	while (n) {
-		if (n->nkids) {
-			n = n->kids[--n->nkids];
-			continue;
-		}
-		walk_node *p = n == root ? NULL : n->parent;
-		node_free_one(n);
-		n = p;
+	if (!root) return;
+	struct walk_arena *a = root->arena;
+	for (arena_block *b = a->head, *next; b; b = next) {
+		next = b->next;
+		free(b);
 	}
+	free(a);
 }
 
 char *walk_path(const walk_node *n)
@@ -375,10 +420,10 @@ static int read_target(walker *w, walk_node *n, int dirfd, uint64_t size_hint)
 			return err == ENOENT ? 1 : fail_errno(w, n, err, "readlink");
 		}
 		if ((size_t)r < cap) {
-			t[r] = 0;
-			n->target = t;
+			n->target = arena_copy(n->arena, t, (size_t)r);
 			n->target_len = (uint32_t)r;
-			return 0;
+			free(t);
+			return n->target ? 0 : ERR_OOM();
 		}
 		free(t);
 		cap *= 2;
@@ -461,7 +506,7 @@ static int read_xattrs(walker *w, walk_node *n, xsrc *src)
 	for (ssize_t i = 0; i < len; i++)
 		if (!w->xlist[i]) count++;
 	if (!count) return 0;
-	walk_xattr *xs = calloc(count, sizeof(*xs));
+	walk_xattr *xs = arena_alloc(n->arena, count * sizeof(*xs));
 	if (!xs) return ERR_OOM();
 	uint32_t nx = 0;
 	int rc = 0;
@@ -484,38 +529,26 @@ static int read_xattrs(walker *w, walk_node *n, xsrc *src)
 			goto done;
 		}
 		walk_xattr *x = &xs[nx];
-		x->name = strdup(name);
-		x->value = malloc(vlen ? (size_t)vlen : 1);
+		x->name = arena_copy(n->arena, name, nlen);
+		x->value = (uint8_t *)arena_copy(n->arena, w->xval, (size_t)vlen);
 		if (!x->name || !x->value) {
-			free(x->name);
-			free(x->value);
 			rc = ERR_OOM();
 			goto done;
 		}
-		memcpy(x->value, w->xval, (size_t)vlen);
 		x->value_len = (uint32_t)vlen;
 		nx++;
 	}
 	qsort(xs, nx, sizeof(*xs), xattr_cmp);
 	n->xattrs = xs;
 	n->nxattrs = nx;
-	xs = NULL;
-done:
-	if (xs) {
-		for (uint32_t k = 0; k < nx; k++) {
-			free(xs[k].name);
-			free(xs[k].value);
-		}
-		free(xs);
-	}
+done: /* on failure what was copied stays in the arena, unused */
 	return rc;
 }
 
 /* From an unchanged entry of the prior walk (walk_options.prior). */
 static int copy_target(walk_node *n, const walk_node *p)
 {
-	if (!(n->target = malloc(p->target_len + 1))) return ERR_OOM();
-	memcpy(n->target, p->target, p->target_len + 1);
+	if (!(n->target = arena_copy(n->arena, p->target, p->target_len))) return ERR_OOM();
 	n->target_len = p->target_len;
 	return 0;
 }
@@ -523,14 +556,9 @@ static int copy_target(walk_node *n, const walk_node *p)
 int walk_xattr_add(walk_node *n, const char *name, const void *value, uint32_t len)
 {
 	walk_xattr *x = &n->xattrs[n->nxattrs];
-	x->name = strdup(name);
-	x->value = malloc(len ? len : 1);
-	if (!x->name || !x->value) {
-		free(x->name);
-		free(x->value);
-		return ERR_OOM(); /* what was copied is freed with the node */
-	}
-	memcpy(x->value, value, len);
+	x->name = arena_copy(n->arena, name, strlen(name));
+	x->value = (uint8_t *)arena_copy(n->arena, value, len);
+	if (!x->name || !x->value) return ERR_OOM();
 	x->value_len = len;
 	n->nxattrs++;
 	return 0;
@@ -539,7 +567,7 @@ int walk_xattr_add(walk_node *n, const char *name, const void *value, uint32_t l
 static int copy_xattrs(walk_node *n, const walk_node *p)
 {
 	if (!p->nxattrs) return 0;
-	if (!(n->xattrs = calloc(p->nxattrs, sizeof(*n->xattrs)))) return ERR_OOM();
+	if (!(n->xattrs = arena_alloc(n->arena, p->nxattrs * sizeof(*n->xattrs)))) return ERR_OOM();
 	int rc = 0;
 	for (uint32_t i = 0; i < p->nxattrs && rc == 0; i++)
 		rc = walk_xattr_add(n, p->xattrs[i].name, p->xattrs[i].value, p->xattrs[i].value_len);
@@ -692,8 +720,7 @@ static int complete(walker *w, req *r, int res)
 		}
 	}
 	n = NULL;
-drop:
-	if (n) node_free_one(n);
+drop: /* a dropped node stays in the arena, unlinked */
 	if (rc == 1) rc = 0; /* vanished during readlink/xattrs */
 	d->outstanding--;
 	if (d->scanned && !d->outstanding) dir_finish(d);
@@ -723,7 +750,6 @@ static int issue(walker *w, dstate *d, walk_node *n)
 		d->outstanding--;
 		unpin(w, d);
 		w->nfree++;
-		node_free_one(n);
 		return error_set(CAIRN_EIO, "walk %s: io_uring: no submission slot", w->root);
 	}
 	io_uring_prep_statx(sqe, d->fd, n->name, AT_SYMLINK_NOFOLLOW, STATX_WANT, &r->stx);
@@ -744,8 +770,7 @@ static void drop_dir(dstate *d)
 			p->nkids--;
 			break;
 		}
-	node_free_one(n);
-	d->node = NULL;
+	d->node = NULL; /* n stays in the arena, unlinked */
 }
 
 static int scan(walker *w, dstate *d)
@@ -815,7 +840,7 @@ static int scan(walker *w, dstate *d)
 		}
 	}
 	if (d->nents) {
-		d->node->kids = malloc(d->nents * sizeof(*d->node->kids));
+		d->node->kids = arena_alloc(d->node->arena, d->nents * sizeof(*d->node->kids));
 		if (!d->node->kids) {
 			rc = ERR_OOM();
 			goto done;
@@ -825,8 +850,7 @@ static int scan(walker *w, dstate *d)
 	w->cur = d;
 	return 0;
 done:
-	for (size_t i = 0; i < d->nents; i++) node_free_one(d->ents[i]);
-	free(d->ents);
+	free(d->ents); /* its nodes stay in the arena, unlinked */
 	d->ents = NULL;
 	d->nents = 0;
 	unpin(w, d);
@@ -902,6 +926,7 @@ static int run_loop(walker *w)
 		int r = io_uring_submit_and_wait(&w->ring, 1);
 		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
 			w->reqs = NULL; /* leaked on purpose: the kernel may still write there */
+			w->stuck = 1;   /* and read names in the tree's arena */
 			break;
 		}
 		int c = reap(w, 0);
@@ -1060,10 +1085,7 @@ int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_s
 	if (rc) goto done;
 	count(&w);
 done:
-	if (w.cur) {
-		for (size_t i = w.cur->next; i < w.cur->nents; i++) node_free_one(w.cur->ents[i]);
-		free(w.cur->ents);
-	}
+	if (w.cur) free(w.cur->ents); /* entries not issued: in the arena, unlinked */
 	for (size_t i = 0; i < w.ndirs; i++) {
 		dstate *d = w.dirs[i];
 		if (d->fd >= 0) close(d->fd);
@@ -1080,7 +1102,7 @@ done:
 	free(w.xval);
 	excl_free(w.ex_root);
 	if (rc) {
-		walk_free(rootn);
+		if (!w.stuck) walk_free(rootn);
 		rootn = NULL;
 		if (stats == &dummy) memset(stats, 0, sizeof(*stats));
 	}

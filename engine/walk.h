@@ -37,6 +37,7 @@ typedef struct walk_node {
 	struct walk_node **kids;  /* DIR: sorted by name (memcmp, shorter first) */
 	size_t nkids;
 	void *user;               /* free for the caller (take's per-file state) */
+	struct walk_arena *arena; /* of the whole tree: see walk_node_new */
 } walk_node;
 
 typedef struct walk_options {
@@ -74,9 +75,15 @@ int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_s
 void walk_free(walk_node *root);
 
 /* A node (zeroed but for its name and parent) for building a prior walk by
- * hand (a take builds one from its parent snapshot); walk_free frees it
- * with its xattrs (malloc'd names and values), target and kids array. */
+ * hand (a take builds one from its parent snapshot). A tree's nodes, names,
+ * kid arrays, xattrs and targets all live in one arena, created with the
+ * root (parent NULL): nothing in a tree is freed alone, and walk_free(root)
+ * frees it all in a few calls (a free per node cost 60-85 ms for the 30k
+ * nodes of the benchmark's parent snapshot on a 2-core VM). */
 walk_node *walk_node_new(const char *name, size_t len, walk_node *parent);
+/* len zeroed bytes in n's tree (kids and xattrs arrays), freed with it; NULL
+ * when out of memory. */
+void *walk_alloc(walk_node *n, size_t len);
 /* Copies an xattr into n->xattrs[n->nxattrs] (the array has room) and counts it. */
 int walk_xattr_add(walk_node *n, const char *name, const void *value, uint32_t len);
 
