@@ -1331,6 +1331,9 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	ctx_init(&pre, repo, -1, NULL);
 	if (out) memset(out, 0, sizeof(*out));
 	if ((rc = check_options(o)) < 0) goto done;
+	/* The guardian is a fork: started while this process is small, since
+	 * every page it shares is copied (a fault each) when written again */
+	if (o->cgroup && (rc = freeze_open(&fz, o)) < 0) goto done;
 	user = o->user ? o->user : "default";
 
 	if ((rc = live_root_path(o->upper ? o->upper : o->root, root_path)) < 0) goto done;
@@ -1357,7 +1360,6 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	if (have_parent && (rc = load_prior(&c, &pv, root_path)) < 0) goto done;
 	/* a take that cannot commit fails before any work, and before any pause */
 	if (!o->dry_run && (rc = gc_session_check(repo)) < 0) goto done;
-	if (o->cgroup && (rc = freeze_open(&fz, o)) < 0) goto done;
 	if (o->cgroup && !o->no_precopy && !o->dry_run) {
 		/* copy while the instance runs; then the frozen capture reads only what changed */
 		int64_t p0 = now_ns(CLOCK_MONOTONIC);
