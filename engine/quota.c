@@ -566,6 +566,9 @@ static int read_base(cairn_repo *r, uint64_t seq, ustate *s)
 		rc = error_set(CAIRN_ECORRUPT, "%s: bad header", name);
 		goto done;
 	}
+	/* sized once (the counts are bounded by the record's length): growing
+	 * by doubling rehashed every id and faulted in each bigger table */
+	if ((rc = ut_reserve(&s->snaps, ns)) < 0) goto done;
 	for (uint32_t i = 0; i < ns; i++) {
 		cur_copy(&cur, id.b, OID_LEN);
 		if (i && oid_cmp(&prev, &id) >= 0) {
@@ -585,6 +588,7 @@ static int read_base(cairn_repo *r, uint64_t seq, ustate *s)
 		rc = error_set(CAIRN_ECORRUPT, "%s: %u blobs do not fit its length", name, nb);
 		goto done;
 	}
+	if ((rc = ut_reserve(&s->blobs, nb)) < 0) goto done;
 	for (uint32_t i = 0; i < nb; i++) {
 		cur_copy(&cur, id.b, OID_LEN);
 		uint32_t size = cur_u32(&cur), refs = cur_u32(&cur);
