@@ -178,6 +178,7 @@ CAIRN_EXTERN void cairn_repo_free(cairn_repo *r)
 {
 	if (!r) return;
 	gc_session_end(r);
+	repo_prefetch_drop(r);
 	index_free(r->index);
 	index_set_free(r->segs);
 	store_free(r->st);
@@ -250,12 +251,35 @@ done:
 	return rc;
 }
 
+/* Plain tree bytes by id, for repo_load_tree; filled by repo_prefetch_trees. */
+struct tree_ahead {
+	chunk_index *at;   /* id -> index into data and len */
+	chunk_index *seen; /* ids read or queued: each read once */
+	uint8_t **data;
+	size_t *len;
+	size_t n, cap, bytes, max_bytes;
+};
+
 int repo_load_tree(cairn_repo *r, const oid *id, tree *out)
 {
 	uint8_t *data;
 	size_t len;
 	char what[80], hex[OID_HEX_LEN + 1];
 	memset(out, 0, sizeof(*out));
+	const uint8_t *ahead = NULL;
+	size_t ahead_len = 0;
+	pthread_mutex_lock(&r->lock);
+	const index_entry *at = r->ahead ? index_key_get(r->ahead->at, id->b, OID_LEN) : NULL;
+	if (at) {
+		ahead = r->ahead->data[at->offset];
+		ahead_len = r->ahead->len[at->offset];
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (ahead) { /* verified when it was read ahead; the bytes stay until the drop */
+		oid_hex(hex, id);
+		snprintf(what, sizeof(what), "tree %s", hex);
+		return tree_decode(out, ahead, ahead_len, what);
+	}
 	int rc = repo_read_blob(r, id, BLOB_TREE, &data, &len);
 	if (rc < 0) return rc;
 	oid_hex(hex, id);
@@ -263,6 +287,209 @@ int repo_load_tree(cairn_repo *r, const oid *id, tree *out)
 	rc = tree_decode(out, data, len, what);
 	free(data);
 	return rc;
+}
+
+/* One tree of a batch: where it is, and which slot of the caller's it fills. */
+typedef struct tree_loc {
+	index_entry e;
+	size_t slot;
+} tree_loc;
+
+static int loc_cmp(const void *pa, const void *pb)
+{
+	const tree_loc *a = pa, *b = pb;
+	int c = memcmp(a->e.pack, b->e.pack, PACK_ID_LEN);
+	if (c) return c;
+	return (a->e.offset > b->e.offset) - (a->e.offset < b->e.offset);
+}
+
+/* What read_trees hands over: the verified, decompressed bytes of the tree
+ * for slot (what names it in messages). */
+typedef int (*tree_bytes_cb)(void *payload, size_t slot, const uint8_t *plain, size_t len,
+                             const char *what);
+
+/* The trees ids[0..n), each to cb, in pack order, with as few reads as
+ * possible: blobs of one pack less than REPO_TREE_GAP apart are read as
+ * one range of at most REPO_TREE_RUN (repo.h). */
+static int read_trees(cairn_repo *r, const oid *ids, size_t n, tree_bytes_cb cb, void *payload)
+{
+	int rc = 0;
+	buf run;
+	buf_init(&run);
+	tree_loc *v = malloc((n ? n : 1) * sizeof(*v));
+	if (!v) return ERR_OOM();
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		v[i].slot = i;
+		int found = repo_index_lookup(r, &ids[i], &v[i].e);
+		char hex[OID_HEX_LEN + 1];
+		oid_hex(hex, &ids[i]);
+		if (found < 0) rc = found;
+		else if (!found) rc = error_set(CAIRN_ECORRUPT, "tree %s: missing from the index", hex);
+		else if (v[i].e.type != BLOB_TREE)
+			rc = error_set(CAIRN_ECORRUPT, "blob %s: index says type %u, expected a tree", hex,
+			               v[i].e.type);
+	}
+	if (rc == 0) qsort(v, n, sizeof(*v), loc_cmp);
+	for (size_t i = 0; i < n && rc == 0;) {
+		uint64_t start = v[i].e.offset, end = start + v[i].e.stored_len + BLOB_OVERHEAD;
+		size_t k = i + 1;
+		while (k < n && !memcmp(v[k].e.pack, v[i].e.pack, PACK_ID_LEN) &&
+		       v[k].e.offset <= end + REPO_TREE_GAP &&
+		       (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD - start <= REPO_TREE_RUN) {
+			uint64_t e = (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD;
+			if (e > end) end = e;
+			k++;
+		}
+		char pack[64];
+		repo_pack_name(pack, v[i].e.pack);
+		run.len = 0;
+		if (buf_reserve(&run, (size_t)(end - start)) < 0) rc = ERR_OOM();
+		if (rc == 0 && (rc = store_get_range(r->st, pack, start, run.data, (size_t)(end - start))) < 0)
+			error_prefix("trees in %s", pack);
+		for (; rc == 0 && i < k; i++) {
+			const index_entry *e = &v[i].e;
+			char what[160], hex[OID_HEX_LEN + 1];
+			oid_hex(hex, &e->id);
+			snprintf(what, sizeof(what), "tree %s in %s", hex, pack);
+			pack_blob want = {e->id, e->type, e->comp, e->raw_len, e->stored_len, e->offset};
+			uint8_t *plain = NULL;
+			rc = pack_blob_open(run.data + (e->offset - start), (size_t)e->stored_len + BLOB_OVERHEAD,
+			                    &want, what, &plain);
+			if (rc == 0) {
+				snprintf(what, sizeof(what), "tree %s", hex);
+				rc = cb(payload, v[i].slot, plain, e->raw_len, what);
+			}
+			free(plain);
+		}
+		i = k;
+	}
+	free(v);
+	buf_free(&run);
+	return rc;
+}
+
+static int decode_into(void *payload, size_t slot, const uint8_t *plain, size_t len, const char *what)
+{
+	tree *out = payload;
+	return tree_decode(&out[slot], plain, len, what);
+}
+
+int repo_load_trees(cairn_repo *r, const oid *ids, size_t n, tree *out)
+{
+	if (n) memset(out, 0, n * sizeof(*out));
+	int rc = read_trees(r, ids, n, decode_into, out);
+	if (rc < 0)
+		for (size_t i = 0; i < n; i++) tree_free(&out[i]);
+	return rc;
+}
+
+/* ---- trees read ahead ---- */
+
+/* One level of a prefetch: its trees go to the cache, their subtrees not
+ * seen before to next. */
+typedef struct ahead_level {
+	struct tree_ahead *ta;
+	const oid *ids;
+	oid *next;
+	size_t nnext, cap_next;
+} ahead_level;
+
+static int ahead_keep(void *payload, size_t slot, const uint8_t *plain, size_t len, const char *what)
+{
+	ahead_level *l = payload;
+	struct tree_ahead *ta = l->ta;
+	if (ta->bytes >= ta->max_bytes) return 0; /* full: the rest is read where it is needed */
+	tree t;
+	int rc = tree_decode(&t, plain, len, what);
+	if (rc < 0) return rc;
+	if (ta->n == ta->cap) {
+		size_t cap = ta->cap ? 2 * ta->cap : 256;
+		uint8_t **d = realloc(ta->data, cap * sizeof(*d));
+		if (d) ta->data = d;
+		size_t *ln = d ? realloc(ta->len, cap * sizeof(*ln)) : NULL;
+		if (ln) ta->len = ln;
+		if (!d || !ln) rc = ERR_OOM();
+		else ta->cap = cap;
+	}
+	uint8_t *copy = rc == 0 ? malloc(len ? len : 1) : NULL;
+	if (rc == 0 && !copy) rc = ERR_OOM();
+	if (rc == 0) {
+		memcpy(copy, plain, len);
+		ta->data[ta->n] = copy;
+		ta->len[ta->n] = len;
+		int put = index_key_put(ta->at, l->ids[slot].b, OID_LEN, (uint32_t)ta->n);
+		if (put < 0) {
+			free(copy);
+			rc = put;
+		} else {
+			ta->n++;
+			ta->bytes += len;
+		}
+	}
+	for (size_t i = 0; rc == 0 && i < t.n; i++) {
+		const tree_entry *e = &t.entries[i];
+		if (e->type != TREE_DIR) continue;
+		if ((rc = index_key_put(ta->seen, e->subtree.b, OID_LEN, 0)) != 0) {
+			if (rc > 0) rc = 0; /* seen before */
+			continue;
+		}
+		if (l->nnext == l->cap_next) {
+			size_t cap = l->cap_next ? 2 * l->cap_next : 256;
+			oid *nn = realloc(l->next, cap * sizeof(*nn));
+			if (!nn) {
+				rc = ERR_OOM();
+				break;
+			}
+			l->next = nn;
+			l->cap_next = cap;
+		}
+		l->next[l->nnext++] = e->subtree;
+	}
+	tree_free(&t);
+	return rc;
+}
+
+int repo_prefetch_trees(cairn_repo *r, const oid *root, size_t max_bytes)
+{
+	repo_prefetch_drop(r);
+	struct tree_ahead *ta = calloc(1, sizeof(*ta));
+	if (!ta) return ERR_OOM();
+	ta->max_bytes = max_bytes;
+	int rc = index_new(&ta->at);
+	if (rc == 0) rc = index_new(&ta->seen);
+	if (rc == 0) rc = index_key_put(ta->seen, root->b, OID_LEN, 0);
+	oid *level = malloc(sizeof(*level));
+	size_t nlevel = 1;
+	if (!level && rc == 0) rc = ERR_OOM();
+	if (rc == 0) level[0] = *root;
+	while (rc == 0 && nlevel && ta->bytes < ta->max_bytes) {
+		ahead_level l = {ta, level, NULL, 0, 0};
+		rc = read_trees(r, level, nlevel, ahead_keep, &l);
+		free(level);
+		level = l.next;
+		nlevel = l.nnext;
+	}
+	free(level);
+	pthread_mutex_lock(&r->lock);
+	r->ahead = ta;
+	pthread_mutex_unlock(&r->lock);
+	if (rc < 0) error_clear(); /* only a read-ahead: each tree is read again, and fails, where it is needed */
+	return 0;
+}
+
+void repo_prefetch_drop(cairn_repo *r)
+{
+	pthread_mutex_lock(&r->lock);
+	struct tree_ahead *ta = r->ahead;
+	r->ahead = NULL;
+	pthread_mutex_unlock(&r->lock);
+	if (!ta) return;
+	for (size_t i = 0; i < ta->n; i++) free(ta->data[i]);
+	free(ta->data);
+	free(ta->len);
+	index_free(ta->at);
+	index_free(ta->seen);
+	free(ta);
 }
 
 int repo_load_snapshot(cairn_repo *r, const char *id_hex, snapshot_manifest *out)

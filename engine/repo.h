@@ -31,6 +31,7 @@ struct cairn_repo {
 	index_set *segs;        /* the index segments on storage (NULL: index is whole) */
 	pthread_mutex_t lock;
 	struct gc_session *session; /* gc.h: registered before the index is loaded */
+	struct tree_ahead *ahead;   /* trees read ahead (repo_prefetch_trees); guarded by lock */
 };
 
 /* Read, verify and decompress the blob id (type must match). Thread-safe.
@@ -51,6 +52,23 @@ int repo_index_add(cairn_repo *r, const index_entry *e, size_t n);
 
 /* Load and decode a tree object. */
 int repo_load_tree(cairn_repo *r, const oid *id, tree *out);
+/* Trees ids[0..n) into out[0..n) (each tree_free'd by the caller; all
+ * empty on failure), with as few reads as possible: blobs in one pack
+ * less than REPO_TREE_GAP apart are read as one range of at most
+ * REPO_TREE_RUN. On a remote store every read is a round trip, and the
+ * trees a take wrote lie together at the end of its packs. */
+#define REPO_TREE_GAP (64u * 1024u)
+#define REPO_TREE_RUN (8u * 1024u * 1024u)
+int repo_load_trees(cairn_repo *r, const oid *ids, size_t n, tree *out);
+/* Read every tree under root (itself included) ahead, level by level in
+ * batches as repo_load_trees does, holding at most about max_bytes of them;
+ * repo_load_tree then serves them from memory until repo_prefetch_drop (or
+ * the next prefetch, or cairn_repo_free). For walks of a whole snapshot
+ * (restore) on a remote store. Best effort: always 0; a tree it could not
+ * read is read (and fails) where it is needed. Not while another thread
+ * loads trees through r. */
+int repo_prefetch_trees(cairn_repo *r, const oid *root, size_t max_bytes);
+void repo_prefetch_drop(cairn_repo *r);
 
 /* Load snapshot id_hex (full 64-hex id), verifying that its content hashes
  * to its name. CAIRN_ENOTFOUND if absent. */

@@ -35,6 +35,7 @@
 #include "restored.h"
 #include "tree.h"
 
+#define RESTORE_TREES_AHEAD (64u * 1024u * 1024u) /* bytes of trees read ahead at most */
 #define PROGRESS_NS 100000000LL /* at most one progress event per 100 ms */
 #define QUEUE_CAP 8192          /* queued file jobs */
 #define MAX_THREADS 256
@@ -1070,6 +1071,8 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 		rc = error_set(CAIRN_EUSAGE, "target %s is not empty; use --force", target);
 		goto done_early;
 	}
+	/* every directory's tree in a few large reads, not one round trip each */
+	repo_prefetch_trees(repo, &root->subtree, RESTORE_TREES_AHEAD);
 
 	st.repo = repo;
 	st.opts = opts;
@@ -1192,6 +1195,7 @@ done:
 	pthread_mutex_destroy(&st.mu);
 	pthread_mutex_destroy(&st.dirs_mu);
 done_early:
+	repo_prefetch_drop(repo);
 	if (st.rootfd >= 0) close(st.rootfd);
 	tree_free(&top);
 	snapshot_manifest_free(&m);
