@@ -836,7 +836,11 @@ static int load_prior_dir(take_ctx *c, parent_view *v, walk_node *dir, const oid
                           const struct stat *root)
 {
 	const index_entry *at = index_key_get(v->tree_at, id->b, OID_LEN);
-	if (!at || at->offset >= v->ntrees) return error_set(CAIRN_EIO, "take: internal error: tree not loaded");
+	if (!at || at->offset >= v->ntrees) {
+		char hex[OID_HEX_LEN + 1];
+		oid_hex(hex, id);
+		return error_set(CAIRN_EIO, "tree %s: internal error: not among the parent's trees read", hex);
+	}
 	const tree t = v->trees[at->offset]; /* the array no longer moves */
 	int rc = 0;
 	if (t.n && !(dir->kids = walk_alloc(dir, t.n * sizeof(*dir->kids)))) return ERR_OOM();
