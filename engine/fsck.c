@@ -540,6 +540,13 @@ static int snapshot_visit(const char *name, void *payload)
 	return strv_push(&c->snaps, &c->nsnaps, &c->capsnaps, id);
 }
 
+/* repo_prefetch_trees' skip: a tree checked for an earlier snapshot */
+static int tree_checked(void *payload, const oid *id)
+{
+	fsck_ctx *c = payload;
+	return index_lookup(c->tree_memo, id) != NULL;
+}
+
 static void check_snapshot(fsck_ctx *c, const char *id)
 {
 	snapshot_manifest m;
@@ -554,7 +561,10 @@ static void check_snapshot(fsck_ctx *c, const char *id)
 		return;
 	}
 	if (c->config_problem >= 0) affect(P(c, c->config_problem), id, m.name, "/");
+	if (!index_lookup(c->tree_memo, &m.tree)) /* its trees in batches, not one read each */
+		repo_prefetch_trees(c->r, &m.tree, REPO_TREES_AHEAD, tree_checked, c);
 	long ri = check_tree(c, &m.tree, 0);
+	repo_prefetch_drop(c->r);
 	if (ri >= 0) {
 		tree_result *tr = &c->results[ri];
 		for (size_t k = 0; k < tr->n; k++) {

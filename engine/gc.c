@@ -751,30 +751,41 @@ typedef struct live_ctx {
 	int damaged; /* the snapshot is marked damaged: unreadable parts are skipped */
 } live_ctx;
 
-static int live_tree(live_ctx *lc, const oid *id, int depth)
+/* repo_walk_trees' skip: a tree marked live is covered, with all below it */
+static int live_already(void *payload, const oid *id)
+{
+	live_ctx *lc = payload;
+	return index_key_get(lc->s->live, id->b, OID_LEN) != NULL;
+}
+
+/* repo_walk_trees' visit: what the tree refers to is live */
+static int live_refs(void *payload, uint32_t seq, const oid *id, tree *t, const uint8_t *plain, size_t len)
+{
+	(void)seq;
+	(void)id;
+	(void)plain;
+	(void)len;
+	live_ctx *lc = payload;
+	int rc = 0;
+	for (size_t i = 0; i < t->n && rc >= 0; i++) {
+		const tree_entry *e = &t->entries[i];
+		if (e->type == TREE_DIR) rc = index_key_put(lc->s->live, e->subtree.b, OID_LEN, 0);
+		for (uint32_t k = 0; e->type == TREE_REG && k < e->nchunks && rc >= 0; k++)
+			rc = index_key_put(lc->s->live, e->chunks[k].id.b, OID_LEN, 0);
+	}
+	return rc < 0 ? rc : 0;
+}
+
+/* Every tree and chunk below id into the live set: the trees read in
+ * batches (repo_walk_trees), those marked by an earlier snapshot not
+ * again. In a snapshot marked damaged, unreadable trees are left out. */
+static int live_tree(live_ctx *lc, const oid *id)
 {
 	int rc = index_key_put(lc->s->live, id->b, OID_LEN, 0);
-	if (rc != 0) return rc < 0 ? rc : 0; /* seen already: so is everything below it */
-	if (depth > 4096) return error_set(CAIRN_ECORRUPT, "snapshot %s: trees nested too deep", lc->snap);
-	tree t;
-	rc = repo_load_tree(lc->shadow, id, &t);
-	if (rc < 0) {
-		if (lc->damaged) return 0;
+	if (rc != 0) return rc < 0 ? rc : 0; /* marked already: so is everything below it */
+	tree_walk w = {live_refs, live_already, lc, NULL, lc->damaged};
+	if ((rc = repo_walk_trees(lc->shadow, id, &w)) < 0)
 		error_prefix("gc: snapshot %s (run cairn fsck)", lc->snap);
-		return rc;
-	}
-	for (size_t i = 0; i < t.n && rc == 0; i++) {
-		const tree_entry *e = &t.entries[i];
-		if (e->type == TREE_DIR) {
-			rc = live_tree(lc, &e->subtree, depth + 1);
-		} else if (e->type == TREE_REG) {
-			for (uint32_t k = 0; k < e->nchunks && rc == 0; k++) {
-				int r = index_key_put(lc->s->live, e->chunks[k].id.b, OID_LEN, 0);
-				if (r < 0) rc = r;
-			}
-		}
-	}
-	tree_free(&t);
 	return rc;
 }
 
@@ -803,7 +814,7 @@ static int snapshot_visit(const char *name, void *payload)
 		error_prefix("gc (run cairn fsck)");
 		return rc;
 	}
-	rc = live_tree(&sc->lc, &m.tree, 0);
+	rc = live_tree(&sc->lc, &m.tree);
 	snapshot_manifest_free(&m);
 	if (rc < 0) return rc;
 	s->nsnapshots++;

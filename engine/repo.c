@@ -254,7 +254,8 @@ done:
 /* Plain tree bytes by id, for repo_load_tree; filled by repo_prefetch_trees. */
 struct tree_ahead {
 	chunk_index *at;   /* id -> index into data and len */
-	chunk_index *seen; /* ids read or queued: each read once */
+	int (*skip)(void *payload, const oid *id); /* the caller's, with its payload */
+	void *skip_payload;
 	uint8_t **data;
 	size_t *len;
 	size_t n, cap, bytes, max_bytes;
@@ -368,112 +369,164 @@ static int read_trees(cairn_repo *r, const oid *ids, size_t n, tree_bytes_cb cb,
 	return rc;
 }
 
-static int decode_into(void *payload, size_t slot, const uint8_t *plain, size_t len, const char *what)
-{
-	tree *out = payload;
-	return tree_decode(&out[slot], plain, len, what);
-}
+/* ---- walks over every tree below a root ---- */
 
-int repo_load_trees(cairn_repo *r, const oid *ids, size_t n, tree *out)
-{
-	if (n) memset(out, 0, n * sizeof(*out));
-	int rc = read_trees(r, ids, n, decode_into, out);
-	if (rc < 0)
-		for (size_t i = 0; i < n; i++) tree_free(&out[i]);
-	return rc;
-}
-
-/* ---- trees read ahead ---- */
-
-/* One level of a prefetch: its trees go to the cache, their subtrees not
- * seen before to next. */
-typedef struct ahead_level {
-	struct tree_ahead *ta;
-	const oid *ids;
+/* One level of a walk: its trees go to visit, their subtrees not found
+ * before to next. */
+typedef struct walk_level {
+	const tree_walk *w;
+	chunk_index *seen; /* id -> seq */
+	const oid *ids;    /* this level's trees */
+	uint32_t first;    /* seq of ids[0] */
+	size_t base;       /* slot of the batch's first id within ids */
+	uint8_t *done;     /* per tree of the level: read (tolerate_damage retries the rest) */
+	int visit_rc;      /* visit's error: never tolerated */
 	oid *next;
 	size_t nnext, cap_next;
-} ahead_level;
+	uint32_t nseq; /* the next seq to give */
+} walk_level;
 
-static int ahead_keep(void *payload, size_t slot, const uint8_t *plain, size_t len, const char *what)
+static int walk_found(walk_level *l, const oid *id)
 {
-	ahead_level *l = payload;
-	struct tree_ahead *ta = l->ta;
-	if (ta->bytes >= ta->max_bytes) return 0; /* full: the rest is read where it is needed */
+	if (l->w->skip && l->w->skip(l->w->payload, id)) return 0;
+	int rc = index_key_put(l->seen, id->b, OID_LEN, l->nseq);
+	if (rc != 0) return rc < 0 ? rc : 0; /* found before */
+	if (l->nnext == l->cap_next) {
+		size_t cap = l->cap_next ? 2 * l->cap_next : 256;
+		oid *nn = realloc(l->next, cap * sizeof(*nn));
+		if (!nn) return ERR_OOM();
+		l->next = nn;
+		l->cap_next = cap;
+	}
+	l->next[l->nnext++] = *id;
+	l->nseq++;
+	return 0;
+}
+
+static int walk_one(void *payload, size_t slot, const uint8_t *plain, size_t len, const char *what)
+{
+	walk_level *l = payload;
+	slot += l->base;
 	tree t;
 	int rc = tree_decode(&t, plain, len, what);
 	if (rc < 0) return rc;
-	if (ta->n == ta->cap) {
-		size_t cap = ta->cap ? 2 * ta->cap : 256;
-		uint8_t **d = realloc(ta->data, cap * sizeof(*d));
-		if (d) ta->data = d;
-		size_t *ln = d ? realloc(ta->len, cap * sizeof(*ln)) : NULL;
-		if (ln) ta->len = ln;
-		if (!d || !ln) rc = ERR_OOM();
-		else ta->cap = cap;
-	}
-	uint8_t *copy = rc == 0 ? malloc(len ? len : 1) : NULL;
-	if (rc == 0 && !copy) rc = ERR_OOM();
+	l->done[slot] = 1;
+	/* the subtrees first: visit may take the tree */
+	for (size_t i = 0; i < t.n && rc == 0; i++)
+		if (t.entries[i].type == TREE_DIR) rc = walk_found(l, &t.entries[i].subtree);
 	if (rc == 0) {
-		memcpy(copy, plain, len);
-		ta->data[ta->n] = copy;
-		ta->len[ta->n] = len;
-		int put = index_key_put(ta->at, l->ids[slot].b, OID_LEN, (uint32_t)ta->n);
-		if (put < 0) {
-			free(copy);
-			rc = put;
-		} else {
-			ta->n++;
-			ta->bytes += len;
-		}
-	}
-	for (size_t i = 0; rc == 0 && i < t.n; i++) {
-		const tree_entry *e = &t.entries[i];
-		if (e->type != TREE_DIR) continue;
-		if ((rc = index_key_put(ta->seen, e->subtree.b, OID_LEN, 0)) != 0) {
-			if (rc > 0) rc = 0; /* seen before */
-			continue;
-		}
-		if (l->nnext == l->cap_next) {
-			size_t cap = l->cap_next ? 2 * l->cap_next : 256;
-			oid *nn = realloc(l->next, cap * sizeof(*nn));
-			if (!nn) {
-				rc = ERR_OOM();
-				break;
-			}
-			l->next = nn;
-			l->cap_next = cap;
-		}
-		l->next[l->nnext++] = e->subtree;
+		rc = l->w->visit(l->w->payload, l->first + (uint32_t)slot, &l->ids[slot], &t, plain, len);
+		if (rc < 0) l->visit_rc = rc;
 	}
 	tree_free(&t);
 	return rc;
 }
 
-int repo_prefetch_trees(cairn_repo *r, const oid *root, size_t max_bytes)
+/* One level: a batch, and with tolerate_damage, after a failure, the trees
+ * not read yet one at a time, those that fail left out. */
+static int walk_level_read(cairn_repo *r, walk_level *l, size_t n)
 {
-	repo_prefetch_drop(r);
-	struct tree_ahead *ta = calloc(1, sizeof(*ta));
-	if (!ta) return ERR_OOM();
-	ta->max_bytes = max_bytes;
-	int rc = index_new(&ta->at);
-	if (rc == 0) rc = index_new(&ta->seen);
-	if (rc == 0) rc = index_key_put(ta->seen, root->b, OID_LEN, 0);
+	int rc = read_trees(r, l->ids, n, walk_one, l);
+	if (rc >= 0 || !l->w->tolerate_damage || l->visit_rc < 0 || rc == CAIRN_ENOMEM) return rc;
+	for (size_t i = 0; i < n; i++) {
+		if (l->done[i]) continue;
+		error_clear();
+		l->base = i;
+		rc = read_trees(r, &l->ids[i], 1, walk_one, l);
+		if (rc == 1 || l->visit_rc < 0 || rc == CAIRN_ENOMEM) return rc;
+	}
+	error_clear();
+	return 0;
+}
+
+int repo_walk_trees(cairn_repo *r, const oid *root, const tree_walk *w)
+{
+	chunk_index *own = NULL;
+	walk_level l = {.w = w, .seen = w->seen, .nseq = 1};
+	int rc = 0;
+	if (!l.seen && (rc = index_new(&own)) == 0) l.seen = own;
 	oid *level = malloc(sizeof(*level));
 	size_t nlevel = 1;
 	if (!level && rc == 0) rc = ERR_OOM();
-	if (rc == 0) level[0] = *root;
-	while (rc == 0 && nlevel && ta->bytes < ta->max_bytes) {
-		ahead_level l = {ta, level, NULL, 0, 0};
-		rc = read_trees(r, level, nlevel, ahead_keep, &l);
+	if (rc == 0) {
+		level[0] = *root;
+		if ((rc = index_key_put(l.seen, root->b, OID_LEN, 0)) > 0) rc = 0;
+	}
+	while (rc == 0 && nlevel) {
+		l.ids = level;
+		l.base = 0;
+		l.next = NULL;
+		l.nnext = l.cap_next = 0;
+		if (!(l.done = calloc(nlevel, 1))) rc = ERR_OOM();
+		if (rc == 0) rc = walk_level_read(r, &l, nlevel);
+		free(l.done);
 		free(level);
 		level = l.next;
+		l.first += (uint32_t)nlevel;
 		nlevel = l.nnext;
 	}
 	free(level);
+	index_free(own);
+	return rc < 0 ? rc : 0;
+}
+
+/* ---- trees read ahead ---- */
+
+static int ahead_keep(void *payload, uint32_t seq, const oid *id, tree *t, const uint8_t *plain, size_t len)
+{
+	(void)seq;
+	(void)t;
+	struct tree_ahead *ta = payload;
+	if (ta->bytes >= ta->max_bytes) return 1; /* full: the rest is read where it is needed */
+	if (ta->n == ta->cap) {
+		size_t cap = ta->cap ? 2 * ta->cap : 256;
+		uint8_t **d = realloc(ta->data, cap * sizeof(*d));
+		if (!d) return ERR_OOM();
+		ta->data = d;
+		size_t *ln = realloc(ta->len, cap * sizeof(*ln));
+		if (!ln) return ERR_OOM();
+		ta->len = ln;
+		ta->cap = cap;
+	}
+	uint8_t *copy = malloc(len ? len : 1);
+	if (!copy) return ERR_OOM();
+	memcpy(copy, plain, len);
+	int rc = index_key_put(ta->at, id->b, OID_LEN, (uint32_t)ta->n);
+	if (rc < 0) {
+		free(copy);
+		return rc;
+	}
+	ta->data[ta->n] = copy;
+	ta->len[ta->n++] = len;
+	ta->bytes += len;
+	return 0;
+}
+
+static int ahead_skip(void *payload, const oid *id)
+{
+	struct tree_ahead *ta = payload;
+	return ta->skip(ta->skip_payload, id);
+}
+
+int repo_prefetch_trees(cairn_repo *r, const oid *root, size_t max_bytes,
+                        int (*skip)(void *payload, const oid *id), void *payload)
+{
+	repo_prefetch_drop(r);
+	struct tree_ahead *ta = calloc(1, sizeof(*ta));
+	if (!ta || index_new(&ta->at) < 0) {
+		free(ta);
+		error_clear();
+		return 0;
+	}
+	ta->max_bytes = max_bytes;
+	ta->skip = skip;
+	ta->skip_payload = payload;
+	tree_walk w = {ahead_keep, skip ? ahead_skip : NULL, ta, NULL, 1};
+	if (repo_walk_trees(r, root, &w) < 0)
+		error_clear(); /* only a read-ahead: each tree is read again, and fails, where it is needed */
 	pthread_mutex_lock(&r->lock);
 	r->ahead = ta;
 	pthread_mutex_unlock(&r->lock);
-	if (rc < 0) error_clear(); /* only a read-ahead: each tree is read again, and fails, where it is needed */
 	return 0;
 }
 
@@ -488,7 +541,6 @@ void repo_prefetch_drop(cairn_repo *r)
 	free(ta->data);
 	free(ta->len);
 	index_free(ta->at);
-	index_free(ta->seen);
 	free(ta);
 }
 

@@ -52,22 +52,43 @@ int repo_index_add(cairn_repo *r, const index_entry *e, size_t n);
 
 /* Load and decode a tree object. */
 int repo_load_tree(cairn_repo *r, const oid *id, tree *out);
-/* Trees ids[0..n) into out[0..n) (each tree_free'd by the caller; all
- * empty on failure), with as few reads as possible: blobs in one pack
- * less than REPO_TREE_GAP apart are read as one range of at most
- * REPO_TREE_RUN. On a remote store every read is a round trip, and the
- * trees a take wrote lie together at the end of its packs. */
+
+/* A walk over every tree below a root (repo_walk_trees). */
+typedef struct tree_walk {
+	/* Each tree once: seq is its place in the walk (the root 0, then the
+	 * others numbered as they are found, level by level), t its decoding
+	 * (visit may keep it: take its contents and leave *t zeroed), plain
+	 * its verified bytes. < 0 ends the walk with that error, 1 ends it
+	 * early without one, 0 goes on. */
+	int (*visit)(void *payload, uint32_t seq, const oid *id, tree *t, const uint8_t *plain, size_t len);
+	/* Optional: nonzero for a subtree not to read, nor anything below it
+	 * (one an earlier walk of the caller's has covered). Not asked of the root. */
+	int (*skip)(void *payload, const oid *id);
+	void *payload;
+	chunk_index *seen;   /* optional: filled with id -> seq of every tree found */
+	int tolerate_damage; /* a tree that cannot be read is left out, with what is
+	                      * below it, instead of ending the walk */
+} tree_walk;
+/* Every tree under root (itself included), breadth first, each level read
+ * in batches: the level's blobs sorted by pack and offset, those of one
+ * pack less than REPO_TREE_GAP apart read as one range of at most
+ * REPO_TREE_RUN. On a remote store that is a few large reads instead of a
+ * round trip per directory (the trees a take wrote lie together at the end
+ * of its packs). A subtree found twice (identical directories) is read
+ * once. 0, or the first error (naming the tree). */
 #define REPO_TREE_GAP (64u * 1024u)
 #define REPO_TREE_RUN (8u * 1024u * 1024u)
-int repo_load_trees(cairn_repo *r, const oid *ids, size_t n, tree *out);
-/* Read every tree under root (itself included) ahead, level by level in
- * batches as repo_load_trees does, holding at most about max_bytes of them;
- * repo_load_tree then serves them from memory until repo_prefetch_drop (or
- * the next prefetch, or cairn_repo_free). For walks of a whole snapshot
- * (restore) on a remote store. Best effort: always 0; a tree it could not
- * read is read (and fails) where it is needed. Not while another thread
- * loads trees through r. */
-int repo_prefetch_trees(cairn_repo *r, const oid *root, size_t max_bytes);
+int repo_walk_trees(cairn_repo *r, const oid *root, const tree_walk *w);
+/* Read every tree under root (itself included) ahead with repo_walk_trees,
+ * holding at most about max_bytes of them; repo_load_tree then serves them
+ * from memory until repo_prefetch_drop (or the next prefetch, or
+ * cairn_repo_free). For walks of a whole snapshot (restore, fsck) on a
+ * remote store; skip (optional) leaves out subtrees as tree_walk's does.
+ * Best effort: always 0; a tree it could not read is read (and fails)
+ * where it is needed. Not while another thread loads trees through r. */
+#define REPO_TREES_AHEAD (64u * 1024u * 1024u) /* what restore and fsck hold at most */
+int repo_prefetch_trees(cairn_repo *r, const oid *root, size_t max_bytes,
+                        int (*skip)(void *payload, const oid *id), void *payload);
 void repo_prefetch_drop(cairn_repo *r);
 
 /* Load snapshot id_hex (full 64-hex id), verifying that its content hashes

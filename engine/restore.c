@@ -35,7 +35,6 @@
 #include "restored.h"
 #include "tree.h"
 
-#define RESTORE_TREES_AHEAD (64u * 1024u * 1024u) /* bytes of trees read ahead at most */
 #define PROGRESS_NS 100000000LL /* at most one progress event per 100 ms */
 #define QUEUE_CAP 8192          /* queued file jobs */
 #define MAX_THREADS 256
@@ -1072,7 +1071,7 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 		goto done_early;
 	}
 	/* every directory's tree in a few large reads, not one round trip each */
-	repo_prefetch_trees(repo, &root->subtree, RESTORE_TREES_AHEAD);
+	repo_prefetch_trees(repo, &root->subtree, REPO_TREES_AHEAD, NULL, NULL);
 
 	st.repo = repo;
 	st.opts = opts;

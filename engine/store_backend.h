@@ -14,6 +14,11 @@ typedef struct store_ops {
 	int (*put)(store *st, const char *name, const void *data, size_t len, unsigned flags);
 	int (*get)(store *st, const char *name, size_t max, uint8_t **out, size_t *len);
 	int (*get_range)(store *st, const char *name, uint64_t off, void *out, size_t len);
+	/* May be NULL. At most len bytes at off, *got how many (fewer only
+	 * where the object ends); CAIRN_ECORRUPT naming it when it is missing.
+	 * A backend with it gets the read caches (readcache.h): for a store
+	 * where every read is a round trip. */
+	int (*get_upto)(store *st, const char *name, uint64_t off, void *out, size_t len, size_t *got);
 	int (*size)(store *st, const char *name, uint64_t *size);
 	int (*list)(store *st, const char *dir, int (*cb)(const char *name, void *payload),
 	            void *payload);
@@ -35,6 +40,8 @@ typedef struct store_ops {
 
 struct store {
 	const store_ops *ops;
+	struct block_cache *blocks;   /* store.c's read caches, when ops->get_upto */
+	struct whole_cache *segments;
 };
 
 struct store_writer {

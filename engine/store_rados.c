@@ -380,6 +380,21 @@ static int rados_get_range(store *base, const char *name, uint64_t off, void *ou
 	return rc;
 }
 
+/* At most len bytes at off: store.c's block cache of packs fetches its
+ * blocks so (one read op serves many blobs). */
+static int rados_get_upto(store *base, const char *name, uint64_t off, void *out, size_t len, size_t *got)
+{
+	rados_store *st = (rados_store *)base;
+	char *oid;
+	*got = 0;
+	int rc = oid_of(st, name, &oid);
+	if (rc < 0) return rc;
+	rc = read_at(st, name, oid, off, out, len, got);
+	if (rc == CAIRN_ENOTFOUND) rc = error_set(CAIRN_ECORRUPT, "%s: %s: missing", st->addr, name);
+	free(oid);
+	return rc;
+}
+
 static int rados_size(store *base, const char *name, uint64_t *size)
 {
 	rados_store *st = (rados_store *)base;
@@ -862,6 +877,7 @@ static const store_ops rados_ops = {
 	.put = rados_put,
 	.get = rados_get,
 	.get_range = rados_get_range,
+	.get_upto = rados_get_upto,
 	.size = rados_size,
 	.list = rados_list,
 	.del = rados_del,

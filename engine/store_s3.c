@@ -56,39 +56,8 @@ typedef struct s3_store {
 	pthread_mutex_t lock; /* guards idle and the segment cache */
 	CURL *idle[POOL_MAX];
 	int nidle;
-	struct seg_cached *segs; /* most recently used first */
-	uint64_t seg_bytes;
-	struct blk_cached *blks; /* most recently used first */
-	uint64_t blk_bytes;
 } s3_store;
 
-/* Packs are immutable too, and a restore reads their blobs mostly in
- * order: ranged reads fetch the aligned 1 MiB block around them and keep
- * the last few, so one GET serves many blobs. */
-#define BLK_LEN (1u << 20)
-#define BLK_CACHE_BYTES (48ull << 20)
-struct blk_cached {
-	struct blk_cached *next;
-	char *name;
-	uint64_t idx;
-	uint8_t *data;
-	size_t len; /* < BLK_LEN: the object ends in this block */
-};
-static void blk_free(struct blk_cached *c);
-
-/* Index segments are immutable once written and read a 4 KiB block per
- * lookup: one HTTP round trip each would bound a take by latency. Whole
- * segments are kept in memory instead, like the directory backend keeps
- * their descriptors open (a segment deleted by another process stays
- * readable here in both). */
-#define SEG_CACHE_BYTES (256ull << 20)
-#define SEG_CACHE_ONE (64u << 20) /* larger segments are read by range */
-struct seg_cached {
-	struct seg_cached *next;
-	char *name;
-	uint8_t *data;
-	size_t len;
-};
 
 static const store_ops s3_ops;
 
@@ -481,18 +450,6 @@ static void s3_free(store *base)
 {
 	s3_store *st = (s3_store *)base;
 	for (int i = 0; i < st->nidle; i++) curl_easy_cleanup(st->idle[i]);
-	while (st->blks) {
-		struct blk_cached *c = st->blks;
-		st->blks = c->next;
-		blk_free(c);
-	}
-	while (st->segs) {
-		struct seg_cached *c = st->segs;
-		st->segs = c->next;
-		free(c->name);
-		free(c->data);
-		free(c);
-	}
 	pthread_mutex_destroy(&st->lock);
 	free(st->label);
 	free(st->endpoint);
@@ -693,204 +650,32 @@ done:
 	return rc;
 }
 
-/* Copy [off, off+len) of a cached segment: 1 done, 0 not cached, 2 known
- * to be too large to cache, or CAIRN_ECORRUPT when it is shorter. */
-static int seg_cache_read(s3_store *st, const char *name, uint64_t off, void *out, size_t len)
+/* At most len bytes at off (a ranged GET): store.c's block cache of packs
+ * fetches its blocks so. */
+static int s3_get_upto(store *base, const char *name, uint64_t off, void *out, size_t len, size_t *got)
 {
-	int rc = 0;
-	pthread_mutex_lock(&st->lock);
-	for (struct seg_cached **pp = &st->segs, *c; (c = *pp) != NULL; pp = &c->next) {
-		if (strcmp(c->name, name) != 0) continue;
-		if (!c->data) {
-			rc = 2;
-		} else if (off > c->len || len > c->len - off) {
-			rc = error_set(CAIRN_ECORRUPT, "s3://%s/%s%s: short: %zu bytes at offset %llu are past its end",
-			               st->bucket, st->prefix, name, len, (unsigned long long)off);
-		} else {
-			memcpy(out, c->data + off, len);
-			rc = 1;
-		}
-		*pp = c->next; /* to the front */
-		c->next = st->segs;
-		st->segs = c;
-		break;
-	}
-	pthread_mutex_unlock(&st->lock);
-	return rc;
-}
-
-static void seg_cache_drop(s3_store *st, const char *name)
-{
-	pthread_mutex_lock(&st->lock);
-	for (struct seg_cached **pp = &st->segs, *c; (c = *pp) != NULL; pp = &c->next) {
-		if (strcmp(c->name, name) != 0) continue;
-		*pp = c->next;
-		if (c->data) st->seg_bytes -= c->len;
-		free(c->name);
-		free(c->data);
-		free(c);
-		break;
-	}
-	pthread_mutex_unlock(&st->lock);
-}
-
-static int s3_size(store *base, const char *name, uint64_t *size);
-
-/* Fetch a whole segment into the cache (or note that it is too large to
- * keep): 1, or an error (CAIRN_ECORRUPT when it is missing, as a ranged
- * read reports it). */
-static int seg_cache_fill(s3_store *st, const char *name)
-{
-	uint8_t *data = NULL;
-	uint64_t size;
-	size_t len = 0;
-	int rc = s3_size(&st->base, name, &size);
-	if (rc == 0 && size <= SEG_CACHE_ONE) rc = s3_get(&st->base, name, SEG_CACHE_ONE, &data, &len);
-	else if (rc == 0) len = (size_t)size;
-	if (rc == CAIRN_ENOTFOUND) rc = error_set(CAIRN_ECORRUPT, "s3://%s/%s%s: missing", st->bucket, st->prefix, name);
-	if (rc < 0) return rc;
-	struct seg_cached *c = calloc(1, sizeof(*c));
-	if (!c || !(c->name = strdup(name))) {
-		free(c);
-		free(data);
-		return ERR_OOM();
-	}
-	c->data = data;
-	c->len = len;
-	pthread_mutex_lock(&st->lock);
-	c->next = st->segs;
-	st->segs = c;
-	if (data) st->seg_bytes += len;
-	/* evict the least recently used beyond the budget (never the new one) */
-	while (st->seg_bytes > SEG_CACHE_BYTES) {
-		struct seg_cached **pp = &st->segs->next, *last = NULL, **lastp = NULL;
-		for (; *pp; pp = &(*pp)->next) {
-			last = *pp;
-			lastp = pp;
-		}
-		if (!last) break;
-		*lastp = NULL;
-		if (last->data) st->seg_bytes -= last->len;
-		free(last->name);
-		free(last->data);
-		free(last);
-	}
-	pthread_mutex_unlock(&st->lock);
-	return 1;
-}
-
-/* A block from the cache: a copy of its bytes from "from" on into out
- * (at most want), the number copied in *got and the block's length in
- * *blen. 1 when cached, 0 when not. */
-static int blk_cache_read(s3_store *st, const char *name, uint64_t idx, size_t from, void *out, size_t want,
-                          size_t *got, size_t *blen)
-{
-	int hit = 0;
-	pthread_mutex_lock(&st->lock);
-	for (struct blk_cached **pp = &st->blks, *c; (c = *pp) != NULL; pp = &c->next) {
-		if (c->idx != idx || strcmp(c->name, name) != 0) continue;
-		size_t k = from < c->len ? c->len - from : 0;
-		if (k > want) k = want;
-		memcpy(out, c->data + from, k);
-		*got = k;
-		*blen = c->len;
-		*pp = c->next;
-		c->next = st->blks;
-		st->blks = c;
-		hit = 1;
-		break;
-	}
-	pthread_mutex_unlock(&st->lock);
-	return hit;
-}
-
-static void blk_free(struct blk_cached *c)
-{
-	free(c->name);
-	free(c->data);
-	free(c);
-}
-
-static void blk_cache_drop(s3_store *st, const char *name)
-{
-	pthread_mutex_lock(&st->lock);
-	for (struct blk_cached **pp = &st->blks, *c; (c = *pp) != NULL;) {
-		if (strcmp(c->name, name) == 0) {
-			*pp = c->next;
-			st->blk_bytes -= c->len;
-			blk_free(c);
-		} else {
-			pp = &c->next;
-		}
-	}
-	pthread_mutex_unlock(&st->lock);
-}
-
-/* Fetch block idx of name (a ranged GET) and keep it. 0, or CAIRN_ECORRUPT
- * when the object is missing or ends before the block. */
-static int blk_cache_fill(s3_store *st, const char *name, uint64_t idx)
-{
+	s3_store *st = (s3_store *)base;
 	char what[KEY_MAX + 300], range[80];
+	*got = 0;
+	if (len == 0) return 0;
 	obj_label(st, name, what, sizeof(what));
-	struct blk_cached *c = calloc(1, sizeof(*c));
-	if (!c || !(c->name = strdup(name)) || !(c->data = malloc(BLK_LEN))) {
-		if (c) blk_free(c);
-		return ERR_OOM();
-	}
-	c->idx = idx;
-	uint64_t off = idx * BLK_LEN;
 	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)off,
-	         (unsigned long long)(off + BLK_LEN - 1));
-	s3_req q = {.method = "GET", .name = name, .dst = c->data, .dst_off = off, .dst_len = BLK_LEN};
+	         (unsigned long long)(off + len - 1));
+	s3_req q = {.method = "GET", .name = name, .dst = out, .dst_off = off, .dst_len = len};
 	q.hdr[0] = range;
 	int rc = s3_do(st, &q);
 	if (rc < 0) goto done;
 	if (q.status == 404 && !resp_has(&q, "NoSuchBucket"))
 		rc = error_set(CAIRN_ECORRUPT, "%s: missing", what);
-	else if (q.status == 416 || ((q.status == 206 || q.status == 200) && q.dst_got == 0))
-		rc = error_set(CAIRN_ECORRUPT, "%s: short: it ends before offset %llu", what, (unsigned long long)off);
+	else if (q.status == 416)
+		rc = 0; /* the object ends before off */
 	else if (q.status != 206 && q.status != 200)
 		rc = s3_fail(st, &q, "ranged get");
-	if (rc < 0) goto done;
-	c->len = q.dst_got;
-	pthread_mutex_lock(&st->lock);
-	c->next = st->blks;
-	st->blks = c;
-	st->blk_bytes += c->len;
-	c = NULL;
-	while (st->blk_bytes > BLK_CACHE_BYTES && st->blks->next) { /* drop the least recently used */
-		struct blk_cached **pp = &st->blks;
-		while ((*pp)->next) pp = &(*pp)->next;
-		st->blk_bytes -= (*pp)->len;
-		blk_free(*pp);
-		*pp = NULL;
-	}
-	pthread_mutex_unlock(&st->lock);
+	else
+		*got = q.dst_got;
 done:
-	if (c) blk_free(c);
 	req_free(&q);
 	return rc;
-}
-
-/* A range of a pack through the block cache. */
-static int blk_range(s3_store *st, const char *name, uint64_t off, uint8_t *out, size_t len)
-{
-	size_t done = 0;
-	while (done < len) {
-		uint64_t at = off + done, idx = at / BLK_LEN;
-		size_t from = (size_t)(at % BLK_LEN), got = 0, blen = 0;
-		if (!blk_cache_read(st, name, idx, from, out + done, len - done, &got, &blen)) {
-			int rc = blk_cache_fill(st, name, idx);
-			if (rc < 0) return rc;
-			if (!blk_cache_read(st, name, idx, from, out + done, len - done, &got, &blen))
-				continue; /* evicted at once by other threads: fetch again */
-		}
-		done += got;
-		if (done < len && from + got >= blen && blen < BLK_LEN)
-			return error_set(CAIRN_ECORRUPT, "s3://%s/%s%s: short: %zu bytes at offset %llu are past its end",
-			                 st->bucket, st->prefix, name, len, (unsigned long long)off);
-	}
-	return 0;
 }
 
 static int s3_get_range(store *base, const char *name, uint64_t off, void *out, size_t len)
@@ -898,12 +683,6 @@ static int s3_get_range(store *base, const char *name, uint64_t off, void *out, 
 	s3_store *st = (s3_store *)base;
 	char what[KEY_MAX + 300], range[80];
 	if (len == 0) return 0;
-	if (strncmp(name, "index/", 6) == 0) {
-		int rc = seg_cache_read(st, name, off, out, len);
-		if (rc == 0 && (rc = seg_cache_fill(st, name)) == 1) rc = seg_cache_read(st, name, off, out, len);
-		if (rc < 0 || rc == 1) return rc < 0 ? rc : 0;
-	}
-	if (strncmp(name, "packs/", 6) == 0 && len <= 4 * BLK_LEN) return blk_range(st, name, off, out, len);
 	obj_label(st, name, what, sizeof(what));
 	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)off,
 	         (unsigned long long)(off + len - 1));
@@ -1013,8 +792,6 @@ static int s3_delete(store *base, const char *name)
 	/* S3 answers 204 for absent keys too; callers need to know (forget) */
 	int rc = s3_size(base, name, &size);
 	if (rc < 0) return rc;
-	seg_cache_drop(st, name);
-	blk_cache_drop(st, name);
 	s3_req q = {.method = "DELETE", .name = name};
 	if ((rc = s3_do(st, &q)) == 0 && q.status != 204 && q.status != 200 && q.status != 404)
 		rc = s3_fail(st, &q, "delete");
@@ -1532,6 +1309,7 @@ static const store_ops s3_ops = {
 	.put = s3_put,
 	.get = s3_get,
 	.get_range = s3_get_range,
+	.get_upto = s3_get_upto,
 	.size = s3_size,
 	.list = s3_list,
 	.del = s3_delete,

@@ -734,16 +734,27 @@ static int reuse_content(file_state *fs, uint64_t size, const tree_chunk *chunks
 	return 0;
 }
 
-static int keep_tree(parent_view *v, tree *t)
+/* repo_walk_trees' visit for load_prior_trees: the parent's tree, kept at
+ * its place in the walk (the place v->tree_at gives its id). */
+static int keep_prior_tree(void *payload, uint32_t seq, const oid *id, tree *t, const uint8_t *plain,
+                           size_t len)
 {
-	if (v->ntrees == v->cap_trees) {
+	(void)id;
+	(void)plain;
+	(void)len;
+	parent_view *v = payload;
+	if (seq >= v->cap_trees) {
 		size_t cap = v->cap_trees ? 2 * v->cap_trees : 256;
+		if (cap <= seq) cap = (size_t)seq + 1;
 		tree *nt = realloc(v->trees, cap * sizeof(*nt));
 		if (!nt) return ERR_OOM();
+		memset(nt + v->cap_trees, 0, (cap - v->cap_trees) * sizeof(*nt)); /* places not yet read */
 		v->trees = nt;
 		v->cap_trees = cap;
 	}
-	v->trees[v->ntrees++] = *t;
+	v->trees[seq] = *t;
+	memset(t, 0, sizeof(*t));
+	if (seq >= v->ntrees) v->ntrees = (size_t)seq + 1;
 	return 0;
 }
 
@@ -772,62 +783,14 @@ static int prior_node(const parent_view *v, walk_node *dir, const tree_entry *e,
 	return rc;
 }
 
-/* Every tree of the parent into v->trees and v->tree_at, level by level,
- * each level in one batch (repo_load_trees): on a remote store a few large
- * reads instead of one round trip per directory. A subtree that appears
- * twice (identical directories) is read once. */
+/* Every tree of the parent into v->trees and v->tree_at (repo_walk_trees:
+ * level by level, in batches). */
 static int load_prior_trees(take_ctx *c, parent_view *v)
 {
-	oid *level = malloc(sizeof(*level)), *next = NULL;
-	size_t nlevel = 1, cap_level = 1, nnext = 0, cap_next = 0;
 	int rc = index_new(&v->tree_at);
-	if (!level) rc = ERR_OOM();
-	if (rc == 0) {
-		level[0] = v->root;
-		rc = index_key_put(v->tree_at, v->root.b, OID_LEN, 0);
-	}
-	while (rc >= 0 && nlevel) {
-		size_t first = v->ntrees;
-		tree *got = calloc(nlevel, sizeof(*got));
-		if (!got) {
-			rc = ERR_OOM();
-			break;
-		}
-		rc = repo_load_trees(c->repo, level, nlevel, got);
-		size_t kept = 0;
-		while (rc == 0 && kept < nlevel && (rc = keep_tree(v, &got[kept])) == 0) kept++;
-		for (size_t i = kept; i < nlevel; i++) tree_free(&got[i]);
-		free(got);
-		/* the next level: subtrees not seen, each given the place it will take */
-		nnext = 0;
-		for (size_t t = first; rc >= 0 && t < v->ntrees; t++)
-			for (size_t i = 0; rc >= 0 && i < v->trees[t].n; i++) {
-				const tree_entry *e = &v->trees[t].entries[i];
-				if (e->type != TREE_DIR || index_key_get(v->tree_at, e->subtree.b, OID_LEN)) continue;
-				if (nnext == cap_next) {
-					size_t cap = cap_next ? 2 * cap_next : 256;
-					oid *nn = realloc(next, cap * sizeof(*nn));
-					if (!nn) {
-						rc = ERR_OOM();
-						break;
-					}
-					next = nn;
-					cap_next = cap;
-				}
-				rc = index_key_put(v->tree_at, e->subtree.b, OID_LEN, (uint32_t)(v->ntrees + nnext));
-				next[nnext++] = e->subtree;
-			}
-		oid *swap = level; /* the two buffers change roles */
-		size_t swap_cap = cap_level;
-		level = next;
-		cap_level = cap_next;
-		nlevel = nnext;
-		next = swap;
-		cap_next = swap_cap;
-	}
-	free(level);
-	free(next);
-	return rc < 0 ? rc : 0;
+	tree_walk w = {keep_prior_tree, NULL, v, v->tree_at, 0};
+	if (rc == 0) rc = repo_walk_trees(c->repo, &v->root, &w);
+	return rc;
 }
 
 /* The prior's directory dir from the parent's tree id, going through the

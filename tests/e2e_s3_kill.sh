@@ -30,9 +30,15 @@ SMALL=$SNAP
 say "kill -9 the take once a multipart upload is under way"
 "$CAIRN" take --root "$W/big" --name big --json > "$LOG/big.out" 2> "$LOG/big.err" &
 PID=$!
+# An upload seen may complete before the kill lands: stop the take, look
+# again, and kill it only while one is still unfinished.
 seen=0
 for _ in $(seq 1 600); do
-	if [ -n "$("$PY" "$STORE_TOOL" uploads "$R")" ]; then seen=1; break; fi
+	if [ -n "$("$PY" "$STORE_TOOL" uploads "$R")" ]; then
+		kill -STOP "$PID" 2>/dev/null || break
+		if [ -n "$("$PY" "$STORE_TOOL" uploads "$R")" ]; then seen=1; break; fi
+		kill -CONT "$PID"
+	fi
 	kill -0 "$PID" 2>/dev/null || break
 	sleep 0.1
 done

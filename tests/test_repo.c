@@ -1,11 +1,14 @@
-/* Batched tree reads (repo_load_trees) and trees read ahead
- * (repo_prefetch_trees): on real snapshots of a random directory tree with
+/* Walks over every tree below a root (repo_walk_trees, reading trees in
+ * batches) and trees read ahead (repo_prefetch_trees): on real snapshots of a random directory tree with
  * many directories (some identical, so shared subtrees), over two takes so
- * that the trees lie in several packs, every tree read in a batch, in any
- * order and with repeats, and every tree served from the read-ahead equals
- * the tree read alone; a tree missing from the index and a damaged tree
- * fail with ECORRUPT naming the tree, and a damaged tree does not poison
- * the read-ahead (it fails where it is read). */
+ * that the trees lie in several packs, a walk visits each tree once, as
+ * it is when read alone, numbered as its map says, skips what it is told
+ * to and stops when asked; every tree served from the read-ahead equals
+ * the tree read alone; a tree missing from
+ * the index and a damaged tree fail with ECORRUPT naming the tree, a walk
+ * that tolerates damage leaves out exactly the damaged tree and what only
+ * it leads to, and a damaged tree does not poison the read-ahead (it fails
+ * where it is read). */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -57,18 +60,16 @@ static void take(cairn_repo *r, const char *root, const char *name, char id[65])
 	memcpy(id, res.snapshot, 65);
 }
 
-/* Every tree id under the snapshot's content, each once, by single reads. */
-static size_t all_trees(cairn_repo *r, const char *snap, oid **out)
+/* Every tree id from root down (each once, root first) by single reads,
+ * not entering the tree except (when not NULL). */
+static size_t reach(cairn_repo *r, const oid *root, const oid *except, oid **out)
 {
-	snapshot_manifest m;
-	tree top;
-	CHECK_EQ(repo_load_snapshot(r, snap, &m), 0);
-	CHECK_EQ(repo_load_tree(r, &m.tree, &top), 0);
 	size_t n = 0, cap = 1024;
 	oid *v = malloc(cap * sizeof(*v));
-	v[n++] = top.entries[0].subtree;
+	v[n++] = *root;
 	for (size_t i = 0; i < n; i++) {
 		tree t;
+		if (except && !oid_cmp(&v[i], except)) continue;
 		CHECK_EQ(repo_load_tree(r, &v[i], &t), 0);
 		for (size_t k = 0; k < t.n; k++) {
 			if (t.entries[k].type != TREE_DIR) continue;
@@ -80,9 +81,20 @@ static size_t all_trees(cairn_repo *r, const char *snap, oid **out)
 		}
 		tree_free(&t);
 	}
+	*out = v;
+	return n;
+}
+
+/* Every tree id under the snapshot's content, each once, by single reads. */
+static size_t all_trees(cairn_repo *r, const char *snap, oid **out)
+{
+	snapshot_manifest m;
+	tree top;
+	CHECK_EQ(repo_load_snapshot(r, snap, &m), 0);
+	CHECK_EQ(repo_load_tree(r, &m.tree, &top), 0);
+	size_t n = reach(r, &top.entries[0].subtree, NULL, out);
 	tree_free(&top);
 	snapshot_manifest_free(&m);
-	*out = v;
 	return n;
 }
 
@@ -99,32 +111,98 @@ static int same_tree(const tree *a, const tree *b)
 	return 1;
 }
 
-/* ids[] in a batch (shuffled, with repeats) against single reads. */
-static void check_batch(cairn_repo *r, const oid *ids, size_t n)
+/* Tree id read from its pack, not from the read-ahead. */
+static void read_alone(cairn_repo *r, const oid *id, tree *out)
 {
-	size_t m = n + n / 4;
-	oid *b = calloc(m, sizeof(*b));
-	CHECK(b != NULL);
-	for (size_t i = 0; b && i < m; i++) b[i] = ids[i < n ? i : t_rand() % n];
-	for (size_t i = m; i > 1; i--) {
-		size_t j = t_rand() % i;
-		oid x = b[i - 1];
-		b[i - 1] = b[j];
-		b[j] = x;
+	uint8_t *data;
+	size_t len;
+	CHECK_EQ(repo_read_blob(r, id, BLOB_TREE, &data, &len), 0);
+	CHECK_EQ(tree_decode(out, data, len, "tree"), 0);
+	free(data);
+}
+
+/* A walk's record: how often each seq was visited, and with which id. */
+typedef struct walked {
+	cairn_repo *r;
+	size_t cap, visits, bad, stop_after;
+	uint32_t *count;
+	oid *id;
+	const oid *skip; /* a subtree not to enter */
+} walked;
+
+static int walk_visit(void *payload, uint32_t seq, const oid *id, tree *t, const uint8_t *plain, size_t len)
+{
+	walked *w = payload;
+	(void)plain;
+	(void)len;
+	if (seq >= w->cap) {
+		w->bad++;
+		return 0;
 	}
-	tree *got = calloc(m, sizeof(*got));
-	CHECK_EQ(repo_load_trees(r, b, m, got), 0);
-	size_t bad = 0;
-	for (size_t i = 0; i < m; i++) {
-		tree want;
-		CHECK_EQ(repo_load_tree(r, &b[i], &want), 0);
-		bad += !same_tree(&want, &got[i]);
-		tree_free(&want);
-		tree_free(&got[i]);
+	w->count[seq]++;
+	w->id[seq] = *id;
+	tree want;
+	CHECK_EQ(repo_load_tree(w->r, id, &want), 0);
+	w->bad += !same_tree(&want, t);
+	tree_free(&want);
+	if (++w->visits == w->stop_after) return 1;
+	return 0;
+}
+
+static int walk_skip(void *payload, const oid *id)
+{
+	walked *w = payload;
+	return w->skip && !oid_cmp(w->skip, id);
+}
+
+/* Walks from root; the ids visited, each once, into *out (sorted). */
+static size_t walk(cairn_repo *r, const oid *root, walked *w, int tolerate, int want_rc, oid **out)
+{
+	chunk_index *seen;
+	CHECK_EQ(index_new(&seen), 0);
+	w->r = r;
+	w->cap = 100000;
+	w->visits = w->bad = 0;
+	w->count = calloc(w->cap, sizeof(*w->count));
+	w->id = calloc(w->cap, sizeof(*w->id));
+	tree_walk tw = {walk_visit, walk_skip, w, seen, tolerate};
+	CHECK_EQ(repo_walk_trees(r, root, &tw), want_rc);
+	size_t n = 0;
+	oid *v = malloc(w->cap * sizeof(*v));
+	for (size_t s = 0; s < w->cap; s++) {
+		if (!w->count[s]) continue;
+		CHECK_EQ(w->count[s], 1);
+		const index_entry *at = index_key_get(seen, w->id[s].b, OID_LEN);
+		CHECK(at && at->offset == s); /* the map gives the place the visit had */
+		v[n++] = w->id[s];
 	}
-	CHECK_EQ(bad, 0);
+	CHECK_EQ(w->bad, 0);
+	CHECK_EQ(n, w->visits);
+	qsort(v, n, sizeof(*v), (int (*)(const void *, const void *))oid_cmp);
+	free(w->count);
+	free(w->id);
+	index_free(seen);
+	*out = v;
+	return n;
+}
+
+/* The walk from root visits exactly the trees reach finds. */
+static void check_walk(cairn_repo *r, const oid *root, const oid *except, const oid *skip, int tolerate)
+{
+	oid *want, *got;
+	size_t nwant = reach(r, root, except ? except : skip, &want);
+	if (skip || except) { /* the skipped or damaged tree itself is never visited */
+		const oid *x = except ? except : skip;
+		for (size_t i = 0; i < nwant; i++)
+			if (!oid_cmp(&want[i], x)) want[i--] = want[--nwant];
+	}
+	qsort(want, nwant, sizeof(*want), (int (*)(const void *, const void *))oid_cmp);
+	walked w = {.skip = skip};
+	size_t ngot = walk(r, root, &w, tolerate, 0, &got);
+	CHECK_EQ(ngot, nwant);
+	CHECK(ngot == nwant && !memcmp(got, want, ngot * sizeof(*got)));
+	free(want);
 	free(got);
-	free(b);
 }
 
 /* A pack byte inside tree id's blob, flipped. */
@@ -188,17 +266,21 @@ int main(void)
 	printf("  %zu distinct trees in %zu packs\n", n, npacks);
 	CHECK(n > 50);
 	CHECK(npacks >= 2);
-	check_batch(r, ids, n);
-	check_batch(r, ids, 1);
-	CHECK_EQ(repo_load_trees(r, ids, 0, NULL), 0);
+	/* walks: all of it; without one subtree; stopped after a few visits */
+	check_walk(r, &ids[0], NULL, NULL, 0);
+	check_walk(r, &ids[0], NULL, &ids[1 + t_rand() % (n - 1)], 0);
+	walked stop = {.stop_after = 5};
+	oid *some;
+	CHECK_EQ(walk(r, &ids[0], &stop, 0, 0, &some), 5);
+	free(some);
 
 	/* read ahead: the same trees, then gone with the drop */
-	CHECK_EQ(repo_prefetch_trees(r, &ids[0], 64u << 20), 0);
+	CHECK_EQ(repo_prefetch_trees(r, &ids[0], 64u << 20, NULL, NULL), 0);
 	size_t bad = 0;
 	for (size_t i = 0; i < n; i++) {
 		tree a, b;
 		CHECK_EQ(repo_load_tree(r, &ids[i], &a), 0);
-		CHECK_EQ(repo_load_trees(r, &ids[i], 1, &b), 0);
+		read_alone(r, &ids[i], &b);
 		bad += !same_tree(&a, &b);
 		tree_free(&a);
 		tree_free(&b);
@@ -206,7 +288,7 @@ int main(void)
 	CHECK_EQ(bad, 0);
 	repo_prefetch_drop(r);
 	/* a read-ahead bounded to almost nothing still serves every tree */
-	CHECK_EQ(repo_prefetch_trees(r, &ids[0], 1), 0);
+	CHECK_EQ(repo_prefetch_trees(r, &ids[0], 1, NULL, NULL), 0);
 	for (size_t i = 0; i < n; i++) {
 		tree a;
 		CHECK_EQ(repo_load_tree(r, &ids[i], &a), 0);
@@ -217,23 +299,26 @@ int main(void)
 	/* an id the index does not have */
 	oid missing = ids[0];
 	missing.b[0] ^= 1;
-	oid two[2] = {ids[0], missing};
-	tree got[2];
-	CHECK_EQ(repo_load_trees(r, two, 2, got), CAIRN_ECORRUPT);
+	walked none = {0};
+	oid *nothing;
+	CHECK_EQ(walk(r, &missing, &none, 0, CAIRN_ECORRUPT, &nothing), 0);
 	CHECK(strstr(cairn_error_last(), "missing from the index") != NULL);
-	CHECK(got[0].mem == NULL && got[1].mem == NULL); /* nothing left to free */
+	free(nothing);
 
-	/* a damaged tree: the batch fails naming it; the read-ahead skips it and
-	 * the single read fails where it is needed */
+	/* a damaged tree: a walk fails naming it, or leaves out it and what only
+	 * it leads to; the read-ahead skips it and the single read fails where
+	 * it is needed */
 	size_t victim = n / 2;
 	char hex[OID_HEX_LEN + 1];
 	oid_hex(hex, &ids[victim]);
 	damage(r, repo, &ids[victim]);
-	tree *all = calloc(n, sizeof(*all));
-	CHECK_EQ(repo_load_trees(r, ids, n, all), CAIRN_ECORRUPT);
+	walked fail = {0};
+	oid *part;
+	walk(r, &ids[0], &fail, 0, CAIRN_ECORRUPT, &part);
 	CHECK(strstr(cairn_error_last(), hex) != NULL);
-	free(all);
-	CHECK_EQ(repo_prefetch_trees(r, &ids[0], 64u << 20), 0);
+	free(part);
+	check_walk(r, &ids[0], &ids[victim], NULL, 1);
+	CHECK_EQ(repo_prefetch_trees(r, &ids[0], 64u << 20, NULL, NULL), 0);
 	tree t;
 	CHECK_EQ(repo_load_tree(r, &ids[victim], &t), CAIRN_ECORRUPT);
 	CHECK(strstr(cairn_error_last(), hex) != NULL);
