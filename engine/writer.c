@@ -15,6 +15,16 @@
 
 #define SEGMENT_ENTRIES_MAX (4u * 1024u * 1024u)
 
+/* Full packs are committed by threads of their own: a commit waits for the
+ * store (an fsync, a RADOS op, a PUT), and the workers go on compressing
+ * meanwhile. At most FLUSH_PACKS packs are committed at once or wait for
+ * it; a worker with a full pack beyond them waits. */
+#define FLUSH_PACKS 2
+typedef struct flush_item {
+	pack_writer *pw;
+	uint8_t id[PACK_ID_LEN];
+} flush_item;
+
 struct snap_writer {
 	cairn_repo *repo;
 	pthread_mutex_t lock; /* guards everything below */
@@ -27,6 +37,17 @@ struct snap_writer {
 	quota_tracker *tracker; /* the blobs the snapshot references, for its user's usage */
 	int dry_run;            /* store nothing */
 	chunk_index *marked;    /* marked for deletion by gc: never deduplicated against (gc.h) */
+
+	pthread_mutex_t flush_lock; /* guards the fields below */
+	pthread_cond_t flush_cv;    /* a pack queued or committed, or the flushers asked to stop */
+	pthread_t flushers[FLUSH_PACKS];
+	int nflushers;
+	flush_item queue[FLUSH_PACKS]; /* FIFO */
+	size_t queue_head, nqueued;
+	size_t inflight;    /* queued or being committed */
+	int flush_stop;     /* the flushers drop what is queued and end */
+	int flush_rc;       /* the first failed commit's code; queued packs are then dropped */
+	char flush_msg[1024]; /* and its message (error messages are per thread) */
 };
 
 int writer_new(snap_writer **out, cairn_repo *repo)
@@ -37,6 +58,8 @@ int writer_new(snap_writer **out, cairn_repo *repo)
 	w->repo = repo;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_mutex_init(&w->pack_lock, NULL);
+	pthread_mutex_init(&w->flush_lock, NULL);
+	pthread_cond_init(&w->flush_cv, NULL);
 	int rc = index_new(&w->pending);
 	if (rc == 0) rc = quota_tracker_new(&w->tracker, repo);
 	if (rc == 0) rc = gc_marks_load(repo, &w->marked);
@@ -48,9 +71,12 @@ int writer_new(snap_writer **out, cairn_repo *repo)
 	return 0;
 }
 
+static void flushers_stop(snap_writer *w);
+
 void writer_free(snap_writer *w)
 {
 	if (!w) return;
+	flushers_stop(w);
 	pack_writer_free(w->pw);
 	index_free(w->pending);
 	quota_tracker_free(w->tracker);
@@ -58,6 +84,8 @@ void writer_free(snap_writer *w)
 	free(w->entries);
 	pthread_mutex_destroy(&w->lock);
 	pthread_mutex_destroy(&w->pack_lock);
+	pthread_mutex_destroy(&w->flush_lock);
+	pthread_cond_destroy(&w->flush_cv);
 	free(w);
 }
 
@@ -110,6 +138,89 @@ static int flush_pack(snap_writer *w, pack_writer *pw, const uint8_t pack_id[PAC
 done:
 	pack_writer_free(pw);
 	return rc;
+}
+
+/* ---- the flushers ---- */
+
+static void *flusher(void *arg)
+{
+	snap_writer *w = arg;
+	pthread_mutex_lock(&w->flush_lock);
+	for (;;) {
+		while (!w->nqueued && !w->flush_stop) pthread_cond_wait(&w->flush_cv, &w->flush_lock);
+		if (!w->nqueued) break;
+		flush_item it = w->queue[w->queue_head];
+		w->queue_head = (w->queue_head + 1) % FLUSH_PACKS;
+		w->nqueued--;
+		int drop = w->flush_rc < 0 || w->flush_stop;
+		pthread_mutex_unlock(&w->flush_lock);
+		int rc = 0;
+		if (drop) /* a commit failed, or the take ended without committing: not needed */
+			pack_writer_free(it.pw);
+		else
+			rc = flush_pack(w, it.pw, it.id);
+		pthread_mutex_lock(&w->flush_lock);
+		if (rc < 0 && w->flush_rc == 0) {
+			w->flush_rc = rc;
+			snprintf(w->flush_msg, sizeof(w->flush_msg), "%s", cairn_error_last());
+		}
+		w->inflight--;
+		pthread_cond_broadcast(&w->flush_cv);
+	}
+	pthread_mutex_unlock(&w->flush_lock);
+	return NULL;
+}
+
+/* The first failed commit's error, set in this thread (caller holds flush_lock). */
+static int flush_failed(snap_writer *w)
+{
+	return w->flush_rc < 0 ? error_set(w->flush_rc, "%s", w->flush_msg) : 0;
+}
+
+/* Hand a full pack to the flushers (started at the first); it is theirs
+ * whatever this returns. */
+static int flush_later(snap_writer *w, pack_writer *pw, const uint8_t id[PACK_ID_LEN])
+{
+	pthread_mutex_lock(&w->flush_lock);
+	while (w->inflight >= FLUSH_PACKS && w->flush_rc == 0) pthread_cond_wait(&w->flush_cv, &w->flush_lock);
+	int rc = flush_failed(w);
+	if (rc == 0 && w->nflushers < FLUSH_PACKS && w->nflushers <= (int)w->inflight) {
+		if (pthread_create(&w->flushers[w->nflushers], NULL, flusher, w) == 0) w->nflushers++;
+		else if (!w->nflushers) rc = error_set(CAIRN_EIO, "writer: cannot start a thread to commit packs");
+	}
+	if (rc == 0) {
+		flush_item *it = &w->queue[(w->queue_head + w->nqueued) % FLUSH_PACKS];
+		it->pw = pw;
+		memcpy(it->id, id, PACK_ID_LEN);
+		w->nqueued++;
+		w->inflight++;
+		pthread_cond_broadcast(&w->flush_cv);
+	}
+	pthread_mutex_unlock(&w->flush_lock);
+	if (rc < 0) pack_writer_free(pw);
+	return rc;
+}
+
+/* Wait until every pack handed over is committed; the first error. */
+static int flush_wait(snap_writer *w)
+{
+	pthread_mutex_lock(&w->flush_lock);
+	while (w->inflight) pthread_cond_wait(&w->flush_cv, &w->flush_lock);
+	int rc = flush_failed(w);
+	pthread_mutex_unlock(&w->flush_lock);
+	return rc;
+}
+
+/* End the flushers; packs still queued are dropped (a commit drained the
+ * queue: only a take that failed leaves any). */
+static void flushers_stop(snap_writer *w)
+{
+	pthread_mutex_lock(&w->flush_lock);
+	w->flush_stop = 1;
+	pthread_cond_broadcast(&w->flush_cv);
+	pthread_mutex_unlock(&w->flush_lock);
+	for (int i = 0; i < w->nflushers; i++) pthread_join(w->flushers[i], NULL);
+	w->nflushers = 0;
 }
 
 /* Count blob id of stored size for the snapshot's user; a tree seen for
@@ -268,8 +379,8 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 	free(packed);
 	if (rc < 0) return rc;
 	*stored = bytes_len;
-	/* committed (fsync) outside the lock: the other threads keep adding */
-	if (full) rc = flush_pack(w, full, full_id);
+	/* committed by the flushers: this thread goes on compressing */
+	if (full) rc = flush_later(w, full, full_id);
 	if (rc == 0) rc = account(w, id, type, data, len, (uint32_t)bytes_len);
 	return rc;
 }
@@ -327,8 +438,9 @@ int writer_commit(snap_writer *w, const snapshot_manifest *m, char id_out[OID_HE
 	if (w->pw) {
 		pack_writer *pw = w->pw;
 		w->pw = NULL;
-		if ((rc = flush_pack(w, pw, w->pw_id)) < 0) goto done;
+		if ((rc = flush_later(w, pw, w->pw_id)) < 0) goto done;
 	}
+	if ((rc = flush_wait(w)) < 0) goto done; /* the index names only committed packs */
 	if ((rc = write_index(w)) < 0) goto done;
 	if ((rc = snapshot_encode(m, &mdata, &mlen)) < 0) goto done;
 	hash_sha256(&sid, mdata, mlen);
