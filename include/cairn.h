@@ -193,7 +193,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo,
 typedef struct cairn_restore_options {
 	unsigned version;
 	int force;     /* 1: restore into a non-empty target, replacing entries */
-	int threads;   /* 0 = number of CPUs */
+	int threads;   /* 0 = number of CPUs (twice that from RADOS or S3) */
 	cairn_event_cb event_cb;
 	void *event_payload;
 } cairn_restore_options;
