@@ -1,9 +1,13 @@
-/* The block cache of packs (engine/blocks.c), over objects held in memory:
- * random reads, within and across blocks and up to each object's end, give
- * exactly the object's bytes; a read past the end says so (1) and one
- * inside it never does; blocks are fetched once while they fit in the
- * cache and again once dropped; the bytes kept stay within the bound; a
- * fetch's error comes back as it was; threads reading at once agree. */
+/* The read caches (engine/readcache.c). The block cache of packs, over
+ * objects held in memory: random reads, within and across blocks and up to
+ * each object's end, give exactly the object's bytes; a read past the end
+ * says so (1) and one inside it never does; blocks are fetched once while
+ * they fit in the cache and again once dropped; the bytes kept stay within
+ * the bound; a fetch's error comes back as it was; threads reading at once
+ * agree. The cache of whole segments, over a directory store: ranges read
+ * exactly, a segment deleted after its first read stays readable, one
+ * missing, one too large to keep and a range past the end are left to the
+ * caller (1), and a dropped segment is read again. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +18,9 @@
 #include "cairn.h"
 #include "error.h"
 #include "t.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define NOBJ 4
 static uint8_t *obj[NOBJ];
@@ -39,6 +46,46 @@ static int fetch(store *st, const char *name, uint64_t off, void *out, size_t le
 }
 
 static block_cache *cache;
+
+static void check_whole(void)
+{
+	char dir[64], cmd[128];
+	snprintf(dir, sizeof(dir), "/tmp/test_readcache.%d", (int)getpid());
+	store *st;
+	CHECK_EQ(store_create(&st, dir), 0);
+	size_t len = 300000;
+	uint8_t *seg = malloc(len), out[5000];
+	for (size_t k = 0; k < len; k++) seg[k] = (uint8_t)t_rand();
+	CHECK_EQ(store_put(st, "index/a", seg, len, 0), 0);
+	whole_cache *wc = whole_cache_new();
+	CHECK(wc != NULL);
+	size_t bad = 0;
+	for (int k = 0; k < 200; k++) {
+		size_t n = 1 + t_rand() % sizeof(out);
+		uint64_t off = t_rand() % (len - n + 1);
+		CHECK_EQ(whole_cache_read(wc, st, "index/a", off, out, n), 0);
+		bad += memcmp(out, seg + off, n) != 0;
+	}
+	CHECK_EQ(bad, 0);
+	CHECK_EQ(whole_cache_read(wc, st, "index/a", len - 10, out, 11), 1); /* past the end */
+	CHECK_EQ(store_delete(st, "index/a"), 0);
+	CHECK_EQ(whole_cache_read(wc, st, "index/a", len - 10, out, 10), 0); /* kept after its deletion */
+	CHECK(!memcmp(out, seg + len - 10, 10));
+	whole_cache_drop(wc, "index/a");
+	CHECK_EQ(whole_cache_read(wc, st, "index/a", 0, out, 10), 1); /* gone now: missing */
+	/* larger than kept: left to the caller, each time */
+	size_t big = WHOLE_CACHE_ONE + 1;
+	uint8_t *b = calloc(1, big);
+	CHECK_EQ(store_put(st, "index/big", b, big, 0), 0);
+	CHECK_EQ(whole_cache_read(wc, st, "index/big", 0, out, 10), 1);
+	CHECK_EQ(whole_cache_read(wc, st, "index/big", 0, out, 10), 1);
+	free(b);
+	whole_cache_free(wc);
+	store_free(st);
+	free(seg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
 
 /* n random reads inside the objects, each checked */
 static size_t random_reads(unsigned n, unsigned seed)
@@ -160,6 +207,7 @@ int main(void)
 	}
 	block_cache_free(cache);
 	free(out);
+	check_whole();
 	for (int i = 0; i < NOBJ; i++) free(obj[i]);
 	return t_done();
 }
