@@ -364,24 +364,9 @@ done:
 	return rc;
 }
 
-static int rados_get_range(store *base, const char *name, uint64_t off, void *out, size_t len)
-{
-	rados_store *st = (rados_store *)base;
-	char *oid;
-	size_t got;
-	int rc = oid_of(st, name, &oid);
-	if (rc < 0) return rc;
-	rc = read_at(st, name, oid, off, out, len, &got);
-	if (rc == CAIRN_ENOTFOUND) rc = error_set(CAIRN_ECORRUPT, "%s: %s: missing", st->addr, name);
-	else if (rc == 0 && got < len)
-		rc = error_set(CAIRN_ECORRUPT, "%s: %s: short: %zu of %zu bytes at offset %llu", st->addr,
-		               name, got, len, (unsigned long long)off);
-	free(oid);
-	return rc;
-}
-
-/* At most len bytes at off: store.c's block cache of packs fetches its
- * blocks so (one read op serves many blobs). */
+/* At most len bytes at off: store.c's read caches fetch their blocks so
+ * (one read op serves many blobs), and rados_get_range is this with the
+ * length checked. */
 static int rados_get_upto(store *base, const char *name, uint64_t off, void *out, size_t len, size_t *got)
 {
 	rados_store *st = (rados_store *)base;
@@ -392,6 +377,16 @@ static int rados_get_upto(store *base, const char *name, uint64_t off, void *out
 	rc = read_at(st, name, oid, off, out, len, got);
 	if (rc == CAIRN_ENOTFOUND) rc = error_set(CAIRN_ECORRUPT, "%s: %s: missing", st->addr, name);
 	free(oid);
+	return rc;
+}
+
+static int rados_get_range(store *base, const char *name, uint64_t off, void *out, size_t len)
+{
+	size_t got;
+	int rc = rados_get_upto(base, name, off, out, len, &got);
+	if (rc == 0 && got < len)
+		rc = error_set(CAIRN_ECORRUPT, "%s: %s: short: %zu of %zu bytes at offset %llu",
+		               ((rados_store *)base)->addr, name, got, len, (unsigned long long)off);
 	return rc;
 }
 

@@ -650,8 +650,8 @@ done:
 	return rc;
 }
 
-/* At most len bytes at off (a ranged GET): store.c's block cache of packs
- * fetches its blocks so. */
+/* At most len bytes at off (a ranged GET): store.c's read caches fetch
+ * their blocks so, and s3_get_range is this with the length checked. */
 static int s3_get_upto(store *base, const char *name, uint64_t off, void *out, size_t len, size_t *got)
 {
 	s3_store *st = (s3_store *)base;
@@ -680,25 +680,14 @@ done:
 
 static int s3_get_range(store *base, const char *name, uint64_t off, void *out, size_t len)
 {
-	s3_store *st = (s3_store *)base;
-	char what[KEY_MAX + 300], range[80];
-	if (len == 0) return 0;
-	obj_label(st, name, what, sizeof(what));
-	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)off,
-	         (unsigned long long)(off + len - 1));
-	s3_req q = {.method = "GET", .name = name, .dst = out, .dst_off = off, .dst_len = len};
-	q.hdr[0] = range;
-	int rc = s3_do(st, &q);
-	if (rc < 0) goto done;
-	if (q.status == 404 && !resp_has(&q, "NoSuchBucket"))
-		rc = error_set(CAIRN_ECORRUPT, "%s: missing", what);
-	else if (q.status == 416 || ((q.status == 206 || q.status == 200) && q.dst_got < len))
+	size_t got;
+	int rc = s3_get_upto(base, name, off, out, len, &got);
+	if (rc == 0 && got < len) {
+		char what[KEY_MAX + 300];
+		obj_label((s3_store *)base, name, what, sizeof(what));
 		rc = error_set(CAIRN_ECORRUPT, "%s: short: %zu bytes at offset %llu are past its end", what, len,
 		               (unsigned long long)off);
-	else if (q.status != 206 && q.status != 200)
-		rc = s3_fail(st, &q, "ranged get");
-done:
-	req_free(&q);
+	}
 	return rc;
 }
 
