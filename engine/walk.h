@@ -60,6 +60,7 @@ typedef struct walk_stats {
 	uint64_t files, dirs, symlinks, specials, sockets_skipped, mounts_skipped, excluded;
 	uint64_t bytes;   /* sum of regular file sizes */
 	int used_uring;   /* 1 if the io_uring path ran */
+	uint64_t ring_statx; /* statx sent through the ring (after a slow plain one) */
 	char notice[256]; /* "" or the reason io_uring was not used (said once by the caller) */
 } walk_stats;
 
@@ -70,7 +71,8 @@ typedef struct walk_stats {
  * symlinks. Entries that vanish during the walk are left out. Errors name
  * the path: CAIRN_ENOTFOUND (root missing), CAIRN_EUSAGE (root not a
  * directory, bad exclude), CAIRN_EIO. Env CAIRN_NO_URING=1 forces the plain
- * syscalls. */
+ * syscalls; CAIRN_URING_ALWAYS=1 (testing) sends every statx through the ring
+ * instead of only those after a slow plain one. */
 int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_stats *stats);
 void walk_free(walk_node *root);
 

@@ -1,7 +1,8 @@
 #!/bin/bash
-# e2e_walk_equiv: the io_uring walk and the plain-syscall fallback
-# (CAIRN_NO_URING=1) capture the same tree: same root tree id, same listing,
-# no new data; the fallback says so once on stderr, the io_uring take not.
+# e2e_walk_equiv: the io_uring walk, the plain-syscall fallback
+# (CAIRN_NO_URING=1) and the ring for every statx and small file
+# (CAIRN_URING_ALWAYS=1) capture the same tree: same root tree id, same
+# listing, no new data; the fallback says so once on stderr, the others not.
 set -euo pipefail
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib.sh"
@@ -52,6 +53,17 @@ check "stderr of the fallback take holds nothing else" test "$(grep -c '' "$LOG/
 show "$LOG/nouring.stderr"
 check "the two snapshots are distinct" test "$S1" != "$S2"
 
+say "take with every statx and every small file through io_uring (CAIRN_URING_ALWAYS=1)"
+# the default tries plain calls first and uses the ring only where they
+# would wait on the disk, which a cached test tree never does
+CAIRN_URING_ALWAYS=1 take_json ring --repo "$R" --root "$SRC" --name ring-always --no-parent || e2e_finish
+S3=$SNAP
+new=$(done_field "$OUT" new_bytes || true)
+stored=$(done_field "$OUT" stored_bytes || true)
+check "ring-only take: new_bytes == 0 (got $new)" test "$new" = 0
+check "ring-only take: stored_bytes == 0 (got $stored)" test "$stored" = 0
+check "ring-only take: nothing on stderr" test ! -s "$ERR"
+
 say "same root tree"
 cairn_ok snapshots snapshots --repo "$R" --json && {
 	trees=$("$PY" -c '
@@ -64,18 +76,21 @@ out = []
 for sid in sys.argv[2:]:
     s = by.get(sid, {})
     out.append(next((str(s[k]) for k in keys if k in s), "-"))
-print(" ".join(out))' "$OUT" "$S1" "$S2" || echo "? ?")
-	read -r t1 t2 <<<"$trees"
-	if [ "$t1" = - ] || [ "$t2" = - ]; then
+print(" ".join(out))' "$OUT" "$S1" "$S2" "$S3" || echo "? ? ?")
+	read -r t1 t2 t3 <<<"$trees"
+	if [ "$t1" = - ] || [ "$t2" = - ] || [ "$t3" = - ]; then
 		echo "    snapshots --json shows no root tree id; comparing listings only"
 	else
 		check "same root tree id ($t1 / $t2)" bash -c '[ "$1" = "$2" ] && [ "${#1}" = 64 ]' _ "$t1" "$t2"
+		check "the ring-only take has it too ($t3)" test "$t3" = "$t1"
 	fi
 }
 
 say "same listing (ls -R -l)"
 cairn_ok ls-uring ls --repo "$R" with-uring -R -l && cp "$OUT" "$LOG/ls-uring.txt"
 cairn_ok ls-nouring ls --repo "$R" without-uring -R -l && cp "$OUT" "$LOG/ls-nouring.txt"
+cairn_ok ls-ring ls --repo "$R" ring-always -R -l && cp "$OUT" "$LOG/ls-ring.txt"
+check "ls -R -l of the ring-only take is identical too" cmp -s "$LOG/ls-uring.txt" "$LOG/ls-ring.txt"
 if [ -f "$LOG/ls-uring.txt" ] && [ -f "$LOG/ls-nouring.txt" ]; then
 	check "ls -R -l of both snapshots is identical" cmp -s "$LOG/ls-uring.txt" "$LOG/ls-nouring.txt"
 	check "the listing is not empty ($(grep -c '' "$LOG/ls-uring.txt") lines)" test "$(grep -c '' "$LOG/ls-uring.txt")" -gt 5000

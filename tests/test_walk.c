@@ -675,10 +675,21 @@ static void test_main_tree(void)
 
 	int fds0 = count_fds();
 	walk_node *a = walk_ok(rootpath, &o, &su);
+	setenv("CAIRN_URING_ALWAYS", "1", 1); /* every statx through the ring */
+	walk_stats sr;
+	walk_node *r = walk_ok(rootpath, &o, &sr);
+	unsetenv("CAIRN_URING_ALWAYS");
 	o.no_uring = 1;
 	walk_node *b = walk_ok(rootpath, &o, &sp);
 	CHECK_EQ(count_fds(), fds0); /* nothing leaked */
-	if (!a || !b) goto done;
+	if (!a || !b || !r) goto done;
+	/* the ring's statx give the tree the plain ones give */
+	CHECK(same_tree(r, b));
+	CHECK(!memcmp(&sr, &sp, offsetof(walk_stats, used_uring)));
+	CHECK_EQ(sp.ring_statx, 0);
+	if (!env_off) CHECK(sr.ring_statx >= sr.files + sr.dirs - 1);
+	printf("statx through the ring: %llu adaptive, %llu with CAIRN_URING_ALWAYS=1\n",
+	       (unsigned long long)su.ring_statx, (unsigned long long)sr.ring_statx);
 
 	if (env_off) {
 		printf("CAIRN_NO_URING=1: both walks use plain syscalls\n");
@@ -910,6 +921,7 @@ static void test_main_tree(void)
 done:
 	walk_free(a);
 	walk_free(b);
+	walk_free(r);
 }
 
 static void test_errors(void)
