@@ -70,6 +70,14 @@ typedef struct take_ctx {
 	file_state **todo;  /* leaders that must be read */
 	size_t ntodo;
 	atomic_size_t next;
+	/* Large files found by the walk and read while it goes on (early_file),
+	 * each in a state of its own that its entry's state names as leader.
+	 * Under jobs_lock: the list grows on the walking thread, workers take
+	 * from early_taken; walk_done says todo is complete. */
+	int early_on;
+	file_state **early;
+	size_t nearly, cap_early, early_taken, early_busy;
+	int walk_done;
 
 	snap_writer *writer;
 	/* The pre-copy: a capture while the instance runs, before the freeze.
@@ -534,18 +542,42 @@ static int read_batch(take_ctx *c, batch_reader **brp, file_state **files, size_
 	return rc;
 }
 
+/* The next large file found by the walk, waiting while it goes on; NULL
+ * once it is done (or stopped) and every such file is taken. */
+static file_state *next_early(take_ctx *c)
+{
+	file_state *fs = NULL;
+	pthread_mutex_lock(&c->jobs_lock);
+	while (c->early_taken == c->nearly && !c->walk_done) pthread_cond_wait(&c->jobs_cv, &c->jobs_lock);
+	if (c->early_taken < c->nearly) {
+		fs = c->early[c->early_taken++];
+		c->early_busy++;
+	}
+	pthread_mutex_unlock(&c->jobs_lock);
+	return fs;
+}
+
 static void *worker(void *arg)
 {
 	take_ctx *c = arg;
 	size_t bufcap = READ_BLOCK + c->repo->cfg.chunk_max, arena_len = (size_t)BATCH_MAX * SMALL_FILE_MAX;
 	uint8_t *bufs[2] = {big_alloc(bufcap), NULL}, *arena = NULL; /* the second for large files */
 	batch_reader *br = NULL;
-	if (c->use_uring && batch_reader_new(&br) == 0) arena = big_alloc(arena_len);
+	if (!bufs[0]) fail(c, ERR_OOM());
+	for (file_state *fs; bufs[0] && !failed(c) && (fs = next_early(c));) {
+		int rc = file_read(c, fs, read_file(c, fs, bufs, bufcap));
+		pthread_mutex_lock(&c->jobs_lock);
+		c->early_busy--;
+		pthread_cond_broadcast(&c->jobs_cv);
+		pthread_mutex_unlock(&c->jobs_lock);
+		if (rc < 0) fail(c, rc);
+	}
+	/* the walk is done: todo and use_uring are set */
+	if (bufs[0] && c->use_uring && batch_reader_new(&br) == 0) arena = big_alloc(arena_len);
 	if (!arena) {
 		batch_reader_free(br);
 		br = NULL;
 	}
-	if (!bufs[0]) fail(c, ERR_OOM());
 	while (bufs[0] && !failed(c)) {
 		size_t start = atomic_fetch_add(&c->next, BATCH_MAX);
 		if (start >= c->ntodo) break;
@@ -607,6 +639,7 @@ static void collect_nodes(collect *col, walk_node *n, size_t *order)
 			file_state *fs = &col->states[col->nstates++];
 			memset(fs, 0, sizeof(*fs));
 			fs->node = k;
+			fs->leader = k->user; /* read early (early_file): content is there */
 			k->user = fs;
 		}
 		if (k->type != TREE_DIR && k->nlink > 1) {
@@ -863,7 +896,7 @@ static int reuse_from_parent(take_ctx *c, walk_node *dir, const walk_node *pdir)
 		if (!p || p->type != k->type) continue;
 		if (k->type == TREE_DIR && !k->is_mount) {
 			rc = reuse_from_parent(c, k, p);
-		} else if (k->type == TREE_REG) {
+		} else if (k->type == TREE_REG && !((file_state *)k->user)->leader) {
 			const tree_entry *e = p->user;
 			if (same_file(k, p, e) && (rc = chunks_present(c, e)) == 1)
 				rc = reuse_content(k->user, e->size, e->chunks, e->nchunks, e->extents, e->nextents);
@@ -1153,6 +1186,14 @@ static void ctx_free(take_ctx *c)
 		free(c->states[i].extents);
 	}
 	free(c->states);
+	for (size_t i = 0; i < c->nearly; i++) {
+		free(c->early[i]->chunks);
+		free(c->early[i]->extents);
+		free(c->early[i]);
+	}
+	free(c->early);
+	c->early = NULL;
+	c->nearly = c->cap_early = c->early_taken = 0;
 	free(c->todo);
 	free(c->hl_table);
 	inodes_free(&c->inodes);
@@ -1241,6 +1282,54 @@ static int base_refs(take_ctx *c, const char *spec)
  * tree, freed while the workers read), then read what is left on every
  * core, with progress events. fz (may be NULL) is checked all along: a
  * frozen capture stops when the freeze is aborted (signal, --max-pause). */
+/* The walk found regular file n (walk_options.on_file): a large one with
+ * one link and no unchanged namesake in the parent is read at once, by a
+ * worker, while the walk goes on (collect_nodes makes its state the
+ * leader of its entry's). n NULL: the walk failed; stop reading its nodes. */
+static void early_file(void *payload, walk_node *n, const walk_node *prior)
+{
+	take_ctx *c = payload;
+	if (!n) {
+		fail(c, CAIRN_EIO); /* the walk's error: read_file stops at its next chunk */
+		pthread_mutex_lock(&c->jobs_lock);
+		c->walk_done = 1;
+		pthread_cond_broadcast(&c->jobs_cv);
+		while (c->early_busy) pthread_cond_wait(&c->jobs_cv, &c->jobs_lock);
+		pthread_mutex_unlock(&c->jobs_lock);
+		return;
+	}
+	if (n->size <= SMALL_FILE_MAX || n->nlink != 1) return; /* small: batched after the walk */
+	if (prior && prior->type == TREE_REG && same_file(n, prior, prior->user)) return; /* reused */
+	file_state *fs = calloc(1, sizeof(*fs));
+	if (!fs) return; /* read after the walk instead */
+	fs->node = n;
+	pthread_mutex_lock(&c->jobs_lock);
+	if (c->nearly == c->cap_early) {
+		size_t cap = c->cap_early ? c->cap_early * 2 : 64;
+		file_state **e = realloc(c->early, cap * sizeof(*e));
+		if (!e) {
+			pthread_mutex_unlock(&c->jobs_lock);
+			free(fs);
+			return;
+		}
+		c->early = e;
+		c->cap_early = cap;
+	}
+	c->early[c->nearly++] = fs;
+	n->user = fs;
+	pthread_cond_signal(&c->jobs_cv);
+	pthread_mutex_unlock(&c->jobs_lock);
+}
+
+/* Let the workers past the walk: todo is complete (or the take failed). */
+static void walk_finished(take_ctx *c)
+{
+	pthread_mutex_lock(&c->jobs_lock);
+	c->walk_done = 1;
+	pthread_cond_broadcast(&c->jobs_cv);
+	pthread_mutex_unlock(&c->jobs_lock);
+}
+
 static int capture(take_ctx *c, const cairn_take_options *o, const char *root_path,
                    parent_view *parent, take_ctx *pre, freezer *fz, walk_stats *ws)
 {
@@ -1248,13 +1337,41 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	collect col = {0};
 	pthread_t *threads = NULL;
 	int nthreads = 0;
-	walk_options wo = {o->excludes, o->nexcludes, o->no_uring, NULL, {0, 0}};
+	walk_options wo = {o->excludes, o->nexcludes, o->no_uring, NULL, {0, 0}, NULL, NULL};
 	if (pre) { /* unchanged entries keep the pre-copy's xattrs and targets: no syscalls */
 		wo.prior = pre->root;
 		wo.prior_start = pre->start;
 	} else if (parent) { /* or the parent's xattrs */
 		wo.prior = parent->prior;
 		wo.prior_start = parent->start;
+	}
+
+	/* Workers start before the walk: large files are read as it finds
+	 * them (not while frozen after a pre-copy, where little is read, nor
+	 * in upper mode, whose entries the overlay rules still change) */
+	int want = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (want < 1) want = 1;
+	if (!(threads = calloc((size_t)want, sizeof(*threads)))) {
+		rc = ERR_OOM();
+		goto done;
+	}
+	nthreads = want;
+	c->workers_left = nthreads;
+	c->readers = c->nworkers = nthreads;
+	for (int i = 0; i < nthreads; i++)
+		if (pthread_create(&threads[i], NULL, worker, c) != 0) {
+			c->workers_left -= nthreads - i;
+			pthread_mutex_lock(&c->jobs_lock);
+			c->readers -= nthreads - i;
+			pthread_cond_broadcast(&c->jobs_cv);
+			pthread_mutex_unlock(&c->jobs_lock);
+			fail(c, error_set(CAIRN_EIO, "take: cannot start worker threads"));
+			nthreads = i;
+			break;
+		}
+	if (!pre && !o->upper && !failed(c)) {
+		wo.on_file = early_file;
+		wo.payload = c;
 	}
 
 	if ((rc = walk_run(&c->root, root_path, &wo, ws)) < 0) goto done;
@@ -1295,25 +1412,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		}
 	}
 
-	nthreads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-	if (nthreads < 1) nthreads = 1;
-	if (!(threads = calloc((size_t)nthreads, sizeof(*threads)))) {
-		rc = ERR_OOM();
-		goto done;
-	}
-	c->workers_left = nthreads;
-	c->readers = c->nworkers = nthreads;
-	for (int i = 0; i < nthreads; i++)
-		if (pthread_create(&threads[i], NULL, worker, c) != 0) {
-			c->workers_left -= nthreads - i;
-			pthread_mutex_lock(&c->jobs_lock);
-			c->readers -= nthreads - i;
-			pthread_cond_broadcast(&c->jobs_cv);
-			pthread_mutex_unlock(&c->jobs_lock);
-			fail(c, error_set(CAIRN_EIO, "take: cannot start worker threads"));
-			nthreads = i;
-			break;
-		}
+	walk_finished(c);
 	/* Reused files have copies of their chunk lists: the parent is of no
 	 * more use, and freeing it costs time (memory touched once more) that
 	 * this thread has while the workers read. */
@@ -1331,9 +1430,15 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		nanosleep(&ts, NULL);
 	}
 	for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
+	nthreads = 0;
 	if (c->uring_fallback[0] && !c->precopy) notice(o, c->uring_fallback);
 	if ((rc = c->rc) < 0) error_set(rc, "%s", c->message);
 done:
+	if (nthreads) { /* failed before the workers' end: stop and join them */
+		fail(c, rc);
+		walk_finished(c);
+		for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
+	}
 	free(threads);
 	free(col.hl);
 	return rc;

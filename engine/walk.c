@@ -108,6 +108,8 @@ typedef struct walker {
 	uint8_t *dents;
 	char *xlist;
 	const walk_node *prior;          /* walk_options.prior */
+	void (*on_file)(void *payload, walk_node *n, const walk_node *prior);
+	void *payload;
 	struct timespec prior_start;
 	uint8_t *xval;
 	int xattrat; /* listxattrat/getxattrat available */
@@ -729,6 +731,7 @@ static int complete(walker *w, req *r, int res)
 		if (rc) goto drop;
 	}
 	d->node->kids[d->node->nkids++] = n;
+	if (t == TREE_REG && w->on_file) w->on_file(w->payload, n, prior);
 	if (t == TREE_DIR && !n->is_mount) {
 		rc = push_dir(w, n, excl_find(d->ex, n->name, n->name_len),
 		              prior && prior->type == TREE_DIR ? prior : NULL);
@@ -1063,6 +1066,10 @@ int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_s
 		w.prior = opts->prior;
 		w.prior_start = opts->prior_start;
 	}
+	if (opts) {
+		w.on_file = opts->on_file;
+		w.payload = opts->payload;
+	}
 	if (!stats) stats = &dummy;
 	memset(stats, 0, sizeof(*stats));
 	w.st = stats;
@@ -1137,6 +1144,7 @@ done:
 	free(w.xval);
 	excl_free(w.ex_root);
 	if (rc) {
+		if (w.on_file) w.on_file(w.payload, NULL, NULL); /* done with the nodes */
 		if (!w.stuck) walk_free(rootn);
 		rootn = NULL;
 		if (stats == &dummy) memset(stats, 0, sizeof(*stats));

@@ -51,6 +51,14 @@ typedef struct walk_options {
 	 * again (setxattr and a new symlink change the ctime). */
 	const struct walk_node *prior;
 	struct timespec prior_start;
+	/* Called on the walking thread for each regular file once it is in
+	 * the tree (its metadata final), with its namesake in prior (or NULL),
+	 * so a caller can start reading it before the walk ends. The node stays
+	 * valid while the tree does; if the walk fails, on_file(payload, NULL,
+	 * NULL) is called before the partial tree is freed and must return only
+	 * once nothing uses its nodes. NULL: not called. */
+	void (*on_file)(void *payload, struct walk_node *n, const struct walk_node *prior);
+	void *payload;
 } walk_options;
 
 /* files/dirs/symlinks/specials count the nodes of the result (the root and

@@ -990,6 +990,82 @@ static void test_tmpfs_root(void)
  * xattrs and symlink target (shown by forging them in the prior tree);
  * one changed since (setxattr, a new symlink, a removed xattr) is read
  * again; an entry whose ctime is not before prior_start is read again. */
+/* on_file: each regular file once, in the tree by then, with its namesake in
+ * the prior walk; a failed walk ends with one on_file(NULL) before its tree
+ * is freed. */
+typedef struct file_calls {
+	size_t files, with_prior, not_in_tree, wrong_prior, after_end, ends;
+} file_calls;
+
+static int in_kids(const walk_node *n)
+{
+	for (size_t i = 0; n->parent && i < n->parent->nkids; i++)
+		if (n->parent->kids[i] == n) return 1;
+	return 0;
+}
+
+static void on_file(void *payload, walk_node *n, const walk_node *prior)
+{
+	file_calls *fc = payload;
+	if (!n) {
+		fc->ends++;
+		return;
+	}
+	if (fc->ends) fc->after_end++;
+	fc->files++;
+	if (n->type != TREE_REG || !in_kids(n)) fc->not_in_tree++;
+	if (prior) {
+		fc->with_prior++;
+		if (prior->type != TREE_REG || strcmp(prior->name, n->name) != 0) fc->wrong_prior++;
+	}
+}
+
+static void test_on_file(void)
+{
+	for (int mode = 0; mode < 2; mode++) {
+		file_calls fc = {0};
+		walk_stats st;
+		walk_options o = {.no_uring = mode, .on_file = on_file, .payload = &fc};
+		walk_node *first = walk_ok(rootpath, &o, &st);
+		CHECK_EQ(fc.files, st.files);
+		CHECK(fc.files > 0);
+		CHECK_EQ(fc.with_prior, 0);
+		CHECK_EQ(fc.not_in_tree, 0);
+		CHECK_EQ(fc.ends, 0); /* a walk that succeeds does not end the calls */
+		/* again with the first walk as prior: every file has its namesake */
+		memset(&fc, 0, sizeof(fc));
+		o.prior = first;
+		walk_node *second = walk_ok(rootpath, &o, &st);
+		CHECK_EQ(fc.files, st.files);
+		CHECK_EQ(fc.with_prior, st.files);
+		CHECK_EQ(fc.wrong_prior, 0);
+		walk_free(second);
+		walk_free(first);
+	}
+
+	/* a walk that fails part way: no descriptor left for a subdirectory */
+	pid_t pid = fork();
+	if (pid < 0) die("fork");
+	if (pid == 0) {
+		file_calls fc = {0};
+		walk_options o = {.no_uring = 1, .on_file = on_file, .payload = &fc};
+		struct rlimit rl = {64, 64};
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) _exit(3);
+		int last = -1;
+		for (int fd; (fd = dup(0)) >= 0;) last = fd;
+		if (last >= 0) close(last); /* one left: the root's */
+		walk_node *n = NULL;
+		int rc = walk_run(&n, rootpath, &o, NULL);
+		printf("walk with one descriptor: rc %d, %zu files before the end (%s)\n", rc, fc.files,
+		       rc ? cairn_error_last() : "no error");
+		fflush(stdout);
+		_exit(rc < 0 && n == NULL && fc.ends == 1 && fc.after_end == 0 ? 0 : 1);
+	}
+	int status = 0;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void test_prior(void)
 {
 	char p[PATH_MAX + 16], q[PATH_MAX + 64];
@@ -1166,6 +1242,7 @@ int main(void)
 	test_errors();
 	test_tmpfs_root();
 	test_prior();
+	test_on_file();
 	test_churn();
 	test_seccomp_fallback();
 	timings();
