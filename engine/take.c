@@ -1321,6 +1321,136 @@ static void early_file(void *payload, walk_node *n, const walk_node *prior)
 	pthread_mutex_unlock(&c->jobs_lock);
 }
 
+/* ---- the frozen walk on two cores ------------------------------------------ */
+
+/* Entries in n's subtree, n included. */
+static size_t subtree_size(const walk_node *n)
+{
+	size_t count = 1;
+	for (size_t i = 0; i < n->nkids; i++)
+		count += n->kids[i]->type == TREE_DIR ? subtree_size(n->kids[i]) : 1;
+	return count;
+}
+
+/* A directory of the pre-copy's walk with close to half of its entries:
+ * down the path of largest subdirectories, the one nearest half, between
+ * an eighth and seven eighths; NULL when there is none. */
+static const walk_node *split_point(const walk_node *root)
+{
+	size_t total = subtree_size(root), best_off = SIZE_MAX;
+	const walk_node *best = NULL;
+	for (const walk_node *at = root; at;) {
+		const walk_node *big = NULL;
+		size_t big_n = 0;
+		for (size_t i = 0; i < at->nkids; i++) {
+			const walk_node *k = at->kids[i];
+			size_t m = k->type == TREE_DIR && !k->is_mount ? subtree_size(k) : 0;
+			if (m > big_n) {
+				big = k;
+				big_n = m;
+			}
+		}
+		if (!big || big_n < total / 8) break;
+		size_t off = big_n > total / 2 ? big_n - total / 2 : total / 2 - big_n;
+		if (big_n <= total - total / 8 && off < best_off) {
+			best = big;
+			best_off = off;
+		}
+		at = big_n > total / 2 ? big : NULL; /* a smaller one further down is only further off */
+	}
+	return best;
+}
+
+typedef struct part_walk {
+	char *path;
+	walk_options wo;
+	walk_stats st;
+	walk_node *root;
+	int rc;
+} part_walk;
+
+static void *walk_part(void *arg)
+{
+	part_walk *p = arg;
+	p->rc = walk_run(&p->root, p->path, &p->wo, &p->st);
+	return NULL;
+}
+
+/* Put the part's walk in the main one at its place: 0, or -1 when the two
+ * do not fit together (its parent gone, the part on another mount). */
+static int graft_part(walk_node *root, walk_stats *ws, const walk_node *pre_part, part_walk *p)
+{
+	const walk_node *chain[PATH_MAX / 2];
+	size_t depth = 0;
+	for (const walk_node *n = pre_part->parent; n && n->parent && depth < PATH_MAX / 2; n = n->parent)
+		chain[depth++] = n;
+	walk_node *dir = root;
+	while (dir && depth > 0) {
+		const walk_node *want = chain[--depth];
+		dir = walk_find_kid(dir, want->name, want->name_len);
+		if (dir && (dir->type != TREE_DIR || dir->is_mount)) dir = NULL;
+	}
+	if (!dir || walk_find_kid(dir, pre_part->name, pre_part->name_len)) return -1;
+	if (ws->root_mnt != p->st.root_mnt || root->dev_major != p->root->dev_major ||
+	    root->dev_minor != p->root->dev_minor)
+		return -1;
+	if (walk_graft(dir, p->root, pre_part->name, pre_part->name_len) < 0) {
+		error_clear();
+		return -1;
+	}
+	p->root = NULL; /* in root's tree now */
+	ws->files += p->st.files;
+	ws->dirs += p->st.dirs;
+	ws->symlinks += p->st.symlinks;
+	ws->specials += p->st.specials;
+	ws->sockets_skipped += p->st.sockets_skipped;
+	ws->mounts_skipped += p->st.mounts_skipped;
+	ws->excluded += p->st.excluded - 1; /* the part itself was excluded from the main walk */
+	ws->bytes += p->st.bytes;
+	ws->ring_statx += p->st.ring_statx;
+	return 0;
+}
+
+/* The frozen walk, which the pause waits for: with two workers or more, a
+ * second thread walks a directory holding about half of the pre-copy's
+ * entries while this one walks the rest. Anything unexpected (the part
+ * gone, or no longer a directory) and the walk is done again whole. */
+static int frozen_walk(take_ctx *c, const cairn_take_options *o, const char *root_path, const walk_options *wo,
+                       walk_stats *ws, const walk_node *pre_root)
+{
+	const walk_node *part = c->nworkers > 1 && !o->nexcludes && !o->upper ? split_point(pre_root) : NULL;
+	char *rel = part ? walk_path(part) : NULL;
+	part_walk p = {0};
+	pthread_t thread;
+	if (!rel || strlen(rel) + 2 > PATH_MAX || !(p.path = malloc(strlen(root_path) + strlen(rel) + 2))) {
+		free(rel);
+		return walk_run(&c->root, root_path, wo, ws);
+	}
+	char excl[PATH_MAX + 1];
+	snprintf(excl, sizeof(excl), "/%s", rel);
+	sprintf(p.path, "%s/%s", root_path, rel);
+	free(rel);
+	p.wo = (walk_options){NULL, 0, wo->no_uring, part, wo->prior_start, NULL, NULL, 1};
+	if (pthread_create(&thread, NULL, walk_part, &p) != 0) {
+		free(p.path);
+		return walk_run(&c->root, root_path, wo, ws);
+	}
+	const char *excludes[1] = {excl};
+	walk_options main_wo = *wo;
+	main_wo.excludes = excludes;
+	main_wo.nexcludes = 1;
+	int rc = walk_run(&c->root, root_path, &main_wo, ws);
+	pthread_join(thread, NULL);
+	free(p.path);
+	if (rc == 0 && (p.rc < 0 || graft_part(c->root, ws, part, &p) < 0)) {
+		walk_free(c->root); /* done again whole */
+		c->root = NULL;
+		rc = walk_run(&c->root, root_path, wo, ws);
+	}
+	walk_free(p.root);
+	return rc;
+}
+
 /* Let the workers past the walk: todo is complete (or the take failed). */
 static void walk_finished(take_ctx *c)
 {
@@ -1337,7 +1467,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	collect col = {0};
 	pthread_t *threads = NULL;
 	int nthreads = 0;
-	walk_options wo = {o->excludes, o->nexcludes, o->no_uring, NULL, {0, 0}, NULL, NULL};
+	walk_options wo = {o->excludes, o->nexcludes, o->no_uring, NULL, {0, 0}, NULL, NULL, 0};
 	if (pre) { /* unchanged entries keep the pre-copy's xattrs and targets: no syscalls */
 		wo.prior = pre->root;
 		wo.prior_start = pre->start;
@@ -1374,7 +1504,8 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		wo.payload = c;
 	}
 
-	if ((rc = walk_run(&c->root, root_path, &wo, ws)) < 0) goto done;
+	rc = pre ? frozen_walk(c, o, root_path, &wo, ws, pre->root) : walk_run(&c->root, root_path, &wo, ws);
+	if (rc < 0) goto done;
 	if ((rc = freeze_check(fz)) < 0) goto done;
 	if (o->upper && (rc = overlay_prepare(c->root)) < 0) goto done;
 	c->use_uring = ws->used_uring;

@@ -110,6 +110,7 @@ typedef struct walker {
 	const walk_node *prior;          /* walk_options.prior */
 	void (*on_file)(void *payload, walk_node *n, const walk_node *prior);
 	void *payload;
+	int subtree; /* walk_options.subtree */
 	struct timespec prior_start;
 	uint8_t *xval;
 	int xattrat; /* listxattrat/getxattrat available */
@@ -227,6 +228,43 @@ walk_node *walk_node_new(const char *name, size_t len, walk_node *parent)
 	n->parent = parent;
 	n->arena = a;
 	return n;
+}
+
+static void set_arena(walk_node *n, struct walk_arena *a)
+{
+	n->arena = a;
+	for (size_t i = 0; i < n->nkids; i++) set_arena(n->kids[i], a);
+}
+
+int walk_graft(walk_node *dir, walk_node *sub, const char *name, size_t len)
+{
+	walk_node **kids = arena_alloc(dir->arena, (dir->nkids + 1) * sizeof(*kids));
+	walk_node *n = kids ? walk_node_new(name, len, dir) : NULL;
+	if (!n) return ERR_OOM();
+	char *keep_name = n->name;
+	*n = *sub;
+	n->name = keep_name;
+	n->name_len = (uint16_t)len;
+	n->parent = dir;
+	for (size_t i = 0; i < n->nkids; i++) n->kids[i]->parent = n;
+	/* sub's blocks go behind dir's current one; its nodes point at dir's arena */
+	struct walk_arena *from = sub->arena, *to = dir->arena;
+	set_arena(n, to);
+	arena_block *last = from->head;
+	while (last && last->next) last = last->next;
+	if (last) {
+		last->next = to->head->next;
+		to->head->next = from->head;
+	}
+	free(from);
+	size_t at = 0;
+	while (at < dir->nkids && name_cmp(dir->kids[at]->name, dir->kids[at]->name_len, name, len) < 0) at++;
+	memcpy(kids, dir->kids, at * sizeof(*kids));
+	kids[at] = n;
+	memcpy(kids + at + 1, dir->kids + at, (dir->nkids - at) * sizeof(*kids));
+	dir->kids = kids;
+	dir->nkids++;
+	return 0;
 }
 
 void walk_free(walk_node *root)
@@ -710,7 +748,7 @@ static int complete(walker *w, req *r, int res)
 		w->st->mounts_skipped++;
 		goto drop;
 	}
-	if (t == TREE_DIR && (foreign || (d->node->parent == NULL && n->name_len == 9 &&
+	if (t == TREE_DIR && (foreign || (d->node->parent == NULL && !w->subtree && n->name_len == 9 &&
 	                                  !memcmp(n->name, "datadrive", 9)))) {
 		/* Kept as an empty directory; nothing beyond statx is asked of
 		 * a foreign filesystem. */
@@ -997,11 +1035,12 @@ static int ring_setup(walker *w, char *why, size_t whylen)
 
 static int open_root(walker *w, walk_node **rootp)
 {
-	int fd = open(w->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = open(w->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (w->subtree ? O_NOFOLLOW : 0));
 	if (fd < 0) {
 		int err = errno;
 		if (err == ENOENT) return error_errno(CAIRN_ENOTFOUND, err, "walk %s", w->root);
-		if (err == ENOTDIR) return error_set(CAIRN_EUSAGE, "walk %s: not a directory", w->root);
+		if (err == ENOTDIR || (err == ELOOP && w->subtree))
+			return error_set(CAIRN_EUSAGE, "walk %s: not a directory", w->root);
 		return error_errno(CAIRN_EIO, err, "walk %s: open", w->root);
 	}
 	w->rootfd = fd;
@@ -1010,6 +1049,7 @@ static int open_root(walker *w, walk_node **rootp)
 		return error_errno(CAIRN_EIO, errno, "walk %s: statx", w->root);
 	w->have_mnt = !!(s.stx_mask & STATX_MNT_ID);
 	w->root_mnt = s.stx_mnt_id;
+	w->st->root_mnt = w->have_mnt ? s.stx_mnt_id : 0;
 	w->root_dev_major = s.stx_dev_major;
 	w->root_dev_minor = s.stx_dev_minor;
 	walk_node *n = walk_node_new("", 0, NULL);
@@ -1069,6 +1109,7 @@ int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_s
 	if (opts) {
 		w.on_file = opts->on_file;
 		w.payload = opts->payload;
+		w.subtree = opts->subtree;
 	}
 	if (!stats) stats = &dummy;
 	memset(stats, 0, sizeof(*stats));

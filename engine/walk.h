@@ -59,6 +59,10 @@ typedef struct walk_options {
 	 * once nothing uses its nodes. NULL: not called. */
 	void (*on_file)(void *payload, struct walk_node *n, const struct walk_node *prior);
 	void *payload;
+	/* root is a directory inside the captured tree (a part walked on its
+	 * own, for walk_graft): no /datadrive rule, and root itself is not
+	 * followed if it became a symlink */
+	int subtree;
 } walk_options;
 
 /* files/dirs/symlinks/specials count the nodes of the result (the root and
@@ -69,6 +73,7 @@ typedef struct walk_stats {
 	uint64_t bytes;   /* sum of regular file sizes */
 	int used_uring;   /* 1 if the io_uring path ran */
 	uint64_t ring_statx; /* statx sent through the ring (after a slow plain one) */
+	uint64_t root_mnt;   /* mount id of the root (STATX_MNT_ID), 0 when unknown */
 	char notice[256]; /* "" or the reason io_uring was not used (said once by the caller) */
 } walk_stats;
 
@@ -83,6 +88,12 @@ typedef struct walk_stats {
  * instead of only those after a slow plain one. */
 int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_stats *stats);
 void walk_free(walk_node *root);
+
+/* Make sub, the root of a walk of the subtree (walk_options.subtree), the
+ * kid named name of dir, a node of another walk; sub's nodes join dir's
+ * tree (and are freed with it; sub itself is no longer a root). dir must
+ * have no kid of that name. 0 or CAIRN_ENOMEM. */
+int walk_graft(walk_node *dir, walk_node *sub, const char *name, size_t len);
 
 /* A node (zeroed but for its name and parent) for building a prior walk by
  * hand (a take builds one from its parent snapshot). A tree's nodes, names,

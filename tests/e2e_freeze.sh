@@ -11,6 +11,7 @@ set -euo pipefail
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib.sh"
 e2e_start freeze
+e2e_seed
 
 # ---- cgroups: what this machine has ------------------------------------------
 V2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
@@ -360,6 +361,31 @@ sys.exit(0 if n_pre > 0 else "no precopy progress event")' "$OUT"
 	check "$kind: pre-copy: thawed" test "$(frozen "$CG")" = 0
 	check "$kind: pre-copy: fsck passes" "$CAIRN" fsck --repo "$R"
 	rm -rf "$R"
+
+	say "$kind: the frozen walk in two parts (two threads) gives the tree one thread gives"
+	# /dirs holds about half of the entries: the frozen walk's second
+	# thread takes it (its own datadrive is an ordinary directory)
+	local T=$W/split-tree
+	if [ ! -d "$T" ]; then
+		make_tree "$T" > /dev/null
+		cp -a "$T/dirs/bigdir" "$T/bigcopy"
+	fi
+	R=$W/repo-$kind-split
+	"$CAIRN" init --repo "$R" > /dev/null
+	local trees=()
+	for threads in 2 1; do
+		cairn "$kind-split$threads" take --repo "$R" --root "$T" --name s$threads --cgroup "$CG" --threads $threads --no-parent --json
+		check "$kind: split walk, --threads $threads: exit 0 (got $RC)" test "$RC" = 0
+		trees+=("$("$PY" -c 'import json,sys; print(next(s["root_tree"] for s in json.load(open(sys.argv[1])) if s["name"] == sys.argv[2]))' \
+			<("$CAIRN" snapshots --repo "$R" --json) "s$threads" || echo none$threads)")
+	done
+	check "$kind: split walk: one root tree for two threads and one (${trees[*]})" test "${trees[0]}" = "${trees[1]}"
+	rm -rf "$W/split-out"
+	if "$CAIRN" restore --repo "$R" s2 "$W/split-out" -q; then
+		treecmp_check "$kind: split walk: the two-thread snapshot restores to the source" "$T" "$W/split-out" --ignore /datadrive \
+			--ignore /special/sock
+	fi
+	rm -rf "$R" "$W/split-out"
 
 	say "$kind: a failure during the pre-copy (a pack write): error, never frozen, nothing committed"
 	R=$W/repo-$kind-prefault

@@ -1066,6 +1066,53 @@ static void test_on_file(void)
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* A part walked on its own (walk_options.subtree) and grafted into a walk
+ * that excluded it: the tree of one whole walk. */
+static void test_graft(void)
+{
+	char p[PATH_MAX + 16], q[PATH_MAX + 16];
+	snprintf(p, sizeof(p), "%s/dir", rootpath);
+	walk_options o = {0}, po = {.subtree = 1};
+	const char *ex[] = {"/dir"};
+	walk_options mo = {.excludes = ex, .nexcludes = 1};
+	walk_stats full_st, main_st, part_st;
+	walk_node *full = walk_ok(rootpath, &o, &full_st);
+	walk_node *a = walk_ok(rootpath, &mo, &main_st);
+	walk_node *b = walk_ok(p, &po, &part_st);
+	if (full && a && b) {
+		/* only the capture root's datadrive is special, not a part's */
+		const walk_node *dd = kid(b, "datadrive");
+		CHECK(dd && !dd->is_mount && dd->nkids == 1);
+		CHECK(kid(a, "dir") == NULL);
+		CHECK_EQ(main_st.excluded, 1);
+		CHECK_EQ(walk_graft(a, b, "dir", 3), 0);
+		b = NULL;
+		CHECK(same_tree(a, full));
+		CHECK_EQ(main_st.files + part_st.files, full_st.files);
+		CHECK_EQ(main_st.dirs + part_st.dirs, full_st.dirs);
+		CHECK_EQ(main_st.bytes + part_st.bytes, full_st.bytes);
+		CHECK_EQ(main_st.root_mnt, part_st.root_mnt);
+	}
+	walk_free(a); /* the part's nodes with it (ASan: nothing leaks) */
+	walk_free(b);
+	walk_free(full);
+
+	/* the same directory as a root of its own: its datadrive is kept empty */
+	walk_node *whole = walk_ok(p, &o, NULL);
+	const walk_node *dd = kid(whole, "datadrive");
+	CHECK(dd && dd->is_mount && dd->nkids == 0);
+	walk_free(whole);
+
+	/* a part that became a symlink is not followed */
+	snprintf(q, sizeof(q), "%s/dirlink", base);
+	if (symlink(p, q) < 0) die("symlink dirlink");
+	walk_node *n = (walk_node *)1;
+	CHECK_EQ(walk_run(&n, q, &po, NULL), CAIRN_EUSAGE);
+	CHECK(n == NULL);
+	walk_free(walk_ok(q, &o, NULL)); /* a capture root may be one */
+	unlink(q);
+}
+
 static void test_prior(void)
 {
 	char p[PATH_MAX + 16], q[PATH_MAX + 64];
@@ -1243,6 +1290,7 @@ int main(void)
 	test_tmpfs_root();
 	test_prior();
 	test_on_file();
+	test_graft();
 	test_churn();
 	test_seccomp_fallback();
 	timings();
