@@ -1332,57 +1332,85 @@ static size_t subtree_size(const walk_node *n)
 	return count;
 }
 
-/* A directory of the pre-copy's walk with close to half of its entries:
- * down the path of largest subdirectories, the one nearest half, between
- * an eighth and seven eighths; NULL when there is none. */
-static const walk_node *split_point(const walk_node *root)
+#define SPLIT_PARTS 8       /* directories the second thread walks, at most */
+#define SPLIT_FRONTIER 1024 /* candidates looked at */
+
+typedef struct split_cand {
+	const walk_node *dir;
+	size_t size;
+} split_cand;
+
+/* Add dir's subdirectories (not mount points) to the candidates. */
+static void add_candidates(split_cand *f, size_t *n, const walk_node *dir)
 {
-	size_t total = subtree_size(root), best_off = SIZE_MAX;
-	const walk_node *best = NULL;
-	for (const walk_node *at = root; at;) {
-		const walk_node *big = NULL;
-		size_t big_n = 0;
-		for (size_t i = 0; i < at->nkids; i++) {
-			const walk_node *k = at->kids[i];
-			size_t m = k->type == TREE_DIR && !k->is_mount ? subtree_size(k) : 0;
-			if (m > big_n) {
-				big = k;
-				big_n = m;
-			}
-		}
-		if (!big || big_n < total / 8) break;
-		size_t off = big_n > total / 2 ? big_n - total / 2 : total / 2 - big_n;
-		if (big_n <= total - total / 8 && off < best_off) {
-			best = big;
-			best_off = off;
-		}
-		at = big_n > total / 2 ? big : NULL; /* a smaller one further down is only further off */
+	for (size_t i = 0; i < dir->nkids && *n < SPLIT_FRONTIER; i++) {
+		const walk_node *k = dir->kids[i];
+		if (k->type == TREE_DIR && !k->is_mount) f[(*n)++] = (split_cand){k, subtree_size(k)};
 	}
-	return best;
+}
+
+/* Directories of the pre-copy's walk holding together about half of its
+ * entries, for the frozen walk's second thread: the largest candidates
+ * that fit, a too large one replaced by its subdirectories. Their count,
+ * 0 when they would not hold an eighth. */
+static size_t split_parts(const walk_node *root, const walk_node **parts)
+{
+	split_cand *f = malloc(SPLIT_FRONTIER * sizeof(*f));
+	if (!f) return 0;
+	size_t total = subtree_size(root), want = total / 2, slack = total / 16, got = 0, n = 0, nf = 0;
+	add_candidates(f, &nf, root);
+	while (nf > 0 && n < SPLIT_PARTS && got + slack < want) {
+		size_t big = 0;
+		for (size_t i = 1; i < nf; i++)
+			if (f[i].size > f[big].size) big = i;
+		split_cand c = f[big];
+		f[big] = f[--nf];
+		if (got + c.size <= want + slack) {
+			parts[n++] = c.dir;
+			got += c.size;
+		} else {
+			add_candidates(f, &nf, c.dir);
+		}
+	}
+	free(f);
+	return got >= total / 8 ? n : 0;
 }
 
 typedef struct part_walk {
-	char *path;
+	const walk_node *pre[SPLIT_PARTS]; /* the parts in the pre-copy's walk */
+	walk_node *root[SPLIT_PARTS];      /* and walked now */
+	walk_stats st[SPLIT_PARTS];
+	size_t n;
+	const char *root_path;
 	walk_options wo;
-	walk_stats st;
-	walk_node *root;
 	int rc;
 } part_walk;
 
-static void *walk_part(void *arg)
+static void *walk_parts(void *arg)
 {
 	part_walk *p = arg;
-	p->rc = walk_run(&p->root, p->path, &p->wo, &p->st);
+	for (size_t i = 0; i < p->n && p->rc == 0; i++) {
+		char *rel = walk_path(p->pre[i]), path[PATH_MAX];
+		if (!rel || snprintf(path, sizeof(path), "%s/%s", p->root_path, rel) >= (int)sizeof(path)) {
+			free(rel);
+			p->rc = -1;
+			break;
+		}
+		free(rel);
+		p->wo.prior = p->pre[i];
+		p->rc = walk_run(&p->root[i], path, &p->wo, &p->st[i]);
+	}
 	return NULL;
 }
 
-/* Put the part's walk in the main one at its place: 0, or -1 when the two
+/* Put part i's walk in the main one at its place: 0, or -1 when the two
  * do not fit together (its parent gone, the part on another mount). */
-static int graft_part(walk_node *root, walk_stats *ws, const walk_node *pre_part, part_walk *p)
+static int graft_part(walk_node *root, walk_stats *ws, part_walk *p, size_t i)
 {
-	const walk_node *chain[PATH_MAX / 2];
+	const walk_node *pre = p->pre[i], *chain[PATH_MAX / 2];
+	const walk_stats *st = &p->st[i];
 	size_t depth = 0;
-	for (const walk_node *n = pre_part->parent; n && n->parent && depth < PATH_MAX / 2; n = n->parent)
+	for (const walk_node *n = pre->parent; n && n->parent && depth < PATH_MAX / 2; n = n->parent)
 		chain[depth++] = n;
 	walk_node *dir = root;
 	while (dir && depth > 0) {
@@ -1390,64 +1418,70 @@ static int graft_part(walk_node *root, walk_stats *ws, const walk_node *pre_part
 		dir = walk_find_kid(dir, want->name, want->name_len);
 		if (dir && (dir->type != TREE_DIR || dir->is_mount)) dir = NULL;
 	}
-	if (!dir || walk_find_kid(dir, pre_part->name, pre_part->name_len)) return -1;
-	if (ws->root_mnt != p->st.root_mnt || root->dev_major != p->root->dev_major ||
-	    root->dev_minor != p->root->dev_minor)
+	if (!dir || walk_find_kid(dir, pre->name, pre->name_len)) return -1;
+	if (ws->root_mnt != st->root_mnt || root->dev_major != p->root[i]->dev_major ||
+	    root->dev_minor != p->root[i]->dev_minor)
 		return -1;
-	if (walk_graft(dir, p->root, pre_part->name, pre_part->name_len) < 0) {
+	if (walk_graft(dir, p->root[i], pre->name, pre->name_len) < 0) {
 		error_clear();
 		return -1;
 	}
-	p->root = NULL; /* in root's tree now */
-	ws->files += p->st.files;
-	ws->dirs += p->st.dirs;
-	ws->symlinks += p->st.symlinks;
-	ws->specials += p->st.specials;
-	ws->sockets_skipped += p->st.sockets_skipped;
-	ws->mounts_skipped += p->st.mounts_skipped;
-	ws->excluded += p->st.excluded - 1; /* the part itself was excluded from the main walk */
-	ws->bytes += p->st.bytes;
-	ws->ring_statx += p->st.ring_statx;
+	p->root[i] = NULL; /* in root's tree now */
+	ws->files += st->files;
+	ws->dirs += st->dirs;
+	ws->symlinks += st->symlinks;
+	ws->specials += st->specials;
+	ws->sockets_skipped += st->sockets_skipped;
+	ws->mounts_skipped += st->mounts_skipped;
+	ws->excluded += st->excluded - 1; /* the part itself was excluded from the main walk */
+	ws->bytes += st->bytes;
+	ws->ring_statx += st->ring_statx;
 	return 0;
 }
 
 /* The frozen walk, which the pause waits for: with two workers or more, a
- * second thread walks a directory holding about half of the pre-copy's
- * entries while this one walks the rest. Anything unexpected (the part
+ * second thread walks directories holding about half of the pre-copy's
+ * entries while this one walks the rest. Anything unexpected (a part
  * gone, or no longer a directory) and the walk is done again whole. */
 static int frozen_walk(take_ctx *c, const cairn_take_options *o, const char *root_path, const walk_options *wo,
                        walk_stats *ws, const walk_node *pre_root)
 {
-	const walk_node *part = c->nworkers > 1 && !o->nexcludes && !o->upper ? split_point(pre_root) : NULL;
-	char *rel = part ? walk_path(part) : NULL;
-	part_walk p = {0};
-	pthread_t thread;
-	if (!rel || strlen(rel) + 2 > PATH_MAX || !(p.path = malloc(strlen(root_path) + strlen(rel) + 2))) {
+	part_walk p;
+	memset(&p, 0, sizeof(p));
+	if (c->nworkers > 1 && !o->nexcludes && !o->upper) p.n = split_parts(pre_root, p.pre);
+	char *excl[SPLIT_PARTS] = {NULL};
+	size_t nexcl = 0;
+	for (; nexcl < p.n; nexcl++) {
+		char *rel = walk_path(p.pre[nexcl]);
+		if (!rel || !(excl[nexcl] = malloc(strlen(rel) + 2))) {
+			free(rel);
+			break;
+		}
+		sprintf(excl[nexcl], "/%s", rel);
 		free(rel);
-		return walk_run(&c->root, root_path, wo, ws);
 	}
-	char excl[PATH_MAX + 1];
-	snprintf(excl, sizeof(excl), "/%s", rel);
-	sprintf(p.path, "%s/%s", root_path, rel);
-	free(rel);
-	p.wo = (walk_options){NULL, 0, wo->no_uring, part, wo->prior_start, NULL, NULL, 1};
-	if (pthread_create(&thread, NULL, walk_part, &p) != 0) {
-		free(p.path);
-		return walk_run(&c->root, root_path, wo, ws);
+	pthread_t thread;
+	p.root_path = root_path;
+	p.wo = (walk_options){NULL, 0, wo->no_uring, NULL, wo->prior_start, NULL, NULL, 1};
+	int rc, split = p.n > 0 && nexcl == p.n && pthread_create(&thread, NULL, walk_parts, &p) == 0;
+	if (split) {
+		walk_options main_wo = *wo;
+		main_wo.excludes = (const char *const *)excl;
+		main_wo.nexcludes = nexcl;
+		rc = walk_run(&c->root, root_path, &main_wo, ws);
+		pthread_join(thread, NULL);
+		for (size_t i = 0; rc == 0 && split && i < p.n; i++)
+			split = p.rc == 0 && graft_part(c->root, ws, &p, i) == 0;
+		if (rc == 0 && !split) { /* done again whole */
+			walk_free(c->root);
+			c->root = NULL;
+		}
 	}
-	const char *excludes[1] = {excl};
-	walk_options main_wo = *wo;
-	main_wo.excludes = excludes;
-	main_wo.nexcludes = 1;
-	int rc = walk_run(&c->root, root_path, &main_wo, ws);
-	pthread_join(thread, NULL);
-	free(p.path);
-	if (rc == 0 && (p.rc < 0 || graft_part(c->root, ws, part, &p) < 0)) {
-		walk_free(c->root); /* done again whole */
-		c->root = NULL;
-		rc = walk_run(&c->root, root_path, wo, ws);
+	if (!split) rc = walk_run(&c->root, root_path, wo, ws);
+	for (size_t i = 0; i < SPLIT_PARTS; i++) {
+		walk_free(p.root[i]);
+		free(excl[i]);
 	}
-	walk_free(p.root);
 	return rc;
 }
 

@@ -363,12 +363,14 @@ sys.exit(0 if n_pre > 0 else "no precopy progress event")' "$OUT"
 	rm -rf "$R"
 
 	say "$kind: the frozen walk in two parts (two threads) gives the tree one thread gives"
-	# /dirs holds about half of the entries: the frozen walk's second
-	# thread takes it (its own datadrive is an ordinary directory)
+	# /dirs holds three directories of 5,000 files each: the frozen walk's
+	# second thread takes /dirs/bigdir and, to make half, small directories
+	# (eight parts in all); dirs/datadrive stays an ordinary directory
 	local T=$W/split-tree
 	if [ ! -d "$T" ]; then
 		make_tree "$T" > /dev/null
-		cp -a "$T/dirs/bigdir" "$T/bigcopy"
+		cp -a "$T/dirs/bigdir" "$T/dirs/copy1"
+		cp -a "$T/dirs/bigdir" "$T/dirs/copy2"
 	fi
 	R=$W/repo-$kind-split
 	"$CAIRN" init --repo "$R" > /dev/null
