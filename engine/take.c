@@ -74,7 +74,6 @@ typedef struct take_ctx {
 	 * each in a state of its own that its entry's state names as leader.
 	 * Under jobs_lock: the list grows on the walking thread, workers take
 	 * from early_taken; walk_done says todo is complete. */
-	int early_on;
 	file_state **early;
 	size_t nearly, cap_early, early_taken, early_busy;
 	int walk_done;
@@ -1277,11 +1276,6 @@ static int base_refs(take_ctx *c, const char *spec)
 	return rc < 0 ? rc : load_parent(c, base, NULL);
 }
 
-/* One capture of root_path: walk, hardlink groups, reuse (from pre, a
- * pre-copy of the same root, which is freed then; else from the parent's
- * tree, freed while the workers read), then read what is left on every
- * core, with progress events. fz (may be NULL) is checked all along: a
- * frozen capture stops when the freeze is aborted (signal, --max-pause). */
 /* The walk found regular file n (walk_options.on_file): a large one with
  * one link and no unchanged namesake in the parent is read at once, by a
  * worker, while the walk goes on (collect_nodes makes its state the
@@ -1494,6 +1488,12 @@ static void walk_finished(take_ctx *c)
 	pthread_mutex_unlock(&c->jobs_lock);
 }
 
+/* One capture of root_path: walk (the workers reading large files as it
+ * finds them), hardlink groups, reuse (from pre, a pre-copy of the same
+ * root, which is freed then; else from the parent's tree, freed while the
+ * workers read), then read what is left on every core, with progress
+ * events. fz (may be NULL) is checked all along: a
+ * frozen capture stops when the freeze is aborted (signal, --max-pause). */
 static int capture(take_ctx *c, const cairn_take_options *o, const char *root_path,
                    parent_view *parent, take_ctx *pre, freezer *fz, walk_stats *ws)
 {

@@ -1,6 +1,7 @@
-/* The filesystem walker: getdents64 for directories, statx (and, for small
- * files, openat/read/close) batched through io_uring, with a plain-syscall
- * fallback producing the identical result. */
+/* The filesystem walker: getdents64 for directories, a statx per entry
+ * (plain calls while they are served from the cache, batched through
+ * io_uring where they wait on the disk), with a plain-syscall fallback
+ * producing the identical result. */
 #ifndef CAIRN_WALK_H
 #define CAIRN_WALK_H
 
