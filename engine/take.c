@@ -94,6 +94,7 @@ typedef struct take_ctx {
 	/* chunk jobs: a worker with no file left to read takes them */
 	pthread_mutex_t jobs_lock;
 	pthread_cond_t jobs_cv; /* a job queued or done, or a worker out of files */
+	pthread_cond_t done_cv; /* the last worker ended (workers_left, under jobs_lock) */
 	chunk_job jobs[JOBS_MAX];
 	size_t jobs_head, jobs_len;
 	atomic_int readers; /* workers still taking files */
@@ -597,8 +598,8 @@ static void *worker(void *arg)
 	c->readers--;
 	pthread_cond_broadcast(&c->jobs_cv);
 	while (c->jobs_len > 0 || c->readers > 0) run_or_wait(c);
+	if (--c->workers_left == 0) pthread_cond_broadcast(&c->done_cv);
 	pthread_mutex_unlock(&c->jobs_lock);
-	c->workers_left--;
 	return NULL;
 }
 
@@ -1172,6 +1173,11 @@ static void ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->jobs_lock, NULL);
 	pthread_cond_init(&c->jobs_cv, NULL);
+	pthread_condattr_t monotonic;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->done_cv, &monotonic);
+	pthread_condattr_destroy(&monotonic);
 	c->repo = repo;
 	c->rootfd = rootfd;
 	c->writer = w;
@@ -1582,7 +1588,8 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	 * more use, and freeing it costs time (memory touched once more) that
 	 * this thread has while the workers read. */
 	if (parent) parent_view_free(parent);
-	/* progress 10 times a second; short naps, since a frozen instance waits on us */
+	/* progress 10 times a second, the freeze checked every 5 ms; woken
+	 * at once by the last worker, since a frozen instance waits on us */
 	for (int64_t last = 0; c->workers_left > 0;) {
 		int64_t now = now_ns(CLOCK_MONOTONIC);
 		if (now - last >= 100 * 1000 * 1000) {
@@ -1591,8 +1598,11 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		}
 		int frc = freeze_check(fz);
 		if (frc < 0) fail(c, frc); /* stops the workers */
-		struct timespec ts = {0, 5 * 1000 * 1000};
-		nanosleep(&ts, NULL);
+		now += 5 * 1000 * 1000;
+		struct timespec until = {(time_t)(now / 1000000000), (long)(now % 1000000000)};
+		pthread_mutex_lock(&c->jobs_lock);
+		if (c->workers_left > 0) pthread_cond_timedwait(&c->done_cv, &c->jobs_lock, &until);
+		pthread_mutex_unlock(&c->jobs_lock);
 	}
 	for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
 	nthreads = 0;
@@ -1768,5 +1778,7 @@ done:
 	pthread_mutex_destroy(&pre.jobs_lock);
 	pthread_cond_destroy(&c.jobs_cv);
 	pthread_cond_destroy(&pre.jobs_cv);
+	pthread_cond_destroy(&c.done_cv);
+	pthread_cond_destroy(&pre.done_cv);
 	return rc;
 }
