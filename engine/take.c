@@ -1282,6 +1282,15 @@ static int base_refs(take_ctx *c, const char *spec)
 	return rc < 0 ? rc : load_parent(c, base, NULL);
 }
 
+/* Let the workers past the walk: todo is complete (or the take failed). */
+static void walk_finished(take_ctx *c)
+{
+	pthread_mutex_lock(&c->jobs_lock);
+	c->walk_done = 1;
+	pthread_cond_broadcast(&c->jobs_cv);
+	pthread_mutex_unlock(&c->jobs_lock);
+}
+
 /* The walk found regular file n (walk_options.on_file): a large one with
  * one link and no unchanged namesake in the parent is read at once, by a
  * worker, while the walk goes on (collect_nodes makes its state the
@@ -1291,9 +1300,8 @@ static void early_file(void *payload, walk_node *n, const walk_node *prior)
 	take_ctx *c = payload;
 	if (!n) {
 		fail(c, CAIRN_EIO); /* the walk's error: read_file stops at its next chunk */
+		walk_finished(c);
 		pthread_mutex_lock(&c->jobs_lock);
-		c->walk_done = 1;
-		pthread_cond_broadcast(&c->jobs_cv);
 		while (c->early_busy) pthread_cond_wait(&c->jobs_cv, &c->jobs_lock);
 		pthread_mutex_unlock(&c->jobs_lock);
 		return;
@@ -1483,15 +1491,6 @@ static int frozen_walk(take_ctx *c, const cairn_take_options *o, const char *roo
 		free(excl[i]);
 	}
 	return rc;
-}
-
-/* Let the workers past the walk: todo is complete (or the take failed). */
-static void walk_finished(take_ctx *c)
-{
-	pthread_mutex_lock(&c->jobs_lock);
-	c->walk_done = 1;
-	pthread_cond_broadcast(&c->jobs_cv);
-	pthread_mutex_unlock(&c->jobs_lock);
 }
 
 /* One capture of root_path: walk (the workers reading large files as it
