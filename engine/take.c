@@ -1470,22 +1470,22 @@ static int frozen_walk(take_ctx *c, const cairn_take_options *o, const char *roo
 	}
 	pthread_t thread;
 	p.root_path = root_path;
-	p.wo = (walk_options){NULL, 0, wo->no_uring, NULL, wo->prior_start, NULL, NULL, 1};
-	int rc, split = p.n > 0 && nexcl == p.n && pthread_create(&thread, NULL, walk_parts, &p) == 0;
-	if (split) {
+	p.wo = (walk_options){.no_uring = wo->no_uring, .prior_start = wo->prior_start, .subtree = 1};
+	int rc = 0, whole = !(p.n > 0 && nexcl == p.n && pthread_create(&thread, NULL, walk_parts, &p) == 0);
+	if (!whole) {
 		walk_options main_wo = *wo;
 		main_wo.excludes = (const char *const *)excl;
 		main_wo.nexcludes = nexcl;
 		rc = walk_run(&c->root, root_path, &main_wo, ws);
 		pthread_join(thread, NULL);
-		for (size_t i = 0; rc == 0 && split && i < p.n; i++)
-			split = p.rc == 0 && graft_part(c->root, ws, &p, i) == 0;
-		if (rc == 0 && !split) { /* done again whole */
+		for (size_t i = 0; rc == 0 && !whole && i < p.n; i++)
+			whole = p.rc < 0 || graft_part(c->root, ws, &p, i) < 0;
+		if (whole) { /* the parts do not fit: done again whole */
 			walk_free(c->root);
 			c->root = NULL;
 		}
 	}
-	if (!split) rc = walk_run(&c->root, root_path, wo, ws);
+	if (whole) rc = walk_run(&c->root, root_path, wo, ws);
 	for (size_t i = 0; i < SPLIT_PARTS; i++) {
 		walk_free(p.root[i]);
 		free(excl[i]);
@@ -1506,7 +1506,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	collect col = {0};
 	pthread_t *threads = NULL;
 	int nthreads = 0;
-	walk_options wo = {o->excludes, o->nexcludes, o->no_uring, NULL, {0, 0}, NULL, NULL, 0};
+	walk_options wo = {.excludes = o->excludes, .nexcludes = o->nexcludes, .no_uring = o->no_uring};
 	if (pre) { /* unchanged entries keep the pre-copy's xattrs and targets: no syscalls */
 		wo.prior = pre->root;
 		wo.prior_start = pre->start;
