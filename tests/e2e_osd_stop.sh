@@ -34,9 +34,13 @@ for i in 1 2 3 4; do head -c 100000000 /dev/urandom > "$W/big/f$i"; done
 T0=$(date +%s)
 timeout 300 "$CAIRN" take --root "$W/big" --name big > "$LOG/big.out" 2> "$LOG/big.err" & TAKE=$!
 stopped=0
+# A take may finish its 400 MB in the seconds the OSD takes to stop: the
+# take is stopped meanwhile (SIGSTOP), so the outage always lands mid-take.
 for _ in $(seq 1 600); do
 	if rados -p "$CAIRN_TEST_POOL" ls 2>/dev/null | grep -q "^$PFX/packs/"; then
+		kill -STOP "$TAKE" 2>/dev/null || break
 		"${CLUSTER[@]}" stop-osd
+		kill -CONT "$TAKE"
 		stopped=1
 		break
 	fi
