@@ -33,14 +33,16 @@ mkdir -p "$W/big"
 for i in 1 2 3 4; do head -c 100000000 /dev/urandom > "$W/big/f$i"; done
 T0=$(date +%s)
 timeout 300 "$CAIRN" take --root "$W/big" --name big > "$LOG/big.out" 2> "$LOG/big.err" & TAKE=$!
-stopped=0
+stopped=0 held=
 # A take may finish its 400 MB in the seconds the OSD takes to stop: the
 # take is stopped meanwhile (SIGSTOP), so the outage always lands mid-take.
+# SIGSTOP goes to cairn itself, the child of timeout(1), and to timeout.
 for _ in $(seq 1 600); do
 	if rados -p "$CAIRN_TEST_POOL" ls 2>/dev/null | grep -q "^$PFX/packs/"; then
-		kill -STOP "$TAKE" 2>/dev/null || break
+		held="$TAKE $(pgrep -P "$TAKE" || true)"
+		kill -STOP $held 2>/dev/null || break
 		"${CLUSTER[@]}" stop-osd
-		kill -CONT "$TAKE"
+		kill -CONT $held
 		stopped=1
 		break
 	fi
@@ -50,6 +52,7 @@ done
 set +e; wait "$TAKE"; RC=$?; set -e
 T1=$(date +%s)
 check "the OSD was stopped while the take ran" [ "$stopped" = 1 ]
+check "cairn itself (under timeout) was held meanwhile: pids ${held:-none}" [ "$(wc -w <<< "${held:-}")" = 2 ]
 check "the take failed with exit 1 (got $RC) in $((T1 - T0)) s, not hung" [ "$RC" = 1 ]
 check "one error line naming the repository: '$(head -c 200 "$LOG/big.err")'" \
 	bash -c "one_error_line() { [ \"\$(grep -c '' \"\$1\")\" = 1 ] && grep -q '^cairn: ' \"\$1\"; }; one_error_line '$LOG/big.err' && grep -q 'rados:' '$LOG/big.err'"
