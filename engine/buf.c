@@ -1,12 +1,33 @@
 #include "buf.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "cairn.h"
 #include "error.h"
 #include "format.h"
 #include "hash.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+void prefault(void *p, size_t len)
+{
+	if (!len) return;
+	long ps = sysconf(_SC_PAGESIZE);
+	uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096;
+	uintptr_t start = (uintptr_t)p & ~(page - 1);
+	uintptr_t end = ((uintptr_t)p + len + page - 1) & ~(page - 1);
+	/* whole pages: the ones at either end hold p's first and last bytes */
+	if (madvise((void *)start, end - start, MADV_POPULATE_WRITE) == 0) return;
+	volatile uint8_t *b = p;
+	for (size_t i = 0; i < len; i += (size_t)page) b[i] = b[i];
+	b[len - 1] = b[len - 1];
+}
 
 void buf_init(buf *b) { memset(b, 0, sizeof(*b)); }
 

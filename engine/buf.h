@@ -26,6 +26,12 @@ void buf_check(buf *b);
 /* Hand the bytes to the caller (who frees them); b is reset. */
 uint8_t *buf_take(buf *b, size_t *len);
 
+/* Fault in the pages of [p, p + len) for writing now, so that code which
+ * must not wait (a frozen instance's take) does not take their faults later:
+ * MADV_POPULATE_WRITE (Linux 5.14), else a store to each page. The bytes
+ * are kept. */
+void prefault(void *p, size_t len);
+
 /* A growable vector of malloc'd strings. */
 int strv_push(char ***v, size_t *n, size_t *cap, const char *s);
 void strv_free(char **v, size_t n);

@@ -68,16 +68,18 @@ static uslot *ut_find(const utable *t, const oid *id)
 	return NULL;
 }
 
-/* Room for n ids without growing; the slots are written now, so their
- * page faults come here, not where the table fills (the frozen capture). */
+/* Room for n ids without growing; the slots' pages are faulted in now,
+ * not where the table fills (the frozen capture). A plain memset does not
+ * do it: the compiler makes malloc + memset a calloc, which leaves fresh
+ * pages untouched (measured: ~1,400 faults at the step-3 reuse). */
 static int ut_reserve(utable *t, size_t n)
 {
 	size_t cap = t->cap ? t->cap : 256;
 	while (n * 2 > cap) cap *= 2;
 	if (cap == t->cap) return 0;
-	uslot *ns = malloc(cap * sizeof(*ns));
+	uslot *ns = calloc(cap, sizeof(*ns));
 	if (!ns) return ERR_OOM();
-	memset(ns, 0, cap * sizeof(*ns));
+	prefault(ns, cap * sizeof(*ns));
 	for (size_t i = 0; i < t->cap; i++) {
 		if (!t->s[i].used) continue;
 		size_t j = (size_t)hash_xxh3_seed(t->s[i].id.b, OID_LEN, t->seed) & (cap - 1);
@@ -124,6 +126,52 @@ static int uref_cmp(const void *a, const void *b)
 	return oid_cmp(&((const uref *)a)->id, &((const uref *)b)->id);
 }
 
+static void insertion_sort(uref *v, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		uref x = v[i];
+		size_t j = i;
+		for (; j > 0 && uref_cmp(&v[j - 1], &x) > 0; j--) v[j] = v[j - 1];
+		v[j] = x;
+	}
+}
+
+/* Sorts n refs by id: a bucket pass on the ids' leading bits (SHA-256 ids
+ * spread evenly), then each bucket alone; a qsort of the whole was 1.3% of
+ * a step-3 take, half of it in the pause. Crafted ids that share a prefix
+ * only make one bucket big, which qsort still sorts in n log n. */
+static void sort_refs(uref **vp, size_t n)
+{
+	unsigned bits = 0;
+	while (bits < 16 && ((size_t)4 << bits) < n) bits++; /* ~4 per bucket */
+	size_t nb = (size_t)1 << bits;
+	uint32_t *start = bits >= 4 ? calloc(nb + 1, sizeof(*start)) : NULL;
+	uint32_t *pos = start ? malloc(nb * sizeof(*pos)) : NULL;
+	uref *v = *vp, *out = pos ? malloc(n * sizeof(*out)) : NULL;
+	if (!out || n > UINT32_MAX) {
+		free(start);
+		free(pos);
+		free(out);
+		qsort(v, n, sizeof(*v), uref_cmp);
+		return;
+	}
+#define PREFIX(r) ((((uint32_t)(r).id.b[0] << 16) | ((uint32_t)(r).id.b[1] << 8) | (r).id.b[2]) >> (24 - bits))
+	for (size_t i = 0; i < n; i++) start[PREFIX(v[i]) + 1]++;
+	for (size_t b = 0; b < nb; b++) start[b + 1] += start[b];
+	memcpy(pos, start, nb * sizeof(*pos));
+	for (size_t i = 0; i < n; i++) out[pos[PREFIX(v[i])]++] = v[i];
+#undef PREFIX
+	for (size_t b = 0; b < nb; b++) {
+		size_t m = start[b + 1] - start[b];
+		if (m <= 16) insertion_sort(out + start[b], m);
+		else qsort(out + start[b], m, sizeof(*out), uref_cmp);
+	}
+	free(start);
+	free(pos);
+	free(v);
+	*vp = out;
+}
+
 /* The charged slots (refs > 0), sorted by id. */
 static int ut_sorted(const utable *t, uref **out, size_t *n)
 {
@@ -134,7 +182,7 @@ static int ut_sorted(const utable *t, uref **out, size_t *n)
 	if (!v) return ERR_OOM();
 	for (size_t i = 0; i < t->cap; i++)
 		if (t->s[i].used && t->s[i].refs) v[k++] = (uref){t->s[i].id, t->s[i].size, t->s[i].refs};
-	if (k) qsort(v, k, sizeof(*v), uref_cmp);
+	if (k) sort_refs(&v, k);
 	*out = v;
 	*n = k;
 	return 0;
@@ -1044,7 +1092,7 @@ void quota_tracker_parent(quota_tracker *t, const char *user, const char *snap_h
 	pthread_mutex_unlock(&t->lock);
 }
 
-int quota_tracker_restart(quota_tracker *t)
+int quota_tracker_restart(quota_tracker *t, size_t more)
 {
 	pthread_mutex_lock(&t->lock);
 	uref *v;
@@ -1057,8 +1105,9 @@ int quota_tracker_restart(quota_tracker *t)
 		ut_free(&t->set);
 		ut_init(&t->set);
 		t->need = 0;
-		/* the frozen capture references about what the pre-copy did */
-		if (ut_reserve(&t->set, n) < 0) error_clear();
+		/* the frozen capture references about what the pre-copy did,
+		 * and the trees: growing the table would cost the pause */
+		if (ut_reserve(&t->set, n + more) < 0) error_clear();
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;

@@ -36,8 +36,9 @@ int quota_tracker_add(quota_tracker *t, const oid *id, uint32_t stored);
 int quota_tracker_seen(quota_tracker *t, const oid *id);
 /* Start the set of referenced blobs again (a take's pre-copy is followed by
  * the capture that counts): what was added so far is forgotten, but its
- * stored sizes stay known to quota_tracker_known. */
-int quota_tracker_restart(quota_tracker *t);
+ * stored sizes stay known to quota_tracker_known. The new set has room for
+ * as many ids as the old one held plus more. */
+int quota_tracker_restart(quota_tracker *t, size_t more);
 /* Learn the stored sizes of the blobs snapshot snap_hex of user references
  * (its refs record), so that an incremental take needs no index lookup for
  * what it reuses. A missing or unreadable record leaves nothing known. */

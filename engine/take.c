@@ -990,7 +990,7 @@ static void entry_from_node(const take_ctx *c, tree_entry *e, const walk_node *n
 static int put_tree(take_ctx *c, tree_entry *entries, size_t n, oid *out)
 {
 	size_t added;
-	int rc = writer_put_tree(c->writer, entries, n, out, &added);
+	int rc = writer_put_tree_counted(c->writer, entries, n, out, &added, 1);
 	c->stored_bytes += added;
 	return rc;
 }
@@ -1677,7 +1677,8 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		rc = capture(&pre, o, root_path, have_parent ? &pv : NULL, NULL, fz, &pws);
 		parent_view_free(&pv); /* the frozen capture compares with the pre-copy */
 		have_parent = 0;
-		if (rc == 0) rc = writer_restart_refs(c.writer);
+		/* room for its trees (and what changes meanwhile) */
+		if (rc == 0) rc = writer_restart_refs(c.writer, pws.dirs + 1024);
 		if (rc < 0) goto done;
 		have_pre = 1;
 		c.new_bytes = pre.new_bytes; /* what it stored is this take's */

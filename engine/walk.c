@@ -44,8 +44,12 @@
 #define SYMLINK_MAX (1u << 20)        /* sanity cap; the tree format takes 4095 */
 /* A plain statx slower than this waited on the disk (a cached one costs a
  * few microseconds); the entries after it go through the ring, a window of
- * RING_WINDOW_MIN doubling while the probes stay slow. */
+ * RING_WINDOW_MIN doubling while the probes stay slow. One slow statx alone
+ * is more often the thread losing its core (workers hash beside the walk):
+ * the ring is taken at a second one within SLOW_PAIR_SPAN plain calls, which
+ * a cold tree gives at once. */
 #define SLOW_STATX_NS 40000
+#define SLOW_PAIR_SPAN 16u
 #define RING_WINDOW_MIN 256u
 #define RING_WINDOW_MAX 16384u
 
@@ -93,6 +97,7 @@ typedef struct walker {
 	int use_ring;
 	struct io_uring ring;
 	size_t ring_left, ring_window; /* entries still to send through the ring, and the window */
+	uint64_t nplain, last_slow;    /* plain statx made, and the number of the last slow one */
 	size_t inflight, max_inflight;
 	req *reqs;
 	uint32_t *free_reqs;
@@ -803,10 +808,15 @@ static int issue(walker *w, dstate *d, walk_node *n)
 		 * ring is for a cold tree, where statx waits on the disk. */
 		int64_t t0 = w->use_ring ? mono_ns() : 0;
 		int res = statx(d->fd, n->name, AT_SYMLINK_NOFOLLOW, STATX_WANT, &r->stx) < 0 ? -errno : 0;
+		w->nplain++;
 		if (w->use_ring && mono_ns() - t0 > SLOW_STATX_NS) {
-			w->ring_window = w->ring_window ? w->ring_window * 2 : RING_WINDOW_MIN;
-			if (w->ring_window > RING_WINDOW_MAX) w->ring_window = RING_WINDOW_MAX;
-			w->ring_left = w->ring_window;
+			/* a probe after a window, or the second slow one in a short run */
+			if (w->ring_window || (w->last_slow && w->nplain - w->last_slow <= SLOW_PAIR_SPAN)) {
+				w->ring_window = w->ring_window ? w->ring_window * 2 : RING_WINDOW_MIN;
+				if (w->ring_window > RING_WINDOW_MAX) w->ring_window = RING_WINDOW_MAX;
+				w->ring_left = w->ring_window;
+			}
+			w->last_slow = w->nplain;
 		} else {
 			w->ring_window = 0;
 		}

@@ -224,12 +224,12 @@ static void flushers_stop(snap_writer *w)
 }
 
 /* Count blob id of stored size for the snapshot's user; a tree seen for
- * the first time counts its children. */
+ * the first time counts its children, unless the caller has (kids_counted). */
 static int account(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data, size_t len,
-                   uint32_t size)
+                   uint32_t size, int kids_counted)
 {
 	int rc = quota_tracker_add(w->tracker, id, size);
-	if (rc <= 0 || type != BLOB_TREE) return rc < 0 ? rc : 0;
+	if (rc <= 0 || type != BLOB_TREE || kids_counted) return rc < 0 ? rc : 0;
 	tree t;
 	char what[80], hex[OID_HEX_LEN + 1];
 	oid_hex(hex, id);
@@ -259,7 +259,7 @@ int writer_ref(snap_writer *w, const oid *id, uint8_t type)
 	uint32_t size;
 	if (type == BLOB_DATA && quota_tracker_known(w->tracker, id, &size)) {
 		/* the parent's chunk: present while unmarked (as in writer_ref_chunks) */
-		if (!is_marked(w, id)) return account(w, id, type, NULL, 0, size);
+		if (!is_marked(w, id)) return account(w, id, type, NULL, 0, size, 0);
 	}
 	index_entry known;
 	int e = repo_index_lookup(w->repo, id, &known);
@@ -273,12 +273,12 @@ int writer_ref(snap_writer *w, const oid *id, uint8_t type)
 	if (!e || known.type != type)
 		return error_set(CAIRN_ECORRUPT, "%s %s: referenced, but not in the repository",
 		                 type == BLOB_TREE ? "tree" : "chunk", hex);
-	if (type != BLOB_TREE) return account(w, id, type, NULL, 0, known.stored_len);
+	if (type != BLOB_TREE) return account(w, id, type, NULL, 0, known.stored_len, 0);
 	uint8_t *data;
 	size_t len;
 	int rc = repo_read_blob(w->repo, id, BLOB_TREE, &data, &len);
 	if (rc < 0) return rc;
-	rc = account(w, id, type, data, len, known.stored_len);
+	rc = account(w, id, type, data, len, known.stored_len, 0);
 	free(data);
 	return rc;
 }
@@ -322,10 +322,10 @@ int writer_set_user(snap_writer *w, const char *user, int dry_run)
 
 uint64_t writer_charged(snap_writer *w) { return quota_tracker_added(w->tracker); }
 
-int writer_restart_refs(snap_writer *w) { return quota_tracker_restart(w->tracker); }
+int writer_restart_refs(snap_writer *w, size_t more) { return quota_tracker_restart(w->tracker, more); }
 
-int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data, size_t len,
-               size_t *stored)
+static int put_blob(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data, size_t len,
+                    size_t *stored, int kids_counted)
 {
 	int rc;
 	uint8_t comp, *packed = NULL;
@@ -346,7 +346,7 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 		uint32_t size = known ? found.stored_len : 0;
 		pthread_mutex_unlock(&w->lock);
 		/* one this writer is storing is counted by the thread storing it */
-		return known ? account(w, id, type, data, len, size) : 0;
+		return known ? account(w, id, type, data, len, size, kids_counted) : 0;
 	}
 	index_entry claim;
 	memset(&claim, 0, sizeof(claim));
@@ -363,7 +363,7 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 	if (w->dry_run) { /* measured, not stored */
 		free(packed);
 		*stored = bytes_len;
-		return account(w, id, type, data, len, (uint32_t)bytes_len);
+		return account(w, id, type, data, len, (uint32_t)bytes_len, kids_counted);
 	}
 
 	pthread_mutex_lock(&w->pack_lock);
@@ -381,8 +381,14 @@ int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data,
 	*stored = bytes_len;
 	/* committed by the flushers: this thread goes on compressing */
 	if (full) rc = flush_later(w, full, full_id);
-	if (rc == 0) rc = account(w, id, type, data, len, (uint32_t)bytes_len);
+	if (rc == 0) rc = account(w, id, type, data, len, (uint32_t)bytes_len, kids_counted);
 	return rc;
+}
+
+int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data, size_t len,
+               size_t *stored)
+{
+	return put_blob(w, id, type, data, len, stored, 0);
 }
 
 int writer_put_chunk(snap_writer *w, const uint8_t *data, size_t len, oid *id, size_t *stored)
@@ -393,13 +399,19 @@ int writer_put_chunk(snap_writer *w, const uint8_t *data, size_t len, oid *id, s
 
 int writer_put_tree(snap_writer *w, const tree_entry *entries, size_t n, oid *id, size_t *stored)
 {
+	return writer_put_tree_counted(w, entries, n, id, stored, 0);
+}
+
+int writer_put_tree_counted(snap_writer *w, const tree_entry *entries, size_t n, oid *id, size_t *stored,
+                            int kids_counted)
+{
 	uint8_t *data;
 	size_t len;
 	*stored = 0;
 	int rc = tree_encode(entries, n, &data, &len);
 	if (rc < 0) return rc;
 	hash_sha256(id, data, len);
-	rc = writer_put(w, id, BLOB_TREE, data, len, stored);
+	rc = put_blob(w, id, BLOB_TREE, data, len, stored, kids_counted);
 	free(data);
 	return rc;
 }
