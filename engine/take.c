@@ -890,9 +890,9 @@ static void parent_view_free(parent_view *v)
 static int reuse_from_parent(take_ctx *c, walk_node *dir, const walk_node *pdir)
 {
 	int rc = 0;
-	for (size_t i = 0; i < dir->nkids && rc == 0; i++) {
+	for (size_t i = 0, at = 0; i < dir->nkids && rc == 0; i++) {
 		walk_node *k = dir->kids[i];
-		const walk_node *p = walk_find_kid(pdir, k->name, k->name_len);
+		const walk_node *p = walk_find_kid_from(pdir, &at, k->name, k->name_len);
 		if (!p || p->type != k->type) continue;
 		if (k->type == TREE_DIR && !k->is_mount) {
 			rc = reuse_from_parent(c, k, p);
@@ -920,9 +920,9 @@ static int reuse_from_precopy(take_ctx *c, walk_node *dir, const walk_node *pre_
                               const struct timespec *start)
 {
 	int rc = 0;
-	for (size_t i = 0; i < dir->nkids && rc == 0; i++) {
+	for (size_t i = 0, at = 0; i < dir->nkids && rc == 0; i++) {
 		walk_node *k = dir->kids[i];
-		const walk_node *p = walk_find_kid(pre_dir, k->name, k->name_len);
+		const walk_node *p = walk_find_kid_from(pre_dir, &at, k->name, k->name_len);
 		if (!p || p->type != k->type) continue;
 		if (k->type == TREE_DIR) {
 			if (!k->is_mount && !p->is_mount) rc = reuse_from_precopy(c, k, p, start);

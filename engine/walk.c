@@ -144,6 +144,17 @@ static int kid_cmp(const void *pa, const void *pb)
 	return name_cmp(a->name, a->name_len, b->name, b->name_len);
 }
 
+walk_node *walk_find_kid_from(const walk_node *dir, size_t *at, const char *name, size_t len)
+{
+	for (; *at < dir->nkids; ++*at) {
+		const walk_node *k = dir->kids[*at];
+		int c = name_cmp(k->name, k->name_len, name, len);
+		if (c == 0) return dir->kids[(*at)++];
+		if (c > 0) break;
+	}
+	return NULL;
+}
+
 walk_node *walk_find_kid(const walk_node *dir, const char *name, size_t len)
 {
 	size_t lo = 0, hi = dir->nkids;

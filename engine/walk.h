@@ -117,6 +117,10 @@ char *walk_path(const walk_node *n);
 int walk_unchanged_since(const walk_node *n, const walk_node *p, const struct timespec *start);
 /* The child of dir named name (len bytes), or NULL: a binary search. */
 walk_node *walk_find_kid(const walk_node *dir, const char *name, size_t len);
+/* The same for names asked in ascending order (another directory's kids):
+ * the search starts at *at (0 for the first name) and leaves it there for
+ * the next, so a whole directory costs one merge. */
+walk_node *walk_find_kid_from(const walk_node *dir, size_t *at, const char *name, size_t len);
 
 /* Open a regular file found by the walk, for reading (O_RDONLY|O_NOFOLLOW|
  * O_CLOEXEC, and O_NOATIME where permitted), relative to rootfd, even when

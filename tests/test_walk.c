@@ -1113,6 +1113,56 @@ static void test_graft(void)
 	unlink(q);
 }
 
+/* Names asked in ascending order, with ones in between that are missing
+ * (a proper prefix, a longer name), as a merge of two directories asks them. */
+typedef struct query {
+	char name[300];
+	size_t len;
+} query;
+
+static int query_cmp(const void *pa, const void *pb)
+{
+	const query *a = pa, *b = pb;
+	int c = memcmp(a->name, b->name, a->len < b->len ? a->len : b->len);
+	return c ? c : a->len < b->len ? -1 : a->len > b->len;
+}
+
+static void check_find_from(const walk_node *dir)
+{
+	size_t nq = 0;
+	query *q = calloc(3 * dir->nkids + 1, sizeof(*q));
+	if (!q) die("calloc");
+	for (size_t i = 0; i < dir->nkids; i++) {
+		const walk_node *k = dir->kids[i];
+		memcpy(q[nq].name, k->name, k->name_len);
+		q[nq++].len = k->name_len;
+		if (k->name_len > 1) {
+			memcpy(q[nq].name, k->name, k->name_len - 1);
+			q[nq++].len = k->name_len - 1;
+		}
+		memcpy(q[nq].name, k->name, k->name_len);
+		q[nq].name[k->name_len] = '\x01';
+		q[nq++].len = k->name_len + 1;
+	}
+	qsort(q, nq, sizeof(*q), query_cmp);
+	size_t at = 0;
+	for (size_t i = 0; i < nq; i++) {
+		const walk_node *want = walk_find_kid(dir, q[i].name, q[i].len);
+		CHECK(walk_find_kid_from(dir, &at, q[i].name, q[i].len) == want);
+	}
+	free(q);
+	for (size_t i = 0; i < dir->nkids; i++)
+		if (dir->kids[i]->nkids) check_find_from(dir->kids[i]);
+}
+
+static void test_find_kid_from(void)
+{
+	walk_options o = {0};
+	walk_node *root = walk_ok(rootpath, &o, NULL);
+	if (root) check_find_from(root);
+	walk_free(root);
+}
+
 static void test_prior(void)
 {
 	char p[PATH_MAX + 16], q[PATH_MAX + 64];
@@ -1291,6 +1341,7 @@ int main(void)
 	test_prior();
 	test_on_file();
 	test_graft();
+	test_find_kid_from();
 	test_churn();
 	test_seccomp_fallback();
 	timings();
