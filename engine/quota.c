@@ -1110,10 +1110,10 @@ int quota_tracker_seen(quota_tracker *t, const oid *id)
 	return seen;
 }
 
-int quota_tracker_add(quota_tracker *t, const oid *id, uint32_t stored)
+/* quota_tracker_add, t->lock held. */
+static int add_locked(quota_tracker *t, const oid *id, uint32_t stored)
 {
 	int rc = 1;
-	pthread_mutex_lock(&t->lock);
 	uslot *s = ut_get(&t->set, id);
 	if (!s) {
 		rc = ERR_OOM();
@@ -1127,8 +1127,24 @@ int quota_tracker_add(quota_tracker *t, const oid *id, uint32_t stored)
 	/* as soon as it is known: every later put fails too */
 	if (rc >= 0 && t->bound && t->enforce && over_quota(&t->st, t->need))
 		rc = quota_error(&t->st, t->need, "at least ");
+	return rc;
+}
+
+int quota_tracker_add(quota_tracker *t, const oid *id, uint32_t stored)
+{
+	pthread_mutex_lock(&t->lock);
+	int rc = add_locked(t, id, stored);
 	pthread_mutex_unlock(&t->lock);
 	return rc;
+}
+
+int quota_tracker_add_each(quota_tracker *t, const void *ids, size_t stride, const uint32_t *stored, size_t n)
+{
+	int rc = 0;
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < n && rc >= 0; i++) rc = add_locked(t, (const oid *)((const char *)ids + i * stride), stored[i]);
+	pthread_mutex_unlock(&t->lock);
+	return rc < 0 ? rc : 0;
 }
 
 void quota_tracker_parent(quota_tracker *t, const char *user, const char *snap_hex)

@@ -33,6 +33,9 @@ int quota_tracker_bind(quota_tracker *t, const char *user, int enforce);
 /* The snapshot references blob id, stored size stored. 1 when the tracker
  * had not seen it, 0 when it had; CAIRN_EQUOTA (see bind). Thread-safe. */
 int quota_tracker_add(quota_tracker *t, const oid *id, uint32_t stored);
+/* quota_tracker_add of n ids (the i-th at ids + i * stride) under one lock:
+ * 0 or the first error. */
+int quota_tracker_add_each(quota_tracker *t, const void *ids, size_t stride, const uint32_t *stored, size_t n);
 int quota_tracker_seen(quota_tracker *t, const oid *id);
 /* Start the set of referenced blobs again (a take's pre-copy is followed by
  * the capture that counts): what was added so far is forgotten, but its

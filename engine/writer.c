@@ -244,13 +244,11 @@ static int account(snap_writer *w, const oid *id, uint8_t type, const uint8_t *d
 	return rc;
 }
 
-/* Marked for deletion by gc: not to be referenced without storing it again. */
+/* Marked for deletion by gc: not to be referenced without storing it
+ * again. The set is loaded by writer_new and only read after: no lock. */
 static int is_marked(snap_writer *w, const oid *id)
 {
-	pthread_mutex_lock(&w->lock);
-	int marked = index_lookup(w->marked, id) != NULL;
-	pthread_mutex_unlock(&w->lock);
-	return marked;
+	return index_lookup(w->marked, id) != NULL;
 }
 
 int writer_ref(snap_writer *w, const oid *id, uint8_t type)
@@ -306,8 +304,8 @@ int writer_ref_chunks(snap_writer *w, const tree_chunk *v, uint32_t n)
 			else size[i] = e.stored_len;
 		}
 	}
-	for (uint32_t i = 0; i < n && rc == 1; i++) {
-		int added = quota_tracker_add(w->tracker, &v[i].id, size[i]);
+	if (rc == 1 && n) {
+		int added = quota_tracker_add_each(w->tracker, &v[0].id, sizeof(*v), size, n);
 		if (added < 0) rc = added;
 	}
 	if (size != little) free(size);
@@ -341,7 +339,7 @@ static int put_blob(snap_writer *w, const oid *id, uint8_t type, const uint8_t *
 	int known = quota_tracker_known(w->tracker, id, &found.stored_len);
 	if (!known && (known = repo_index_lookup(w->repo, id, &found)) < 0) return known;
 	pthread_mutex_lock(&w->lock);
-	if (known && index_lookup(w->marked, id)) known = 0; /* gc may delete it: store it again */
+	if (known && is_marked(w, id)) known = 0; /* gc may delete it: store it again */
 	if (known || index_lookup(w->pending, id)) {
 		uint32_t size = known ? found.stored_len : 0;
 		pthread_mutex_unlock(&w->lock);
