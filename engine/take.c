@@ -44,6 +44,8 @@ typedef struct file_state {
 	int reused;
 	int captured; /* content complete (read or reused); a pre-copy may skip files */
 	uint32_t pending; /* its chunks queued for other workers (under jobs_lock) */
+	tree_chunk *was;  /* the chunks of its namesake in the parent (a dense file), or NULL */
+	uint32_t nwas;
 } file_state;
 
 /* A chunk of a large file, cut by the worker reading it and hashed and
@@ -90,6 +92,8 @@ typedef struct take_ctx {
 	char uring_fallback[256]; /* why file reads left io_uring, "" if they did not */
 
 	atomic_uint_fast64_t files_done, bytes, new_bytes, stored_bytes, reused;
+	atomic_uint_fast64_t prior_cuts; /* chunks cut where the parent's were (read_file) */
+	int no_prior_cuts;               /* CAIRN_PRIOR_CUTS=0 (testing): always the chunker */
 	atomic_int workers_left;
 	/* chunk jobs: a worker with no file left to read takes them */
 	pthread_mutex_t jobs_lock;
@@ -215,6 +219,92 @@ static int add_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t le
 	fs->chunks[slot] = (tree_chunk){id, (uint32_t)len};
 	count_chunk(c, len, added);
 	return 0;
+}
+
+/* A chunk whose id the reader has (a prior cut, verified): stored (or
+ * referenced) here. locked: other workers write fs's slots (its chunks
+ * are queued), so the slot is taken under jobs_lock. */
+static int add_known_chunk(take_ctx *c, file_state *fs, const oid *id, const uint8_t *data, size_t len,
+                           int locked)
+{
+	size_t added;
+	int rc = writer_put(c->writer, id, BLOB_DATA, data, len, &added);
+	if (rc < 0) return rc;
+	if (locked) pthread_mutex_lock(&c->jobs_lock);
+	int64_t slot = chunk_slot(fs);
+	if (slot >= 0) {
+		fs->chunks[slot] = (tree_chunk){*id, (uint32_t)len};
+		count_chunk(c, len, added);
+	}
+	if (locked) pthread_mutex_unlock(&c->jobs_lock);
+	return slot < 0 ? (int)slot : 0;
+}
+
+/* ---- cutting where the parent's version was cut ---------------------------- */
+
+/* A changed file is mostly its old content, moved or not (appends, an
+ * insert, bytes rewritten in place), and the chunker cuts it where it cut
+ * the old one. So after a cut, the reader tries the parent's next chunk:
+ * if the next bytes hash to its id, they are that chunk, and since a cut
+ * depends only on the bytes since the last cut, the chunker would have cut
+ * there too; the cut is skipped and the hash is the chunk's id. A wrong
+ * guess costs one hash. Which old chunk comes next: the one after the one
+ * just verified, or after one as long as the chunk the chunker just cut
+ * (the content has moved by an insert or a deletion). The parent's last
+ * chunk ended where its file did, not at a cut: never guessed. */
+typedef struct size_at {
+	uint32_t size, at; /* an old chunk's size and index */
+} size_at;
+
+typedef struct prior_cuts {
+	const tree_chunk *was;
+	uint32_t n;
+	size_at *by_size; /* the old chunks but the last, by size */
+	int64_t next;     /* the old chunk to try at the next cut, or -1 */
+} prior_cuts;
+
+static int size_at_cmp(const void *a, const void *b)
+{
+	const size_at *x = a, *y = b;
+	return x->size != y->size ? (x->size < y->size ? -1 : 1) : (x->at < y->at ? -1 : x->at > y->at);
+}
+
+static void prior_cuts_init(prior_cuts *pc, const tree_chunk *was, uint32_t n)
+{
+	memset(pc, 0, sizeof(*pc));
+	pc->next = -1;
+	if (n < 2 || !(pc->by_size = malloc((n - 1) * sizeof(*pc->by_size)))) return;
+	pc->was = was;
+	pc->n = n;
+	pc->next = 0;
+	for (uint32_t i = 0; i + 1 < n; i++) pc->by_size[i] = (size_at){was[i].size, i};
+	qsort(pc->by_size, n - 1, sizeof(*pc->by_size), size_at_cmp);
+}
+
+/* After the chunker cut len bytes: the old chunk after one of that size. */
+static void prior_cuts_after(prior_cuts *pc, size_t len)
+{
+	pc->next = -1;
+	size_t lo = 0, hi = pc->n ? pc->n - 1 : 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (pc->by_size[mid].size < len) lo = mid + 1;
+		else hi = mid;
+	}
+	if (pc->n && lo < pc->n - 1 && pc->by_size[lo].size == len) pc->next = pc->by_size[lo].at + 1;
+}
+
+/* The chunk at data (avail bytes on) if it is the old chunk tried: its
+ * length, and its id in *id; else 0. */
+static size_t prior_cuts_try(prior_cuts *pc, const uint8_t *data, size_t avail, oid *id)
+{
+	if (pc->next < 0 || (uint32_t)pc->next + 1 >= pc->n) return 0;
+	const tree_chunk *w = &pc->was[pc->next];
+	if (w->size > avail) return 0;
+	hash_sha256(id, data, w->size);
+	if (memcmp(id->b, w->id.b, OID_LEN) != 0) return 0;
+	pc->next++;
+	return w->size;
 }
 
 /* Hash and store one queued chunk (any worker). */
@@ -364,6 +454,7 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *bufs[2], size_t bufca
 	tree_extent *ext = NULL, dense;
 	uint32_t next = 0;
 	const chunker_params *cp = &c->repo->chunker;
+	prior_cuts pc = {.next = -1};
 	int fd = walk_open(c->rootfd, n);
 	if (fd < 0) {
 		rc = source_error(c, fd);
@@ -382,6 +473,7 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *bufs[2], size_t bufca
 		next = n->size ? 1 : 0;
 	}
 
+	prior_cuts_init(&pc, sparse || c->no_prior_cuts ? NULL : fs->was, sparse || c->no_prior_cuts ? 0 : fs->nwas);
 	size_t have = 0, pos = 0;
 	uint32_t ei = 0;
 	uint64_t eoff = 0; /* offset within extent ei */
@@ -429,8 +521,17 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *bufs[2], size_t bufca
 			}
 		}
 		if (pos == have) break;
-		size_t cut = chunker_cut(cp, buf + pos, have - pos);
-		int q = share ? share_chunk(c, fs, buf + pos, cut, &buf_jobs[cur]) : add_chunk(c, fs, buf + pos, cut);
+		oid id;
+		size_t cut = prior_cuts_try(&pc, buf + pos, have - pos, &id);
+		int q;
+		if (cut) {
+			atomic_fetch_add(&c->prior_cuts, 1);
+			q = add_known_chunk(c, fs, &id, buf + pos, cut, queued);
+		} else {
+			cut = chunker_cut(cp, buf + pos, have - pos);
+			prior_cuts_after(&pc, cut);
+			q = share ? share_chunk(c, fs, buf + pos, cut, &buf_jobs[cur]) : add_chunk(c, fs, buf + pos, cut);
+		}
 		if (q < 0) {
 			rc = q;
 			goto done;
@@ -465,6 +566,10 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *bufs[2], size_t bufca
 	}
 done:
 	if (share) wait_jobs(c, &fs->pending); /* its chunk list is complete only then */
+	free(pc.by_size);
+	free(fs->was); /* of no more use */
+	fs->was = NULL;
+	fs->nwas = 0;
 	if (ext != &dense) free(ext);
 	if (fd >= 0) close(fd);
 	free(path);
@@ -1181,6 +1286,8 @@ static void ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w)
 	c->repo = repo;
 	c->rootfd = rootfd;
 	c->writer = w;
+	const char *pc = getenv("CAIRN_PRIOR_CUTS");
+	c->no_prior_cuts = pc && !strcmp(pc, "0");
 }
 
 /* What a capture holds (the walk, the file states); not the writer or rootfd. */
@@ -1194,6 +1301,7 @@ static void ctx_free(take_ctx *c)
 	for (size_t i = 0; i < c->nearly; i++) {
 		free(c->early[i]->chunks);
 		free(c->early[i]->extents);
+		free(c->early[i]->was);
 		free(c->early[i]);
 	}
 	free(c->early);
@@ -1311,6 +1419,11 @@ static void early_file(void *payload, walk_node *n, const walk_node *prior)
 	file_state *fs = calloc(1, sizeof(*fs));
 	if (!fs) return; /* read after the walk instead */
 	fs->node = n;
+	const tree_entry *e = prior && prior->type == TREE_REG ? prior->user : NULL;
+	if (e && !e->nextents && e->nchunks >= 2 && (fs->was = malloc(e->nchunks * sizeof(*fs->was)))) {
+		memcpy(fs->was, e->chunks, e->nchunks * sizeof(*fs->was)); /* the parent is freed while it is read */
+		fs->nwas = e->nchunks;
+	}
 	pthread_mutex_lock(&c->jobs_lock);
 	if (c->nearly == c->cap_early) {
 		size_t cap = c->cap_early ? c->cap_early * 2 : 64;
@@ -1756,6 +1869,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		out->new_bytes = c.new_bytes;
 		out->stored_bytes = c.stored_bytes;
 		out->reused_files = c.reused;
+		out->prior_cut_chunks = c.prior_cuts + pre.prior_cuts;
 		out->sockets_skipped = ws.sockets_skipped;
 		out->mounts_skipped = ws.mounts_skipped;
 		out->excluded = ws.excluded;

@@ -182,6 +182,7 @@ typedef struct cairn_take_result {
 	int used_uring;          /* 1 when the walk ran on io_uring */
 	uint64_t charged_bytes;  /* what the snapshot added to its user's usage (dry run: would add) */
 	uint64_t precopy_ms;     /* time copying content before the freeze (0: no pre-copy) */
+	uint64_t prior_cut_chunks; /* chunks of changed files cut where the parent's were, without the chunker */
 } cairn_take_result;
 
 CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo,

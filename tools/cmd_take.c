@@ -73,6 +73,7 @@ static void print_done(const cairn_take_result *r)
 	json_u64(&j, "precopy_ms", r->precopy_ms);
 	json_u64(&j, "dirs", r->dirs);
 	json_u64(&j, "reused_files", r->reused_files);
+	json_u64(&j, "prior_cut_chunks", r->prior_cut_chunks);
 	json_u64(&j, "sockets_skipped", r->sockets_skipped);
 	json_u64(&j, "mounts_skipped", r->mounts_skipped);
 	json_u64(&j, "excluded", r->excluded);
