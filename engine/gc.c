@@ -168,7 +168,15 @@ void gc_session_begin(cairn_repo *r)
 	snprintf(s->name, sizeof(s->name), "gc/sessions/%s", hex);
 	s->start_ns = now_ns();
 	pthread_mutex_lock(&s->lock);
+	/* Until the session is in place, nothing protects its own temporary
+	 * file: a gc without grace that sees it in both of its scans deletes
+	 * it, and the rename fails (e2e_concurrency, once). Each try writes a
+	 * new one. */
 	int rc = session_write(s);
+	for (int again = 0; rc < 0 && again < 3; again++) {
+		error_clear();
+		rc = session_write(s);
+	}
 	pthread_mutex_unlock(&s->lock);
 	if (rc < 0) {
 		snprintf(s->why, sizeof(s->why), "cannot register a session: %s", cairn_error_last());

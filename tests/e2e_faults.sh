@@ -56,6 +56,17 @@ for spec in write:1:EIO write:3:ENOSPC write:5:SHORT write:8:EIO fsync:2:EIO fsy
 	valid "gc-$spec"
 done
 check "most injected faults made the take fail cleanly ($FAILED_CLEANLY)" [ "$FAILED_CLEANLY" -ge 6 ]
+
+# The gc session's own temporary file is protected by nothing until it is
+# renamed into place (a gc without grace may take it): registering tries
+# up to four times, then fails cleanly.
+echo "x$RANDOM" >> "$W/a/d0/e0/f$SEED-0"
+run take-session-retry env CAIRN_FAULT=rename:1:EIO,rename:2:EIO "$CAIRN" take --root "$W/a" --name t-retry -q
+check "a session registration that fails twice is tried again: exit 0 (got $RC)" [ "$RC" = 0 ]
+run take-session-fails env CAIRN_FAULT=rename:1:EIO,rename:2:EIO,rename:3:EIO,rename:4:EIO "$CAIRN" take --root "$W/a" --name t-noreg -q
+check "four failures: exit 1, one line naming the session ($(head -c 160 "$ERR"))" \
+	bash -c '[ "$1" = 1 ] && grep -q "cannot register a session: gc/sessions/" "$2" && [ "$(grep -c "" "$2")" = 1 ]' _ "$RC" "$ERR"
+valid session-retry
 cairn_ok gc-clean gc --grace 0 -q
 valid final
 e2e_finish
