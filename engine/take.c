@@ -307,6 +307,18 @@ static size_t prior_cuts_try(prior_cuts *pc, const uint8_t *data, size_t avail, 
 	return w->size;
 }
 
+/* fs is to be read: keep its earlier version's chunk list (the parent's
+ * or the pre-copy's) for prior cuts, when that version was dense and cut
+ * at least once, and fs is large enough for read_file (not a batch). */
+static void keep_prior_cuts(file_state *fs, const walk_node *n, const tree_chunk *chunks, uint32_t nchunks,
+                            uint32_t nextents)
+{
+	if (fs->was || n->size <= SMALL_FILE_MAX || nextents || nchunks < 2) return;
+	if (!(fs->was = malloc(nchunks * sizeof(*fs->was)))) return; /* only a shortcut */
+	memcpy(fs->was, chunks, nchunks * sizeof(*fs->was)); /* the parent is freed while fs is read */
+	fs->nwas = nchunks;
+}
+
 /* Hash and store one queued chunk (any worker). */
 static void run_job(take_ctx *c, chunk_job *j)
 {
@@ -1005,6 +1017,8 @@ static int reuse_from_parent(take_ctx *c, walk_node *dir, const walk_node *pdir)
 			const tree_entry *e = p->user;
 			if (same_file(k, p, e) && (rc = chunks_present(c, e)) == 1)
 				rc = reuse_content(k->user, e->size, e->chunks, e->nchunks, e->extents, e->nextents);
+			else if (rc >= 0) /* read: hardlinked, or not found by the walk's early reads */
+				keep_prior_cuts(k->user, k, e->chunks, e->nchunks, e->nextents);
 		}
 	}
 	return rc;
@@ -1037,8 +1051,14 @@ static int reuse_from_precopy(take_ctx *c, walk_node *dir, const walk_node *pre_
 		if (k->type != TREE_REG || fs->leader) continue; /* a follower gets its leader's */
 		const file_state *ps = p->user;
 		if (ps->leader) ps = ps->leader;
-		if (!ps->captured || ps->size != p->size || !unchanged_since(k, p, start)) continue;
-		if ((rc = writer_ref_chunks(c->writer, ps->chunks, ps->nchunks)) != 1) continue;
+		if (!ps->captured) continue;
+		if (ps->size != p->size || !unchanged_since(k, p, start) ||
+		    (rc = writer_ref_chunks(c->writer, ps->chunks, ps->nchunks)) != 1) {
+			/* changed since the pre-copy (a log written to, say): read
+			 * again while frozen, cut where the pre-copy cut it */
+			if (rc >= 0) keep_prior_cuts(fs, k, ps->chunks, ps->nchunks, ps->nextents);
+			continue;
+		}
 		rc = reuse_content(fs, ps->size, ps->chunks, ps->nchunks, ps->extents, ps->nextents);
 	}
 	return rc;
@@ -1296,6 +1316,7 @@ static void ctx_free(take_ctx *c)
 	for (size_t i = 0; i < c->nstates; i++) {
 		free(c->states[i].chunks);
 		free(c->states[i].extents);
+		free(c->states[i].was);
 	}
 	free(c->states);
 	for (size_t i = 0; i < c->nearly; i++) {
@@ -1420,10 +1441,7 @@ static void early_file(void *payload, walk_node *n, const walk_node *prior)
 	if (!fs) return; /* read after the walk instead */
 	fs->node = n;
 	const tree_entry *e = prior && prior->type == TREE_REG ? prior->user : NULL;
-	if (e && !e->nextents && e->nchunks >= 2 && (fs->was = malloc(e->nchunks * sizeof(*fs->was)))) {
-		memcpy(fs->was, e->chunks, e->nchunks * sizeof(*fs->was)); /* the parent is freed while it is read */
-		fs->nwas = e->nchunks;
-	}
+	if (e) keep_prior_cuts(fs, n, e->chunks, e->nchunks, e->nextents);
 	pthread_mutex_lock(&c->jobs_lock);
 	if (c->nearly == c->cap_early) {
 		size_t cap = c->cap_early ? c->cap_early * 2 : 64;

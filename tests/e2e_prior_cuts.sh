@@ -6,7 +6,10 @@
 # path is taken (prior_cut_chunks > 0), the new data is the same, and the
 # files restore exactly. Edits: an insert near the start, bytes rewritten in
 # place, an append, a deletion, a truncation, content replaced whole, a
-# file made sparse, a file that shrank below two chunks.
+# file made sparse, a file that shrank below two chunks, a hardlinked file.
+# Live (cgroup v2): a file appended to while the pre-copy reads it is read
+# again while frozen, cut where the pre-copy cut it, and the snapshot holds
+# a prefix of it.
 set -euo pipefail
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib.sh"
@@ -22,9 +25,11 @@ rnd = random.Random(seed)
 def data(n):
     # half random, half text-like: the chunker cuts both
     return rnd.randbytes(n // 2) + b"".join(b"line %d of a log\n" % rnd.randrange(10**6) for _ in range(n // 2 // 20))
-for name, mib in [("ins", 12), ("rew", 12), ("app", 8), ("del", 12), ("trunc", 12), ("whole", 6), ("sparse", 8), ("small", 6)]:
+for name, mib in [("ins", 12), ("rew", 12), ("app", 8), ("del", 12), ("trunc", 12), ("whole", 6), ("sparse", 8), ("small", 6), ("linked", 8)]:
     with open(os.path.join(d, name), "wb") as f:
         f.write(os.urandom(mib << 20) if name != "app" else data(mib << 20))
+# two links: read after the walk (not by its early reads), the same way
+os.link(os.path.join(d, "linked"), os.path.join(d, "linked2"))
 EOF
 R=$W/repo
 cairn_ok init init --repo "$R" || e2e_finish
@@ -54,6 +59,7 @@ def delete(b):
     del b[at:at + 65536]
     return b
 edit("ins", ins)
+edit("linked", ins) # in place: both links see it
 edit("rew", rew)
 edit("app", lambda b: b + os.urandom(1 << 20))
 edit("del", delete)
@@ -103,4 +109,38 @@ done
 rm -rf "$W/out"
 cairn_ok restore restore --repo "$R" second "$W/out" -q && treecmp_check "the second snapshot restores exactly" "$SRC" "$W/out"
 cairn_ok fsck fsck --repo "$R" --read-data -q
+
+say "live: a file appended to during the pre-copy is read again while frozen, cut where the pre-copy cut it"
+V2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+CG=${V2:+$V2/cairn-e2e-$$-prior-cuts}
+live_cleanup() {
+	[ -n "$CG" ] && [ -d "$CG" ] || return 0
+	echo 0 > "$CG/cgroup.freeze" 2>/dev/null || true
+	for p in $(cat "$CG/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+	sleep 0.2
+	rmdir "$CG" 2>/dev/null || true
+}
+trap 'live_cleanup; e2e_cleanup' EXIT
+if [ -n "$CG" ] && mkdir "$CG" 2>/dev/null && [ -e "$CG/cgroup.freeze" ]; then
+	LIVE=$W/live
+	mkdir -p "$LIVE"
+	head -c $((24 << 20)) /dev/urandom > "$LIVE/log"
+	bash -c 'echo $$ > "$0/cgroup.procs" && exec bash -c "while :; do head -c 65536 /dev/urandom >> \"\$0\"; done" "$1"' \
+		"$CG" "$LIVE/log" > /dev/null 2>&1 &
+	sleep 0.3
+	cairn_ok live-init init --repo "$W/repo-live"
+	take_json live --repo "$W/repo-live" --root "$LIVE" --name live --cgroup "$CG" && {
+		live_cuts=$(done_field "$OUT" prior_cut_chunks)
+		check "the frozen capture cut the log where the pre-copy did ($live_cuts chunks; no parent, so none before)" \
+			[ "$live_cuts" -gt 0 ]
+		"$CAIRN" cat --repo "$W/repo-live" live /log > "$W/live-log"
+		n=$(stat -c %s "$W/live-log")
+		check "the snapshot's log ($n bytes) is a prefix of the live one: one instant" \
+			bash -c 'cmp -s -n "$1" "$2" "$3" && [ "$1" -ge $((24 << 20)) ]' _ "$n" "$W/live-log" "$LIVE/log"
+		cairn_ok live-fsck fsck --repo "$W/repo-live" --read-data -q
+	}
+	live_cleanup
+else
+	echo "note: no cgroup v2 hierarchy with cgroup.freeze here (${V2:-none}): the live part is not run"
+fi
 e2e_finish
