@@ -132,6 +132,18 @@ static uint32_t ref_prefix(const oid *id, unsigned bits)
 	return (((uint32_t)id->b[0] << 16) | ((uint32_t)id->b[1] << 8) | id->b[2]) >> (24 - bits);
 }
 
+/* Where each of the 2^bits prefixes starts in v once v is sorted (n refs;
+ * start[2^bits] = n), or NULL when out of memory. */
+static uint32_t *bucket_starts(const uref *v, size_t n, unsigned bits)
+{
+	size_t nb = (size_t)1 << bits;
+	uint32_t *start = calloc(nb + 1, sizeof(*start));
+	if (!start) return NULL;
+	for (size_t i = 0; i < n; i++) start[ref_prefix(&v[i].id, bits) + 1]++;
+	for (size_t b = 0; b < nb; b++) start[b + 1] += start[b];
+	return start;
+}
+
 static void insertion_sort(uref *v, size_t n)
 {
 	for (size_t i = 1; i < n; i++) {
@@ -151,18 +163,16 @@ static void sort_refs(uref **vp, size_t n)
 	unsigned bits = 0;
 	while (bits < 16 && ((size_t)4 << bits) < n) bits++; /* ~4 per bucket */
 	size_t nb = (size_t)1 << bits;
-	uint32_t *start = bits >= 4 ? calloc(nb + 1, sizeof(*start)) : NULL;
+	uref *v = *vp;
+	uint32_t *start = bits >= 4 && n <= UINT32_MAX ? bucket_starts(v, n, bits) : NULL;
 	uint32_t *pos = start ? malloc(nb * sizeof(*pos)) : NULL;
-	uref *v = *vp, *out = pos ? malloc(n * sizeof(*out)) : NULL;
-	if (!out || n > UINT32_MAX) {
+	uref *out = pos ? malloc(n * sizeof(*out)) : NULL;
+	if (!out) {
 		free(start);
 		free(pos);
-		free(out);
 		qsort(v, n, sizeof(*v), uref_cmp);
 		return;
 	}
-	for (size_t i = 0; i < n; i++) start[ref_prefix(&v[i].id, bits) + 1]++;
-	for (size_t b = 0; b < nb; b++) start[b + 1] += start[b];
 	memcpy(pos, start, nb * sizeof(*pos));
 	for (size_t i = 0; i < n; i++) out[pos[ref_prefix(&v[i].id, bits)]++] = v[i];
 	for (size_t b = 0; b < nb; b++) {
@@ -199,11 +209,7 @@ static void ref_dir_build(ref_dir *d, const uref *v, size_t n)
 	d->n = n;
 	unsigned bits = 0;
 	while (bits < 20 && ((size_t)2 << bits) < n) bits++;
-	if (bits < 4 || n > UINT32_MAX || !(d->start = calloc(((size_t)1 << bits) + 1, sizeof(*d->start)))) return;
-	d->bits = bits;
-	size_t nb = (size_t)1 << bits;
-	for (size_t i = 0; i < n; i++) d->start[ref_prefix(&v[i].id, bits) + 1]++;
-	for (size_t b = 0; b < nb; b++) d->start[b + 1] += d->start[b];
+	if (bits >= 4 && n <= UINT32_MAX && (d->start = bucket_starts(v, n, bits))) d->bits = bits;
 }
 
 static int ref_dir_find(const ref_dir *d, const oid *id, uint32_t *stored)

@@ -208,22 +208,9 @@ static void count_chunk(take_ctx *c, size_t len, size_t added)
 	}
 }
 
-static int add_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t len)
-{
-	oid id;
-	size_t added;
-	int rc = writer_put_chunk(c->writer, data, len, &id, &added);
-	if (rc < 0) return rc;
-	int64_t slot = chunk_slot(fs);
-	if (slot < 0) return (int)slot;
-	fs->chunks[slot] = (tree_chunk){id, (uint32_t)len};
-	count_chunk(c, len, added);
-	return 0;
-}
-
-/* A chunk whose id the reader has (a prior cut, verified): stored (or
- * referenced) here. locked: other workers write fs's slots (its chunks
- * are queued), so the slot is taken under jobs_lock. */
+/* A chunk whose id the reader has (hashed, or a prior cut verified):
+ * stored (or referenced) here. locked: other workers write fs's slots (its
+ * chunks are queued), so the slot is taken under jobs_lock. */
 static int add_known_chunk(take_ctx *c, file_state *fs, const oid *id, const uint8_t *data, size_t len,
                            int locked)
 {
@@ -238,6 +225,13 @@ static int add_known_chunk(take_ctx *c, file_state *fs, const oid *id, const uin
 	}
 	if (locked) pthread_mutex_unlock(&c->jobs_lock);
 	return slot < 0 ? (int)slot : 0;
+}
+
+static int add_chunk(take_ctx *c, file_state *fs, const uint8_t *data, size_t len)
+{
+	oid id;
+	hash_sha256(&id, data, len);
+	return add_known_chunk(c, fs, &id, data, len, 0);
 }
 
 /* ---- cutting where the parent's version was cut ---------------------------- */
@@ -302,7 +296,7 @@ static size_t prior_cuts_try(prior_cuts *pc, const uint8_t *data, size_t avail, 
 	const tree_chunk *w = &pc->was[pc->next];
 	if (w->size > avail) return 0;
 	hash_sha256(id, data, w->size);
-	if (memcmp(id->b, w->id.b, OID_LEN) != 0) return 0;
+	if (oid_cmp(id, &w->id) != 0) return 0;
 	pc->next++;
 	return w->size;
 }
@@ -485,7 +479,7 @@ static int read_file(take_ctx *c, file_state *fs, uint8_t *bufs[2], size_t bufca
 		next = n->size ? 1 : 0;
 	}
 
-	prior_cuts_init(&pc, sparse || c->no_prior_cuts ? NULL : fs->was, sparse || c->no_prior_cuts ? 0 : fs->nwas);
+	if (!sparse && !c->no_prior_cuts) prior_cuts_init(&pc, fs->was, fs->nwas);
 	size_t have = 0, pos = 0;
 	uint32_t ei = 0;
 	uint64_t eoff = 0; /* offset within extent ei */
