@@ -124,9 +124,14 @@ static int session_refresh(struct gc_session *s)
 	if (now_ns() > s->expiry_ns - (int64_t)GC_SESSION_TTL_MS * MS / 2)
 		rc = error_set(CAIRN_EIO, "session %s: not refreshed in time; gc may have reclaimed data "
 		               "this process relies on (retry)", s->name);
-	else if ((rc = store_size(s->st, s->name, &size)) < 0)
+	else if ((rc = store_size(s->st, s->name, &size)) == CAIRN_ENOTFOUND)
 		rc = error_set(CAIRN_EIO, "session %s: removed by gc; retry", s->name);
-	else
+	else if (rc < 0) {
+		/* the store's own message names the backend and what failed (an
+		 * unreachable OSD is not a gc: e2e_osd_stop) */
+		error_prefix("session %s: cannot refresh", s->name);
+		rc = CAIRN_EIO;
+	} else
 		rc = session_write(s);
 	if (rc < 0) {
 		s->ok = 0;

@@ -2,7 +2,8 @@
  * Every write is tmp + fsync + rename (or link, for create-only) + directory
  * fsync. Fault injection for tests: CAIRN_FAULT="op:N:ERR[,op:N:ERR...]"
  * makes the Nth call (1-based, counted per process) of op fail with ERR,
- * where op is write|fsync|rename|read and ERR is EIO|ENOSPC|SHORT (a short
+ * where op is write|fsync|rename|read|stat (stat: the directory store's
+ * object size) and ERR is EIO|ENOSPC|SHORT (a short
  * write that then fails with ENOSPC) or CRASH (the process _exit(99)s there,
  * before the operation, as if killed). */
 #ifndef CAIRN_IO_H

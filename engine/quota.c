@@ -937,7 +937,10 @@ static int load(cairn_repo *r, const char *user, enum load_mode mode, ustate *s)
 		if (rc != CAIRN_ENOTFOUND || mode == LOAD_REPAIR || i + 1 == LOAD_TRIES) break;
 		ustate_free(s);
 	}
-	if (rc == CAIRN_ENOTFOUND) rc = error_set(CAIRN_ECORRUPT, "user %s: %s", user, cairn_error_last());
+	if (rc == CAIRN_ENOTFOUND) {
+		error_prefix("user %s", user);
+		rc = CAIRN_ECORRUPT;
+	}
 	return rc;
 }
 

@@ -171,6 +171,8 @@ static int dir_size(store *base, const char *name, uint64_t *size)
 {
 	dir_store *st = (dir_store *)base;
 	struct stat sb;
+	int f = io_fault("stat");
+	if (f < 0) return error_errno(CAIRN_EIO, -f, "%s: stat", name);
 	if (fstatat(st->rootfd, name, &sb, 0) < 0) {
 		if (errno == ENOENT) return error_set(CAIRN_ENOTFOUND, "%s: not found", name);
 		return error_errno(CAIRN_EIO, errno, "%s: stat", name);

@@ -67,6 +67,28 @@ run take-session-fails env CAIRN_FAULT=rename:1:EIO,rename:2:EIO,rename:3:EIO,re
 check "four failures: exit 1, one line naming the session ($(head -c 160 "$ERR"))" \
 	bash -c '[ "$1" = 1 ] && grep -q "cannot register a session: gc/sessions/" "$2" && [ "$(grep -c "" "$2")" = 1 ]' _ "$RC" "$ERR"
 valid session-retry
+
+# A store that fails to answer (an OSD down, a disk error) while the session
+# is checked is not a gc: each stat a take makes fails in turn, and every
+# failure names the error, never "removed by gc" (e2e_osd_stop_rados did).
+echo "x$RANDOM" >> "$W/a/d0/e0/f$SEED-0"
+STAT_FAILS=0 SESSION_STAT=0 STAT_BAD=
+for n in $(seq 1 60); do
+	run "take-stat-$n" env CAIRN_FAULT="stat:$n:EIO" "$CAIRN" take --root "$W/a" --name "t-stat-$n" -q
+	[ "$RC" = 0 ] && break
+	STAT_FAILS=$((STAT_FAILS + 1))
+	if ! { [ "$RC" = 1 ] && one_error_line "$ERR" && grep -q 'stat: Input/output error' "$ERR" &&
+	       ! grep -q 'removed by gc' "$ERR"; }; then
+		STAT_BAD="$STAT_BAD $n:$RC:$(head -c 200 "$ERR")"
+	fi
+	grep -q 'session gc/sessions/[0-9a-f]*: cannot refresh: ' "$ERR" && SESSION_STAT=$((SESSION_STAT + 1))
+done
+check "a take failed at each of its $STAT_FAILS stats with exit 1 and the stat's error (${STAT_BAD:-all did})" \
+	[ -z "$STAT_BAD" ]
+check "the take succeeded once past its stats (exit $RC after $STAT_FAILS failures)" \
+	bash -c '[ "$1" = 0 ] && [ "$2" -ge 2 ]' _ "$RC" "$STAT_FAILS"
+check "a failed stat of the session says it cannot be refreshed ($SESSION_STAT takes)" [ "$SESSION_STAT" -ge 1 ]
+valid session-stat
 cairn_ok gc-clean gc --grace 0 -q
 valid final
 e2e_finish
