@@ -38,7 +38,8 @@
 # "repository" is the sum of them. cairn takes run with --cgroup on a live
 # workload (pause_ms); "3u" is an overlay upper-mode take (--upper --base)
 # of the same 1% change. Floors, same run: durable write (fdatasync) of
-# cairn's first-take stored bytes, a read of every file, a stat walk.
+# cairn's first-take stored bytes, buffered and with O_DIRECT (the device
+# alone), a read of every file, a stat walk.
 set -euo pipefail
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
 LIB=$SRCDIR/bench/benchlib.py
@@ -301,6 +302,10 @@ if has cairn; then
 	prepare
 	timed floor "write floor" "$PY" "$LIB" write-floor "$run/floor" "$stored"
 	record "$stored" "" "" "fdatasync of cairn's first-take stored bytes"
+	rm -rf "$run/floor"
+	prepare
+	timed floor "device floor" "$PY" "$LIB" write-floor "$run/floor" "$stored" direct
+	[ -n "$NOTE" ] || record "$stored" "" "" "the same with O_DIRECT: the device alone, no page-cache copy"
 	rm -rf "$run/floor"
 	prepare "$SRC"
 	timed floor "read floor" sh -c 'find "$1" -path "$1/datadrive" -prune -o -type f -print0 | xargs -0 cat > /dev/null' _ "$SRC"
