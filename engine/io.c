@@ -214,6 +214,8 @@ int io_atomic_commit(io_atomic *a, int excl)
 	char parent[4096];
 	const char *what = a->what;
 	if ((rc = do_fsync(a->fd, what)) < 0) goto fail;
+	/* clean after the fsync, so they go now; a hint, so its failure is not fatal */
+	if (a->uncached) (void)posix_fadvise(a->fd, 0, 0, POSIX_FADV_DONTNEED);
 	close(a->fd);
 	a->fd = -1;
 

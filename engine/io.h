@@ -30,6 +30,7 @@ typedef struct io_atomic {
 	char *name;
 	const char *what;
 	uint64_t written, synced;
+	int uncached; /* drop the file's pages once it is durable (STORE_UNCACHED) */
 } io_atomic;
 int io_atomic_begin(io_atomic *a, int dirfd, const char *tmpdir, const char *name,
                     const char *what);

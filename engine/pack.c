@@ -217,6 +217,13 @@ size_t pack_writer_size(const pack_writer *pw)
 
 size_t pack_writer_count(const pack_writer *pw) { return pw->nblobs; }
 
+int pack_writer_holds(const pack_writer *pw, uint8_t type)
+{
+	for (size_t i = 0; i < pw->nblobs; i++)
+		if (pw->blobs[i].type == type) return 1;
+	return 0;
+}
+
 /* Directory and footer after the blobs. */
 static int put_tail(pack_writer *pw)
 {

@@ -26,6 +26,8 @@ int pack_writer_add(pack_writer *pw, const oid *id, uint8_t type, uint8_t comp,
                     const void *stored, uint32_t stored_len, uint32_t raw_len);
 size_t pack_writer_size(const pack_writer *pw);
 size_t pack_writer_count(const pack_writer *pw);
+/* Whether a blob of this type was added. */
+int pack_writer_holds(const pack_writer *pw, uint8_t type);
 /* Finish: directory, footer, check. Returns the file bytes (caller frees),
  * and the blobs with their offsets (valid until pack_writer_free). pw
  * cannot be added to afterwards. */

@@ -13,6 +13,12 @@ typedef struct store store;
 struct buf;
 
 #define STORE_EXCL 1 /* create only if absent (CAIRN_EEXISTS otherwise) */
+/* For store_write_commit: nobody reads the object back soon, so once it is
+ * durable a backend may drop it from the local caches (the directory's page
+ * cache). A take's packs of file data: left cached, a large take fills
+ * the host's memory with them, and each pack's fresh pages cost more than
+ * pages just freed (README "Where the time goes", 0.2.8). */
+#define STORE_UNCACHED 2
 
 /* Open a repository's storage by its address: a directory path (or
  * "dir:PATH"), "rados:POOL[/PREFIX]" or "s3://BUCKET[/PREFIX]". The

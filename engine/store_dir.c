@@ -405,6 +405,7 @@ static int dir_write_append(store_writer *base, const void *data, size_t len)
 static int dir_write_commit(store_writer *base, unsigned flags)
 {
 	dir_writer *w = (dir_writer *)base;
+	w->a.uncached = (flags & STORE_UNCACHED) != 0;
 	int rc = io_atomic_commit(&w->a, (flags & STORE_EXCL) != 0);
 	free(w);
 	return rc;

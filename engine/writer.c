@@ -107,8 +107,10 @@ static int flush_pack(snap_writer *w, pack_writer *pw, const uint8_t pack_id[PAC
 	const pack_blob *blobs;
 
 	/* not create-only: the name is 128 fresh random bits that nobody else
-	 * writes, and on S3 a create-only multipart commit costs a lock object */
-	if ((rc = pack_writer_commit(pw, 0, &blobs, &nblobs, NULL)) < 0) goto done;
+	 * writes, and on S3 a create-only multipart commit costs a lock object.
+	 * File data is not read back soon; trees are, by the next take. */
+	unsigned flags = pack_writer_holds(pw, BLOB_TREE) ? 0 : STORE_UNCACHED;
+	if ((rc = pack_writer_commit(pw, flags, &blobs, &nblobs, NULL)) < 0) goto done;
 
 	pthread_mutex_lock(&w->lock);
 	if (w->nentries + nblobs > w->capentries) {

@@ -154,6 +154,9 @@ check "cairn help take prints the same flags" grep -q -- --no-parent "$OUT"
 expect_rc 0 restore-help restore --help
 check "cairn restore --help mentions --force" grep -q -- --force "$OUT"
 expect_rc 0 version version
-check "cairn version prints something" test -s "$OUT"
+WANT="cairn $(sed -n "s/^ *version : '\(.*\)',/\1/p" "$SRCDIR/meson.build" | head -n1) (format 1)"
+check "cairn version prints '$WANT' (got '$(head -c 80 "$OUT")')" [ "$(cat "$OUT")" = "$WANT" ]
+expect_rc 0 version-option --version
+check "cairn --version prints the same (got '$(head -c 80 "$OUT")')" [ "$(cat "$OUT")" = "$WANT" ]
 
 e2e_finish

@@ -49,6 +49,7 @@ static void global_help(FILE *f)
 	           "                s3://BUCKET[/PREFIX] (default: $CAIRN_REPO)\n"
 	           "  --ceph-conf FILE  Ceph configuration for rados: (default: $CEPH_CONF)\n"
 	           "  -h, --help    show the command's usage and options\n"
+	           "  --version     the same as 'cairn version'\n"
 	           "\nRun 'cairn help COMMAND' for a command's options. Exit codes: 0 done,\n"
 	           "1 failed, 2 usage, 3 quota exceeded, 4 damage, 5 busy, 6 not found.\n");
 }
@@ -96,6 +97,10 @@ int main(int argc, char **argv)
 		const char *a = argv[cmd];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			global_help(stdout);
+			return 0;
+		}
+		if (!strcmp(a, "--version")) {
+			print_version();
 			return 0;
 		}
 		int valued = !strcmp(a, "--repo") || !strcmp(a, "--ceph-conf");

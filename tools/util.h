@@ -178,6 +178,8 @@ int cmd_snapshots(struct cli *cli, int argc, char **argv);
 int cmd_ls(struct cli *cli, int argc, char **argv);
 int cmd_cat(struct cli *cli, int argc, char **argv);
 int cmd_version(struct cli *cli, int argc, char **argv);
+/* "cairn X.Y.Z (format N)": the version command and --version */
+void print_version(void);
 int cmd_quota(struct cli *cli, int argc, char **argv);
 int cmd_usage(struct cli *cli, int argc, char **argv);
 int cmd_estimate(struct cli *cli, int argc, char **argv);
