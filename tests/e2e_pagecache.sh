@@ -29,9 +29,9 @@ for i in 1 2 3; do head -c $((40 << 20)) /dev/urandom > "$W/t/big$i"; done
 SUM=$(tree_sum "$W/t")
 take_json t1 --root "$W/t" --name t1 || e2e_finish
 
-# "trees|data RESIDENT_BYTES SIZE NAME" for every pack, its blob types from
-# its directory (format.h: footer count:u32 dir_offset:u32, then the check;
-# 48-byte entries with the type at byte 32)
+# "trees|data PATH" for every pack, by the blob types of its directory
+# (format.h: footer count:u32 dir_offset:u32, then the check; 48-byte
+# entries with the type at byte 32)
 pack_types() {
 	python3 - "$R" <<'EOF'
 import os, struct, sys
