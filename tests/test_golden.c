@@ -1,0 +1,208 @@
+/* Golden files pin the on-disk format: each record codec encodes a fixed
+ * input, and the bytes must equal tests/golden/NAME.hex (hex, 32 bytes a
+ * line); the golden bytes must decode and encode back to themselves. A
+ * change of format shows here as a diff of the .hex file.
+ * usage: test_golden GOLDEN_DIR [--update] (update rewrites the files). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index.h"
+#include "inodes.h"
+#include "snapshot.h"
+#include "t.h"
+#include "tree.h"
+
+static const char *golden_dir;
+static int update;
+
+static void fixed_oid(oid *o, uint8_t seed)
+{
+	for (int i = 0; i < OID_LEN; i++) o->b[i] = (uint8_t)(seed + 7 * i);
+}
+
+/* The golden file as bytes (malloc'd), or NULL when absent or not hex. */
+static uint8_t *read_hex(const char *path, size_t *len)
+{
+	size_t tlen;
+	uint8_t *text = t_slurp(path, &tlen);
+	if (!text) return NULL;
+	uint8_t *out = malloc(tlen / 2 + 1);
+	size_t n = 0;
+	int hi = -1;
+	for (size_t i = 0; i < tlen; i++) {
+		int c = text[i], v;
+		if (c >= '0' && c <= '9') v = c - '0';
+		else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+		else if (c == '\n' || c == ' ') continue;
+		else { free(text); free(out); return NULL; }
+		if (hi < 0) hi = v;
+		else { out[n++] = (uint8_t)(hi << 4 | v); hi = -1; }
+	}
+	free(text);
+	*len = n;
+	return out;
+}
+
+static void write_hex(const char *path, const uint8_t *b, size_t len)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) { perror(path); t_failures++; return; }
+	for (size_t i = 0; i < len; i++) fprintf(f, "%02x%s", b[i], (i % 32 == 31 || i == len - 1) ? "\n" : "");
+	fclose(f);
+}
+
+/* Compares encoded bytes with the golden file; returns the golden bytes
+ * (malloc'd) for the caller's decode check, or NULL. */
+static uint8_t *golden(const char *name, const uint8_t *enc, size_t len, size_t *glen)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s.hex", golden_dir, name);
+	if (update) write_hex(path, enc, len);
+	uint8_t *g = read_hex(path, glen);
+	if (!g) {
+		fprintf(stderr, "%s: missing or not hex (make it with --update)\n", path);
+		t_failures++;
+		return NULL;
+	}
+	t_checks++;
+	if (*glen != len || memcmp(g, enc, len) != 0) {
+		t_failures++;
+		fprintf(stderr, "%s: the encoder's %zu bytes differ from the golden %zu bytes: "
+		        "the format changed (bump its version and say so in engine/format.h)\n", path, len, *glen);
+	}
+	return g;
+}
+
+static void golden_tree(void)
+{
+	static const tree_xattr xa[] = {{"security.capability", 19, (const uint8_t *)"\x01\x00\x00\x02", 4},
+	                                {"user.k", 6, (const uint8_t *)"v", 1}};
+	static const tree_extent ext[] = {{0, 4096}, {1 << 20, 100}};
+	tree_chunk ch[2];
+	fixed_oid(&ch[0].id, 1);
+	ch[0].size = 4096;
+	fixed_oid(&ch[1].id, 2);
+	ch[1].size = 100;
+	tree_entry e[4];
+	memset(e, 0, sizeof(e));
+	e[0] = (tree_entry){.name = "bin", .name_len = 3, .type = TREE_DIR, .mode = 040755,
+	                    .mtime_sec = 1700000000, .mtime_nsec = 123456789};
+	fixed_oid(&e[0].subtree, 3);
+	e[1] = (tree_entry){.name = "dev", .name_len = 3, .type = TREE_CHR, .mode = 020600, .uid = 0, .gid = 5,
+	                    .mtime_sec = -1, .mtime_nsec = 999999999, .rdev_major = 1, .rdev_minor = 3};
+	e[2] = (tree_entry){.name = "file", .name_len = 4, .type = TREE_REG, .mode = 0104755, .uid = 1000,
+	                    .gid = 1000, .mtime_sec = 1700000001, .size = (1 << 20) + 100, .hardlink = 1,
+	                    .nxattrs = 2, .xattrs = xa, .nextents = 2, .extents = ext, .nchunks = 2, .chunks = ch};
+	e[3] = (tree_entry){.name = "link", .name_len = 4, .type = TREE_SYMLINK, .mode = 0120777, .size = 4,
+	                    .target = "file", .target_len = 4};
+	uint8_t *enc;
+	size_t len, glen;
+	CHECK_EQ(tree_encode(e, 4, &enc, &len), 0);
+	uint8_t *g = golden("tree", enc, len, &glen);
+	if (g) {
+		tree t;
+		CHECK_EQ(tree_decode(&t, g, glen, "golden tree"), 0);
+		uint8_t *again;
+		size_t alen;
+		CHECK(t.n == 4 && tree_encode(t.entries, t.n, &again, &alen) == 0 && alen == glen &&
+		      memcmp(again, g, glen) == 0);
+		if (t.n == 4) free(again);
+		tree_free(&t);
+		free(g);
+	}
+	free(enc);
+}
+
+static void golden_snapshot(void)
+{
+	char *keys[] = {"instance", "zone"}, *values[] = {"i-123", "eu-1"};
+	snapshot_manifest m = {.flags = 0, .time_ns = 1700000000123456789LL, .user = "alice", .name = "before-upgrade",
+	                       .root_path = "/", .hostname = "gpu-host-1", .files = 10, .dirs = 3, .symlinks = 1,
+	                       .specials = 2, .hardlinks = 1, .sockets_skipped = 0, .bytes = 123456,
+	                       .new_bytes = 4096, .stored_bytes = 2048, .pause_ms = 12, .duration_ms = 345,
+	                       .nlabels = 2, .label_keys = keys, .label_values = values};
+	fixed_oid(&m.tree, 4);
+	fixed_oid(&m.parent, 5);
+	uint8_t *enc;
+	size_t len, glen;
+	CHECK_EQ(snapshot_encode(&m, &enc, &len), 0);
+	uint8_t *g = golden("snapshot", enc, len, &glen);
+	if (g) {
+		snapshot_manifest d;
+		CHECK_EQ(snapshot_decode(&d, g, glen, "golden snapshot"), 0);
+		CHECK(strcmp(d.user, "alice") == 0 && strcmp(d.name, "before-upgrade") == 0 && d.nlabels == 2 &&
+		      d.bytes == 123456 && d.time_ns == m.time_ns && memcmp(&d.tree, &m.tree, sizeof(oid)) == 0);
+		snapshot_manifest_free(&d);
+		free(g);
+	}
+	free(enc);
+}
+
+static void golden_index(void)
+{
+	index_entry e[3];
+	memset(e, 0, sizeof(e));
+	for (int i = 0; i < 3; i++) {
+		fixed_oid(&e[i].id, (uint8_t)(10 + i));
+		memset(e[i].pack, 0xa0 + i % 2, PACK_ID_LEN);
+		e[i].offset = 64 + 1000 * (uint32_t)i;
+		e[i].raw_len = 65536;
+		e[i].stored_len = 30000 + (uint32_t)i;
+		e[i].type = i == 2 ? BLOB_TREE : BLOB_DATA;
+		e[i].comp = COMP_ZSTD;
+	}
+	uint8_t *enc;
+	size_t len, glen;
+	CHECK_EQ(index_segment_encode(e, 3, &enc, &len), 0);
+	uint8_t *g = golden("index", enc, len, &glen);
+	if (g) {
+		index_entry *d = NULL;
+		size_t n = 0;
+		CHECK_EQ(index_segment_decode(g, glen, "golden index", &d, &n), 0);
+		CHECK(n == 3 && d && d[1].offset == 1064 && d[2].type == BLOB_TREE);
+		free(d);
+		free(g);
+	}
+	free(enc);
+}
+
+static void golden_inodes(void)
+{
+	inode_list l = {0};
+	inodes_push(&l, INODE_DIR, 2, 0, 0);
+	inodes_push(&l, INODE_REG, 131073, 1700000000, 5);
+	inodes_push(&l, INODE_REG, 131074, 1700000002, 999999999);
+	oid snap;
+	fixed_oid(&snap, 6);
+	uint8_t *enc;
+	size_t len, glen;
+	CHECK_EQ(inodes_encode(&snap, &l, &enc, &len), 0);
+	uint8_t *g = golden("inodes", enc, len, &glen);
+	if (g) {
+		oid s2;
+		inode_list d = {0};
+		CHECK_EQ(inodes_decode("golden inodes", g, glen, &s2, &d), 0);
+		CHECK(d.n == 3 && d.v[2].value == 131074 && d.v[2].ctime_nsec == 999999999 &&
+		      memcmp(&s2, &snap, sizeof(oid)) == 0);
+		inodes_free(&d);
+		free(g);
+	}
+	free(enc);
+	inodes_free(&l);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: test_golden GOLDEN_DIR [--update]\n");
+		return 2;
+	}
+	golden_dir = argv[1];
+	update = argc > 2 && strcmp(argv[2], "--update") == 0;
+	golden_tree();
+	golden_snapshot();
+	golden_index();
+	golden_inodes();
+	return t_done();
+}
