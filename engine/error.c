@@ -6,10 +6,20 @@
 #include <string.h>
 
 #include "cairn.h"
+#include "cairn/sys/backend.h"
 
 static _Thread_local char message[1024];
 
 int error_set(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+CAIRN_EXTERN int cairn_error_set(int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);

@@ -1027,7 +1027,7 @@ static int open_lenient(cairn_repo **out, const char *path)
 		cairn_repo_free(r);
 		return ERR_OOM();
 	}
-	if ((rc = store_open(&r->st, path)) < 0) {
+	if ((rc = repo_store_open(&r->st, path)) < 0) {
 		cairn_repo_free(r);
 		return rc;
 	}
@@ -1090,7 +1090,7 @@ CAIRN_EXTERN int cairn_fsck(cairn_fsck_report **out, const char *path, const cai
 
 	{
 		store *st;
-		if ((rc = store_open(&st, path)) < 0) goto done;
+		if ((rc = repo_store_open(&st, path)) < 0) goto done;
 		/* gc must not rewrite the index or delete packs while we look */
 		rc = store_lock_acquire(&lock, st, "gc", GC_LOCK_TTL_MS,
 		                        o.lock_wait_ms ? o.lock_wait_ms : GC_DEFAULT_WAIT_MS);

@@ -39,8 +39,8 @@ int pack_writer_finish(pack_writer *pw, uint8_t **data, size_t *len, const pack_
  * buffer plus the directory: the same bytes pack_writer_finish would
  * return go to object name of st. Nothing is visible before
  * pack_writer_commit; pack_writer_free of an uncommitted one discards it. */
-struct store;
-int pack_writer_new_stream(pack_writer **out, struct store *st, const char *name);
+struct cairn_backend;
+int pack_writer_new_stream(pack_writer **out, struct cairn_backend *st, const char *name);
 /* Directory, footer, check, then the store's commit (flags as for
  * store_put). blobs and the file's length as for pack_writer_finish. A
  * streamed writer cannot be finished, nor an in-memory one committed. */

@@ -3,6 +3,8 @@
  * costs less than a table. */
 #include "readcache.h"
 
+#include "store_backend.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,4 +260,137 @@ void whole_cache_drop(whole_cache *c, const char *name)
 		break;
 	}
 	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- the wrapping backend ------------------------------------------------ */
+
+typedef struct cached_store {
+	store base;
+	store_ops ops; /* the template with the inner backend's kind and pack size */
+	store *inner;
+	readcache_classify_fn classify;
+	block_cache *blocks;
+	whole_cache *segments;
+} cached_store;
+
+static cached_store *cs_of(store *st) { return (cached_store *)st; }
+
+static void cs_free(store *st)
+{
+	cached_store *c = cs_of(st);
+	block_cache_free(c->blocks);
+	whole_cache_free(c->segments);
+	store_free(c->inner);
+	free(c);
+}
+
+static int cs_get_range(store *st, const char *name, uint64_t off, void *out, size_t len)
+{
+	cached_store *c = cs_of(st);
+	/* A read past the object's end goes to the backend, which names it. */
+	switch (len ? c->classify(name) : READCACHE_NONE) {
+	case READCACHE_BLOCKS:
+		if (len < BLOCK_LEN) {
+			int rc = block_cache_read(c->blocks, c->inner, store_get_upto, name, off, out, len);
+			if (rc != 1) return rc;
+		}
+		break;
+	case READCACHE_WHOLE: {
+		int rc = whole_cache_read(c->segments, c->inner, name, off, out, len);
+		if (rc != 1) return rc;
+		break;
+	}
+	default:
+		break;
+	}
+	return store_get_range(c->inner, name, off, out, len);
+}
+
+static int cs_del(store *st, const char *name)
+{
+	cached_store *c = cs_of(st);
+	int rc = store_delete(c->inner, name);
+	block_cache_drop(c->blocks, name);
+	whole_cache_drop(c->segments, name);
+	return rc;
+}
+
+static int cs_put(store *st, const char *name, const void *data, size_t len, unsigned flags)
+{
+	return store_put(cs_of(st)->inner, name, data, len, flags);
+}
+
+static int cs_get(store *st, const char *name, size_t max, uint8_t **out, size_t *len)
+{
+	return store_get(cs_of(st)->inner, name, max, out, len);
+}
+
+static int cs_get_upto(store *st, const char *name, uint64_t off, void *out, size_t len, size_t *got)
+{
+	return store_get_upto(cs_of(st)->inner, name, off, out, len, got);
+}
+
+static int cs_size(store *st, const char *name, uint64_t *size) { return store_size(cs_of(st)->inner, name, size); }
+
+static int cs_list(store *st, const char *dir, int (*cb)(const char *name, void *payload), void *payload)
+{
+	return store_list(cs_of(st)->inner, dir, cb, payload);
+}
+
+/* Writers and locks are the inner backend's own: their later calls go
+ * straight to it. */
+static int cs_write_begin(store *st, const char *name, store_writer **out)
+{
+	return store_write_begin(cs_of(st)->inner, name, out);
+}
+
+static int cs_lock_acquire(store_lock **out, store *st, const char *name, uint64_t ttl_ms, uint64_t wait_ms)
+{
+	return store_lock_acquire(out, cs_of(st)->inner, name, ttl_ms, wait_ms);
+}
+
+static int cs_unfinished_list(store *st, store_unfinished_cb cb, void *payload)
+{
+	return store_unfinished_list(cs_of(st)->inner, cb, payload);
+}
+
+static int cs_unfinished_abort(store *st, const char *name, const char *id)
+{
+	return store_unfinished_abort(cs_of(st)->inner, name, id);
+}
+
+static const store_ops cached_ops = {
+	.version = CAIRN_BACKEND_OPS_VERSION,
+	.free = cs_free,
+	.put = cs_put,
+	.get = cs_get,
+	.get_range = cs_get_range,
+	.get_upto = cs_get_upto,
+	.size = cs_size,
+	.list = cs_list,
+	.del = cs_del,
+	.write_begin = cs_write_begin,
+	.lock_acquire = cs_lock_acquire,
+	.unfinished_list = cs_unfinished_list,
+	.unfinished_abort = cs_unfinished_abort,
+};
+
+int readcache_wrap(store **out, store *inner, readcache_classify_fn classify)
+{
+	*out = NULL;
+	cached_store *c = calloc(1, sizeof(*c));
+	if (!c || !(c->blocks = block_cache_new()) || !(c->segments = whole_cache_new())) {
+		if (c) block_cache_free(c->blocks);
+		free(c);
+		store_free(inner);
+		return ERR_OOM();
+	}
+	c->ops = cached_ops;
+	c->ops.kind = inner->ops->kind;
+	c->ops.pack_target = store_pack_target(inner);
+	c->base.ops = &c->ops;
+	c->inner = inner;
+	c->classify = classify;
+	*out = &c->base;
+	return 0;
 }

@@ -1,7 +1,8 @@
 /* What reads from a remote store keep: on RADOS or S3 every read is a
  * round trip, and the objects read most (packs, index segments) are
- * immutable. store.c puts both caches in front of every backend with a
- * get_upto op; a directory has the page cache. */
+ * immutable. readcache_wrap puts both caches in front of a backend, as a
+ * backend itself; the repository says which objects are immutable and how
+ * each is read (a directory has the page cache, and is not wrapped). */
 #ifndef CAIRN_READCACHE_H
 #define CAIRN_READCACHE_H
 
@@ -53,5 +54,19 @@ void whole_cache_free(whole_cache *c);
  * another error. Thread-safe. */
 int whole_cache_read(whole_cache *c, store *st, const char *name, uint64_t off, void *out, size_t len);
 void whole_cache_drop(whole_cache *c, const char *name);
+
+/* How the wrapper caches an object: by the caller's knowledge of its
+ * names. Only immutable objects may be cached. */
+typedef enum readcache_kind {
+	READCACHE_NONE = 0,   /* always read through */
+	READCACHE_BLOCKS = 1, /* small reads through the block cache (packs) */
+	READCACHE_WHOLE = 2   /* kept whole when small enough (index segments) */
+} readcache_kind;
+typedef readcache_kind (*readcache_classify_fn)(const char *name);
+
+/* A backend that reads through both caches in front of inner, which it
+ * then owns (freed with it, also on failure); deletes drop what the caches
+ * hold of the object. Every other call passes through. */
+int readcache_wrap(store **out, store *inner, readcache_classify_fn classify);
 
 #endif

@@ -1,6 +1,8 @@
 /* Repository: init, open, config, and the shared read paths. */
 #include "repo.h"
 
+#include "readcache.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -140,6 +142,22 @@ done:
 	return rc;
 }
 
+/* The repository's knowledge of its layout, for the read caches: packs
+ * and index segments never change once written. */
+static readcache_kind object_caching(const char *name)
+{
+	if (strncmp(name, "packs/", 6) == 0) return READCACHE_BLOCKS;
+	if (strncmp(name, "index/", 6) == 0) return READCACHE_WHOLE;
+	return READCACHE_NONE;
+}
+
+int repo_store_open(store **out, const char *path)
+{
+	int rc = store_open(out, path);
+	if (rc < 0 || !store_round_trips(*out)) return rc;
+	return readcache_wrap(out, *out, object_caching);
+}
+
 CAIRN_EXTERN int cairn_repo_open(cairn_repo **out, const char *path)
 {
 	int rc;
@@ -150,7 +168,7 @@ CAIRN_EXTERN int cairn_repo_open(cairn_repo **out, const char *path)
 	if (!r) return ERR_OOM();
 	pthread_mutex_init(&r->lock, NULL);
 	r->path = strdup(path);
-	if ((rc = store_open(&r->st, path)) < 0) goto fail;
+	if ((rc = repo_store_open(&r->st, path)) < 0) goto fail;
 	rc = store_get(r->st, "config", CONFIG_MAX, &data, &len);
 	if (rc == CAIRN_ENOTFOUND) {
 		rc = error_set(CAIRN_ENOTFOUND, "%s: not a cairn repository (no config)", path);

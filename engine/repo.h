@@ -95,6 +95,10 @@ void repo_prefetch_drop(cairn_repo *r);
  * to its name. CAIRN_ENOTFOUND if absent. */
 int repo_load_snapshot(cairn_repo *r, const char *id_hex, snapshot_manifest *out);
 
+/* The repository's storage at path, with the read caches in front where
+ * reads are round trips (readcache.h): every open of a repository's store. */
+int repo_store_open(store **out, const char *path);
+
 /* Decode and validate a config file (fsck, fuzzing). */
 int repo_config_decode(repo_config *c, const uint8_t *data, size_t len);
 

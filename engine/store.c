@@ -1,5 +1,7 @@
 /* The storage interface's front: picks the backend from the repository's
- * address and dispatches every call to it. */
+ * address and dispatches every call to it. It knows nothing of the
+ * repository's layout: caching by kind of object is readcache.h's wrapper,
+ * which the repository puts in front. */
 #include "store_backend.h"
 
 #include <stdlib.h>
@@ -9,7 +11,6 @@
 #include "cairn.h"
 #include "error.h"
 #include "format.h"
-#include "readcache.h"
 
 static int open_address(store **out, const char *address, int create)
 {
@@ -27,29 +28,15 @@ static int open_address(store **out, const char *address, int create)
 	return store_dir_open(out, address, create);
 }
 
-/* A backend that reads in round trips gets the read caches. */
-static int open_store(store **out, const char *address, int create)
-{
-	int rc = open_address(out, address, create);
-	if (rc < 0 || !(*out)->ops->get_upto) return rc;
-	if (!((*out)->blocks = block_cache_new()) || !((*out)->segments = whole_cache_new())) {
-		store_free(*out);
-		*out = NULL;
-		return ERR_OOM();
-	}
-	return 0;
-}
-
-int store_open(store **out, const char *address) { return open_store(out, address, 0); }
-int store_create(store **out, const char *address) { return open_store(out, address, 1); }
+int store_open(store **out, const char *address) { return open_address(out, address, 0); }
+int store_create(store **out, const char *address) { return open_address(out, address, 1); }
 
 void store_free(store *st)
 {
-	if (!st) return;
-	block_cache_free(st->blocks);
-	whole_cache_free(st->segments);
-	st->ops->free(st);
+	if (st) st->ops->free(st);
 }
+
+int store_round_trips(const store *st) { return st->ops->get_upto != NULL; }
 
 const char *store_kind(const store *st) { return st->ops->kind; }
 
@@ -70,18 +57,17 @@ int store_get(store *st, const char *name, size_t max, uint8_t **out, size_t *le
 
 int store_get_range(store *st, const char *name, uint64_t off, void *out, size_t len)
 {
-	/* small reads of packs (blobs, runs of trees) through the blocks,
-	 * index segments kept whole; a read past the end goes to the backend,
-	 * which names the problem */
-	if (st->blocks && len && len < BLOCK_LEN && strncmp(name, "packs/", 6) == 0) {
-		int rc = block_cache_read(st->blocks, st, st->ops->get_upto, name, off, out, len);
-		if (rc != 1) return rc;
-	}
-	if (st->segments && len && strncmp(name, "index/", 6) == 0) {
-		int rc = whole_cache_read(st->segments, st, name, off, out, len);
-		if (rc != 1) return rc;
-	}
 	return st->ops->get_range(st, name, off, out, len);
+}
+
+int store_get_upto(store *st, const char *name, uint64_t off, void *out, size_t len, size_t *got)
+{
+	if (!st->ops->get_upto) {
+		int rc = st->ops->get_range(st, name, off, out, len);
+		*got = rc < 0 ? 0 : len;
+		return rc;
+	}
+	return st->ops->get_upto(st, name, off, out, len, got);
 }
 
 int store_get_into(store *st, const char *name, size_t max, buf *b)
@@ -105,13 +91,7 @@ int store_list(store *st, const char *dir, int (*cb)(const char *name, void *pay
 	return st->ops->list(st, dir, cb, payload);
 }
 
-int store_delete(store *st, const char *name)
-{
-	int rc = st->ops->del(st, name);
-	if (st->blocks) block_cache_drop(st->blocks, name);
-	if (st->segments) whole_cache_drop(st->segments, name);
-	return rc;
-}
+int store_delete(store *st, const char *name) { return st->ops->del(st, name); }
 
 int store_unfinished_list(store *st, store_unfinished_cb cb, void *payload)
 {

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct store store;
+typedef struct cairn_backend store; /* include/cairn/sys/backend.h */
 struct buf;
 
 #define STORE_EXCL 1 /* create only if absent (CAIRN_EEXISTS otherwise) */
@@ -43,6 +43,12 @@ int store_get_into(store *st, const char *name, size_t max, struct buf *b);
 /* Exactly len bytes at off (CAIRN_ECORRUPT if the object is shorter).
  * Thread-safe; keeps a small cache of open files. */
 int store_get_range(store *st, const char *name, uint64_t off, void *out, size_t len);
+/* At most len bytes at off, *got how many: fewer only where the object
+ * ends (on a backend without such reads, exactly len or an error). */
+int store_get_upto(store *st, const char *name, uint64_t off, void *out, size_t len, size_t *got);
+/* 1 when every read of this backend is a round trip (RADOS, S3): the
+ * repository then puts read caches in front of it (readcache.h). */
+int store_round_trips(const store *st);
 /* Size of an object; CAIRN_ENOTFOUND if absent. */
 int store_size(store *st, const char *name, uint64_t *size);
 /* Call cb for every object whose name starts with dir + "/" (recursively),
@@ -57,6 +63,7 @@ int store_delete(store *st, const char *name);
  * Backends that leave none (a directory's tmp/ files are listed as
  * objects; RADOS writes are whole ops) call cb never. */
 typedef int (*store_unfinished_cb)(const char *name, const char *id, int64_t began_ns, void *payload);
+
 int store_unfinished_list(store *st, store_unfinished_cb cb, void *payload);
 /* Abort one of them: its parts go; a write still running then fails. */
 int store_unfinished_abort(store *st, const char *name, const char *id);
@@ -65,7 +72,7 @@ int store_unfinished_abort(store *st, const char *name, const char *id);
  * backends start writing before the end (writeback, multipart upload), and
  * nothing is visible until commit. commit and abort free the writer; abort
  * accepts NULL. flags as for store_put. */
-typedef struct store_writer store_writer;
+typedef struct cairn_backend_writer store_writer;
 int store_write_begin(store *st, const char *name, store_writer **out);
 int store_write_append(store_writer *w, const void *data, size_t len);
 int store_write_commit(store_writer *w, unsigned flags);
@@ -75,7 +82,7 @@ void store_write_abort(store_writer *w);
  * ttl runs out; a lock past its expiry, or held by a process on this host
  * that no longer exists, is taken over. Waiting is bounded: CAIRN_EBUSY
  * (naming the holder) when the lock was not had within wait_ms. */
-typedef struct store_lock store_lock;
+typedef struct cairn_backend_lock store_lock;
 int store_lock_acquire(store_lock **out, store *st, const char *name, uint64_t ttl_ms,
                        uint64_t wait_ms);
 /* Push the expiry ttl_ms into the future; CAIRN_EBUSY if the lock was lost. */

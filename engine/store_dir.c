@@ -419,6 +419,7 @@ static void dir_write_abort(store_writer *base)
 }
 
 static const store_ops dir_ops = {
+	.version = CAIRN_BACKEND_OPS_VERSION,
 	.kind = "dir",
 	.free = dir_free,
 	.put = dir_put,

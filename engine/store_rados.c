@@ -866,6 +866,7 @@ static void rados_lock_release(store_lock *base)
 }
 
 static const store_ops rados_ops = {
+	.version = CAIRN_BACKEND_OPS_VERSION,
 	.kind = "rados",
 	.pack_target = RADOS_PACK_TARGET,
 	.free = rados_free_store,

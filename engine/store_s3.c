@@ -1172,7 +1172,7 @@ static int mp_complete(s3_writer *w, unsigned flags)
 	req_free(&q);
 	if (rc == 0) w->upload_id[0] = '\0';
 done:
-	store_lock_release(lk);
+	if (lk) s3_lock_release(lk);
 	buf_free(&x);
 	return rc;
 }
@@ -1293,6 +1293,7 @@ static int s3_unfinished_abort(store *base, const char *name, const char *id)
 }
 
 static const store_ops s3_ops = {
+	.version = CAIRN_BACKEND_OPS_VERSION,
 	.kind = "s3",
 	.free = s3_free,
 	.put = s3_put,
