@@ -43,7 +43,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	store *st;
-	int rc = store_open(&st, argv[1]);
+	int rc = store_open(&st, argv[1], NULL);
 	if (rc < 0) {
 		fprintf(stderr, "make_big_index: %s\n", cairn_error_last());
 		return 1;

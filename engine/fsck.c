@@ -7,6 +7,7 @@
 #include "fsck.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include "gc.h"
 #include "index.h"
 #include "inodes.h"
+#include "options.h"
 #include "pack.h"
 #include "quota.h"
 #include "repo.h"
@@ -1015,7 +1017,7 @@ int fsck_damaged_check(cairn_repo *r, const char *snap_hex)
 	return rc;
 }
 
-static int open_lenient(cairn_repo **out, const char *path)
+static int open_lenient(cairn_repo **out, const char *path, const cairn_repo_open_options *open)
 {
 	int rc;
 	uint64_t size;
@@ -1023,11 +1025,12 @@ static int open_lenient(cairn_repo **out, const char *path)
 	cairn_repo *r = calloc(1, sizeof(*r));
 	if (!r) return ERR_OOM();
 	pthread_mutex_init(&r->lock, NULL);
-	if (!(r->path = strdup(path))) {
+	r->settings.state_dir = strdup(open && open->state_dir ? open->state_dir : REPO_DEFAULT_STATE_DIR);
+	if (!(r->path = strdup(path)) || !r->settings.state_dir) {
 		cairn_repo_free(r);
 		return ERR_OOM();
 	}
-	if ((rc = repo_store_open(&r->st, path)) < 0) {
+	if ((rc = repo_store_open(&r->st, path, open)) < 0) {
 		cairn_repo_free(r);
 		return rc;
 	}
@@ -1047,7 +1050,7 @@ static int open_lenient(cairn_repo **out, const char *path)
 static int run_check(cairn_fsck_report *rep, const char *path, const cairn_fsck_options *o,
                      int threads, fsck_ctx *c, cairn_repo **rout)
 {
-	int rc = open_lenient(rout, path);
+	int rc = open_lenient(rout, path, o->open);
 	if (rc < 0) return rc;
 	memset(c, 0, sizeof(*c));
 	c->r = *rout;
@@ -1079,18 +1082,17 @@ CAIRN_EXTERN int cairn_fsck(cairn_fsck_report **out, const char *path, const cai
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(&c, 0, sizeof(c));
 	*out = NULL;
-	if (opts) {
-		if (opts->version != CAIRN_FSCK_OPTIONS_VERSION)
-			return error_set(CAIRN_EUSAGE, "fsck: unsupported options version %u", opts->version);
-		o = *opts;
-	}
+	static const size_t sizes[] = {offsetof(cairn_fsck_options, open), sizeof(cairn_fsck_options)};
+	if ((rc = options_copy(&o, opts, sizes, 2, "fsck")) < 0) return rc;
+	if (o.open && o.open->backend) /* it opens the store twice: once for the lock */
+		return error_set(CAIRN_EUSAGE, "fsck: give the repository by its address: a caller's backend is not supported here");
 	int threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (threads < 1) threads = 1;
 	if (!(rep = calloc(1, sizeof(*rep)))) return ERR_OOM();
 
 	{
 		store *st;
-		if ((rc = repo_store_open(&st, path)) < 0) goto done;
+		if ((rc = repo_store_open(&st, path, o.open)) < 0) goto done;
 		/* gc must not rewrite the index or delete packs while we look */
 		rc = store_lock_acquire(&lock, st, "gc", GC_LOCK_TTL_MS,
 		                        o.lock_wait_ms ? o.lock_wait_ms : GC_DEFAULT_WAIT_MS);

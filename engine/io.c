@@ -24,7 +24,8 @@ static struct fault {
 } faults[MAX_FAULTS];
 static int nfaults;
 static atomic_long op_counts[5]; /* write, fsync, rename, read, stat */
-static pthread_once_t faults_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t faults_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *fault_spec; /* the one configured, to keep its counts when given again */
 
 static int op_slot(const char *op)
 {
@@ -34,11 +35,10 @@ static int op_slot(const char *op)
 	return -1;
 }
 
-static void faults_parse(void)
+static void faults_parse(const char *spec)
 {
 	nfaults = 0;
 	for (int i = 0; i < 5; i++) atomic_store(&op_counts[i], 0);
-	const char *spec = getenv("CAIRN_FAULT");
 	if (!spec || !*spec) return;
 	char *copy = strdup(spec), *save = NULL;
 	for (char *tok = strtok_r(copy, ",", &save); tok && nfaults < MAX_FAULTS;
@@ -59,16 +59,30 @@ static void faults_parse(void)
 	free(copy);
 }
 
-void io_fault_reload(void)
+void io_fault_configure(const char *spec)
 {
-	pthread_once(&faults_once, faults_parse);
-	faults_parse();
+	if (spec && !*spec) spec = NULL;
+	pthread_mutex_lock(&faults_lock);
+	if (!(spec && fault_spec && strcmp(spec, fault_spec) == 0)) {
+		free(fault_spec);
+		fault_spec = spec ? strdup(spec) : NULL;
+		faults_parse(fault_spec);
+	}
+	pthread_mutex_unlock(&faults_lock);
+}
+
+void io_fault_reset(const char *spec)
+{
+	pthread_mutex_lock(&faults_lock);
+	free(fault_spec);
+	fault_spec = spec && *spec ? strdup(spec) : NULL;
+	faults_parse(fault_spec);
+	pthread_mutex_unlock(&faults_lock);
 }
 
 /* Returns 0, -errno, or -1000 for "short write". */
 int io_fault(const char *op)
 {
-	pthread_once(&faults_once, faults_parse);
 	if (nfaults == 0) return 0;
 	int slot = op_slot(op);
 	if (slot < 0) return 0;

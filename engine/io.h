@@ -1,6 +1,7 @@
 /* Durable local file I/O: the one place repository bytes reach the disk.
  * Every write is tmp + fsync + rename (or link, for create-only) + directory
- * fsync. Fault injection for tests: CAIRN_FAULT="op:N:ERR[,op:N:ERR...]"
+ * fsync. Fault injection for tests (io_fault_configure; the CLI passes
+ * CAIRN_FAULT): a spec "op:N:ERR[,op:N:ERR...]"
  * makes the Nth call (1-based, counted per process) of op fail with ERR,
  * where op is write|fsync|rename|read|stat (stat: the directory store's
  * object size) and ERR is EIO|ENOSPC|SHORT (a short write that then fails
@@ -57,7 +58,11 @@ int io_fsync_dir(int dirfd, const char *what);
 
 /* Fault injection point (see above); returns 0 or a negative errno to fail with. */
 int io_fault(const char *op);
-/* Re-read CAIRN_FAULT and reset the counters (tests, after changing it). */
-void io_fault_reload(void);
+/* Configure the process's file faults (cairn_repo_open_options.fault; its
+ * "store." tokens are store_fault.h's and ignored here). The same spec
+ * again keeps the counts, so a command that opens twice fails once. */
+void io_fault_configure(const char *spec);
+/* The same, always starting the counts afresh (unit tests). */
+void io_fault_reset(const char *spec);
 
 #endif

@@ -1,6 +1,12 @@
 /* Repository: init, open, config, and the shared read paths. */
 #include "repo.h"
 
+#include <stddef.h>
+
+#include "cairn/sys/backend.h"
+#include "options.h"
+#include "store_fault.h"
+
 #include "readcache.h"
 
 #include <errno.h>
@@ -101,11 +107,12 @@ CAIRN_EXTERN int cairn_repo_init(const char *path, const cairn_init_options *opt
 	uint8_t *data = NULL;
 	size_t len;
 	repo_config c;
-	uint32_t avg = opts && opts->chunk_avg ? opts->chunk_avg : DEFAULT_CHUNK_AVG;
-	int level = opts && opts->zstd_level ? opts->zstd_level : DEFAULT_ZSTD_LEVEL;
-
-	if (opts && opts->version != CAIRN_INIT_OPTIONS_VERSION)
-		return error_set(CAIRN_EUSAGE, "init: unsupported options version %u", opts->version);
+	static const size_t sizes[] = {offsetof(cairn_init_options, open), sizeof(cairn_init_options)};
+	cairn_init_options io = CAIRN_INIT_OPTIONS_INIT;
+	if ((rc = options_copy(&io, opts, sizes, 2, "init")) < 0) return rc;
+	opts = &io;
+	uint32_t avg = opts->chunk_avg ? opts->chunk_avg : DEFAULT_CHUNK_AVG;
+	int level = opts->zstd_level ? opts->zstd_level : DEFAULT_ZSTD_LEVEL;
 	if (avg < 1024 || avg > MAX_CHUNK_LEN / 4 || (avg & (avg - 1)) != 0)
 		return error_set(CAIRN_EUSAGE,
 		                 "chunk average %u: must be a power of two from 1 KiB to %u KiB", avg,
@@ -113,7 +120,7 @@ CAIRN_EXTERN int cairn_repo_init(const char *path, const cairn_init_options *opt
 	if (level < 1 || level > 19)
 		return error_set(CAIRN_EUSAGE, "zstd level %d: must be 1 to 19", level);
 
-	if ((rc = store_create(&st, path)) < 0) return rc;
+	if ((rc = store_create(&st, path, opts->open)) < 0) return rc;
 	if (store_size(st, "config", &(uint64_t){0}) == 0) {
 		rc = error_set(CAIRN_EEXISTS, "repository %s: a repository exists there already", path);
 		goto done;
@@ -151,24 +158,65 @@ static readcache_kind object_caching(const char *name)
 	return READCACHE_NONE;
 }
 
-int repo_store_open(store **out, const char *path)
+int repo_store_open(store **out, const char *path, const cairn_repo_open_options *o)
 {
-	int rc = store_open(out, path);
-	if (rc < 0 || !store_round_trips(*out)) return rc;
+	int rc;
+	*out = NULL;
+	if (o && o->fault) io_fault_configure(o->fault);
+	if (o && o->backend) {
+		if (!o->backend->ops || o->backend->ops->version < 1 ||
+		    o->backend->ops->version > CAIRN_BACKEND_OPS_VERSION) {
+			rc = error_set(CAIRN_EUSAGE, "repository %s: backend ops version %u: this library knows 1 to %u",
+			               path, o->backend->ops ? o->backend->ops->version : 0, CAIRN_BACKEND_OPS_VERSION);
+			if (o->backend->ops && o->backend->ops->free) o->backend->ops->free(o->backend);
+			return rc;
+		}
+		*out = o->backend;
+	} else if ((rc = store_open(out, path, o)) < 0) {
+		return rc;
+	}
+	if (o && store_fault_wanted(o->fault) && (rc = store_fault_wrap(out, *out, o->fault)) < 0) return rc;
+	if (!store_round_trips(*out)) return 0;
 	return readcache_wrap(out, *out, object_caching);
 }
 
+static const size_t open_options_sizes[] = {sizeof(cairn_repo_open_options)};
+
 CAIRN_EXTERN int cairn_repo_open(cairn_repo **out, const char *path)
+{
+	return cairn_repo_open_ext(out, path, NULL);
+}
+
+CAIRN_EXTERN int cairn_repo_open_ext(cairn_repo **out, const char *path, const cairn_repo_open_options *opts)
 {
 	int rc;
 	uint8_t *data = NULL;
 	size_t len;
-	cairn_repo *r = calloc(1, sizeof(*r));
+	cairn_repo_open_options o = CAIRN_REPO_OPEN_OPTIONS_INIT;
 	*out = NULL;
-	if (!r) return ERR_OOM();
+	if ((rc = options_copy(&o, opts, open_options_sizes, 1, "repository open")) < 0) {
+		if (opts && opts->backend && opts->backend->ops && opts->backend->ops->free)
+			opts->backend->ops->free(opts->backend);
+		return rc;
+	}
+	cairn_repo *r = calloc(1, sizeof(*r));
+	if (!r) {
+		if (o.backend) o.backend->ops->free(o.backend);
+		return ERR_OOM();
+	}
 	pthread_mutex_init(&r->lock, NULL);
 	r->path = strdup(path);
-	if ((rc = repo_store_open(&r->st, path)) < 0) goto fail;
+	r->settings.state_dir = strdup(o.state_dir && *o.state_dir ? o.state_dir : REPO_DEFAULT_STATE_DIR);
+	r->settings.no_uring = o.no_uring;
+	r->settings.no_prior_cuts = o.no_prior_cuts;
+	r->settings.test_uring_always = o.test_uring_always;
+	r->settings.test_no_xattrat = o.test_no_xattrat;
+	if (!r->path || !r->settings.state_dir) {
+		rc = ERR_OOM();
+		if (o.backend) o.backend->ops->free(o.backend);
+		goto fail;
+	}
+	if ((rc = repo_store_open(&r->st, path, &o)) < 0) goto fail;
 	rc = store_get(r->st, "config", CONFIG_MAX, &data, &len);
 	if (rc == CAIRN_ENOTFOUND) {
 		rc = error_set(CAIRN_ENOTFOUND, "%s: not a cairn repository (no config)", path);
@@ -201,6 +249,7 @@ CAIRN_EXTERN void cairn_repo_free(cairn_repo *r)
 	index_set_free(r->segs);
 	store_free(r->st);
 	pthread_mutex_destroy(&r->lock);
+	free(r->settings.state_dir);
 	free(r->path);
 	free(r);
 }

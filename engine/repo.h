@@ -21,6 +21,14 @@ typedef struct repo_config {
 	int64_t created_ns;
 } repo_config;
 
+/* What the caller set at open (cairn_repo_open_options) that outlives it. */
+#define REPO_DEFAULT_STATE_DIR "/var/lib/cairn"
+struct repo_settings {
+	char *state_dir;
+	int no_uring, no_prior_cuts;
+	int test_uring_always, test_no_xattrat;
+};
+
 struct cairn_repo {
 	char *path;
 	store *st;
@@ -32,6 +40,7 @@ struct cairn_repo {
 	pthread_mutex_t lock;
 	struct gc_session *session; /* gc.h: registered before the index is loaded */
 	struct tree_ahead *ahead;   /* trees read ahead (repo_prefetch_trees); guarded by lock */
+	struct repo_settings settings;
 };
 
 /* Read, verify and decompress the blob id (type must match). Thread-safe.
@@ -97,7 +106,7 @@ int repo_load_snapshot(cairn_repo *r, const char *id_hex, snapshot_manifest *out
 
 /* The repository's storage at path, with the read caches in front where
  * reads are round trips (readcache.h): every open of a repository's store. */
-int repo_store_open(store **out, const char *path);
+int repo_store_open(store **out, const char *path, const cairn_repo_open_options *o);
 
 /* Decode and validate a config file (fsck, fuzzing). */
 int repo_config_decode(repo_config *c, const uint8_t *data, size_t len);

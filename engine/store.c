@@ -12,15 +12,17 @@
 #include "error.h"
 #include "format.h"
 
-static int open_address(store **out, const char *address, int create)
+static int open_address(store **out, const char *address, int create, const cairn_repo_open_options *o)
 {
+	static const cairn_repo_open_options defaults = CAIRN_REPO_OPEN_OPTIONS_INIT;
 	*out = NULL;
+	if (!o) o = &defaults;
 	if (strncmp(address, "dir:", 4) == 0) return store_dir_open(out, address + 4, create);
 #ifdef CAIRN_HAVE_RADOS
-	if (strncmp(address, "rados:", 6) == 0) return store_rados_open(out, address + 6, create);
+	if (strncmp(address, "rados:", 6) == 0) return store_rados_open(out, address + 6, create, o);
 #endif
 #ifdef CAIRN_HAVE_S3
-	if (strncmp(address, "s3://", 5) == 0) return store_s3_open(out, address + 5, create);
+	if (strncmp(address, "s3://", 5) == 0) return store_s3_open(out, address + 5, create, o);
 #endif
 	if (strncmp(address, "rados:", 6) == 0 || strncmp(address, "s3://", 5) == 0)
 		return error_set(CAIRN_EUSAGE, "repository %s: this build of cairn has no %s backend",
@@ -28,8 +30,15 @@ static int open_address(store **out, const char *address, int create)
 	return store_dir_open(out, address, create);
 }
 
-int store_open(store **out, const char *address) { return open_address(out, address, 0); }
-int store_create(store **out, const char *address) { return open_address(out, address, 1); }
+int store_open(store **out, const char *address, const cairn_repo_open_options *o)
+{
+	return open_address(out, address, 0, o);
+}
+
+int store_create(store **out, const char *address, const cairn_repo_open_options *o)
+{
+	return open_address(out, address, 1, o);
+}
 
 void store_free(store *st)
 {

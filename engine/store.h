@@ -20,13 +20,17 @@ struct buf;
  * pages just freed (README "Where the time goes", 0.2.8). */
 #define STORE_UNCACHED 2
 
+struct cairn_repo_open_options;
+
 /* Open a repository's storage by its address: a directory path (or
  * "dir:PATH"), "rados:POOL[/PREFIX]" or "s3://BUCKET[/PREFIX]". The
- * storage must exist; CAIRN_ENOTFOUND when it does not. */
-int store_open(store **out, const char *address);
+ * storage must exist; CAIRN_ENOTFOUND when it does not. o (may be NULL)
+ * gives the remote backends' settings (cairn.h); its other fields are the
+ * repository's business. */
+int store_open(store **out, const char *address, const struct cairn_repo_open_options *o);
 /* For init: make the storage ready (a directory and its folders; remote
  * backends check that the pool or bucket exists) and open it. */
-int store_create(store **out, const char *address);
+int store_create(store **out, const char *address, const struct cairn_repo_open_options *o);
 void store_free(store *st);
 /* "dir", "rados" or "s3". */
 const char *store_kind(const store *st);

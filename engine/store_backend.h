@@ -15,10 +15,11 @@ typedef cairn_backend_ops store_ops;
 
 /* path is a directory; create makes it and the repository's folders. */
 int store_dir_open(store **out, const char *path, int create);
-/* address is "POOL[/PREFIX]" (after "rados:"); the pool must exist. */
-int store_rados_open(store **out, const char *address, int create);
+/* address is "POOL[/PREFIX]" (after "rados:"); the pool must exist.
+ * o->rados: the client, the cluster's configuration, the timeouts. */
+int store_rados_open(store **out, const char *address, int create, const cairn_repo_open_options *o);
 /* address is "BUCKET[/PREFIX]" (after "s3://"); the bucket must exist.
- * Endpoint, region and keys come from the environment (store_s3.c). */
-int store_s3_open(store **out, const char *address, int create);
+ * o->s3: endpoint, region, keys and the request policy. */
+int store_s3_open(store **out, const char *address, int create, const cairn_repo_open_options *o);
 
 #endif

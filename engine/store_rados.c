@@ -23,10 +23,11 @@
  *   broken at once and EBUSY names the holder.
  * - list walks the pool's object list (librados pages it) and keeps the
  *   names under PREFIX/DIR/.
- * The cluster comes from CEPH_CONF (the CLI's --ceph-conf sets it); the
- * client id from CEPH_CLIENT_ID (default admin); CAIRN_RADOS_TIMEOUT
- * (seconds) bounds connecting and every operation, so that an unreachable
- * cluster or a stopped OSD fails a command instead of hanging it. */
+ * The cluster's configuration file, the client id (default admin) and a
+ * timeout in seconds come from the open options (cairn.h; the CLI maps
+ * CEPH_CONF or --ceph-conf, CEPH_CLIENT_ID and CAIRN_RADOS_TIMEOUT to
+ * them); the timeout bounds connecting and every operation, so that an
+ * unreachable cluster or a stopped OSD fails a command instead of hanging. */
 #include "store_backend.h"
 
 #include <dlfcn.h>
@@ -187,7 +188,7 @@ static void set_timeout(rados_t c, const char *opt, const char *dflt, const char
 		lib.rados_conf_set(c, opt, dflt);
 }
 
-int store_rados_open(store **out, const char *address, int create)
+int store_rados_open(store **out, const char *address, int create, const cairn_repo_open_options *o)
 {
 	(void)create; /* pools are made by the cluster's admin, never by cairn */
 	*out = NULL;
@@ -220,20 +221,19 @@ int store_rados_open(store **out, const char *address, int create)
 		               lib_error);
 		goto done;
 	}
-	int err = lib.rados_create(&st->cluster, getenv("CEPH_CLIENT_ID"));
+	int err = lib.rados_create(&st->cluster, o->rados.client_id);
 	if (err < 0) {
 		st->cluster = NULL;
 		rc = error_set(CAIRN_EIO, "%s: rados_create: %s", st->addr, strerror(-err));
 		goto done;
 	}
-	const char *conf = getenv("CEPH_CONF");
+	const char *conf = o->rados.conf;
 	if ((err = lib.rados_conf_read_file(st->cluster, conf && *conf ? conf : NULL)) < 0) {
-		rc = error_set(CAIRN_EIO, "%s: ceph configuration %s: %s (set CEPH_CONF or --ceph-conf)",
+		rc = error_set(CAIRN_EIO, "%s: ceph configuration %s: %s (give the configuration: CEPH_CONF or --ceph-conf)",
 		               st->addr, conf && *conf ? conf : "(default search path)", strerror(-err));
 		goto done;
 	}
-	lib.rados_conf_parse_env(st->cluster, NULL); /* CEPH_ARGS */
-	const char *t = getenv("CAIRN_RADOS_TIMEOUT");
+	const char *t = o->rados.timeout_s;
 	set_timeout(st->cluster, "client_mount_timeout", "30", t);
 	set_timeout(st->cluster, "rados_mon_op_timeout", DEFAULT_TIMEOUT, t);
 	set_timeout(st->cluster, "rados_osd_op_timeout", DEFAULT_TIMEOUT, t);

@@ -465,20 +465,8 @@ static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static int curl_ok;
 static void curl_start(void) { curl_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }
 
-/* A number from the environment within [lo, hi]; def when unset; -1 when bad. */
-static int64_t env_num(const char *name, int64_t def, int64_t lo, int64_t hi)
-{
-	const char *v = getenv(name);
-	if (!v || !*v) return def;
-	char *e;
-	errno = 0;
-	long long x = strtoll(v, &e, 10);
-	if (errno || *e || x < lo || x > hi) return -1;
-	return x;
-}
-
 /* rest is "BUCKET[/PREFIX]" (after "s3://"). */
-int store_s3_open(store **out, const char *rest, int create)
+int store_s3_open(store **out, const char *rest, int create, const cairn_repo_open_options *o)
 {
 	int rc = 0;
 	*out = NULL;
@@ -504,18 +492,16 @@ int store_s3_open(store **out, const char *rest, int create)
 		if (pfx[i] == '/' && (i == 0 || pfx[i - 1] == '/'))
 			return error_set(CAIRN_EUSAGE, "repository s3://%s: empty component in prefix", rest);
 
-	const char *endpoint = getenv("CAIRN_S3_ENDPOINT");
-	const char *region = getenv("AWS_REGION");
-	const char *ak = getenv("AWS_ACCESS_KEY_ID"), *sk = getenv("AWS_SECRET_ACCESS_KEY");
-	const char *tok = getenv("AWS_SESSION_TOKEN");
-	if (!region || !*region) region = getenv("AWS_DEFAULT_REGION");
-	if (!region || !*region) region = "us-east-1";
+	const char *endpoint = o->s3.endpoint;
+	const char *region = o->s3.region && *o->s3.region ? o->s3.region : "us-east-1";
+	const char *ak = o->s3.access_key_id, *sk = o->s3.secret_access_key;
+	const char *tok = o->s3.session_token;
 	if (!ak || !*ak || !sk || !*sk)
-		return error_set(CAIRN_EUSAGE, "repository s3://%s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", rest);
-	int64_t tries = env_num("CAIRN_S3_TRIES", 5, 1, 20);
-	int64_t mpmin = env_num("CAIRN_S3_MULTIPART_MIN", 64ll << 20, PART_LEN, (int64_t)SINGLE_PUT_MAX);
-	int64_t stall = env_num("CAIRN_S3_STALL_S", 30, 1, 3600);
-	if (tries < 0 || mpmin < 0 || stall < 0)
+		return error_set(CAIRN_EUSAGE, "repository s3://%s: no credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)", rest);
+	int64_t tries = o->s3.tries ? o->s3.tries : 5;
+	int64_t mpmin = o->s3.multipart_min ? (int64_t)o->s3.multipart_min : 64ll << 20;
+	int64_t stall = o->s3.stall_s ? o->s3.stall_s : 30;
+	if (tries > 20 || mpmin < PART_LEN || mpmin > (int64_t)SINGLE_PUT_MAX || stall > 3600)
 		return error_set(CAIRN_EUSAGE,
 		                 "repository s3://%s: CAIRN_S3_TRIES must be 1..20, CAIRN_S3_STALL_S 1..3600 and CAIRN_S3_MULTIPART_MIN at least %u",
 		                 rest, PART_LEN);

@@ -53,20 +53,70 @@ CAIRN_EXTERN int cairn_format_version(void);
 
 typedef struct cairn_repo cairn_repo;
 
-#define CAIRN_INIT_OPTIONS_VERSION 1
+struct cairn_repo_open_options; /* below */
+
+#define CAIRN_INIT_OPTIONS_VERSION 2
 typedef struct cairn_init_options {
 	unsigned version;
 	uint32_t chunk_avg; /* average chunk size in bytes, power of two; 0 = default */
 	int zstd_level;     /* 1..19; 0 = default */
+	/* version 2: the storage's settings (remote backends' credentials), or NULL */
+	const struct cairn_repo_open_options *open;
 } cairn_init_options;
-#define CAIRN_INIT_OPTIONS_INIT { CAIRN_INIT_OPTIONS_VERSION, 0, 0 }
+#define CAIRN_INIT_OPTIONS_INIT { CAIRN_INIT_OPTIONS_VERSION, 0, 0, NULL }
 
 /* Create a repository at path (created if absent; must be empty).
  * CAIRN_EEXISTS if a repository is already there. opts may be NULL. */
 CAIRN_EXTERN int cairn_repo_init(const char *path, const cairn_init_options *opts);
 /* Open a repository. CAIRN_ENOTFOUND if path does not exist,
- * CAIRN_ENOTFOUND if it is not a repository, CAIRN_ECORRUPT if its config is bad. */
+ * CAIRN_ENOTFOUND if it is not a repository, CAIRN_ECORRUPT if its config is bad.
+ * The same as cairn_repo_open_ext with every option at its default. */
 CAIRN_EXTERN int cairn_repo_open(cairn_repo **out, const char *path);
+
+struct cairn_backend; /* include/cairn/sys/backend.h */
+
+/* Everything the engine would otherwise take from its surroundings: the
+ * library reads no environment variable (the CLI maps its environment to
+ * these, README "Environment"). Zero or NULL is the default throughout. */
+#define CAIRN_REPO_OPEN_OPTIONS_VERSION 1
+typedef struct cairn_repo_open_options {
+	unsigned version;
+	/* A storage backend of the caller's (include/cairn/sys/backend.h); the
+	 * path then only names the repository in messages. The repository owns
+	 * it from the call on, also when the open fails. */
+	struct cairn_backend *backend;
+	const char *state_dir;  /* this host's own records (restores, freezes); NULL = /var/lib/cairn */
+	int no_uring;           /* 1: plain system calls instead of io_uring */
+	int no_prior_cuts;      /* 1: changed files are cut by the chunker alone (for comparisons) */
+	/* Tests: "op:N:ERR[,...]" makes the Nth op fail with ERR. File ops
+	 * (write, fsync, rename, read, stat; process-wide) and storage ops of
+	 * any backend ("store.put", "store.get", "store.range", "store.size",
+	 * "store.list", "store.del", "store.commit", "store.lock"); ERR is EIO,
+	 * ENOSPC, SHORT, CRASH, or for store ops also CORRUPT, NOTFOUND, BUSY
+	 * and SLOWms (wait ms, then do it). */
+	const char *fault;
+	struct {
+		const char *client_id; /* NULL = admin */
+		const char *conf;      /* ceph.conf; NULL = librados's search */
+		const char *timeout_s; /* op timeouts; NULL = 60 s and 30 s to connect */
+	} rados;
+	struct {
+		const char *endpoint;  /* http(s)://host[:port]; NULL = https://s3.REGION.amazonaws.com */
+		const char *region;    /* NULL = us-east-1 */
+		const char *access_key_id, *secret_access_key, *session_token;
+		unsigned tries;          /* attempts per request, 1..20; 0 = 5 */
+		unsigned stall_s;        /* a transfer under 1 KiB/s this long fails; 0 = 30 */
+		uint64_t multipart_min;  /* objects this large go in parts; 0 = 64 MiB */
+	} s3;
+	/* Tests: every statx through io_uring; xattrs by /proc paths. */
+	int test_uring_always, test_no_xattrat;
+} cairn_repo_open_options;
+#define CAIRN_REPO_OPEN_OPTIONS_INIT \
+	{ CAIRN_REPO_OPEN_OPTIONS_VERSION, NULL, NULL, 0, 0, NULL, { NULL, NULL, NULL }, { NULL, NULL, NULL, NULL, NULL, 0, 0, 0 }, 0, 0 }
+
+/* Open a repository with options (opts may be NULL: the defaults). */
+CAIRN_EXTERN int cairn_repo_open_ext(cairn_repo **out, const char *path,
+                                     const cairn_repo_open_options *opts);
 CAIRN_EXTERN void cairn_repo_free(cairn_repo *repo);
 
 /* ---- events -------------------------------------------------------------- */
@@ -376,15 +426,17 @@ CAIRN_EXTERN int cairn_import(cairn_import_result *out, cairn_repo *repo, int fd
 
 /* ---- fsck ---------------------------------------------------------------- */
 
-#define CAIRN_FSCK_OPTIONS_VERSION 1
+#define CAIRN_FSCK_OPTIONS_VERSION 2
 typedef struct cairn_fsck_options {
 	unsigned version;
 	int read_data;        /* 1: decompress every blob and check its SHA-256 */
 	int repair;           /* 1: rebuild the index, quarantine damaged packs, mark damaged snapshots */
 	int threads;          /* 0 = number of CPUs */
 	uint64_t lock_wait_ms; /* waiting for the "gc" lock; 0 = default (10 s) */
+	/* version 2: how to open the repository (cairn_repo_open_ext), or NULL */
+	const cairn_repo_open_options *open;
 } cairn_fsck_options;
-#define CAIRN_FSCK_OPTIONS_INIT { CAIRN_FSCK_OPTIONS_VERSION, 0, 0, 0, 0 }
+#define CAIRN_FSCK_OPTIONS_INIT { CAIRN_FSCK_OPTIONS_VERSION, 0, 0, 0, 0, NULL }
 
 typedef enum cairn_fsck_severity {
 	CAIRN_FSCK_DAMAGE = 1,  /* something a snapshot needs is missing or wrong */

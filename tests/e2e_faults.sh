@@ -89,6 +89,39 @@ check "the take succeeded once past its stats (exit $RC after $STAT_FAILS failur
 	bash -c '[ "$1" = 0 ] && [ "$2" -ge 2 ]' _ "$RC" "$STAT_FAILS"
 check "a failed stat of the session says it cannot be refreshed ($SESSION_STAT takes)" [ "$SESSION_STAT" -ge 1 ]
 valid session-stat
+
+# Storage faults through the wrapping backend (store.OP:N:ERR), which any
+# backend gets: every one of a take's puts and commits failing in turn
+# fails it cleanly (exit 1, one line naming the object and the injected
+# fault) or is retried past; restore's reads failing is damage or I/O
+# (never a restored tree with wrong bytes).
+STORE_BAD= STORE_FAILED=0
+for spec in store.put:1:EIO store.put:2:EIO store.commit:1:EIO store.get:1:EIO store.size:3:EIO store.list:1:EIO; do
+	echo "s$RANDOM" >> "$W/a/d0/e0/f$SEED-0"
+	run "take-$spec" env CAIRN_FAULT="$spec" "$CAIRN" take --root "$W/a" --name "t-$spec" -q
+	if [ "$RC" != 0 ] && ! { [ "$RC" = 1 ] || [ "$RC" = 4 ] || [ "$RC" = 6 ]; } || { [ "$RC" != 0 ] && ! one_error_line "$ERR"; }; then
+		STORE_BAD="$STORE_BAD $spec:$RC:$(head -c 200 "$ERR")"
+	fi
+	[ "$RC" != 0 ] && ! grep -q 'injected fault' "$ERR" && STORE_BAD="$STORE_BAD $spec:unnamed"
+	[ "$RC" != 0 ] && STORE_FAILED=$((STORE_FAILED + 1))
+	valid "take-$spec"
+done
+check "takes under storage faults fail cleanly, naming the fault (${STORE_BAD:-all did})" [ -z "$STORE_BAD" ]
+check "storage faults reached the takes ($STORE_FAILED of 6 failed)" [ "$STORE_FAILED" -ge 3 ]
+RESTORE_BAD=
+for n in 1 2 3; do
+	rm -rf "$W/out"
+	run "restore-range-$n" env CAIRN_FAULT="store.range:$n:EIO" "$CAIRN" restore "$BASE" "$W/out" -q
+	if [ "$RC" = 0 ]; then
+		[ "$(tree_sum "$W/out")" = "$SUM_A" ] || RESTORE_BAD="$RESTORE_BAD $n:wrong-bytes"
+	elif ! { [ "$RC" = 1 ] || [ "$RC" = 4 ]; } || ! one_error_line "$ERR" || ! grep -q 'injected fault' "$ERR"; then
+		RESTORE_BAD="$RESTORE_BAD $n:$RC:$(head -c 200 "$ERR")"
+	fi
+done
+rm -rf "$W/out"
+check "restores under read faults fail naming the fault, never with wrong bytes (${RESTORE_BAD:-all did})" [ -z "$RESTORE_BAD" ]
+run "bad-store-fault" env CAIRN_FAULT="store.teleport:1:EIO" "$CAIRN" snapshots
+check "an unknown storage op in CAIRN_FAULT is a usage error (exit $RC)" [ "$RC" = 2 ]
 cairn_ok gc-clean gc --grace 0 -q
 valid final
 e2e_finish

@@ -4,7 +4,13 @@
  * The read caches (readcache_wrap): small reads of packs fetch one block,
  * index segments are read whole once, other objects always pass through,
  * and a delete drops what was cached so a new object of that name is read
- * afresh; writes, lists and sizes pass through. */
+ * afresh; writes, lists and sizes pass through. Fault injection
+ * (store_fault_wrap): exactly the Nth call of the op named fails, with the
+ * code asked for and a message naming the object, and does not reach the
+ * backend; a failed commit leaves nothing; SLOW waits; a bad spec is a
+ * usage error. A caller's own backend under a repository
+ * (cairn_repo_open_ext): a take and a restore through it give the tree
+ * back, and the repository frees it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +22,12 @@
 /* engine internals under test */
 #include "readcache.h"
 #include "store.h"
+#include "store_fault.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #define MAXOBJ 16
 typedef struct mem_backend {
@@ -226,9 +238,166 @@ static void check_readcache(void)
 	free(pack);
 }
 
+static void check_faults(void)
+{
+	mem_backend m = {.base = {.ops = &mem_ops}};
+	store *st;
+	uint8_t out[16];
+	CHECK_EQ(store_fault_wrap(&st, &m.base, "store.put:1:CORRUPT,store.range:2:EIO,store.commit:1:EIO,"
+	                                         "store.size:1:SLOW100,write:1:EIO"), 0);
+	CHECK(strcmp(store_kind(st), "mem") == 0);
+	CHECK_EQ(store_put(st, "snapshots/a", "hello", 5, 0), CAIRN_ECORRUPT);
+	CHECK(strstr(cairn_error_last(), "snapshots/a") && strstr(cairn_error_last(), "injected"));
+	CHECK_EQ(m.puts, 0); /* never reached the backend */
+	CHECK_EQ(store_put(st, "snapshots/a", "hello", 5, 0), 0);
+	CHECK_EQ(store_get_range(st, "snapshots/a", 0, out, 5), 0);
+	CHECK_EQ(store_get_range(st, "snapshots/a", 0, out, 5), CAIRN_EIO);
+	CHECK_EQ(store_get_range(st, "snapshots/a", 1, out, 4), 0);
+	CHECK(!memcmp(out, "ello", 4));
+	CHECK_EQ(m.ranges, 2);
+	store_writer *w;
+	CHECK_EQ(store_write_begin(st, "packs/p", &w), 0);
+	CHECK_EQ(store_write_append(w, "abc", 3), 0);
+	CHECK_EQ(store_write_commit(w, 0), CAIRN_EIO);
+	uint64_t size;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(store_size(st, "packs/p", &size), CAIRN_ENOTFOUND); /* slow, then through: absent */
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	CHECK((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 >= 100);
+	CHECK_EQ(store_write_begin(st, "packs/p", &w), 0);
+	CHECK_EQ(store_write_append(w, "abc", 3), 0);
+	CHECK_EQ(store_write_commit(w, 0), 0);
+	CHECK_EQ(store_size(st, "packs/p", &size), 0);
+	CHECK_EQ(size, 3);
+	store_free(st);
+	CHECK_EQ(m.frees, 1);
+
+	mem_backend m2 = {.base = {.ops = &mem_ops}};
+	CHECK_EQ(store_fault_wrap(&st, &m2.base, "store.teleport:1:EIO"), CAIRN_EUSAGE);
+	CHECK(strstr(cairn_error_last(), "store.teleport") != NULL);
+	CHECK(st == NULL && m2.frees == 1);
+}
+
+/* A caller's backend: every call counted, passed to a directory store. */
+typedef struct counting_backend {
+	cairn_backend base;
+	store *inner;
+	unsigned calls, frees;
+} counting_backend;
+
+static counting_backend *cb_of(cairn_backend *b) { return (counting_backend *)b; }
+static void cb_free(cairn_backend *b)
+{
+	cb_of(b)->frees++;
+	store_free(cb_of(b)->inner);
+}
+static int cb_put(cairn_backend *b, const char *n, const void *d, size_t l, unsigned f)
+{
+	cb_of(b)->calls++;
+	return store_put(cb_of(b)->inner, n, d, l, f);
+}
+static int cb_get(cairn_backend *b, const char *n, size_t max, uint8_t **out, size_t *len)
+{
+	cb_of(b)->calls++;
+	return store_get(cb_of(b)->inner, n, max, out, len);
+}
+static int cb_range(cairn_backend *b, const char *n, uint64_t off, void *out, size_t len)
+{
+	cb_of(b)->calls++;
+	return store_get_range(cb_of(b)->inner, n, off, out, len);
+}
+static int cb_size(cairn_backend *b, const char *n, uint64_t *size)
+{
+	cb_of(b)->calls++;
+	return store_size(cb_of(b)->inner, n, size);
+}
+static int cb_list(cairn_backend *b, const char *dir, int (*cb)(const char *, void *), void *payload)
+{
+	cb_of(b)->calls++;
+	return store_list(cb_of(b)->inner, dir, cb, payload);
+}
+static int cb_del(cairn_backend *b, const char *n)
+{
+	cb_of(b)->calls++;
+	return store_delete(cb_of(b)->inner, n);
+}
+static int cb_lock(cairn_backend_lock **out, cairn_backend *b, const char *n, uint64_t ttl, uint64_t wait)
+{
+	cb_of(b)->calls++;
+	return store_lock_acquire(out, cb_of(b)->inner, n, ttl, wait);
+}
+
+static const cairn_backend_ops counting_ops = {
+	.version = CAIRN_BACKEND_OPS_VERSION,
+	.kind = "counting",
+	.free = cb_free,
+	.put = cb_put,
+	.get = cb_get,
+	.get_range = cb_range,
+	.size = cb_size,
+	.list = cb_list,
+	.del = cb_del,
+	.lock_acquire = cb_lock,
+};
+
+static void check_callers_backend(void)
+{
+	char dir[128], src[160], dst[160], repo_dir[160], cmd[400];
+	snprintf(dir, sizeof(dir), "/tmp/test_backend.%d", (int)getpid());
+	snprintf(src, sizeof(src), "%s/src", dir);
+	snprintf(dst, sizeof(dst), "%s/dst", dir);
+	snprintf(repo_dir, sizeof(repo_dir), "%s/repo", dir);
+	CHECK_EQ(mkdir(dir, 0700), 0);
+	CHECK_EQ(mkdir(src, 0755), 0);
+	char f[200];
+	snprintf(f, sizeof(f), "%s/file", src);
+	uint8_t data[100000];
+	t_fill(data, sizeof(data));
+	t_spit(f, data, sizeof(data));
+	CHECK_EQ(cairn_repo_init(repo_dir, NULL), 0);
+
+	counting_backend cb = {.base = {.ops = &counting_ops}};
+	CHECK_EQ(store_open(&cb.inner, repo_dir, NULL), 0);
+	cairn_repo_open_options oo = CAIRN_REPO_OPEN_OPTIONS_INIT;
+	oo.backend = &cb.base;
+	cairn_repo *r = NULL;
+	CHECK_EQ(cairn_repo_open_ext(&r, "counting:test", &oo), 0);
+	cairn_take_options to = CAIRN_TAKE_OPTIONS_INIT;
+	to.root = src;
+	to.name = "through-a-callers-backend";
+	cairn_take_result tr;
+	CHECK_EQ(cairn_take(&tr, r, &to), 0);
+	cairn_restore_result rr;
+	CHECK_EQ(cairn_restore(&rr, r, tr.snapshot, dst, NULL), 0);
+	snprintf(f, sizeof(f), "%s/file", dst);
+	size_t len = 0;
+	uint8_t *back = t_slurp(f, &len);
+	CHECK(back && len == sizeof(data) && !memcmp(back, data, len));
+	free(back);
+	CHECK(cb.calls > 5);
+	cairn_repo_free(r);
+	CHECK_EQ(cb.frees, 1);
+
+	/* a backend of a newer interface than the library's is refused, and freed */
+	counting_backend bad = {.base = {.ops = NULL}};
+	static cairn_backend_ops future;
+	future = counting_ops;
+	future.version = CAIRN_BACKEND_OPS_VERSION + 1;
+	bad.base.ops = &future;
+	CHECK_EQ(store_open(&bad.inner, repo_dir, NULL), 0);
+	oo.backend = &bad.base;
+	CHECK_EQ(cairn_repo_open_ext(&r, "counting:future", &oo), CAIRN_EUSAGE);
+	CHECK(r == NULL && bad.frees == 1);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK_EQ(system(cmd), 0);
+}
+
 int main(void)
 {
 	t_seed();
 	check_readcache();
+	check_faults();
+	check_callers_backend();
 	return t_done();
 }

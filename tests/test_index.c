@@ -705,7 +705,7 @@ int main(void)
 
 	CHECK(mkdtemp(repo_dir) != NULL);
 	store *st = NULL;
-	CHECK_EQ(store_create(&st, repo_dir), 0);
+	CHECK_EQ(store_create(&st, repo_dir, NULL), 0);
 	if (st) {
 		test_segment_lookup(st);
 		test_set(st);

@@ -544,7 +544,7 @@ static void test_stream(void)
 	char dir[] = "/tmp/cairn-test-pack.XXXXXX";
 	CHECK(mkdtemp(dir) != NULL);
 	store *st;
-	CHECK_EQ(store_create(&st, dir), 0);
+	CHECK_EQ(store_create(&st, dir, NULL), 0);
 	static const size_t sizes[] = {0, 1, 300, 70000, (1u << 20) - BLOB_OVERHEAD,
 	                               (1u << 20) - BLOB_OVERHEAD + 1, (1u << 20) + 5, 3u << 20};
 	pack_writer *mem, *str;

@@ -52,7 +52,7 @@ static void check_whole(void)
 	char dir[64], cmd[128];
 	snprintf(dir, sizeof(dir), "/tmp/test_readcache.%d", (int)getpid());
 	store *st;
-	CHECK_EQ(store_create(&st, dir), 0);
+	CHECK_EQ(store_create(&st, dir, NULL), 0);
 	size_t len = 300000;
 	uint8_t *seg = malloc(len), out[5000];
 	for (size_t k = 0; k < len; k++) seg[k] = (uint8_t)t_rand();

@@ -50,8 +50,8 @@ int main(void)
 	CHECK(mkdir(sub, 0755) == 0);
 
 	store *st;
-	CHECK(store_open(&st, "/nonexistent/cairn") == CAIRN_ENOTFOUND);
-	CHECK(store_open(&st, dir) == 0);
+	CHECK(store_open(&st, "/nonexistent/cairn", NULL) == CAIRN_ENOTFOUND);
+	CHECK(store_open(&st, dir, NULL) == 0);
 
 	t_seed();
 	size_t len = 100000 + (size_t)(t_rand() % 100000);
@@ -96,8 +96,7 @@ int main(void)
 	for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
 		pid_t pid = fork();
 		if (pid == 0) {
-			setenv("CAIRN_FAULT", faults[i], 1);
-			io_fault_reload();
+			io_fault_reset(faults[i]);
 			int rc = store_put(st, "index/faulty", data, len, STORE_EXCL);
 			_exit(rc == CAIRN_EIO && strstr(cairn_error_last(), "index/faulty") ? 0 : 1);
 		}
@@ -112,8 +111,7 @@ int main(void)
 	/* a crash before the rename leaves only a tmp file, never a partial object */
 	pid_t pid = fork();
 	if (pid == 0) {
-		setenv("CAIRN_FAULT", "rename:1:CRASH", 1);
-		io_fault_reload();
+		io_fault_reset("rename:1:CRASH");
 		store_put(st, "index/crashed", data, len, STORE_EXCL);
 		_exit(0);
 	}
@@ -157,8 +155,7 @@ int main(void)
 		/* a failing write inside a stream fails its append, and abort cleans up */
 		pid_t p = fork();
 		if (p == 0) {
-			setenv("CAIRN_FAULT", "write:2:ENOSPC", 1);
-			io_fault_reload();
+			io_fault_reset("write:2:ENOSPC");
 			store_writer *fw = NULL;
 			int ok = store_write_begin(st, "packs/cd/faulty", &fw) == 0 &&
 			         store_write_append(fw, src, 100) == 0 &&
@@ -213,13 +210,13 @@ int main(void)
 	/* store_create makes the directory and the folders writes rely on */
 	char created[700], sub2[800];
 	snprintf(created, sizeof(created), "dir:%s/new-repo", dir);
-	CHECK(store_create(&st, created) == 0);
+	CHECK(store_create(&st, created, NULL) == 0);
 	CHECK(store_put(st, "snapshots/y", data, 10, STORE_EXCL) == 0);
 	snprintf(sub2, sizeof(sub2), "%s/new-repo/locks", dir);
 	struct stat sb;
 	CHECK(stat(sub2, &sb) == 0 && S_ISDIR(sb.st_mode));
 	store_free(st);
-	CHECK(store_open(&st, created) == 0);
+	CHECK(store_open(&st, created, NULL) == 0);
 	CHECK(store_size(st, "snapshots/y", &size) == 0 && size == 10);
 	store_free(st);
 

@@ -12,6 +12,8 @@
 
 #include "cairn.h"
 #include "store.h"
+#include "store_env.h"
+#include "store_fault.h"
 #include "t.h"
 
 static char address[600];
@@ -61,7 +63,7 @@ static void *race(void *arg)
 {
 	struct racer *r = arg;
 	store *s;
-	r->rc = store_open(&s, address);
+	r->rc = env_store(&s, address, 0);
 	if (r->rc < 0) return NULL;
 	r->rc = store_put(s, r->name, &r->tag, 1, STORE_EXCL);
 	store_free(s);
@@ -100,7 +102,7 @@ int main(void)
 	printf("store address: %s\n", address);
 
 	store *st = NULL, *other = NULL;
-	int rc = store_create(&st, address);
+	int rc = env_store(&st, address, 1);
 	CHECK_EQ(rc, 0);
 	if (rc < 0) {
 		fprintf(stderr, "store_create %s: %s\n", address, cairn_error_last());
@@ -166,7 +168,7 @@ int main(void)
 	/* a second repository beside it (another prefix, or directory) sees none of it */
 	char address2[700];
 	snprintf(address2, sizeof(address2), "%s-other", address);
-	CHECK_EQ(store_create(&other, address2), 0);
+	CHECK_EQ(env_store(&other, address2, 1), 0);
 	if (other) {
 		CHECK_EQ(store_list(other, "packs", collect_cb, &ns), 0);
 		CHECK_EQ(ns.n, 0);
@@ -269,7 +271,7 @@ int main(void)
 	 * release never removes a lock someone else took over */
 	store_lock *a = NULL, *b = NULL;
 	store *st2 = NULL;
-	CHECK_EQ(store_open(&st2, address), 0);
+	CHECK_EQ(env_store(&st2, address, 0), 0);
 	CHECK_EQ(store_lock_acquire(&a, st, "user-alice", 60000, 0), 0);
 	CHECK_EQ(store_lock_acquire(&b, st2, "user-alice", 60000, 100), CAIRN_EBUSY);
 	CHECK(strstr(cairn_error_last(), "user-alice") != NULL);
@@ -296,7 +298,7 @@ int main(void)
 	if (pid == 0) {
 		store *cs;
 		store_lock *dead;
-		if (store_open(&cs, address) < 0) _exit(2);
+		if (env_store(&cs, address, 0) < 0) _exit(2);
 		_exit(store_lock_acquire(&dead, cs, "gc", 3600 * 1000, 0) == 0 ? 0 : 1);
 	}
 	int status;
@@ -304,6 +306,33 @@ int main(void)
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CHECK_EQ(store_lock_acquire(&a, st, "gc", 60000, 0), 0);
 	store_lock_release(a);
+
+	/* faults injected over this backend (store_fault.h): the Nth op fails
+	 * before reaching it and names the object; a failed streamed commit
+	 * leaves no object; the calls around it work */
+	{
+		store *inner = NULL, *fs = NULL;
+		CHECK_EQ(env_store(&inner, address, 0), 0);
+		CHECK_EQ(store_fault_wrap(&fs, inner, "store.put:2:EIO,store.range:1:CORRUPT,store.commit:1:EIO"), 0);
+		if (fs) {
+			CHECK_EQ(store_put(fs, "packs/fa/one", data, 100, STORE_EXCL), 0);
+			CHECK_EQ(store_put(fs, "packs/fa/two", data, 100, STORE_EXCL), CAIRN_EIO);
+			CHECK(strstr(cairn_error_last(), "packs/fa/two") && strstr(cairn_error_last(), store_kind(st)));
+			CHECK_EQ(store_size(st, "packs/fa/two", &size), CAIRN_ENOTFOUND);
+			CHECK_EQ(store_get_range(fs, "packs/fa/one", 0, range, 10), CAIRN_ECORRUPT);
+			CHECK_EQ(store_get_range(fs, "packs/fa/one", 0, range, 10), 0);
+			CHECK(!memcmp(range, data, 10));
+			store_writer *fw = NULL;
+			CHECK_EQ(store_write_begin(fs, "packs/fa/three", &fw), 0);
+			if (fw) {
+				CHECK_EQ(store_write_append(fw, data, 1000), 0);
+				CHECK_EQ(store_write_commit(fw, 0), CAIRN_EIO);
+			}
+			CHECK_EQ(store_size(st, "packs/fa/three", &size), CAIRN_ENOTFOUND);
+			CHECK_EQ(store_delete(fs, "packs/fa/one"), 0);
+			store_free(fs);
+		}
+	}
 
 	/* leave nothing behind */
 	if (other) {

@@ -18,6 +18,7 @@
 
 #include "cairn.h"
 #include "store.h"
+#include "store_env.h"
 #include "t.h"
 
 static char address[600];
@@ -35,7 +36,7 @@ static int open_with(const char *var, const char *value, const char *addr)
 	char *old = getenv(var) ? strdup(getenv(var)) : NULL;
 	setenv(var, value, 1);
 	store *st = NULL;
-	int rc = store_open(&st, addr);
+	int rc = env_store(&st, addr, 0);
 	store_free(st);
 	if (old) setenv(var, old, 1);
 	else unsetenv(var);
@@ -146,13 +147,13 @@ int main(void)
 	store *st = NULL;
 	char nob[700];
 	snprintf(nob, sizeof(nob), "s3://no-such-bucket-%llx/x", (unsigned long long)seed);
-	CHECK_EQ(store_open(&st, nob), CAIRN_ENOTFOUND);
+	CHECK_EQ(env_store(&st, nob, 0), CAIRN_ENOTFOUND);
 	CHECK(strstr(cairn_error_last(), "no-such-bucket") && strstr(cairn_error_last(), "does not exist"));
-	CHECK_EQ(store_open(&st, "s3://"), CAIRN_EUSAGE);
-	CHECK_EQ(store_open(&st, "s3://bad/bucket//x"), CAIRN_EUSAGE);
-	CHECK_EQ(store_open(&st, "s3://b%d"), CAIRN_EUSAGE);
+	CHECK_EQ(env_store(&st, "s3://", 0), CAIRN_EUSAGE);
+	CHECK_EQ(env_store(&st, "s3://bad/bucket//x", 0), CAIRN_EUSAGE);
+	CHECK_EQ(env_store(&st, "s3://b%d", 0), CAIRN_EUSAGE);
 
-	CHECK_EQ(store_create(&st, address), 0);
+	CHECK_EQ(env_store(&st, address, 1), 0);
 	if (!st) return t_done();
 
 	/* a listing longer than one page (1000 keys) */
@@ -193,7 +194,7 @@ int main(void)
 			char r = '3', c;
 			close(res[0]);
 			close(hold[1]);
-			if (store_open(&cs, address) == 0) {
+			if (env_store(&cs, address, 0) == 0) {
 				int rc = store_lock_acquire(&l, cs, "gc", 60000, 0);
 				r = rc == 0 ? '0' : rc == CAIRN_EBUSY ? '1' : '3';
 			}

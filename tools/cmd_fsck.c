@@ -106,6 +106,10 @@ int cmd_fsck(struct cli *cli, int argc, char **argv)
 	const char *path = cli_repo_path(cli);
 	if (!path) return cairn_error_exit_code(CAIRN_EUSAGE);
 	o.lock_wait_ms = wait_s ? (uint64_t)wait_s * 1000 : 1;
+	cairn_repo_open_options oo = CAIRN_REPO_OPEN_OPTIONS_INIT;
+	int orc = cli_open_options(cli, &oo);
+	if (orc) return orc;
+	o.open = &oo;
 
 	cairn_fsck_report *rep;
 	int err = cairn_fsck(&rep, path, &o);

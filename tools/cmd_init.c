@@ -21,9 +21,13 @@ int cmd_init(struct cli *cli, int argc, char **argv)
 	if (!path)
 		return cairn_error_exit_code(CAIRN_EUSAGE);
 	cairn_init_options io = CAIRN_INIT_OPTIONS_INIT;
+	cairn_repo_open_options oo = CAIRN_REPO_OPEN_OPTIONS_INIT;
+	int rc = cli_open_options(cli, &oo);
+	if (rc) return rc;
 	io.chunk_avg = (uint32_t)chunk_avg;
 	io.zstd_level = zstd_level;
-	int rc = cairn_repo_init(path, &io);
+	io.open = &oo;
+	rc = cairn_repo_init(path, &io);
 	if (rc < 0)
 		return cli_fail(cli, rc);
 	printf("initialized repository at ");

@@ -1,5 +1,7 @@
 #include "util.h"
 
+#include "env.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -296,13 +298,24 @@ const char *cli_repo_path(const struct cli *cli)
 	return path;
 }
 
+int cli_open_options(const struct cli *cli, cairn_repo_open_options *o)
+{
+	char err[256];
+	if (env_open_options(o, err, sizeof(err)) < 0)
+		return cli_error(cli, CAIRN_EUSAGE, "%s", err);
+	return 0;
+}
+
 int cli_open_repo(const struct cli *cli, cairn_repo **out)
 {
 	*out = NULL;
 	const char *path = cli_repo_path(cli);
 	if (!path)
 		return cairn_error_exit_code(CAIRN_EUSAGE);
-	int rc = cairn_repo_open(out, path);
+	cairn_repo_open_options o = CAIRN_REPO_OPEN_OPTIONS_INIT;
+	int rc = cli_open_options(cli, &o);
+	if (rc) return rc;
+	rc = cairn_repo_open_ext(out, path, &o);
 	return rc < 0 ? cli_fail(cli, rc) : 0;
 }
 

@@ -76,6 +76,9 @@ int cli_fail(const struct cli *cli, int code);
 const char *cli_repo_path(const struct cli *cli);
 /* Open the repository. 0, or the exit code after printing the error. */
 int cli_open_repo(const struct cli *cli, cairn_repo **out);
+/* The engine's open options from the environment (tools/env.h); non-zero
+ * (the exit code, the error printed) on a bad value. */
+int cli_open_options(const struct cli *cli, cairn_repo_open_options *o);
 /* Resolve SNAP (names narrowed to user when not NULL) to a full id.
  * 0, or the exit code after printing the error. */
 int cli_resolve(const struct cli *cli, cairn_repo *repo, const char *snap, const char *user,
