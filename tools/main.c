@@ -77,7 +77,7 @@ static int run(const struct command *c, int argc, char **argv)
  * costs a fault each (~16-20 us on the benchmark VM). glibc's defaults
  * return freed blocks above 128 KiB and map each 4 MiB+ block anew; this
  * keeps up to 256 MiB and maps only blocks of 32 MiB and more. Measured
- * in README ("RADOS", "Benchmarks"). A program embedding libcairn makes its
+ * in docs/operations.md ("RADOS") and docs/performance.md. A program embedding libcairn makes its
  * own choice. */
 static void keep_freed_memory(void)
 {
