@@ -251,7 +251,7 @@ record() { printf '%s\t%s\t%s\t%s\t%s\n' "$ROW" "${1:-}" "${2:-}" "${3:-}" "${4:
 dusb() { du -sb "$@" | awk '{s += $1} END {print s + 0}'; }
 
 export RESTIC_PASSWORD=cairn-bench RESTIC_CACHE_DIR=$run/restic-cache
-# cairn's step-4 restore keeps its restore record here, for step 5 (README "How it works")
+# cairn's step-4 restore keeps its restore record here, for step 5 (docs/architecture.md, "How it works")
 export CAIRN_STATE_DIR=$run/cairn-state
 export BORG_BASE_DIR=$run/borg-base BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 has cairn && "$CAIRN" init --repo "$R/cairn" >/dev/null

@@ -14,7 +14,7 @@ cairn=$src/build/tools/cairn
 
 work=$(mktemp -d /tmp/cairn-demo.XXXX)
 export CAIRN_REPO=$work/repo
-export CAIRN_STATE_DIR=$work/state # restore records (README "How it works"), not /var/lib/cairn
+export CAIRN_STATE_DIR=$work/state # restore records (docs/architecture.md), not /var/lib/cairn
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 run() { step "$*"; "$@"; }
 

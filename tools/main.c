@@ -1,4 +1,5 @@
 /* cairn: command dispatch and the global help. */
+#include "man.h"
 #include "util.h"
 
 #include <errno.h>
@@ -6,11 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct command {
-	const char *name;
-	const char *summary;
-	int (*run)(struct cli *cli, int argc, char **argv);
-} commands[] = {
+static const struct command commands[] = {
 	{ "init", "Create a repository at the --repo path.", cmd_init },
 	{ "take", "Capture the tree at DIR into a new snapshot.", cmd_take },
 	{ "restore", "Recreate a snapshot's tree in TARGET (absent or empty unless --force).", cmd_restore },
@@ -80,7 +77,7 @@ static int run(const struct command *c, int argc, char **argv)
  * costs a fault each (~16-20 us on the benchmark VM). glibc's defaults
  * return freed blocks above 128 KiB and map each 4 MiB+ block anew; this
  * keeps up to 256 MiB and maps only blocks of 32 MiB and more. Measured
- * in README ("RADOS", "Benchmarks"). A program embedding libcairn makes its
+ * in docs/operations.md ("RADOS") and docs/performance.md. A program embedding libcairn makes its
  * own choice. */
 static void keep_freed_memory(void)
 {
@@ -125,6 +122,8 @@ int main(int argc, char **argv)
 			global_help(stdout);
 			return 0;
 		}
+		if (!strcmp(argv[cmd + 1], "--man")) /* hidden: builds cairn.1 */
+			return man_page(commands, sizeof(commands) / sizeof(commands[0]));
 		const struct command *c = find_command(argv[cmd + 1]);
 		if (!c)
 			return unknown("command", argv[cmd + 1]);

@@ -1,4 +1,5 @@
 #include "util.h"
+#include "man.h"
 
 #include "env.h"
 
@@ -127,6 +128,10 @@ static void print_opts(FILE *f, const struct opt *opts)
 
 static void print_help(const struct cli *cli, const char *args, const struct opt *const tables[2])
 {
+	if (cli->man) {
+		man_help(stdout, cli, args, tables);
+		return;
+	}
 	print_usage_line(stdout, cli, args, tables[0]);
 	if (cli->summary)
 		printf("\n%s\n", cli->summary);

@@ -46,6 +46,14 @@ struct cli {
 	int json;           /* --json given: errors go to stdout as events too */
 	char **args;        /* positional arguments */
 	int nargs;
+	int man;            /* --help prints roff for cairn(1) instead (man.h) */
+};
+
+/* An entry of main.c's command table, which --help and cairn(1) list. */
+struct command {
+	const char *name;
+	const char *summary;
+	int (*run)(struct cli *cli, int argc, char **argv);
 };
 
 /* Options most commands share. */
