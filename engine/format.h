@@ -128,7 +128,7 @@
  *   a forget entry before its manifest is deleted: only the last entry can
  *   disagree with the manifests (an add without its manifest is rolled back,
  *   a forget whose manifest remains is finished, by the next operation that
- *   holds the lock "user-U"). Every 4 entries a base is written at the last
+ *   holds the lock "user-U"). Every 16 entries a base is written at the last
  *   entry; older entries and bases and the refs of forgotten snapshots are
  *   deleted, the last entry is kept (`usage` reads only it).
  *
