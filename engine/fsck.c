@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "damaged.h"
 #include "error.h"
 #include "format.h"
 #include "gc.h"
@@ -33,7 +34,6 @@
 #define TREE_RESULT_MAX 1000
 #define SEGMENT_MAX (1024u * 1024u * 1024u)
 #define CONFIG_MAX 4096
-#define DAMAGED_MAX 65536
 
 /* ---- the report ---------------------------------------------------------------- */
 
@@ -641,7 +641,7 @@ static int marker_visit(const char *name, void *payload)
 	if (!present) return 0; /* forgotten: gc removes the marker */
 	uint8_t key[OID_LEN];
 	if (hex_decode(key, OID_LEN, id) == 0 && index_key_get(c->damaged_snaps, key, OID_LEN)) return 0;
-	int rc = fsck_damaged_check(c->r, id);
+	int rc = damaged_check(c->r, id);
 	if (rc == 0) return 0;
 	long pr = report_add(c->rep, CAIRN_FSCK_DAMAGE, "snapshot", name, "%s", cairn_error_last());
 	if (pr >= 0) affect(P(c, pr), id, "", "/");
@@ -964,59 +964,6 @@ done:
 	return rc;
 }
 
-static int write_marker(cairn_repo *r, const char *id, const char *reason)
-{
-	buf b;
-	char name[128];
-	size_t len, rl = strlen(reason);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	if (rl > MAX_STR_LEN) rl = MAX_STR_LEN;
-	buf_init(&b);
-	buf_header(&b, MAGIC_DAMAGED, 0);
-	buf_u64(&b, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
-	buf_u16(&b, (uint16_t)rl);
-	buf_put(&b, reason, rl);
-	buf_check(&b);
-	if (b.oom) {
-		buf_free(&b);
-		return ERR_OOM();
-	}
-	uint8_t *data = buf_take(&b, &len);
-	snprintf(name, sizeof(name), "damaged/%s", id);
-	int rc = store_put(r->st, name, data, len, 0);
-	free(data);
-	return rc;
-}
-
-int fsck_damaged_check(cairn_repo *r, const char *snap_hex)
-{
-	char name[128];
-	uint8_t *data;
-	size_t len;
-	snprintf(name, sizeof(name), "damaged/%s", snap_hex);
-	int rc = store_get(r->st, name, DAMAGED_MAX, &data, &len);
-	if (rc == CAIRN_ENOTFOUND) return 0;
-	if (rc < 0) return rc;
-	const uint8_t *body, *reason = (const uint8_t *)"";
-	size_t body_len;
-	uint16_t rl = 0;
-	if (frame_check(data, len, MAGIC_DAMAGED, name, &body, &body_len) == 0) {
-		cursor cur;
-		cur_init(&cur, body, body_len);
-		cur_u64(&cur);
-		rl = cur_u16(&cur);
-		if (cur_bytes(&cur, &reason, rl) < 0 || cur.bad) {
-			reason = (const uint8_t *)"";
-			rl = 0;
-		}
-	}
-	rc = error_set(CAIRN_ECORRUPT, "snapshot %s: marked damaged by fsck --repair: %.*s", snap_hex,
-	               (int)rl, (const char *)reason);
-	free(data);
-	return rc;
-}
-
 static int open_lenient(cairn_repo **out, const char *path, const cairn_repo_open_options *open)
 {
 	int rc;
@@ -1142,11 +1089,11 @@ CAIRN_EXTERN int cairn_fsck(cairn_fsck_report **out, const char *path, const cai
 				const index_entry *e;
 				if (hex_decode(key, OID_LEN, c.snaps[i]) < 0 || !(e = index_key_get(c.damaged_snaps, key, OID_LEN)))
 					continue;
-				if (fsck_damaged_check(r, c.snaps[i]) < 0) continue; /* marked already */
+				if (damaged_check(r, c.snaps[i]) < 0) continue; /* marked already */
 				error_clear();
 				char obj[96];
 				snprintf(obj, sizeof(obj), "damaged/%s", c.snaps[i]);
-				if ((rc = write_marker(r, c.snaps[i], c.damaged_reason[e->offset])) < 0) break;
+				if ((rc = damaged_mark(r, c.snaps[i], c.damaged_reason[e->offset])) < 0) break;
 				rep->stats.repairs++;
 				report_add(rep, CAIRN_FSCK_REPAIRED, "repair", obj,
 				           "snapshot %s marked damaged: restore refuses it (it is kept)", c.snaps[i]);

@@ -28,7 +28,7 @@
 
 #include "cairn.h"
 #include "error.h"
-#include "fsck.h"
+#include "damaged.h"
 #include "format.h"
 #include "io.h"
 #include "repo.h"
@@ -1053,7 +1053,7 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 	if (!target || !*target) return error_set(CAIRN_EUSAGE, "restore: no target given");
 	if (!snap_id) return error_set(CAIRN_EUSAGE, "restore: no snapshot given");
 
-	if ((rc = fsck_damaged_check(repo, snap_id)) < 0) return rc; /* fsck --repair marked it */
+	if ((rc = damaged_check(repo, snap_id)) < 0) return rc; /* fsck --repair marked it */
 	if ((rc = repo_load_snapshot(repo, snap_id, &m)) < 0) return rc;
 	if ((rc = load_top(repo, &m, snap_id, &top)) < 0) goto done_early;
 	const tree_entry *root = &top.entries[0];

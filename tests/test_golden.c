@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "damaged.h"
 #include "index.h"
 #include "inodes.h"
 #include "snapshot.h"
@@ -192,6 +193,23 @@ static void golden_inodes(void)
 	inodes_free(&l);
 }
 
+static void golden_damaged(void)
+{
+	uint8_t *enc;
+	size_t len, glen;
+	CHECK_EQ(damaged_encode(1700000000123456789LL, "chunk 3fa1: missing from pack 77aa", &enc, &len), 0);
+	uint8_t *g = golden("damaged", enc, len, &glen);
+	if (g) {
+		int64_t when;
+		const char *reason;
+		size_t rl;
+		CHECK_EQ(damaged_decode(g, glen, "golden damaged", &when, &reason, &rl), 0);
+		CHECK(when == 1700000000123456789LL && rl == strlen("chunk 3fa1: missing from pack 77aa") && !memcmp(reason, "chunk 3fa1: missing from pack 77aa", rl));
+		free(g);
+	}
+	free(enc);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -204,5 +222,6 @@ int main(int argc, char **argv)
 	golden_snapshot();
 	golden_index();
 	golden_inodes();
+	golden_damaged();
 	return t_done();
 }
