@@ -9,6 +9,22 @@
  *  - Options structs carry a version field; initialise them with the
  *    matching CAIRN_*_OPTIONS_INIT macro.
  *  - Snapshot ids are 64 lowercase hex characters (SHA-256 of the manifest).
+ *  - Options structs of an older version (a caller built against an older
+ *    header) are accepted: the fields it lacks take their defaults.
+ *  - The library reads no environment variable and installs no signal
+ *    handler unless an option asks for it (cairn_repo_open_ext).
+ *
+ * Threads:
+ *  - A cairn_repo handle is used by one thread at a time: a take, restore,
+ *    export or gc is one call, which spreads its own work over threads.
+ *    For work in parallel, open a handle per thread (an open reads only
+ *    the config and the index's fences). Many processes and handles may
+ *    use one repository at once: every protocol is safe between them.
+ *  - Lists, reports and results are immutable once returned and may be
+ *    read from any thread until freed.
+ *  - cairn_error_last() is per thread. Callbacks run on the calling thread.
+ *  - A backend (include/cairn/sys/backend.h) is called from several
+ *    threads at once.
  */
 #ifndef CAIRN_H
 #define CAIRN_H
