@@ -11,8 +11,8 @@
  *  - Snapshot ids are 64 lowercase hex characters (SHA-256 of the manifest).
  *  - Options structs of an older version (a caller built against an older
  *    header) are accepted: the fields it lacks take their defaults.
- *  - The library reads no environment variable and installs no signal
- *    handler unless an option asks for it (cairn_repo_open_ext).
+ *  - The library reads no environment variable: what it would take from
+ *    there is an option (cairn_repo_open_ext).
  *
  * Threads:
  *  - A cairn_repo handle is used by one thread at a time: a take, restore,
