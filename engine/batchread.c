@@ -19,7 +19,7 @@ struct batch_reader {
 
 enum { OP_OPEN, OP_READ, OP_CLOSE };
 
-int batch_reader_new(batch_reader **out)
+int batch_reader_new(batch_reader **out, int ring_only)
 {
 	*out = NULL;
 	batch_reader *br = calloc(1, sizeof(*br));
@@ -38,8 +38,7 @@ int batch_reader_new(batch_reader **out)
 	/* no atime updates on the instance's files (only root may ask for that);
 	 * no O_CLOEXEC: direct descriptors refuse it and are never inherited */
 	br->open_flags = O_RDONLY | O_NOFOLLOW | (geteuid() == 0 ? O_NOATIME : 0);
-	const char *env = getenv("CAIRN_URING_ALWAYS");
-	br->ring_only = env && !strcmp(env, "1");
+	br->ring_only = ring_only;
 	*out = br;
 	return 0;
 }

@@ -19,8 +19,9 @@ typedef struct batch_item {
 } batch_item;
 
 /* CAIRN_EIO (with a message) when io_uring or direct descriptors are
- * unavailable; the caller then reads with plain syscalls. */
-int batch_reader_new(batch_reader **out);
+ * unavailable; the caller then reads with plain syscalls. ring_only
+ * (tests): every file through the ring, however large. */
+int batch_reader_new(batch_reader **out, int ring_only);
 void batch_reader_free(batch_reader *br);
 
 /* Read up to BATCH_MAX files. Per-file failures are in item->result; the

@@ -684,7 +684,7 @@ static void *worker(void *arg)
 		if (rc < 0) fail(c, rc);
 	}
 	/* the walk is done: todo and use_uring are set */
-	if (bufs[0] && c->use_uring && batch_reader_new(&br) == 0) arena = big_alloc(arena_len);
+	if (bufs[0] && c->use_uring && batch_reader_new(&br, c->repo->settings.test_uring_always) == 0) arena = big_alloc(arena_len);
 	if (!arena) {
 		batch_reader_free(br);
 		br = NULL;
@@ -1300,8 +1300,7 @@ static void ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w)
 	c->repo = repo;
 	c->rootfd = rootfd;
 	c->writer = w;
-	const char *pc = getenv("CAIRN_PRIOR_CUTS");
-	c->no_prior_cuts = pc && !strcmp(pc, "0");
+	c->no_prior_cuts = repo->settings.no_prior_cuts;
 }
 
 /* What a capture holds (the walk, the file states); not the writer or rootfd. */
@@ -1595,7 +1594,8 @@ static int frozen_walk(take_ctx *c, const cairn_take_options *o, const char *roo
 	}
 	pthread_t thread;
 	p.root_path = root_path;
-	p.wo = (walk_options){.no_uring = wo->no_uring, .prior_start = wo->prior_start, .subtree = 1};
+	p.wo = (walk_options){.no_uring = wo->no_uring, .uring_always = wo->uring_always, .no_xattrat = wo->no_xattrat,
+	                      .prior_start = wo->prior_start, .subtree = 1};
 	int rc = 0, whole = !(p.n > 0 && nexcl == p.n && pthread_create(&thread, NULL, walk_parts, &p) == 0);
 	if (!whole) {
 		walk_options main_wo = *wo;
@@ -1631,7 +1631,9 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	collect col = {0};
 	pthread_t *threads = NULL;
 	int nthreads = 0;
-	walk_options wo = {.excludes = o->excludes, .nexcludes = o->nexcludes, .no_uring = o->no_uring};
+	const struct repo_settings *rs = &c->repo->settings;
+	walk_options wo = {.excludes = o->excludes, .nexcludes = o->nexcludes, .no_uring = o->no_uring || rs->no_uring,
+	                   .uring_always = rs->test_uring_always, .no_xattrat = rs->test_no_xattrat};
 	if (pre) { /* unchanged entries keep the pre-copy's xattrs and targets: no syscalls */
 		wo.prior = pre->root;
 		wo.prior_start = pre->start;

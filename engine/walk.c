@@ -87,6 +87,7 @@ typedef struct req {
 
 typedef struct walker {
 	const char *root;
+	int no_xattrat; /* tests: xattrs through /proc paths (walk_options) */
 	int rootfd;
 	int have_mnt;
 	uint64_t root_mnt;
@@ -554,9 +555,8 @@ static ssize_t xs_get(const walker *w, xsrc *x, const char *name, void *buf, siz
 /* Decide once whether the *xattrat calls work here (kernel, seccomp). */
 static void xattrat_probe(walker *w, int rootfd)
 {
-	const char *env = getenv("CAIRN_NO_XATTRAT"); /* testing: force the procfs route */
 	w->xattrat = 0;
-	if (env && !strcmp(env, "1")) return;
+	if (w->no_xattrat) return;
 #ifdef SYS_listxattrat
 	char b[16];
 	long r = syscall(SYS_listxattrat, rootfd, ".", AT_SYMLINK_NOFOLLOW, b, 0);
@@ -1131,6 +1131,7 @@ int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_s
 		w.on_file = opts->on_file;
 		w.payload = opts->payload;
 		w.subtree = opts->subtree;
+		w.no_xattrat = opts->no_xattrat;
 	}
 	if (!stats) stats = &dummy;
 	memset(stats, 0, sizeof(*stats));
@@ -1160,18 +1161,14 @@ int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_s
 		goto done;
 	}
 
-	const char *env = getenv("CAIRN_NO_URING");
 	if (opts && opts->no_uring)
 		snprintf(stats->notice, sizeof(stats->notice), "io_uring disabled by option; using plain syscalls");
-	else if (env && !strcmp(env, "1"))
-		snprintf(stats->notice, sizeof(stats->notice), "io_uring disabled by CAIRN_NO_URING=1; using plain syscalls");
 	else if (ring_setup(&w, stats->notice, sizeof(stats->notice)) == 0) {
 		w.use_ring = 1;
 		stats->notice[0] = 0;
 	}
 	stats->used_uring = w.use_ring;
-	env = getenv("CAIRN_URING_ALWAYS"); /* testing: every statx through the ring */
-	if (w.use_ring && env && !strcmp(env, "1")) w.ring_left = SIZE_MAX;
+	if (w.use_ring && opts && opts->uring_always) w.ring_left = SIZE_MAX;
 	if (!w.use_ring) w.max_inflight = 1;
 
 	w.reqs = calloc(w.max_inflight, sizeof(*w.reqs));

@@ -45,6 +45,7 @@ typedef struct walk_options {
 	const char *const *excludes; /* absolute paths inside the root, e.g. "/var/cache"; omitted entirely */
 	size_t nexcludes;
 	int no_uring;                /* use plain syscalls */
+	int uring_always, no_xattrat; /* tests: every statx through the ring; xattrs by /proc paths */
 	/* A walk of the same root made earlier (a take's pre-copy, or its
 	 * parent snapshot as seen then), or NULL:
 	 * an entry unchanged since (walk_unchanged_since with prior_start)

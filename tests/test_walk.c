@@ -667,18 +667,18 @@ static walk_node *walk_ok(const char *root, const walk_options *o, walk_stats *s
 
 static void test_main_tree(void)
 {
-	const char *env = getenv("CAIRN_NO_URING");
+	const char *env = getenv("CAIRN_NO_URING"); /* as the CLI maps it */
 	int env_off = env && !strcmp(env, "1");
 	const char *ex[] = {"/excl//a/", "//dir/sub/f", "/does/not/exist", "/./excl/a"};
-	walk_options o = {.excludes = ex, .nexcludes = 4};
+	walk_options o = {.excludes = ex, .nexcludes = 4, .no_uring = env_off};
 	walk_stats su, sp;
 
 	int fds0 = count_fds();
 	walk_node *a = walk_ok(rootpath, &o, &su);
-	setenv("CAIRN_URING_ALWAYS", "1", 1); /* every statx through the ring */
+	o.uring_always = 1; /* every statx through the ring */
 	walk_stats sr;
 	walk_node *r = walk_ok(rootpath, &o, &sr);
-	unsetenv("CAIRN_URING_ALWAYS");
+	o.uring_always = 0;
 	o.no_uring = 1;
 	walk_node *b = walk_ok(rootpath, &o, &sp);
 	CHECK_EQ(count_fds(), fds0); /* nothing leaked */
@@ -688,13 +688,13 @@ static void test_main_tree(void)
 	CHECK(!memcmp(&sr, &sp, offsetof(walk_stats, used_uring)));
 	CHECK_EQ(sp.ring_statx, 0);
 	if (!env_off) CHECK(sr.ring_statx >= sr.files + sr.dirs - 1);
-	printf("statx through the ring: %llu adaptive, %llu with CAIRN_URING_ALWAYS=1\n",
+	printf("statx through the ring: %llu adaptive, %llu with uring_always\n",
 	       (unsigned long long)su.ring_statx, (unsigned long long)sr.ring_statx);
 
 	if (env_off) {
 		printf("CAIRN_NO_URING=1: both walks use plain syscalls\n");
 		CHECK_EQ(su.used_uring, 0);
-		CHECK(strstr(su.notice, "CAIRN_NO_URING") != NULL);
+		CHECK(strstr(su.notice, "disabled by option") != NULL);
 	} else {
 		CHECK_EQ(su.used_uring, 1); /* io_uring works on this machine */
 		CHECK(su.notice[0] == 0);
@@ -836,20 +836,18 @@ static void test_main_tree(void)
 		walk_free(c);
 	}
 
-	/* CAIRN_NO_URING=1 */
-	setenv("CAIRN_NO_URING", "1", 1);
+	/* io_uring off by option: plain syscalls, said once */
 	walk_stats se;
-	o.no_uring = 0;
+	o.no_uring = 1;
 	walk_node *c = walk_ok(rootpath, &o, &se);
 	CHECK_EQ(se.used_uring, 0);
-	CHECK(strstr(se.notice, "CAIRN_NO_URING") != NULL);
+	CHECK(strstr(se.notice, "disabled by option") != NULL);
 	CHECK(c && same_tree(a, c));
 	walk_free(c);
-	if (env) setenv("CAIRN_NO_URING", env, 1);
-	else unsetenv("CAIRN_NO_URING");
 
 	/* xattrs through the procfs route give the same result */
-	setenv("CAIRN_NO_XATTRAT", "1", 1);
+	o.no_xattrat = 1;
+	o.no_uring = env_off;
 	c = walk_ok(rootpath, &o, &se);
 	CHECK(c && same_tree(a, c));
 	walk_free(c);
@@ -857,7 +855,7 @@ static void test_main_tree(void)
 	c = walk_ok(rootpath, &o, &se);
 	CHECK(c && same_tree(a, c));
 	walk_free(c);
-	unsetenv("CAIRN_NO_XATTRAT");
+	o.no_xattrat = 0;
 
 	/* walk_open: refuses what is not a regular file, never blocks on a
 	 * FIFO, reports a vanished file as not found */
