@@ -166,7 +166,7 @@
  *                  host:str  check
  *                  (gc/sessions/<32 hex>: a process that opened the repository;
  *                   written before it loads the index, refreshed by a thread,
- *                   deleted at close; README "Garbage collection")
+ *                   deleted at close; docs/operations.md "Garbage collection")
  *   gc marks    := header("CAIRNGCM") time_ns:i64
  *                  nmarks:u32 gcmark*nmarks ncands:u32 gccand*ncands  check
  *   gcmark      := id[32] marked_ns:i64 gone_ns:i64 flags:u8
@@ -190,7 +190,7 @@
  *   config                     the config file
  *   packs/XX/<32 hex>          packs; XX = first two hex digits of the pack id
  *   index/<32 hex>             index segments (one or more per take; merged
- *                              at take commit and by gc, README "Index
+ *                              at take commit and by gc, docs/performance.md "Index
  *                              memory, measured")
  *   snapshots/<64 hex>         manifests; a snapshot exists exactly when its
  *                              manifest does (the commit point)
@@ -272,7 +272,7 @@
 #define MAX_PACK_LEN 0xF0000000u             /* offsets are u32 */
 #define MAX_STR_LEN 4096
 
-/* Defaults; see README "Choosing the defaults". */
+/* Defaults; see docs/architecture.md "Choosing the defaults". */
 #define DEFAULT_CHUNK_AVG (512u * 1024u)
 #define DEFAULT_ZSTD_LEVEL 3
 #define PACK_TARGET_LEN (32u * 1024u * 1024u) /* a directory's and S3's; RADOS: 4 MiB (store_rados.c) */

@@ -39,7 +39,7 @@ void block_cache_drop(block_cache *c, const char *name);
  * A segment is read whole the first time (one size and one read) and kept;
  * larger ones are read by range. A segment deleted meanwhile stays
  * readable here, as an open file does in a directory. The bound keeps a
- * take's memory within 64 MiB of a take into an empty index (README): an
+ * take's memory within 64 MiB of a take into an empty index (docs/performance.md): an
  * index of a million chunks is ~50 MiB, and at ten million most segments
  * are larger than those kept. */
 #define WHOLE_CACHE_BYTES (64ull << 20)

@@ -34,7 +34,7 @@ CAIRN_EXTERN int cairn_stats(cairn_repo_stats *out, cairn_repo *repo)
 	for (size_t i = 0; i < out->snapshots; i++) out->logical_bytes += cairn_snapshot_list_get(l, i)->bytes;
 	cairn_snapshot_list_free(l);
 
-	/* the whole index, once: stats counts every entry (README "Index memory, measured") */
+	/* the whole index, once: stats counts every entry (docs/performance.md "Index memory, measured") */
 	totals t = {0, 0, 0};
 	chunk_index *all;
 	if ((rc = index_new(&all)) < 0) return rc;

@@ -17,7 +17,7 @@ struct buf;
  * durable a backend may drop it from the local caches (the directory's page
  * cache). A take's packs of file data: left cached, a large take fills
  * the host's memory with them, and each pack's fresh pages cost more than
- * pages just freed (README "Where the time goes", 0.2.8). */
+ * pages just freed (docs/performance.md "Where the time goes", 0.2.8). */
 #define STORE_UNCACHED 2
 
 struct cairn_repo_open_options;

@@ -227,7 +227,7 @@ typedef struct cairn_take_options {
 	int dry_run;
 	/* Overlay upper-layer capture (both or neither): walk only upper, an
 	 * overlayfs upper directory, and commit the snapshot base (SNAP) with
-	 * it applied: whiteouts, opaque dirs, merged dirs (README). root may
+	 * it applied: whiteouts, opaque dirs, merged dirs (docs/operations.md). root may
 	 * then be NULL. */
 	const char *upper;
 	const char *base;
@@ -504,7 +504,7 @@ CAIRN_EXTERN void cairn_fsck_report_free(cairn_fsck_report *report);
 typedef struct cairn_gc_options {
 	unsigned version;
 	int dry_run;           /* 1: decide and report, write and delete nothing */
-	int64_t grace_ms;      /* < 0 = default (1 hour); 0 is for tests (see README) */
+	int64_t grace_ms;      /* < 0 = default (1 hour); 0 is for tests (see docs/operations.md) */
 	uint64_t lock_wait_ms; /* waiting for the "gc" lock; 0 = default (10 s) */
 	unsigned rewrite_percent; /* rewrite a pack when at least this % of it is garbage; 0 = 50 */
 } cairn_gc_options;
@@ -526,7 +526,7 @@ typedef struct cairn_gc_result {
 	uint64_t inodes_removed;   /* inodes records of forgotten snapshots */
 } cairn_gc_result;
 
-/* Reclaim space (README "Garbage collection"): safe beside running takes and
+/* Reclaim space (docs/operations.md "Garbage collection"): safe beside running takes and
  * restores. Holds the "gc" lock (CAIRN_EBUSY after lock_wait_ms).
  * CAIRN_ECORRUPT when a snapshot cannot be read completely (run fsck):
  * nothing is deleted then. */
@@ -534,7 +534,7 @@ CAIRN_EXTERN int cairn_gc(cairn_gc_result *out, cairn_repo *repo, const cairn_gc
 
 /* ---- users, usage and quotas (engine/quota.c) ------------------------------ */
 
-/* A user's accounting (README "Users, usage and quotas"). used_bytes is the
+/* A user's accounting (docs/operations.md "Users, usage and quotas"). used_bytes is the
  * stored size of each distinct chunk and tree that the user's snapshots
  * reference, each counted once for the user whatever other users store. */
 typedef struct cairn_usage {
