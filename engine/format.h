@@ -77,8 +77,14 @@
  *                  files:u64 dirs:u64 symlinks:u64 specials:u64 hardlinks:u64
  *                  sockets_skipped:u64 bytes:u64 new_bytes:u64 stored_bytes:u64
  *                  pause_ms:u64 duration_ms:u64
- *                  nlabels:u32 (key:str value:str)*nlabels  check
+ *                  nlabels:u32 (key:str value:str)*nlabels
+ *                  [added_bytes:u64]  check
  *   str         := len:u16 bytes[len]
+ *                  (header flag SNAPSHOT_HAS_ADDED (1): added_bytes is
+ *                   present, what the commit added to the user's usage
+ *                   (the quota charge, sharing-blind); every commit writes
+ *                   it, manifests of older versions lack it. A reader
+ *                   refuses other header flags.)
  *                  (snapshot id = SHA-256 of the whole manifest file; parent_id
  *                   all zero = no parent)
  *                  tree_id names the snapshot's top tree: it holds exactly one
@@ -234,6 +240,9 @@
 #define MAGIC_USER_REFS "CAIRNURF"
 #define MAGIC_USER_LOG "CAIRNULG"
 #define MAGIC_USER_BASE "CAIRNUBS"
+
+/* manifest header flags */
+#define SNAPSHOT_HAS_ADDED 1
 
 /* blob types */
 #define BLOB_DATA 1

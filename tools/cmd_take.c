@@ -68,6 +68,7 @@ static void print_done(const cairn_take_result *r)
 	json_u64(&j, "bytes", r->bytes);
 	json_u64(&j, "new_bytes", r->new_bytes);
 	json_u64(&j, "stored_bytes", r->stored_bytes);
+	json_u64(&j, "added_bytes", r->charged_bytes);
 	json_u64(&j, "pause_ms", r->pause_ms);
 	json_u64(&j, "duration_ms", r->duration_ms);
 	json_u64(&j, "precopy_ms", r->precopy_ms);
@@ -84,8 +85,9 @@ static void print_done(const cairn_take_result *r)
 
 static void print_summary(const cairn_take_result *r)
 {
-	char bytes[32], fresh[32], stored[32], took[32], pause[32];
+	char bytes[32], added[32], fresh[32], stored[32], took[32], pause[32];
 	format_size(bytes, r->bytes);
+	format_size(added, r->charged_bytes);
 	format_size(fresh, r->new_bytes);
 	format_size(stored, r->stored_bytes);
 	format_duration(took, r->duration_ms);
@@ -95,7 +97,8 @@ static void print_summary(const cairn_take_result *r)
 	printf("files     %" PRIu64, r->files);
 	if (r->reused_files)
 		printf(" (%" PRIu64 " unchanged, not read)", r->reused_files);
-	printf("\nbytes     %s\nnew       %s\nstored    %s\nduration  %s", bytes, fresh, stored, took);
+	printf("\nbytes     %s\nadded     %s\nnew       %s\nstored    %s\nduration  %s", bytes, added, fresh,
+	       stored, took);
 	if (r->pause_ms)
 		printf(" (paused %s)", pause);
 	printf("\n");
@@ -195,12 +198,14 @@ int cmd_take(struct cli *cli, int argc, char **argv)
 	cli_parse(cli, "", opts, argc, argv);
 
 	cairn_repo *repo = NULL;
-	char parent[65];
+	char parent[65], base[65];
 	int rc = check_args(cli, &a);
 	if (rc == 0)
 		rc = cli_open_repo(cli, &repo);
 	if (rc == 0 && a.parent)
 		rc = cli_resolve(cli, repo, a.parent, a.user, parent);
+	if (rc == 0 && a.base && (rc = cli_resolve(cli, repo, a.base, a.user, base)) == 0)
+		a.base = base;
 	if (rc == 0)
 		rc = take(cli, repo, &a, a.parent ? parent : NULL);
 	cairn_repo_free(repo);

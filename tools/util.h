@@ -76,6 +76,8 @@ int cli_fail(const struct cli *cli, int code);
 const char *cli_repo_path(const struct cli *cli);
 /* Open the repository. 0, or the exit code after printing the error. */
 int cli_open_repo(const struct cli *cli, cairn_repo **out);
+/* The snapshot of list with this full id, or NULL (list may be NULL). */
+const cairn_snapshot_info *snapshot_by_id(const cairn_snapshot_list *list, const char *id);
 /* Resolve SNAP (names narrowed to user when not NULL) to a full id.
  * 0, or the exit code after printing the error. */
 int cli_resolve(const struct cli *cli, cairn_repo *repo, const char *snap, const char *user,
@@ -83,8 +85,8 @@ int cli_resolve(const struct cli *cli, cairn_repo *repo, const char *snap, const
 
 /* ---- values and formatting (util.c) ----------------------------------------- */
 
-/* SPEC's USER: 1 to 64 characters of [A-Za-z0-9._-]. */
-int valid_user(const char *s);
+/* SPEC's USER, as cairn_user_name_valid checks it, for messages. */
+#define USER_RULE "1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
 /* "123", "64K", "1M", "2GiB", "1t": powers of 1024. 0 or -1 on garbage/overflow. */
 int parse_size(const char *s, uint64_t *out);
 
