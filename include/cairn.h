@@ -60,6 +60,9 @@ typedef struct cairn_init_options {
 	int zstd_level;     /* 1..19; 0 = default */
 } cairn_init_options;
 #define CAIRN_INIT_OPTIONS_INIT { CAIRN_INIT_OPTIONS_VERSION, 0, 0 }
+/* The chunk averages cairn_repo_init accepts (powers of two). */
+#define CAIRN_CHUNK_AVG_MIN 1024u
+#define CAIRN_CHUNK_AVG_MAX (4u * 1024u * 1024u)
 
 /* Create a repository at path (created if absent; must be empty).
  * CAIRN_EEXISTS if a repository is already there. opts may be NULL. */
