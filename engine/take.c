@@ -1179,12 +1179,10 @@ static void overlay_entry(void *arg, tree_entry *e, const walk_node *n, tree_xat
 	entry_from_node(arg, e, n, xa);
 }
 
-static int build_overlay_top(take_ctx *c, const cairn_take_options *o, walk_stats *ws, oid *out)
+static int build_overlay_top(take_ctx *c, const char *base, walk_stats *ws, oid *out)
 {
-	char base[OID_HEX_LEN + 1];
 	overlay_counts oc;
-	int rc = cairn_snapshot_resolve(base, c->repo, o->base, o->user);
-	if (rc == 0) rc = overlay_build(c->repo, c->writer, c->root, base, overlay_entry, c, out, &oc);
+	int rc = overlay_build(c->repo, c->writer, c->root, base, overlay_entry, c, out, &oc);
 	if (rc < 0) return rc;
 	c->stored_bytes += oc.stored_bytes;
 	ws->files = oc.files;
@@ -1384,11 +1382,9 @@ static int use_restore_record(take_ctx *c, const cairn_take_options *o, parent_v
 /* Upper mode without a parent: the unchanged part of the snapshot is the
  * base's, so its refs record gives the stored sizes of nearly every chunk
  * referenced (no index lookup for them). */
-static int base_refs(take_ctx *c, const char *spec, const char *user)
+static int base_refs(take_ctx *c, const char *base)
 {
-	char base[OID_HEX_LEN + 1];
-	int rc = cairn_snapshot_resolve(base, c->repo, spec, user);
-	return rc < 0 ? rc : load_parent(c, base, NULL);
+	return load_parent(c, base, NULL);
 }
 
 /* Let the workers past the walk: todo is complete (or the take failed). */
@@ -1733,6 +1729,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 {
 	int rc;
 	take_ctx c, pre;
+	char base[OID_HEX_LEN + 1] = ""; /* upper mode: the base snapshot's id */
 	int have_pre = 0;
 	uint64_t precopy_ms = 0;
 	walk_stats ws;
@@ -1754,6 +1751,8 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 
 	if ((rc = live_root_path(o->upper ? o->upper : o->root, root_path)) < 0) goto done;
 	if ((rc = find_parent(repo, o, user, root_path, parent, kin)) < 0) goto done;
+	/* once, and before any freeze: resolving reads every manifest */
+	if (o->upper && (rc = cairn_snapshot_resolve(base, repo, o->base, o->user)) < 0) goto done;
 	c.rootfd = open(root_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c.rootfd < 0) {
 		rc = error_errno(errno == ENOTDIR ? CAIRN_EUSAGE : CAIRN_EIO, errno, "root %s", root_path);
@@ -1769,7 +1768,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		if ((rc = load_parent(&c, parent, &pv)) < 0) goto done;
 		have_parent = 1;
 	} else if (o->upper) {
-		if ((rc = base_refs(&c, o->base, o->user)) < 0) goto done;
+		if ((rc = base_refs(&c, base)) < 0) goto done;
 	} else if (kin[0] && load_parent(&c, kin, NULL) < 0) {
 		error_clear(); /* only a shortcut (forgotten meanwhile?) */
 	}
@@ -1802,7 +1801,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	if (rc < 0) goto done;
 
 	oid top_id;
-	if ((rc = o->upper ? build_overlay_top(&c, o, &ws, &top_id) : build_top(&c, &top_id)) < 0) goto done;
+	if ((rc = o->upper ? build_overlay_top(&c, base, &ws, &top_id) : build_top(&c, &top_id)) < 0) goto done;
 	emit_progress(o, &c, ws.files, ws.bytes);
 
 	snapshot_manifest m;
