@@ -18,7 +18,6 @@ e2e_start isolation
 e2e_seed
 
 R=$(e2e_repo repo)
-rnd() { "$PY" -c 'import random,sys; open(sys.argv[1],"wb").write(random.Random(int(sys.argv[2])).randbytes(int(sys.argv[3])))' "$@"; }
 # in_file FILE WORD...: every WORD occurs in FILE.
 in_file() {
 	local f=$1 w

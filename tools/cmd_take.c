@@ -178,7 +178,7 @@ int cmd_take(struct cli *cli, int argc, char **argv)
 	const struct opt opts[] = {
 		{ "--root", NULL, OPT_STR, &a.root, "DIR", "directory to capture", 0, 0, 0 },
 		{ "--name", NULL, OPT_STR, &a.name, "NAME", "snapshot name", 1, 0, 0 },
-		{ "--user", NULL, OPT_USER, &a.user, "USER", "owner of the snapshot (default: \"default\")", 0, 0, 0 },
+		{ "--user", NULL, OPT_USER, &a.user, "USER", "owner of the snapshot (default: \"default\"); also narrows --parent and --base names", 0, 0, 0 },
 		{ "--exclude", NULL, OPT_LIST, &a.excludes, "PATH", "skip PATH, written as absolute inside DIR (/var/cache)", 0, 0, 0 },
 		{ "--parent", NULL, OPT_STR, &a.parent, "SNAP", "take incrementally from SNAP (default: USER's latest of DIR)", 0, 0, 0 },
 		{ "--no-parent", NULL, OPT_FLAG, &a.no_parent, NULL, "read every file, reuse no parent", 0, 0, 0 },

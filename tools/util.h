@@ -51,7 +51,7 @@ struct cli {
 /* Options most commands share. */
 #define OPT_JSON(cli) { "--json", NULL, OPT_FLAG, &(cli)->json, NULL, "machine-readable output on stdout", 0, 0, 0 }
 #define OPT_THREADS(p) { "--threads", NULL, OPT_INT, (p), "N", "worker threads (0 = one per CPU)", 0, 0, 1024 }
-#define OPT_SNAP_USER(p) { "--user", NULL, OPT_USER, (p), "USER", "resolve SNAP names among USER's snapshots only", 0, 0, 0 }
+#define OPT_SNAP_USER(p) { "--user", NULL, OPT_USER, (p), "USER", "match SNAP names among USER's snapshots only (ids match any)", 0, 0, 0 }
 #define OPT_END { 0 }
 
 /* Parse argv[1..argc) (argv[0] is the command name) against opts, plus the
