@@ -72,6 +72,10 @@ static int add_one(const char *name, void *payload)
 	}
 	snapshot_manifest *m = &l->manifests[l->n];
 	int rc = repo_load_snapshot(l->repo, id, m);
+	if (rc == CAIRN_ENOTFOUND) { /* forgotten since it was listed */
+		error_clear();
+		return 0;
+	}
 	if (rc == CAIRN_ECORRUPT) {
 		/* one damaged manifest must not hide every other snapshot */
 		if (l->damaged++ == 0) snprintf(l->damage, sizeof(l->damage), "%s", cairn_error_last());

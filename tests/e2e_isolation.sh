@@ -157,4 +157,15 @@ cairn_ok info-carol-human info --repo "$R" "$C" &&
 	check "info: an 'added' line" grep -Eq '^added +[0-9.]+ [KMG]?i?B$' "$OUT"
 take_json carol2 --repo "$R" --root "$W/carol" --user carol --name c2 || e2e_finish
 check "an unchanged take adds 0" test "$(done_field "$OUT" added_bytes)" = 0
+
+say "a snapshot forgotten between listing and reading does not fail the resolving of others"
+if e2e_local; then
+	GONE=$R/snapshots/$(printf 'ab%.0s' $(seq 32))
+	ln -s nowhere "$GONE" # listed, then not found: what a concurrent forget leaves
+	cairn_ok resolve-race info --repo "$R" "$C"
+	cairn_ok list-race snapshots --repo "$R"
+	rm "$GONE"
+else
+	echo "   (directory backend only: a dangling entry in snapshots/)"
+fi
 e2e_finish
