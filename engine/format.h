@@ -96,7 +96,10 @@
  *                  that resolves elsewhere (/proc/PID/root of a container).
  *
  *   Per-user accounting (engine/quota.h; U = the user's name, also in every
- *   record as user:str and checked on read). "stored size" of a blob is its
+ *   record as user:str and checked on read; engine/user.h's rule keeps U one
+ *   path component that listings show: never ".", ".." or starting with
+ *   '.'. Readers take users/U/ for a user only when it holds U's records:
+ *   quota, refs/<64 hex>, log/<16 hex>, base/<16 hex>). "stored size" of a blob is its
  *   stored_len in the index (bytes in the pack after compression).
  *   user quota  := header("CAIRNUQT") user:str limit:u64 check
  *                  (users/U/quota; absent = no quota)
