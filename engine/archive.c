@@ -26,8 +26,8 @@
 #include "error.h"
 #include "format.h"
 #include "repo.h"
-#include "user.h"
 #include "tree.h"
+#include "user.h"
 #include "writer.h"
 
 #define ACL_XATTR_ACCESS "system.posix_acl_access"

@@ -99,8 +99,9 @@
  *   record as user:str and checked on read; engine/user.h's rule keeps U one
  *   path component that listings show: never ".", ".." or starting with
  *   '.'. Readers take users/U/ for a user only when it holds U's records:
- *   quota, refs/<64 hex>, log/<16 hex>, base/<16 hex>). "stored size" of a blob is its
- *   stored_len in the index (bytes in the pack after compression).
+ *   quota, refs/<64 hex>, log/<16 hex>, base/<16 hex>). "stored size" of a
+ *   blob is its stored_len in the index (bytes in the pack after
+ *   compression).
  *   user quota  := header("CAIRNUQT") user:str limit:u64 check
  *                  (users/U/quota; absent = no quota)
  *   user refs   := header("CAIRNURF", flags) user:str snap_id[32]
