@@ -159,13 +159,12 @@ static void name_candidates(char *out, size_t size, const cairn_snapshot_info *c
 }
 
 /* SPEC's SNAP: every snapshot whose id starts with spec (spec 8 to 64 hex
- * digits) or whose name is spec (among user's snapshots, when user is
- * given) is a candidate; exactly one must remain. A full id or a name may
- * not also match another snapshot's name or id: that is what lets a name
- * chosen to look like someone else's id never stand for it. Without
- * allow_prefix, the one candidate must match by its full id or its name. */
-static int resolve(char id_out[65], cairn_repo *repo, const char *spec, const char *user,
-                   int allow_prefix)
+ * digits) or whose name is spec is a candidate; exactly one must remain. A
+ * full id or a name may not also match another snapshot's name or id: that
+ * is what keeps a name chosen to look like someone else's id from ever
+ * standing for it. */
+CAIRN_EXTERN int cairn_snapshot_resolve_ext(char id_out[65], cairn_repo *repo, const char *spec,
+                                            const char *user, unsigned flags)
 {
 	cairn_snapshot_list *all = NULL;
 	const cairn_snapshot_info **cand = NULL;
@@ -189,11 +188,13 @@ static int resolve(char id_out[65], cairn_repo *repo, const char *spec, const ch
 	}
 	for (size_t i = 0; i < all->n; i++) {
 		const cairn_snapshot_info *s = &all->items[i];
-		int name = strcmp(s->name, spec) == 0 && (!user || strcmp(s->user, user) == 0);
-		if (name || (hex && strncmp(s->id, spec, len) == 0)) cand[n++] = s;
+		int users = !user || strcmp(s->user, user) == 0;
+		int name = users && strcmp(s->name, spec) == 0;
+		int id = hex && strncmp(s->id, spec, len) == 0 && (users || !(flags & CAIRN_RESOLVE_USER_ONLY));
+		if (name || id) cand[n++] = s;
 		by_name += name;
 	}
-	if (n == 1 && !allow_prefix && !by_name && len != OID_HEX_LEN) {
+	if (n == 1 && (flags & CAIRN_RESOLVE_NO_PREFIX) && !by_name && len != OID_HEX_LEN) {
 		rc = error_set(CAIRN_EUSAGE,
 		               "snapshot %s: an id prefix (of %s, user %s, name %s); give the full id or the name",
 		               spec, cand[0]->id, cand[0]->user, cand[0]->name);
@@ -207,8 +208,9 @@ static int resolve(char id_out[65], cairn_repo *repo, const char *spec, const ch
 		rc = error_set(CAIRN_ECORRUPT, "snapshot %s: not found, and %zu manifest(s) are damaged (%s)",
 		               spec, all->damaged, all->damage);
 	} else {
+		int named_user = user && (!hex || (flags & CAIRN_RESOLVE_USER_ONLY));
 		rc = error_set(CAIRN_ENOTFOUND, "snapshot %s: not found%s%s", spec,
-		               user && !hex ? " for user " : "", user && !hex ? user : "");
+		               named_user ? " for user " : "", named_user ? user : "");
 	}
 done:
 	free(cand);
@@ -219,11 +221,5 @@ done:
 CAIRN_EXTERN int cairn_snapshot_resolve(char id_out[65], cairn_repo *repo, const char *spec,
                                         const char *user)
 {
-	return resolve(id_out, repo, spec, user, 1);
-}
-
-CAIRN_EXTERN int cairn_snapshot_resolve_exact(char id_out[65], cairn_repo *repo, const char *spec,
-                                              const char *user)
-{
-	return resolve(id_out, repo, spec, user, 0);
+	return cairn_snapshot_resolve_ext(id_out, repo, spec, user, 0);
 }

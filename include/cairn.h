@@ -135,17 +135,21 @@ CAIRN_EXTERN void cairn_snapshot_list_free(cairn_snapshot_list *list);
 
 /* Resolve SPEC's SNAP to a full id. The candidates are every snapshot whose
  * id starts with spec (when spec is 8 to 64 lowercase hex digits) and every
- * snapshot named spec (only user's, when user is not NULL; ids are matched
- * whoever owns them). Exactly one candidate: its id. Several, counting
- * names and id prefixes together: CAIRN_EUSAGE, the message naming each
- * (id, user, name). None: CAIRN_ENOTFOUND (CAIRN_ECORRUPT when damaged
- * manifests were skipped; a full id's own damage is reported as such). */
+ * snapshot named spec (only user's, when user is not NULL; ids match
+ * whoever owns the snapshot unless CAIRN_RESOLVE_USER_ONLY). Exactly one
+ * candidate: its id. Several, counting names and id prefixes together:
+ * CAIRN_EUSAGE, the message naming each (id, user, name). None:
+ * CAIRN_ENOTFOUND (CAIRN_ECORRUPT when damaged manifests were skipped; a
+ * full id's own damage is reported as such). */
 CAIRN_EXTERN int cairn_snapshot_resolve(char id_out[65], cairn_repo *repo, const char *spec,
                                         const char *user);
-/* The same for destructive commands (forget): the one candidate must match
- * by its full id or its name, never by an id prefix alone (CAIRN_EUSAGE). */
-CAIRN_EXTERN int cairn_snapshot_resolve_exact(char id_out[65], cairn_repo *repo, const char *spec,
-                                              const char *user);
+/* Flags of cairn_snapshot_resolve_ext. */
+#define CAIRN_RESOLVE_NO_PREFIX 1 /* the one candidate must match by its full id or its name,
+                                   * never by an id prefix alone (destructive commands: forget) */
+#define CAIRN_RESOLVE_USER_ONLY 2 /* with user: only user's snapshots are candidates, by id too */
+/* cairn_snapshot_resolve with flags (CAIRN_RESOLVE_*, or'd; 0 = the same). */
+CAIRN_EXTERN int cairn_snapshot_resolve_ext(char id_out[65], cairn_repo *repo, const char *spec,
+                                            const char *user, unsigned flags);
 
 /* ---- take ---------------------------------------------------------------- */
 

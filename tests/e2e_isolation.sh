@@ -3,8 +3,9 @@
 #  - SNAP: Mallory names her snapshot with the first 8 hex digits of Bob's
 #    id (or with the whole id). For every command that takes SNAP the string
 #    is ambiguous: exit 2, naming both snapshots; nothing happens to Bob's.
-#    --user narrows names, not ids. forget takes a full id or a name, never
-#    a bare prefix, and says what it deleted (id, user, name).
+#    --user U resolves among U's snapshots only (a take's --base: names
+#    only, a base may be another user's). forget takes a full id or a name,
+#    never a bare prefix, and says what it deleted (id, user, name).
 #  - USER: ".", ".." and names starting with "." are refused by every
 #    command (exit 2) and nothing is written for them; entries under users/
 #    that are no user's records are not listed as users.
@@ -54,8 +55,6 @@ ambiguous() {
 ambiguous forget forget --repo "$R" "$P"
 check "forget: Bob's snapshot is still there" listed "$B"
 check "forget: Mallory's snapshot is still there" listed "$M"
-ambiguous forget-user-mallory forget --repo "$R" --user mallory "$P"
-check "forget --user mallory: Bob's snapshot is still there" listed "$B"
 ambiguous restore restore --repo "$R" "$P" "$W/out"
 check "restore: nothing written" test ! -e "$W/out"
 ambiguous info info --repo "$R" "$P"
@@ -72,9 +71,16 @@ ambiguous estimate-parent estimate --repo "$R" --root "$W/bob" --parent "$P"
 cairn count snapshots --repo "$R" --json
 check "no command above made a snapshot" "$PY" -c 'import json,sys; sys.exit(len(json.load(open(sys.argv[1]))) != 2)' "$OUT"
 
-say "--user narrows names, not ids; forget never takes a bare prefix"
+say "--user U: SNAP among U's snapshots only, by name and by id; forget never takes a bare prefix"
 cairn_ok info-bob info --repo "$R" --user bob "$P" --json &&
-	check "info --user bob $P: Bob's snapshot (no name of bob's matches)" test "$(json_get "$OUT" - id)" = "$B"
+	check "info --user bob $P: Bob's snapshot (by id; no name of bob's matches)" test "$(json_get "$OUT" - id)" = "$B"
+cairn_ok info-mallory info --repo "$R" --user mallory "$P" --json &&
+	check "info --user mallory $P: Mallory's snapshot (by name; Bob's id is not hers)" test "$(json_get "$OUT" - id)" = "$M"
+expect_rc 6 forget-not-hers forget --repo "$R" --user mallory "$B"
+expect_rc 6 restore-not-hers restore --repo "$R" --user mallory "$B" "$W/out"
+check "forget --user mallory of Bob's full id: Bob's snapshot is still there" listed "$B"
+take_json base-of-another --repo "$R" --user erin --upper "$W/up" --base "$B" --name over
+check "take --user erin --base Bob's id: a base may be another user's (an image)" test -n "$SNAP"
 expect_rc 2 forget-prefix forget --repo "$R" --user bob "$P"
 check "forget of a prefix: the message says to give the full id or the name" in_file "$ERR" "$B" "full id"
 check "forget of a prefix: Bob's snapshot is still there" listed "$B"
@@ -133,7 +139,7 @@ cairn_ok usage-all usage --repo "$R" --json &&
 	check "usage lists only real users" "$PY" -c '
 import json, sys
 v = json.load(open(sys.argv[1]))
-assert sorted(u["user"] for u in v) == ["bob", "log", "mallory", "quota"], v' "$OUT"
+assert sorted(u["user"] for u in v) == ["bob", "erin", "log", "mallory", "quota"], v' "$OUT"
 
 say "added_bytes: what the snapshot adds to its user's usage, blind to other users"
 mkdir -p "$W/carol"

@@ -30,7 +30,8 @@ int cmd_forget(struct cli *cli, int argc, char **argv)
 		goto done;
 	}
 	for (int i = 0; i < cli->nargs && rc == 0; i++) {
-		int err = cairn_snapshot_resolve_exact(ids[i], repo, cli->args[i], user);
+		int err = cairn_snapshot_resolve_ext(ids[i], repo, cli->args[i], user,
+		                                     CAIRN_RESOLVE_USER_ONLY | CAIRN_RESOLVE_NO_PREFIX);
 		if (err < 0)
 			rc = cli_fail(cli, err);
 	}

@@ -178,7 +178,7 @@ int cmd_take(struct cli *cli, int argc, char **argv)
 	const struct opt opts[] = {
 		{ "--root", NULL, OPT_STR, &a.root, "DIR", "directory to capture", 0, 0, 0 },
 		{ "--name", NULL, OPT_STR, &a.name, "NAME", "snapshot name", 1, 0, 0 },
-		{ "--user", NULL, OPT_USER, &a.user, "USER", "owner of the snapshot (default: \"default\"); also narrows --parent and --base names", 0, 0, 0 },
+		{ "--user", NULL, OPT_USER, &a.user, "USER", "owner of the snapshot (default: \"default\"); --parent is one of USER's snapshots, a --base name too", 0, 0, 0 },
 		{ "--exclude", NULL, OPT_LIST, &a.excludes, "PATH", "skip PATH, written as absolute inside DIR (/var/cache)", 0, 0, 0 },
 		{ "--parent", NULL, OPT_STR, &a.parent, "SNAP", "take incrementally from SNAP (default: USER's latest of DIR)", 0, 0, 0 },
 		{ "--no-parent", NULL, OPT_FLAG, &a.no_parent, NULL, "read every file, reuse no parent", 0, 0, 0 },
@@ -204,8 +204,13 @@ int cmd_take(struct cli *cli, int argc, char **argv)
 		rc = cli_open_repo(cli, &repo);
 	if (rc == 0 && a.parent)
 		rc = cli_resolve(cli, repo, a.parent, a.user, parent);
-	if (rc == 0 && a.base && (rc = cli_resolve(cli, repo, a.base, a.user, base)) == 0)
+	if (rc == 0 && a.base) {
+		/* --user narrows names only: the base may be another user's image */
+		int err = cairn_snapshot_resolve(base, repo, a.base, a.user);
+		if (err < 0)
+			rc = cli_fail(cli, err);
 		a.base = base;
+	}
 	if (rc == 0)
 		rc = take(cli, repo, &a, a.parent ? parent : NULL);
 	cairn_repo_free(repo);

@@ -308,7 +308,7 @@ int cli_open_repo(const struct cli *cli, cairn_repo **out)
 int cli_resolve(const struct cli *cli, cairn_repo *repo, const char *snap, const char *user,
                 char id[65])
 {
-	int rc = cairn_snapshot_resolve(id, repo, snap, user);
+	int rc = cairn_snapshot_resolve_ext(id, repo, snap, user, CAIRN_RESOLVE_USER_ONLY);
 	return rc < 0 ? cli_fail(cli, rc) : 0;
 }
 

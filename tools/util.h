@@ -51,7 +51,7 @@ struct cli {
 /* Options most commands share. */
 #define OPT_JSON(cli) { "--json", NULL, OPT_FLAG, &(cli)->json, NULL, "machine-readable output on stdout", 0, 0, 0 }
 #define OPT_THREADS(p) { "--threads", NULL, OPT_INT, (p), "N", "worker threads (0 = one per CPU)", 0, 0, 1024 }
-#define OPT_SNAP_USER(p) { "--user", NULL, OPT_USER, (p), "USER", "match SNAP names among USER's snapshots only (ids match any)", 0, 0, 0 }
+#define OPT_SNAP_USER(p) { "--user", NULL, OPT_USER, (p), "USER", "resolve SNAP among USER's snapshots only", 0, 0, 0 }
 #define OPT_END { 0 }
 
 /* Parse argv[1..argc) (argv[0] is the command name) against opts, plus the
@@ -78,7 +78,7 @@ const char *cli_repo_path(const struct cli *cli);
 int cli_open_repo(const struct cli *cli, cairn_repo **out);
 /* The snapshot of list with this full id, or NULL (list may be NULL). */
 const cairn_snapshot_info *snapshot_by_id(const cairn_snapshot_list *list, const char *id);
-/* Resolve SNAP (names narrowed to user when not NULL) to a full id.
+/* Resolve SNAP to a full id; with user, among user's snapshots only.
  * 0, or the exit code after printing the error. */
 int cli_resolve(const struct cli *cli, cairn_repo *repo, const char *snap, const char *user,
                 char id[65]);
