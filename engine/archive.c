@@ -27,6 +27,7 @@
 #include "format.h"
 #include "repo.h"
 #include "tree.h"
+#include "user.h"
 #include "writer.h"
 
 #define ACL_XATTR_ACCESS "system.posix_acl_access"
@@ -1372,15 +1373,6 @@ done:
 	return rc;
 }
 
-static int valid_user(const char *u)
-{
-	size_t n = strlen(u);
-	if (n < 1 || n > 64) return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", u[i])) return 0;
-	return 1;
-}
-
 static int commit(ictx *c, char id[OID_HEX_LEN + 1], int64_t t0)
 {
 	oid content, top_id;
@@ -1457,8 +1449,7 @@ static int check_import_options(const cairn_import_options *o)
 	if (strlen(o->name) > MAX_STR_LEN) return error_set(CAIRN_EUSAGE, "import: name too long");
 	if (o->source && strlen(o->source) > MAX_STR_LEN)
 		return error_set(CAIRN_EUSAGE, "import: source name too long");
-	if (o->user && !valid_user(o->user))
-		return error_set(CAIRN_EUSAGE, "user %s: must be 1-64 characters of [A-Za-z0-9._-]", o->user);
+	if (o->user && user_name_check(o->user) < 0) return CAIRN_EUSAGE;
 	if (o->base && (strlen(o->base) != OID_HEX_LEN))
 		return error_set(CAIRN_EUSAGE, "import: base must be a full snapshot id");
 	for (size_t i = 0; i < o->nlabels; i++) {

@@ -50,6 +50,8 @@ static void fill_info(cairn_snapshot_info *info, const snapshot_manifest *m, con
 	info->nlabels = m->nlabels;
 	info->label_keys = (const char *const *)m->label_keys;
 	info->label_values = (const char *const *)m->label_values;
+	info->has_added_bytes = m->has_added;
+	info->added_bytes = m->added_bytes;
 }
 
 static int add_one(const char *name, void *payload)
@@ -70,6 +72,10 @@ static int add_one(const char *name, void *payload)
 	}
 	snapshot_manifest *m = &l->manifests[l->n];
 	int rc = repo_load_snapshot(l->repo, id, m);
+	if (rc == CAIRN_ENOTFOUND) { /* forgotten since it was listed */
+		error_clear();
+		return 0;
+	}
 	if (rc == CAIRN_ECORRUPT) {
 		/* one damaged manifest must not hide every other snapshot */
 		if (l->damaged++ == 0) snprintf(l->damage, sizeof(l->damage), "%s", cairn_error_last());
@@ -133,54 +139,87 @@ static int is_hex(const char *s)
 	return 1;
 }
 
+/* Up to this many candidates are named in an ambiguity message (the
+ * error message holds 1 KiB). */
+#define NAMED_CANDIDATES 5
+
+/* "ID (user U, name N), ..." of the candidates into out. */
+static void name_candidates(char *out, size_t size, const cairn_snapshot_info *const *v, size_t n)
+{
+	size_t used = 0;
+	out[0] = 0;
+	for (size_t i = 0; i < n && i < NAMED_CANDIDATES && used < size; i++) {
+		int w = snprintf(out + used, size - used, "%s%s (user %s, name %s)", i ? ", " : "",
+		                 v[i]->id, v[i]->user, v[i]->name);
+		if (w < 0) break;
+		used += (size_t)w;
+	}
+	if (n > NAMED_CANDIDATES && used < size)
+		snprintf(out + used, size - used, " and %zu more", n - NAMED_CANDIDATES);
+}
+
+/* SPEC's SNAP: every snapshot whose id starts with spec (spec 8 to 64 hex
+ * digits) or whose name is spec is a candidate; exactly one must remain. A
+ * full id or a name may not also match another snapshot's name or id: that
+ * is what keeps a name chosen to look like someone else's id from ever
+ * standing for it. */
+CAIRN_EXTERN int cairn_snapshot_resolve_ext(char id_out[65], cairn_repo *repo, const char *spec,
+                                            const char *user, unsigned flags)
+{
+	cairn_snapshot_list *all = NULL;
+	const cairn_snapshot_info **cand = NULL;
+	char named[NAMED_CANDIDATES * 200];
+	int rc;
+	if (!spec || !*spec) return error_set(CAIRN_EUSAGE, "empty snapshot name");
+	size_t len = strlen(spec), n = 0, by_name = 0;
+	int hex = len >= 8 && len <= OID_HEX_LEN && is_hex(spec);
+	if (len == OID_HEX_LEN && hex) {
+		/* loaded directly first, so that its own damage is reported */
+		snapshot_manifest m;
+		rc = repo_load_snapshot(repo, spec, &m);
+		snapshot_manifest_free(&m);
+		if (rc < 0 && rc != CAIRN_ENOTFOUND) return rc;
+		error_clear();
+	}
+	if ((rc = cairn_snapshot_list_load(&all, repo, NULL)) < 0) return rc;
+	if (!(cand = calloc(all->n ? all->n : 1, sizeof(*cand)))) {
+		rc = ERR_OOM();
+		goto done;
+	}
+	for (size_t i = 0; i < all->n; i++) {
+		const cairn_snapshot_info *s = &all->items[i];
+		int users = !user || strcmp(s->user, user) == 0;
+		int name = users && strcmp(s->name, spec) == 0;
+		int id = hex && strncmp(s->id, spec, len) == 0 && (users || !(flags & CAIRN_RESOLVE_USER_ONLY));
+		if (name || id) cand[n++] = s;
+		by_name += name;
+	}
+	if (n == 1 && (flags & CAIRN_RESOLVE_NO_PREFIX) && !by_name && len != OID_HEX_LEN) {
+		rc = error_set(CAIRN_EUSAGE,
+		               "snapshot %s: an id prefix (of %s, user %s, name %s); give the full id or the name",
+		               spec, cand[0]->id, cand[0]->user, cand[0]->name);
+	} else if (n == 1) {
+		memcpy(id_out, cand[0]->id, OID_HEX_LEN + 1);
+	} else if (n > 1) {
+		name_candidates(named, sizeof(named), cand, n);
+		rc = error_set(CAIRN_EUSAGE, "snapshot %s: ambiguous, it matches %zu snapshots: %s; give a full id%s",
+		               spec, n, named, user ? "" : ", or --user to narrow names");
+	} else if (all->damaged) {
+		rc = error_set(CAIRN_ECORRUPT, "snapshot %s: not found, and %zu manifest(s) are damaged (%s)",
+		               spec, all->damaged, all->damage);
+	} else {
+		int named_user = user && (!hex || (flags & CAIRN_RESOLVE_USER_ONLY));
+		rc = error_set(CAIRN_ENOTFOUND, "snapshot %s: not found%s%s", spec,
+		               named_user ? " for user " : "", named_user ? user : "");
+	}
+done:
+	free(cand);
+	cairn_snapshot_list_free(all);
+	return rc;
+}
+
 CAIRN_EXTERN int cairn_snapshot_resolve(char id_out[65], cairn_repo *repo, const char *spec,
                                         const char *user)
 {
-	cairn_snapshot_list *l;
-	if (!spec || !*spec) return error_set(CAIRN_EUSAGE, "empty snapshot name");
-	if (strlen(spec) == OID_HEX_LEN && is_hex(spec)) {
-		/* a full id: load it directly so that its own damage is reported */
-		snapshot_manifest m;
-		int rc = repo_load_snapshot(repo, spec, &m);
-		if (rc == 0 && user && strcmp(m.user, user) != 0)
-			rc = error_set(CAIRN_ENOTFOUND, "snapshot %s: not found for user %s", spec, user);
-		snapshot_manifest_free(&m);
-		if (rc == 0) memcpy(id_out, spec, OID_HEX_LEN + 1);
-		return rc;
-	}
-	int rc = cairn_snapshot_list_load(&l, repo, user);
-	if (rc < 0) return rc;
-	size_t len = strlen(spec), by_id = 0, by_name = 0;
-	const cairn_snapshot_info *id_match = NULL, *name_match = NULL;
-	for (size_t i = 0; i < l->n; i++) {
-		const cairn_snapshot_info *s = &l->items[i];
-		if (len >= 8 && len <= OID_HEX_LEN && is_hex(spec) && strncmp(s->id, spec, len) == 0) {
-			by_id++;
-			id_match = s;
-		}
-		if (strcmp(s->name, spec) == 0) {
-			by_name++;
-			name_match = s;
-		}
-	}
-	/* an id prefix wins over a name: ids are what scripts pass */
-	if (by_id == 1) {
-		memcpy(id_out, id_match->id, OID_HEX_LEN + 1);
-	} else if (by_id > 1) {
-		rc = error_set(CAIRN_EUSAGE, "snapshot %s: id prefix matches %zu snapshots", spec, by_id);
-	} else if (by_name == 1) {
-		memcpy(id_out, name_match->id, OID_HEX_LEN + 1);
-	} else if (by_name > 1) {
-		rc = error_set(CAIRN_EUSAGE,
-		               "snapshot %s: name matches %zu snapshots; give an id%s", spec, by_name,
-		               user ? "" : " or --user");
-	} else if (l->damaged) {
-		rc = error_set(CAIRN_ECORRUPT, "snapshot %s: not found, and %zu manifest(s) are damaged (%s)",
-		               spec, l->damaged, l->damage);
-	} else {
-		rc = error_set(CAIRN_ENOTFOUND, "snapshot %s: not found%s%s", spec, user ? " for user " : "",
-		               user ? user : "");
-	}
-	cairn_snapshot_list_free(l);
-	return rc;
+	return cairn_snapshot_resolve_ext(id_out, repo, spec, user, 0);
 }

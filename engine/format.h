@@ -77,8 +77,14 @@
  *                  files:u64 dirs:u64 symlinks:u64 specials:u64 hardlinks:u64
  *                  sockets_skipped:u64 bytes:u64 new_bytes:u64 stored_bytes:u64
  *                  pause_ms:u64 duration_ms:u64
- *                  nlabels:u32 (key:str value:str)*nlabels  check
+ *                  nlabels:u32 (key:str value:str)*nlabels
+ *                  [added_bytes:u64]  check
  *   str         := len:u16 bytes[len]
+ *                  (header flag SNAPSHOT_HAS_ADDED (1): added_bytes is
+ *                   present, what the commit added to the user's usage
+ *                   (the quota charge, sharing-blind); every commit writes
+ *                   it, manifests of older versions lack it. A reader
+ *                   refuses other header flags.)
  *                  (snapshot id = SHA-256 of the whole manifest file; parent_id
  *                   all zero = no parent)
  *                  tree_id names the snapshot's top tree: it holds exactly one
@@ -90,8 +96,12 @@
  *                  that resolves elsewhere (/proc/PID/root of a container).
  *
  *   Per-user accounting (engine/quota.h; U = the user's name, also in every
- *   record as user:str and checked on read). "stored size" of a blob is its
- *   stored_len in the index (bytes in the pack after compression).
+ *   record as user:str and checked on read; engine/user.h's rule keeps U one
+ *   path component that listings show: never ".", ".." or starting with
+ *   '.'. Readers take users/U/ for a user only when it holds U's records:
+ *   quota, refs/<64 hex>, log/<16 hex>, base/<16 hex>). "stored size" of a
+ *   blob is its stored_len in the index (bytes in the pack after
+ *   compression).
  *   user quota  := header("CAIRNUQT") user:str limit:u64 check
  *                  (users/U/quota; absent = no quota)
  *   user refs   := header("CAIRNURF", flags) user:str snap_id[32]
@@ -234,6 +244,9 @@
 #define MAGIC_USER_REFS "CAIRNURF"
 #define MAGIC_USER_LOG "CAIRNULG"
 #define MAGIC_USER_BASE "CAIRNUBS"
+
+/* manifest header flags */
+#define SNAPSHOT_HAS_ADDED 1
 
 /* blob types */
 #define BLOB_DATA 1

@@ -13,6 +13,7 @@
 #include "error.h"
 #include "format.h"
 #include "inodes.h"
+#include "user.h"
 
 #define LOCK_TTL_MS (120u * 1000u)
 #define LOCK_WAIT_MS (120u * 1000u)
@@ -271,27 +272,6 @@ static void refs_name(char *out, size_t n, const char *user, const oid *snap)
 	char hex[OID_HEX_LEN + 1];
 	oid_hex(hex, snap);
 	obj_name(out, n, user, "refs", hex);
-}
-
-static int valid_user(const char *u)
-{
-	size_t n = strlen(u);
-	if (n < 1 || n > 64) return 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = u[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return 0;
-	}
-	return 1;
-}
-
-static int check_user(const char *user)
-{
-	if (!user || !valid_user(user))
-		return error_set(CAIRN_EUSAGE, "user %s: must be 1-64 characters of [A-Za-z0-9._-]",
-		                 user ? user : "(none)");
-	return 0;
 }
 
 static void put_str(buf *b, const char *s)
@@ -1096,7 +1076,7 @@ static int quota_error(const ustate *s, uint64_t need, const char *at_least)
 
 int quota_tracker_bind(quota_tracker *t, const char *user, int enforce)
 {
-	int rc = check_user(user);
+	int rc = user_name_check(user);
 	if (rc < 0) return rc;
 	ustate s;
 	if ((rc = load(t->repo, user, LOAD_READ, &s)) < 0) return rc;
@@ -1162,7 +1142,7 @@ void quota_tracker_parent(quota_tracker *t, const char *user, const char *snap_h
 	refs_set got;
 	/* only a shortcut: without the record every blob is looked up, and the
 	 * take's refs are written whole */
-	if (check_user(user) < 0 || hex_decode(snap.b, OID_LEN, snap_hex) < 0 ||
+	if (user_name_check(user) < 0 || hex_decode(snap.b, OID_LEN, snap_hex) < 0 ||
 	    read_refs_set(t->repo, user, &snap, NULL, &got) < 0) {
 		error_clear();
 		return;
@@ -1214,7 +1194,7 @@ uint64_t quota_tracker_added(quota_tracker *t)
 
 int quota_commit_begin(quota_tracker *t, const char *user)
 {
-	int rc = check_user(user);
+	int rc = user_name_check(user);
 	if (rc < 0) return rc;
 	if (t->bound && strcmp(t->st.user, user) != 0)
 		return error_set(CAIRN_EUSAGE, "snapshot of user %s: tracked for user %s", user, t->st.user);
@@ -1326,7 +1306,7 @@ void quota_commit_end(quota_tracker *t, int committed)
 
 int quota_usage_get(cairn_repo *r, const char *user, quota_usage *out)
 {
-	int rc = check_user(user);
+	int rc = user_name_check(user);
 	memset(out, 0, sizeof(*out));
 	if (rc < 0) return rc;
 	snprintf(out->user, sizeof(out->user), "%s", user);
@@ -1358,11 +1338,31 @@ typedef struct names {
 	size_t n, cap;
 } names;
 
+/* 1 when rest (what follows "users/U/") names one of U's records
+ * (format.h): anything else under users/ is no user's, e.g. what a name
+ * such as "." wrote before such names were refused. */
+static int is_user_record(const char *rest)
+{
+	static const struct { const char *kind; size_t hex; } kinds[] = {
+		{"refs/", OID_HEX_LEN}, {"log/", 16}, {"base/", 16}};
+	if (!strcmp(rest, "quota")) return 1;
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		size_t n = strlen(kinds[k].kind);
+		if (strncmp(rest, kinds[k].kind, n) != 0) continue;
+		const char *h = rest + n;
+		if (strlen(h) != kinds[k].hex) return 0;
+		for (; *h; h++)
+			if (!((*h >= '0' && *h <= '9') || (*h >= 'a' && *h <= 'f'))) return 0;
+		return 1;
+	}
+	return 0;
+}
+
 static int add_user_name(const char *name, void *payload)
 {
 	names *l = payload;
 	const char *u = name + strlen("users/"), *slash = strchr(u, '/');
-	if (!slash || slash == u || (size_t)(slash - u) > 64) return 0;
+	if (!slash || slash == u || (size_t)(slash - u) > USER_NAME_MAX || !is_user_record(slash + 1)) return 0;
 	for (size_t i = 0; i < l->n; i++) /* listing is grouped by user: the last one repeats */
 		if (strlen(l->v[l->n - 1 - i]) == (size_t)(slash - u) && !strncmp(l->v[l->n - 1 - i], u, (size_t)(slash - u)))
 			return 0;
@@ -1375,7 +1375,7 @@ static int add_user_name(const char *name, void *payload)
 	}
 	char *s = strndup(u, (size_t)(slash - u));
 	if (!s) return ERR_OOM();
-	if (!valid_user(s)) {
+	if (!user_name_valid(s)) {
 		free(s);
 		return 0;
 	}
@@ -1414,7 +1414,7 @@ int quota_set(cairn_repo *r, const char *user, int has_quota, uint64_t limit)
 {
 	store_lock *l;
 	char name[160];
-	int rc = check_user(user);
+	int rc = user_name_check(user);
 	if (rc < 0) return rc;
 	if ((rc = user_lock(r, user, &l)) < 0) return rc;
 	obj_name(name, sizeof(name), user, "quota", NULL);
@@ -1453,7 +1453,7 @@ int quota_forget(cairn_repo *r, const char *snap_hex, uint64_t *released)
 	hex_decode(snap.b, OID_LEN, snap_hex);
 	snprintf(mname, sizeof(mname), "snapshots/%s", snap_hex);
 	ustate_init(&s, m.user);
-	if ((rc = check_user(m.user)) < 0) goto done;
+	if ((rc = user_name_check(m.user)) < 0) goto done;
 	if ((rc = user_lock(r, m.user, &l)) < 0) goto done;
 	ustate_free(&s);
 	if ((rc = load(r, m.user, LOAD_REPAIR, &s)) < 0) goto done;
@@ -1712,7 +1712,7 @@ static int all_users(cairn_repo *r, const cairn_snapshot_list *list, char ***out
 		const char *u = cairn_snapshot_list_get(list, i)->user;
 		int have = 0;
 		for (size_t j = 0; j < k && !have; j++) have = !strcmp(v[j], u);
-		if (have || !valid_user(u)) continue;
+		if (have || !user_name_valid(u)) continue;
 		char **nv = realloc(v, (k + 1) * sizeof(*nv));
 		if (!nv || !(nv[k] = strdup(u))) {
 			quota_users_free(nv ? nv : v, k);
@@ -1771,7 +1771,7 @@ int quota_rebuild(cairn_repo *r, const char *user)
 	store_lock *l = NULL;
 	expected x;
 	seqs logs = {0}, bases = {0};
-	int problems = 0, rc = check_user(user);
+	int problems = 0, rc = user_name_check(user);
 	char name[200];
 	memset(&x, 0, sizeof(x));
 	ustate_init(&x.st, user);
@@ -1883,7 +1883,7 @@ CAIRN_EXTERN int cairn_estimate(cairn_estimate_result *out, cairn_repo *repo,
 	o.cgroup = NULL; /* an estimate never pauses the instance */
 	o.release = 0;
 	const char *user = o.user ? o.user : "default";
-	int rc = check_user(user);
+	int rc = user_name_check(user);
 	if (rc == 0) rc = cairn_take(&tr, repo, &o);
 	if (rc == 0) rc = cairn_usage_get(&out->usage, repo, user);
 	if (rc < 0) return rc;

@@ -100,6 +100,9 @@ int repo_config_decode(repo_config *c, const uint8_t *data, size_t len)
 	return config_decode(c, data, len);
 }
 
+/* chunk_max is 4 * chunk_avg and must stay within what readers accept */
+_Static_assert(CAIRN_CHUNK_AVG_MAX * 4 <= MAX_CHUNK_LEN, "CAIRN_CHUNK_AVG_MAX too large");
+
 CAIRN_EXTERN int cairn_repo_init(const char *path, const cairn_init_options *opts)
 {
 	int rc = 0;
@@ -113,10 +116,10 @@ CAIRN_EXTERN int cairn_repo_init(const char *path, const cairn_init_options *opt
 	opts = &io;
 	uint32_t avg = opts->chunk_avg ? opts->chunk_avg : DEFAULT_CHUNK_AVG;
 	int level = opts->zstd_level ? opts->zstd_level : DEFAULT_ZSTD_LEVEL;
-	if (avg < 1024 || avg > MAX_CHUNK_LEN / 4 || (avg & (avg - 1)) != 0)
+	if (avg < CAIRN_CHUNK_AVG_MIN || avg > CAIRN_CHUNK_AVG_MAX || (avg & (avg - 1)) != 0)
 		return error_set(CAIRN_EUSAGE,
-		                 "chunk average %u: must be a power of two from 1 KiB to %u KiB", avg,
-		                 MAX_CHUNK_LEN / 4 / 1024);
+		                 "chunk average %u: must be a power of two from %u KiB to %u KiB", avg,
+		                 CAIRN_CHUNK_AVG_MIN / 1024, CAIRN_CHUNK_AVG_MAX / 1024);
 	if (level < 1 || level > 19)
 		return error_set(CAIRN_EUSAGE, "zstd level %d: must be 1 to 19", level);
 

@@ -36,7 +36,7 @@ int snapshot_encode(const snapshot_manifest *m, uint8_t **out, size_t *len)
 	if (m->nlabels && (!m->label_keys || !m->label_values))
 		return error_set(CAIRN_EUSAGE, "snapshot: labels missing");
 
-	buf_header(&b, MAGIC_SNAPSHOT, 0);
+	buf_header(&b, MAGIC_SNAPSHOT, m->has_added ? SNAPSHOT_HAS_ADDED : 0);
 	buf_put(&b, m->tree.b, OID_LEN);
 	buf_put(&b, m->parent.b, OID_LEN);
 	buf_u32(&b, m->flags);
@@ -56,6 +56,7 @@ int snapshot_encode(const snapshot_manifest *m, uint8_t **out, size_t *len)
 		snprintf(field, sizeof(field), "label %zu value", i);
 		if ((rc = put_str(&b, m->label_values[i], field)) < 0) goto done;
 	}
+	if (m->has_added) buf_u64(&b, m->added_bytes);
 	buf_check(&b);
 	if (b.oom) {
 		rc = ERR_OOM();
@@ -97,7 +98,8 @@ int snapshot_decode(snapshot_manifest *m, const uint8_t *data, size_t len, const
 	if (!what) what = "snapshot";
 	if ((rc = frame_check(data, len, MAGIC_SNAPSHOT, what, &body, &body_len)) < 0) return rc;
 	uint32_t hflags = get_u32(data + 12);
-	if (hflags) return error_set(CAIRN_ECORRUPT, "%s: unsupported feature flags 0x%x", what, hflags);
+	if (hflags & ~(uint32_t)SNAPSHOT_HAS_ADDED)
+		return error_set(CAIRN_ECORRUPT, "%s: unsupported feature flags 0x%x", what, hflags);
 	cur_init(&c, body, body_len);
 	cur_copy(&c, m->tree.b, OID_LEN);
 	cur_copy(&c, m->parent.b, OID_LEN);
@@ -139,6 +141,14 @@ int snapshot_decode(snapshot_manifest *m, const uint8_t *data, size_t len, const
 			if ((rc = get_str(&c, &m->label_keys[i], what, field)) < 0) goto done;
 			snprintf(field, sizeof(field), "label %u value", i);
 			if ((rc = get_str(&c, &m->label_values[i], what, field)) < 0) goto done;
+		}
+	}
+	if (hflags & SNAPSHOT_HAS_ADDED) {
+		m->has_added = 1;
+		m->added_bytes = cur_u64(&c);
+		if (c.bad) {
+			rc = error_set(CAIRN_ECORRUPT, "%s: added_bytes: truncated", what);
+			goto done;
 		}
 	}
 	if (c.left) rc = error_set(CAIRN_ECORRUPT, "%s: %zu trailing bytes", what, c.left);

@@ -16,6 +16,8 @@ typedef struct snapshot_manifest {
 	uint64_t bytes, new_bytes, stored_bytes, pause_ms, duration_ms;
 	size_t nlabels;
 	char **label_keys, **label_values;
+	int has_added;        /* added_bytes present (format.h SNAPSHOT_HAS_ADDED) */
+	uint64_t added_bytes; /* what the commit added to the user's usage */
 } snapshot_manifest;
 
 int snapshot_encode(const snapshot_manifest *m, uint8_t **out, size_t *len);

@@ -26,6 +26,7 @@
 #include "overlay.h"
 #include "repo.h"
 #include "restored.h"
+#include "user.h"
 #include "walk.h"
 #include "writer.h"
 
@@ -1178,12 +1179,10 @@ static void overlay_entry(void *arg, tree_entry *e, const walk_node *n, tree_xat
 	entry_from_node(arg, e, n, xa);
 }
 
-static int build_overlay_top(take_ctx *c, const cairn_take_options *o, walk_stats *ws, oid *out)
+static int build_overlay_top(take_ctx *c, const char *base, walk_stats *ws, oid *out)
 {
-	char base[OID_HEX_LEN + 1];
 	overlay_counts oc;
-	int rc = cairn_snapshot_resolve(base, c->repo, o->base, NULL);
-	if (rc == 0) rc = overlay_build(c->repo, c->writer, c->root, base, overlay_entry, c, out, &oc);
+	int rc = overlay_build(c->repo, c->writer, c->root, base, overlay_entry, c, out, &oc);
 	if (rc < 0) return rc;
 	c->stored_bytes += oc.stored_bytes;
 	ws->files = oc.files;
@@ -1208,19 +1207,6 @@ static void write_inodes(take_ctx *c, const cairn_take_options *o, const char *s
 	notice(o, msg);
 }
 
-static int valid_user(const char *u)
-{
-	size_t n = strlen(u);
-	if (n < 1 || n > 64) return 0;
-	for (size_t i = 0; i < n; i++) {
-		char ch = u[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '.' || ch == '_' || ch == '-'))
-			return 0;
-	}
-	return 1;
-}
-
 static int check_options(const cairn_take_options *o)
 {
 	if (!o || o->version != CAIRN_TAKE_OPTIONS_VERSION)
@@ -1229,9 +1215,7 @@ static int check_options(const cairn_take_options *o)
 	if (!o->upper && (!o->root || !*o->root)) return error_set(CAIRN_EUSAGE, "take: --root is required");
 	if (!o->dry_run && (!o->name || !*o->name)) return error_set(CAIRN_EUSAGE, "take: --name is required");
 	if (o->name && strlen(o->name) > MAX_STR_LEN) return error_set(CAIRN_EUSAGE, "take: name too long");
-	if (o->user && !valid_user(o->user))
-		return error_set(CAIRN_EUSAGE, "user %s: must be 1-64 characters of [A-Za-z0-9._-]",
-		                 o->user);
+	if (o->user && user_name_check(o->user) < 0) return CAIRN_EUSAGE;
 	for (size_t i = 0; i < o->nlabels; i++) {
 		const char *eq = strchr(o->labels[i], '=');
 		if (!eq || eq == o->labels[i] || strlen(o->labels[i]) > MAX_STR_LEN)
@@ -1253,7 +1237,7 @@ static int find_parent(cairn_repo *repo, const cairn_take_options *o, const char
 {
 	parent[0] = kin[0] = 0;
 	if (o->no_parent) return 0;
-	if (o->parent) return cairn_snapshot_resolve(parent, repo, o->parent, NULL);
+	if (o->parent) return cairn_snapshot_resolve(parent, repo, o->parent, o->user);
 	cairn_snapshot_list *l;
 	int rc = cairn_snapshot_list_load(&l, repo, user);
 	if (rc < 0) return rc;
@@ -1397,11 +1381,9 @@ static int use_restore_record(take_ctx *c, const cairn_take_options *o, parent_v
 /* Upper mode without a parent: the unchanged part of the snapshot is the
  * base's, so its refs record gives the stored sizes of nearly every chunk
  * referenced (no index lookup for them). */
-static int base_refs(take_ctx *c, const char *spec)
+static int base_refs(take_ctx *c, const char *base)
 {
-	char base[OID_HEX_LEN + 1];
-	int rc = cairn_snapshot_resolve(base, c->repo, spec, NULL);
-	return rc < 0 ? rc : load_parent(c, base, NULL);
+	return load_parent(c, base, NULL);
 }
 
 /* Let the workers past the walk: todo is complete (or the take failed). */
@@ -1749,6 +1731,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 {
 	int rc;
 	take_ctx c, pre;
+	char base[OID_HEX_LEN + 1] = ""; /* upper mode: the base snapshot's id */
 	int have_pre = 0;
 	uint64_t precopy_ms = 0;
 	walk_stats ws;
@@ -1770,6 +1753,8 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 
 	if ((rc = live_root_path(o->upper ? o->upper : o->root, root_path)) < 0) goto done;
 	if ((rc = find_parent(repo, o, user, root_path, parent, kin)) < 0) goto done;
+	/* once, and before any freeze: resolving reads every manifest */
+	if (o->upper && (rc = cairn_snapshot_resolve(base, repo, o->base, o->user)) < 0) goto done;
 	c.rootfd = open(root_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c.rootfd < 0) {
 		rc = error_errno(errno == ENOTDIR ? CAIRN_EUSAGE : CAIRN_EIO, errno, "root %s", root_path);
@@ -1785,7 +1770,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		if ((rc = load_parent(&c, parent, &pv)) < 0) goto done;
 		have_parent = 1;
 	} else if (o->upper) {
-		if ((rc = base_refs(&c, o->base)) < 0) goto done;
+		if ((rc = base_refs(&c, base)) < 0) goto done;
 	} else if (kin[0] && load_parent(&c, kin, NULL) < 0) {
 		error_clear(); /* only a shortcut (forgotten meanwhile?) */
 	}
@@ -1818,7 +1803,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	if (rc < 0) goto done;
 
 	oid top_id;
-	if ((rc = o->upper ? build_overlay_top(&c, o, &ws, &top_id) : build_top(&c, &top_id)) < 0) goto done;
+	if ((rc = o->upper ? build_overlay_top(&c, base, &ws, &top_id) : build_top(&c, &top_id)) < 0) goto done;
 	emit_progress(o, &c, ws.files, ws.bytes);
 
 	snapshot_manifest m;

@@ -454,7 +454,12 @@ int writer_commit(snap_writer *w, const snapshot_manifest *m, char id_out[OID_HE
 	}
 	if ((rc = flush_wait(w)) < 0) goto done; /* the index names only committed packs */
 	if ((rc = write_index(w)) < 0) goto done;
-	if ((rc = snapshot_encode(m, &mdata, &mlen)) < 0) goto done;
+	/* the charge is final once the user's lock is held: recorded with the
+	 * snapshot, it is what `info` tells the user the snapshot added */
+	snapshot_manifest charged = *m;
+	charged.has_added = 1;
+	charged.added_bytes = quota_tracker_added(w->tracker);
+	if ((rc = snapshot_encode(&charged, &mdata, &mlen)) < 0) goto done;
 	hash_sha256(&sid, mdata, mlen);
 	oid_hex(id_out, &sid);
 	snprintf(name, sizeof(name), "snapshots/%s", id_out);

@@ -80,6 +80,9 @@ typedef struct cairn_init_options {
 	const struct cairn_repo_open_options *open;
 } cairn_init_options;
 #define CAIRN_INIT_OPTIONS_INIT { CAIRN_INIT_OPTIONS_VERSION, 0, 0, NULL }
+/* The chunk averages cairn_repo_init accepts (powers of two). */
+#define CAIRN_CHUNK_AVG_MIN 1024u
+#define CAIRN_CHUNK_AVG_MAX (4u * 1024u * 1024u)
 
 /* Create a repository at path (created if absent; must be empty).
  * CAIRN_EEXISTS if a repository is already there. opts may be NULL. */
@@ -170,12 +173,19 @@ typedef struct cairn_snapshot_info {
 	int64_t time_ns;       /* commit time, ns since the epoch */
 	uint64_t files, dirs, symlinks, specials, hardlinks, sockets_skipped;
 	uint64_t bytes;        /* logical file bytes */
+	/* Repository-level figures, for admins: they depend on what every user
+	 * stored before (a user must not be shown them, see added_bytes). */
 	uint64_t new_bytes;    /* bytes of chunks new to the repository */
 	uint64_t stored_bytes; /* stored size of those new chunks and trees */
 	uint64_t pause_ms, duration_ms;
 	size_t nlabels;
 	const char *const *label_keys;
 	const char *const *label_values;
+	/* What the snapshot added to its user's usage when it was committed
+	 * (the quota charge: blobs new to the user, whoever else stores them).
+	 * has_added_bytes = 0 for snapshots of versions that did not record it. */
+	int has_added_bytes;
+	uint64_t added_bytes;
 } cairn_snapshot_info;
 
 typedef struct cairn_snapshot_list cairn_snapshot_list;
@@ -189,11 +199,23 @@ CAIRN_EXTERN const cairn_snapshot_info *cairn_snapshot_list_get(const cairn_snap
                                                                 size_t i);
 CAIRN_EXTERN void cairn_snapshot_list_free(cairn_snapshot_list *list);
 
-/* Resolve SPEC's SNAP: a unique id prefix of >= 8 hex characters, or a name
- * unique among the snapshots (of user, when not NULL). Writes the full id.
- * CAIRN_ENOTFOUND when nothing matches, CAIRN_EUSAGE when several do. */
+/* Resolve SPEC's SNAP to a full id. The candidates are every snapshot whose
+ * id starts with spec (when spec is 8 to 64 lowercase hex digits) and every
+ * snapshot named spec (only user's, when user is not NULL; ids match
+ * whoever owns the snapshot unless CAIRN_RESOLVE_USER_ONLY). Exactly one
+ * candidate: its id. Several, counting names and id prefixes together:
+ * CAIRN_EUSAGE, the message naming each (id, user, name). None:
+ * CAIRN_ENOTFOUND (CAIRN_ECORRUPT when damaged manifests were skipped; a
+ * full id's own damage is reported as such). */
 CAIRN_EXTERN int cairn_snapshot_resolve(char id_out[65], cairn_repo *repo, const char *spec,
                                         const char *user);
+/* Flags of cairn_snapshot_resolve_ext. */
+#define CAIRN_RESOLVE_NO_PREFIX 1 /* the one candidate must match by its full id or its name,
+                                   * never by an id prefix alone (destructive commands: forget) */
+#define CAIRN_RESOLVE_USER_ONLY 2 /* with user: only user's snapshots are candidates, by id too */
+/* cairn_snapshot_resolve with flags (CAIRN_RESOLVE_*, or'd; 0 = the same). */
+CAIRN_EXTERN int cairn_snapshot_resolve_ext(char id_out[65], cairn_repo *repo, const char *spec,
+                                            const char *user, unsigned flags);
 
 /* ---- take ---------------------------------------------------------------- */
 
@@ -241,12 +263,14 @@ typedef struct cairn_take_options {
 
 typedef struct cairn_take_result {
 	char snapshot[65];
-	uint64_t files, dirs, bytes, new_bytes, stored_bytes;
+	uint64_t files, dirs, bytes;
+	uint64_t new_bytes, stored_bytes; /* repository-level, for admins (see cairn_snapshot_info) */
 	uint64_t reused_files;   /* files not read by the (frozen) capture: from the parent or the pre-copy */
 	uint64_t sockets_skipped, mounts_skipped, excluded;
 	uint64_t pause_ms, duration_ms;
 	int used_uring;          /* 1 when the walk ran on io_uring */
-	uint64_t charged_bytes;  /* what the snapshot added to its user's usage (dry run: would add) */
+	uint64_t charged_bytes;  /* what the snapshot added to its user's usage (dry run: would add):
+	                          * the user's own figure, `added_bytes` in the CLI's JSON */
 	uint64_t precopy_ms;     /* time copying content before the freeze (0: no pre-copy) */
 	uint64_t prior_cut_chunks; /* chunks of changed files cut where the parent's were, without the chunker */
 } cairn_take_result;
@@ -556,6 +580,11 @@ CAIRN_EXTERN void cairn_usage_list_free(cairn_usage *list);
 /* Set (has_quota = 1) or remove (0) user's quota of bytes. A take that would
  * bring the user's usage past it fails with CAIRN_EQUOTA and commits nothing. */
 CAIRN_EXTERN int cairn_quota_set(cairn_repo *repo, const char *user, int has_quota, uint64_t bytes);
+
+/* 1 when user is a valid USER (SPEC.md): 1 to 64 characters of
+ * [A-Za-z0-9._-], not starting with '.' (so never "." or ".."); else 0
+ * (NULL too). Every call taking a user refuses others with CAIRN_EUSAGE. */
+CAIRN_EXTERN int cairn_user_name_valid(const char *user);
 
 typedef struct cairn_estimate_result {
 	uint64_t added_bytes;  /* what a take would add to the user's usage */

@@ -124,9 +124,10 @@ check "nothing restored for an ambiguous name" test ! -e "$W/out-amb"
 expect_rc 0 snap-narrowed ls --repo "$R" dup --user alice
 
 say "bad sizes and levels for init (2), and no repository is left behind"
-for v in abc 12Q '' -1 1.5K 0x10; do
+for v in abc 12Q '' -1 1.5K 0x10 0 1; do
 	expect_rc 2 "chunk-avg-'$v'" init --repo "$W/r-bad" --chunk-avg "$v"
 done
+check "--chunk-avg 0: the message gives the allowed range" grep -q "from 1 KiB to 4096 KiB" "$LOG/chunk-avg-'0'.err"
 expect_rc 2 zstd-level-99 init --repo "$W/r-bad" --zstd-level 99
 expect_rc 2 zstd-level-abc init --repo "$W/r-bad" --zstd-level abc
 check "no repository made by a failed init" bash -c '[ ! -e "$1/config" ]' _ "$W/r-bad"

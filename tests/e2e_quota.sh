@@ -12,7 +12,6 @@ e2e_start quota
 e2e_seed
 
 R=$(e2e_repo repo)
-rnd() { "$PY" -c 'import random,sys; open(sys.argv[1],"wb").write(random.Random(int(sys.argv[2])).randbytes(int(sys.argv[3])))' "$@"; }
 usage_of() { # usage_of USER FIELD
 	run "usage-$1-$2" "$CAIRN" usage --repo "$R" --user "$1" --json
 	"$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[0][sys.argv[2]])' "$OUT" "$2"

@@ -348,6 +348,9 @@ e2e_seed() {
 	echo "seed $SEED (CAIRN_TEST_SEED=$SEED repeats this run)"
 }
 
+# rnd FILE SEED BYTES: a file of BYTES seeded random bytes.
+rnd() { "$PY" -c 'import random,sys; open(sys.argv[1],"wb").write(random.Random(int(sys.argv[2])).randbytes(int(sys.argv[3])))' "$@"; }
+
 # make_tree DIR: the fixture tree with $SEED.
 make_tree() {
 	bash "$MAKE_TREE" "$1" --seed "$SEED"

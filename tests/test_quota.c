@@ -456,6 +456,46 @@ static void test_refs_deltas(cairn_repo *r, const char *dir)
 	free(orig);
 }
 
+/* SPEC's USER, one rule for every entry point: names that would leave
+ * users/ (".", ".."), or hide in it (a leading '.': the directory backend
+ * lists no dot-entries), are refused by the API itself, and nothing is
+ * written for them. */
+static void test_user_names(cairn_repo *r, const char *t2, const char *repo_dir)
+{
+	static const char *const bad[] = {".", "..", ".hidden", "", "a/b", "sp ace",
+	                                  "u23456789012345678901234567890123456789012345678901234567890abcde"};
+	static const char *const good[] = {"a", "A-z.0_9", "quota", "log", "refs", "base", "x..",
+	                                   "u23456789012345678901234567890123456789012345678901234567890abcd"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		quota_usage u;
+		cairn_estimate_result e;
+		cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
+		o.root = t2;
+		o.user = bad[i];
+		CHECK(!cairn_user_name_valid(bad[i]));
+		CHECK_EQ(cairn_quota_set(r, bad[i], 1, 1 << 20), CAIRN_EUSAGE);
+		CHECK_EQ(quota_usage_get(r, bad[i], &u), CAIRN_EUSAGE);
+		CHECK_EQ(take(r, t2, bad[i], "bad", NULL), CAIRN_EUSAGE);
+		CHECK_EQ(cairn_estimate(&e, r, &o), CAIRN_EUSAGE);
+	}
+	CHECK(!cairn_user_name_valid(NULL));
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) CHECK(cairn_user_name_valid(good[i]));
+	char p[400];
+	struct stat sb;
+	const char *const escaped[] = {"quota", "log", "refs", "base", "users/quota", "users/log", "users/refs"};
+	for (size_t i = 0; i < sizeof(escaped) / sizeof(escaped[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", repo_dir, escaped[i]);
+		CHECK(lstat(p, &sb) != 0);
+	}
+	/* names that are record kinds are plain users */
+	CHECK_EQ(cairn_quota_set(r, "quota", 1, 1 << 30), 0);
+	CHECK_EQ(take(r, t2, "quota", "q", NULL), 0);
+	CHECK_EQ(take(r, t2, "log", "l", NULL), 0);
+	CHECK(used(r, "quota") > 0);
+	CHECK_EQ(used(r, "quota"), used(r, "log"));
+	CHECK_EQ(verify(r), 0);
+}
+
 int main(void)
 {
 	t_seed();
@@ -486,6 +526,7 @@ int main(void)
 	test_hostile(r, t2);
 	test_incremental(r, t4);
 	test_refs_deltas(r, t5);
+	test_user_names(r, t2, repo);
 
 	quota_usage u;
 	CHECK_EQ(quota_usage_get(r, "no/such", &u), CAIRN_EUSAGE);

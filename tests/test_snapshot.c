@@ -35,6 +35,7 @@ typedef struct raw_opts {
 	size_t nlabels;        /* label pairs actually written: "k0"="v0"... */
 	size_t trailing;
 	uint32_t header_flags;
+	size_t added_len;      /* bytes of added_bytes written (8 = whole), 0x01 each */
 } raw_opts;
 
 static uint8_t *raw_manifest(const raw_opts *o, size_t *len)
@@ -59,6 +60,7 @@ static uint8_t *raw_manifest(const raw_opts *o, size_t *len)
 		raw_str(&b, (uint16_t)kl, k, (size_t)kl);
 		raw_str(&b, (uint16_t)vl, v, (size_t)vl);
 	}
+	for (size_t i = 0; i < o->added_len; i++) buf_u8(&b, 1);
 	for (size_t i = 0; i < o->trailing; i++) buf_u8(&b, 0);
 	buf_check(&b);
 	if (b.oom) abort();
@@ -67,7 +69,7 @@ static uint8_t *raw_manifest(const raw_opts *o, size_t *len)
 
 static raw_opts good_opts(void)
 {
-	raw_opts o = {"alice", 5, 5, 2, 2, 0, 0};
+	raw_opts o = {"alice", 5, 5, 2, 2, 0, 0, 0};
 	return o;
 }
 
@@ -86,6 +88,7 @@ static int manifest_eq(const snapshot_manifest *a, const snapshot_manifest *b)
 	    a->new_bytes != b->new_bytes || a->stored_bytes != b->stored_bytes ||
 	    a->pause_ms != b->pause_ms || a->duration_ms != b->duration_ms)
 		return 0;
+	if (a->has_added != b->has_added || a->added_bytes != b->added_bytes) return 0;
 	if (a->nlabels != b->nlabels) return 0;
 	for (size_t i = 0; i < a->nlabels; i++)
 		if (!streq(a->label_keys[i], b->label_keys[i]) ||
@@ -168,6 +171,11 @@ static void test_roundtrip(void)
 	m.time_ns = -1;
 	m.flags = 0xDEADBEEF;
 	roundtrip(&m);
+	/* with what the commit added to the user's usage, 0 and large */
+	m.has_added = 1;
+	roundtrip(&m);
+	m.added_bytes = UINT64_MAX - 1;
+	roundtrip(&m);
 	/* strings at the limit */
 	char *big = malloc(MAX_STR_LEN + 1);
 	memset(big, 'b', MAX_STR_LEN);
@@ -222,6 +230,16 @@ static void test_golden(void)
 	CHECK(get_u64(enc + 84) == 1700000000000000000ull); /* time_ns */
 	CHECK_EQ(get_u16(enc + 92), 5);                    /* user len */
 	CHECK(memcmp(enc + 94, "alice", 5) == 0);
+	free(enc);
+	free(raw);
+	m.has_added = 1;
+	m.added_bytes = 0x0101010101010101ull;
+	o.header_flags = SNAPSHOT_HAS_ADDED;
+	o.added_len = 8;
+	CHECK_EQ(snapshot_encode(&m, &enc, &len), 0);
+	raw = raw_manifest(&o, &rlen);
+	CHECK(len == rlen && memcmp(enc, raw, len) == 0);
+	CHECK_EQ(get_u32(enc + 12), SNAPSHOT_HAS_ADDED);   /* header flags */
 	free(enc);
 	free(raw);
 }
@@ -323,6 +341,31 @@ static void test_decode_rejects(void)
 	o = good_opts();
 	o.header_flags = 4;
 	expect_raw_corrupt(&o, "snapshot 3fa1: unsupported feature flags 0x4");
+	o.header_flags = SNAPSHOT_HAS_ADDED | 4;
+	o.added_len = 8;
+	expect_raw_corrupt(&o, "snapshot 3fa1: unsupported feature flags 0x5");
+	/* added_bytes: after the labels, present exactly when flagged */
+	o = good_opts();
+	o.header_flags = SNAPSHOT_HAS_ADDED;
+	o.added_len = 8;
+	{
+		size_t rlen;
+		uint8_t *raw = raw_manifest(&o, &rlen);
+		snapshot_manifest d;
+		CHECK_EQ(snapshot_decode(&d, raw, rlen, "snapshot raw"), 0);
+		CHECK(d.has_added && d.added_bytes == 0x0101010101010101ull && d.nlabels == 2);
+		snapshot_manifest_free(&d);
+		free(raw);
+	}
+	o.added_len = 5;
+	expect_raw_corrupt(&o, "added_bytes: truncated");
+	o.added_len = 0;
+	expect_raw_corrupt(&o, "added_bytes: truncated");
+	o.added_len = 9;
+	expect_raw_corrupt(&o, "1 trailing bytes");
+	o = good_opts();
+	o.added_len = 8; /* not flagged */
+	expect_raw_corrupt(&o, "8 trailing bytes");
 	o = good_opts();
 	o.user = "al\0ce";
 	expect_raw_corrupt(&o, "user: contains NUL");

@@ -11,7 +11,7 @@ int cmd_estimate(struct cli *cli, int argc, char **argv)
 	int no_parent = 0, threads = 0;
 	const struct opt opts[] = {
 		{ "--root", NULL, OPT_STR, &root, "DIR", "directory a take would capture", 1, 0, 0 },
-		{ "--user", NULL, OPT_USER, &user, "USER", "owner (default: \"default\")", 0, 0, 0 },
+		{ "--user", NULL, OPT_USER, &user, "USER", "owner (default: \"default\"); --parent is one of USER's snapshots", 0, 0, 0 },
 		{ "--parent", NULL, OPT_STR, &parent, "SNAP", "as a take from SNAP (default: USER's latest of DIR)", 0, 0, 0 },
 		{ "--no-parent", NULL, OPT_FLAG, &no_parent, NULL, "read every file, reuse no parent", 0, 0, 0 },
 		{ "--exclude", NULL, OPT_LIST, &excludes, "PATH", "skip PATH, written as absolute inside DIR (/var/cache)", 0, 0, 0 },

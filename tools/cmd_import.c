@@ -34,7 +34,7 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 	int quiet = 0;
 	const struct opt opts[] = {
 		{ "--name", NULL, OPT_STR, &name, "NAME", "snapshot name", 1, 0, 0 },
-		{ "--user", NULL, OPT_USER, &user, "USER", "owner of the snapshot (default: \"default\"); also narrows --base names", 0, 0, 0 },
+		{ "--user", NULL, OPT_USER, &user, "USER", "owner of the snapshot (default: \"default\"); --base is one of USER's snapshots", 0, 0, 0 },
 		{ "--base", NULL, OPT_STR, &base, "SNAP", "the archive is an OCI/Docker layer over SNAP (.wh. whiteouts applied)", 0, 0, 0 },
 		{ "--label", NULL, OPT_LIST, &labels, "KEY=VALUE", "attach a label", 0, 0, 0 },
 		{ "-q", "--quiet", OPT_FLAG, &quiet, NULL, "print only the snapshot id", 0, 0, 0 },

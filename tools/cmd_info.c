@@ -15,12 +15,13 @@ static void print_json(const cairn_snapshot_info *s)
 /* 0, or -1 when out of memory. */
 static int print_human(const cairn_snapshot_info *s)
 {
-	char time[32], bytes[32], fresh[32], stored[32], pause[32], took[32];
+	char time[32], bytes[32], fresh[32], stored[32], added[32], pause[32], took[32];
 	char files[32], dirs[32], links[32], specials[32], hard[32];
 	format_local_time(time, ns_to_sec(s->time_ns));
 	format_size(bytes, s->bytes);
 	format_size(fresh, s->new_bytes);
 	format_size(stored, s->stored_bytes);
+	format_size(added, s->added_bytes);
 	format_duration(pause, s->pause_ms);
 	format_duration(took, s->duration_ms);
 	snprintf(files, sizeof(files), "%" PRIu64, s->files);
@@ -34,7 +35,8 @@ static int print_human(const cairn_snapshot_info *s)
 		{ "parent", *s->parent ? s->parent : "-" },
 		{ "files", files }, { "dirs", dirs }, { "symlinks", links },
 		{ "specials", specials }, { "hardlinks", hard },
-		{ "bytes", bytes }, { "new bytes", fresh }, { "stored", stored },
+		{ "bytes", bytes }, { "added", s->has_added_bytes ? added : "-" },
+		{ "new bytes", fresh }, { "stored", stored },
 		{ "pause", s->pause_ms ? pause : "-" }, { "duration", took },
 	};
 	struct table t = { .ncols = 2 };
@@ -67,10 +69,7 @@ int cmd_info(struct cli *cli, int argc, char **argv)
 		rc = cli_resolve(cli, repo, cli->args[0], user, id);
 	if (rc == 0) {
 		int err = cairn_snapshot_list_load(&list, repo, NULL);
-		const cairn_snapshot_info *s = NULL;
-		for (size_t i = 0; err == 0 && i < cairn_snapshot_list_count(list); i++)
-			if (!strcmp(cairn_snapshot_list_get(list, i)->id, id))
-				s = cairn_snapshot_list_get(list, i);
+		const cairn_snapshot_info *s = snapshot_by_id(list, id);
 		if (err < 0)
 			rc = cli_fail(cli, err);
 		else if (!s)

@@ -17,8 +17,8 @@ int cmd_quota(struct cli *cli, int argc, char **argv)
 		if (cli->nargs > 2)
 			return cli_error(cli, CAIRN_EUSAGE, "usage: cairn quota show [USER] [--json]");
 		const char *user = cli->nargs == 2 ? cli->args[1] : NULL;
-		if (user && !valid_user(user))
-			return cli_error(cli, CAIRN_EUSAGE, "user '%s': must be 1-64 characters of [A-Za-z0-9._-]", user);
+		if (user && !cairn_user_name_valid(user))
+			return cli_error(cli, CAIRN_EUSAGE, "bad user name '%s': " USER_RULE, user);
 		return usage_show(cli, user, 1);
 	}
 	if (strcmp(action, "set") != 0)
@@ -28,8 +28,8 @@ int cmd_quota(struct cli *cli, int argc, char **argv)
 	const char *user = cli->args[1], *size = cli->args[2];
 	uint64_t bytes = 0;
 	int none = !strcmp(size, "none");
-	if (!valid_user(user))
-		return cli_error(cli, CAIRN_EUSAGE, "user '%s': must be 1-64 characters of [A-Za-z0-9._-]", user);
+	if (!cairn_user_name_valid(user))
+		return cli_error(cli, CAIRN_EUSAGE, "bad user name '%s': " USER_RULE, user);
 	if (!none && parse_size(size, &bytes) < 0)
 		return cli_error(cli, CAIRN_EUSAGE, "size '%s': expected bytes, or a number with K, M, G or T, or none", size);
 

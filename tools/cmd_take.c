@@ -68,6 +68,7 @@ static void print_done(const cairn_take_result *r)
 	json_u64(&j, "bytes", r->bytes);
 	json_u64(&j, "new_bytes", r->new_bytes);
 	json_u64(&j, "stored_bytes", r->stored_bytes);
+	json_u64(&j, "added_bytes", r->charged_bytes);
 	json_u64(&j, "pause_ms", r->pause_ms);
 	json_u64(&j, "duration_ms", r->duration_ms);
 	json_u64(&j, "precopy_ms", r->precopy_ms);
@@ -84,8 +85,9 @@ static void print_done(const cairn_take_result *r)
 
 static void print_summary(const cairn_take_result *r)
 {
-	char bytes[32], fresh[32], stored[32], took[32], pause[32];
+	char bytes[32], added[32], fresh[32], stored[32], took[32], pause[32];
 	format_size(bytes, r->bytes);
+	format_size(added, r->charged_bytes);
 	format_size(fresh, r->new_bytes);
 	format_size(stored, r->stored_bytes);
 	format_duration(took, r->duration_ms);
@@ -95,7 +97,8 @@ static void print_summary(const cairn_take_result *r)
 	printf("files     %" PRIu64, r->files);
 	if (r->reused_files)
 		printf(" (%" PRIu64 " unchanged, not read)", r->reused_files);
-	printf("\nbytes     %s\nnew       %s\nstored    %s\nduration  %s", bytes, fresh, stored, took);
+	printf("\nbytes     %s\nadded     %s\nnew       %s\nstored    %s\nduration  %s", bytes, added, fresh,
+	       stored, took);
 	if (r->pause_ms)
 		printf(" (paused %s)", pause);
 	printf("\n");
@@ -175,7 +178,7 @@ int cmd_take(struct cli *cli, int argc, char **argv)
 	const struct opt opts[] = {
 		{ "--root", NULL, OPT_STR, &a.root, "DIR", "directory to capture", 0, 0, 0 },
 		{ "--name", NULL, OPT_STR, &a.name, "NAME", "snapshot name", 1, 0, 0 },
-		{ "--user", NULL, OPT_USER, &a.user, "USER", "owner of the snapshot (default: \"default\")", 0, 0, 0 },
+		{ "--user", NULL, OPT_USER, &a.user, "USER", "owner of the snapshot (default: \"default\"); --parent is one of USER's snapshots, a --base name too", 0, 0, 0 },
 		{ "--exclude", NULL, OPT_LIST, &a.excludes, "PATH", "skip PATH, written as absolute inside DIR (/var/cache)", 0, 0, 0 },
 		{ "--parent", NULL, OPT_STR, &a.parent, "SNAP", "take incrementally from SNAP (default: USER's latest of DIR)", 0, 0, 0 },
 		{ "--no-parent", NULL, OPT_FLAG, &a.no_parent, NULL, "read every file, reuse no parent", 0, 0, 0 },
@@ -195,12 +198,19 @@ int cmd_take(struct cli *cli, int argc, char **argv)
 	cli_parse(cli, "", opts, argc, argv);
 
 	cairn_repo *repo = NULL;
-	char parent[65];
+	char parent[65], base[65];
 	int rc = check_args(cli, &a);
 	if (rc == 0)
 		rc = cli_open_repo(cli, &repo);
 	if (rc == 0 && a.parent)
 		rc = cli_resolve(cli, repo, a.parent, a.user, parent);
+	if (rc == 0 && a.base) {
+		/* --user narrows names only: the base may be another user's image */
+		int err = cairn_snapshot_resolve(base, repo, a.base, a.user);
+		if (err < 0)
+			rc = cli_fail(cli, err);
+		a.base = base;
+	}
 	if (rc == 0)
 		rc = take(cli, repo, &a, a.parent ? parent : NULL);
 	cairn_repo_free(repo);

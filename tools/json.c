@@ -130,6 +130,10 @@ void json_snapshot(struct json *j, const cairn_snapshot_info *s)
 	json_u64(j, "bytes", s->bytes);
 	json_u64(j, "new_bytes", s->new_bytes);
 	json_u64(j, "stored_bytes", s->stored_bytes);
+	if (s->has_added_bytes)
+		json_u64(j, "added_bytes", s->added_bytes);
+	else
+		json_null(j, "added_bytes");
 	json_u64(j, "pause_ms", s->pause_ms);
 	json_u64(j, "duration_ms", s->duration_ms);
 	json_open(j, "labels", '{');

@@ -156,9 +156,8 @@ static void apply_opt(const struct cli *cli, const struct opt *o, const char *va
 			exit(cli_error(cli, CAIRN_ENOMEM, "out of memory"));
 		return;
 	case OPT_USER:
-		if (!valid_user(val))
-			usage_exit(cli, "%s: bad user name '%s': 1 to 64 characters of A-Z a-z 0-9 . _ -",
-			           o->name, val);
+		if (!cairn_user_name_valid(val))
+			usage_exit(cli, "%s: bad user name '%s': " USER_RULE, o->name, val);
 		*(const char **)o->dest = val;
 		return;
 	case OPT_SIZE: {
@@ -327,22 +326,19 @@ int cli_open_repo(const struct cli *cli, cairn_repo **out)
 int cli_resolve(const struct cli *cli, cairn_repo *repo, const char *snap, const char *user,
                 char id[65])
 {
-	int rc = cairn_snapshot_resolve(id, repo, snap, user);
+	int rc = cairn_snapshot_resolve_ext(id, repo, snap, user, CAIRN_RESOLVE_USER_ONLY);
 	return rc < 0 ? cli_fail(cli, rc) : 0;
 }
 
-/* ---- values ----------------------------------------------------------------- */
-
-int valid_user(const char *s)
+const cairn_snapshot_info *snapshot_by_id(const cairn_snapshot_list *list, const char *id)
 {
-	size_t len = strlen(s);
-	if (len < 1 || len > 64)
-		return 0;
-	for (const char *p = s; *p; p++)
-		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
-			return 0;
-	return 1;
+	for (size_t i = 0; i < cairn_snapshot_list_count(list); i++)
+		if (!strcmp(cairn_snapshot_list_get(list, i)->id, id))
+			return cairn_snapshot_list_get(list, i);
+	return NULL;
 }
+
+/* ---- values ----------------------------------------------------------------- */
 
 int parse_size(const char *s, uint64_t *out)
 {

@@ -59,7 +59,7 @@ struct command {
 /* Options most commands share. */
 #define OPT_JSON(cli) { "--json", NULL, OPT_FLAG, &(cli)->json, NULL, "machine-readable output on stdout", 0, 0, 0 }
 #define OPT_THREADS(p) { "--threads", NULL, OPT_INT, (p), "N", "worker threads (0 = one per CPU)", 0, 0, 1024 }
-#define OPT_SNAP_USER(p) { "--user", NULL, OPT_USER, (p), "USER", "resolve SNAP names among USER's snapshots only", 0, 0, 0 }
+#define OPT_SNAP_USER(p) { "--user", NULL, OPT_USER, (p), "USER", "resolve SNAP among USER's snapshots only", 0, 0, 0 }
 #define OPT_END { 0 }
 
 /* Parse argv[1..argc) (argv[0] is the command name) against opts, plus the
@@ -87,15 +87,17 @@ int cli_open_repo(const struct cli *cli, cairn_repo **out);
 /* The engine's open options from the environment (tools/env.h); non-zero
  * (the exit code, the error printed) on a bad value. */
 int cli_open_options(const struct cli *cli, cairn_repo_open_options *o);
-/* Resolve SNAP (names narrowed to user when not NULL) to a full id.
+/* The snapshot of list with this full id, or NULL (list may be NULL). */
+const cairn_snapshot_info *snapshot_by_id(const cairn_snapshot_list *list, const char *id);
+/* Resolve SNAP to a full id; with user, among user's snapshots only.
  * 0, or the exit code after printing the error. */
 int cli_resolve(const struct cli *cli, cairn_repo *repo, const char *snap, const char *user,
                 char id[65]);
 
 /* ---- values and formatting (util.c) ----------------------------------------- */
 
-/* SPEC's USER: 1 to 64 characters of [A-Za-z0-9._-]. */
-int valid_user(const char *s);
+/* SPEC's USER, as cairn_user_name_valid checks it, for messages. */
+#define USER_RULE "1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
 /* "123", "64K", "1M", "2GiB", "1t": powers of 1024. 0 or -1 on garbage/overflow. */
 int parse_size(const char *s, uint64_t *out);
 
