@@ -9,13 +9,28 @@
 #include "cairn/sys/backend.h"
 
 static _Thread_local char message[1024];
+static _Thread_local char klass[32];
+static _Thread_local int last_code;
 
-int error_set(int code, const char *fmt, ...)
+/* "../engine/store_s3.c" -> "store_s3" */
+static void set_class(const char *file, int code)
+{
+	const char *base = strrchr(file, '/');
+	base = base ? base + 1 : file;
+	size_t n = strcspn(base, ".");
+	if (n >= sizeof(klass)) n = sizeof(klass) - 1;
+	memcpy(klass, base, n);
+	klass[n] = 0;
+	last_code = code;
+}
+
+int error_set_at(const char *file, int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
+	set_class(file, code);
 	return code;
 }
 
@@ -25,11 +40,13 @@ CAIRN_EXTERN int cairn_error_set(int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
+	set_class("backend", code);
 	return code;
 }
 
-int error_errno(int code, int err, const char *fmt, ...)
+int error_errno_at(const char *file, int code, int err, const char *fmt, ...)
 {
+	set_class(file, code);
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(message, sizeof(message), fmt, ap);
@@ -49,7 +66,12 @@ int error_from_errno(int err)
 	}
 }
 
-void error_clear(void) { message[0] = 0; }
+void error_clear(void)
+{
+	message[0] = 0;
+	klass[0] = 0;
+	last_code = 0;
+}
 
 void error_prefix(const char *fmt, ...)
 {
@@ -70,6 +92,15 @@ void error_prefix(const char *fmt, ...)
 }
 
 CAIRN_EXTERN const char *cairn_error_last(void) { return message; }
+
+CAIRN_EXTERN const cairn_error_info *cairn_error_last_info(void)
+{
+	static _Thread_local cairn_error_info info;
+	info.code = last_code;
+	info.klass = klass;
+	info.message = message;
+	return &info;
+}
 
 CAIRN_EXTERN int cairn_error_exit_code(int error)
 {

@@ -2,10 +2,13 @@
 #ifndef CAIRN_ERROR_H
 #define CAIRN_ERROR_H
 
-/* Set the message and return code (a negative CAIRN_E*). */
-int error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Set the message and return code (a negative CAIRN_E*); the error's
+ * class (cairn_error_last_info) is the engine file that set it. */
+#define error_set(...) error_set_at(__FILE__, __VA_ARGS__)
 /* Same, appending ": strerror(err)". */
-int error_errno(int code, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define error_errno(...) error_errno_at(__FILE__, __VA_ARGS__)
+int error_set_at(const char *file, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int error_errno_at(const char *file, int code, int err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Map an errno from a repository operation to a code: ENOENT->ENOTFOUND,
  * ENOMEM->ENOMEM, EEXIST->EEXISTS, everything else EIO. */
 int error_from_errno(int err);

@@ -57,6 +57,19 @@ enum {
 
 /* Message of the last failure on this thread ("" if none). */
 CAIRN_EXTERN const char *cairn_error_last(void);
+
+/* The last failure on this thread: its code (a CAIRN_E*, 0 if none), its
+ * class (the engine module that set it: "store_s3", "pack", "quota",
+ * "freeze", "backend" for a caller's backend; "" if none) and its message
+ * (as cairn_error_last). Valid until the next cairn call on this thread.
+ * The code is that of the failure where it happened; a caller further up
+ * may return another (a missing object read as damage is CAIRN_ECORRUPT). */
+typedef struct cairn_error_info {
+	int code;
+	const char *klass;
+	const char *message;
+} cairn_error_info;
+CAIRN_EXTERN const cairn_error_info *cairn_error_last_info(void);
 /* Exit code (SPEC.md) for an error code: 0..6. */
 CAIRN_EXTERN int cairn_error_exit_code(int error);
 /* Short name of an error code for JSON events: "io", "usage", "corrupt", ... */

@@ -219,6 +219,9 @@ static void check_readcache(void)
 	/* past the end: the backend's own message */
 	CHECK_EQ(store_get_range(st, "packs/p1", 4000, out, 200), CAIRN_ECORRUPT);
 	CHECK(strstr(cairn_error_last(), "mem:packs/p1") != NULL);
+	/* the error's code, class (who set it) and message */
+	const cairn_error_info *ei = cairn_error_last_info();
+	CHECK(ei->code == CAIRN_ECORRUPT && strcmp(ei->klass, "backend") == 0 && ei->message == cairn_error_last());
 
 	int n = 0;
 	CHECK_EQ(store_list(st, "packs", count_cb, &n), 0);
@@ -276,6 +279,7 @@ static void check_faults(void)
 	mem_backend m2 = {.base = {.ops = &mem_ops}};
 	CHECK_EQ(store_fault_wrap(&st, &m2.base, "store.teleport:1:EIO"), CAIRN_EUSAGE);
 	CHECK(strstr(cairn_error_last(), "store.teleport") != NULL);
+	CHECK(cairn_error_last_info()->code == CAIRN_EUSAGE && strcmp(cairn_error_last_info()->klass, "store_fault") == 0);
 	CHECK(st == NULL && m2.frees == 1);
 }
 
