@@ -291,17 +291,36 @@ static int export_entry(xctx *x, const tree_entry *e, const char *path)
 	return 0;
 }
 
-static int export_tree(xctx *x, const oid *id, char **path, size_t len, size_t *cap)
-{
+typedef struct xframe {
 	tree t;
-	int rc = repo_load_tree(x->repo, id, &t);
+	size_t next, len; /* len: the path's length at this directory */
+} xframe;
+
+/* Every entry below tree id, depth first in name order; the directories
+ * being written are on a heap stack, so any depth costs memory, not C
+ * stack. */
+static int export_tree(xctx *x, const oid *id, char **path, size_t *cap)
+{
+	size_t n = 0, stcap = 64;
+	xframe *st = malloc(stcap * sizeof(*st));
+	if (!st) return ERR_OOM();
+	int rc = repo_load_tree(x->repo, id, &st[0].t);
 	if (rc < 0) {
-		error_prefix("/%s", *path);
+		error_prefix("/");
+		free(st);
 		return rc;
 	}
-	for (size_t i = 0; i < t.n && rc == 0; i++) {
-		const tree_entry *e = &t.entries[i];
-		size_t need = len + 1 + e->name_len + 1;
+	st[n].next = st[n].len = 0;
+	n++;
+	while (rc == 0 && n > 0) {
+		xframe *f = &st[n - 1];
+		if (f->next == f->t.n) {
+			tree_free(&f->t);
+			n--;
+			continue;
+		}
+		const tree_entry *e = &f->t.entries[f->next++];
+		size_t len = f->len, need = len + 1 + e->name_len + 1;
 		if (need > *cap) {
 			char *p = realloc(*path, need * 2);
 			if (!p) {
@@ -319,10 +338,24 @@ static int export_tree(xctx *x, const oid *id, char **path, size_t len, size_t *
 			error_prefix("/%s", *path);
 			break;
 		}
-		if (e->type == TREE_DIR) rc = export_tree(x, &e->subtree, path, at + e->name_len, cap);
-		(*path)[len] = 0;
+		if (e->type != TREE_DIR) continue;
+		if (n == stcap) {
+			xframe *ns = realloc(st, (stcap *= 2) * sizeof(*st));
+			if (!ns) {
+				rc = ERR_OOM();
+				break;
+			}
+			st = ns;
+		}
+		if ((rc = repo_load_tree(x->repo, &e->subtree, &st[n].t)) < 0) {
+			error_prefix("/%s", *path);
+			break;
+		}
+		st[n].next = 0;
+		st[n++].len = at + e->name_len;
 	}
-	tree_free(&t);
+	while (n > 0) tree_free(&st[--n].t);
+	free(st);
 	return rc;
 }
 
@@ -391,7 +424,7 @@ CAIRN_EXTERN int cairn_export(cairn_export_result *out, cairn_repo *repo, const 
 		error_prefix("/");
 		goto done;
 	}
-	if ((rc = export_tree(&x, &top.entries[0].subtree, &path, 0, &cap)) < 0) goto done;
+	if ((rc = export_tree(&x, &top.entries[0].subtree, &path, &cap)) < 0) goto done;
 	if (archive_write_close(x.a) != ARCHIVE_OK) {
 		rc = ar_fail(x.a, CAIRN_EIO, "export: finishing the archive");
 		goto done;
