@@ -23,7 +23,8 @@
 #define SMALL_STACK (256u * 1024u) /* a walker recursing 20,000 levels needs megabytes */
 #define FD_LIMIT 256
 
-static char base[] = "/tmp/cairn-test-deep-XXXXXX";
+/* on tmpfs when there is one: ext4 takes ~20 s to remove the chain (rm -rf alike) */
+static char base[64];
 static char repo_path[600];
 
 static tree_entry dir_entry(const char *name, const oid *subtree)
@@ -156,9 +157,8 @@ static void *walkers(void *arg)
 	CHECK_EQ(cairn_ls(r, a, "", 1, count_cb, &listed), 0);
 	CHECK_EQ(listed, DEPTH + 1);
 
-	char tar[700];
-	snprintf(tar, sizeof(tar), "%s/a.tar", base);
-	int fd = open(tar, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	/* to /dev/null: the pax headers of 20,000 paths up to 40 KB long are 400 MB */
+	int fd = open("/dev/null", O_WRONLY);
 	cairn_export_result er;
 	int rc = cairn_export(&er, r, a, fd, NULL);
 	printf("export: %d (%s)\n", rc, rc ? cairn_error_last() : "");
@@ -199,6 +199,7 @@ static void *walkers(void *arg)
 
 int main(void)
 {
+	snprintf(base, sizeof(base), "%s/cairn-test-deep-XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
 	CHECK(mkdtemp(base) != NULL);
 	snprintf(repo_path, sizeof(repo_path), "%s/repo", base);
 	CHECK_EQ(cairn_repo_init(repo_path, NULL), 0);
