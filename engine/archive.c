@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +43,7 @@
 #define PACL_UNDEFINED_ID 0xffffffffu
 
 #define ZERO_LEN (64u * 1024u)
+#define ZMAP_LEN ((size_t)1 << 30) /* below libarchive's INT_MAX a write */
 static const uint8_t zeros[ZERO_LEN];
 
 static int64_t mono_ns(void)
@@ -77,6 +79,7 @@ typedef struct xctx {
 	size_t nhl, caphl;
 	cairn_export_result res;
 	int64_t last_ns;
+	const uint8_t *zmap; /* ZMAP_LEN bytes of zeros, mapped at the first large hole */
 } xctx;
 
 static int ar_fail(struct archive *a, int code, const char *what)
@@ -151,9 +154,18 @@ static int write_data(xctx *x, const uint8_t *p, size_t n)
 
 static int write_zeros(xctx *x, uint64_t n)
 {
+	if (n > ZERO_LEN && !x->zmap) {
+		/* pages never written read as zeros and cost no memory: a hole
+		 * goes to libarchive (which skips the holes of the sparse map)
+		 * in few calls, whatever its size (TREE_FILE_SIZE_MAX) */
+		void *m = mmap(NULL, ZMAP_LEN, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (m != MAP_FAILED) x->zmap = m;
+	}
+	const uint8_t *z = x->zmap ? x->zmap : zeros;
+	size_t zlen = x->zmap ? ZMAP_LEN : ZERO_LEN;
 	while (n > 0) {
-		size_t k = n < ZERO_LEN ? (size_t)n : ZERO_LEN;
-		int rc = write_data(x, zeros, k);
+		size_t k = n < zlen ? (size_t)n : zlen;
+		int rc = write_data(x, z, k);
 		if (rc < 0) return rc;
 		n -= k;
 	}
@@ -436,6 +448,7 @@ done:
 	if (rc < 0 && strncmp(cairn_error_last(), "export", 6) != 0 && strncmp(cairn_error_last(), "snapshot", 8) != 0)
 		error_prefix("snapshot %.12s", snap_id);
 	if (x.a) archive_write_free(x.a);
+	if (x.zmap) munmap((void *)x.zmap, ZMAP_LEN);
 	archive_entry_free(x.ae);
 	for (size_t i = 0; i < x.nhl; i++) free(x.hl[i].path);
 	free(x.hl);
