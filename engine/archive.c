@@ -1343,10 +1343,13 @@ static int number_groups(ictx *c, node *d)
 			if (i->links > 1 && !i->group) i->group = ++c->groups;
 			else if (i->links > 1) c->hardlinks++;
 			if (!i->counted && i->type == TREE_REG) {
-				for (uint32_t x = 0; x < i->nchunks && rc == 0; x++) {
-					c->bytes += i->chunks[x].size;
-					if (i->base_data) rc = writer_ref(c->w, &i->chunks[x].id, BLOB_DATA);
-				}
+				for (uint32_t x = 0; x < i->nchunks; x++) c->bytes += i->chunks[x].size;
+				/* the archive's chunks were stored (and counted) as read;
+				 * the base's are referenced, found in the repository */
+				int all = i->base_data ? 0 : writer_ref_chunks(c->w, i->chunks, i->nchunks);
+				if (all < 0) rc = all;
+				for (uint32_t x = 0; x < i->nchunks && all == 0 && rc == 0; x++)
+					rc = writer_ref(c->w, &i->chunks[x].id, BLOB_DATA);
 			}
 			i->counted = 1;
 		}
@@ -1434,6 +1437,9 @@ static int commit(ictx *c, char id[OID_HEX_LEN + 1], int64_t t0)
 	int rc;
 	char host[256] = "";
 
+	/* the snapshot references what its tree holds: not what an entry
+	 * the archive defined again (a directory replaced by a file) held */
+	if ((rc = writer_restart_refs(c->w, 0)) < 0) return rc;
 	if ((rc = number_groups(c, c->root)) < 0) return rc;
 	c->dirs++; /* the root, as take counts it */
 	if ((rc = write_tree(c, c->root, &content)) < 0) return rc;
