@@ -526,14 +526,69 @@ static void inode_unref(inode *i)
 	free(i);
 }
 
+/* Free n and everything below it, the nodes still to free on a heap stack
+ * (imports of any depth); out of memory for it, what is left leaks. */
 static void node_free(node *n)
 {
-	if (!n) return;
-	for (size_t k = 0; k < n->nkids; k++) node_free(n->kids[k]);
-	free(n->kids);
-	inode_unref(n->ino);
-	free(n->name);
-	free(n);
+	node **todo = NULL;
+	size_t nt = 0, cap = 0;
+	while (n) {
+		if (n->nkids && nt + n->nkids > cap) {
+			size_t want = (nt + n->nkids) * 2;
+			node **v = realloc(todo, want * sizeof(*v));
+			if (v) {
+				todo = v;
+				cap = want;
+			} else {
+				n->nkids = 0;
+			}
+		}
+		for (size_t k = 0; k < n->nkids; k++) todo[nt++] = n->kids[k];
+		free(n->kids);
+		inode_unref(n->ino);
+		free(n->name);
+		free(n);
+		n = nt ? todo[--nt] : NULL;
+	}
+	free(todo);
+}
+
+/* A node being walked and the next of its kids: the import walkers' heap
+ * stack, so that trees of any depth cost memory, not C stack. */
+typedef struct nframe {
+	node *d;
+	size_t k;
+	tree t;              /* load_base: the base's tree of d */
+	tree_entry *entries; /* write_trees: d's entries, xattrs, count of xattrs */
+	tree_xattr *xa;
+	size_t nx;
+} nframe;
+
+typedef struct nstack {
+	nframe *f;
+	size_t n, cap;
+} nstack;
+
+static nframe *nstack_push(nstack *st, node *d)
+{
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 64;
+		nframe *f = realloc(st->f, cap * sizeof(*f));
+		if (!f) return NULL;
+		st->f = f;
+		st->cap = cap;
+	}
+	nframe *f = &st->f[st->n++];
+	memset(f, 0, sizeof(*f));
+	f->d = d;
+	return f;
+}
+
+/* The path of the walk's position (names of the frames above k = 1),
+ * before the current message. */
+static void nstack_prefix(const nstack *st)
+{
+	for (size_t i = st->n; i-- > 1;) error_prefix("%s", st->f[i].d->name);
 }
 
 static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
@@ -694,15 +749,29 @@ static inode *inode_from_entry(const tree_entry *e)
 	return i;
 }
 
+/* d's kids, and everything below, from the base's tree id. */
 static int load_base_dir(ictx *c, node *d, const oid *id, group_map *g)
 {
-	tree t;
-	int rc = repo_load_tree(c->repo, id, &t);
-	if (rc < 0) return rc;
-	if (t.n && !(d->kids = calloc(t.n, sizeof(*d->kids)))) rc = ERR_OOM();
-	else d->capkids = t.n;
-	for (size_t k = 0; k < t.n && rc == 0; k++) {
-		const tree_entry *e = &t.entries[k];
+	nstack st = {NULL, 0, 0};
+	nframe *f = nstack_push(&st, d);
+	int rc = f ? repo_load_tree(c->repo, id, &f->t) : ERR_OOM();
+	if (rc < 0) st.n = 0;
+	while (rc == 0 && st.n > 0) {
+		f = &st.f[st.n - 1];
+		d = f->d;
+		if (f->k == 0 && f->t.n && !d->kids) {
+			if (!(d->kids = calloc(f->t.n, sizeof(*d->kids)))) {
+				rc = ERR_OOM();
+				break;
+			}
+			d->capkids = f->t.n;
+		}
+		if (f->k == f->t.n) {
+			tree_free(&f->t);
+			st.n--;
+			continue;
+		}
+		const tree_entry *e = &f->t.entries[f->k++];
 		inode *ino = NULL, **slot = NULL;
 		if (e->hardlink && e->type != TREE_DIR) {
 			if (!(slot = group_slot(g, e->hardlink))) {
@@ -724,10 +793,19 @@ static int load_base_dir(ictx *c, node *d, const oid *id, group_map *g)
 		}
 		n->from_base = 1;
 		d->kids[d->nkids++] = n;
-		if (e->type == TREE_DIR && (rc = load_base_dir(c, n, &e->subtree, g)) < 0)
-			error_prefix("%s", e->name);
+		if (e->type != TREE_DIR) continue;
+		oid sub = e->subtree; /* the push may move f's tree */
+		if (!(f = nstack_push(&st, n))) {
+			rc = ERR_OOM();
+			break;
+		}
+		if ((rc = repo_load_tree(c->repo, &sub, &f->t)) < 0) {
+			nstack_prefix(&st);
+			st.n--;
+		}
 	}
-	tree_free(&t);
+	while (st.n > 0) tree_free(&st.f[--st.n].t);
+	free(st.f);
 	return rc;
 }
 
@@ -1327,11 +1405,17 @@ done:
 /* Hardlink groups numbered from 1 in depth-first name order, as take numbers
  * them; the snapshot's counts; the base's chunks that stay are referenced,
  * so that they count for the user as a parent's do for a take. */
-static int number_groups(ictx *c, node *d)
+static int number_groups(ictx *c, node *root)
 {
-	int rc = 0;
-	for (size_t k = 0; k < d->nkids && rc == 0; k++) {
-		node *n = d->kids[k];
+	nstack st = {NULL, 0, 0};
+	int rc = nstack_push(&st, root) ? 0 : ERR_OOM();
+	while (rc == 0 && st.n > 0) {
+		nframe *f = &st.f[st.n - 1];
+		if (f->k == f->d->nkids) {
+			st.n--;
+			continue;
+		}
+		node *n = f->d->kids[f->k++];
 		inode *i = n->ino;
 		switch (i->type) {
 		case TREE_REG: c->files++; break;
@@ -1353,8 +1437,9 @@ static int number_groups(ictx *c, node *d)
 			}
 			i->counted = 1;
 		}
-		if (i->type == TREE_DIR) rc = number_groups(c, n);
+		if (i->type == TREE_DIR && !nstack_push(&st, n)) rc = ERR_OOM();
 	}
+	free(st.f);
 	return rc;
 }
 
@@ -1394,30 +1479,49 @@ static void fill_entry(tree_entry *e, const node *n, tree_xattr *xa)
 	}
 }
 
-static int write_tree(ictx *c, node *d, oid *out)
+/* Start writing d's tree: its entries (subtree ids filled in as written). */
+static int write_tree_begin(nstack *st, node *d)
 {
-	int rc = 0;
-	size_t nx = 0, added;
+	nframe *f = nstack_push(st, d);
+	if (!f) return ERR_OOM();
+	size_t nx = 0;
 	for (size_t k = 0; k < d->nkids; k++) nx += d->kids[k]->ino->nxattrs;
-	tree_entry *entries = calloc(d->nkids ? d->nkids : 1, sizeof(*entries));
-	tree_xattr *xa = calloc(nx ? nx : 1, sizeof(*xa));
-	if (!entries || !xa) {
-		rc = ERR_OOM();
-		goto done;
-	}
-	nx = 0;
-	for (size_t k = 0; k < d->nkids && rc == 0; k++) {
-		node *n = d->kids[k];
-		fill_entry(&entries[k], n, xa + nx);
-		nx += n->ino->nxattrs;
-		if (n->ino->type == TREE_DIR && (rc = write_tree(c, n, &entries[k].subtree)) < 0)
-			error_prefix("%s", n->name);
-	}
-	if (rc == 0 && (rc = writer_put_tree(c->w, entries, d->nkids, out, &added)) == 0)
+	f->entries = calloc(d->nkids ? d->nkids : 1, sizeof(*f->entries));
+	f->xa = calloc(nx ? nx : 1, sizeof(*f->xa));
+	return f->entries && f->xa ? 0 : ERR_OOM();
+}
+
+/* Every tree below root, bottom-up (a tree's id needs its subtrees'). */
+static int write_tree(ictx *c, node *root, oid *out)
+{
+	nstack st = {NULL, 0, 0};
+	int rc = write_tree_begin(&st, root);
+	while (rc == 0 && st.n > 0) {
+		nframe *f = &st.f[st.n - 1];
+		if (f->k < f->d->nkids) {
+			node *n = f->d->kids[f->k];
+			fill_entry(&f->entries[f->k++], n, f->xa + f->nx);
+			f->nx += n->ino->nxattrs;
+			if (n->ino->type == TREE_DIR) rc = write_tree_begin(&st, n);
+			continue;
+		}
+		oid id;
+		size_t added;
+		if ((rc = writer_put_tree(c->w, f->entries, f->d->nkids, &id, &added)) < 0) {
+			nstack_prefix(&st);
+			break;
+		}
 		c->res.stored_bytes += added;
-done:
-	free(entries);
-	free(xa);
+		free(f->entries);
+		free(f->xa);
+		if (--st.n > 0) st.f[st.n - 1].entries[st.f[st.n - 1].k - 1].subtree = id;
+		else *out = id;
+	}
+	while (st.n > 0) {
+		free(st.f[--st.n].entries);
+		free(st.f[st.n].xa);
+	}
+	free(st.f);
 	return rc;
 }
 

@@ -4,6 +4,8 @@
  * restore with and without --force) on a small stack and with few file
  * descriptors: a walker that recurses on the C stack, or holds a
  * descriptor per level, fails here. */
+#include <archive.h>
+#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -43,7 +45,7 @@ static tree_entry dir_entry(const char *name, const oid *subtree)
 /* Commit a snapshot named name: DEPTH directories "d" in a chain, the last
  * holding a file "f" with content (NULL: the root holds a file "d" with
  * "flat\n" instead, where the others have the chain's top). */
-static void commit_chain(cairn_repo *r, const char *name, const char *content, char id[65])
+static void commit_chain(cairn_repo *r, const char *name, const char *content, char id[65], oid *top_content)
 {
 	snap_writer *w;
 	CHECK_EQ(writer_new(&w, r), 0);
@@ -69,6 +71,7 @@ static void commit_chain(cairn_repo *r, const char *name, const char *content, c
 		tree_entry d = dir_entry("d", &cur);
 		CHECK_EQ(writer_put_tree(w, &d, 1, &cur, &stored), 0);
 	}
+	if (top_content) *top_content = cur;
 	tree_entry root = dir_entry("root", &cur);
 	oid top;
 	CHECK_EQ(writer_put_tree(w, &root, 1, &top, &stored), 0);
@@ -85,6 +88,59 @@ static void commit_chain(cairn_repo *r, const char *name, const char *content, c
 	m.bytes = ch.size;
 	CHECK_EQ(writer_commit(w, &m, id), 0);
 	writer_free(w);
+}
+
+/* A snapshot of user bob that references a's content (as an unchanged
+ * directory of a take's parent is): the writer counts every blob below. */
+static void reference_chain(cairn_repo *r, const oid *content)
+{
+	snap_writer *w;
+	char id[65];
+	size_t stored;
+	oid top;
+	CHECK_EQ(writer_new(&w, r), 0);
+	CHECK_EQ(writer_set_user(w, "bob", 0), 0);
+	int rc = writer_ref(w, content, BLOB_TREE);
+	printf("writer_ref of the chain: %d (%s)\n", rc, rc ? cairn_error_last() : "");
+	CHECK_EQ(rc, 0);
+	tree_entry root = dir_entry("root", content);
+	CHECK_EQ(writer_put_tree(w, &root, 1, &top, &stored), 0);
+	snapshot_manifest m;
+	memset(&m, 0, sizeof(m));
+	m.tree = top;
+	m.user = "bob";
+	m.name = "again";
+	m.root_path = "/deep";
+	m.hostname = "h";
+	CHECK_EQ(writer_commit(w, &m, id), 0);
+	writer_free(w);
+	cairn_usage u;
+	CHECK_EQ(cairn_usage_get(&u, r, "bob"), 0);
+	CHECK(u.used_bytes > DEPTH * 40); /* every tree of the chain counted */
+}
+
+/* A pax archive of one file, DEPTH directories "d" down, content "gamma\n". */
+static void deep_tar(const char *path)
+{
+	size_t len = (size_t)DEPTH * 2 + 2;
+	char *name = malloc(len);
+	for (int i = 0; i < DEPTH; i++) memcpy(name + 2 * i, "d/", 2);
+	memcpy(name + 2 * DEPTH, "f", 2);
+	struct archive *a = archive_write_new();
+	struct archive_entry *e = archive_entry_new();
+	CHECK_EQ(archive_write_set_format_pax(a), ARCHIVE_OK);
+	CHECK_EQ(archive_write_open_filename(a, path), ARCHIVE_OK);
+	archive_entry_copy_pathname(e, name);
+	archive_entry_set_filetype(e, AE_IFREG);
+	archive_entry_set_perm(e, 0644);
+	archive_entry_set_size(e, 6);
+	archive_entry_set_mtime(e, 1700000000, 0);
+	CHECK_EQ(archive_write_header(a, e), ARCHIVE_OK);
+	CHECK_EQ(archive_write_data(a, "gamma\n", 6), 6);
+	CHECK_EQ(archive_write_close(a), ARCHIVE_OK);
+	archive_entry_free(e);
+	archive_write_free(a);
+	free(name);
 }
 
 static int count_cb(const char *dir, const cairn_entry *e, void *payload)
@@ -137,9 +193,11 @@ static void *walkers(void *arg)
 	cairn_repo *r;
 	char a[65], b[65], flat[65], target[700], got[64];
 	CHECK_EQ(cairn_repo_open(&r, repo_path), 0);
-	commit_chain(r, "a", "alpha\n", a);
-	commit_chain(r, "b", "beta\n", b);
-	commit_chain(r, "flat", NULL, flat);
+	oid a_content;
+	commit_chain(r, "a", "alpha\n", a, &a_content);
+	commit_chain(r, "b", "beta\n", b, NULL);
+	commit_chain(r, "flat", NULL, flat, NULL);
+	reference_chain(r, &a_content);
 
 	CHECK_EQ(fsck_damage(), 0);
 
@@ -165,6 +223,27 @@ static void *walkers(void *arg)
 	CHECK_EQ(rc, 0);
 	CHECK_EQ(er.entries, DEPTH + 2);
 	close(fd);
+
+	/* import over base a: the base's trees are loaded, the archive's
+	 * file replaces a's, every tree written again */
+	char tar[700];
+	snprintf(tar, sizeof(tar), "%s/deep.tar", base);
+	deep_tar(tar);
+	cairn_import_options io = CAIRN_IMPORT_OPTIONS_INIT;
+	cairn_import_result ir;
+	io.name = "imported";
+	io.user = "alice";
+	io.base = a;
+	fd = open(tar, O_RDONLY);
+	rc = cairn_import(&ir, r, fd, &io);
+	close(fd);
+	printf("import over the chain: %d (%s)\n", rc, rc ? cairn_error_last() : "");
+	CHECK_EQ(rc, 0);
+	if (rc == 0) {
+		CHECK_EQ(cairn_diff(&dr, r, a, ir.snapshot, NULL, NULL), 0);
+		CHECK_EQ(dr.changed, 1);
+		CHECK_EQ(dr.added + dr.removed, 0);
+	}
 
 	snprintf(target, sizeof(target), "%s/target", base);
 	rc = cairn_restore(NULL, r, a, target, NULL);
