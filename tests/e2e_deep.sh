@@ -1,9 +1,10 @@
 #!/bin/bash
-# e2e_deep: a real 3000-deep directory (paths far beyond PATH_MAX) taken and
-# then, with every command under `ulimit -n 1024` (soft and hard, as a
-# controller's service gets it): restore equals the source (treecmp), and
-# fsck, diff, export, ls -R and gc get through it. A walker holding one
-# directory fd per level, or recursing on the C stack, fails here.
+# e2e_deep: a real 3000-deep directory (paths far beyond PATH_MAX), with
+# every command under `ulimit -n 1024` (soft and hard, as a controller's
+# service gets it) and `ulimit -s 256`: take (first, incremental, upper
+# mode over it) and restore equal to the source (treecmp), and fsck, diff,
+# export, ls -R and gc get through it. A walker holding one directory fd
+# per level, or recursing on the C stack, fails here.
 set -euo pipefail
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib.sh"
@@ -12,10 +13,12 @@ e2e_start deep
 DEPTH=3000
 R=$(e2e_repo repo)
 SRC=$W/src
-# every cairn command below runs with 1024 fds at most
+# every cairn command below runs with 1024 fds and a 256 KiB stack at most
+# (threads too: glibc sizes their stacks by the limit)
 cat > "$W/cairn-1024" <<WRAP
 #!/bin/bash
 ulimit -n 1024
+ulimit -s 256
 exec "$CAIRN" "\$@"
 WRAP
 chmod +x "$W/cairn-1024"
@@ -98,6 +101,33 @@ run tar-t bsdtar -tf "$W/deep.tar"
 check "the export lists every entry ($((DEPTH + 20)) with the root)" test "$(wc -l < "$OUT")" = $((DEPTH + 20))
 cairn_ok ls ls --repo "$R" "$S" -R
 check "ls -R lists every entry" test "$(wc -l < "$OUT")" = $((DEPTH + 19))
+say "an upper-mode take: a 3000-deep upper merged over the deep base"
+"$PY" - "$W/upper" "$DEPTH" <<'PYEOF'
+import os, sys
+os.mkdir(sys.argv[1])
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+for i in range(int(sys.argv[2])):
+    os.mkdir("d", dir_fd=fd)
+    n = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    os.close(fd)
+    fd = n
+f = os.open("new", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+os.write(f, b"from the upper\n")
+os.close(f)
+os.close(fd)
+PYEOF
+take_json take-upper --repo "$R" --upper "$W/upper" --base "$S" --name deep-upper || e2e_finish
+cairn_ok restore-upper restore --repo "$R" "$SNAP" "$W/restored-upper"
+check "the upper's file and the base's are both at the bottom" "$PY" -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+for i in range(int(sys.argv[2])):
+    n = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    os.close(fd)
+    fd = n
+names = sorted(os.listdir(fd))
+print(names)
+sys.exit(0 if names == ["bottom", "bottom-link", "new", "up"] else 1)' "$W/restored-upper" "$DEPTH"
+
 cairn_ok forget forget --repo "$R" "$S2"
 cairn_ok gc gc --repo "$R"
 cairn_ok fsck-after-gc fsck --repo "$R"
