@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "error.h"
 #include "format.h"
 #include "overlay.h"
@@ -139,15 +140,10 @@ static int drop_base(merge_ctx *m, const tree_entry *e, const char *path)
 			count(m, k->type, -1);
 			if (m->base_hl && k->hardlink) rc = hl_refuse(path, k->name);
 			else if (k->type == TREE_DIR) {
-				if (n == cap) {
-					oid *nt = realloc(todo, (cap *= 2) * sizeof(*todo));
-					if (!nt) {
-						rc = ERR_OOM();
-						break;
-					}
-					todo = nt;
-				}
-				todo[n++] = k->subtree;
+				oid *nt = vec_grow(todo, &cap, n + 1, sizeof(*todo));
+				if (nt) nt[n++] = k->subtree;
+				else rc = ERR_OOM();
+				todo = nt ? nt : todo;
 			}
 		}
 		tree_free(&t);

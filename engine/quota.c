@@ -1533,15 +1533,10 @@ static int walk_tree(cairn_repo *r, const oid *id, utable *set, const char *what
 		for (size_t i = 0; i < t.n && rc == 0; i++) {
 			const tree_entry *e = &t.entries[i];
 			if (e->type == TREE_DIR) {
-				if (n == cap) {
-					oid *nt = realloc(todo, (cap *= 2) * sizeof(*todo));
-					if (!nt) {
-						rc = ERR_OOM();
-						break;
-					}
-					todo = nt;
-				}
-				todo[n++] = e->subtree;
+				oid *nt = vec_grow(todo, &cap, n + 1, sizeof(*todo));
+				if (nt) nt[n++] = e->subtree;
+				else rc = ERR_OOM();
+				todo = nt ? nt : todo;
 				continue;
 			}
 			for (uint32_t k = 0; k < e->nchunks && rc == 0; k++) {

@@ -27,29 +27,36 @@
 
 static char base[] = "/tmp/cairn-test-hostile-XXXXXX";
 
+/* A tree object's start, framed by hand: one regular file named
+ * name[0..len) of size bytes, up to its payload. */
+static void raw_file_head(buf *b, const char *name, size_t len, uint64_t size)
+{
+	buf_init(b);
+	buf_header(b, MAGIC_TREE, 0);
+	buf_u32(b, 1);
+	buf_u16(b, (uint16_t)len);
+	buf_put(b, name, len);
+	buf_u8(b, TREE_REG);
+	buf_u32(b, S_IFREG | 0644);
+	buf_u32(b, 0);
+	buf_u32(b, 0);
+	buf_u64(b, 1700000000);
+	buf_u32(b, 0);
+	buf_u64(b, 1700000000);
+	buf_u32(b, 0);
+	buf_u64(b, 1);  /* ino */
+	buf_u64(b, size);
+	buf_u32(b, 0);
+	buf_u32(b, 0);
+	buf_u32(b, 0);  /* hardlink */
+	buf_u32(b, 0);  /* nxattrs */
+}
+
 /* A tree of one empty regular file named name[0..len), framed by hand. */
 static uint8_t *raw_tree(const char *name, size_t len, size_t *out_len)
 {
 	buf b;
-	buf_init(&b);
-	buf_header(&b, MAGIC_TREE, 0);
-	buf_u32(&b, 1);
-	buf_u16(&b, (uint16_t)len);
-	buf_put(&b, name, len);
-	buf_u8(&b, TREE_REG);
-	buf_u32(&b, S_IFREG | 0644);
-	buf_u32(&b, 0);
-	buf_u32(&b, 0);
-	buf_u64(&b, 1700000000);
-	buf_u32(&b, 0);
-	buf_u64(&b, 1700000000);
-	buf_u32(&b, 0);
-	buf_u64(&b, 1);  /* ino */
-	buf_u64(&b, 0);  /* size */
-	buf_u32(&b, 0);
-	buf_u32(&b, 0);
-	buf_u32(&b, 0);  /* hardlink */
-	buf_u32(&b, 0);  /* nxattrs */
+	raw_file_head(&b, name, len, 0);
 	buf_u32(&b, 0);  /* nextents */
 	buf_u32(&b, 0);  /* nchunks */
 	buf_check(&b);
@@ -226,25 +233,7 @@ static void force_over_symlink(void)
 static uint8_t *raw_sparse_tree(uint64_t size, const oid *chunk, size_t *out_len)
 {
 	buf b;
-	buf_init(&b);
-	buf_header(&b, MAGIC_TREE, 0);
-	buf_u32(&b, 1);
-	buf_u16(&b, 1);
-	buf_put(&b, "s", 1);
-	buf_u8(&b, TREE_REG);
-	buf_u32(&b, S_IFREG | 0644);
-	buf_u32(&b, 0);
-	buf_u32(&b, 0);
-	buf_u64(&b, 1700000000);
-	buf_u32(&b, 0);
-	buf_u64(&b, 0);
-	buf_u32(&b, 0);
-	buf_u64(&b, 0);    /* ino */
-	buf_u64(&b, size);
-	buf_u32(&b, 0);
-	buf_u32(&b, 0);
-	buf_u32(&b, 0);    /* hardlink */
-	buf_u32(&b, 0);    /* nxattrs */
+	raw_file_head(&b, "s", 1, size);
 	buf_u32(&b, 1);    /* nextents */
 	buf_u64(&b, size - 1);
 	buf_u64(&b, 1);
