@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +44,7 @@
 #define PACL_UNDEFINED_ID 0xffffffffu
 
 #define ZERO_LEN (64u * 1024u)
+#define ZMAP_LEN ((size_t)1 << 30) /* below libarchive's INT_MAX a write */
 static const uint8_t zeros[ZERO_LEN];
 
 static int64_t mono_ns(void)
@@ -78,6 +80,7 @@ typedef struct xctx {
 	size_t nhl, caphl;
 	cairn_export_result res;
 	int64_t last_ns;
+	const uint8_t *zmap; /* ZMAP_LEN bytes of zeros, mapped at the first large hole */
 } xctx;
 
 static int ar_fail(struct archive *a, int code, const char *what)
@@ -152,9 +155,18 @@ static int write_data(xctx *x, const uint8_t *p, size_t n)
 
 static int write_zeros(xctx *x, uint64_t n)
 {
+	if (n > ZERO_LEN && !x->zmap) {
+		/* pages never written read as zeros and cost no memory: a hole
+		 * goes to libarchive (which skips the holes of the sparse map)
+		 * in few calls, whatever its size (TREE_FILE_SIZE_MAX) */
+		void *m = mmap(NULL, ZMAP_LEN, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (m != MAP_FAILED) x->zmap = m;
+	}
+	const uint8_t *z = x->zmap ? x->zmap : zeros;
+	size_t zlen = x->zmap ? ZMAP_LEN : ZERO_LEN;
 	while (n > 0) {
-		size_t k = n < ZERO_LEN ? (size_t)n : ZERO_LEN;
-		int rc = write_data(x, zeros, k);
+		size_t k = n < zlen ? (size_t)n : zlen;
+		int rc = write_data(x, z, k);
 		if (rc < 0) return rc;
 		n -= k;
 	}
@@ -292,17 +304,36 @@ static int export_entry(xctx *x, const tree_entry *e, const char *path)
 	return 0;
 }
 
-static int export_tree(xctx *x, const oid *id, char **path, size_t len, size_t *cap)
-{
+typedef struct xframe {
 	tree t;
-	int rc = repo_load_tree(x->repo, id, &t);
+	size_t next, len; /* len: the path's length at this directory */
+} xframe;
+
+/* Every entry below tree id, depth first in name order; the directories
+ * being written are on a heap stack, so any depth costs memory, not C
+ * stack. */
+static int export_tree(xctx *x, const oid *id, char **path, size_t *cap)
+{
+	size_t n = 0, stcap = 64;
+	xframe *st = malloc(stcap * sizeof(*st));
+	if (!st) return ERR_OOM();
+	int rc = repo_load_tree(x->repo, id, &st[0].t);
 	if (rc < 0) {
-		error_prefix("/%s", *path);
+		error_prefix("/");
+		free(st);
 		return rc;
 	}
-	for (size_t i = 0; i < t.n && rc == 0; i++) {
-		const tree_entry *e = &t.entries[i];
-		size_t need = len + 1 + e->name_len + 1;
+	st[n].next = st[n].len = 0;
+	n++;
+	while (rc == 0 && n > 0) {
+		xframe *f = &st[n - 1];
+		if (f->next == f->t.n) {
+			tree_free(&f->t);
+			n--;
+			continue;
+		}
+		const tree_entry *e = &f->t.entries[f->next++];
+		size_t len = f->len, need = len + 1 + e->name_len + 1;
 		if (need > *cap) {
 			char *p = realloc(*path, need * 2);
 			if (!p) {
@@ -320,10 +351,24 @@ static int export_tree(xctx *x, const oid *id, char **path, size_t len, size_t *
 			error_prefix("/%s", *path);
 			break;
 		}
-		if (e->type == TREE_DIR) rc = export_tree(x, &e->subtree, path, at + e->name_len, cap);
-		(*path)[len] = 0;
+		if (e->type != TREE_DIR) continue;
+		if (n == stcap) {
+			xframe *ns = realloc(st, (stcap *= 2) * sizeof(*st));
+			if (!ns) {
+				rc = ERR_OOM();
+				break;
+			}
+			st = ns;
+		}
+		if ((rc = repo_load_tree(x->repo, &e->subtree, &st[n].t)) < 0) {
+			error_prefix("/%s", *path);
+			break;
+		}
+		st[n].next = 0;
+		st[n++].len = at + e->name_len;
 	}
-	tree_free(&t);
+	while (n > 0) tree_free(&st[--n].t);
+	free(st);
 	return rc;
 }
 
@@ -392,7 +437,7 @@ CAIRN_EXTERN int cairn_export(cairn_export_result *out, cairn_repo *repo, const 
 		error_prefix("/");
 		goto done;
 	}
-	if ((rc = export_tree(&x, &top.entries[0].subtree, &path, 0, &cap)) < 0) goto done;
+	if ((rc = export_tree(&x, &top.entries[0].subtree, &path, &cap)) < 0) goto done;
 	if (archive_write_close(x.a) != ARCHIVE_OK) {
 		rc = ar_fail(x.a, CAIRN_EIO, "export: finishing the archive");
 		goto done;
@@ -404,6 +449,7 @@ done:
 	if (rc < 0 && strncmp(cairn_error_last(), "export", 6) != 0 && strncmp(cairn_error_last(), "snapshot", 8) != 0)
 		error_prefix("snapshot %.12s", snap_id);
 	if (x.a) archive_write_free(x.a);
+	if (x.zmap) munmap((void *)x.zmap, ZMAP_LEN);
 	archive_entry_free(x.ae);
 	for (size_t i = 0; i < x.nhl; i++) free(x.hl[i].path);
 	free(x.hl);
@@ -481,14 +527,69 @@ static void inode_unref(inode *i)
 	free(i);
 }
 
+/* Free n and everything below it, the nodes still to free on a heap stack
+ * (imports of any depth); out of memory for it, what is left leaks. */
 static void node_free(node *n)
 {
-	if (!n) return;
-	for (size_t k = 0; k < n->nkids; k++) node_free(n->kids[k]);
-	free(n->kids);
-	inode_unref(n->ino);
-	free(n->name);
-	free(n);
+	node **todo = NULL;
+	size_t nt = 0, cap = 0;
+	while (n) {
+		if (n->nkids && nt + n->nkids > cap) {
+			size_t want = (nt + n->nkids) * 2;
+			node **v = realloc(todo, want * sizeof(*v));
+			if (v) {
+				todo = v;
+				cap = want;
+			} else {
+				n->nkids = 0;
+			}
+		}
+		for (size_t k = 0; k < n->nkids; k++) todo[nt++] = n->kids[k];
+		free(n->kids);
+		inode_unref(n->ino);
+		free(n->name);
+		free(n);
+		n = nt ? todo[--nt] : NULL;
+	}
+	free(todo);
+}
+
+/* A node being walked and the next of its kids: the import walkers' heap
+ * stack, so that trees of any depth cost memory, not C stack. */
+typedef struct nframe {
+	node *d;
+	size_t k;
+	tree t;              /* load_base: the base's tree of d */
+	tree_entry *entries; /* write_trees: d's entries, xattrs, count of xattrs */
+	tree_xattr *xa;
+	size_t nx;
+} nframe;
+
+typedef struct nstack {
+	nframe *f;
+	size_t n, cap;
+} nstack;
+
+static nframe *nstack_push(nstack *st, node *d)
+{
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 64;
+		nframe *f = realloc(st->f, cap * sizeof(*f));
+		if (!f) return NULL;
+		st->f = f;
+		st->cap = cap;
+	}
+	nframe *f = &st->f[st->n++];
+	memset(f, 0, sizeof(*f));
+	f->d = d;
+	return f;
+}
+
+/* The path of the walk's position (names of the frames above k = 1),
+ * before the current message. */
+static void nstack_prefix(const nstack *st)
+{
+	for (size_t i = st->n; i-- > 1;) error_prefix("%s", st->f[i].d->name);
 }
 
 static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
@@ -649,15 +750,29 @@ static inode *inode_from_entry(const tree_entry *e)
 	return i;
 }
 
+/* d's kids, and everything below, from the base's tree id. */
 static int load_base_dir(ictx *c, node *d, const oid *id, group_map *g)
 {
-	tree t;
-	int rc = repo_load_tree(c->repo, id, &t);
-	if (rc < 0) return rc;
-	if (t.n && !(d->kids = calloc(t.n, sizeof(*d->kids)))) rc = ERR_OOM();
-	else d->capkids = t.n;
-	for (size_t k = 0; k < t.n && rc == 0; k++) {
-		const tree_entry *e = &t.entries[k];
+	nstack st = {NULL, 0, 0};
+	nframe *f = nstack_push(&st, d);
+	int rc = f ? repo_load_tree(c->repo, id, &f->t) : ERR_OOM();
+	if (rc < 0) st.n = 0;
+	while (rc == 0 && st.n > 0) {
+		f = &st.f[st.n - 1];
+		d = f->d;
+		if (f->k == 0 && f->t.n && !d->kids) {
+			if (!(d->kids = calloc(f->t.n, sizeof(*d->kids)))) {
+				rc = ERR_OOM();
+				break;
+			}
+			d->capkids = f->t.n;
+		}
+		if (f->k == f->t.n) {
+			tree_free(&f->t);
+			st.n--;
+			continue;
+		}
+		const tree_entry *e = &f->t.entries[f->k++];
 		inode *ino = NULL, **slot = NULL;
 		if (e->hardlink && e->type != TREE_DIR) {
 			if (!(slot = group_slot(g, e->hardlink))) {
@@ -679,10 +794,19 @@ static int load_base_dir(ictx *c, node *d, const oid *id, group_map *g)
 		}
 		n->from_base = 1;
 		d->kids[d->nkids++] = n;
-		if (e->type == TREE_DIR && (rc = load_base_dir(c, n, &e->subtree, g)) < 0)
-			error_prefix("%s", e->name);
+		if (e->type != TREE_DIR) continue;
+		oid sub = e->subtree; /* the push may move f's tree */
+		if (!(f = nstack_push(&st, n))) {
+			rc = ERR_OOM();
+			break;
+		}
+		if ((rc = repo_load_tree(c->repo, &sub, &f->t)) < 0) {
+			nstack_prefix(&st);
+			st.n--;
+		}
 	}
-	tree_free(&t);
+	while (st.n > 0) tree_free(&st.f[--st.n].t);
+	free(st.f);
 	return rc;
 }
 
@@ -1282,11 +1406,17 @@ done:
 /* Hardlink groups numbered from 1 in depth-first name order, as take numbers
  * them; the snapshot's counts; the base's chunks that stay are referenced,
  * so that they count for the user as a parent's do for a take. */
-static int number_groups(ictx *c, node *d)
+static int number_groups(ictx *c, node *root)
 {
-	int rc = 0;
-	for (size_t k = 0; k < d->nkids && rc == 0; k++) {
-		node *n = d->kids[k];
+	nstack st = {NULL, 0, 0};
+	int rc = nstack_push(&st, root) ? 0 : ERR_OOM();
+	while (rc == 0 && st.n > 0) {
+		nframe *f = &st.f[st.n - 1];
+		if (f->k == f->d->nkids) {
+			st.n--;
+			continue;
+		}
+		node *n = f->d->kids[f->k++];
 		inode *i = n->ino;
 		switch (i->type) {
 		case TREE_REG: c->files++; break;
@@ -1298,15 +1428,19 @@ static int number_groups(ictx *c, node *d)
 			if (i->links > 1 && !i->group) i->group = ++c->groups;
 			else if (i->links > 1) c->hardlinks++;
 			if (!i->counted && i->type == TREE_REG) {
-				for (uint32_t x = 0; x < i->nchunks && rc == 0; x++) {
-					c->bytes += i->chunks[x].size;
-					if (i->base_data) rc = writer_ref(c->w, &i->chunks[x].id, BLOB_DATA);
-				}
+				for (uint32_t x = 0; x < i->nchunks; x++) c->bytes += i->chunks[x].size;
+				/* the archive's chunks were stored (and counted) as read;
+				 * the base's are referenced, found in the repository */
+				int all = i->base_data ? 0 : writer_ref_chunks(c->w, i->chunks, i->nchunks);
+				if (all < 0) rc = all;
+				for (uint32_t x = 0; x < i->nchunks && all == 0 && rc == 0; x++)
+					rc = writer_ref(c->w, &i->chunks[x].id, BLOB_DATA);
 			}
 			i->counted = 1;
 		}
-		if (i->type == TREE_DIR) rc = number_groups(c, n);
+		if (i->type == TREE_DIR && !nstack_push(&st, n)) rc = ERR_OOM();
 	}
+	free(st.f);
 	return rc;
 }
 
@@ -1346,30 +1480,49 @@ static void fill_entry(tree_entry *e, const node *n, tree_xattr *xa)
 	}
 }
 
-static int write_tree(ictx *c, node *d, oid *out)
+/* Start writing d's tree: its entries (subtree ids filled in as written). */
+static int write_tree_begin(nstack *st, node *d)
 {
-	int rc = 0;
-	size_t nx = 0, added;
+	nframe *f = nstack_push(st, d);
+	if (!f) return ERR_OOM();
+	size_t nx = 0;
 	for (size_t k = 0; k < d->nkids; k++) nx += d->kids[k]->ino->nxattrs;
-	tree_entry *entries = calloc(d->nkids ? d->nkids : 1, sizeof(*entries));
-	tree_xattr *xa = calloc(nx ? nx : 1, sizeof(*xa));
-	if (!entries || !xa) {
-		rc = ERR_OOM();
-		goto done;
-	}
-	nx = 0;
-	for (size_t k = 0; k < d->nkids && rc == 0; k++) {
-		node *n = d->kids[k];
-		fill_entry(&entries[k], n, xa + nx);
-		nx += n->ino->nxattrs;
-		if (n->ino->type == TREE_DIR && (rc = write_tree(c, n, &entries[k].subtree)) < 0)
-			error_prefix("%s", n->name);
-	}
-	if (rc == 0 && (rc = writer_put_tree(c->w, entries, d->nkids, out, &added)) == 0)
+	f->entries = calloc(d->nkids ? d->nkids : 1, sizeof(*f->entries));
+	f->xa = calloc(nx ? nx : 1, sizeof(*f->xa));
+	return f->entries && f->xa ? 0 : ERR_OOM();
+}
+
+/* Every tree below root, bottom-up (a tree's id needs its subtrees'). */
+static int write_tree(ictx *c, node *root, oid *out)
+{
+	nstack st = {NULL, 0, 0};
+	int rc = write_tree_begin(&st, root);
+	while (rc == 0 && st.n > 0) {
+		nframe *f = &st.f[st.n - 1];
+		if (f->k < f->d->nkids) {
+			node *n = f->d->kids[f->k];
+			fill_entry(&f->entries[f->k++], n, f->xa + f->nx);
+			f->nx += n->ino->nxattrs;
+			if (n->ino->type == TREE_DIR) rc = write_tree_begin(&st, n);
+			continue;
+		}
+		oid id;
+		size_t added;
+		if ((rc = writer_put_tree(c->w, f->entries, f->d->nkids, &id, &added)) < 0) {
+			nstack_prefix(&st);
+			break;
+		}
 		c->res.stored_bytes += added;
-done:
-	free(entries);
-	free(xa);
+		free(f->entries);
+		free(f->xa);
+		if (--st.n > 0) st.f[st.n - 1].entries[st.f[st.n - 1].k - 1].subtree = id;
+		else *out = id;
+	}
+	while (st.n > 0) {
+		free(st.f[--st.n].entries);
+		free(st.f[st.n].xa);
+	}
+	free(st.f);
 	return rc;
 }
 
@@ -1380,6 +1533,9 @@ static int commit(ictx *c, char id[OID_HEX_LEN + 1], int64_t t0)
 	int rc;
 	char host[256] = "";
 
+	/* the snapshot references what its tree holds: not what an entry
+	 * the archive defined again (a directory replaced by a file) held */
+	if ((rc = writer_restart_refs(c->w, 0)) < 0) return rc;
 	if ((rc = number_groups(c, c->root)) < 0) return rc;
 	c->dirs++; /* the root, as take counts it */
 	if ((rc = write_tree(c, c->root, &content)) < 0) return rc;

@@ -86,6 +86,16 @@ uint8_t *buf_take(buf *b, size_t *len)
 	return p;
 }
 
+void *vec_grow(void *v, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap) return v;
+	size_t ncap = *cap ? *cap : 16;
+	while (ncap < need) ncap *= 2;
+	void *n = realloc(v, ncap * elem);
+	if (n) *cap = ncap;
+	return n;
+}
+
 int strv_push(char ***v, size_t *n, size_t *cap, const char *s)
 {
 	if (*n == *cap) {

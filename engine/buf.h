@@ -32,6 +32,10 @@ uint8_t *buf_take(buf *b, size_t *len);
  * are kept. */
 void prefault(void *p, size_t len);
 
+/* v (elements of elem bytes, *cap of them) grown to hold need at least,
+ * doubling: the array, maybe moved, or NULL (v untouched) when out of memory. */
+void *vec_grow(void *v, size_t *cap, size_t need, size_t elem);
+
 /* A growable vector of malloc'd strings. */
 int strv_push(char ***v, size_t *n, size_t *cap, const char *s);
 void strv_free(char **v, size_t n);

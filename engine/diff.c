@@ -108,50 +108,6 @@ static int load(dstate *s, const oid *id, tree *t)
 	return 0;
 }
 
-static int diff_trees(dstate *s, const oid *a, const oid *b);
-
-/* Everything in subtree, reported as kind. */
-static int one_side(dstate *s, const oid *subtree, cairn_diff_kind kind)
-{
-	tree t;
-	int rc = load(s, subtree, &t);
-	if (rc < 0) return rc;
-	for (size_t i = 0; i < t.n && rc == 0; i++) {
-		const tree_entry *e = &t.entries[i];
-		size_t old = 0; /* set by path_push; the compiler cannot tell */
-		if ((rc = path_push(s, e, &old)) < 0) break;
-		rc = report(s, kind, 0, kind == CAIRN_DIFF_REMOVED ? e : NULL,
-		            kind == CAIRN_DIFF_ADDED ? e : NULL);
-		if (rc == 0 && e->type == TREE_DIR) rc = one_side(s, &e->subtree, kind);
-		s->len = old;
-		s->path[old] = 0;
-	}
-	tree_free(&t);
-	return rc;
-}
-
-/* Entry present in both trees (same name). */
-static int diff_entry(dstate *s, const tree_entry *a, const tree_entry *b)
-{
-	size_t old;
-	int rc = path_push(s, a, &old);
-	if (rc < 0) return rc;
-	unsigned c = changes_of(a, b);
-	if (c) rc = report(s, CAIRN_DIFF_CHANGED, c, a, b);
-	if (rc == 0) {
-		if (a->type == TREE_DIR && b->type == TREE_DIR) {
-			if (oid_cmp(&a->subtree, &b->subtree)) rc = diff_trees(s, &a->subtree, &b->subtree);
-		} else if (a->type == TREE_DIR) {
-			rc = one_side(s, &a->subtree, CAIRN_DIFF_REMOVED);
-		} else if (b->type == TREE_DIR) {
-			rc = one_side(s, &b->subtree, CAIRN_DIFF_ADDED);
-		}
-	}
-	s->len = old;
-	s->path[old] = 0;
-	return rc;
-}
-
 static int name_cmp(const tree_entry *a, const tree_entry *b)
 {
 	size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
@@ -160,38 +116,109 @@ static int name_cmp(const tree_entry *a, const tree_entry *b)
 	return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
 }
 
-/* Report what is added or removed at this side's entry, and below it. */
-static int only_in(dstate *s, const tree_entry *e, cairn_diff_kind kind)
+/* A directory being compared: both sides merged by name (one_side 0), or
+ * everything in one tree reported as kind. dirlen: the path's length at
+ * the directory. */
+typedef struct dframe {
+	tree a, b;
+	size_t i, j, dirlen;
+	int one_side;
+	cairn_diff_kind kind;
+} dframe;
+
+typedef struct dstack {
+	dframe *f;
+	size_t n, cap;
+} dstack;
+
+/* Push the directory at the current path: trees a and b merged, or the one
+ * tree (a) of one_side reported as kind. */
+static int push(dstate *s, dstack *st, const oid *a, const oid *b, int one_side, cairn_diff_kind kind)
 {
-	size_t old;
-	int rc = path_push(s, e, &old);
-	if (rc < 0) return rc;
-	rc = report(s, kind, 0, kind == CAIRN_DIFF_REMOVED ? e : NULL, kind == CAIRN_DIFF_ADDED ? e : NULL);
-	if (rc == 0 && e->type == TREE_DIR) rc = one_side(s, &e->subtree, kind);
-	s->len = old;
-	s->path[old] = 0;
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 64;
+		dframe *n = realloc(st->f, cap * sizeof(*n));
+		if (!n) return ERR_OOM();
+		st->f = n;
+		st->cap = cap;
+	}
+	dframe *f = &st->f[st->n];
+	memset(f, 0, sizeof(*f));
+	f->dirlen = s->len;
+	f->one_side = one_side;
+	f->kind = kind;
+	int rc = load(s, a, &f->a);
+	if (rc == 0 && !one_side && (rc = load(s, b, &f->b)) < 0) tree_free(&f->a);
+	if (rc == 0) st->n++;
 	return rc;
 }
 
-/* Merge two sorted trees. */
+static void pop(dstack *st)
+{
+	dframe *f = &st->f[--st->n];
+	tree_free(&f->a);
+	if (!f->one_side) tree_free(&f->b);
+}
+
+/* Report what is added or removed at this side's entry; push its contents. */
+static int only_in(dstate *s, dstack *st, const tree_entry *e, cairn_diff_kind kind)
+{
+	int rc = report(s, kind, 0, kind == CAIRN_DIFF_REMOVED ? e : NULL, kind == CAIRN_DIFF_ADDED ? e : NULL);
+	if (rc == 0 && e->type == TREE_DIR) rc = push(s, st, &e->subtree, NULL, 1, kind);
+	return rc;
+}
+
+/* Entry present in both trees (same name); push what is below it. */
+static int diff_entry(dstate *s, dstack *st, const tree_entry *a, const tree_entry *b)
+{
+	int rc = 0;
+	unsigned c = changes_of(a, b);
+	if (c) rc = report(s, CAIRN_DIFF_CHANGED, c, a, b);
+	if (rc == 0) {
+		if (a->type == TREE_DIR && b->type == TREE_DIR) {
+			if (oid_cmp(&a->subtree, &b->subtree)) rc = push(s, st, &a->subtree, &b->subtree, 0, 0);
+		} else if (a->type == TREE_DIR) {
+			rc = push(s, st, &a->subtree, NULL, 1, CAIRN_DIFF_REMOVED);
+		} else if (b->type == TREE_DIR) {
+			rc = push(s, st, &b->subtree, NULL, 1, CAIRN_DIFF_ADDED);
+		}
+	}
+	return rc;
+}
+
+/* Merge two sorted trees, depth first in name order, with the directories
+ * being compared on a heap stack: any depth costs memory, not C stack. */
 static int diff_trees(dstate *s, const oid *a, const oid *b)
 {
-	tree ta, tb;
-	int rc = load(s, a, &ta);
-	if (rc < 0) return rc;
-	if ((rc = load(s, b, &tb)) < 0) {
-		tree_free(&ta);
-		return rc;
+	dstack st = {NULL, 0, 0};
+	int rc = push(s, &st, a, b, 0, 0);
+	while (rc == 0 && st.n > 0) {
+		dframe *f = &st.f[st.n - 1];
+		s->len = f->dirlen;
+		s->path[s->len] = 0;
+		const tree_entry *ea = f->i < f->a.n ? &f->a.entries[f->i] : NULL;
+		const tree_entry *eb = !f->one_side && f->j < f->b.n ? &f->b.entries[f->j] : NULL;
+		if (!ea && !eb) {
+			pop(&st);
+			continue;
+		}
+		size_t old; /* unused: the path is cut back to f->dirlen above */
+		if (f->one_side) {
+			f->i++;
+			if ((rc = path_push(s, ea, &old)) == 0) rc = only_in(s, &st, ea, f->kind);
+			continue;
+		}
+		int c = !ea ? 1 : !eb ? -1 : name_cmp(ea, eb);
+		if (c < 0) f->i++;
+		else if (c > 0) f->j++;
+		else f->i++, f->j++;
+		if ((rc = path_push(s, c > 0 ? eb : ea, &old)) < 0) break;
+		if (c < 0) rc = only_in(s, &st, ea, CAIRN_DIFF_REMOVED);
+		else if (c > 0) rc = only_in(s, &st, eb, CAIRN_DIFF_ADDED);
+		else rc = diff_entry(s, &st, ea, eb);
 	}
-	size_t i = 0, j = 0;
-	while (rc == 0 && (i < ta.n || j < tb.n)) {
-		int c = i == ta.n ? 1 : j == tb.n ? -1 : name_cmp(&ta.entries[i], &tb.entries[j]);
-		if (c < 0) rc = only_in(s, &ta.entries[i++], CAIRN_DIFF_REMOVED);
-		else if (c > 0) rc = only_in(s, &tb.entries[j++], CAIRN_DIFF_ADDED);
-		else rc = diff_entry(s, &ta.entries[i++], &tb.entries[j++]);
-	}
-	tree_free(&ta);
-	tree_free(&tb);
+	while (st.n > 0) pop(&st);
+	free(st.f);
 	return rc;
 }
 

@@ -442,9 +442,14 @@ static void join_path(char *out, size_t cap, const char *dir, const char *name, 
 	free(esc);
 }
 
-/* The findings below tree id, memoized: shared trees are checked once. */
-static long check_tree(fsck_ctx *c, const oid *id, int depth)
+/* Start on tree id: its slot in c->results, memoized (shared trees are
+ * checked once). *t is loaded, and *walk set, when its entries are still to
+ * be checked; else the slot is final (checked before, or the tree itself is
+ * damaged). -1 when out of memory. */
+static long tree_open(fsck_ctx *c, const oid *id, tree *t, int *walk)
 {
+	*walk = 0;
+	memset(t, 0, sizeof(*t));
 	const index_entry *m = index_lookup(c->tree_memo, id);
 	if (m) return (long)m->offset;
 	if (c->nresults == c->capresults) {
@@ -460,10 +465,8 @@ static long check_tree(fsck_ctx *c, const oid *id, int depth)
 	index_key_put(c->referenced, id->b, OID_LEN, 0);
 
 	long pr = blob_check(c, id, BLOB_TREE);
-	tree t;
-	memset(&t, 0, sizeof(t));
 	if (pr < 0) {
-		int rc = repo_load_tree(c->r, id, &t);
+		int rc = repo_load_tree(c->r, id, t);
 		if (rc < 0) {
 			char hex[OID_HEX_LEN + 1], obj[96];
 			oid_hex(hex, id);
@@ -478,43 +481,99 @@ static long check_tree(fsck_ctx *c, const oid *id, int depth)
 		result_add(&c->results[ri], "", pr);
 		return ri;
 	}
-	if (depth > 4096) {
-		tree_free(&t);
-		return ri;
-	}
+	*walk = 1;
+	return ri;
+}
+
+/* A regular file's chunks, findings into slot ri under the file's name. */
+static void check_file(fsck_ctx *c, long ri, const tree_entry *e)
+{
 	char path[4096];
-	for (size_t i = 0; i < t.n; i++) {
-		const tree_entry *e = &t.entries[i];
-		join_path(path, sizeof(path), "", e->name, e->name_len);
-		if (e->type == TREE_DIR) {
-			long sub = check_tree(c, &e->subtree, depth + 1);
-			if (sub < 0) continue;
-			tree_result *sr = &c->results[sub];
-			for (size_t k = 0; k < sr->n; k++) {
-				char full[8200];
-				snprintf(full, sizeof(full), "%s%s%s", path, sr->f[k].path[0] ? "/" : "", sr->f[k].path);
-				result_add(&c->results[ri], full, sr->f[k].problem);
-			}
-		} else if (e->type == TREE_REG) {
-			for (uint32_t k = 0; k < e->nchunks; k++) {
-				index_key_put(c->referenced, e->chunks[k].id.b, OID_LEN, 0);
-				long cp = blob_check(c, &e->chunks[k].id, BLOB_DATA);
-				if (cp < 0) {
-					const index_entry *ie = index_lookup(c->r->index, &e->chunks[k].id);
-					if (ie && ie->raw_len != e->chunks[k].size) {
-						char hex[OID_HEX_LEN + 1], obj[96];
-						oid_hex(hex, &e->chunks[k].id);
-						snprintf(obj, sizeof(obj), "chunk %s", hex);
-						cp = report_add(c->rep, CAIRN_FSCK_DAMAGE, "chunk", obj,
-						                "%u bytes in the index, %u in the tree", ie->raw_len, e->chunks[k].size);
-					}
-				}
-				if (cp >= 0) result_add(&c->results[ri], path, cp);
+	join_path(path, sizeof(path), "", e->name, e->name_len);
+	for (uint32_t k = 0; k < e->nchunks; k++) {
+		index_key_put(c->referenced, e->chunks[k].id.b, OID_LEN, 0);
+		long cp = blob_check(c, &e->chunks[k].id, BLOB_DATA);
+		if (cp < 0) {
+			const index_entry *ie = index_lookup(c->r->index, &e->chunks[k].id);
+			if (ie && ie->raw_len != e->chunks[k].size) {
+				char hex[OID_HEX_LEN + 1], obj[96];
+				oid_hex(hex, &e->chunks[k].id);
+				snprintf(obj, sizeof(obj), "chunk %s", hex);
+				cp = report_add(c->rep, CAIRN_FSCK_DAMAGE, "chunk", obj,
+				                "%u bytes in the index, %u in the tree", ie->raw_len, e->chunks[k].size);
 			}
 		}
+		if (cp >= 0) result_add(&c->results[ri], path, cp);
 	}
-	tree_free(&t);
-	return ri;
+}
+
+/* The findings of subdirectory e (slot sub) into slot ri, under e's name. */
+static void add_sub_findings(fsck_ctx *c, long ri, const tree_entry *e, long sub)
+{
+	char path[4096], full[8200];
+	if (sub < 0) return;
+	join_path(path, sizeof(path), "", e->name, e->name_len);
+	for (size_t k = 0; k < c->results[sub].n; k++) {
+		const finding *f = &c->results[sub].f[k];
+		snprintf(full, sizeof(full), "%s%s%s", path, f->path[0] ? "/" : "", f->path);
+		result_add(&c->results[ri], full, f->problem);
+	}
+}
+
+typedef struct check_frame {
+	tree t;
+	long ri;
+	size_t next;
+} check_frame;
+
+/* The findings below tree id: its slot in c->results (-1 when out of
+ * memory). Depth first with a stack on the heap: trees as deep as a
+ * repository can hold cost memory, not C stack. */
+static long check_tree(fsck_ctx *c, const oid *id)
+{
+	check_frame *st = NULL;
+	size_t n = 0, cap = 0;
+	tree t;
+	int walk;
+	long root = tree_open(c, id, &t, &walk), next = root;
+	while (walk) {
+		if (n == cap) {
+			check_frame *ns = realloc(st, (cap = cap ? cap * 2 : 64) * sizeof(*st));
+			if (!ns) {
+				tree_free(&t);
+				root = -1;
+				break;
+			}
+			st = ns;
+		}
+		st[n++] = (check_frame){t, next, 0};
+		walk = 0;
+		while (n > 0 && !walk) {
+			check_frame *f = &st[n - 1];
+			if (f->next == f->t.n) {
+				long done = f->ri;
+				tree_free(&f->t);
+				if (--n > 0) {
+					f = &st[n - 1];
+					add_sub_findings(c, f->ri, &f->t.entries[f->next++], done);
+				}
+				continue;
+			}
+			const tree_entry *e = &f->t.entries[f->next];
+			if (e->type != TREE_DIR) {
+				if (e->type == TREE_REG) check_file(c, f->ri, e);
+				f->next++;
+				continue;
+			}
+			/* a subtree to walk is pushed above; its findings join
+			 * ours when it is done */
+			next = tree_open(c, &e->subtree, &t, &walk);
+			if (!walk) add_sub_findings(c, f->ri, &f->t.entries[f->next++], next);
+		}
+	}
+	while (n > 0) tree_free(&st[--n].t);
+	free(st);
+	return root;
 }
 
 static void mark_damaged(fsck_ctx *c, const char *id, const char *reason)
@@ -565,7 +624,7 @@ static void check_snapshot(fsck_ctx *c, const char *id)
 	if (c->config_problem >= 0) affect(P(c, c->config_problem), id, m.name, "/");
 	if (!index_lookup(c->tree_memo, &m.tree)) /* its trees in batches, not one read each */
 		repo_prefetch_trees(c->r, &m.tree, REPO_TREES_AHEAD, tree_checked, c);
-	long ri = check_tree(c, &m.tree, 0);
+	long ri = check_tree(c, &m.tree);
 	repo_prefetch_drop(c->r);
 	if (ri >= 0) {
 		tree_result *tr = &c->results[ri];

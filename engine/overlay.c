@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "error.h"
 #include "format.h"
 #include "overlay.h"
@@ -17,7 +18,7 @@ static const char *overlay_key(const char *name)
 	return NULL;
 }
 
-static int prepare_node(walk_node *n)
+static int prepare_one(walk_node *n)
 {
 	int rc = 0;
 	uint32_t kept = 0;
@@ -42,11 +43,42 @@ static int prepare_node(walk_node *n)
 		/* name and value stay in the tree's arena, unused */
 	}
 	n->nxattrs = kept;
-	for (size_t i = 0; i < n->nkids && rc == 0; i++) rc = prepare_node(n->kids[i]);
 	return rc;
 }
 
-int overlay_prepare(walk_node *root) { return prepare_node(root); }
+/* Every node of the upper, depth first; the directories entered on a heap
+ * stack, so that any depth costs memory, not C stack. */
+int overlay_prepare(walk_node *root)
+{
+	struct level {
+		walk_node *dir;
+		size_t i;
+	} *st = malloc(64 * sizeof(*st));
+	size_t n = 0, cap = 64;
+	if (!st) return ERR_OOM();
+	int rc = prepare_one(root);
+	st[n++] = (struct level){root, 0};
+	while (rc == 0 && n > 0) {
+		struct level *l = &st[n - 1];
+		if (l->i == l->dir->nkids) {
+			n--;
+			continue;
+		}
+		walk_node *k = l->dir->kids[l->i++];
+		if ((rc = prepare_one(k)) < 0 || !k->nkids) continue;
+		if (n == cap) {
+			struct level *ns = realloc(st, (cap *= 2) * sizeof(*st));
+			if (!ns) {
+				rc = ERR_OOM();
+				break;
+			}
+			st = ns;
+		}
+		st[n++] = (struct level){k, 0};
+	}
+	free(st);
+	return rc;
+}
 
 /* ---- merging --------------------------------------------------------------- */
 
@@ -87,17 +119,36 @@ static int hl_refuse(const char *path, const char *name)
 	                      : "is a hardlink of the upper");
 }
 
-/* A base entry leaves the snapshot: uncount it and everything under it. */
+/* A base entry leaves the snapshot: uncount it and everything under it
+ * (the trees still to read on a heap stack: any depth). */
 static int drop_base(merge_ctx *m, const tree_entry *e, const char *path)
 {
 	count(m, e->type, -1);
 	if (m->base_hl && e->hardlink) return hl_refuse(path, e->name);
 	if (e->type != TREE_DIR) return 0;
-	tree t;
-	int rc = repo_load_tree(m->repo, &e->subtree, &t);
-	if (rc < 0) return rc;
-	for (size_t i = 0; i < t.n && rc == 0; i++) rc = drop_base(m, &t.entries[i], path);
-	tree_free(&t);
+	size_t n = 0, cap = 64;
+	oid *todo = malloc(cap * sizeof(*todo));
+	if (!todo) return ERR_OOM();
+	todo[n++] = e->subtree;
+	int rc = 0;
+	while (rc == 0 && n > 0) {
+		tree t;
+		oid id = todo[--n];
+		if ((rc = repo_load_tree(m->repo, &id, &t)) < 0) break;
+		for (size_t i = 0; i < t.n && rc == 0; i++) {
+			const tree_entry *k = &t.entries[i];
+			count(m, k->type, -1);
+			if (m->base_hl && k->hardlink) rc = hl_refuse(path, k->name);
+			else if (k->type == TREE_DIR) {
+				oid *nt = vec_grow(todo, &cap, n + 1, sizeof(*todo));
+				if (nt) nt[n++] = k->subtree;
+				else rc = ERR_OOM();
+				todo = nt ? nt : todo;
+			}
+		}
+		tree_free(&t);
+	}
+	free(todo);
 	return rc;
 }
 
@@ -108,8 +159,6 @@ static int name_cmp(const char *a, size_t al, const char *b, size_t bl)
 	if (c) return c;
 	return al < bl ? -1 : al > bl;
 }
-
-static int merge_dir(merge_ctx *m, const walk_node *u, const oid *base, oid *out);
 
 /* An upper entry going into the snapshot (its subtree merged with base_sub
  * when given). */
@@ -136,74 +185,116 @@ static int add_upper(merge_ctx *m, tree_entry *e, tree_xattr *xa, const walk_nod
 		if (m->groups[e->hardlink]) m->hl_extra++;
 		m->groups[e->hardlink] = 1;
 	}
-	if (k->type == TREE_DIR) return merge_dir(m, k, base_sub, &e->subtree);
+	(void)base_sub; /* a directory's is merged by the caller */
 	return 0;
 }
 
+/* An upper directory u being merged with its base tree t: the entries so
+ * far (n), the next of each side (i, j). */
+typedef struct merge_frame {
+	const walk_node *u;
+	tree t;
+	tree_entry *entries;
+	tree_xattr *xa;
+	char *path;
+	int opaque;
+	size_t nx, n, i, j;
+} merge_frame;
+
+typedef struct merge_stack {
+	merge_frame *f;
+	size_t n, cap;
+} merge_stack;
+
+static void merge_frame_free(merge_frame *f)
+{
+	if (f->t.mem) tree_free(&f->t);
+	free(f->entries);
+	free(f->xa);
+	free(f->path);
+}
+
+/* Start merging upper directory u with base tree base (NULL: none). */
+static int merge_enter(merge_ctx *m, merge_stack *st, const walk_node *u, const oid *base)
+{
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 64;
+		merge_frame *f = realloc(st->f, cap * sizeof(*f));
+		if (!f) return ERR_OOM();
+		st->f = f;
+		st->cap = cap;
+	}
+	merge_frame *f = &st->f[st->n++];
+	memset(f, 0, sizeof(*f));
+	f->u = u;
+	f->opaque = u->user == &opaque_mark;
+	if (!(f->path = walk_path(u))) return ERR_OOM();
+	int rc;
+	if (base && (rc = repo_load_tree(m->repo, base, &f->t)) < 0) return rc;
+	size_t nx = 0;
+	for (size_t i = 0; i < u->nkids; i++) nx += u->kids[i]->nxattrs;
+	f->entries = calloc(u->nkids + f->t.n + 1, sizeof(*f->entries));
+	f->xa = calloc(nx + 1, sizeof(*f->xa));
+	return f->entries && f->xa ? 0 : ERR_OOM();
+}
+
+/* The upper directory u merged with the base's tree base, into tree *out,
+ * depth first with a heap stack: any depth costs memory, not C stack. */
 static int merge_dir(merge_ctx *m, const walk_node *u, const oid *base, oid *out)
 {
-	int rc = 0;
-	tree t = {0};
-	tree_entry *entries = NULL;
-	tree_xattr *xa = NULL;
-	char *path = walk_path(u);
-	int opaque = u->user == &opaque_mark;
-	size_t nx = 0, n = 0;
-	if (!path) return ERR_OOM();
-	if (base && (rc = repo_load_tree(m->repo, base, &t)) < 0) goto done;
-	for (size_t i = 0; i < u->nkids; i++) nx += u->kids[i]->nxattrs;
-	entries = calloc(u->nkids + t.n + 1, sizeof(*entries));
-	xa = calloc(nx + 1, sizeof(*xa));
-	if (!entries || !xa) {
-		rc = ERR_OOM();
-		goto done;
-	}
-	nx = 0;
-	size_t i = 0, j = 0;
-	while (rc == 0 && (i < u->nkids || j < t.n)) {
-		const walk_node *k = i < u->nkids ? u->kids[i] : NULL;
-		const tree_entry *b = j < t.n ? &t.entries[j] : NULL;
-		int c = !k ? 1 : !b ? -1 : name_cmp(k->name, k->name_len, b->name, b->name_len);
-		if (c > 0) { /* base only */
-			j++;
-			if (opaque) {
-				rc = drop_base(m, b, path);
+	merge_stack st = {NULL, 0, 0};
+	int rc = merge_enter(m, &st, u, base);
+	while (rc == 0 && st.n > 0) {
+		merge_frame *f = &st.f[st.n - 1];
+		if (f->i < f->u->nkids || f->j < f->t.n) {
+			const walk_node *k = f->i < f->u->nkids ? f->u->kids[f->i] : NULL;
+			const tree_entry *b = f->j < f->t.n ? &f->t.entries[f->j] : NULL;
+			int c = !k ? 1 : !b ? -1 : name_cmp(k->name, k->name_len, b->name, b->name_len);
+			if (c > 0) { /* base only */
+				f->j++;
+				if (f->opaque) {
+					rc = drop_base(m, b, f->path);
+					continue;
+				}
+				f->entries[f->n++] = *b;
+				if (b->type == TREE_DIR) rc = writer_ref(m->w, &b->subtree, BLOB_TREE);
+				for (uint32_t q = 0; q < b->nchunks && rc == 0; q++)
+					rc = writer_ref(m->w, &b->chunks[q].id, BLOB_DATA);
 				continue;
 			}
-			entries[n++] = *b;
-			if (b->type == TREE_DIR) rc = writer_ref(m->w, &b->subtree, BLOB_TREE);
-			for (uint32_t q = 0; q < b->nchunks && rc == 0; q++)
-				rc = writer_ref(m->w, &b->chunks[q].id, BLOB_DATA);
+			f->i++;
+			const oid *sub = NULL;
+			int merged = 0;
+			if (c == 0) {
+				f->j++;
+				if (k->type == TREE_DIR && b->type == TREE_DIR && k->user != &opaque_mark) {
+					sub = &b->subtree; /* a merge: the base dir stays, with upper's metadata */
+					merged = 1;
+				} else if ((rc = drop_base(m, b, f->path)) < 0) {
+					break;
+				}
+			}
+			if (is_whiteout(k)) continue;
+			rc = add_upper(m, &f->entries[f->n], f->xa + f->nx, k, sub, merged);
+			f->nx += k->nxattrs;
+			f->n++;
+			/* its tree, merged above; its id goes to entries[n - 1] */
+			if (rc == 0 && k->type == TREE_DIR) rc = merge_enter(m, &st, k, sub);
 			continue;
 		}
-		i++;
-		const oid *sub = NULL;
-		int merged = 0;
-		if (c == 0) {
-			j++;
-			if (k->type == TREE_DIR && b->type == TREE_DIR && k->user != &opaque_mark) {
-				sub = &b->subtree; /* a merge: the base dir stays, with upper's metadata */
-				merged = 1;
-			} else if ((rc = drop_base(m, b, path)) < 0) {
-				break;
-			}
-		}
-		if (is_whiteout(k)) continue;
-		rc = add_upper(m, &entries[n], xa + nx, k, sub, merged);
-		nx += k->nxattrs;
-		n++;
-	}
-	if (rc == 0) {
+		oid id;
 		size_t added = 0;
-		rc = writer_put_tree(m->w, entries, n, out, &added);
+		if ((rc = writer_put_tree(m->w, f->entries, f->n, &id, &added)) < 0) {
+			error_prefix("directory /%s", f->path);
+			break;
+		}
 		m->stored += added;
-		if (rc < 0) error_prefix("directory /%s", path);
+		merge_frame_free(f);
+		if (--st.n > 0) st.f[st.n - 1].entries[st.f[st.n - 1].n - 1].subtree = id;
+		else *out = id;
 	}
-done:
-	if (t.mem) tree_free(&t);
-	free(entries);
-	free(xa);
-	free(path);
+	while (st.n > 0) merge_frame_free(&st.f[--st.n]);
+	free(st.f);
 	return rc;
 }
 

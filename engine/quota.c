@@ -1507,33 +1507,48 @@ static int blob_size(cairn_repo *r, const oid *id, uint8_t type, uint32_t *size,
 	return 0;
 }
 
-/* Every blob reachable from tree id into set (id -> stored size). */
+/* Every blob reachable from tree id into set (id -> stored size). The trees
+ * still to read wait on a heap stack: any depth costs memory, not C stack. */
 static int walk_tree(cairn_repo *r, const oid *id, utable *set, const char *what)
 {
-	uint32_t size = 0; /* set by blob_size; the compiler cannot tell */
-	if (ut_find(set, id)) return 0;
-	int rc = blob_size(r, id, BLOB_TREE, &size, what);
-	if (rc < 0) return rc;
-	uslot *s = ut_get(set, id);
-	if (!s) return ERR_OOM();
-	s->size = size;
-	s->refs = 1;
-	tree t;
-	if ((rc = repo_load_tree(r, id, &t)) < 0) return rc;
-	for (size_t i = 0; i < t.n && rc == 0; i++) {
-		const tree_entry *e = &t.entries[i];
-		if (e->type == TREE_DIR) {
-			rc = walk_tree(r, &e->subtree, set, what);
-			continue;
+	size_t n = 0, cap = 64;
+	oid *todo = malloc(cap * sizeof(*todo));
+	if (!todo) return ERR_OOM();
+	todo[n++] = *id;
+	int rc = 0;
+	while (rc == 0 && n > 0) {
+		oid cur = todo[--n];
+		uint32_t size = 0; /* set by blob_size; the compiler cannot tell */
+		if (ut_find(set, &cur)) continue;
+		if ((rc = blob_size(r, &cur, BLOB_TREE, &size, what)) < 0) break;
+		uslot *s = ut_get(set, &cur);
+		if (!s) {
+			rc = ERR_OOM();
+			break;
 		}
-		for (uint32_t k = 0; k < e->nchunks && rc == 0; k++) {
-			if (ut_find(set, &e->chunks[k].id)) continue;
-			if ((rc = blob_size(r, &e->chunks[k].id, BLOB_DATA, &size, what)) < 0) break;
-			if (!(s = ut_get(set, &e->chunks[k].id))) rc = ERR_OOM();
-			else *s = (uslot){e->chunks[k].id, size, 1, 1};
+		s->size = size;
+		s->refs = 1;
+		tree t;
+		if ((rc = repo_load_tree(r, &cur, &t)) < 0) break;
+		for (size_t i = 0; i < t.n && rc == 0; i++) {
+			const tree_entry *e = &t.entries[i];
+			if (e->type == TREE_DIR) {
+				oid *nt = vec_grow(todo, &cap, n + 1, sizeof(*todo));
+				if (nt) nt[n++] = e->subtree;
+				else rc = ERR_OOM();
+				todo = nt ? nt : todo;
+				continue;
+			}
+			for (uint32_t k = 0; k < e->nchunks && rc == 0; k++) {
+				if (ut_find(set, &e->chunks[k].id)) continue;
+				if ((rc = blob_size(r, &e->chunks[k].id, BLOB_DATA, &size, what)) < 0) break;
+				if (!(s = ut_get(set, &e->chunks[k].id))) rc = ERR_OOM();
+				else *s = (uslot){e->chunks[k].id, size, 1, 1};
+			}
 		}
+		tree_free(&t);
 	}
-	tree_free(&t);
+	free(todo);
 	return rc;
 }
 

@@ -40,6 +40,12 @@
 #define MAX_THREADS 256
 #define REMOTE_WORKERS_PER_CPU 2 /* RADOS, S3: the 351 MiB fixture into a tmpfs, 0.57-0.99 s -> 0.50-0.61 s */
 #define ZERO_LEN (64u * 1024u)
+/* Directory fds a deep chain may hold open: the walk's (above the one it
+ * is in; the rest are reopened with ".." on the way back) and each cursor's
+ * of passes 3 and 4, so that restore needs the same few fds at any depth. */
+#define WALK_FDS 64
+#define CURSOR_FDS 32
+#define REMOVE_FDS 16
 
 static const uint8_t zeros[ZERO_LEN];
 
@@ -148,7 +154,7 @@ static int load_top(cairn_repo *r, const snapshot_manifest *m, const char *snap_
 
 /* A directory restored, remembered for the later passes. Index 0 is the target. */
 typedef struct rdir {
-	uint32_t parent;
+	uint32_t parent, depth; /* depth: 0 for the target */
 	uint16_t name_len;
 	char *name;
 	uint32_t mode, uid, gid, nxattrs;
@@ -158,11 +164,15 @@ typedef struct rdir {
 } rdir;
 
 /* A directory being restored: its decoded tree and an O_PATH fd, shared by
- * the walk and every queued file job of the directory. */
+ * the walk and every queued file job of the directory. Far above the
+ * directory being walked, the fd is closed (-1) and the directory known by
+ * dev and ino until the walk comes back to it (park_dir, unpark_dir). */
 typedef struct dctx {
 	atomic_int refs;
 	int fd;
 	uint32_t dir;
+	dev_t dev;
+	ino_t ino;
 	tree t;
 } dctx;
 
@@ -349,6 +359,7 @@ static int dir_add(rstate *st, uint32_t parent, const tree_entry *e, uint32_t *i
 	rdir d;
 	memset(&d, 0, sizeof(d));
 	d.parent = parent;
+	d.depth = st->dirs[parent].depth + 1; /* only this thread adds to dirs */
 	d.name_len = e->name_len;
 	d.mode = e->mode;
 	d.uid = e->uid;
@@ -436,52 +447,103 @@ static int link_add(rstate *st, uint32_t group, uint32_t dir, const char *name, 
 
 /* ---- directory cursor ----------------------------------------------------- */
 
-/* The open chain of O_PATH fds from the target down to one directory; moving
- * it to another directory reopens only below the common ancestor. */
+/* The directory above childfd, which must be dir, known by dev and ino:
+ * climbing follows no name, and a directory moved or replaced meanwhile is
+ * refused rather than written into. */
+static int open_parent(rstate *st, int childfd, uint32_t dir, dev_t dev, ino_t ino, int *out)
+{
+	struct stat sb;
+	int fd = openat(childfd, "..", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) return sys_fail(st, 0, dir, NULL, "open");
+	if (fstat(fd, &sb) < 0) {
+		int rc = sys_fail(st, 0, dir, NULL, "stat");
+		close(fd);
+		return rc;
+	}
+	if (sb.st_dev != dev || sb.st_ino != ino) {
+		close(fd);
+		return fail_at(st, 0, dir, NULL, error_set(CAIRN_EIO, "moved or replaced during the restore"));
+	}
+	*out = fd;
+	return 0;
+}
+
+/* One level of a cursor's chain: its directory, and its fd while open or
+ * its identity once closed. */
+typedef struct clevel {
+	int fd;
+	uint32_t id;
+	dev_t dev;
+	ino_t ino;
+} clevel;
+
+/* The chain of directories from the target down to one directory, with
+ * O_PATH fds open for at most CURSOR_FDS of its deepest levels (lo..n-1),
+ * however deep it is. Moving it to another directory reopens only below
+ * the common ancestor, climbing to that with ".." when it was closed. */
 typedef struct dcursor {
-	int *fds;
-	uint32_t *ids, *chain;
-	size_t n, cap;
+	clevel *l;
+	uint32_t *chain;
+	size_t n, lo, cap;
 } dcursor;
 
 static void cursor_free(dcursor *c)
 {
-	while (c->n) close(c->fds[--c->n]);
-	free(c->fds);
-	free(c->ids);
+	while (c->n > c->lo) close(c->l[--c->n].fd);
+	free(c->l);
 	free(c->chain);
 	memset(c, 0, sizeof(*c));
 }
 
 static int cursor_open(rstate *st, dcursor *c, uint32_t dir, int *fd)
 {
-	size_t len = 0;
-	for (uint32_t x = dir; x != 0; x = st->dirs[x].parent) {
-		if (len == c->cap) {
-			size_t cap = c->cap ? c->cap * 2 : 64;
-			int *fds = realloc(c->fds, cap * sizeof(int));
-			if (fds) c->fds = fds;
-			uint32_t *ids = realloc(c->ids, cap * sizeof(uint32_t));
-			if (ids) c->ids = ids;
-			uint32_t *chain = realloc(c->chain, cap * sizeof(uint32_t));
-			if (chain) c->chain = chain;
-			if (!fds || !ids || !chain) return ERR_OOM();
-			c->cap = cap;
-		}
-		c->chain[len++] = x;
+	size_t len = st->dirs[dir].depth;
+	int rc;
+	if (len > c->cap) {
+		size_t cap = len * 2;
+		clevel *l = realloc(c->l, cap * sizeof(*l));
+		if (l) c->l = l;
+		uint32_t *chain = realloc(c->chain, cap * sizeof(*chain));
+		if (chain) c->chain = chain;
+		if (!l || !chain) return ERR_OOM();
+		c->cap = cap;
 	}
-	size_t keep = 0;
-	while (keep < c->n && keep < len && c->ids[keep] == c->chain[len - 1 - keep]) keep++;
-	while (c->n > keep) close(c->fds[--c->n]);
+	/* up from dir to the deepest directory the chain has: levels keep..len-1 are new */
+	size_t keep = len;
+	for (uint32_t x = dir; x != 0 && !(keep <= c->n && c->l[keep - 1].id == x); x = st->dirs[x].parent)
+		c->chain[--keep] = x;
+	if (keep > 0 && keep - 1 < c->lo) {
+		/* the common ancestor was closed: climb to it from the shallowest
+		 * open level, the only one kept of those below it */
+		while (c->n > c->lo + 1) close(c->l[--c->n].fd);
+		while (c->lo > keep - 1) {
+			clevel *up = &c->l[c->lo - 1];
+			if ((rc = open_parent(st, c->l[c->lo].fd, up->id, up->dev, up->ino, &up->fd)) < 0) return rc;
+			close(c->l[c->lo].fd);
+			c->n = c->lo--;
+		}
+	}
+	while (c->n > keep) close(c->l[--c->n].fd);
+	if (c->lo > c->n) c->lo = c->n;
 	for (size_t k = keep; k < len; k++) {
-		uint32_t id = c->chain[len - 1 - k];
-		int pfd = k ? c->fds[k - 1] : st->rootfd;
+		uint32_t id = c->chain[k];
+		int pfd = k ? c->l[k - 1].fd : st->rootfd;
 		int f = openat(pfd, st->dirs[id].name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (f < 0) return sys_fail(st, 0, id, NULL, "open");
-		c->fds[c->n] = f;
-		c->ids[c->n++] = id;
+		c->l[k] = (clevel){f, id, 0, 0};
+		c->n = k + 1;
+		if (c->n - c->lo > CURSOR_FDS) {
+			/* close the shallowest open level, known from now on by its identity */
+			struct stat sb;
+			clevel *o = &c->l[c->lo];
+			if (fstat(o->fd, &sb) < 0) return sys_fail(st, 0, o->id, NULL, "stat");
+			o->dev = sb.st_dev;
+			o->ino = sb.st_ino;
+			close(o->fd);
+			c->lo++;
+		}
 	}
-	*fd = c->n ? c->fds[c->n - 1] : st->rootfd;
+	*fd = c->n ? c->l[c->n - 1].fd : st->rootfd;
 	return 0;
 }
 
@@ -561,9 +623,11 @@ fail:
 static void dctx_release(rstate *st, dctx *d)
 {
 	if (!d || atomic_fetch_sub(&d->refs, 1) != 1) return;
-	if (d->fd >= 0) close(d->fd);
+	int had_fd = d->fd >= 0; /* live_dirs counts open ones */
+	if (had_fd) close(d->fd);
 	tree_free(&d->t);
 	free(d);
+	if (!had_fd) return;
 	pthread_mutex_lock(&st->mu);
 	st->live_dirs--;
 	pthread_cond_broadcast(&st->cv_space);
@@ -652,14 +716,22 @@ static void unreserve_dir(rstate *st)
 
 /* ---- pass 1: the walk ---------------------------------------------------- */
 
-/* Remove the directory name in dirfd and everything below it, never following
- * symlinks nor crossing into another filesystem. */
-static int remove_tree(int dirfd, const char *name, dev_t dev)
+/* A directory being removed: its stream while open, its identity. */
+typedef struct rmlevel {
+	DIR *dp;
+	char *name;
+	dev_t dev;
+	ino_t ino;
+} rmlevel;
+
+/* Open directory name in parentfd to remove what it holds, never following a
+ * symlink nor entering another filesystem. */
+static int rm_open(int parentfd, const char *name, dev_t dev, rmlevel *l)
 {
-	int rc = 0;
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) return error_errno(CAIRN_EIO, errno, "open %s", name);
 	struct stat sb;
+	int rc, fd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	memset(l, 0, sizeof(*l));
+	if (fd < 0) return error_errno(CAIRN_EIO, errno, "open %s", name);
 	if (fstat(fd, &sb) < 0) {
 		rc = error_errno(CAIRN_EIO, errno, "stat %s", name);
 		close(fd);
@@ -669,18 +741,75 @@ static int remove_tree(int dirfd, const char *name, dev_t dev)
 		close(fd);
 		return error_set(CAIRN_EIO, "%s: a mount point is in the way", name);
 	}
-	DIR *dp = fdopendir(fd);
-	if (!dp) {
+	if (!(l->name = strdup(name))) {
+		close(fd);
+		return ERR_OOM();
+	}
+	if (!(l->dp = fdopendir(fd))) {
 		rc = error_errno(CAIRN_EIO, errno, "open %s", name);
+		close(fd);
+		free(l->name);
+		return rc;
+	}
+	l->dev = sb.st_dev;
+	l->ino = sb.st_ino;
+	return 0;
+}
+
+/* The level above l, closed since (lv[lo..] are open): reopened through
+ * "..", which must still be the directory it was. Read again from its
+ * start, it holds only what is left to remove. */
+static int rm_reopen_parent(rmlevel *l, rmlevel *up)
+{
+	struct stat sb;
+	int fd = openat(dirfd(l->dp), "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) return error_errno(CAIRN_EIO, errno, "open %s/..", l->name);
+	if (fstat(fd, &sb) < 0 || sb.st_dev != up->dev || sb.st_ino != up->ino) {
+		close(fd);
+		return error_set(CAIRN_EIO, "%s: moved or replaced while it was being removed", up->name);
+	}
+	if (!(up->dp = fdopendir(fd))) {
+		int rc = error_errno(CAIRN_EIO, errno, "open %s", up->name);
 		close(fd);
 		return rc;
 	}
-	for (;;) {
+	return 0;
+}
+
+/* Remove everything in directory name in parentfd (not name itself), never
+ * following symlinks nor crossing into another filesystem. Depth first, the
+ * levels on a heap stack with at most REMOVE_FDS of them open: any depth
+ * costs memory, not C stack or fds. */
+static int remove_tree(int parentfd, const char *name, dev_t dev)
+{
+	size_t n = 0, lo = 0, cap = 16;
+	rmlevel *lv = malloc(cap * sizeof(*lv));
+	if (!lv) return ERR_OOM();
+	int rc = rm_open(parentfd, name, dev, &lv[0]);
+	if (rc == 0) n = 1;
+	while (rc == 0 && n > 0) {
+		rmlevel *l = &lv[n - 1];
+		int fd = dirfd(l->dp);
 		errno = 0;
-		struct dirent *de = readdir(dp);
-		if (!de) {
-			if (errno) rc = error_errno(CAIRN_EIO, errno, "read %s", name);
+		struct dirent *de = readdir(l->dp);
+		if (!de && errno) {
+			rc = error_errno(CAIRN_EIO, errno, "read %s", l->name);
 			break;
+		}
+		if (!de) { /* empty: its parent removes it */
+			if (n == 1) break;
+			rmlevel *up = &lv[n - 2];
+			if (!up->dp) {
+				if ((rc = rm_reopen_parent(l, up)) < 0) break;
+				lo = n - 2;
+			}
+			closedir(l->dp);
+			l->dp = NULL;
+			if (unlinkat(dirfd(up->dp), l->name, AT_REMOVEDIR) < 0)
+				rc = error_errno(CAIRN_EIO, errno, "remove %s", l->name);
+			free(l->name);
+			n--;
+			continue;
 		}
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
 		int isdir = de->d_type == DT_DIR;
@@ -692,13 +821,30 @@ static int remove_tree(int dirfd, const char *name, dev_t dev)
 			}
 			isdir = S_ISDIR(cs.st_mode);
 		}
-		if (isdir && (rc = remove_tree(fd, de->d_name, dev)) < 0) break;
-		if (unlinkat(fd, de->d_name, isdir ? AT_REMOVEDIR : 0) < 0) {
-			rc = error_errno(CAIRN_EIO, errno, "remove %s", de->d_name);
-			break;
+		if (!isdir) {
+			if (unlinkat(fd, de->d_name, 0) < 0) rc = error_errno(CAIRN_EIO, errno, "remove %s", de->d_name);
+			continue;
+		}
+		if (n == cap) {
+			rmlevel *nl = realloc(lv, (cap *= 2) * sizeof(*lv));
+			if (!nl) {
+				rc = ERR_OOM();
+				break;
+			}
+			lv = nl;
+		}
+		if ((rc = rm_open(fd, de->d_name, dev, &lv[n])) < 0) break;
+		n++;
+		if (n - lo > REMOVE_FDS) {
+			closedir(lv[lo].dp);
+			lv[lo++].dp = NULL;
 		}
 	}
-	closedir(dp);
+	while (n > 0) {
+		if (lv[--n].dp) closedir(lv[n].dp);
+		free(lv[n].name);
+	}
+	free(lv);
 	return rc;
 }
 
@@ -761,6 +907,38 @@ typedef struct walk {
 	size_t n, cap;
 } walk;
 
+/* Close the fd of directory d, far above the one being walked, once no
+ * queued file of d needs it; d is known by its identity until unpark_dir. */
+static int park_dir(rstate *st, dctx *d)
+{
+	struct stat sb;
+	pthread_mutex_lock(&st->mu);
+	while (atomic_load(&d->refs) > 1 && !atomic_load(&st->stop)) {
+		wait_a_bit(st, &st->cv_space);
+		pthread_mutex_unlock(&st->mu);
+		progress(st);
+		pthread_mutex_lock(&st->mu);
+	}
+	pthread_mutex_unlock(&st->mu);
+	if (atomic_load(&st->stop)) return 0; /* the walk ends at once */
+	if (fstat(d->fd, &sb) < 0) return sys_fail(st, 0, d->dir, NULL, "stat");
+	d->dev = sb.st_dev;
+	d->ino = sb.st_ino;
+	close(d->fd);
+	d->fd = -1;
+	unreserve_dir(st);
+	return 0;
+}
+
+/* The walk is back in parked directory d from its subdirectory at childfd. */
+static int unpark_dir(rstate *st, dctx *d, int childfd)
+{
+	reserve_dir(st);
+	int rc = open_parent(st, childfd, d->dir, d->dev, d->ino, &d->fd);
+	if (rc < 0) unreserve_dir(st);
+	return rc;
+}
+
 static int push_dir(rstate *st, walk *w, int fd, uint32_t dir, const oid *subtree, int fresh,
                     int64_t item)
 {
@@ -791,6 +969,9 @@ static int push_dir(rstate *st, walk *w, int fd, uint32_t dir, const oid *subtre
 		return fail_at(st, 0, dir, NULL, rc);
 	}
 	w->f[w->n++] = (frame){d, 0, fresh, item};
+	/* WALK_FDS open above the new top at most, whatever the depth */
+	if (w->n > WALK_FDS && w->f[w->n - 1 - WALK_FDS].d->fd >= 0)
+		return park_dir(st, w->f[w->n - 1 - WALK_FDS].d);
 	return 0;
 }
 
@@ -883,6 +1064,7 @@ static int walk_trees(rstate *st, const oid *root_tree, int fresh)
 		frame *f = &w.f[w.n - 1];
 		if (f->next == f->d->t.n) {
 			if (f->item >= 0) st->items.v[f->item].value = st->items.n - (size_t)f->item - 1;
+			if (w.n > 1 && w.f[w.n - 2].d->fd < 0) rc = unpark_dir(st, w.f[w.n - 2].d, f->d->fd);
 			dctx_release(st, f->d);
 			w.n--;
 			continue;

@@ -741,11 +741,55 @@ typedef struct collect {
 	int rc;
 } collect;
 
+/* Depth first in name order below a directory, with the directories
+ * entered on a heap stack: trees of any depth cost memory, not C stack. */
+typedef struct node_walk {
+	struct nw_level {
+		walk_node *dir;
+		size_t i;
+	} *v;
+	size_t n, cap;
+} node_walk;
+
+/* Enter directory dir: its kids come next. */
+static int nw_enter(node_walk *nw, walk_node *dir)
+{
+	if (nw->n == nw->cap) {
+		size_t cap = nw->cap ? nw->cap * 2 : 64;
+		struct nw_level *v = realloc(nw->v, cap * sizeof(*v));
+		if (!v) return ERR_OOM();
+		nw->v = v;
+		nw->cap = cap;
+	}
+	nw->v[nw->n++] = (struct nw_level){dir, 0};
+	return 0;
+}
+
+/* The next node; NULL at the end (the stack then freed). */
+static walk_node *nw_next(node_walk *nw)
+{
+	while (nw->n > 0) {
+		struct nw_level *l = &nw->v[nw->n - 1];
+		if (l->i < l->dir->nkids) return l->dir->kids[l->i++];
+		nw->n--;
+	}
+	free(nw->v);
+	memset(nw, 0, sizeof(*nw));
+	return NULL;
+}
+
+static void nw_free(node_walk *nw)
+{
+	free(nw->v);
+	memset(nw, 0, sizeof(*nw));
+}
+
 /* Depth-first, name order: the order that numbers hardlink groups. */
 static void collect_nodes(collect *col, walk_node *n, size_t *order)
 {
-	for (size_t i = 0; i < n->nkids && col->rc == 0; i++) {
-		walk_node *k = n->kids[i];
+	node_walk nw = {NULL, 0, 0};
+	if ((col->rc = nw_enter(&nw, n)) < 0) return;
+	for (walk_node *k; col->rc == 0 && (k = nw_next(&nw));) {
 		(*order)++;
 		if (k->type == TREE_REG) {
 			file_state *fs = &col->states[col->nstates++];
@@ -760,26 +804,36 @@ static void collect_nodes(collect *col, walk_node *n, size_t *order)
 				hl_item *h = realloc(col->hl, cap * sizeof(*h));
 				if (!h) {
 					col->rc = ERR_OOM();
-					return;
+					break;
 				}
 				col->hl = h;
 				col->caphl = cap;
 			}
 			col->hl[col->nhl++] = (hl_item){k->dev_major, k->dev_minor, k->ino, *order, k};
 		}
-		if (k->type == TREE_DIR) collect_nodes(col, k, order);
+		if (k->type == TREE_DIR) col->rc = nw_enter(&nw, k);
 	}
+	nw_free(&nw);
 }
 
-static size_t count_regular(const walk_node *n)
+/* Entries below n of type (any type: 0) and n itself when counted; -1 when
+ * out of memory. */
+static size_t count_nodes(walk_node *n, uint8_t type)
 {
-	size_t count = 0;
-	for (size_t i = 0; i < n->nkids; i++) {
-		if (n->kids[i]->type == TREE_REG) count++;
-		if (n->kids[i]->type == TREE_DIR) count += count_regular(n->kids[i]);
+	node_walk nw = {NULL, 0, 0};
+	size_t count = type == 0 || n->type == type ? 1 : 0;
+	if (nw_enter(&nw, n) < 0) return (size_t)-1;
+	for (walk_node *k; (k = nw_next(&nw));) {
+		if (type == 0 || k->type == type) count++;
+		if (k->type == TREE_DIR && nw_enter(&nw, k) < 0) {
+			nw_free(&nw);
+			return (size_t)-1;
+		}
 	}
 	return count;
 }
+
+static size_t count_regular(walk_node *n) { return count_nodes(n, TREE_REG); }
 
 static int hl_same(const hl_item *x, const hl_item *y)
 {
@@ -938,10 +992,22 @@ static int load_prior_trees(take_ctx *c, parent_view *v)
 	return rc;
 }
 
-/* The prior's directory dir from the parent's tree id, going through the
- * parent's entries in order, as its inodes record does. */
-static int load_prior_dir(take_ctx *c, parent_view *v, walk_node *dir, const oid *id, parent_cursor *pc,
-                          const struct stat *root)
+/* A directory of the parent being loaded: its tree, the next entry, and
+ * where its items in the inodes record end (has_end: it had an item). */
+typedef struct prior_frame {
+	walk_node *dir;
+	tree t;
+	size_t i, end;
+	int has_end;
+} prior_frame;
+
+typedef struct prior_stack {
+	prior_frame *f;
+	size_t n, cap;
+} prior_stack;
+
+/* Push the prior's directory dir, the parent's tree id. */
+static int prior_enter(parent_view *v, prior_stack *st, walk_node *dir, const oid *id, int has_end, size_t end)
 {
 	const index_entry *at = index_key_get(v->tree_at, id->b, OID_LEN);
 	if (!at || at->offset >= v->ntrees) {
@@ -950,22 +1016,44 @@ static int load_prior_dir(take_ctx *c, parent_view *v, walk_node *dir, const oid
 		return error_set(CAIRN_EIO, "tree %s: internal error: not among the parent's trees read", hex);
 	}
 	const tree t = v->trees[at->offset]; /* the array no longer moves */
-	int rc = 0;
 	if (t.n && !(dir->kids = walk_alloc(dir, t.n * sizeof(*dir->kids)))) return ERR_OOM();
-	for (size_t i = 0; i < t.n && rc == 0; i++) {
-		const tree_entry *e = &t.entries[i];
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 64;
+		prior_frame *f = realloc(st->f, cap * sizeof(*f));
+		if (!f) return ERR_OOM();
+		st->f = f;
+		st->cap = cap;
+	}
+	st->f[st->n++] = (prior_frame){dir, t, 0, end, has_end};
+	return 0;
+}
+
+/* The prior's directory dir from the parent's tree id, going through the
+ * parent's entries in order, as its inodes record does. Depth first with a
+ * heap stack: any depth costs memory, not C stack. */
+static int load_prior_dir(parent_view *v, walk_node *dir, const oid *id, parent_cursor *pc,
+                          const struct stat *root)
+{
+	prior_stack st = {NULL, 0, 0};
+	int rc = prior_enter(v, &st, dir, id, 0, 0);
+	while (rc == 0 && st.n > 0) {
+		prior_frame *f = &st.f[st.n - 1];
+		if (f->i == f->t.n) {
+			if (f->has_end && pc->pos != f->end) pc->ok = 0;
+			st.n--;
+			continue;
+		}
+		const tree_entry *e = &f->t.entries[f->i++];
 		walk_node *k;
 		const inode_item *it = e->type == TREE_DIR ? next_item(pc, INODE_DIR)
 		                       : e->type == TREE_REG ? next_item(pc, INODE_REG)
 		                                             : NULL; /* only those two have items */
 		if (e->type != TREE_DIR && e->type != TREE_REG) continue;
-		if ((rc = prior_node(v, dir, e, it, root, &k)) < 0) break;
-		if (e->type == TREE_DIR) {
-			size_t end = it ? pc->pos + it->value : 0; /* inodes_read checked it fits */
-			rc = load_prior_dir(c, v, k, &e->subtree, pc, root);
-			if (it && pc->pos != end) pc->ok = 0;
-		}
+		if ((rc = prior_node(v, f->dir, e, it, root, &k)) < 0) break;
+		if (e->type == TREE_DIR) /* inodes_read checked that its items fit */
+			rc = prior_enter(v, &st, k, &e->subtree, it != NULL, it ? pc->pos + it->value : 0);
 	}
+	free(st.f);
 	return rc;
 }
 
@@ -979,7 +1067,7 @@ static int load_prior(take_ctx *c, parent_view *v, const char *root_path)
 	v->prior->type = TREE_DIR;
 	parent_cursor pc = {&v->inodes, 0, v->inodes.n > 0};
 	int rc = load_prior_trees(c, v);
-	if (rc == 0) rc = load_prior_dir(c, v, v->prior, &v->root, &pc, &root);
+	if (rc == 0) rc = load_prior_dir(v, v->prior, &v->root, &pc, &root);
 	inodes_free(&v->inodes);
 	if (rc < 0) error_prefix("parent");
 	return rc;
@@ -998,16 +1086,62 @@ static void parent_view_free(parent_view *v)
 	inodes_free(&v->inodes);
 }
 
+/* A directory of this take walked beside its namesake in another walk
+ * (the parent's, the pre-copy's): the next kid, and where the other's
+ * search goes on. */
+typedef struct pair_frame {
+	walk_node *dir;
+	const walk_node *other;
+	size_t i, at;
+} pair_frame;
+
+typedef struct pair_walk {
+	pair_frame *f;
+	size_t n, cap;
+} pair_walk;
+
+static int pair_enter(pair_walk *pw, walk_node *dir, const walk_node *other)
+{
+	if (pw->n == pw->cap) {
+		size_t cap = pw->cap ? pw->cap * 2 : 64;
+		pair_frame *f = realloc(pw->f, cap * sizeof(*f));
+		if (!f) return ERR_OOM();
+		pw->f = f;
+		pw->cap = cap;
+	}
+	pw->f[pw->n++] = (pair_frame){dir, other, 0, 0};
+	return 0;
+}
+
+/* The next kid k of the walk that has a namesake of its type in the other
+ * walk (*other), depth first; NULL at the end. Enter k with pair_enter to
+ * go below it. */
+static walk_node *pair_next(pair_walk *pw, const walk_node **other)
+{
+	while (pw->n > 0) {
+		pair_frame *f = &pw->f[pw->n - 1];
+		if (f->i == f->dir->nkids) {
+			pw->n--;
+			continue;
+		}
+		walk_node *k = f->dir->kids[f->i++];
+		const walk_node *p = walk_find_kid_from(f->other, &f->at, k->name, k->name_len);
+		if (!p || p->type != k->type) continue;
+		*other = p;
+		return k;
+	}
+	return NULL;
+}
+
 /* Give unchanged files their parent's chunk lists, so they are not read. */
 static int reuse_from_parent(take_ctx *c, walk_node *dir, const walk_node *pdir)
 {
-	int rc = 0;
-	for (size_t i = 0, at = 0; i < dir->nkids && rc == 0; i++) {
-		walk_node *k = dir->kids[i];
-		const walk_node *p = walk_find_kid_from(pdir, &at, k->name, k->name_len);
-		if (!p || p->type != k->type) continue;
+	pair_walk pw = {NULL, 0, 0};
+	int rc = pair_enter(&pw, dir, pdir);
+	const walk_node *p;
+	for (walk_node *k; rc == 0 && (k = pair_next(&pw, &p));) {
 		if (k->type == TREE_DIR && !k->is_mount) {
-			rc = reuse_from_parent(c, k, p);
+			rc = pair_enter(&pw, k, p);
 		} else if (k->type == TREE_REG && !((file_state *)k->user)->leader) {
 			const tree_entry *e = p->user;
 			if (same_file(k, p, e) && (rc = chunks_present(c, e)) == 1)
@@ -1016,6 +1150,7 @@ static int reuse_from_parent(take_ctx *c, walk_node *dir, const walk_node *pdir)
 				keep_prior_cuts(k->user, k, e->chunks, e->nchunks, e->nextents);
 		}
 	}
+	free(pw.f);
 	return rc;
 }
 
@@ -1033,13 +1168,12 @@ static int unchanged_since(const walk_node *k, const walk_node *p, const struct 
 static int reuse_from_precopy(take_ctx *c, walk_node *dir, const walk_node *pre_dir,
                               const struct timespec *start)
 {
-	int rc = 0;
-	for (size_t i = 0, at = 0; i < dir->nkids && rc == 0; i++) {
-		walk_node *k = dir->kids[i];
-		const walk_node *p = walk_find_kid_from(pre_dir, &at, k->name, k->name_len);
-		if (!p || p->type != k->type) continue;
+	pair_walk pw = {NULL, 0, 0};
+	int rc = pair_enter(&pw, dir, pre_dir);
+	const walk_node *p;
+	for (walk_node *k; rc == 0 && (k = pair_next(&pw, &p));) {
 		if (k->type == TREE_DIR) {
-			if (!k->is_mount && !p->is_mount) rc = reuse_from_precopy(c, k, p, start);
+			if (!k->is_mount && !p->is_mount) rc = pair_enter(&pw, k, p);
 			continue;
 		}
 		file_state *fs = k->user;
@@ -1056,6 +1190,7 @@ static int reuse_from_precopy(take_ctx *c, walk_node *dir, const walk_node *pre_
 		}
 		rc = reuse_content(fs, ps->size, ps->chunks, ps->nchunks, ps->extents, ps->nextents);
 	}
+	free(pw.f);
 	return rc;
 }
 
@@ -1115,43 +1250,72 @@ static int put_tree(take_ctx *c, tree_entry *entries, size_t n, oid *out)
 	return rc;
 }
 
-static int build_tree(take_ctx *c, walk_node *dir, oid *out)
+/* A directory whose tree is being built: its entries (subtree ids filled
+ * in as they are built), the next kid, its item in the inodes record. */
+typedef struct build_frame {
+	walk_node *dir;
+	tree_entry *entries;
+	tree_xattr *xa;
+	size_t i, nx;
+	int64_t item;
+} build_frame;
+
+static int build_enter(build_frame **st, size_t *n, size_t *cap, walk_node *dir, int64_t item)
 {
-	int rc = 0;
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		build_frame *f = realloc(*st, ncap * sizeof(*f));
+		if (!f) return ERR_OOM();
+		*st = f;
+		*cap = ncap;
+	}
+	build_frame *f = &(*st)[(*n)++];
 	size_t nx = 0;
 	for (size_t i = 0; i < dir->nkids; i++) nx += dir->kids[i]->nxattrs;
-	tree_entry *entries = calloc(dir->nkids ? dir->nkids : 1, sizeof(*entries));
-	tree_xattr *xa = calloc(nx ? nx : 1, sizeof(*xa));
-	if (!entries || !xa) {
-		rc = ERR_OOM();
-		goto done;
-	}
-	nx = 0;
-	for (size_t i = 0; i < dir->nkids; i++) {
-		walk_node *k = dir->kids[i];
-		entry_from_node(c, &entries[i], k, xa + nx);
-		nx += k->nxattrs;
-		int64_t at = 0;
-		if (k->type == TREE_REG) at = inodes_push(&c->inodes, INODE_REG, k->ino, k->ctime_sec, k->ctime_nsec);
-		if (k->type == TREE_DIR) at = inodes_push(&c->inodes, INODE_DIR, 0, 0, 0);
-		if (at < 0) {
-			rc = (int)at;
-			goto done;
+	*f = (build_frame){dir, calloc(dir->nkids ? dir->nkids : 1, sizeof(*f->entries)),
+	                   calloc(nx ? nx : 1, sizeof(*f->xa)), 0, 0, item};
+	return f->entries && f->xa ? 0 : ERR_OOM();
+}
+
+/* The trees of dir and below, bottom-up (a tree's id needs its subtrees'),
+ * the inodes record in tree order; a heap stack, so that trees of any
+ * depth cost memory, not C stack. */
+static int build_tree(take_ctx *c, walk_node *dir, oid *out)
+{
+	build_frame *st = NULL;
+	size_t n = 0, cap = 0;
+	int rc = build_enter(&st, &n, &cap, dir, -1);
+	while (rc == 0 && n > 0) {
+		build_frame *f = &st[n - 1];
+		if (f->i < f->dir->nkids) {
+			walk_node *k = f->dir->kids[f->i];
+			entry_from_node(c, &f->entries[f->i++], k, f->xa + f->nx);
+			f->nx += k->nxattrs;
+			int64_t at = 0;
+			if (k->type == TREE_REG) at = inodes_push(&c->inodes, INODE_REG, k->ino, k->ctime_sec, k->ctime_nsec);
+			if (k->type == TREE_DIR) at = inodes_push(&c->inodes, INODE_DIR, 0, 0, 0);
+			if (at < 0) rc = (int)at;
+			else if (k->type == TREE_DIR) rc = build_enter(&st, &n, &cap, k, at);
+			continue;
 		}
-		if (k->type == TREE_DIR) {
-			if ((rc = build_tree(c, k, &entries[i].subtree)) < 0) goto done;
-			c->inodes.v[at].value = c->inodes.n - (size_t)at - 1;
+		oid id;
+		if ((rc = put_tree(c, f->entries, f->dir->nkids, &id)) < 0) {
+			char *path = walk_path(f->dir);
+			error_prefix("directory /%s", path ? path : "?");
+			free(path);
+			break;
 		}
+		if (f->item >= 0) c->inodes.v[f->item].value = c->inodes.n - (size_t)f->item - 1;
+		free(f->entries);
+		free(f->xa);
+		if (--n > 0) st[n - 1].entries[st[n - 1].i - 1].subtree = id;
+		else *out = id;
 	}
-	rc = put_tree(c, entries, dir->nkids, out);
-	if (rc < 0) {
-		char *path = walk_path(dir);
-		error_prefix("directory /%s", path ? path : "?");
-		free(path);
+	while (n > 0) {
+		free(st[--n].entries);
+		free(st[n].xa);
 	}
-done:
-	free(entries);
-	free(xa);
+	free(st);
 	return rc;
 }
 
@@ -1438,13 +1602,7 @@ static void early_file(void *payload, walk_node *n, const walk_node *prior)
 /* ---- the frozen walk on two cores ------------------------------------------ */
 
 /* Entries in n's subtree, n included. */
-static size_t subtree_size(const walk_node *n)
-{
-	size_t count = 1;
-	for (size_t i = 0; i < n->nkids; i++)
-		count += n->kids[i]->type == TREE_DIR ? subtree_size(n->kids[i]) : 1;
-	return count;
-}
+static size_t subtree_size(const walk_node *n) { return count_nodes((walk_node *)n, 0); }
 
 #define SPLIT_PARTS 8       /* directories the second thread walks, at most */
 #define SPLIT_FRONTIER 1024 /* candidates looked at */

@@ -93,6 +93,9 @@ static int check_xattrs(const tree_entry *e, char *why, size_t wn)
 static int check_reg(const tree_entry *e, char *why, size_t wn)
 {
 	if (e->target_len) return fault(why, wn, "symlink target on a regular file");
+	if (e->size > TREE_FILE_SIZE_MAX)
+		return fault(why, wn, "size %llu is more than a file system holds (%llu at most)",
+		             (unsigned long long)e->size, (unsigned long long)TREE_FILE_SIZE_MAX);
 	if (e->nextents && !e->extents) return fault(why, wn, "extents missing");
 	if (e->nchunks && !e->chunks) return fault(why, wn, "chunks missing");
 	uint64_t data = 0, end = 0;

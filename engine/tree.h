@@ -25,6 +25,13 @@ typedef struct tree_chunk {
 	uint32_t size;
 } tree_chunk;
 
+/* The largest size of a regular file, 64 PiB: beyond what the file systems
+ * cairn writes to hold in practice (ext4: 16 TiB), and small enough that the
+ * holes of a sparse file export in bounded time. tree_decode (and
+ * tree_encode) refuse more, so restore, export, cat and fsck all see such
+ * a tree as damage. */
+#define TREE_FILE_SIZE_MAX (UINT64_C(1) << 56)
+
 typedef struct tree_entry {
 	const char *name;      /* NUL-terminated; never contains '/' or NUL */
 	uint16_t name_len;

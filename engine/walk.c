@@ -247,10 +247,39 @@ walk_node *walk_node_new(const char *name, size_t len, walk_node *parent)
 	return n;
 }
 
-static void set_arena(walk_node *n, struct walk_arena *a)
+/* Where kid k is among dir's kids (sorted, unique): found by name. */
+static size_t kid_index(const walk_node *dir, const walk_node *k)
 {
+	size_t lo = 0, hi = dir->nkids;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (dir->kids[mid] == k) return mid;
+		if (name_cmp(dir->kids[mid]->name, dir->kids[mid]->name_len, k->name, k->name_len) < 0) lo = mid + 1;
+		else hi = mid;
+	}
+	for (lo = 0; lo < dir->nkids && dir->kids[lo] != k; lo++) {} /* never: kids are sorted */
+	return lo;
+}
+
+/* top and every node below it to arena a, depth first through the parent
+ * links: no stack, C or heap, whatever the depth. */
+static void set_arena(walk_node *top, struct walk_arena *a)
+{
+	walk_node *n = top;
+	size_t next = 0; /* the kid of n to visit next */
 	n->arena = a;
-	for (size_t i = 0; i < n->nkids; i++) set_arena(n->kids[i], a);
+	for (;;) {
+		if (next < n->nkids) {
+			n = n->kids[next];
+			n->arena = a;
+			next = 0;
+		} else if (n == top) {
+			break;
+		} else {
+			next = kid_index(n->parent, n) + 1;
+			n = n->parent;
+		}
+	}
 }
 
 int walk_graft(walk_node *dir, walk_node *sub, const char *name, size_t len)

@@ -225,10 +225,34 @@ static void flushers_stop(snap_writer *w)
 	w->nflushers = 0;
 }
 
+/* Blobs still to count below trees counted for the first time: a heap
+ * stack, so that a tree of any depth costs memory, not C stack. */
+typedef struct ref_todo {
+	struct ref_item {
+		oid id;
+		uint8_t type;
+	} *v;
+	size_t n, cap;
+} ref_todo;
+
+static int todo_push(ref_todo *todo, const oid *id, uint8_t type)
+{
+	if (todo->n == todo->cap) {
+		size_t cap = todo->cap ? todo->cap * 2 : 64;
+		struct ref_item *v = realloc(todo->v, cap * sizeof(*v));
+		if (!v) return ERR_OOM();
+		todo->v = v;
+		todo->cap = cap;
+	}
+	todo->v[todo->n++] = (struct ref_item){*id, type};
+	return 0;
+}
+
 /* Count blob id of stored size for the snapshot's user; a tree seen for
- * the first time counts its children, unless the caller has (kids_counted). */
-static int account(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data, size_t len,
-                   uint32_t size, int kids_counted)
+ * the first time has its children queued on todo, unless the caller has
+ * counted them (kids_counted). */
+static int count(snap_writer *w, ref_todo *todo, const oid *id, uint8_t type, const uint8_t *data,
+                 size_t len, uint32_t size, int kids_counted)
 {
 	int rc = quota_tracker_add(w->tracker, id, size);
 	if (rc <= 0 || type != BLOB_TREE || kids_counted) return rc < 0 ? rc : 0;
@@ -239,8 +263,8 @@ static int account(snap_writer *w, const oid *id, uint8_t type, const uint8_t *d
 	if ((rc = tree_decode(&t, data, len, what)) < 0) return rc;
 	for (size_t i = 0; i < t.n && rc == 0; i++) {
 		const tree_entry *e = &t.entries[i];
-		if (e->type == TREE_DIR) rc = writer_ref(w, &e->subtree, BLOB_TREE);
-		for (uint32_t k = 0; k < e->nchunks && rc == 0; k++) rc = writer_ref(w, &e->chunks[k].id, BLOB_DATA);
+		if (e->type == TREE_DIR) rc = todo_push(todo, &e->subtree, BLOB_TREE);
+		for (uint32_t k = 0; k < e->nchunks && rc == 0; k++) rc = todo_push(todo, &e->chunks[k].id, BLOB_DATA);
 	}
 	tree_free(&t);
 	return rc;
@@ -253,13 +277,14 @@ static int is_marked(snap_writer *w, const oid *id)
 	return index_lookup(w->marked, id) != NULL;
 }
 
-int writer_ref(snap_writer *w, const oid *id, uint8_t type)
+/* writer_ref of one blob, a tree's children queued on todo. */
+static int ref_one(snap_writer *w, ref_todo *todo, const oid *id, uint8_t type)
 {
 	if (quota_tracker_seen(w->tracker, id)) return 0;
 	uint32_t size;
 	if (type == BLOB_DATA && quota_tracker_known(w->tracker, id, &size)) {
 		/* the parent's chunk: present while unmarked (as in writer_ref_chunks) */
-		if (!is_marked(w, id)) return account(w, id, type, NULL, 0, size, 0);
+		if (!is_marked(w, id)) return count(w, todo, id, type, NULL, 0, size, 0);
 	}
 	index_entry known;
 	int e = repo_index_lookup(w->repo, id, &known);
@@ -273,14 +298,39 @@ int writer_ref(snap_writer *w, const oid *id, uint8_t type)
 	if (!e || known.type != type)
 		return error_set(CAIRN_ECORRUPT, "%s %s: referenced, but not in the repository",
 		                 type == BLOB_TREE ? "tree" : "chunk", hex);
-	if (type != BLOB_TREE) return account(w, id, type, NULL, 0, known.stored_len, 0);
+	if (type != BLOB_TREE) return count(w, todo, id, type, NULL, 0, known.stored_len, 0);
 	uint8_t *data;
 	size_t len;
 	int rc = repo_read_blob(w->repo, id, BLOB_TREE, &data, &len);
 	if (rc < 0) return rc;
-	rc = account(w, id, type, data, len, known.stored_len, 0);
+	rc = count(w, todo, id, type, data, len, known.stored_len, 0);
 	free(data);
 	return rc;
+}
+
+/* Reference everything queued on todo (and what it queues); frees it. */
+static int drain(snap_writer *w, ref_todo *todo, int rc)
+{
+	while (rc == 0 && todo->n > 0) {
+		struct ref_item it = todo->v[--todo->n];
+		rc = ref_one(w, todo, &it.id, it.type);
+	}
+	free(todo->v);
+	return rc;
+}
+
+/* count, and every blob below a tree counted for the first time. */
+static int account(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data, size_t len,
+                   uint32_t size, int kids_counted)
+{
+	ref_todo todo = {NULL, 0, 0};
+	return drain(w, &todo, count(w, &todo, id, type, data, len, size, kids_counted));
+}
+
+int writer_ref(snap_writer *w, const oid *id, uint8_t type)
+{
+	ref_todo todo = {NULL, 0, 0};
+	return drain(w, &todo, ref_one(w, &todo, id, type));
 }
 
 void writer_parent(snap_writer *w, const char *user, const char *snap_hex)

@@ -288,4 +288,52 @@ check "no hostile archive committed a snapshot" cmp -s "$LOG/snaps-before" "$LOG
 check "nothing was written outside ($OUTSIDE absent)" test ! -e "$OUTSIDE"
 check "/etc/passwd untouched by the hardlink cases" bash -c '! grep -q "^fine$" /etc/passwd'
 
+say "an archive that defines a path twice (directory x with x/y, then file x) is charged as the plain file x"
+"$PY" - "$W/twice.tar" "$W/plain.tar" <<'PYEOF'
+import io, sys, tarfile
+def add(t, name, data=None):
+    ti = tarfile.TarInfo(name)
+    ti.mtime = 1700000000
+    if data is None:
+        ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+        t.addfile(ti)
+    else:
+        ti.size, ti.mode = len(data), 0o644
+        t.addfile(ti, io.BytesIO(data))
+with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
+    add(t, "x")
+    add(t, "x/y", b"the file x replaced\n")
+    add(t, "x", b"plain x\n")
+with tarfile.open(sys.argv[2], "w", format=tarfile.PAX_FORMAT) as t:
+    add(t, "x", b"plain x\n")
+PYEOF
+for k in twice plain; do
+	RK=$(e2e_repo "repo-$k")
+	cairn_ok "init-$k" init --repo "$RK"
+	cairn_ok "import-$k" import --repo "$RK" --name "$k" --user u "$W/$k.tar"
+	cairn_ok "usage-$k" usage --repo "$RK" --json
+	"$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[0]["used_bytes"])' "$OUT" > "$W/used-$k"
+	cairn "fsck-$k" fsck --repo "$RK"
+	check "fsck of the $k import is clean (exit $RC)" test "$RC" = 0
+	show "$OUT"
+done
+check "usage of the twice-defined import ($(cat "$W/used-twice")) equals the plain one's ($(cat "$W/used-plain"))" \
+	cmp -s "$W/used-twice" "$W/used-plain"
+
+say "a 1 TiB sparse file exports at once, its data in place"
+mkdir "$W/sparse"
+printf head > "$W/sparse/big"
+truncate -s 1T "$W/sparse/big"
+printf 'tail\n' | dd of="$W/sparse/big" bs=1 seek=$(( (1 << 40) - 5 )) conv=notrunc status=none
+take_json take-sparse --repo "$R" --root "$W/sparse" --name sparse || e2e_finish
+t0=$(date +%s%N)
+cairn_ok export-sparse export --repo "$R" "$SNAP" -o "$W/sparse.tar"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "the export of a 1 TiB sparse file took $ms ms (under 10 s) and is small" \
+	test "$ms" -lt 10000 -a "$(stat -c %s "$W/sparse.tar")" -lt 1048576
+mkdir "$W/sparse-x"
+run sparse-x bash -c 'cd "$1" && bsdtar -xpf "$2"' _ "$W/sparse-x" "$W/sparse.tar"
+check "bsdtar extracts it: 1 TiB, head and tail in place" bash -c \
+	'test "$(stat -c %s "$1")" = $((1 << 40)) && test "$(head -c 4 "$1")" = head && test "$(tail -c 5 "$1")" = tail' _ "$W/sparse-x/big"
+
 e2e_finish
