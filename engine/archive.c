@@ -29,6 +29,7 @@
 #include "repo.h"
 #include "tree.h"
 #include "user.h"
+#include "util.h"
 #include "writer.h"
 
 #define ACL_XATTR_ACCESS "system.posix_acl_access"
@@ -46,13 +47,6 @@
 #define ZERO_LEN (64u * 1024u)
 #define ZMAP_LEN ((size_t)1 << 30) /* below libarchive's INT_MAX a write */
 static const uint8_t zeros[ZERO_LEN];
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static const struct {
 	int pacl, ae;
@@ -590,13 +584,6 @@ static nframe *nstack_push(nstack *st, node *d)
 static void nstack_prefix(const nstack *st)
 {
 	for (size_t i = st->n; i-- > 1;) error_prefix("%s", st->f[i].d->name);
-}
-
-static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-	int c = memcmp(a, b, alen < blen ? alen : blen);
-	if (c) return c;
-	return alen < blen ? -1 : alen > blen;
 }
 
 /* Index of name among d's kids, or where it would go (*found = 0). Archives
@@ -1556,9 +1543,7 @@ static int commit(ictx *c, char id[OID_HEX_LEN + 1], int64_t t0)
 	memset(&m, 0, sizeof(m));
 	m.tree = top_id;
 	if (c->o->base) hex_decode(m.parent.b, OID_LEN, c->o->base);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	m.time_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	m.time_ns = now_ns();
 	gethostname(host, sizeof(host) - 1);
 	m.user = (char *)(c->o->user ? c->o->user : "default");
 	m.name = (char *)c->o->name;

@@ -10,6 +10,7 @@
 #include "error.h"
 #include "format.h"
 #include "store.h"
+#include "util.h"
 
 int damaged_encode(int64_t time_ns, const char *reason, uint8_t **out, size_t *len)
 {
@@ -53,9 +54,7 @@ int damaged_mark(cairn_repo *r, const char *snap_hex, const char *reason)
 	char name[128];
 	uint8_t *data;
 	size_t len;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int rc = damaged_encode((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, reason, &data, &len);
+	int rc = damaged_encode(now_ns(), reason, &data, &len);
 	if (rc < 0) return rc;
 	snprintf(name, sizeof(name), "damaged/%s", snap_hex);
 	rc = store_put(r->st, name, data, len, 0);

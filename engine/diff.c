@@ -9,6 +9,7 @@
 #include "error.h"
 #include "repo.h"
 #include "tree.h"
+#include "util.h"
 
 typedef struct dstate {
 	cairn_repo *repo;
@@ -108,14 +109,6 @@ static int load(dstate *s, const oid *id, tree *t)
 	return 0;
 }
 
-static int name_cmp(const tree_entry *a, const tree_entry *b)
-{
-	size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
-	int c = memcmp(a->name, b->name, n);
-	if (c) return c;
-	return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
-}
-
 /* A directory being compared: both sides merged by name (one_side 0), or
  * everything in one tree reported as kind. dirlen: the path's length at
  * the directory. */
@@ -208,7 +201,7 @@ static int diff_trees(dstate *s, const oid *a, const oid *b)
 			if ((rc = path_push(s, ea, &old)) == 0) rc = only_in(s, &st, ea, f->kind);
 			continue;
 		}
-		int c = !ea ? 1 : !eb ? -1 : name_cmp(ea, eb);
+		int c = !ea ? 1 : !eb ? -1 : name_cmp(ea->name, ea->name_len, eb->name, eb->name_len);
 		if (c < 0) f->i++;
 		else if (c > 0) f->j++;
 		else f->i++, f->j++;

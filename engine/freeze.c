@@ -19,6 +19,7 @@
 
 #include "error.h"
 #include "freeze.h"
+#include "util.h"
 
 #define FREEZE_TIMEOUT_MS 10000 /* a group that will not freeze: a process stuck in the kernel */
 #define KILL_TIMEOUT_MS 5000    /* release: until the group is empty */
@@ -52,13 +53,6 @@ struct freezer {
 static volatile sig_atomic_t caught_signal;
 static volatile sig_atomic_t handler_ctl = -1;
 static volatile sig_atomic_t handler_v2;
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Async-signal-safe: used by the handler and the guardian. */
 static int write_thaw(int fd, int v2)

@@ -29,6 +29,7 @@
 #include "repo.h"
 #include "store.h"
 #include "tree.h"
+#include "util.h"
 
 #define AFFECTED_MAX 200   /* (snapshot, path) pairs listed per problem */
 #define TREE_RESULT_MAX 1000
@@ -1084,8 +1085,7 @@ CAIRN_EXTERN int cairn_fsck(cairn_fsck_report **out, const char *path, const cai
 	cairn_repo *r = NULL;
 	store_lock *lock = NULL;
 	fsck_ctx c;
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int64_t t0 = mono_ns();
 	memset(&c, 0, sizeof(c));
 	*out = NULL;
 	static const size_t sizes[] = {offsetof(cairn_fsck_options, open), sizeof(cairn_fsck_options)};
@@ -1167,12 +1167,11 @@ done:
 	ctx_free(&c);
 	cairn_repo_free(r);
 	cairn_fsck_report_free(final);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (rc < 0) {
 		cairn_fsck_report_free(rep);
 		return rc;
 	}
-	rep->stats.duration_ms = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	rep->stats.duration_ms = (uint64_t)(mono_ns() - t0) / 1000000;
 	*out = rep;
 	return 0;
 }

@@ -20,6 +20,7 @@
 #include "repo.h"
 #include "store.h"
 #include "tree.h"
+#include "util.h"
 
 #define MS 1000000LL
 #define SESSION_MAX 4096
@@ -27,13 +28,6 @@
 #define SEGMENT_MAX (1024u * 1024u * 1024u)
 #define SEGMENT_ENTRIES (4u * 1024u * 1024u)
 #define LOAD_RETRIES 20
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void host_name(char out[128])
 {

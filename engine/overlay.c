@@ -7,6 +7,7 @@
 #include "error.h"
 #include "format.h"
 #include "overlay.h"
+#include "util.h"
 
 static char opaque_mark; /* walk_node.user of an opaque upper directory */
 
@@ -150,14 +151,6 @@ static int drop_base(merge_ctx *m, const tree_entry *e, const char *path)
 	}
 	free(todo);
 	return rc;
-}
-
-/* memcmp order, shorter first on a common prefix (tree.h). */
-static int name_cmp(const char *a, size_t al, const char *b, size_t bl)
-{
-	int c = memcmp(a, b, al < bl ? al : bl);
-	if (c) return c;
-	return al < bl ? -1 : al > bl;
 }
 
 /* An upper entry going into the snapshot (its subtree merged with base_sub

@@ -25,6 +25,7 @@
 #include "io.h"
 #include "pack.h"
 #include "gc.h"
+#include "util.h"
 
 #define CONFIG_MAX 4096
 #define SEGMENT_MAX (1024u * 1024u * 1024u)
@@ -135,9 +136,7 @@ CAIRN_EXTERN int cairn_repo_init(const char *path, const cairn_init_options *opt
 	c.chunk_max = avg * 4;
 	c.zstd_level = level;
 	if ((rc = repo_random(c.secret, sizeof(c.secret))) < 0) goto done;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	c.created_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	c.created_ns = now_ns();
 	if (!(data = config_encode(&c, &len))) {
 		rc = ERR_OOM();
 		goto done;

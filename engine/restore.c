@@ -34,6 +34,7 @@
 #include "repo.h"
 #include "restored.h"
 #include "tree.h"
+#include "util.h"
 
 #define PROGRESS_NS 100000000LL /* at most one progress event per 100 ms */
 #define QUEUE_CAP 8192          /* queued file jobs */
@@ -48,13 +49,6 @@
 #define REMOVE_FDS 16
 
 static const uint8_t zeros[ZERO_LEN];
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static char *short_id(char out[13], const char *id)
 {
@@ -231,7 +225,7 @@ typedef struct rstate {
 static void progress(rstate *st)
 {
 	if (!st->opts->event_cb) return;
-	int64_t now = now_ns();
+	int64_t now = mono_ns();
 	if (now - st->last_progress < PROGRESS_NS) return;
 	st->last_progress = now;
 	cairn_event ev;
@@ -1220,7 +1214,7 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 	rstate st;
 	pthread_t *tids = NULL;
 	int nthreads = 0, started = 0, rc, empty;
-	int64_t t0 = now_ns();
+	int64_t t0 = mono_ns();
 	pthread_condattr_t ca;
 
 	memset(&m, 0, sizeof(m));
@@ -1265,7 +1259,7 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 	st.max_dirs = dir_budget(nthreads);
 	st.total_files = m.files;
 	st.total_bytes = m.bytes;
-	st.last_progress = now_ns();
+	st.last_progress = mono_ns();
 	atomic_init(&st.stop, 0);
 	atomic_init(&st.files, 0);
 	atomic_init(&st.bytes, 0);
@@ -1350,7 +1344,7 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 		out->specials = st.specials;
 		out->hardlinks = st.hardlinks;
 		out->bytes = atomic_load(&st.bytes);
-		out->duration_ms = (uint64_t)((now_ns() - t0) / 1000000);
+		out->duration_ms = (uint64_t)((mono_ns() - t0) / 1000000);
 	}
 done:
 	if (started) {

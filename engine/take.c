@@ -27,6 +27,7 @@
 #include "repo.h"
 #include "restored.h"
 #include "user.h"
+#include "util.h"
 #include "walk.h"
 #include "writer.h"
 
@@ -134,13 +135,6 @@ typedef struct parent_cursor {
 	size_t pos;
 	int ok;
 } parent_cursor;
-
-static int64_t now_ns(int clock)
-{
-	struct timespec ts;
-	clock_gettime(clock, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* A notice event (CLI: a line on stderr), when the caller listens. */
 static void notice(const cairn_take_options *o, const char *msg)
@@ -1857,7 +1851,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	/* progress 10 times a second, the freeze checked every 5 ms; woken
 	 * at once by the last worker, since a frozen instance waits on us */
 	for (int64_t last = 0; c->workers_left > 0;) {
-		int64_t now = now_ns(CLOCK_MONOTONIC);
+		int64_t now = mono_ns();
 		if (now - last >= 100 * 1000 * 1000) {
 			emit_progress(o, c, ws->files, ws->bytes);
 			last = now;
@@ -1894,7 +1888,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	uint64_t precopy_ms = 0;
 	walk_stats ws;
 	char parent[OID_HEX_LEN + 1] = "", kin[OID_HEX_LEN + 1] = "", root_path[PATH_MAX], host[256] = "";
-	int64_t t0 = now_ns(CLOCK_MONOTONIC);
+	int64_t t0 = mono_ns();
 	const char *user;
 	freezer *fz = NULL; /* --cgroup: frozen from before the (frozen) walk until after the commit */
 	parent_view pv = {0};
@@ -1937,7 +1931,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	if (!o->dry_run && (rc = gc_session_check(repo)) < 0) goto done;
 	if (o->cgroup && !o->no_precopy && !o->dry_run) {
 		/* copy while the instance runs; then the frozen capture reads only what changed */
-		int64_t p0 = now_ns(CLOCK_MONOTONIC);
+		int64_t p0 = mono_ns();
 		pre.rootfd = c.rootfd;
 		pre.writer = c.writer;
 		pre.precopy = 1;
@@ -1953,7 +1947,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		have_pre = 1;
 		c.new_bytes = pre.new_bytes; /* what it stored is this take's */
 		c.stored_bytes = pre.stored_bytes;
-		precopy_ms = (uint64_t)(now_ns(CLOCK_MONOTONIC) - p0) / 1000000;
+		precopy_ms = (uint64_t)(mono_ns() - p0) / 1000000;
 	}
 
 	if (o->cgroup && (rc = freeze_now(fz, o)) < 0) goto done;
@@ -1968,7 +1962,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	memset(&m, 0, sizeof(m));
 	m.tree = top_id;
 	if (parent[0]) hex_decode(m.parent.b, OID_LEN, parent);
-	m.time_ns = now_ns(CLOCK_REALTIME);
+	m.time_ns = now_ns();
 	gethostname(host, sizeof(host) - 1);
 	m.user = (char *)user;
 	m.name = (char *)o->name;
@@ -1985,7 +1979,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	m.stored_bytes = c.stored_bytes;
 	if ((rc = freeze_commit_begin(fz)) < 0) goto done;
 	m.pause_ms = freeze_pause_ms(fz); /* up to the commit; the result's runs to the thaw */
-	m.duration_ms = (uint64_t)(now_ns(CLOCK_MONOTONIC) - t0) / 1000000;
+	m.duration_ms = (uint64_t)(mono_ns() - t0) / 1000000;
 	char **keys = calloc(o->nlabels + 1, sizeof(char *)), **values = calloc(o->nlabels + 1, sizeof(char *));
 	if (!keys || !values) {
 		free(keys);
@@ -2031,7 +2025,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		out->mounts_skipped = ws.mounts_skipped;
 		out->excluded = ws.excluded;
 		out->pause_ms = freeze_pause_ms(fz);
-		out->duration_ms = (uint64_t)(now_ns(CLOCK_MONOTONIC) - t0) / 1000000; /* through the thaw */
+		out->duration_ms = (uint64_t)(mono_ns() - t0) / 1000000; /* through the thaw */
 		out->used_uring = ws.used_uring && !c.uring_fallback[0];
 		out->charged_bytes = writer_charged(c.writer);
 		out->precopy_ms = precopy_ms;

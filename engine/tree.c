@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "cairn.h"
 #include "error.h"
+#include "util.h"
 
 /* Smallest encodings, used to bound counts by the bytes left before any
  * allocation: a tentry without name and payload, an xattr, an extent, a chunk. */
@@ -18,15 +19,6 @@
 #define CHUNK_LEN (OID_LEN + 4)
 
 #define NSEC_PER_SEC 1000000000u
-
-/* Names order by memcmp over the common length, then shorter first. */
-static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-	size_t n = alen < blen ? alen : blen;
-	int c = n ? memcmp(a, b, n) : 0;
-	if (c) return c;
-	return alen < blen ? -1 : alen > blen;
-}
 
 /* Why name is unacceptable, or NULL if it is fine. */
 static const char *name_fault(const char *name, size_t len)

@@ -34,6 +34,7 @@
 #include "cairn.h"
 #include "error.h"
 #include "format.h"
+#include "util.h"
 
 #define DENTS_BUF (64u * 1024u)
 #define RING_SQ 512u
@@ -124,20 +125,6 @@ typedef struct walker {
 } walker;
 
 /* ---- small helpers ---- */
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-	int c = memcmp(a, b, alen < blen ? alen : blen);
-	if (c) return c;
-	return alen < blen ? -1 : alen > blen;
-}
 
 static int kid_cmp(const void *pa, const void *pb)
 {
