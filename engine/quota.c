@@ -1886,32 +1886,6 @@ CAIRN_EXTERN int cairn_quota_set(cairn_repo *repo, const char *user, int has_quo
 	return quota_set(repo, user, has_quota, bytes);
 }
 
-CAIRN_EXTERN int cairn_estimate(cairn_estimate_result *out, cairn_repo *repo,
-                                const cairn_take_options *opts)
-{
-	cairn_take_result tr;
-	memset(out, 0, sizeof(*out));
-	if (!opts || opts->version != CAIRN_TAKE_OPTIONS_VERSION)
-		return error_set(CAIRN_EUSAGE, "estimate: missing or unsupported options");
-	cairn_take_options o = *opts;
-	o.dry_run = 1;
-	o.cgroup = NULL; /* an estimate never pauses the instance */
-	o.release = 0;
-	const char *user = o.user ? o.user : "default";
-	int rc = user_name_check(user);
-	if (rc == 0) rc = cairn_take(&tr, repo, &o);
-	if (rc == 0) rc = cairn_usage_get(&out->usage, repo, user);
-	if (rc < 0) return rc;
-	out->added_bytes = tr.charged_bytes;
-	out->files = tr.files;
-	out->bytes = tr.bytes;
-	out->new_bytes = tr.new_bytes;
-	out->stored_bytes = tr.stored_bytes;
-	out->fits = !out->usage.has_quota || out->added_bytes == 0 ||
-	            out->usage.used_bytes + out->added_bytes <= out->usage.quota_bytes;
-	return 0;
-}
-
 CAIRN_EXTERN int cairn_forget(cairn_repo *repo, const char *snap_id, uint64_t *released_bytes)
 {
 	int rc = quota_forget(repo, snap_id, released_bytes);
