@@ -27,16 +27,19 @@ CFLAGS=(-std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -g -O1 -fno-omit-frame-poi
 LIBS=(-lzstd -lxxhash -lcrypto -luring -larchive -lpthread)
 echo "building the engine for fuzzing in $OUT"
 objs=()
-for src in "$SRCDIR"/engine/*.c; do
+# every engine source, in subfolders too (engine/take/take.c -> take_take.o)
+while IFS= read -r src; do
 	# the remote backends need their client libraries; the decoders don't
 	case $(basename "$src") in store_rados.c | store_s3.c) continue ;; esac
-	o=$OUT/obj/$(basename "$src" .c).o
+	rel=${src#"$SRCDIR"/engine/}
+	o=$OUT/obj/${rel//\//_}
+	o=${o%.c}.o
 	if [ ! -f "$o" ] || [ "$src" -nt "$o" ]; then
 		"$CLANG" "${CFLAGS[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$src" -o "$o" &
 		while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do wait -n; done
 	fi
 	objs+=("$o")
-done
+done < <(find "$SRCDIR/engine" -name '*.c' | sort)
 wait
 for t in "${TARGETS[@]}"; do
 	"$CLANG" "${CFLAGS[@]}" -fsanitize=fuzzer,address,undefined "$SRCDIR/tests/fuzz/fuzz_$t.c" \

@@ -1,0 +1,83 @@
+/* The take (take.h): a capture's shared state: set up, freed, its first
+ * failure, notices. */
+#include "take.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cairn.h"
+
+/* A notice event (CLI: a line on stderr), when the caller listens. */
+void take_notice(const cairn_take_options *o, const char *msg)
+{
+	if (!o->event_cb) return;
+	cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = msg};
+	o->event_cb(&ev, o->event_payload);
+}
+
+/* Record the first failure of any thread; later ones are dropped. */
+int take_fail(take_ctx *c, int rc)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->rc == 0) {
+		c->rc = rc;
+		snprintf(c->message, sizeof(c->message), "%s", cairn_error_last());
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int take_failed(take_ctx *c)
+{
+	pthread_mutex_lock(&c->lock);
+	int rc = c->rc;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void take_ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w)
+{
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->jobs_lock, NULL);
+	pthread_cond_init(&c->jobs_cv, NULL);
+	pthread_condattr_t monotonic;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->done_cv, &monotonic);
+	pthread_condattr_destroy(&monotonic);
+	c->repo = repo;
+	c->rootfd = rootfd;
+	c->writer = w;
+	c->no_prior_cuts = repo->settings.no_prior_cuts;
+}
+
+/* What a capture holds (the walk, the file states); not the writer or rootfd. */
+void take_ctx_free(take_ctx *c)
+{
+	for (size_t i = 0; i < c->nstates; i++) {
+		free(c->states[i].chunks);
+		free(c->states[i].extents);
+		free(c->states[i].was);
+	}
+	free(c->states);
+	for (size_t i = 0; i < c->nearly; i++) {
+		free(c->early[i]->chunks);
+		free(c->early[i]->extents);
+		free(c->early[i]->was);
+		free(c->early[i]);
+	}
+	free(c->early);
+	c->early = NULL;
+	c->nearly = c->cap_early = c->early_taken = 0;
+	free(c->todo);
+	free(c->hl_table);
+	inodes_free(&c->inodes);
+	walk_free(c->root);
+	c->states = NULL;
+	c->nstates = 0;
+	c->todo = NULL;
+	c->hl_table = NULL;
+	c->root = NULL;
+}

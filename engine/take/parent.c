@@ -1,0 +1,402 @@
+/* The take (take.h): the parent: finding it, its trees loaded as the walk's
+ * prior, reuse of its chunk lists (and the pre-copy's), restore records. */
+#include "take.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "cairn.h"
+#include "error.h"
+#include "restored.h"
+
+/* The next item of the parent's inodes record, which must be of kind. */
+static const inode_item *next_item(parent_cursor *pc, uint8_t kind)
+{
+	if (!pc->ok) return NULL;
+	if (pc->pos < pc->l->n && pc->l->v[pc->pos].kind == kind) return &pc->l->v[pc->pos++];
+	pc->ok = 0;
+	return NULL;
+}
+
+/* Unchanged since the parent: inode number and ctime (p, the parent's
+ * prior node, has them), size and mtime (its tree entry e). */
+int same_file(const walk_node *n, const walk_node *p, const tree_entry *e)
+{
+	return e->type == TREE_REG && p->ino != 0 && p->ino == n->ino && e->size == n->size &&
+	       e->mtime_sec == n->mtime_sec && e->mtime_nsec == n->mtime_nsec && p->ctime_sec == n->ctime_sec &&
+	       p->ctime_nsec == n->ctime_nsec;
+}
+
+/* 1 when every chunk is usable (present, not marked by gc): the take then
+ * references them all already. */
+static int chunks_present(take_ctx *c, const tree_entry *e)
+{
+	return writer_ref_chunks(c->writer, e->chunks, e->nchunks);
+}
+
+/* fs gets content captured before (copies of the lists): not read again. */
+static int reuse_content(file_state *fs, uint64_t size, const tree_chunk *chunks, uint32_t nchunks,
+                         const tree_extent *extents, uint32_t nextents)
+{
+	fs->size = size;
+	if (nchunks && !(fs->chunks = malloc(nchunks * sizeof(tree_chunk)))) return ERR_OOM();
+	if (nchunks) memcpy(fs->chunks, chunks, nchunks * sizeof(tree_chunk));
+	fs->nchunks = fs->cap = nchunks;
+	if (nextents && !(fs->extents = malloc(nextents * sizeof(tree_extent)))) return ERR_OOM();
+	if (nextents) memcpy(fs->extents, extents, nextents * sizeof(tree_extent));
+	fs->nextents = nextents;
+	fs->reused = fs->captured = 1;
+	return 0;
+}
+
+/* repo_walk_trees' visit for load_prior_trees: the parent's tree, kept at
+ * its place in the walk (the place v->tree_at gives its id). */
+static int keep_prior_tree(void *payload, uint32_t seq, const oid *id, tree *t, const uint8_t *plain,
+                           size_t len)
+{
+	(void)id;
+	(void)plain;
+	(void)len;
+	parent_view *v = payload;
+	if (seq >= v->cap_trees) {
+		size_t cap = v->cap_trees ? 2 * v->cap_trees : 256;
+		if (cap <= seq) cap = (size_t)seq + 1;
+		tree *nt = realloc(v->trees, cap * sizeof(*nt));
+		if (!nt) return ERR_OOM();
+		memset(nt + v->cap_trees, 0, (cap - v->cap_trees) * sizeof(*nt)); /* places not yet read */
+		v->trees = nt;
+		v->cap_trees = cap;
+	}
+	v->trees[seq] = *t;
+	memset(t, 0, sizeof(*t));
+	if (seq >= v->ntrees) v->ntrees = (size_t)seq + 1;
+	return 0;
+}
+
+/* A prior node for entry e (a directory or a regular file: nothing else is
+ * ever found unchanged). Only a regular file with an inode number can be,
+ * so only those carry xattrs, and only when the walk may take them. */
+static int prior_node(const parent_view *v, walk_node *dir, const tree_entry *e, const inode_item *it,
+                      const struct stat *root, walk_node **out)
+{
+	walk_node *n = *out = walk_node_new(e->name, e->name_len, dir);
+	if (!n) return ERR_OOM();
+	n->type = e->type;
+	n->user = (void *)e;
+	dir->kids[dir->nkids++] = n;
+	if (e->type != TREE_REG) return 0;
+	n->ino = it ? it->value : e->ino;
+	n->ctime_sec = it ? it->ctime_sec : e->ctime_sec;
+	n->ctime_nsec = it ? it->ctime_nsec : e->ctime_nsec;
+	n->dev_major = major(root->st_dev); /* the walk's entries are all on the root's filesystem */
+	n->dev_minor = minor(root->st_dev);
+	if (!n->ino || !e->nxattrs || (!v->start.tv_sec && !v->start.tv_nsec)) return 0;
+	if (!(n->xattrs = walk_alloc(n, e->nxattrs * sizeof(*n->xattrs)))) return ERR_OOM();
+	int rc = 0;
+	for (uint32_t i = 0; i < e->nxattrs && rc == 0; i++)
+		rc = walk_xattr_add(n, e->xattrs[i].name, e->xattrs[i].value, e->xattrs[i].value_len);
+	return rc;
+}
+
+/* Every tree of the parent into v->trees and v->tree_at (repo_walk_trees:
+ * level by level, in batches). */
+static int load_prior_trees(take_ctx *c, parent_view *v)
+{
+	int rc = index_new(&v->tree_at);
+	tree_walk w = {keep_prior_tree, NULL, v, v->tree_at, 0};
+	if (rc == 0) rc = repo_walk_trees(c->repo, &v->root, &w);
+	return rc;
+}
+
+/* A directory of the parent being loaded: its tree, the next entry, and
+ * where its items in the inodes record end (has_end: it had an item). */
+typedef struct prior_frame {
+	walk_node *dir;
+	tree t;
+	size_t i, end;
+	int has_end;
+} prior_frame;
+
+typedef struct prior_stack {
+	prior_frame *f;
+	size_t n, cap;
+} prior_stack;
+
+/* Push the prior's directory dir, the parent's tree id. */
+static int prior_enter(parent_view *v, prior_stack *st, walk_node *dir, const oid *id, int has_end, size_t end)
+{
+	const index_entry *at = index_key_get(v->tree_at, id->b, OID_LEN);
+	if (!at || at->offset >= v->ntrees) {
+		char hex[OID_HEX_LEN + 1];
+		oid_hex(hex, id);
+		return error_set(CAIRN_EIO, "tree %s: internal error: not among the parent's trees read", hex);
+	}
+	const tree t = v->trees[at->offset]; /* the array no longer moves */
+	if (t.n && !(dir->kids = walk_alloc(dir, t.n * sizeof(*dir->kids)))) return ERR_OOM();
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 64;
+		prior_frame *f = realloc(st->f, cap * sizeof(*f));
+		if (!f) return ERR_OOM();
+		st->f = f;
+		st->cap = cap;
+	}
+	st->f[st->n++] = (prior_frame){dir, t, 0, end, has_end};
+	return 0;
+}
+
+/* The prior's directory dir from the parent's tree id, going through the
+ * parent's entries in order, as its inodes record does. Depth first with a
+ * heap stack: any depth costs memory, not C stack. */
+static int load_prior_dir(parent_view *v, walk_node *dir, const oid *id, parent_cursor *pc,
+                          const struct stat *root)
+{
+	prior_stack st = {NULL, 0, 0};
+	int rc = prior_enter(v, &st, dir, id, 0, 0);
+	while (rc == 0 && st.n > 0) {
+		prior_frame *f = &st.f[st.n - 1];
+		if (f->i == f->t.n) {
+			if (f->has_end && pc->pos != f->end) pc->ok = 0;
+			st.n--;
+			continue;
+		}
+		const tree_entry *e = &f->t.entries[f->i++];
+		walk_node *k;
+		const inode_item *it = e->type == TREE_DIR ? next_item(pc, INODE_DIR)
+		                       : e->type == TREE_REG ? next_item(pc, INODE_REG)
+		                                             : NULL; /* only those two have items */
+		if (e->type != TREE_DIR && e->type != TREE_REG) continue;
+		if ((rc = prior_node(v, f->dir, e, it, root, &k)) < 0) break;
+		if (e->type == TREE_DIR) /* inodes_read checked that its items fit */
+			rc = prior_enter(v, &st, k, &e->subtree, it != NULL, it ? pc->pos + it->value : 0);
+	}
+	free(st.f);
+	return rc;
+}
+
+/* Builds v->prior from v->root and v->inodes (freed then); root_path names
+ * the root in messages. */
+int load_prior(take_ctx *c, parent_view *v, const char *root_path)
+{
+	struct stat root;
+	if (fstat(c->rootfd, &root) < 0) return error_errno(CAIRN_EIO, errno, "root %s: stat", root_path);
+	if (!(v->prior = walk_node_new("", 0, NULL))) return ERR_OOM();
+	v->prior->type = TREE_DIR;
+	parent_cursor pc = {&v->inodes, 0, v->inodes.n > 0};
+	int rc = load_prior_trees(c, v);
+	if (rc == 0) rc = load_prior_dir(v, v->prior, &v->root, &pc, &root);
+	inodes_free(&v->inodes);
+	if (rc < 0) error_prefix("parent");
+	return rc;
+}
+
+void parent_view_free(parent_view *v)
+{
+	walk_free(v->prior);
+	v->prior = NULL;
+	for (size_t i = 0; i < v->ntrees; i++) tree_free(&v->trees[i]);
+	free(v->trees);
+	v->trees = NULL;
+	index_free(v->tree_at);
+	v->tree_at = NULL;
+	v->ntrees = v->cap_trees = 0;
+	inodes_free(&v->inodes);
+}
+
+/* A directory of this take walked beside its namesake in another walk
+ * (the parent's, the pre-copy's): the next kid, and where the other's
+ * search goes on. */
+typedef struct pair_frame {
+	walk_node *dir;
+	const walk_node *other;
+	size_t i, at;
+} pair_frame;
+
+typedef struct pair_walk {
+	pair_frame *f;
+	size_t n, cap;
+} pair_walk;
+
+static int pair_enter(pair_walk *pw, walk_node *dir, const walk_node *other)
+{
+	if (pw->n == pw->cap) {
+		size_t cap = pw->cap ? pw->cap * 2 : 64;
+		pair_frame *f = realloc(pw->f, cap * sizeof(*f));
+		if (!f) return ERR_OOM();
+		pw->f = f;
+		pw->cap = cap;
+	}
+	pw->f[pw->n++] = (pair_frame){dir, other, 0, 0};
+	return 0;
+}
+
+/* The next kid k of the walk that has a namesake of its type in the other
+ * walk (*other), depth first; NULL at the end. Enter k with pair_enter to
+ * go below it. */
+static walk_node *pair_next(pair_walk *pw, const walk_node **other)
+{
+	while (pw->n > 0) {
+		pair_frame *f = &pw->f[pw->n - 1];
+		if (f->i == f->dir->nkids) {
+			pw->n--;
+			continue;
+		}
+		walk_node *k = f->dir->kids[f->i++];
+		const walk_node *p = walk_find_kid_from(f->other, &f->at, k->name, k->name_len);
+		if (!p || p->type != k->type) continue;
+		*other = p;
+		return k;
+	}
+	return NULL;
+}
+
+/* Give unchanged files their parent's chunk lists, so they are not read. */
+int reuse_from_parent(take_ctx *c, walk_node *dir, const walk_node *pdir)
+{
+	pair_walk pw = {NULL, 0, 0};
+	int rc = pair_enter(&pw, dir, pdir);
+	const walk_node *p;
+	for (walk_node *k; rc == 0 && (k = pair_next(&pw, &p));) {
+		if (k->type == TREE_DIR && !k->is_mount) {
+			rc = pair_enter(&pw, k, p);
+		} else if (k->type == TREE_REG && !((file_state *)k->user)->leader) {
+			const tree_entry *e = p->user;
+			if (same_file(k, p, e) && (rc = chunks_present(c, e)) == 1)
+				rc = reuse_content(k->user, e->size, e->chunks, e->nchunks, e->extents, e->nextents);
+			else if (rc >= 0) /* read: hardlinked, or not found by the walk's early reads */
+				keep_prior_cuts(k->user, k, e->chunks, e->nchunks, e->nextents);
+		}
+	}
+	free(pw.f);
+	return rc;
+}
+
+/* Content unchanged since the pre-copy captured it: the same inode and
+ * ctime, that ctime before the pre-copy started (walk_unchanged_since),
+ * and (belt and braces) the same size and mtime. */
+static int unchanged_since(const walk_node *k, const walk_node *p, const struct timespec *start)
+{
+	return walk_unchanged_since(k, p, start) && k->size == p->size && k->mtime_sec == p->mtime_sec &&
+	       k->mtime_nsec == p->mtime_nsec;
+}
+
+/* Give files the pre-copy captured and that have not changed since its
+ * content, so that the frozen capture reads only what changed. */
+int reuse_from_precopy(take_ctx *c, walk_node *dir, const walk_node *pre_dir,
+                       const struct timespec *start)
+{
+	pair_walk pw = {NULL, 0, 0};
+	int rc = pair_enter(&pw, dir, pre_dir);
+	const walk_node *p;
+	for (walk_node *k; rc == 0 && (k = pair_next(&pw, &p));) {
+		if (k->type == TREE_DIR) {
+			if (!k->is_mount && !p->is_mount) rc = pair_enter(&pw, k, p);
+			continue;
+		}
+		file_state *fs = k->user;
+		if (k->type != TREE_REG || fs->leader) continue; /* a follower gets its leader's */
+		const file_state *ps = p->user;
+		if (ps->leader) ps = ps->leader;
+		if (!ps->captured) continue;
+		if (ps->size != p->size || !unchanged_since(k, p, start) ||
+		    (rc = writer_ref_chunks(c->writer, ps->chunks, ps->nchunks)) != 1) {
+			/* changed since the pre-copy (a log written to, say): read
+			 * again while frozen, cut where the pre-copy cut it */
+			if (rc >= 0) keep_prior_cuts(fs, k, ps->chunks, ps->nchunks, ps->nextents);
+			continue;
+		}
+		rc = reuse_content(fs, ps->size, ps->chunks, ps->nchunks, ps->extents, ps->nextents);
+	}
+	free(pw.f);
+	return rc;
+}
+
+/* parent: the user's latest snapshot of root_path (or --parent); kin: the
+ * user's latest snapshot of any root, for a take without a parent (a new
+ * instance restored from a snapshot): its refs give known stored sizes
+ * and the base of this take's refs delta. */
+int find_parent(cairn_repo *repo, const cairn_take_options *o, const char *user,
+                const char *root_path, char parent[OID_HEX_LEN + 1], char kin[OID_HEX_LEN + 1])
+{
+	parent[0] = kin[0] = 0;
+	if (o->no_parent) return 0;
+	if (o->parent) return cairn_snapshot_resolve(parent, repo, o->parent, o->user);
+	cairn_snapshot_list *l;
+	int rc = cairn_snapshot_list_load(&l, repo, user);
+	if (rc < 0) return rc;
+	for (size_t i = cairn_snapshot_list_count(l); i-- > 0;) {
+		const cairn_snapshot_info *s = cairn_snapshot_list_get(l, i);
+		if (!kin[0]) memcpy(kin, s->id, OID_HEX_LEN + 1);
+		if (strcmp(s->root_path, root_path) == 0) {
+			memcpy(parent, s->id, OID_HEX_LEN + 1);
+			break;
+		}
+	}
+	cairn_snapshot_list_free(l);
+	return 0;
+}
+
+/* The parent snapshot: its user's refs give the writer stored sizes
+ * without index lookups; view (unless NULL) gets its content tree's id and
+ * its inodes record. */
+int load_parent(take_ctx *c, const char *parent, parent_view *view)
+{
+	snapshot_manifest pm;
+	int rc = repo_load_snapshot(c->repo, parent, &pm);
+	if (rc < 0) return rc;
+	writer_parent(c->writer, pm.user, parent);
+	tree top = {0};
+	if (view) rc = repo_load_tree(c->repo, &pm.tree, &top);
+	if (view && rc == 0 && (top.n != 1 || top.entries[0].type != TREE_DIR))
+		rc = error_set(CAIRN_ECORRUPT, "snapshot %s: bad top tree", parent);
+	if (view && rc == 0) {
+		view->root = top.entries[0].subtree;
+		/* duration_ms runs from the start to the commit; a second more for clock steps */
+		int64_t start = pm.time_ns - (int64_t)pm.duration_ms * 1000000 - 1000000000;
+		view->start.tv_sec = start > 0 ? start / 1000000000 : 0;
+		view->start.tv_nsec = start > 0 ? start % 1000000000 : 0;
+		if (inodes_read(c->repo, parent, &view->inodes) < 0)
+			error_clear(); /* none or damaged: only old trees' inode numbers are compared */
+	}
+	if (top.mem) tree_free(&top);
+	snapshot_manifest_free(&pm);
+	if (rc < 0) error_prefix("parent");
+	return rc;
+}
+
+/* A restore record of the root (restored.h): the view is then its snapshot's
+ * tree with the inode numbers and ctimes the restore gave. 1 when it is
+ * used, 0 when there is none, -1 when there is one but it is of no use
+ * (damaged, or its snapshot is gone): a notice, the take reads every file. */
+int use_restore_record(take_ctx *c, const cairn_take_options *o, parent_view *view)
+{
+	oid snap;
+	inode_list rec;
+	char hex[OID_HEX_LEN + 1];
+	int rc = restored_get(c->rootfd, &snap, &rec);
+	if (rc == CAIRN_ENOTFOUND) {
+		error_clear();
+		return 0;
+	}
+	if (rc == 0) {
+		hex_encode(hex, snap.b, OID_LEN);
+		rc = load_parent(c, hex, view);
+	}
+	if (rc == 0) {
+		inodes_free(&view->inodes);
+		view->inodes = rec;
+		/* a restore may have left out xattrs it could not set (not root):
+		 * the restored files' xattrs are read, not taken from the trees */
+		view->start.tv_sec = view->start.tv_nsec = 0;
+		return 1;
+	}
+	inodes_free(&rec);
+	char msg[1024];
+	snprintf(msg, sizeof(msg), "restore record not used (%s): every file is read", cairn_error_last());
+	take_notice(o, msg);
+	error_clear();
+	return -1;
+}

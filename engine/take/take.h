@@ -1,0 +1,202 @@
+/* The take pipeline (engine/take/), internal: the state a take shares
+ * between its files, and what each file owns:
+ *   estimate.c       cairn_estimate: a dry-run take with the user's usage
+ *   take.c           the take itself: option checks, the capture (walk, with large files handed to
+ *                    the readers as it finds them; reads; trees) and its commit, cairn_take
+ *   parallel_walk.c  the frozen walk on two cores: the root split into parts walked by a second
+ *                    thread, then grafted
+ *   trees.c          tree objects built bottom-up from the walk, and over a base in upper mode
+ *   parent.c         the parent: finding it, its trees loaded as the walk's prior, reuse of its
+ *                    chunk lists (and the pre-copy's), restore records
+ *   nodes.c          the walked tree's files in order, counts, hardlink groups
+ *   read.c           reading files on every core: the workers, large files' chunks shared out,
+ *                    small files in batches, cuts where the parent's version was cut
+ *   ctx.c            a capture's shared state: set up, freed, its first failure, notices
+ * A file uses only those listed below it (no cycles, engine/LAYERS).
+ * Dedup, compression and packs are the writer's (writer.c). */
+#ifndef CAIRN_TAKE_INTERNAL_H
+#define CAIRN_TAKE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "cairn.h"
+#include "inodes.h"
+#include "repo.h"
+#include "tree.h"
+#include "walk.h"
+#include "writer.h"
+
+#define READ_BLOCK (8u * 1024u * 1024u)
+#define SMALL_FILE_MAX (256u * 1024u) /* read whole, in io_uring batches */
+
+/* Per regular file: where its content went. */
+typedef struct file_state {
+	walk_node *node;
+	struct file_state *leader; /* hardlink follower: content is the leader's */
+	uint64_t size;             /* bytes actually captured (the file may shrink) */
+	tree_extent *extents;
+	uint32_t nextents;
+	tree_chunk *chunks;
+	uint32_t nchunks, cap;
+	int reused;
+	int captured; /* content complete (read or reused); a pre-copy may skip files */
+	uint32_t pending; /* its chunks queued for other workers (under jobs_lock) */
+	tree_chunk *was;  /* the chunks of its namesake in the parent (a dense file), or NULL */
+	uint32_t nwas;
+} file_state;
+
+/* A chunk of a large file, cut by the worker reading it and hashed and
+ * stored by whichever worker is free: so the last large files of a take
+ * do not run on one core. */
+typedef struct chunk_job {
+	file_state *fs;
+	uint32_t slot;       /* in fs->chunks */
+	const uint8_t *data; /* in one of the reader's two buffers */
+	size_t len;
+	uint32_t *buf_jobs;  /* that buffer's jobs not yet done (under jobs_lock) */
+} chunk_job;
+#define JOBS_MAX 64 /* two buffers of chunks: the reader hashes only when the others fall behind */
+#define SHARE_MIN (4u * 1024u * 1024u) /* files from this size share their chunks */
+
+typedef struct take_ctx {
+	cairn_repo *repo;
+	int rootfd;
+	walk_node *root;
+	int use_uring; /* small files through io_uring (when the walk could use it) */
+
+	file_state *states; /* one per regular file, walk order */
+	size_t nstates;
+	file_state **todo;  /* leaders that must be read */
+	size_t ntodo;
+	atomic_size_t next;
+	/* Large files found by the walk and read while it goes on (early_file),
+	 * each in a state of its own that its entry's state names as leader.
+	 * Under jobs_lock: the list grows on the walking thread, workers take
+	 * from early_taken; walk_done says todo is complete. */
+	file_state **early;
+	size_t nearly, cap_early, early_taken, early_busy;
+	int walk_done;
+
+	snap_writer *writer;
+	/* The pre-copy: a capture while the instance runs, before the freeze.
+	 * Files that cannot be read then are left to the frozen capture; a
+	 * file changed at or after start (its ctime) is read again. */
+	int precopy;
+	struct timespec start;
+	pthread_mutex_t lock; /* guards rc, message, uring_fallback */
+	int rc;
+	char message[1024];
+	char uring_fallback[256]; /* why file reads left io_uring, "" if they did not */
+
+	atomic_uint_fast64_t files_done, bytes, new_bytes, stored_bytes, reused;
+	atomic_uint_fast64_t prior_cuts; /* chunks cut where the parent's were (read_file) */
+	int no_prior_cuts;               /* CAIRN_PRIOR_CUTS=0 (testing): always the chunker */
+	atomic_int workers_left;
+	/* chunk jobs: a worker with no file left to read takes them */
+	pthread_mutex_t jobs_lock;
+	pthread_cond_t jobs_cv; /* a job queued or done, or a worker out of files */
+	pthread_cond_t done_cv; /* the last worker ended (workers_left, under jobs_lock) */
+	chunk_job jobs[JOBS_MAX];
+	size_t jobs_head, jobs_len;
+	atomic_int readers; /* workers still taking files */
+	int nworkers;
+	struct hl_assign *hl_table; /* sorted by node address */
+	size_t hl_count;
+	uint32_t hardlink_extra;    /* links beyond the first of each group */
+	inode_list inodes;          /* the snapshot's inodes record, built with its trees */
+} take_ctx;
+
+/* The parent snapshot as a take compares against it: built once as a prior
+ * walk (walk_options.prior; load_prior), each node's user pointing at its
+ * tree entry and each regular file with the inode number and ctime of the
+ * parent's inodes record (or, from older takes, of its tree entry). The
+ * walk copies the xattrs of files unchanged since from it instead of
+ * listing them; reuse_from_parent gives them its chunk lists. */
+typedef struct parent_view {
+	oid root;              /* its content tree */
+	inode_list inodes;     /* its inodes record; empty when it has none */
+	struct timespec start; /* its take's start: ctimes from then on are not trusted */
+	walk_node *prior;
+	tree *trees;           /* the prior's entries point into these */
+	size_t ntrees, cap_trees;
+	chunk_index *tree_at;  /* tree id -> its place in trees (load_prior_trees) */
+} parent_view;
+
+/* Where load_prior is in the parent's inodes record. ok drops to 0 when
+ * the record does not fit the trees: from there only trees written with
+ * inode numbers in them (before the record existed) are compared. */
+typedef struct parent_cursor {
+	const inode_list *l;
+	size_t pos;
+	int ok;
+} parent_cursor;
+
+typedef struct hl_item {
+	uint32_t dev_major, dev_minor;
+	uint64_t ino;
+	size_t order;
+	walk_node *node;
+} hl_item;
+
+typedef struct collect {
+	file_state *states;
+	size_t nstates;
+	hl_item *hl;
+	size_t nhl, caphl;
+	int rc;
+} collect;
+
+/* Group number of each hardlinked entry, looked up by node address. */
+typedef struct hl_assign {
+	const walk_node *node;
+	uint32_t group;
+} hl_assign;
+
+/* ctx.c: a capture's shared state: set up, freed, its first failure, notices */
+void take_notice(const cairn_take_options *o, const char *msg);
+int take_fail(take_ctx *c, int rc);
+int take_failed(take_ctx *c);
+void take_ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w);
+void take_ctx_free(take_ctx *c);
+
+/* nodes.c: the walked tree's files in order, counts, hardlink groups */
+void collect_nodes(collect *col, walk_node *n, size_t *order);
+size_t count_nodes(walk_node *n, uint8_t type);
+size_t count_regular(walk_node *n);
+int hl_node_cmp(const void *a, const void *b);
+int assign_hardlinks(take_ctx *c, collect *col);
+
+/* parallel_walk.c: the frozen walk on two cores: the root split into parts
+ * walked by a second thread, then grafted */
+int frozen_walk(take_ctx *c, const cairn_take_options *o, const char *root_path, const walk_options *wo,
+                walk_stats *ws, const walk_node *pre_root);
+
+/* parent.c: the parent: finding it, its trees loaded as the walk's prior,
+ * reuse of its chunk lists (and the pre-copy's), restore records */
+int same_file(const walk_node *n, const walk_node *p, const tree_entry *e);
+int load_prior(take_ctx *c, parent_view *v, const char *root_path);
+void parent_view_free(parent_view *v);
+int reuse_from_parent(take_ctx *c, walk_node *dir, const walk_node *pdir);
+int reuse_from_precopy(take_ctx *c, walk_node *dir, const walk_node *pre_dir,
+                       const struct timespec *start);
+int find_parent(cairn_repo *repo, const cairn_take_options *o, const char *user,
+                const char *root_path, char parent[OID_HEX_LEN + 1], char kin[OID_HEX_LEN + 1]);
+int load_parent(take_ctx *c, const char *parent, parent_view *view);
+int use_restore_record(take_ctx *c, const cairn_take_options *o, parent_view *view);
+
+/* read.c: reading files on every core: the workers, large files' chunks shared
+ * out, small files in batches, cuts where the parent's version was cut */
+void keep_prior_cuts(file_state *fs, const walk_node *n, const tree_chunk *chunks, uint32_t nchunks,
+                     uint32_t nextents);
+void *take_worker(void *arg);
+
+/* trees.c: tree objects built bottom-up from the walk, and over a base in
+ * upper mode */
+int build_top(take_ctx *c, oid *out);
+int build_overlay_top(take_ctx *c, const char *base, walk_stats *ws, oid *out);
+
+#endif
