@@ -806,7 +806,7 @@ static int check_all(fsck_ctx *c)
 		report_add(c->rep, CAIRN_FSCK_INFO, "tmp", "tmp", "%llu leftover files (gc removes them)",
 		           (unsigned long long)ntmp);
 	if ((rc = store_list(c->r->st, "inodes", inodes_visit, c)) < 0) return rc;
-	/* per-user usage (engine/quota.c) */
+	/* per-user usage (engine/quota/) */
 	if (c->config_problem < 0 && !c->index_damaged) {
 		rc = quota_verify(c->r, quota_problem, c);
 		if (rc < 0)

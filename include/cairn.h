@@ -409,7 +409,7 @@ typedef struct cairn_repo_stats {
 
 CAIRN_EXTERN int cairn_stats(cairn_repo_stats *out, cairn_repo *repo);
 
-/* ---- export and import (engine/archive.c) -------------------------------- */
+/* ---- export and import (engine/archive/) --------------------------------- */
 
 typedef enum cairn_archive_format {
 	CAIRN_ARCHIVE_PAX = 0,    /* xattrs, ACLs, sparse files, ns times */
@@ -569,7 +569,7 @@ typedef struct cairn_gc_result {
  * nothing is deleted then. */
 CAIRN_EXTERN int cairn_gc(cairn_gc_result *out, cairn_repo *repo, const cairn_gc_options *opts);
 
-/* ---- users, usage and quotas (engine/quota.c) ------------------------------ */
+/* ---- users, usage and quotas (engine/quota/) ----------------------------- */
 
 /* A user's accounting (docs/operations.md "Users, usage and quotas"). used_bytes is the
  * stored size of each distinct chunk and tree that the user's snapshots

@@ -1,0 +1,307 @@
+/* Quotas (internal.h): the blobs of a snapshot being written and the commit
+ * protocol (quota_tracker_*, quota_commit_*). */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cairn.h"
+#include "error.h"
+#include "user.h"
+
+struct quota_tracker {
+	cairn_repo *repo;
+	pthread_mutex_t lock;
+	utable set;      /* blobs of the snapshot: id -> stored size (refs 1) */
+	int bound, enforce;
+	ustate st;       /* the user's state: at bind, reloaded under the lock at commit */
+	uint64_t need;   /* stored size of the set's blobs the user is not charged for */
+	store_lock *ulock;
+	int charged;
+	ulog entry;
+	uref *refs;      /* the charged refs, sorted */
+	size_t nrefs;
+	refs_set parent; /* the parent snapshot's refs: known stored sizes, the delta's base */
+	char parent_user[72];
+	uref *prior;     /* blobs added before quota_tracker_restart, sorted: known too */
+	size_t nprior;
+	ref_dir parent_dir, prior_dir; /* lookups in parent.v and prior */
+};
+
+int quota_tracker_new(quota_tracker **out, cairn_repo *r)
+{
+	quota_tracker *t = calloc(1, sizeof(*t));
+	*out = NULL;
+	if (!t) return ERR_OOM();
+	t->repo = r;
+	pthread_mutex_init(&t->lock, NULL);
+	ut_init(&t->set);
+	ustate_init(&t->st, "");
+	*out = t;
+	return 0;
+}
+
+void quota_tracker_free(quota_tracker *t)
+{
+	if (!t) return;
+	quota_commit_end(t, 0);
+	ut_free(&t->set);
+	ustate_free(&t->st);
+	free(t->refs);
+	refs_set_free(&t->parent);
+	free(t->prior);
+	ref_dir_free(&t->parent_dir);
+	ref_dir_free(&t->prior_dir);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+static uint64_t recompute_need(quota_tracker *t)
+{
+	uint64_t need = 0;
+	for (size_t i = 0; i < t->set.cap; i++)
+		if (t->set.s[i].used && !ut_charged(&t->st.blobs, &t->set.s[i].id)) need += t->set.s[i].size;
+	return need;
+}
+
+static int over_quota(const ustate *s, uint64_t need)
+{
+	return s->has_quota && need > 0 && s->used + need > s->quota;
+}
+
+static int quota_error(const ustate *s, uint64_t need, const char *at_least)
+{
+	return error_set(CAIRN_EQUOTA,
+	                 "user %s: quota exceeded: the take needs %s%llu bytes, the user uses %llu of a quota of %llu bytes",
+	                 s->user, at_least, (unsigned long long)need, (unsigned long long)s->used,
+	                 (unsigned long long)s->quota);
+}
+
+int quota_tracker_bind(quota_tracker *t, const char *user, int enforce)
+{
+	int rc = user_name_check(user);
+	if (rc < 0) return rc;
+	ustate s;
+	if ((rc = ustate_load(t->repo, user, LOAD_READ, &s)) < 0) return rc;
+	pthread_mutex_lock(&t->lock);
+	ustate_free(&t->st);
+	t->st = s;
+	t->bound = 1;
+	t->enforce = enforce;
+	t->need = recompute_need(t);
+	if (enforce && over_quota(&t->st, t->need)) rc = quota_error(&t->st, t->need, "at least ");
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+int quota_tracker_seen(quota_tracker *t, const oid *id)
+{
+	pthread_mutex_lock(&t->lock);
+	int seen = ut_find(&t->set, id) != NULL;
+	pthread_mutex_unlock(&t->lock);
+	return seen;
+}
+
+/* quota_tracker_add, t->lock held. */
+static int add_locked(quota_tracker *t, const oid *id, uint32_t stored)
+{
+	int rc = 1;
+	uslot *s = ut_get(&t->set, id);
+	if (!s) {
+		rc = ERR_OOM();
+	} else if (s->refs) {
+		rc = 0;
+	} else {
+		s->refs = 1;
+		s->size = stored;
+		if (t->bound && !ut_charged(&t->st.blobs, id)) t->need += stored;
+	}
+	/* as soon as it is known: every later put fails too */
+	if (rc >= 0 && t->bound && t->enforce && over_quota(&t->st, t->need))
+		rc = quota_error(&t->st, t->need, "at least ");
+	return rc;
+}
+
+int quota_tracker_add(quota_tracker *t, const oid *id, uint32_t stored)
+{
+	pthread_mutex_lock(&t->lock);
+	int rc = add_locked(t, id, stored);
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+int quota_tracker_add_each(quota_tracker *t, const void *ids, size_t stride, const uint32_t *stored, size_t n)
+{
+	int rc = 0;
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < n && rc >= 0; i++) rc = add_locked(t, (const oid *)((const char *)ids + i * stride), stored[i]);
+	pthread_mutex_unlock(&t->lock);
+	return rc < 0 ? rc : 0;
+}
+
+void quota_tracker_parent(quota_tracker *t, const char *user, const char *snap_hex)
+{
+	oid snap;
+	refs_set got;
+	/* only a shortcut: without the record every blob is looked up, and the
+	 * take's refs are written whole */
+	if (user_name_check(user) < 0 || hex_decode(snap.b, OID_LEN, snap_hex) < 0 ||
+	    read_refs_set(t->repo, user, &snap, NULL, &got) < 0) {
+		error_clear();
+		return;
+	}
+	refs_set_free(&t->parent);
+	t->parent = got;
+	ref_dir_build(&t->parent_dir, t->parent.v, t->parent.n);
+	snprintf(t->parent_user, sizeof(t->parent_user), "%s", user);
+	pthread_mutex_lock(&t->lock);
+	if (ut_reserve(&t->set, got.n) < 0) error_clear(); /* the take references about as many */
+	pthread_mutex_unlock(&t->lock);
+}
+
+int quota_tracker_restart(quota_tracker *t, size_t more)
+{
+	pthread_mutex_lock(&t->lock);
+	uref *v;
+	size_t n;
+	int rc = ut_sorted(&t->set, &v, &n);
+	if (rc == 0) {
+		free(t->prior);
+		t->prior = v;
+		t->nprior = n;
+		ref_dir_build(&t->prior_dir, v, n);
+		ut_free(&t->set);
+		ut_init(&t->set);
+		t->need = 0;
+		/* the frozen capture references about what the pre-copy did,
+		 * and the trees: growing the table would cost the pause */
+		if (ut_reserve(&t->set, n + more) < 0) error_clear();
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+int quota_tracker_known(quota_tracker *t, const oid *id, uint32_t *stored)
+{
+	/* read-only while workers run (restart comes between captures): no lock */
+	return ref_dir_find(&t->parent_dir, id, stored) || ref_dir_find(&t->prior_dir, id, stored);
+}
+
+uint64_t quota_tracker_added(quota_tracker *t)
+{
+	pthread_mutex_lock(&t->lock);
+	uint64_t n = t->charged ? t->entry.used_after - t->entry.used_before : t->need;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+int quota_commit_begin(quota_tracker *t, const char *user)
+{
+	int rc = user_name_check(user);
+	if (rc < 0) return rc;
+	if (t->bound && strcmp(t->st.user, user) != 0)
+		return error_set(CAIRN_EUSAGE, "snapshot of user %s: tracked for user %s", user, t->st.user);
+	if ((rc = quota_user_lock(t->repo, user, &t->ulock)) < 0) return rc;
+	ustate s;
+	/* the state bound to is current but for the entries written since:
+	 * read only those (cost in proportion to what changed) */
+	rc = t->bound ? ustate_load_once(t->repo, user, LOAD_REPAIR, &s, &t->st) : -1;
+	if (rc < 0) {
+		error_clear(); /* the full load says what is wrong, if anything */
+		if ((rc = ustate_load(t->repo, user, LOAD_REPAIR, &s)) < 0) goto fail;
+	}
+	pthread_mutex_lock(&t->lock);
+	ustate_free(&t->st);
+	t->st = s;
+	t->bound = 1;
+	t->need = recompute_need(t);
+	if (over_quota(&t->st, t->need)) rc = quota_error(&t->st, t->need, "");
+	pthread_mutex_unlock(&t->lock);
+	if (rc == 0) return 0;
+fail:
+	store_lock_release(t->ulock);
+	t->ulock = NULL;
+	return rc;
+}
+
+/* The take's refs as a delta on its parent's when the parent is charged to
+ * the same user (its record then stays until no delta needs it: compact)
+ * and the change is at most half the set; else whole. */
+static int write_take_refs(quota_tracker *t, const oid *snap)
+{
+	const refs_set *p = &t->parent;
+	uref *removed = NULL, *added = NULL;
+	size_t nr = 0, na = 0;
+	int rc;
+	if (!p->have || p->depth >= REFS_DEPTH_MAX || strcmp(t->parent_user, t->st.user) != 0 ||
+	    !ut_charged(&t->st.snaps, &p->snap))
+		return write_refs(t->repo, t->st.user, snap, NULL, NULL, 0, t->refs, t->nrefs);
+	if (!(removed = malloc((p->n + 1) * sizeof(*removed))) || !(added = malloc((t->nrefs + 1) * sizeof(*added)))) {
+		rc = ERR_OOM();
+		goto done;
+	}
+	for (size_t i = 0, j = 0; i < p->n || j < t->nrefs;) {
+		int c = i == p->n ? 1 : j == t->nrefs ? -1 : oid_cmp(&p->v[i].id, &t->refs[j].id);
+		if (c == 0 && p->v[i].size == t->refs[j].size) {
+			i++, j++;
+			continue;
+		}
+		if (c <= 0) removed[nr++] = p->v[i++]; /* a changed size: out, then in */
+		if (c >= 0) added[na++] = t->refs[j++];
+	}
+	if ((nr + na) * 2 <= t->nrefs)
+		rc = write_refs(t->repo, t->st.user, snap, p, removed, nr, added, na);
+	else
+		rc = write_refs(t->repo, t->st.user, snap, NULL, NULL, 0, t->refs, t->nrefs);
+done:
+	free(removed);
+	free(added);
+	return rc;
+}
+
+int quota_commit_charge(quota_tracker *t, const char *snap_hex)
+{
+	oid snap;
+	int rc;
+	if (!t->ulock) return error_set(CAIRN_EIO, "quota: charge without the user's lock");
+	if (hex_decode(snap.b, OID_LEN, snap_hex) < 0)
+		return error_set(CAIRN_EUSAGE, "snapshot id %s: not a full hex id", snap_hex);
+	if ((rc = store_lock_refresh(t->ulock)) < 0) return rc;
+	free(t->refs);
+	if ((rc = ut_sorted(&t->set, &t->refs, &t->nrefs)) < 0) return rc;
+	if ((rc = write_take_refs(t, &snap)) < 0) return rc;
+	t->entry = (ulog){t->st.seq + 1, OP_ADD, snap, t->st.used, t->st.used + t->need, t->st.nsnaps,
+	                  t->st.nsnaps + 1};
+	if ((rc = write_log(t->repo, t->st.user, &t->entry)) < 0) {
+		char name[200];
+		refs_name(name, sizeof(name), t->st.user, &snap);
+		quota_delete_quiet(t->repo, name);
+		return rc;
+	}
+	t->charged = 1;
+	return 0;
+}
+
+void quota_commit_end(quota_tracker *t, int committed)
+{
+	if (!t->ulock) return;
+	char name[200];
+	if (t->charged && !committed) {
+		/* the manifest is not there: take the charge back (a crash here is
+		 * settled by the next locked load the same way) */
+		seq_name(name, sizeof(name), t->st.user, "log", t->entry.seq);
+		quota_delete_quiet(t->repo, name);
+		refs_name(name, sizeof(name), t->st.user, &t->entry.snap);
+		quota_delete_quiet(t->repo, name);
+		t->charged = 0;
+	} else if (t->charged) {
+		if (ustate_apply(&t->st, 1, &t->entry.snap, t->refs, t->nrefs, "commit") == 0) {
+			t->st.seq = t->entry.seq;
+			ustate_compact(t->repo, &t->st, 0);
+		}
+		error_clear();
+	}
+	store_lock_release(t->ulock);
+	t->ulock = NULL;
+}
