@@ -322,6 +322,44 @@ done:
 	return rc;
 }
 
+const char *io_state_dir(void)
+{
+	const char *d = getenv("CAIRN_STATE_DIR");
+	return d && *d ? d : "/var/lib/cairn";
+}
+
+int io_proc_start(pid_t pid, uint64_t *start)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return -errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	int err = errno;
+	close(fd);
+	if (n <= 0) return n < 0 ? -err : -ENOENT;
+	buf[n] = 0;
+	/* the name (field 2) may hold spaces and parentheses: count from its end */
+	char *p = strrchr(buf, ')');
+	if (!p) return -EINVAL;
+	p++;
+	for (int field = 2; field < 21; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p) return -EINVAL;
+	}
+	char *end;
+	unsigned long long v = strtoull(p + 1, &end, 10);
+	if (end == p + 1) return -EINVAL;
+	*start = v;
+	return 0;
+}
+
+int io_proc_alive(pid_t pid, uint64_t start)
+{
+	uint64_t now;
+	return pid > 0 && io_proc_start(pid, &now) == 0 && now == start;
+}
+
 int io_mkdir_parents(const char *path, mode_t mode)
 {
 	if (mkdir(path, mode) == 0 || errno == EEXIST) return 0;

@@ -55,6 +55,17 @@ int io_mkdir_parents(const char *path, mode_t mode);
 /* fsync a directory. */
 int io_fsync_dir(int dirfd, const char *what);
 
+/* The host's state directory: $CAIRN_STATE_DIR, else /var/lib/cairn
+ * (restore records, freeze records). */
+const char *io_state_dir(void);
+
+/* The start time of process pid (field 22 of /proc/PID/stat, clock ticks
+ * since boot): with the pid, it names one process for good (a pid is
+ * reused, the pair is not). 0, or -errno (-ENOENT: no such process). */
+int io_proc_start(pid_t pid, uint64_t *start);
+/* Is the process (pid, start) alive? 1 yes, 0 no (gone, or its pid reused). */
+int io_proc_alive(pid_t pid, uint64_t start);
+
 /* Fault injection point (see above); returns 0 or a negative errno to fail with. */
 int io_fault(const char *op);
 /* Re-read CAIRN_FAULT and reset the counters (tests, after changing it). */

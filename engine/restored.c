@@ -16,11 +16,7 @@
 
 #define RECORDS_DIR "restored"
 
-static const char *state_dir(void)
-{
-	const char *d = getenv("CAIRN_STATE_DIR");
-	return d && *d ? d : "/var/lib/cairn";
-}
+static const char *state_dir(void) { return io_state_dir(); }
 
 /* "<dev>-<ino>" of the directory rootfd. */
 static int record_name(int rootfd, char *out, size_t n)
@@ -39,7 +35,10 @@ static int open_records(int create)
 		return error_set(CAIRN_EUSAGE, "state directory %s: path too long", state_dir());
 	if (create && io_mkdir_parents(path, 0700) < 0) return error_errno(CAIRN_EIO, errno, "state directory %s", path);
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) return error_errno(errno == ENOENT ? CAIRN_ENOTFOUND : CAIRN_EIO, errno, "%s", path);
+	/* one this user cannot read holds no record of theirs (a restore by
+	 * them could not have written one): no notice on every take */
+	int none = errno == ENOENT || (!create && (errno == EACCES || errno == EPERM));
+	if (fd < 0) return error_errno(none ? CAIRN_ENOTFOUND : CAIRN_EIO, errno, "%s", path);
 	return fd;
 }
 

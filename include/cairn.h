@@ -188,6 +188,31 @@ typedef struct cairn_take_result {
 CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo,
                             const cairn_take_options *opts);
 
+/* ---- recover -------------------------------------------------------------- */
+
+/* A take with a cgroup keeps a freeze record in the host's state directory
+ * ($CAIRN_STATE_DIR, else /var/lib/cairn; freezes/) from just before the
+ * freeze until the thaw. cairn_recover goes through the records: the group
+ * of a take that died (with its guardian) and left it frozen is thawed. */
+typedef struct cairn_recovered {
+	const char *cgroup;  /* the group ("" for a damaged record) */
+	const char *record;  /* the record's path */
+	long pid;            /* the take's process */
+	/* "thawed": the take died and left the group frozen; thawed, record removed.
+	 * "kept": the take still runs (or ran in another pid namespace); left alone.
+	 * "cleared": record removed, nothing thawed (not frozen, gone, from an
+	 *            earlier boot, frozen since by a running take, or damaged).
+	 * "failed": the thaw or the removal failed; the record stays. */
+	const char *action;
+	const char *detail;  /* why, in words */
+} cairn_recovered;
+typedef void (*cairn_recover_cb)(const cairn_recovered *r, void *payload);
+
+/* Handle every freeze record (cb, optional, hears each). 0, or the last
+ * error (the state directory unreadable, a failed thaw); no state
+ * directory is 0. */
+CAIRN_EXTERN int cairn_recover(cairn_recover_cb cb, void *payload);
+
 /* ---- restore ------------------------------------------------------------- */
 
 #define CAIRN_RESTORE_OPTIONS_VERSION 1
