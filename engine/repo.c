@@ -162,7 +162,6 @@ CAIRN_EXTERN int cairn_repo_open(cairn_repo **out, const char *path)
 		goto fail;
 	}
 	chunker_init(&r->chunker, r->cfg.secret, r->cfg.chunk_min, r->cfg.chunk_avg, r->cfg.chunk_max);
-	gc_session_begin(r); /* before the index is read: gc keeps what this process may use */
 	/* the segments' fences only: lookups read a block at a time */
 	if ((rc = index_new(&r->index)) < 0 || (rc = index_set_open(r->st, &r->segs)) < 0) goto fail;
 	free(data);
@@ -172,6 +171,11 @@ fail:
 	free(data);
 	cairn_repo_free(r);
 	return rc;
+}
+
+void repo_session(cairn_repo *r)
+{
+	if (!r->session) gc_session_begin(r);
 }
 
 CAIRN_EXTERN void cairn_repo_free(cairn_repo *r)

@@ -1041,6 +1041,7 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 	int64_t t0 = now_ns();
 	pthread_condattr_t ca;
 
+	repo_session(repo); /* a restore may outlast gc's grace period */
 	memset(&m, 0, sizeof(m));
 	memset(&top, 0, sizeof(top));
 	memset(&st, 0, sizeof(st));
@@ -1437,6 +1438,7 @@ CAIRN_EXTERN int cairn_cat(cairn_repo *repo, const char *snap_id, const char *pa
 {
 	resolved res;
 	const char *shown = path && *path ? path : "/";
+	repo_session(repo); /* it streams for as long as its reader lets it */
 	int rc = resolve(&res, repo, snap_id, path);
 	if (rc < 0) return rc;
 	if (!res.e || res.e->type == TREE_DIR) {

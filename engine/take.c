@@ -1761,6 +1761,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	ctx_init(&pre, repo, -1, NULL);
 	if (out) memset(out, 0, sizeof(*out));
 	if ((rc = check_options(o)) < 0) goto done;
+	if (!o->dry_run) repo_session(repo); /* before the marks and the index are read */
 	/* The guardian is a fork: started while this process is small, since
 	 * every page it shares is copied (a fault each) when written again */
 	if (o->cgroup && (rc = freeze_open(&fz, o)) < 0) goto done;
