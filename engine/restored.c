@@ -37,7 +37,7 @@ static int open_records(int create)
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	/* one this user cannot read holds no record of theirs (a restore by
 	 * them could not have written one): no notice on every take */
-	int none = errno == ENOENT || (!create && (errno == EACCES || errno == EPERM));
+	int none = errno == ENOENT || (!create && (errno == EACCES || errno == EPERM || errno == ENOTDIR));
 	if (fd < 0) return error_errno(none ? CAIRN_ENOTFOUND : CAIRN_EIO, errno, "%s", path);
 	return fd;
 }

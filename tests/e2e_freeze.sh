@@ -248,7 +248,8 @@ import json, sys; s = json.load(open(sys.argv[1])); sys.exit(0 if s[0]["pause_ms
 	say "$kind: a failing take (injected EIO while writing) thaws; error, then resumed; nothing committed"
 	R=$W/repo-$kind
 	"$CAIRN" init --repo "$R" > /dev/null
-	CAIRN_FAULT=write:3:EIO cairn "$kind-fault" take --repo "$R" --root "$ROOT" --exclude /big --exclude /mid --name f \
+	# writes: the gc session, the freeze record (state directory), the user's lock
+	CAIRN_FAULT=write:4:EIO cairn "$kind-fault" take --repo "$R" --root "$ROOT" --exclude /big --exclude /mid --name f \
 		--cgroup "$CG" --release --no-precopy --json
 	check "$kind: the failing take exits 1 (got $RC)" test "$RC" = 1
 	ev=$(events "$OUT")

@@ -112,6 +112,11 @@ scenarios() {
 	ms=$(thawed_within "$INST" 1000)
 	check "$kind: thawed within 1000 ms of the kill (after $ms ms)" test "$ms" -ge 0
 	wait "$TPID" 2>/dev/null || true
+	local n=0 # the guardian says it after the thaw: until it has exited
+	while [ -n "$GPID" ] && [ -e "/proc/$GPID" ] && ! grep -q '^Z' <(ps -o stat= -p "$GPID") && [ $n -lt 100 ]; do
+		sleep 0.01
+		n=$((n + 1))
+	done
 	check "$kind: the guardian said so" grep -q 'guardian: cairn exited' "$LOG/$kind-kill.err"
 	check "$kind: the guardian removed the record" test "$(records)" = 0
 	check "$kind: nothing committed" test "$(snapshot_count "$R")" = 0
@@ -160,6 +165,16 @@ sys.exit(0 if v.get(sys.argv[2]) == "thawed" and v.get(sys.argv[3]) == "kept" el
 	check "$kind: ... and thawed the group" test "$(frozen "$INST")" = 0
 	check "$kind: ... saying so on stderr" grep -q "thawed (take .* died" "$ERR"
 	check "$kind: no record left" test "$(records)" = 0
+
+	say "$kind: no freeze without its record: a state directory that cannot be made"
+	: > "$W/not-a-dir"
+	RC=0
+	CAIRN_STATE_DIR=$W/not-a-dir/state "$CAIRN" take --repo "$R" --root "$ROOT" --name nr --cgroup "$INST" --json \
+		> "$LOG/$kind-norec.out" 2> "$LOG/$kind-norec.err" || RC=$?
+	check "$kind: exit 1 (got $RC), one line naming the record ($(head -c 200 "$LOG/$kind-norec.err"))" \
+		bash -c '[ "$1" = 1 ] && grep -q "not frozen: freeze record" "$2" && [ "$(grep -c "" "$2")" = 1 ]' _ "$RC" "$LOG/$kind-norec.err"
+	check "$kind: never suspended" bash -c '! grep -q suspending "$1"' _ "$LOG/$kind-norec.out"
+	check "$kind: not frozen" test "$(frozen "$INST")" = 0
 
 	say "$kind: --max-pause exceeded: one stderr line"
 	cairn "$kind-max" take --repo "$R" --root "$ROOT" --name m --cgroup "$INST" --threads 1 --no-precopy --no-parent --max-pause 1
