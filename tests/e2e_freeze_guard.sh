@@ -16,45 +16,12 @@ SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 e2e_start freeze_guard
 e2e_seed
 
-V2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
-V1=$(awk '$3 == "cgroup" && $4 ~ /(^|,)freezer(,|$)/ { print $2; exit }' /proc/mounts)
-CGS=()
-cg_new() { # cg_new BASE NAME: sets CG, removed at the end
-	CG=$1/cairn-e2e-$$-$2
-	mkdir "$CG"
-	CGS+=("$CG")
-}
-PIDS=()
-guard_cleanup() {
-	local cg p
-	for cg in "${CGS[@]}"; do
-		[ -e "$cg/cgroup.freeze" ] && echo 0 > "$cg/cgroup.freeze" 2>/dev/null || true
-		[ -e "$cg/freezer.state" ] && echo THAWED > "$cg/freezer.state" 2>/dev/null || true
-		for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-	done
-	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-	sleep 0.2
-	for cg in "${CGS[@]}"; do rmdir "$cg" 2>/dev/null || true; done
-	e2e_cleanup
-}
-trap guard_cleanup EXIT
+. "$SRCDIR/tests/freeze_lib.sh"
 if [ -z "$V2" ] || ! cg_new "$V2" probe 2>/dev/null || [ ! -e "$CG/cgroup.kill" ]; then
 	echo "SKIP: no cgroup v2 hierarchy with cgroup.kill (the controller's group is killed with it)"
 	exit 77
 fi
 
-frozen() { # frozen CG: 1 when frozen
-	if [ -e "$1/cgroup.freeze" ]; then grep -q '^frozen 1' "$1/cgroup.events" && echo 1 || echo 0
-	else grep -q '^FROZEN' "$1/freezer.state" && echo 1 || echo 0; fi
-}
-wait_state() { # wait_state FILE STATE: 10 s at most
-	local n=0
-	until grep -q "\"state\":\"$2\"" "$1" 2>/dev/null; do
-		sleep 0.02
-		n=$((n + 1))
-		[ $n -lt 500 ] || return 1
-	done
-}
 thawed_within() { # thawed_within CG MS: prints the ms it took, or -1
 	local t0 i
 	t0=$(date +%s%N)
@@ -65,7 +32,6 @@ thawed_within() { # thawed_within CG MS: prints the ms it took, or -1
 	done
 	echo -1
 }
-snapshot_count() { "$CAIRN" snapshots --repo "$1" --json | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 
 ROOT=$W/root
 mkdir -p "$ROOT/data"
@@ -96,6 +62,12 @@ slow_take() {
 	wait_state "$LOG/$label.out" paused || { fail "$label: paused within 10 s"; show "$LOG/$label.err"; }
 	sleep 0.1
 	GPID=$(pgrep -P "$TPID" -x cairn-guardian || true)
+}
+# kill_both: SIGKILL the take and its guardian; both stopped first, so that
+# neither sees the other die (and thaws) before its own signal lands
+kill_both() {
+	kill -STOP ${GPID:+"$GPID"} "$TPID"
+	kill -KILL "$TPID" ${GPID:+"$GPID"}
 }
 records() { ls "$CAIRN_STATE_DIR/freezes" 2>/dev/null | grep -vc '\.tmp$' || true; }
 
@@ -128,7 +100,7 @@ scenarios() {
 	live_pid=$TPID live_gpid=$GPID
 	INST=$inst1
 	slow_take "$kind-both"
-	kill -KILL "$TPID" ${GPID:+"$GPID"}
+	kill_both
 	wait "$TPID" 2>/dev/null || true
 	sleep 0.3
 	check "$kind: still frozen with both dead" test "$(frozen "$inst1")" = 1
@@ -157,7 +129,7 @@ sys.exit(0 if v.get(sys.argv[2]) == "thawed" and v.get(sys.argv[3]) == "kept" el
 
 	say "$kind: the next command thaws what a dead take left frozen"
 	slow_take "$kind-next"
-	kill -KILL "$TPID" ${GPID:+"$GPID"}
+	kill_both
 	wait "$TPID" 2>/dev/null || true
 	check "$kind: frozen with both dead" test "$(frozen "$INST")" = 1
 	cairn "$kind-ls" snapshots --repo "$R"
