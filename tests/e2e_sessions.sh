@@ -48,6 +48,8 @@ say "writers' temporary files beside gc --grace 0 in a loop"
 if ! command -v strace > /dev/null || ! strace -o /dev/null true 2> /dev/null; then
 	echo "no strace (or no ptrace here): the race is not tried"
 else
+	# LeakSanitizer (sanitizer builds) cannot work under ptrace
+	NOLEAK=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 	gc_loop() {
 		while [ ! -e "$W/stop" ]; do "$CAIRN" gc --grace 0 --wait 60 -q > /dev/null 2>> "$LOG/gc-loop.err" || true; done
 	}
@@ -56,7 +58,7 @@ else
 	slow() {
 		local label=$1
 		shift
-		run "$label" strace -f -o /dev/null -e trace=fsync -e inject=fsync:delay_enter=300000 "$CAIRN" "$@"
+		run "$label" env ASAN_OPTIONS="$NOLEAK" strace -f -o /dev/null -e trace=fsync -e inject=fsync:delay_enter=300000 "$CAIRN" "$@"
 	}
 	rm -f "$W/stop"
 	gc_loop &
@@ -75,7 +77,8 @@ else
 	fsck_out=$("$CAIRN" fsck 2>&1) && ok "fsck passes" || { fail "fsck passes"; echo "$fsck_out" | head; }
 
 	say "a killed writer's temporary file goes at the next gc"
-	strace -f -o /dev/null -e trace=fsync -e inject=fsync:delay_enter=3000000 "$CAIRN" quota set u2 7M > /dev/null 2>&1 &
+	ASAN_OPTIONS=$NOLEAK strace -f -o /dev/null -e trace=fsync -e inject=fsync:delay_enter=3000000 "$CAIRN" quota set u2 7M \
+		> /dev/null 2>&1 &
 	SP=$!
 	n=0
 	until [ -n "$(ls "$R/tmp")" ] || [ $n -ge 100 ]; do sleep 0.05; n=$((n + 1)); done
