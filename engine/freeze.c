@@ -689,20 +689,20 @@ int freeze_check(freezer *f)
 	} else if (sig) {
 		const char *name = sigabbrev_np(sig);
 		snprintf(f->why, sizeof(f->why),
-		         f->ever_frozen ? "take: interrupted by SIG%s; cgroup %s thawed, nothing committed"
-		                        : "take: interrupted by SIG%s before cgroup %s was frozen; nothing committed",
+		         f->ever_frozen ? "interrupted by SIG%s; cgroup %s thawed, nothing committed"
+		                        : "interrupted by SIG%s before cgroup %s was frozen; nothing committed",
 		         name ? name : "?", f->dir);
 	} else if (f->ever_frozen && f->max_pause_ms && (uint64_t)(mono_ns() - f->t_freeze) / 1000000 >= f->max_pause_ms) {
 		snprintf(f->why, sizeof(f->why),
-		         "take: cgroup %s paused longer than the maximum of %llu ms; aborted and thawed, nothing committed",
+		         "cgroup %s paused longer than the maximum of %llu ms; aborted and thawed, nothing committed",
 		         f->dir, (unsigned long long)f->max_pause_ms);
 	} else if (f->frozen && guardian_gone(f)) {
 		snprintf(f->why, sizeof(f->why),
-		         "take: the guardian process %ld died while cgroup %s was frozen; thawed, nothing committed",
+		         "the guardian process %ld died while cgroup %s was frozen; thawed, nothing committed",
 		         (long)f->guardian, f->dir);
 	} else if (f->frozen && thawed_by_others(f)) {
 		snprintf(f->why, sizeof(f->why),
-		         "take: cgroup %s was thawed by another process while paused; nothing committed (not one instant)",
+		         "cgroup %s was thawed by another process while paused; nothing committed (not one instant)",
 		         f->dir);
 	} else {
 		return 0;
