@@ -1883,6 +1883,7 @@ CAIRN_EXTERN void cairn_usage_list_free(cairn_usage *list) { free(list); }
 
 CAIRN_EXTERN int cairn_quota_set(cairn_repo *repo, const char *user, int has_quota, uint64_t bytes)
 {
+	repo_session(repo);
 	return quota_set(repo, user, has_quota, bytes);
 }
 
@@ -1914,6 +1915,7 @@ CAIRN_EXTERN int cairn_estimate(cairn_estimate_result *out, cairn_repo *repo,
 
 CAIRN_EXTERN int cairn_forget(cairn_repo *repo, const char *snap_id, uint64_t *released_bytes)
 {
+	repo_session(repo);
 	int rc = quota_forget(repo, snap_id, released_bytes);
 	/* after the manifest: a crash between leaves the record to gc */
 	if (rc == 0 && inodes_delete(repo, snap_id) < 0) error_clear();
