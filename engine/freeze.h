@@ -9,7 +9,14 @@
  * Safety: a guardian process (forked before the freeze, holding the read end
  * of a pipe whose only writer is this process) thaws the group when the pipe
  * closes without a "done" byte, i.e. when cairn dies for any reason, SIGKILL
- * included; and when max_pause_ms passes before the take ends. While the
+ * included; and when max_pause_ms passes before the take ends. It leaves
+ * cairn's session and cairn's cgroup before the freeze (into cairn-guardian
+ * at the top of the v2 and name=systemd hierarchies): killing the caller's
+ * service or cgroup spares it. A take whose guardian dies while frozen, or
+ * whose group another process thaws, fails (thawed, nothing committed).
+ * Before the freeze a record goes durably into the state directory
+ * (freezes/<pid>-<start>; removed at the thaw): when cairn and its guardian
+ * both die, cairn_recover thaws the group. While the
  * group is frozen, SIGINT, SIGTERM and SIGHUP are caught: the handler thaws
  * at once and the take fails at its next check with nothing committed. The
  * signal handlers are process-wide: one freezer per process at a time. */
@@ -23,20 +30,23 @@
 
 typedef struct freezer freezer;
 
-/* Open the cgroup o->cgroup, start the guardian and catch SIGINT, SIGTERM
- * and SIGHUP; nothing is frozen yet (a take pre-copies now). Fails with
+/* Open the cgroup o->cgroup, start the guardian (moved out of cairn's
+ * cgroup: CAIRN_EIO when that fails) and catch SIGINT, SIGTERM and SIGHUP;
+ * nothing is frozen yet (a take pre-copies now). Fails with
  * CAIRN_ENOTFOUND (no such cgroup), CAIRN_EUSAGE (not a freezable cgroup,
  * or cairn itself is in it), CAIRN_EBUSY (already frozen). */
-int freeze_open(freezer **out, const cairn_take_options *o);
+int freeze_open(freezer **out, const cairn_take_options *o, const char *state_dir);
 
-/* Emit "suspending", freeze, wait until frozen, emit "paused" (ms = time
- * to freeze). Fails thawed with CAIRN_EIO (freezing failed or timed out,
+/* Write the freeze record, emit "suspending", freeze, wait until frozen,
+ * emit "paused" (ms = time to freeze). Fails thawed with CAIRN_EIO (the
+ * record could not be written: never frozen; freezing failed or timed out,
  * or a signal came). */
 int freeze_now(freezer *f, const cairn_take_options *o);
 
 /* 0 while the take may go on; else CAIRN_EIO with the reason (a signal,
- * before or during the freeze, or max_pause_ms passed). The group has then
- * been thawed already. NULL: 0. */
+ * before or during the freeze, max_pause_ms passed, the guardian died, or
+ * another process thawed the group). The group has then been thawed
+ * already. NULL: 0. */
 int freeze_check(freezer *f);
 
 /* The commit point: from here signals no longer abort the take (they are

@@ -1032,7 +1032,7 @@ static int open_lenient(cairn_repo **out, const char *path, const cairn_repo_ope
 	cairn_repo *r = calloc(1, sizeof(*r));
 	if (!r) return ERR_OOM();
 	pthread_mutex_init(&r->lock, NULL);
-	r->settings.state_dir = strdup(open && open->state_dir ? open->state_dir : REPO_DEFAULT_STATE_DIR);
+	r->settings.state_dir = strdup(open && open->state_dir ? open->state_dir : CAIRN_DEFAULT_STATE_DIR);
 	if (!(r->path = strdup(path)) || !r->settings.state_dir) {
 		cairn_repo_free(r);
 		return ERR_OOM();

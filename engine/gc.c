@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "error.h"
 #include "format.h"
+#include "io.h"
 #include "pack.h"
 #include "repo.h"
 #include "store.h"
@@ -1339,6 +1340,9 @@ candidates:
 			continue;
 		}
 		if (!may_go(g, c->seen_ns, s->min_start, now)) continue;
+		/* a writer on this host that still runs, with a session or not (its
+		 * session's own first write, a forget): never taken from under it */
+		if (c->kind == CAND_TMP && io_tmp_owner_alive(c->name)) continue;
 		if (!g->dry && (rc = delete_object(g, c->name, size)) < 0) goto done;
 		if (g->dry) res->bytes_deleted += size;
 		if (c->kind == CAND_PACK) res->packs_deleted++;

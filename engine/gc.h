@@ -19,12 +19,13 @@
 #define GC_DEFAULT_WAIT_MS (10u * 1000u)
 
 /* ---- sessions ------------------------------------------------------------
- * Every process that opens a repository registers a session object
- * (gc/sessions/<32 hex>: start time, expiry, host, pid) BEFORE it loads the
- * index, and a thread refreshes it. gc deletes nothing that a live session
+ * Every writer, and every read that may outlast the grace period,
+ * registers a session object (gc/sessions/<32 hex>: start time, expiry,
+ * host, pid; repo_session) BEFORE it reads the marks and the index, and a
+ * thread refreshes it. Short reads register none. gc deletes nothing that a live session
  * that started before the deletion became decidable may still use. */
 
-/* Register a session for r (called by repo open before the index is loaded).
+/* Register a session for r (repo_session, before the index is read).
  * Never fails: when the session cannot be written the handle works
  * unprotected and gc_session_check says why. */
 void gc_session_begin(cairn_repo *r);

@@ -170,6 +170,37 @@ static int make_parents(int dirfd, const char *name, const char *what)
  * caller produces the rest, and the fsync at commit has little left to do. */
 #define WRITEBACK_STEP (8u << 20)
 
+/* "<pid>-<start>@<host>": who writes a temporary file (io_tmp_owner_alive). */
+static void tmp_owner(char out[128])
+{
+	uint64_t start = 0;
+	char host[80] = "";
+	io_proc_start(getpid(), &start);
+	gethostname(host, sizeof(host) - 1);
+	for (char *p = host; *p; p++)
+		if (*p == '/' || (unsigned char)*p <= ' ' || (unsigned char)*p >= 127) *p = '_';
+	snprintf(out, 128, "%ld-%llu@%s", (long)getpid(), (unsigned long long)start, host);
+}
+
+int io_tmp_owner_alive(const char *name)
+{
+	const char *base = strrchr(name, '/');
+	base = base ? base + 1 : name;
+	size_t len = strlen(base);
+	long pid;
+	unsigned long long start;
+	int at = 0;
+	if (len < 4 || strcmp(base + len - 4, ".tmp") != 0 ||
+	    sscanf(base, "%*24[0-9a-f].%ld-%llu@%n", &pid, &start, &at) != 2 || at == 0)
+		return 0; /* not named by its writer (older cairn): no one to ask */
+	char mine[128];
+	tmp_owner(mine);
+	const char *host = strchr(mine, '@') + 1;
+	/* another host's writer is judged by the sessions alone */
+	if (len - 4 - (size_t)at != strlen(host) || strncmp(base + at, host, strlen(host)) != 0) return 0;
+	return io_proc_alive((pid_t)pid, start);
+}
+
 int io_atomic_begin(io_atomic *a, int dirfd, const char *tmpdir, const char *name,
                     const char *what)
 {
@@ -182,7 +213,9 @@ int io_atomic_begin(io_atomic *a, int dirfd, const char *tmpdir, const char *nam
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		return error_errno(CAIRN_EIO, errno, "%s: getrandom", what);
 	for (int i = 0; i < 12; i++) snprintf(rhex + 2 * i, 3, "%02x", rnd[i]);
-	snprintf(a->tmp, sizeof(a->tmp), "%s/%s.tmp", tmpdir, rhex);
+	char owner[128];
+	tmp_owner(owner);
+	snprintf(a->tmp, sizeof(a->tmp), "%s/%s.%s.tmp", tmpdir, rhex, owner);
 	if (!(a->name = strdup(name))) return ERR_OOM();
 	if (!what) a->what = a->name;
 	int rc = make_parents(dirfd, name, a->what);
@@ -334,6 +367,39 @@ done:
 	free(data);
 	close(fd);
 	return rc;
+}
+
+int io_proc_start(pid_t pid, uint64_t *start)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return -errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	int err = errno;
+	close(fd);
+	if (n <= 0) return n < 0 ? -err : -ENOENT;
+	buf[n] = 0;
+	/* the name (field 2) may hold spaces and parentheses: count from its end */
+	char *p = strrchr(buf, ')');
+	if (!p) return -EINVAL;
+	p++;
+	if (p[0] == ' ' && (p[1] == 'Z' || p[1] == 'X')) return -ESRCH; /* dead, not yet reaped */
+	for (int field = 2; field < 21; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p) return -EINVAL;
+	}
+	char *end;
+	unsigned long long v = strtoull(p + 1, &end, 10);
+	if (end == p + 1) return -EINVAL;
+	*start = v;
+	return 0;
+}
+
+int io_proc_alive(pid_t pid, uint64_t start)
+{
+	uint64_t now;
+	return pid > 0 && io_proc_start(pid, &now) == 0 && now == start;
 }
 
 int io_mkdir_parents(const char *path, mode_t mode)

@@ -56,6 +56,20 @@ int io_mkdir_parents(const char *path, mode_t mode);
 /* fsync a directory. */
 int io_fsync_dir(int dirfd, const char *what);
 
+/* The start time of process pid (field 22 of /proc/PID/stat, clock ticks
+ * since boot): with the pid, it names one process for good (a pid is
+ * reused, the pair is not). 0, or -errno (-ENOENT: no such process,
+ * -ESRCH: a zombie). */
+int io_proc_start(pid_t pid, uint64_t *start);
+/* Is the process (pid, start) alive? 1 yes, 0 no (gone, or its pid reused). */
+int io_proc_alive(pid_t pid, uint64_t start);
+
+/* A temporary file's name says who writes it (io_atomic_begin):
+ * "<24 hex>.<pid>-<start>@<host>.tmp". 1 when that process runs on this
+ * host: gc must leave the file alone, whatever its age, session or none.
+ * 0 otherwise (gone, another host's, or an unnamed older file). */
+int io_tmp_owner_alive(const char *name);
+
 /* Fault injection point (see above); returns 0 or a negative errno to fail with. */
 int io_fault(const char *op);
 /* Configure the process's file faults (cairn_repo_open_options.fault; its

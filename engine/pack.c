@@ -474,6 +474,26 @@ done:
 	return rc;
 }
 
+/* Model weights, archives and compressed media do not shrink, and a full
+ * zstd pass over them is most of a take's time for nothing: a chunk of at
+ * least SAMPLE_MIN bytes is first judged by SAMPLES slices spread over it,
+ * compressed at level 1; when those shrink by less than SAMPLE_GAIN_PCT,
+ * the chunk is stored raw without the full pass. */
+#define SAMPLE_MIN (32u << 10)
+#define SAMPLES 4
+#define SAMPLE_LEN 2048u
+#define SAMPLE_GAIN_PCT 3
+
+static int looks_incompressible(ZSTD_CCtx *c, const uint8_t *data, size_t len)
+{
+	if (len < SAMPLE_MIN) return 0;
+	uint8_t sample[SAMPLES * SAMPLE_LEN], out[ZSTD_COMPRESSBOUND(SAMPLES * SAMPLE_LEN)];
+	for (size_t i = 0; i < SAMPLES; i++) /* start, end and between */
+		memcpy(sample + i * SAMPLE_LEN, data + (len - SAMPLE_LEN) * i / (SAMPLES - 1), SAMPLE_LEN);
+	size_t n = ZSTD_compressCCtx(c, out, sizeof(out), sample, sizeof(sample), 1);
+	return !ZSTD_isError(n) && n * 100 >= sizeof(sample) * (100 - SAMPLE_GAIN_PCT);
+}
+
 int pack_compress(const void *data, size_t len, int level, uint8_t *comp, uint8_t **stored,
                   size_t *stored_len)
 {
@@ -483,6 +503,7 @@ int pack_compress(const void *data, size_t len, int level, uint8_t *comp, uint8_
 	if (len == 0) return 0;
 	ZSTD_CCtx *c = thread_cctx();
 	if (!c) return ERR_OOM();
+	if (looks_incompressible(c, data, len)) return 0;
 	size_t cap = ZSTD_compressBound(len);
 	uint8_t *dst = malloc(cap);
 	if (!dst) return ERR_OOM();

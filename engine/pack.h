@@ -61,7 +61,9 @@ int pack_blob_open(const uint8_t *raw, size_t raw_size, const pack_blob *want, c
                    uint8_t **out);
 
 /* Compress data for storage: *comp is COMP_ZSTD with *stored malloc'd
- * when that is smaller, else COMP_NONE with *stored = NULL (store data as is). */
+ * when that is smaller, else COMP_NONE with *stored = NULL (store data as
+ * is). A large chunk whose samples do not shrink is stored as is without
+ * a full pass (pack.c). */
 int pack_compress(const void *data, size_t len, int level, uint8_t *comp, uint8_t **stored,
                   size_t *stored_len);
 

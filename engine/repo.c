@@ -208,7 +208,7 @@ CAIRN_EXTERN int cairn_repo_open_ext(cairn_repo **out, const char *path, const c
 	}
 	pthread_mutex_init(&r->lock, NULL);
 	r->path = strdup(path);
-	r->settings.state_dir = strdup(o.state_dir && *o.state_dir ? o.state_dir : REPO_DEFAULT_STATE_DIR);
+	r->settings.state_dir = strdup(o.state_dir && *o.state_dir ? o.state_dir : CAIRN_DEFAULT_STATE_DIR);
 	r->settings.no_uring = o.no_uring;
 	r->settings.no_prior_cuts = o.no_prior_cuts;
 	r->settings.test_uring_always = o.test_uring_always;
@@ -230,7 +230,6 @@ CAIRN_EXTERN int cairn_repo_open_ext(cairn_repo **out, const char *path, const c
 		goto fail;
 	}
 	chunker_init(&r->chunker, r->cfg.secret, r->cfg.chunk_min, r->cfg.chunk_avg, r->cfg.chunk_max);
-	gc_session_begin(r); /* before the index is read: gc keeps what this process may use */
 	/* the segments' fences only: lookups read a block at a time */
 	if ((rc = index_new(&r->index)) < 0 || (rc = index_set_open(r->st, &r->segs)) < 0) goto fail;
 	free(data);
@@ -240,6 +239,11 @@ fail:
 	free(data);
 	cairn_repo_free(r);
 	return rc;
+}
+
+void repo_session(cairn_repo *r)
+{
+	if (!r->session) gc_session_begin(r);
 }
 
 CAIRN_EXTERN void cairn_repo_free(cairn_repo *r)

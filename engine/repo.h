@@ -22,7 +22,6 @@ typedef struct repo_config {
 } repo_config;
 
 /* What the caller set at open (cairn_repo_open_options) that outlives it. */
-#define REPO_DEFAULT_STATE_DIR "/var/lib/cairn"
 struct repo_settings {
 	char *state_dir;
 	int no_uring, no_prior_cuts;
@@ -42,6 +41,17 @@ struct cairn_repo {
 	struct tree_ahead *ahead;   /* trees read ahead (repo_prefetch_trees); guarded by lock */
 	struct repo_settings settings;
 };
+
+/* Register this handle's gc session (gc.h), once: from then on gc keeps
+ * what it may read, and the temporary files it writes. Never fails (a
+ * session that cannot be written leaves the handle unprotected; a commit
+ * checks). Called by writers (take, import, forget, quota set) and by
+ * reads that may outlast gc's grace period (restore, export, cat, a
+ * mount) before they look at the index; short reads (snapshot lists,
+ * info, ls, diff, stats, usage, estimate) write nothing: a read-only
+ * repository or user can run them, and they are safe for as long as the
+ * grace period (README "Garbage collection"). */
+void repo_session(cairn_repo *r);
 
 /* Read, verify and decompress the blob id (type must match). Thread-safe.
  * *out malloc'd, *len bytes. CAIRN_ECORRUPT naming the blob and its pack

@@ -1134,7 +1134,7 @@ static int dir_metadata(rstate *st)
 static void keep_record(rstate *st, const char *snap_id, const char *target)
 {
 	oid snap;
-	if (hex_decode(snap.b, OID_LEN, snap_id) < 0 || restored_put(st->rootfd, &snap, &st->items) == 0) return;
+	if (hex_decode(snap.b, OID_LEN, snap_id) < 0 || restored_put(st->repo->settings.state_dir, st->rootfd, &snap, &st->items) == 0) return;
 	if (st->opts->event_cb) {
 		char msg[1024];
 		snprintf(msg, sizeof(msg), "restore record not kept (%s): the first take of %s reads every file",
@@ -1217,6 +1217,7 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 	int64_t t0 = mono_ns();
 	pthread_condattr_t ca;
 
+	repo_session(repo); /* a restore may outlast gc's grace period */
 	memset(&m, 0, sizeof(m));
 	memset(&top, 0, sizeof(top));
 	memset(&st, 0, sizeof(st));
@@ -1613,6 +1614,7 @@ CAIRN_EXTERN int cairn_cat(cairn_repo *repo, const char *snap_id, const char *pa
 {
 	resolved res;
 	const char *shown = path && *path ? path : "/";
+	repo_session(repo); /* it streams for as long as its reader lets it */
 	int rc = resolve(&res, repo, snap_id, path);
 	if (rc < 0) return rc;
 	if (!res.e || res.e->type == TREE_DIR) {

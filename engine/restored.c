@@ -16,11 +16,6 @@
 
 #define RECORDS_DIR "restored"
 
-static const char *state_dir(void)
-{
-	const char *d = getenv("CAIRN_STATE_DIR");
-	return d && *d ? d : "/var/lib/cairn";
-}
 
 /* "<dev>-<ino>" of the directory rootfd. */
 static int record_name(int rootfd, char *out, size_t n)
@@ -32,14 +27,17 @@ static int record_name(int rootfd, char *out, size_t n)
 }
 
 /* The records directory in the state directory (created if need be). */
-static int open_records(int create)
+static int open_records(const char *state_dir, int create)
 {
 	char path[4096];
-	if (snprintf(path, sizeof(path), "%s/" RECORDS_DIR, state_dir()) >= (int)sizeof(path))
-		return error_set(CAIRN_EUSAGE, "state directory %s: path too long", state_dir());
+	if (snprintf(path, sizeof(path), "%s/" RECORDS_DIR, state_dir) >= (int)sizeof(path))
+		return error_set(CAIRN_EUSAGE, "state directory %s: path too long", state_dir);
 	if (create && io_mkdir_parents(path, 0700) < 0) return error_errno(CAIRN_EIO, errno, "state directory %s", path);
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) return error_errno(errno == ENOENT ? CAIRN_ENOTFOUND : CAIRN_EIO, errno, "%s", path);
+	/* one this user cannot read holds no record of theirs (a restore by
+	 * them could not have written one): no notice on every take */
+	int none = errno == ENOENT || (!create && (errno == EACCES || errno == EPERM || errno == ENOTDIR));
+	if (fd < 0) return error_errno(none ? CAIRN_ENOTFOUND : CAIRN_EIO, errno, "%s", path);
 	return fd;
 }
 
@@ -62,7 +60,7 @@ static void prune(int recfd)
 	closedir(d);
 }
 
-int restored_put(int rootfd, const oid *snap, const inode_list *l)
+int restored_put(const char *state_dir, int rootfd, const oid *snap, const inode_list *l)
 {
 	char name[128];
 	uint8_t *data;
@@ -70,20 +68,20 @@ int restored_put(int rootfd, const oid *snap, const inode_list *l)
 	int rc = record_name(rootfd, name, sizeof(name));
 	if (rc < 0) return rc;
 	if ((rc = inodes_encode(snap, l, &data, &len)) < 0) return rc;
-	int recfd = open_records(1);
+	int recfd = open_records(state_dir, 1);
 	if (recfd < 0) {
 		free(data);
 		return recfd;
 	}
 	prune(recfd);
 	rc = io_write_atomic(recfd, ".", name, data, len, 0, "restore record");
-	if (rc < 0) error_prefix("%s/" RECORDS_DIR, state_dir());
+	if (rc < 0) error_prefix("%s/" RECORDS_DIR, state_dir);
 	close(recfd);
 	free(data);
 	return rc;
 }
 
-int restored_get(int rootfd, oid *snap, inode_list *out)
+int restored_get(const char *state_dir, int rootfd, oid *snap, inode_list *out)
 {
 	char name[128];
 	uint8_t *data;
@@ -91,26 +89,26 @@ int restored_get(int rootfd, oid *snap, inode_list *out)
 	memset(out, 0, sizeof(*out));
 	int rc = record_name(rootfd, name, sizeof(name));
 	if (rc < 0) return rc;
-	int recfd = open_records(0);
+	int recfd = open_records(state_dir, 0);
 	if (recfd < 0) return recfd;
 	rc = io_read_all(recfd, name, inodes_max_len(), &data, &len, "restore record");
 	close(recfd);
 	if (rc < 0) return rc;
 	char what[4096 + 160];
-	snprintf(what, sizeof(what), "restore record %s/" RECORDS_DIR "/%s", state_dir(), name);
+	snprintf(what, sizeof(what), "restore record %s/" RECORDS_DIR "/%s", state_dir, name);
 	rc = inodes_decode(what, data, len, snap, out);
 	free(data);
 	return rc;
 }
 
-void restored_drop(int rootfd)
+void restored_drop(const char *state_dir, int rootfd)
 {
 	char name[128];
 	if (record_name(rootfd, name, sizeof(name)) < 0) {
 		error_clear();
 		return;
 	}
-	int recfd = open_records(0);
+	int recfd = open_records(state_dir, 0);
 	if (recfd < 0) {
 		error_clear();
 		return;

@@ -15,11 +15,12 @@
 /* Records older than this are removed when a restore writes one. */
 #define RESTORED_MAX_AGE_DAYS 30
 
+/* The records live in state_dir/restored/ (the repository's settings). */
 /* Keep l (of snapshot snap) as the record of the directory rootfd. */
-int restored_put(int rootfd, const oid *snap, const inode_list *l);
+int restored_put(const char *state_dir, int rootfd, const oid *snap, const inode_list *l);
 /* The record of rootfd; CAIRN_ENOTFOUND when there is none. */
-int restored_get(int rootfd, oid *snap, inode_list *out);
+int restored_get(const char *state_dir, int rootfd, oid *snap, inode_list *out);
 /* Removes rootfd's record, if any (a take of it committed). */
-void restored_drop(int rootfd);
+void restored_drop(const char *state_dir, int rootfd);
 
 #endif

@@ -53,6 +53,7 @@ struct snap_writer {
 int writer_new(snap_writer **out, cairn_repo *repo)
 {
 	*out = NULL;
+	repo_session(repo); /* every writer is protected from gc (a no-op once registered) */
 	snap_writer *w = calloc(1, sizeof(*w));
 	if (!w) return ERR_OOM();
 	w->repo = repo;

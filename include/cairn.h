@@ -110,6 +110,7 @@ struct cairn_backend; /* include/cairn/sys/backend.h */
 /* Everything the engine would otherwise take from its surroundings: the
  * library reads no environment variable (the CLI maps its environment to
  * these, README "Environment"). Zero or NULL is the default throughout. */
+#define CAIRN_DEFAULT_STATE_DIR "/var/lib/cairn"
 #define CAIRN_REPO_OPEN_OPTIONS_VERSION 1
 typedef struct cairn_repo_open_options {
 	unsigned version;
@@ -117,7 +118,7 @@ typedef struct cairn_repo_open_options {
 	 * path then only names the repository in messages. The repository owns
 	 * it from the call on, also when the open fails. */
 	struct cairn_backend *backend;
-	const char *state_dir;  /* this host's own records (restores, freezes); NULL = /var/lib/cairn */
+	const char *state_dir;  /* this host's own records (restores, freezes); NULL = CAIRN_DEFAULT_STATE_DIR */
 	int no_uring;           /* 1: plain system calls instead of io_uring */
 	int no_prior_cuts;      /* 1: changed files are cut by the chunker alone (for comparisons) */
 	/* Tests: "op:N:ERR[,...]" makes the Nth op fail with ERR. File ops
@@ -290,6 +291,32 @@ typedef struct cairn_take_result {
 
 CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo,
                             const cairn_take_options *opts);
+
+/* ---- recover -------------------------------------------------------------- */
+
+/* A take with a cgroup keeps a freeze record in the host's state directory
+ * (cairn_repo_open_options.state_dir; freezes/) from just before the
+ * freeze until the thaw. cairn_recover goes through the records: the group
+ * of a take that died (with its guardian) and left it frozen is thawed. */
+typedef struct cairn_recovered {
+	const char *cgroup;  /* the group ("" for a damaged record) */
+	const char *record;  /* the record's path */
+	long pid;            /* the take's process */
+	/* "thawed": the take died and left the group frozen; thawed, record removed.
+	 * "kept": the take still runs (or ran in another pid namespace); left alone.
+	 * "cleared": record removed, nothing thawed (not frozen, gone, from an
+	 *            earlier boot, frozen since by a running take, or damaged).
+	 * "failed": the thaw or the removal failed; the record stays. */
+	const char *action;
+	const char *detail;  /* why, in words */
+} cairn_recovered;
+typedef void (*cairn_recover_cb)(const cairn_recovered *r, void *payload);
+
+/* Handle every freeze record in state_dir (NULL = CAIRN_DEFAULT_STATE_DIR;
+ * cb, optional, hears each). 0, or the last
+ * error (the state directory unreadable, a failed thaw); no state
+ * directory is 0. */
+CAIRN_EXTERN int cairn_recover(const char *state_dir, cairn_recover_cb cb, void *payload);
 
 /* ---- restore ------------------------------------------------------------- */
 

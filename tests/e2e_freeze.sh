@@ -14,16 +14,7 @@ e2e_start freeze
 e2e_seed
 
 # ---- cgroups: what this machine has ------------------------------------------
-V2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
-V1=$(awk '$3 == "cgroup" && $4 ~ /(^|,)freezer(,|$)/ { print $2; exit }' /proc/mounts)
-CGS=()
-# cg_new BASE NAME: a fresh group in CG, listed for the cleanup (not in a
-# $(...) subshell: CGS would not keep it, and the group would outlive the test)
-cg_new() {
-	CG=$1/cairn-e2e-$$-$2
-	mkdir "$CG" 2>/dev/null || return 1
-	CGS+=("$CG")
-}
+. "$SRCDIR/tests/freeze_lib.sh"
 if [ -n "$V2" ] && cg_new "$V2" probe && [ -e "$CG/cgroup.freeze" ]; then :; else V2=; fi
 if [ -n "$V1" ] && cg_new "$V1" probe && [ -e "$CG/freezer.state" ]; then :; else V1=; fi
 if [ -z "$V2" ] && [ -z "$V1" ]; then
@@ -32,31 +23,6 @@ if [ -z "$V2" ] && [ -z "$V1" ]; then
 fi
 echo "cgroup v2: ${V2:-none}; v1 freezer: ${V1:-none}"
 
-PIDS=()
-freeze_cleanup() {
-	local cg p
-	for cg in "${CGS[@]}"; do
-		[ -d "$cg" ] || continue
-		[ -e "$cg/cgroup.freeze" ] && echo 0 > "$cg/cgroup.freeze" 2>/dev/null || true
-		[ -e "$cg/freezer.state" ] && echo THAWED > "$cg/freezer.state" 2>/dev/null || true
-		for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-	done
-	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-	sleep 0.2
-	for cg in "${CGS[@]}"; do rmdir "$cg" 2>/dev/null || true; done
-	e2e_cleanup
-}
-trap freeze_cleanup EXIT
-
-# frozen CG: prints 1 when the group is frozen, else 0
-frozen() {
-	if [ -e "$1/cgroup.freeze" ]; then
-		grep -q '^frozen 1' "$1/cgroup.events" && echo 1 || echo 0
-	else
-		grep -q '^FROZEN' "$1/freezer.state" && echo 1 || echo 0
-	fi
-}
-procs() { grep -c '' "$1/cgroup.procs" || true; }
 
 ROOT=$W/root
 mkdir -p "$ROOT/state" "$ROOT/big" "$ROOT/mid"
@@ -124,11 +90,6 @@ print(" ".join(out))
 EOF
 }
 
-# snapshot_count REPO
-snapshot_count() {
-	"$CAIRN" snapshots --repo "$1" --json | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)))'
-}
-
 # consistent REPO SNAP DIR: the snapshot's a, b and m are from one instant:
 # b holds 1..n in order and a is n, or n+1 (frozen between the two
 # writes), or empty (frozen between truncating and writing a); m, rewritten
@@ -181,16 +142,6 @@ for r in rows:
         sys.exit("%s holds %r" % (r[0], r[1]))
 print("c/ holds f%d..f%d" % (nums[0], nums[-1]))
 EOF
-}
-
-# wait_state FILE STATE: until the take's output has that state (10 s at most)
-wait_state() {
-	local n=0
-	until grep -q "\"state\":\"$2\"" "$1" 2>/dev/null; do
-		sleep 0.02
-		n=$((n + 1))
-		[ $n -lt 500 ] || return 1
-	done
 }
 
 # (/mid was 48 MiB, then 128 MiB: each time the engine got faster, that take
@@ -248,7 +199,8 @@ import json, sys; s = json.load(open(sys.argv[1])); sys.exit(0 if s[0]["pause_ms
 	say "$kind: a failing take (injected EIO while writing) thaws; error, then resumed; nothing committed"
 	R=$W/repo-$kind
 	"$CAIRN" init --repo "$R" > /dev/null
-	CAIRN_FAULT=write:3:EIO cairn "$kind-fault" take --repo "$R" --root "$ROOT" --exclude /big --exclude /mid --name f \
+	# writes: the gc session, the freeze record (state directory), the user's lock
+	CAIRN_FAULT=write:4:EIO cairn "$kind-fault" take --repo "$R" --root "$ROOT" --exclude /big --exclude /mid --name f \
 		--cgroup "$CG" --release --no-precopy --json
 	check "$kind: the failing take exits 1 (got $RC)" test "$RC" = 1
 	ev=$(events "$OUT")

@@ -70,7 +70,6 @@ static void test_restore_records(void)
 	mkdir(d2, 0755);
 	int fd1 = open(d1, O_RDONLY | O_DIRECTORY), fd2 = open(d2, O_RDONLY | O_DIRECTORY);
 	CHECK(fd1 >= 0 && fd2 >= 0);
-	setenv("CAIRN_STATE_DIR", state, 1);
 	oid snap, got_snap;
 	for (int i = 0; i < OID_LEN; i++) snap.b[i] = (uint8_t)(i * 7 + 1);
 	inode_list l = {0}, got;
@@ -78,12 +77,12 @@ static void test_restore_records(void)
 	int64_t sec = 1760000000;
 	gen(&l, 4, &ino, &sec);
 
-	CHECK_EQ(restored_get(fd1, &got_snap, &got), CAIRN_ENOTFOUND); /* no state directory yet */
-	CHECK_EQ(restored_put(fd1, &snap, &l), 0);                      /* creates it, parents too */
-	CHECK_EQ(restored_get(fd1, &got_snap, &got), 0);
+	CHECK_EQ(restored_get(state, fd1, &got_snap, &got), CAIRN_ENOTFOUND); /* no state directory yet */
+	CHECK_EQ(restored_put(state, fd1, &snap, &l), 0);                      /* creates it, parents too */
+	CHECK_EQ(restored_get(state, fd1, &got_snap, &got), 0);
 	CHECK(same(&l, &got) && oid_cmp(&snap, &got_snap) == 0);
 	inodes_free(&got);
-	CHECK_EQ(restored_get(fd2, &got_snap, &got), CAIRN_ENOTFOUND); /* another directory's */
+	CHECK_EQ(restored_get(state, fd2, &got_snap, &got), CAIRN_ENOTFOUND); /* another directory's */
 	CHECK_EQ(count_records(state), 1);
 
 	/* a record older than the age limit goes when another is kept */
@@ -94,8 +93,8 @@ static void test_restore_records(void)
 	struct timespec old[2] = {{time(NULL) - (RESTORED_MAX_AGE_DAYS + 1) * 86400L, 0},
 	                          {time(NULL) - (RESTORED_MAX_AGE_DAYS + 1) * 86400L, 0}};
 	CHECK_EQ(utimensat(AT_FDCWD, path, old, 0), 0);
-	CHECK_EQ(restored_put(fd2, &snap, &l), 0);
-	CHECK_EQ(restored_get(fd1, &got_snap, &got), CAIRN_ENOTFOUND);
+	CHECK_EQ(restored_put(state, fd2, &snap, &l), 0);
+	CHECK_EQ(restored_get(state, fd1, &got_snap, &got), CAIRN_ENOTFOUND);
 	CHECK_EQ(count_records(state), 1);
 
 	/* a damaged one is ECORRUPT; drop removes it, and a second drop is fine */
@@ -108,19 +107,17 @@ static void test_restore_records(void)
 	b[len / 2] ^= 0x10;
 	t_spit(path, b, len);
 	free(b);
-	CHECK_EQ(restored_get(fd2, &got_snap, &got), CAIRN_ECORRUPT);
-	restored_drop(fd2);
-	restored_drop(fd2);
+	CHECK_EQ(restored_get(state, fd2, &got_snap, &got), CAIRN_ECORRUPT);
+	restored_drop(state, fd2);
+	restored_drop(state, fd2);
 	CHECK_EQ(count_records(state), 0);
 
 	/* a state directory that cannot be made: an error naming it, not a crash */
 	snprintf(path, sizeof(path), "%s/a-file", base);
 	t_spit(path, (const uint8_t *)"x", 1);
 	snprintf(state, sizeof(state), "%s/a-file/state", base);
-	setenv("CAIRN_STATE_DIR", state, 1);
-	CHECK_EQ(restored_put(fd1, &snap, &l), CAIRN_EIO);
+	CHECK_EQ(restored_put(state, fd1, &snap, &l), CAIRN_EIO);
 	CHECK(strstr(cairn_error_last(), "a-file") != NULL);
-	unsetenv("CAIRN_STATE_DIR");
 	inodes_free(&l);
 	close(fd1);
 	close(fd2);

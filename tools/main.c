@@ -25,6 +25,7 @@ static const struct command commands[] = {
 	{ "estimate", "What a take of DIR would add to USER's usage, writing nothing.", cmd_estimate },
 	{ "fsck", "Check the repository; name every damaged object and the snapshots it affects.", cmd_fsck },
 	{ "gc", "Reclaim the space of forgotten snapshots and failed takes, beside running takes.", cmd_gc },
+	{ "recover", "Thaw the cgroups that takes which died left frozen (for boot scripts).", cmd_recover },
 	{ "version", "Print the version and the repository format version.", cmd_version },
 };
 

@@ -290,6 +290,19 @@ void cli_parse(struct cli *cli, const char *args, const struct opt *opts, int ar
 
 /* ---- repository and snapshots ----------------------------------------------- */
 
+/* A group a dead take left frozen is thawed by the next command (a look
+ * at the state directory; cairn recover says more). */
+static void recover_notice(const cairn_recovered *r, void *payload)
+{
+	const struct cli *cli = payload;
+	char msg[8192];
+	if (strcmp(r->action, "thawed") && strcmp(r->action, "failed"))
+		return;
+	snprintf(msg, sizeof(msg), "cgroup %s: %s (%s; freeze record %s)", r->cgroup,
+	         !strcmp(r->action, "thawed") ? "thawed" : "not thawed", r->detail, r->record);
+	cli_notice(cli, msg);
+}
+
 const char *cli_repo_path(const struct cli *cli)
 {
 	const char *path = cli->repo;
@@ -299,6 +312,8 @@ const char *cli_repo_path(const struct cli *cli)
 		cli_error(cli, CAIRN_EUSAGE, "no repository: give --repo PATH or set CAIRN_REPO");
 		return NULL;
 	}
+	/* best effort: its failures are not this command's */
+	cairn_recover(getenv("CAIRN_STATE_DIR"), recover_notice, (void *)cli);
 	return path;
 }
 

@@ -326,6 +326,7 @@ CAIRN_EXTERN int cairn_export(cairn_export_result *out, cairn_repo *repo, const 
 	int64_t t0 = mono_ns();
 	int rc;
 
+	repo_session(repo); /* an export may outlast gc's grace period */
 	memset(&x, 0, sizeof(x));
 	memset(&m, 0, sizeof(m));
 	if (out) memset(out, 0, sizeof(*out));

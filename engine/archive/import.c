@@ -232,6 +232,7 @@ CAIRN_EXTERN int cairn_import(cairn_import_result *out, cairn_repo *repo, int fd
 	memset(&c, 0, sizeof(c));
 	if (out) memset(out, 0, sizeof(*out));
 	if ((rc = check_import_options(o)) < 0) return rc;
+	repo_session(repo); /* before the marks and the index are read */
 	c.repo = repo;
 	c.o = o;
 	c.cap = (size_t)repo->chunker.max * 2 + 1024 * 1024;

@@ -91,11 +91,13 @@ done:
 
 CAIRN_EXTERN int cairn_quota_set(cairn_repo *repo, const char *user, int has_quota, uint64_t bytes)
 {
+	repo_session(repo);
 	return quota_set(repo, user, has_quota, bytes);
 }
 
 CAIRN_EXTERN int cairn_forget(cairn_repo *repo, const char *snap_id, uint64_t *released_bytes)
 {
+	repo_session(repo);
 	int rc = quota_forget(repo, snap_id, released_bytes);
 	/* after the manifest: a crash between leaves the record to gc */
 	if (rc == 0 && inodes_delete(repo, snap_id) < 0) error_clear();

@@ -1,4 +1,5 @@
 /* The take (take.h): cairn_estimate: a dry-run take with the user's usage. */
+#include "take.h"
 
 #include <string.h>
 

@@ -376,7 +376,7 @@ int use_restore_record(take_ctx *c, const cairn_take_options *o, parent_view *vi
 	oid snap;
 	inode_list rec;
 	char hex[OID_HEX_LEN + 1];
-	int rc = restored_get(c->rootfd, &snap, &rec);
+	int rc = restored_get(c->repo->settings.state_dir, c->rootfd, &snap, &rec);
 	if (rc == CAIRN_ENOTFOUND) {
 		error_clear();
 		return 0;

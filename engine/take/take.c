@@ -272,9 +272,10 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	take_ctx_init(&pre, repo, -1, NULL);
 	if (out) memset(out, 0, sizeof(*out));
 	if ((rc = check_options(o)) < 0) goto done;
+	if (!o->dry_run) repo_session(repo); /* before the marks and the index are read */
 	/* The guardian is a fork: started while this process is small, since
 	 * every page it shares is copied (a fault each) when written again */
-	if (o->cgroup && (rc = freeze_open(&fz, o)) < 0) goto done;
+	if (o->cgroup && (rc = freeze_open(&fz, o, repo->settings.state_dir)) < 0) goto done;
 	user = o->user ? o->user : "default";
 
 	if ((rc = live_root_path(o->upper ? o->upper : o->root, root_path)) < 0) goto done;
@@ -384,7 +385,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	}
 	if ((rc = freeze_end(fz, o, sid_hex)) < 0) goto done;
 	if (!o->dry_run && !o->upper) write_inodes(&c, o, sid_hex); /* after the thaw: not in the pause */
-	if (!o->dry_run && have_record) restored_drop(c.rootfd); /* this snapshot is the next take's parent */
+	if (!o->dry_run && have_record) restored_drop(c.repo->settings.state_dir, c.rootfd); /* this snapshot is the next take's parent */
 
 	if (out) {
 		memcpy(out->snapshot, sid_hex, sizeof(out->snapshot));
