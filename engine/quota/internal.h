@@ -13,7 +13,10 @@
  *                entries, the quota limit
  *   table.c      a hash table of blob (or snapshot) ids with counts, sorted reference lists and
  *                their directory
- * A file uses only those listed below it (no cycles, engine/LAYERS). */
+ * A file uses only those listed below it (no cycles, engine/LAYERS).
+ * usage.c and below are the repository layer (the writer's commit runs the
+ * tracker's protocol, an estimate reads usage); forget.c and verify.c are
+ * admin. */
 #ifndef CAIRN_QUOTA_INTERNAL_H
 #define CAIRN_QUOTA_INTERNAL_H
 
