@@ -23,6 +23,7 @@
 #include "gc.h"
 #include "index.h"
 #include "inodes.h"
+#include "io.h"
 #include "options.h"
 #include "pack.h"
 #include "quota.h"
@@ -822,7 +823,7 @@ static int new_name(char *out, size_t cap, const char *dir)
 {
 	uint8_t id[16];
 	char hex[33];
-	int rc = repo_random(id, sizeof(id));
+	int rc = io_random(id, sizeof(id));
 	if (rc < 0) return rc;
 	hex_encode(hex, id, sizeof(id));
 	snprintf(out, cap, "%s/%s", dir, hex);
@@ -859,7 +860,7 @@ static int put_pack(cairn_repo *r, pack_writer *pw, char name[64])
 	size_t len, nblobs;
 	const pack_blob *blobs;
 	int rc = pack_writer_finish(pw, &data, &len, &blobs, &nblobs);
-	if (rc == 0) rc = repo_random(id, sizeof(id));
+	if (rc == 0) rc = io_random(id, sizeof(id));
 	if (rc == 0) {
 		repo_pack_name(name, id);
 		rc = store_put(r->st, name, data, len, STORE_EXCL);

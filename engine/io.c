@@ -420,3 +420,18 @@ int io_mkdir_parents(const char *path, mode_t mode)
 	errno = err;
 	return rc;
 }
+
+int io_random(void *out, size_t len)
+{
+	uint8_t *p = out;
+	while (len > 0) {
+		ssize_t n = getrandom(p, len, 0);
+		if (n < 0) {
+			if (errno == EINTR) continue;
+			return error_errno(CAIRN_EIO, errno, "getrandom");
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}

@@ -70,6 +70,9 @@ int io_proc_alive(pid_t pid, uint64_t start);
  * 0 otherwise (gone, another host's, or an unnamed older file). */
 int io_tmp_owner_alive(const char *name);
 
+/* Fill buf with random bytes (getrandom): ids, secrets, session names. */
+int io_random(void *buf, size_t len);
+
 /* Fault injection point (see above); returns 0 or a negative errno to fail with. */
 int io_fault(const char *op);
 /* Configure the process's file faults (cairn_repo_open_options.fault; its

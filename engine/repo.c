@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,27 +23,12 @@
 #include "format.h"
 #include "io.h"
 #include "pack.h"
-#include "gc.h"
+#include "session.h"
 #include "util.h"
 
 #define CONFIG_MAX 4096
 #define SEGMENT_MAX (1024u * 1024u * 1024u)
 #define MANIFEST_MAX (16u * 1024u * 1024u)
-
-int repo_random(void *out, size_t len)
-{
-	uint8_t *p = out;
-	while (len > 0) {
-		ssize_t n = getrandom(p, len, 0);
-		if (n < 0) {
-			if (errno == EINTR) continue;
-			return error_errno(CAIRN_EIO, errno, "getrandom");
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 void repo_pack_name(char out[64], const uint8_t pack_id[PACK_ID_LEN])
 {
@@ -135,7 +119,7 @@ CAIRN_EXTERN int cairn_repo_init(const char *path, const cairn_init_options *opt
 	c.chunk_min = avg / 4;
 	c.chunk_max = avg * 4;
 	c.zstd_level = level;
-	if ((rc = repo_random(c.secret, sizeof(c.secret))) < 0) goto done;
+	if ((rc = io_random(c.secret, sizeof(c.secret))) < 0) goto done;
 	c.created_ns = now_ns();
 	if (!(data = config_encode(&c, &len))) {
 		rc = ERR_OOM();

@@ -124,7 +124,4 @@ int repo_config_decode(repo_config *c, const uint8_t *data, size_t len);
 /* Name of a pack's object: "packs/XX/<32 hex>". */
 void repo_pack_name(char out[64], const uint8_t pack_id[PACK_ID_LEN]);
 
-/* Fill buf with random bytes (getrandom). */
-int repo_random(void *buf, size_t len);
-
 #endif

@@ -9,9 +9,10 @@
 #include "error.h"
 #include "format.h"
 #include "index.h"
+#include "io.h"
 #include "pack.h"
 #include "quota.h"
-#include "gc.h"
+#include "session.h"
 
 #define SEGMENT_ENTRIES_MAX (4u * 1024u * 1024u)
 
@@ -94,7 +95,7 @@ void writer_free(snap_writer *w)
 static int start_pack(snap_writer *w)
 {
 	char name[64];
-	int rc = repo_random(w->pw_id, sizeof(w->pw_id));
+	int rc = io_random(w->pw_id, sizeof(w->pw_id));
 	if (rc < 0) return rc;
 	repo_pack_name(name, w->pw_id);
 	return pack_writer_new_stream(&w->pw, w->repo->st, name);
@@ -477,7 +478,7 @@ static int write_index(snap_writer *w)
 		size_t len;
 		char name[64], hex[33];
 		if ((rc = index_segment_encode(w->entries + start, n, &data, &len)) < 0) break;
-		if ((rc = repo_random(id, sizeof(id))) == 0) {
+		if ((rc = io_random(id, sizeof(id))) == 0) {
 			hex_encode(hex, id, sizeof(id));
 			snprintf(name, sizeof(name), "index/%s", hex);
 			rc = store_put(w->repo->st, name, data, len, STORE_EXCL);

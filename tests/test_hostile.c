@@ -18,6 +18,7 @@
 #include "cairn.h"
 #include "format.h"
 #include "index.h"
+#include "io.h"
 #include "pack.h"
 #include "repo.h"
 #include "snapshot.h"
@@ -90,7 +91,7 @@ static int craft(cairn_repo *r, const uint8_t *inner, size_t inner_len, char id_
 	CHECK(pack_writer_finish(pw, &pack_data, &pack_len, &blobs, &nblobs) == 0);
 	uint8_t pack_id[PACK_ID_LEN];
 	char pack_name[64];
-	CHECK(repo_random(pack_id, sizeof(pack_id)) == 0);
+	CHECK(io_random(pack_id, sizeof(pack_id)) == 0);
 	repo_pack_name(pack_name, pack_id);
 	CHECK(store_put(r->st, pack_name, pack_data, pack_len, STORE_EXCL) == 0);
 

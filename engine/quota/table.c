@@ -6,12 +6,13 @@
 #include <string.h>
 
 #include "error.h"
+#include "io.h"
 
 void ut_init(utable *t)
 {
 	memset(t, 0, sizeof(*t));
 	/* keyed hashing: ids are chosen by users' data */
-	if (repo_random(&t->seed, sizeof(t->seed)) < 0) t->seed = (uint64_t)(uintptr_t)t;
+	if (io_random(&t->seed, sizeof(t->seed)) < 0) t->seed = (uint64_t)(uintptr_t)t;
 }
 
 void ut_free(utable *t)

@@ -13,9 +13,9 @@
 #include "cairn.h"
 #include "error.h"
 #include "freeze.h"
-#include "gc.h"
 #include "overlay.h"
 #include "restored.h"
+#include "session.h"
 #include "user.h"
 #include "util.h"
 

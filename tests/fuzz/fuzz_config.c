@@ -3,8 +3,8 @@
 #include <string.h>
 
 #include "format.h"
-#include "gc.h"
 #include "repo.h"
+#include "session.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {

@@ -1,0 +1,105 @@
+/* Sessions and gc marks (repository layer): what protects readers and
+ * writers from gc. Every writer, and every read that may outlast gc's grace
+ * period, registers a session; a writer never deduplicates against a blob
+ * gc has marked. gc.c, the collector above, reads and writes the same
+ * records through the second half of this header. The protocol is in
+ * README.md ("Garbage collection"), the records in format.h (session, gc
+ * marks). */
+#ifndef CAIRN_SESSION_H
+#define CAIRN_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn.h"
+#include "hash.h"
+#include "index.h"
+#include "store.h"
+
+#define GC_SESSION_TTL_MS (60u * 1000u)     /* a session not refreshed for this long is dead */
+#define GC_SESSION_REFRESH_MS (15u * 1000u) /* the refresher thread's period */
+/* the lock "gc": gc and fsck hold it while they run, an index merge
+ * (repo.c) only when it is free */
+#define GC_LOCK_TTL_MS (60u * 1000u)
+
+/* ---- sessions ------------------------------------------------------------
+ * Every writer, and every read that may outlast the grace period,
+ * registers a session object (gc/sessions/<32 hex>: start time, expiry,
+ * host, pid; repo_session) BEFORE it reads the marks and the index, and a
+ * thread refreshes it. Short reads register none. gc deletes nothing that a live session
+ * that started before the deletion became decidable may still use. */
+
+/* Register a session for r (repo_session, before the index is read).
+ * Never fails: when the session cannot be written the handle works
+ * unprotected and gc_session_check says why. */
+void gc_session_begin(cairn_repo *r);
+/* Stop refreshing and delete the session object (accepts a handle without one). */
+void gc_session_end(cairn_repo *r);
+/* Before a commit: the session exists, is not close to expiry, and is
+ * refreshed now. CAIRN_EIO (or the write's error) naming why otherwise: the
+ * commit must not happen, as gc may have removed what it deduplicated against. */
+int gc_session_check(cairn_repo *r);
+
+/* ---- marks -----------------------------------------------------------------
+ * Blobs gc has marked for deletion. A writer loads them once, after its
+ * session is registered, and never deduplicates against a marked blob. */
+
+/* *out: a chunk_index used as a set of marked ids (empty when there are none). */
+int gc_marks_load(cairn_repo *r, chunk_index **out);
+
+/* Decode a session or gc marks record (by its magic) and discard it: 0 or
+ * CAIRN_ECORRUPT. For the fuzz targets. */
+int gc_record_check(const uint8_t *data, size_t len);
+
+/* ---- the records, for the collector ---------------------------------------- */
+
+typedef struct session_rec {
+	int64_t start_ns, expiry_ns;
+	uint32_t pid;
+	char host[128];
+} session_rec;
+
+/* A blob mark: dead when marked; gone_ns != 0 once it left the index. */
+typedef struct mark {
+	oid id;
+	int64_t marked_ns, gone_ns;
+	uint8_t prov; /* marked_ns is the time before the write: not yet durable */
+	uint8_t drop;
+} mark;
+
+/* A candidate object (an unindexed pack or a tmp file) first seen at seen_ns. */
+typedef struct cand {
+	char *name;
+	int64_t seen_ns;
+	uint8_t kind; /* CAND_PACK, CAND_TMP */
+	uint8_t drop;
+} cand;
+
+#define CAND_PACK 1
+#define CAND_TMP 2
+
+typedef struct marks {
+	mark *m;
+	size_t n, cap;
+	chunk_index *pos; /* id -> index in m (in the entry's offset field) */
+	cand *c;
+	size_t nc, capc;
+	char **objects; /* names of the mark objects this was loaded from */
+	size_t nobjects, capobjects;
+} marks;
+
+/* This host's name as sessions record it; r's own session object ("" for
+ * none: gc must not judge it); the records' codecs; the marks in memory
+ * (marks_load reads every marks object into ms). */
+void session_host_name(char out[128]);
+int gc_session_decode(session_rec *s, const uint8_t *data, size_t len, const char *what);
+const char *session_name(cairn_repo *r);
+void marks_free(marks *ms);
+mark *marks_find(marks *ms, const oid *id);
+int marks_add(marks *ms, const mark *nm);
+cand *cand_find(marks *ms, const char *name);
+int cand_add(marks *ms, const char *name, int64_t seen, uint8_t kind);
+uint8_t *marks_encode(const marks *ms, size_t *len);
+int marks_load(store *st, marks *ms);
+
+#endif
