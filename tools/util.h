@@ -9,7 +9,7 @@
 
 #include "cairn.h"
 
-/* ---- options (util.c) ----------------------------------------------------- */
+/* ---- options (options.c); errors, the repository, SNAP (cli.c) ----------- */
 
 enum opt_kind {
 	OPT_FLAG,  /* int *: set to 1 */
@@ -94,7 +94,7 @@ const cairn_snapshot_info *snapshot_by_id(const cairn_snapshot_list *list, const
 int cli_resolve(const struct cli *cli, cairn_repo *repo, const char *snap, const char *user,
                 char id[65]);
 
-/* ---- values and formatting (util.c) ----------------------------------------- */
+/* ---- values and formatting (format.c), tables (table.c) ------------------ */
 
 /* SPEC's USER, as cairn_user_name_valid checks it, for messages. */
 #define USER_RULE "1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
