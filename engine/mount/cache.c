@@ -477,8 +477,14 @@ static void fetch_run(mcache *c, fetch_item it)
 			free(data);
 		}
 		if (rc < 0) {
+			char hex[OID_HEX_LEN + 1];
+			oid_hex(hex, &f->e->chunks[k].id);
 			err = -EIO;
-			snprintf(msg, sizeof(msg), "%s", cairn_error_last());
+			/* the chunk is named even when what failed was its index lookup */
+			if (strstr(cairn_error_last(), hex))
+				snprintf(msg, sizeof(msg), "%s", cairn_error_last());
+			else
+				snprintf(msg, sizeof(msg), "chunk %s: %s", hex, cairn_error_last());
 			break;
 		}
 		rc = place_chunk(f, fd, k, data);

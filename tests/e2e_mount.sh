@@ -1,0 +1,293 @@
+#!/bin/bash
+# e2e_mount: cairn mount and umount. The fixture tree mounted equals its
+# source entry by entry (holes and xattrs included); a hydrated file is read
+# by the kernel in passthrough (reads go on while the server is stopped);
+# overlayfs over the mount, written to, and its upper taken with --upper
+# restores exactly; SIGKILL of the server while readers hash large files:
+# every reader gets the right bytes or an error and none hangs, umount
+# cleans up, and a new mount on the same cache gives the right bytes; a
+# corrupt chunk is EIO and named in the log; store read faults are EIO,
+# never other bytes; gc --grace 0 beside a mount of a forgotten snapshot
+# leaves it readable until unmounted.
+set -euo pipefail
+SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+. "$SRCDIR/tests/lib.sh"
+. "$SRCDIR/tests/admin_lib.sh"
+if [ ! -c /dev/fuse ]; then
+	echo "SKIP: e2e_mount needs /dev/fuse"
+	exit 77
+fi
+e2e_start mount
+e2e_seed
+RANDOM=$SEED
+
+MOUNTS=()
+mount_cleanup() {
+	local rc=$? m
+	for m in "${MOUNTS[@]}"; do umount -l "$m" 2>/dev/null || true; done
+	return $rc
+}
+trap 'mount_cleanup; e2e_cleanup' EXIT
+
+R=$(e2e_repo repo)
+SRC=$W/src
+IGN=(--ignore /datadrive --ignore /special/sock)
+TMO=(--fetch-timeout 5000)
+
+# mount_at LABEL SNAP DIR [ARGS...]: cairn mount --json in the background;
+# PID gets the server's pid. 1 when it fails.
+mount_at() {
+	local label=$1 snap=$2 dir=$3
+	shift 3
+	mkdir -p "$dir"
+	PID=
+	cairn "$label" mount --repo "${MREPO:-$R}" "$snap" "$dir" --json "$@"
+	if [ "$RC" != 0 ]; then
+		fail "mount ($label) exits 0 (got $RC)"
+		show "$ERR"
+		return 1
+	fi
+	MOUNTS+=("$dir")
+	PID=$(sed -n 's/.*"event":"ready".*"pid":\([0-9]*\).*/\1/p' "$OUT")
+	if [ -z "$PID" ] || ! grep -q '"ms":[0-9]' "$OUT"; then
+		fail "mount ($label) prints a ready event with ms and pid"
+		show "$OUT"
+		return 1
+	fi
+	ok "mount ($label): $(cat "$OUT")"
+}
+
+# sums DIR > FILE: "sha256 path" of every regular file below DIR.
+sums() {
+	(cd "$1" && find . -type f ! -path './datadrive/*' -print0 | sort -z | xargs -0 -r sha256sum)
+}
+
+# readcheck LABEL DIR SUMS: read and hash every file of SUMS below DIR, each
+# reader killed when it takes over 60 s (a hang); sets NOK NBAD NERR NHANG.
+readcheck() {
+	local label=$1 dir=$2 list=$3
+	"$PY" - "$dir" "$list" > "$LOG/$label.read" <<'EOF' || true
+import hashlib, os, subprocess, sys
+top, lst = sys.argv[1], sys.argv[2]
+for line in open(lst):
+    want, path = line.rstrip("\n").split("  ", 1)
+    p = subprocess.run(["timeout", "-s", "KILL", "60", "sha256sum", os.path.join(top, path)],
+                       capture_output=True, text=True)
+    if p.returncode == 137:
+        print("hang", path)
+    elif p.returncode != 0:
+        print("err", path, p.stderr.strip().replace("\n", " "))
+    elif p.stdout.split()[0] == want:
+        print("ok", path)
+    else:
+        print("bad", path)
+EOF
+	NOK=$(grep -c '^ok ' "$LOG/$label.read" || true)
+	NBAD=$(grep -c '^bad ' "$LOG/$label.read" || true)
+	NERR=$(grep -c '^err ' "$LOG/$label.read" || true)
+	NHANG=$(grep -c '^hang ' "$LOG/$label.read" || true)
+	echo "    $label: $NOK right, $NBAD wrong, $NERR errors, $NHANG hung"
+}
+
+say "the fixture tree, taken and mounted"
+make_tree "$SRC"
+cairn_ok init init --repo "$R" || e2e_finish
+take_json fixture --repo "$R" --root "$SRC" --name fixture || e2e_finish
+S=$SNAP
+M=$W/mnt
+mount_at fixture "$S" "$M" --cache "$W/cache" "${TMO[@]}" || e2e_finish
+check "the mount is listed as fuse.cairn" grep -q " $M .* - fuse.cairn " /proc/self/mountinfo
+treecmp_check "the mount equals its source (holes included)" "$SRC" "$M" "${IGN[@]}" --holes
+treecmp_check "the mount, read again from its cache, equals its source" "$SRC" "$M" "${IGN[@]}" --holes
+check "trusted.overlay.* answers as absent" sh -c "! getfattr -n trusted.overlay.opaque '$M' >/dev/null 2>&1"
+check "writes are refused" sh -c "! touch '$M/newfile' 2>/dev/null"
+check "statfs answers" stat -f "$M"
+
+say "passthrough: a file whose bytes are all local is read with the server stopped"
+BIG=$(cd "$M" && find files -type f -size +1M | head -n1)
+# pt_read DIR: hash BIG while the server is stopped (SIGSTOP); prints the hash or "timeout"
+pt_read() {
+	sync
+	echo 3 > /proc/sys/vm/drop_caches
+	"$PY" - "$1/$BIG" "$PID" <<'EOF'
+import hashlib, os, signal, sys, threading
+path, pid = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_RDONLY)
+os.kill(pid, signal.SIGSTOP)
+out = []
+def read():
+    h = hashlib.sha256()
+    while True:
+        b = os.read(fd, 1 << 16)
+        if not b:
+            break
+        h.update(b)
+    out.append(h.hexdigest())
+t = threading.Thread(target=read, daemon=True)
+t.start()
+t.join(5)
+stalled = t.is_alive()
+os.kill(pid, signal.SIGCONT)
+t.join(60)
+print(out[0] if out else "error", "timeout" if stalled else "")
+EOF
+}
+if [ -n "$BIG" ]; then
+	WANT=$(sha256sum "$SRC/$BIG" | cut -d' ' -f1)
+	GOT=$(pt_read "$M")
+	check "passthrough: $BIG read right with the server stopped ($GOT)" test "$GOT" = "$WANT "
+	# the control: without passthrough the same read needs the server
+	M0=$W/mnt-nopt
+	if mount_at nopt "$S" "$M0" --cache "$W/cache" --no-passthrough "${TMO[@]}"; then
+		cat "$M0/$BIG" > /dev/null
+		GOT=$(pt_read "$M0")
+		check "control: without passthrough the read waits for the stopped server ($GOT)" \
+			test "$GOT" = "$WANT timeout"
+		cairn_ok umount-nopt umount "$M0"
+	fi
+else
+	fail "the fixture has a file over 1 MiB"
+fi
+
+say "overlayfs over the mount, written, and its upper taken"
+U=$W/upper WK=$W/work MG=$W/merged
+mkdir -p "$U" "$WK" "$MG"
+if mount -t overlay overlay -o "lowerdir=$M,upperdir=$U,workdir=$WK" "$MG" 2> "$LOG/overlay.err"; then
+	MOUNTS+=("$MG")
+	echo "new content" > "$MG/new-file"
+	echo "appended" >> "$MG/$BIG"
+	rm -rf "$MG/links"
+	mkdir -p "$MG/files/newdir" && echo x > "$MG/files/newdir/y"
+	take_json upper --repo "$R" --upper "$U" --base "$S" --name upper || true
+	if [ -n "$SNAP" ]; then
+		cairn_ok restore-upper restore --repo "$R" "$SNAP" "$W/r-upper"
+		treecmp_check "the upper-mode take restores to the merged view" "$MG" "$W/r-upper" "${IGN[@]}" --no-root
+	fi
+	umount "$MG"
+else
+	fail "overlayfs mounts over a cairn mount"
+	show "$LOG/overlay.err"
+fi
+
+cairn_ok umount umount "$M"
+check "umount: the mount is gone" sh -c "! grep -q ' $M .* - fuse.cairn ' /proc/self/mountinfo"
+check "umount: the server ended" sh -c "! kill -0 $PID 2>/dev/null"
+expect_rc 6 umount-not-cairn umount "$W"
+
+say "SIGKILL of the server while readers hash large files"
+BIGSRC=$W/bigsrc
+"$PY" - "$BIGSRC" "$SEED" <<'EOF'
+import os, random, sys
+top, seed = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(seed)
+os.makedirs(top)
+for i in range(3):
+    with open(os.path.join(top, "big%d" % i), "wb") as f:
+        for _ in range(24):
+            f.write(rnd.randbytes(1 << 20))
+EOF
+take_json big --repo "$R" --root "$BIGSRC" --name big || e2e_finish
+SB=$SNAP
+sums "$BIGSRC" > "$W/big.sums"
+MB=$W/mnt-big
+mount_at big "$SB" "$MB" --cache "$W/cache-big" "${TMO[@]}" || e2e_finish
+DELAY=$((RANDOM % 800 + 50))
+for f in big0 big1 big2; do
+	(rc=0; timeout -s KILL 60 sha256sum "$MB/$f" > "$LOG/kill-$f.out" 2> "$LOG/kill-$f.err" || rc=$?; echo $rc > "$LOG/kill-$f.rc") &
+done
+sleep "0.$(printf %03d "$DELAY")"
+kill -9 "$PID"
+wait
+for f in big0 big1 big2; do
+	rc=$(cat "$LOG/kill-$f.rc")
+	want=$(grep " \./$f\$" "$W/big.sums" | cut -d' ' -f1)
+	if [ "$rc" = 137 ]; then
+		fail "killed after ${DELAY} ms: the reader of $f does not hang"
+	elif [ "$rc" = 0 ]; then
+		check "killed after ${DELAY} ms: $f read whole has the right bytes" test "$(cut -d' ' -f1 "$LOG/kill-$f.out")" = "$want"
+	else
+		ok "killed after ${DELAY} ms: $f failed with an error ($(head -c 100 "$LOG/kill-$f.err"))"
+	fi
+done
+check "a dead server's mount answers with an error" sh -c "! cat '$MB/big0' > /dev/null 2>&1"
+cairn_ok umount-dead umount "$MB"
+check "umount after a dead server: the mount is gone" sh -c "! grep -q ' $MB .* - fuse.cairn ' /proc/self/mountinfo"
+if mount_at big-again "$SB" "$MB" --cache "$W/cache-big" "${TMO[@]}"; then
+	readcheck big-again "$MB" "$W/big.sums"
+	check "a new mount on the same cache reads every file right" test "$NOK" = 3
+	cairn_ok umount-big umount "$MB"
+fi
+
+say "gc --grace 0 beside a mount of a forgotten snapshot"
+small_tree "$W/gcsrc" "$SEED" 16
+take_json gcme --repo "$R" --root "$W/gcsrc" --name gcme || e2e_finish
+SG=$SNAP
+sums "$W/gcsrc" > "$W/gc.sums"
+MG2=$W/mnt-gc
+if mount_at gc "$SG" "$MG2" --cache "$W/cache-gc" "${TMO[@]}"; then
+	cairn_ok forget-gcme forget --repo "$R" "$SG"
+	cairn_ok gc-grace0 gc --repo "$R" --grace 0
+	readcheck gc "$MG2" "$W/gc.sums"
+	check "after gc, every file of the mounted forgotten snapshot reads right" \
+		test "$NBAD$NERR$NHANG" = 000 -a "$NOK" -gt 0
+	cairn_ok umount-gc umount "$MG2"
+fi
+
+if e2e_local; then
+	say "a corrupt chunk is EIO, and named in the log"
+	RB=$W/repo-bad
+	cp -a "$R" "$RB"
+	PACK=$(cd "$RB" && find packs -type f -printf '%s %p\n' | sort -nr | head -n1 | cut -d' ' -f2)
+	"$PY" - "$RB/$PACK" <<'EOF'
+import os, sys
+p = sys.argv[1]
+size = os.path.getsize(p)
+with open(p, "r+b") as f:
+    f.seek(size // 2)
+    b = f.read(1)
+    f.seek(size // 2)
+    f.write(bytes([b[0] ^ 0x5A]))
+EOF
+	MC=$W/mnt-bad
+	if MREPO=$RB mount_at corrupt "$SB" "$MC" --cache "$W/cache-bad" "${TMO[@]}" --log "$LOG/corrupt.log"; then
+		readcheck corrupt "$MC" "$W/big.sums"
+		check "corrupt chunk: no reader gets wrong bytes or hangs" test "$NBAD$NHANG" = 00
+		check "corrupt chunk: a read fails with EIO" grep -q 'Input/output error' "$LOG/corrupt.read"
+		check "corrupt chunk: the log names the chunk and its pack" \
+			grep -q -E 'chunk [0-9a-f]{64} in packs/' "$LOG/corrupt.log"
+		show "$LOG/corrupt.log"
+		cairn_ok umount-bad umount "$MC"
+	fi
+fi
+
+say "store read faults are EIO, never other bytes"
+sums "$SRC" > "$W/fixture.sums"
+FAULT_EIO=0
+# 40 reads in a row fail from the nth on: the kernel retries a page whose
+# read-ahead failed, so a single failed read may not reach the reader
+for n in 60 500 2000 $((RANDOM % 3000 + 100)); do
+	MF=$W/mnt-fault-$n
+	mkdir -p "$MF"
+	spec=$(seq -s, -f "read:%g:EIO" "$n" $((n + 39)))
+	run "mount-fault-$n" env CAIRN_FAULT="$spec" "$CAIRN" mount --repo "$R" "$S" "$MF" \
+		--cache "$W/cache-fault-$n" --log "$LOG/fault-$n.log" "${TMO[@]}"
+	if [ "$RC" != 0 ]; then
+		check "fault read:$n at mount time: one error line, exit 1 or 4 (got $RC)" \
+			sh -c "[ '$RC' = 1 -o '$RC' = 4 ] && [ \$(wc -l < '$ERR') = 1 ]"
+		continue
+	fi
+	MOUNTS+=("$MF")
+	readcheck "fault-$n" "$MF" "$W/fixture.sums"
+	check "fault read:$n: no reader gets wrong bytes or hangs" test "$NBAD$NHANG" = 00
+	if [ "$NERR" -gt 0 ]; then
+		FAULT_EIO=$((FAULT_EIO + 1))
+		check "fault read:$n: the failed read is EIO" grep -q 'Input/output error' "$LOG/fault-$n.read"
+		check "fault read:$n: the log names the file and the error" grep -q 'read of /.* failed: ' "$LOG/fault-$n.log"
+		readcheck "fault-$n-again" "$MF" "$W/fixture.sums"
+		check "fault read:$n: read again, every file is right (the fault was passing)" test "$NOK" -gt 0 -a "$NBAD$NERR$NHANG" = 000
+	fi
+	cairn_ok "umount-fault-$n" umount "$MF"
+done
+check "some store fault reached a file read and was EIO ($FAULT_EIO)" test "$FAULT_EIO" -gt 0
+
+e2e_finish
