@@ -22,6 +22,8 @@ e2e_seed
 RANDOM=$SEED
 
 MOUNTS=()
+# gone PID: the process has ended (a zombie not yet reaped has ended too)
+gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
 mount_cleanup() {
 	local rc=$? m
 	for m in "${MOUNTS[@]}"; do umount -l "$m" 2>/dev/null || true; done
@@ -57,31 +59,64 @@ mount_at() {
 	ok "mount ($label): $(cat "$OUT")"
 }
 
-# sums DIR > FILE: "sha256 path" of every regular file below DIR.
+# sums DIR > FILE: "sha256 NUL path NUL" of every regular file below DIR
+# (names are arbitrary bytes).
 sums() {
-	(cd "$1" && find . -type f ! -path './datadrive/*' -print0 | sort -z | xargs -0 -r sha256sum)
+	"$PY" - "$1" <<'PYEOF'
+import hashlib, os, sys
+top = os.fsencode(sys.argv[1])
+out = sys.stdout.buffer
+for d, dirs, files in os.walk(top):
+    dirs.sort()
+    if os.path.relpath(d, top) == b"datadrive":
+        dirs[:] = []
+        continue
+    for f in sorted(files):
+        p = os.path.join(d, f)
+        if os.path.isfile(p) and not os.path.islink(p):
+            h = hashlib.sha256(open(p, "rb").read()).hexdigest().encode()
+            out.write(h + b"\0" + os.path.relpath(p, top) + b"\0")
+PYEOF
 }
 
-# readcheck LABEL DIR SUMS: read and hash every file of SUMS below DIR, each
-# reader killed when it takes over 60 s (a hang); sets NOK NBAD NERR NHANG.
+# readcheck LABEL DIR SUMS: read and hash every file of SUMS below DIR, a
+# read that takes over 60 s counting as hung; sets NOK NBAD NERR NHANG.
 readcheck() {
 	local label=$1 dir=$2 list=$3
-	"$PY" - "$dir" "$list" > "$LOG/$label.read" <<'EOF' || true
-import hashlib, os, subprocess, sys
-top, lst = sys.argv[1], sys.argv[2]
-for line in open(lst):
-    want, path = line.rstrip("\n").split("  ", 1)
-    p = subprocess.run(["timeout", "-s", "KILL", "60", "sha256sum", os.path.join(top, path)],
-                       capture_output=True, text=True)
-    if p.returncode == 137:
-        print("hang", path)
-    elif p.returncode != 0:
-        print("err", path, p.stderr.strip().replace("\n", " "))
-    elif p.stdout.split()[0] == want:
-        print("ok", path)
+	"$PY" - "$dir" "$list" > "$LOG/$label.read" <<'PYEOF' || true
+import hashlib, os, sys, threading
+top, lst = os.fsencode(sys.argv[1]), sys.argv[2]
+v = open(lst, "rb").read().split(b"\0")
+def read(path, res):
+    try:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while True:
+                b = f.read(1 << 20)
+                if not b:
+                    break
+                h.update(b)
+        res.append(h.hexdigest().encode())
+    except OSError as e:
+        res.append(e)
+for i in range(0, len(v) - 1, 2):
+    want, rel = v[i], v[i + 1]
+    res = []
+    t = threading.Thread(target=read, args=(os.path.join(top, rel), res), daemon=True)
+    t.start()
+    t.join(60)
+    name = rel.decode(errors="replace")
+    if t.is_alive():
+        print("hang", name)
+        sys.stdout.flush()
+        os._exit(0)
+    elif isinstance(res[0], OSError):
+        print("err", name, res[0].strerror)
+    elif res[0] == want:
+        print("ok", name)
     else:
-        print("bad", path)
-EOF
+        print("bad", name)
+PYEOF
 	NOK=$(grep -c '^ok ' "$LOG/$label.read" || true)
 	NBAD=$(grep -c '^bad ' "$LOG/$label.read" || true)
 	NERR=$(grep -c '^err ' "$LOG/$label.read" || true)
@@ -94,6 +129,7 @@ make_tree "$SRC"
 cairn_ok init init --repo "$R" || e2e_finish
 take_json fixture --repo "$R" --root "$SRC" --name fixture || e2e_finish
 S=$SNAP
+sums "$SRC" > "$W/fixture.sums"
 M=$W/mnt
 mount_at fixture "$S" "$M" --cache "$W/cache" "${TMO[@]}" || e2e_finish
 check "the mount is listed as fuse.cairn" grep -q " $M .* - fuse.cairn " /proc/self/mountinfo
@@ -149,6 +185,51 @@ else
 	fail "the fixture has a file over 1 MiB"
 fi
 
+say "hydration: --hydrate all in the foreground, then every file is local"
+MH=$W/mnt-hyd
+mkdir -p "$MH"
+"$CAIRN" mount --repo "$R" "$S" "$MH" --cache "$W/cache-hyd" --hydrate all --foreground --json \
+	"${TMO[@]}" > "$LOG/hyd.out" 2> "$LOG/hyd.err" &
+HPID=$!
+MOUNTS+=("$MH")
+for _ in $(seq 600); do grep -q '"event":"hydrated"' "$LOG/hyd.out" && break; sleep 0.1; done
+check "--hydrate all: a ready event first" sh -c "head -n1 '$LOG/hyd.out' | grep -q '\"event\":\"ready\"'"
+check "--hydrate all: then a hydrated event with bytes and ms" \
+	grep -q '"event":"hydrated","bytes":[0-9]*,"ms":' "$LOG/hyd.out"
+sync
+echo 3 > /proc/sys/vm/drop_caches
+# every file opened first, then read with the server stopped: only local
+# bytes in passthrough can answer
+"$PY" - "$MH" "$HPID" "$W/fixture.sums" > "$LOG/hyd.read" <<'PYEOF'
+import hashlib, os, signal, sys, threading
+top, pid, lst = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+v = open(lst, "rb").read().split(b"\0")
+top = os.fsencode(top)
+fds = [(v[i].decode(), v[i + 1], os.open(os.path.join(top, v[i + 1]), os.O_RDONLY)) for i in range(0, len(v) - 1, 2)]
+os.kill(pid, signal.SIGSTOP)
+res = []
+def read():
+    for h, p, fd in fds:
+        d = hashlib.sha256()
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            d.update(b)
+        res.append(d.hexdigest() == h)
+t = threading.Thread(target=read, daemon=True)
+t.start()
+t.join(20)
+stalled = t.is_alive()
+os.kill(pid, signal.SIGCONT)
+t.join(60)
+print("files %d right %d stalled %s" % (len(fds), sum(res), stalled))
+PYEOF
+check "after hydration every file reads right with the server stopped ($(cat "$LOG/hyd.read"))" \
+	grep -q "files \([0-9]*\) right \1 stalled False" "$LOG/hyd.read"
+cairn_ok umount-hyd umount "$MH"
+check "the foreground server exits 0 after umount" wait "$HPID"
+
 say "overlayfs over the mount, written, and its upper taken"
 U=$W/upper WK=$W/work MG=$W/merged
 mkdir -p "$U" "$WK" "$MG"
@@ -171,7 +252,7 @@ fi
 
 cairn_ok umount umount "$M"
 check "umount: the mount is gone" sh -c "! grep -q ' $M .* - fuse.cairn ' /proc/self/mountinfo"
-check "umount: the server ended" sh -c "! kill -0 $PID 2>/dev/null"
+check "umount: the server ended" gone "$PID"
 expect_rc 6 umount-not-cairn umount "$W"
 
 say "SIGKILL of the server while readers hash large files"
@@ -200,7 +281,7 @@ kill -9 "$PID"
 wait
 for f in big0 big1 big2; do
 	rc=$(cat "$LOG/kill-$f.rc")
-	want=$(grep " \./$f\$" "$W/big.sums" | cut -d' ' -f1)
+	want=$(sha256sum "$BIGSRC/$f" | cut -d' ' -f1)
 	if [ "$rc" = 137 ]; then
 		fail "killed after ${DELAY} ms: the reader of $f does not hang"
 	elif [ "$rc" = 0 ]; then
@@ -258,10 +339,49 @@ EOF
 		show "$LOG/corrupt.log"
 		cairn_ok umount-bad umount "$MC"
 	fi
+	say "a store that never answers: EIO after --fetch-timeout, and umount still ends the server"
+	RS=$W/repo-stall
+	cp -a "$R" "$RS"
+	# a pack of file data only (no trees: the mount itself must not wait on it)
+	STALL=$("$PY" - "$RS" <<'PYEOF'
+import os, struct, sys
+top = sys.argv[1]
+best = None
+for d, _, files in os.walk(os.path.join(top, "packs")):
+    for f in files:
+        p = os.path.join(d, f)
+        b = open(p, "rb").read()
+        count, dir_off = struct.unpack_from("<II", b, len(b) - 16)
+        types = {b[dir_off + 48 * i + 32] for i in range(count)}
+        if types == {1} and (best is None or len(b) > best[0]):
+            best = (len(b), p)
+print(best[1] if best else "")
+PYEOF
+)
+	if [ -n "$STALL" ]; then
+		rm "$STALL"
+		mkfifo "$STALL" # opening it for reading waits for a writer that never comes
+		MS=$W/mnt-stall
+		if MREPO=$RS mount_at stall "$SB" "$MS" --cache "$W/cache-stall" --fetch-timeout 2000 --log "$LOG/stall.log"; then
+			T0=$(date +%s%N)
+			readcheck stall "$MS" "$W/big.sums"
+			T1=$(date +%s%N)
+			check "stalled store: no reader gets wrong bytes or hangs" test "$NBAD$NHANG" = 00
+			check "stalled store: a read fails with EIO" grep -q 'Input/output error' "$LOG/stall.read"
+			check "stalled store: the log says which chunk got no answer" \
+				grep -q -E 'chunk [0-9a-f]{64}: no answer from the store in 2000 ms' "$LOG/stall.log"
+			check "stalled store: three readers done in $(( (T1 - T0) / 1000000 )) ms (bounded waits)" \
+				test $(( (T1 - T0) / 1000000 )) -lt 30000
+			cairn_ok umount-stall umount "$MS"
+			check "stalled store: umount ended the server" gone "$PID"
+		fi
+	else
+		fail "the big snapshot has a pack without trees"
+	fi
+
 fi
 
 say "store read faults are EIO, never other bytes"
-sums "$SRC" > "$W/fixture.sums"
 FAULT_EIO=0
 # 40 reads in a row fail from the nth on: the kernel retries a page whose
 # read-ahead failed, so a single failed read may not reach the reader

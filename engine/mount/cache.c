@@ -41,6 +41,7 @@ enum { PRIO_READ, PRIO_AHEAD, PRIO_HYDRATE, NPRIO };
 #define REC_ENTRY_LEN 12
 #define PROGRESS_NS 1000000000LL
 #define SYNC_INTERVAL_MS 500
+#define FETCHER_EXIT_WAIT_S 3
 
 struct mfile {
 	oid cid;
@@ -80,7 +81,7 @@ struct mcache {
 	chunk_index *by_cid;
 	fifo q[NPRIO];
 	pthread_t *fetchers;
-	unsigned nfetchers, running;
+	unsigned nfetchers, running, live;
 	int stop, no_backing;
 	uint32_t *trace;
 	size_t ntrace, tcap;
@@ -555,6 +556,8 @@ static void *fetcher(void *arg)
 		pthread_mutex_lock(&c->mu);
 		c->running--;
 	}
+	c->live--;
+	pthread_cond_broadcast(&c->room_cv);
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
@@ -715,21 +718,21 @@ int mcache_open(mcache *c, mfile *f, int devfd, int32_t *backing_id)
 	*backing_id = -1;
 	pthread_mutex_lock(&c->mu);
 	if (devfd >= 0 && !c->no_backing && f->ndone == f->e->nchunks && f->cached_opens == 0) {
-		if (f->backing_id < 0) {
-			char path[sizeof(f->name) + 8];
-			snprintf(path, sizeof(path), "files/%s", f->name);
-			int fd = openat(c->dirfd, path, O_RDONLY | O_CLOEXEC);
-			if (fd >= 0) {
-				struct cairn_fuse_backing_map map = {fd, 0, 0};
-				int id = ioctl(devfd, CAIRN_FUSE_DEV_IOC_BACKING_OPEN, &map);
-				if (id < 0) {
-					c->no_backing = 1;
-					logf_(c, "passthrough refused (%s): whole files are read through the server",
-					      strerror(errno));
-				} else {
-					f->backing_id = id;
-				}
-				close(fd);
+		/* the cache file (made now for a file of holes only) backs the open */
+		int fd = f->backing_id < 0 ? file_fd(c, f) : -1;
+		if (fd >= 0) {
+			struct cairn_fuse_backing_map map = {fd, 0, 0};
+			int id = ioctl(devfd, CAIRN_FUSE_DEV_IOC_BACKING_OPEN, &map);
+			if (id < 0) {
+				c->no_backing = 1;
+				logf_(c, "passthrough refused (%s): whole files are read through the server",
+				      strerror(errno));
+			} else {
+				f->backing_id = id;
+			}
+			if (f->cached_opens == 0) { /* the kernel holds the file now */
+				close(f->fd);
+				f->fd = -1;
 			}
 		}
 		if (f->backing_id >= 0) {
@@ -911,7 +914,10 @@ int mcache_new(mcache **out, cairn_repo *r, node_table *nodes, const mcache_opti
 	}
 	for (unsigned i = 0; i < o->fetchers; i++) {
 		if (pthread_create(&c->fetchers[i], NULL, fetcher, c) != 0) break;
+		pthread_mutex_lock(&c->mu);
 		c->nfetchers++;
+		c->live++;
+		pthread_mutex_unlock(&c->mu);
 	}
 	if (c->nfetchers == 0 || pthread_create(&c->syncer, NULL, syncer, c) != 0) {
 		rc = error_set(CAIRN_EIO, "mount: cannot start fetcher threads");
@@ -936,12 +942,24 @@ void mcache_stop(mcache *c)
 	pthread_mutex_unlock(&c->mu);
 }
 
-void mcache_free(mcache *c)
+int mcache_free(mcache *c)
 {
-	if (!c) return;
+	if (!c) return 0;
 	mcache_stop(c);
-	/* a fetcher stuck in a stalled store read is waited for: its blob
-	 * read ends with the store's own timeout */
+	/* A fetcher stuck in a store that stalls may never return: wait a
+	 * little, then leave it and what it uses behind (the process is
+	 * ending) rather than hang the end of the mount. */
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += FETCHER_EXIT_WAIT_S;
+	pthread_mutex_lock(&c->mu);
+	while (c->live > 0 && pthread_cond_timedwait(&c->room_cv, &c->mu, &dl) != ETIMEDOUT) {}
+	unsigned stuck = c->live;
+	pthread_mutex_unlock(&c->mu);
+	if (stuck) {
+		logf_(c, "mount: %u fetches still wait for the store; left behind", stuck);
+		return 1;
+	}
 	for (unsigned i = 0; i < c->nfetchers; i++) pthread_join(c->fetchers[i], NULL);
 	if (c->hydrating) pthread_join(c->hydrator, NULL);
 	if (c->syncing) { /* what was fetched is recorded before the end */
@@ -966,4 +984,5 @@ void mcache_free(mcache *c)
 	pthread_cond_destroy(&c->sync_cv);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
+	return 0;
 }

@@ -215,7 +215,7 @@ CAIRN_EXTERN void cairn_mount_free(cairn_mount *m)
 	if (!m) return;
 	mcache_stop(m->c);
 	msession_free(m->s);
-	mcache_free(m->c);
+	if (mcache_free(m->c)) return; /* a stalled fetch still reads the nodes */
 	nodes_free(&m->nodes);
 	free(m);
 }

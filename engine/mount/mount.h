@@ -71,7 +71,9 @@ typedef struct mcache_options {
 } mcache_options;
 
 int mcache_new(mcache **out, cairn_repo *r, node_table *nodes, const mcache_options *o);
-void mcache_free(mcache *c);
+/* 1 when fetchers stuck in the store were left behind: c, and the nodes
+ * they read, must then stay allocated. */
+int mcache_free(mcache *c);
 /* The cache state of regular file node id (created, with its cache file, on
  * the first call). */
 int mcache_file(mcache *c, uint32_t id, mfile **out);
