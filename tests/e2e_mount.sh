@@ -7,8 +7,10 @@
 # every reader gets the right bytes or an error and none hangs, umount
 # cleans up, and a new mount on the same cache gives the right bytes; a
 # corrupt chunk is EIO and named in the log; store read faults are EIO,
-# never other bytes; gc --grace 0 beside a mount of a forgotten snapshot
-# leaves it readable until unmounted.
+# never other bytes; a store that never answers is EIO after the fetch
+# timeout; gc --grace 0 beside a mount of a forgotten snapshot leaves it
+# readable until unmounted. --hydrate all makes every file local; the
+# access trace a mount stores is what --hydrate trace fetches.
 set -euo pipefail
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib.sh"
@@ -255,6 +257,31 @@ check "umount: the mount is gone" sh -c "! grep -q ' $M .* - fuse.cairn ' /proc/
 check "umount: the server ended" gone "$PID"
 expect_rc 6 umount-not-cairn umount "$W"
 
+say "the access trace: the first mount's reads, hydrated first by later mounts"
+if e2e_local; then
+	check "the first mount to end stored the snapshot's access trace" test -s "$R/traces/$S"
+fi
+MT=$W/mnt-trace
+mkdir -p "$MT"
+"$CAIRN" mount --repo "$R" "$S" "$MT" --cache "$W/cache-trace" --hydrate trace --foreground --json \
+	"${TMO[@]}" > "$LOG/trace.out" 2> "$LOG/trace.err" &
+TPID=$!
+MOUNTS+=("$MT")
+for _ in $(seq 600); do grep -q '"event":"hydrated"' "$LOG/trace.out" && break; sleep 0.1; done
+check "--hydrate trace: a hydrated event" grep -q '"event":"hydrated","bytes":[1-9]' "$LOG/trace.out"
+PID=$TPID
+GOT=$(pt_read "$MT")
+check "--hydrate trace: the traced file ($BIG) is local ($GOT)" test "$GOT" = "$WANT "
+OTHER=$(cd "$SRC" && find files -type f -size +100k ! -path "$BIG" | head -n1)
+OBIG=$BIG
+BIG=$OTHER
+GOT=$(pt_read "$MT")
+check "--hydrate trace: a file the trace does not name ($OTHER) is not fetched ($GOT)" \
+	test "$GOT" = "$(sha256sum "$SRC/$OTHER" | cut -d' ' -f1) timeout"
+BIG=$OBIG
+cairn_ok umount-trace umount "$MT"
+check "the foreground server exits 0 after umount" wait "$TPID"
+
 say "SIGKILL of the server while readers hash large files"
 BIGSRC=$W/bigsrc
 "$PY" - "$BIGSRC" "$SEED" <<'EOF'
@@ -312,6 +339,11 @@ if mount_at gc "$SG" "$MG2" --cache "$W/cache-gc" "${TMO[@]}"; then
 	check "after gc, every file of the mounted forgotten snapshot reads right" \
 		test "$NBAD$NERR$NHANG" = 000 -a "$NOK" -gt 0
 	cairn_ok umount-gc umount "$MG2"
+	if e2e_local; then
+		check "the mount of the forgotten snapshot stored its trace" test -s "$R/traces/$SG"
+		cairn_ok gc-after gc --repo "$R" --grace 0
+		check "gc removes a forgotten snapshot's trace" test ! -e "$R/traces/$SG"
+	fi
 fi
 
 if e2e_local; then

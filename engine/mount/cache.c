@@ -108,20 +108,20 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void logf_(mcache *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(mcache *c, const char *fmt, ...)
+#define logf_(c, ...) mount_log((c)->o.log, (c)->o.log_payload, __VA_ARGS__)
+
+/* clock's now plus ms, for timed waits */
+static struct timespec deadline(clockid_t clock, uint64_t ms)
 {
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (!c->o.log) return;
-	cairn_event ev;
-	memset(&ev, 0, sizeof(ev));
-	ev.type = CAIRN_EVENT_NOTICE;
-	ev.message = msg;
-	c->o.log(&ev, c->o.log_payload);
+	struct timespec dl;
+	clock_gettime(clock, &dl);
+	dl.tv_sec += (time_t)(ms / 1000);
+	dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	return dl;
 }
 
 /* ---- the completion record ------------------------------------------------ */
@@ -576,13 +576,7 @@ static void *syncer(void *arg)
 			continue;
 		}
 		if (!c->sync_stop) { /* gather an interval's worth */
-			struct timespec dl;
-			clock_gettime(CLOCK_MONOTONIC, &dl);
-			dl.tv_nsec += SYNC_INTERVAL_MS * 1000000L;
-			if (dl.tv_nsec >= 1000000000L) {
-				dl.tv_sec++;
-				dl.tv_nsec -= 1000000000L;
-			}
+			struct timespec dl = deadline(CLOCK_REALTIME, SYNC_INTERVAL_MS);
 			while (!c->sync_stop && pthread_cond_timedwait(&c->sync_cv, &c->mu, &dl) != ETIMEDOUT) {}
 		}
 		size_t n = c->npending;
@@ -679,14 +673,7 @@ int mcache_need(mcache *c, mfile *f, uint32_t id, uint64_t off, uint64_t len)
 	}
 	uint32_t ra = c1 + c->o.readahead < f->e->nchunks ? c1 + c->o.readahead : f->e->nchunks;
 	queue_missing(c, f, c1, ra, PRIO_AHEAD, 0);
-	struct timespec dl;
-	clock_gettime(CLOCK_MONOTONIC, &dl);
-	dl.tv_sec += (time_t)(c->o.wait_ms / 1000);
-	dl.tv_nsec += (long)(c->o.wait_ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	struct timespec dl = deadline(CLOCK_MONOTONIC, c->o.wait_ms);
 	for (;;) {
 		uint32_t k = c0;
 		while (k < c1 && f->state[k] == CH_DONE) k++;
@@ -849,9 +836,7 @@ static void *hydrator(void *arg)
 		int busy = c->running > 0;
 		for (int p = 0; p < NPRIO; p++) busy |= c->q[p].len > 0;
 		if (!busy || c->stop) break;
-		struct timespec dl;
-		clock_gettime(CLOCK_REALTIME, &dl);
-		dl.tv_sec += 1;
+		struct timespec dl = deadline(CLOCK_REALTIME, 1000);
 		pthread_cond_timedwait(&c->room_cv, &c->mu, &dl);
 	}
 	int stopped = c->stop;
@@ -949,9 +934,7 @@ int mcache_free(mcache *c)
 	/* A fetcher stuck in a store that stalls may never return: wait a
 	 * little, then leave it and what it uses behind (the process is
 	 * ending) rather than hang the end of the mount. */
-	struct timespec dl;
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += FETCHER_EXIT_WAIT_S;
+	struct timespec dl = deadline(CLOCK_REALTIME, FETCHER_EXIT_WAIT_S * 1000);
 	pthread_mutex_lock(&c->mu);
 	while (c->live > 0 && pthread_cond_timedwait(&c->room_cv, &c->mu, &dl) != ETIMEDOUT) {}
 	unsigned stuck = c->live;

@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +36,21 @@ struct cairn_mount {
 	msession *s;
 	char mountpoint[PATH_MAX];
 };
+
+void mount_log(cairn_event_cb cb, void *payload, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	if (!cb) return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cairn_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = CAIRN_EVENT_NOTICE;
+	ev.message = msg;
+	cb(&ev, payload);
+}
 
 /* ---- the access trace (format.h) ------------------------------------------ */
 
@@ -133,13 +150,8 @@ static void trace_store(cairn_mount *m)
 	trace_name(name, m->id);
 	/* the first mount's trace is the startup order; later ones keep it */
 	int rc = store_put(m->r->st, name, b, at, STORE_EXCL);
-	if (rc < 0 && rc != CAIRN_EEXISTS && m->o.event_cb) {
-		cairn_event ev;
-		memset(&ev, 0, sizeof(ev));
-		ev.type = CAIRN_EVENT_NOTICE;
-		ev.message = cairn_error_last();
-		m->o.event_cb(&ev, m->o.event_payload);
-	}
+	if (rc < 0 && rc != CAIRN_EEXISTS)
+		mount_log(m->o.event_cb, m->o.event_payload, "mount: access trace: %s", cairn_error_last());
 	error_clear();
 done:
 	free(b);
@@ -174,6 +186,12 @@ CAIRN_EXTERN int cairn_mount_start(cairn_mount **out, cairn_repo *repo, const ch
 	if (!m->o.fetch_timeout_ms) m->o.fetch_timeout_ms = DEFAULT_TIMEOUT_MS;
 	if (!m->o.readahead) m->o.readahead = DEFAULT_READAHEAD;
 
+	/* a descriptor per file being fetched or open in the page-cache mode */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 	/* gc keeps what a live session may read: hold one while mounted */
 	if (!repo->session) gc_session_begin(repo);
 	if ((rc = nodes_load(&m->nodes, repo, snap_id)) < 0) goto fail;

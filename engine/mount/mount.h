@@ -23,6 +23,10 @@
 #include "repo.h"
 #include "tree.h"
 
+/* One log line (a NOTICE event) to cb, when there is one (mount.c). */
+void mount_log(cairn_event_cb cb, void *payload, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* ---- nodes (nodes.c) ------------------------------------------------------ */
 
 #define NODE_ROOT 1u

@@ -47,21 +47,7 @@ typedef struct ofile {
 	int32_t backing_id;
 } ofile;
 
-static void logf_(msession *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(msession *s, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (!s->o.log) return;
-	cairn_event ev;
-	memset(&ev, 0, sizeof(ev));
-	ev.type = CAIRN_EVENT_NOTICE;
-	ev.message = msg;
-	s->o.log(&ev, s->o.log_payload);
-}
+#define logf_(s, ...) mount_log((s)->o.log, (s)->o.log_payload, __VA_ARGS__)
 
 static void reply(msession *s, uint64_t unique, int err, const void *data, size_t len)
 {
