@@ -69,7 +69,7 @@ drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # ---- the instance -----------------------------------------------------------
 ROOT=$work/rootfs
 echo "building the instance in $ROOT"
-mkdir -p "$ROOT"/{usr/bin,usr/lib,etc,tmp,proc,dev,models}
+mkdir -p "$ROOT"/{usr/bin,usr/lib,usr/lib64,etc,tmp,proc,dev,models}
 ln -s usr/bin "$ROOT/bin"
 ln -s usr/lib "$ROOT/lib"
 ln -s usr/lib64 "$ROOT/lib64"
@@ -78,7 +78,7 @@ mkdir -p "$ROOT/usr/lib/python3.11" "$ROOT/usr/lib/python3/dist-packages"
 cp -a /usr/lib/python3.11/. "$ROOT/usr/lib/python3.11/"
 dpkg -x "$NUMPY_DEB" "$ROOT"
 # every shared library python and numpy's extensions load, resolved on the host
-libs() { ldd "$1" 2>/dev/null | awk '/=> \// {print $3} /^\t\/lib/ {print $1}'; }
+libs() { { ldd "$1" 2>/dev/null || true; } | awk '/=> \// {print $3} /^\t\/lib/ {print $1}'; }
 {
 	libs /usr/bin/python3.11
 	find "$ROOT/usr/lib/python3" "$ROOT/usr/lib/python3.11" -name '*.so*' | while read -r so; do libs "$so"; done
