@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define UMOUNT_WAIT_MS 10000
+#define UMOUNT_WAIT_MS 60000 /* a server ending writes its last cache records first */
 
 static cairn_mount *the_mount;
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
