@@ -145,26 +145,38 @@ echo "  mount:   $(pct < "$work/ready.mount")"
 echo "  restore: $(pct < "$work/ready.restore")"
 
 echo
-echo "full read of every file: cold mount against cold restore"
-rm -rf "$work/cache"
-drop
-t0=$(now_ms)
-"$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" > /dev/null
-(cd "$M" && find . -type f -print0 | xargs -0 cat > /dev/null)
-t1=$(now_ms)
-"$CAIRN" umount "$M"
-rm -rf "$R"
-drop
-t2=$(now_ms)
-"$CAIRN" restore --repo "$repo" "$SNAP" "$R" -q
-t3=$(now_ms)
-echo "  mount + read all: $((t1 - t0)) ms   restore: $((t3 - t2)) ms   ratio $("$PY" -c "print('%.2f' % ($((t1 - t0)) / max(1, $((t3 - t2)))))")"
+echo "full read of every file: cold mount against cold restore (3 runs each, alternating)"
+: > "$work/full.mount"
+: > "$work/full.restore"
+for i in 1 2 3; do
+	rm -rf "$work/cache"
+	drop
+	t0=$(now_ms)
+	"$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" > /dev/null
+	(cd "$M" && find . -type f -print0 | xargs -0 cat > /dev/null)
+	t1=$(now_ms)
+	"$CAIRN" umount "$M"
+	echo $((t1 - t0)) >> "$work/full.mount"
+	rm -rf "$R"
+	drop
+	t0=$(now_ms)
+	"$CAIRN" restore --repo "$repo" "$SNAP" "$R" -q
+	t1=$(now_ms)
+	echo $((t1 - t0)) >> "$work/full.restore"
+done
+echo "  mount + read all: $(pct < "$work/full.mount")"
+echo "  restore:          $(pct < "$work/full.restore")"
 
 echo
-echo "hydrated reads of the weights against local disk (page cache dropped before each)"
+echo "hydrated reads of the weights against local disk (page cache dropped before each; 5 runs each, alternating)"
 "$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" > /dev/null
 read_ms() { drop; local a b; a=$(now_ms); cat "$1"/models/* > /dev/null; b=$(now_ms); echo $((b - a)); }
-hm=$(read_ms "$M"); hm2=$(read_ms "$M")
-ld=$(read_ms "$R"); ld2=$(read_ms "$R")
+: > "$work/hyd.mount"
+: > "$work/hyd.local"
+for i in 1 2 3 4 5; do
+	read_ms "$M" >> "$work/hyd.mount"
+	read_ms "$R" >> "$work/hyd.local"
+done
 "$CAIRN" umount "$M"
-echo "  mount (hydrated, passthrough): $hm / $hm2 ms   local disk: $ld / $ld2 ms"
+echo "  mount (hydrated, passthrough): $(pct < "$work/hyd.mount")"
+echo "  local disk:                    $(pct < "$work/hyd.local")"
