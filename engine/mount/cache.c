@@ -54,6 +54,7 @@ struct mfile {
 	uint8_t *logged;        /* a failure of the chunk was logged */
 	uint32_t ndone;
 	int fd, recfd;          /* -1 when closed (fd: only once complete) */
+	int rec_new;            /* no record yet: the syncer makes it with the first entry */
 	int32_t backing_id;
 	int cached_opens, pass_opens;
 	int traced;
@@ -79,6 +80,7 @@ struct mcache {
 	mfile **files;
 	size_t nfiles, fcap;
 	chunk_index *by_cid;
+	uint8_t made[256];      /* files/XX made (by the first byte of the content id) */
 	fifo q[NPRIO];
 	pthread_t *fetchers;
 	unsigned nfetchers, running, live;
@@ -154,7 +156,11 @@ static int rec_open(mcache *c, mfile *f)
 	struct stat sb;
 	snprintf(path, sizeof(path), "files/%s.rec", f->name);
 	rec_header(want, f);
-	f->recfd = openat(c->dirfd, path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	f->recfd = openat(c->dirfd, path, O_RDWR | O_CLOEXEC);
+	if (f->recfd < 0 && errno == ENOENT) { /* nothing of it is local yet */
+		f->rec_new = 1;
+		return 0;
+	}
 	if (f->recfd < 0) return error_errno(CAIRN_EIO, errno, "mount cache %s", path);
 	if (fstat(f->recfd, &sb) < 0) return error_errno(CAIRN_EIO, errno, "mount cache %s", path);
 	uint64_t valid = 0;
@@ -180,14 +186,30 @@ static int rec_open(mcache *c, mfile *f)
 	if (valid == (uint64_t)sb.st_size) return 0;
 	/* a bad tail (or header) goes before anything is appended after it */
 	if (valid == 0) {
-		/* made durable by the syncer with the first entry */
-		if (ftruncate(f->recfd, 0) < 0 || pwrite(f->recfd, want, sizeof(want), 0) != (ssize_t)sizeof(want))
-			return error_errno(CAIRN_EIO, errno, "mount cache %s", path);
+		close(f->recfd);
+		f->recfd = -1;
+		f->rec_new = 1;
 		return 0;
 	}
 	if (ftruncate(f->recfd, (off_t)valid) < 0 || fdatasync(f->recfd) < 0)
 		return error_errno(CAIRN_EIO, errno, "mount cache %s", path);
 	return 0;
+}
+
+/* A new record: its header (durable with the syncer's next syncfs). */
+static int rec_create(mcache *c, mfile *f)
+{
+	char path[sizeof(f->name) + 16];
+	uint8_t h[REC_HEADER_LEN];
+	snprintf(path, sizeof(path), "files/%s.rec", f->name);
+	rec_header(h, f);
+	int fd = openat(c->dirfd, path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || pwrite(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		int err = errno ? errno : EIO;
+		if (fd >= 0) close(fd);
+		return -err;
+	}
+	return fd;
 }
 
 static int rec_append(mfile *f, uint32_t first, uint32_t n)
@@ -336,12 +358,15 @@ int mcache_file(mcache *c, uint32_t id, mfile **out)
 	if ((rc = file_layout(f, path)) < 0) goto done;
 	char sub[16];
 	snprintf(sub, sizeof(sub), "files/%.2s", hex);
-	if (mkdirat(c->dirfd, sub, 0700) < 0 && errno != EEXIST) {
-		rc = error_errno(CAIRN_EIO, errno, "mount cache %s", sub);
-		goto done;
+	if (!c->made[cid.b[0]]) {
+		if (mkdirat(c->dirfd, sub, 0700) < 0 && errno != EEXIST) {
+			rc = error_errno(CAIRN_EIO, errno, "mount cache %s", sub);
+			goto done;
+		}
+		c->made[cid.b[0]] = 1;
 	}
 	if ((rc = rec_open(c, f)) < 0) goto done;
-	if (f->ndone == f->e->nchunks) {
+	if (f->ndone == f->e->nchunks && f->recfd >= 0) {
 		close(f->recfd);
 		f->recfd = -1;
 	}
@@ -498,7 +523,7 @@ static void fetch_run(mcache *c, fetch_item it)
 	}
 	pthread_mutex_lock(&c->mu);
 	/* readers may use the bytes now; the record waits until they are durable */
-	if (ok > 0 && f->recfd >= 0) {
+	if (ok > 0 && (f->recfd >= 0 || f->rec_new)) {
 		if (c->npending == c->pcap) {
 			size_t cap = c->pcap ? 2 * c->pcap : 256;
 			fetch_item *v = realloc(c->pending, cap * sizeof(*v));
@@ -586,8 +611,20 @@ static void *syncer(void *arg)
 		pthread_mutex_unlock(&c->mu);
 		int bad = syncfs(c->dirfd) < 0 ? errno : 0;
 		for (size_t i = 0; i < n && !bad; i++) {
-			int rc = rec_append(batch[i].f, batch[i].c0, batch[i].n);
-			if (rc < 0) logf_(c, "mount cache files/%s.rec: %s", batch[i].f->name, strerror(-rc));
+			mfile *f = batch[i].f;
+			int rc = 0;
+			if (f->recfd < 0 && f->rec_new) { /* only this thread makes records */
+				int fd = rec_create(c, f);
+				pthread_mutex_lock(&c->mu);
+				if (fd >= 0) {
+					f->recfd = fd;
+					f->rec_new = 0;
+				}
+				pthread_mutex_unlock(&c->mu);
+				rc = fd < 0 ? fd : 0;
+			}
+			if (rc == 0) rc = rec_append(f, batch[i].c0, batch[i].n);
+			if (rc < 0) logf_(c, "mount cache files/%s.rec: %s", f->name, strerror(-rc));
 		}
 		if (!bad && syncfs(c->dirfd) < 0) bad = errno;
 		if (bad) logf_(c, "mount cache: syncfs: %s (what was fetched is fetched again by the next mount)", strerror(bad));
