@@ -126,6 +126,25 @@ PYEOF
 	echo "    $label: $NOK right, $NBAD wrong, $NERR errors, $NHANG hung"
 }
 
+# data_pack REPO: the largest pack of REPO holding file data only (no trees:
+# a mount must not need it to start).
+data_pack() {
+	"$PY" - "$1" <<'PYEOF'
+import os, struct, sys
+top = sys.argv[1]
+best = None
+for d, _, files in os.walk(os.path.join(top, "packs")):
+    for f in files:
+        p = os.path.join(d, f)
+        b = open(p, "rb").read()
+        count, dir_off = struct.unpack_from("<II", b, len(b) - 16)
+        types = {b[dir_off + 48 * i + 32] for i in range(count)}
+        if types == {1} and (best is None or len(b) > best[0]):
+            best = (len(b), p)
+print(best[1] if best else "")
+PYEOF
+}
+
 say "the fixture tree, taken and mounted"
 make_tree "$SRC"
 cairn_ok init init --repo "$R" || e2e_finish
@@ -325,6 +344,31 @@ if mount_at big-again "$SB" "$MB" --cache "$W/cache-big" "${TMO[@]}"; then
 	check "a new mount on the same cache reads every file right" test "$NOK" = 3
 	cairn_ok umount-big umount "$MB"
 fi
+if e2e_local; then
+	# what the records say is complete is read from the cache, not the store
+	RN=$W/repo-nodata
+	cp -a "$R" "$RN"
+	GONE=$(data_pack "$RN")
+	rm -f "$GONE"
+	if MREPO=$RN mount_at cache-only "$SB" "$MB" --cache "$W/cache-big" "${TMO[@]}"; then
+		readcheck cache-only "$MB" "$W/big.sums"
+		check "a complete cache is read without the store (a data pack removed: $NOK of 3 right)" test "$NOK" = 3
+		cairn_ok umount-cache-only umount "$MB"
+	fi
+fi
+# what no record names is never trusted: garbage in the cache files and
+# records cut to nothing are fetched again
+for f in "$W"/cache-big/files/*/*; do
+	case "$f" in
+	*.rec) : > "$f" ;;
+	*) "$PY" -c 'import os, sys; n = os.path.getsize(sys.argv[1]); open(sys.argv[1], "r+b").write(b"\xaa" * n)' "$f" ;;
+	esac
+done
+if mount_at untrusted "$SB" "$MB" --cache "$W/cache-big" "${TMO[@]}"; then
+	readcheck untrusted "$MB" "$W/big.sums"
+	check "cache files without records are fetched again: every file right" test "$NOK" = 3
+	cairn_ok umount-untrusted umount "$MB"
+fi
 
 say "gc --grace 0 beside a mount of a forgotten snapshot"
 small_tree "$W/gcsrc" "$SEED" 16
@@ -375,21 +419,7 @@ EOF
 	RS=$W/repo-stall
 	cp -a "$R" "$RS"
 	# a pack of file data only (no trees: the mount itself must not wait on it)
-	STALL=$("$PY" - "$RS" <<'PYEOF'
-import os, struct, sys
-top = sys.argv[1]
-best = None
-for d, _, files in os.walk(os.path.join(top, "packs")):
-    for f in files:
-        p = os.path.join(d, f)
-        b = open(p, "rb").read()
-        count, dir_off = struct.unpack_from("<II", b, len(b) - 16)
-        types = {b[dir_off + 48 * i + 32] for i in range(count)}
-        if types == {1} and (best is None or len(b) > best[0]):
-            best = (len(b), p)
-print(best[1] if best else "")
-PYEOF
-)
+	STALL=$(data_pack "$RS")
 	if [ -n "$STALL" ]; then
 		rm "$STALL"
 		mkfifo "$STALL" # opening it for reading waits for a writer that never comes
