@@ -556,7 +556,7 @@ int msession_start(msession **out, node_table *nodes, mcache *c, const msession_
 	         "fd=%d,rootmode=%o,user_id=0,group_id=0,allow_other,default_permissions", s->fd,
 	         (unsigned)(nodes->v[NODE_ROOT].e->mode & S_IFMT));
 	if (mount(o->source, o->mountpoint, "fuse.cairn", MS_RDONLY | MS_NOATIME, data) < 0) {
-		rc = error_errno(errno == EPERM ? CAIRN_EUSAGE : CAIRN_EIO, errno, "mount %s%s",
+		rc = error_errno(CAIRN_EIO, errno, "mount %s%s",
 		                 o->mountpoint, errno == EPERM ? " (mounting needs root)" : "");
 		goto fail;
 	}
