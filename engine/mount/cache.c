@@ -36,6 +36,7 @@ enum { CH_MISSING, CH_FETCHING, CH_DONE, CH_FAILED };
 enum { PRIO_READ, PRIO_AHEAD, PRIO_HYDRATE, NPRIO };
 
 #define RUN_MAX_CHUNKS 32             /* one fetch batch: one record entry */
+#define RUN_READ_CHUNKS 2             /* a reader's runs: small, so that fetchers share them */
 #define RUN_MAX_BYTES (8u << 20)
 #define REC_HEADER_LEN (FORMAT_HEADER_LEN + OID_LEN + 4 + FORMAT_CHECK_LEN)
 #define REC_ENTRY_LEN 12
@@ -424,7 +425,8 @@ static int queue_missing(mcache *c, mfile *f, uint32_t c0, uint32_t c1, int prio
 		}
 		fetch_item it = {f, i, 0};
 		uint64_t bytes = 0;
-		while (i < c1 && it.n < RUN_MAX_CHUNKS && bytes < RUN_MAX_BYTES &&
+		uint32_t most = prio == PRIO_HYDRATE ? RUN_MAX_CHUNKS : RUN_READ_CHUNKS;
+		while (i < c1 && it.n < most && bytes < RUN_MAX_BYTES &&
 		       (f->state[i] == CH_MISSING || (retry && f->state[i] == CH_FAILED))) {
 			f->state[i] = CH_FETCHING;
 			bytes += f->e->chunks[i].size;
