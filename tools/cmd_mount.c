@@ -1,4 +1,4 @@
-/* cairn mount: serve a snapshot at a directory; cairn umount ends it. */
+/* cairn mount: serve a snapshot at a directory (cairn umount ends it). */
 #include "util.h"
 
 #include <errno.h>
@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define UMOUNT_WAIT_MS 60000 /* a server ending writes its last cache records first */
 
 static cairn_mount *the_mount;
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -194,12 +193,4 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
 	}
 	print_ready(cli, cli->args[0], cli->args[1], now_ms() - t0, strtol(buf, NULL, 10));
 	return 0;
-}
-
-int cmd_umount(struct cli *cli, int argc, char **argv)
-{
-	const struct opt opts[] = { OPT_END };
-	cli_parse(cli, "MOUNTPOINT", opts, argc, argv);
-	int err = cairn_umount(cli->args[0], UMOUNT_WAIT_MS);
-	return err < 0 ? cli_fail(cli, err) : 0;
 }
