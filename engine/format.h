@@ -95,6 +95,26 @@
  *                  root_path: realpath of the root, or the root as given when
  *                  that resolves elsewhere (/proc/PID/root of a container).
  *
+ *   access trace := header("CAIRNTRC") snap_id[32] npaths:u32
+ *                  (len:u16 path[len])*npaths  check
+ *                  (traces/<snap hex>: the files a mount of the snapshot
+ *                   read first, in that order, paths relative to its root
+ *                   ("usr/lib/x.so"); a later mount of it or of a child
+ *                   hydrates them first (engine/mount/). Advisory: a bad
+ *                   or missing one is ignored.)
+ *   mount cache record := magic("CAIRNMCR") version:u32 flags:u32
+ *                  content_id[32] nchunks:u32 header_check:u64
+ *                  (first:u32 count:u32 entry_check:u32)*
+ *                  (a host's cache, not the repository: <cache>/files/XX/
+ *                   <content id>.rec beside the sparse file of that content;
+ *                   content_id = SHA-256 of the entry's size, extents and
+ *                   chunk list; header_check = xxh3_64 of the bytes before
+ *                   it; each entry names chunks [first, first+count) whose
+ *                   bytes were fdatasync'd in the file before the entry was
+ *                   appended; entry_check = low 32 bits of xxh3_64 of
+ *                   content_id first count; entries after the first bad one
+ *                   are not trusted and are cut off)
+ *
  *   Per-user accounting (engine/quota.h; U = the user's name, also in every
  *   record as user:str and checked on read; engine/user.h's rule keeps U one
  *   path component that listings show: never ".", ".." or starting with
@@ -240,6 +260,8 @@
 #define MAGIC_GCMARKS "CAIRNGCM"
 #define MAGIC_DAMAGED "CAIRNDMG"
 #define MAGIC_INODES "CAIRNINO"
+#define MAGIC_MOUNT_CACHE "CAIRNMCR"
+#define MAGIC_TRACE "CAIRNTRC"
 #define GCMARK_PROVISIONAL 1
 #define MAGIC_USER_QUOTA "CAIRNUQT"
 #define MAGIC_USER_REFS "CAIRNURF"

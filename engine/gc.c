@@ -427,6 +427,7 @@ static int scan_once(cairn_repo *r, scan *s)
 	if ((rc = store_list(r->st, "tmp", tmp_visit, &sc)) < 0) return rc;
 	if ((rc = store_list(r->st, "damaged", marker_visit, &sc)) < 0) return rc;
 	if ((rc = store_list(r->st, "inodes", marker_visit, &sc)) < 0) return rc;
+	if ((rc = store_list(r->st, "traces", marker_visit, &sc)) < 0) return rc; /* engine/mount */
 	s->done_ns = now_ns();
 	return 0;
 }

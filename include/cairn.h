@@ -643,6 +643,59 @@ CAIRN_EXTERN int cairn_estimate(cairn_estimate_result *out, cairn_repo *repo,
  * *released_bytes, which may be NULL); the space returns at the next gc. */
 CAIRN_EXTERN int cairn_forget(cairn_repo *repo, const char *snap_id, uint64_t *released_bytes);
 
+
+/* ---- mount (engine/mount/) ------------------------------------------------ */
+
+typedef enum cairn_hydrate {
+	CAIRN_HYDRATE_NONE = 0,  /* data arrives only as it is read */
+	CAIRN_HYDRATE_TRACE = 1, /* then the files of the access trace, in its order */
+	CAIRN_HYDRATE_ALL = 2    /* then the trace's files and after them every other file */
+} cairn_hydrate;
+
+#define CAIRN_MOUNT_OPTIONS_VERSION 1
+typedef struct cairn_mount_options {
+	unsigned version;
+	const char *cache_dir;     /* local cache of file data (required; created if absent) */
+	cairn_hydrate hydrate;
+	unsigned threads;          /* request threads; 0 = 8 */
+	unsigned fetchers;         /* threads fetching chunks; 0 = 4 (16 from RADOS or S3) */
+	uint64_t fetch_timeout_ms; /* a read waits at most this long for a chunk, then EIO; 0 = 30 s */
+	unsigned readahead;        /* chunks fetched ahead of a read; 0 = 8 */
+	int no_passthrough;        /* 1: never open files in FUSE passthrough mode */
+	int no_trace;              /* 1: do not record the access trace */
+	/* NOTICE: one line per failure (naming the object); PROGRESS (bytes,
+	 * total_bytes, ms) and STATE "hydrated" (bytes, ms) of the background
+	 * hydration. Called from the server's threads, one at a time or not:
+	 * the callback serializes itself. */
+	cairn_event_cb event_cb;
+	void *event_payload;
+} cairn_mount_options;
+#define CAIRN_MOUNT_OPTIONS_INIT { CAIRN_MOUNT_OPTIONS_VERSION, NULL, CAIRN_HYDRATE_NONE, 0, 0, 0, 0, 0, 0, NULL, NULL }
+
+typedef struct cairn_mount cairn_mount;
+
+/* Serve snapshot snap_id (a full id) read-only at mountpoint (a directory),
+ * as a FUSE filesystem "fuse.cairn" whose source names the snapshot and this
+ * process ("cairn:<id12>:<pid>"). Returns once the mount answers; the
+ * server runs in threads of this process until the mount goes (cairn_umount,
+ * cairn_mount_unmount). Needs root. The repo handle must outlive the mount;
+ * it holds a gc session for as long. CAIRN_ENOTFOUND: no such snapshot or
+ * mount point. */
+CAIRN_EXTERN int cairn_mount_start(cairn_mount **out, cairn_repo *repo, const char *snap_id,
+                                   const char *mountpoint, const cairn_mount_options *opts);
+/* Block until the kernel ends the mount (unmounted, or its connection
+ * aborted); then store the access trace when the snapshot has none yet. */
+CAIRN_EXTERN int cairn_mount_wait(cairn_mount *m);
+/* Detach the mount (MNT_DETACH); async-signal-safe, for signal handlers. */
+CAIRN_EXTERN void cairn_mount_unmount(cairn_mount *m);
+/* Stop and free (unmounting first when still mounted). Accepts NULL. */
+CAIRN_EXTERN void cairn_mount_free(cairn_mount *m);
+/* Unmount a cairn mount at mountpoint and end its server (waiting up to
+ * wait_ms, then killing it); also cleans up after a server that died.
+ * A mount still in use is detached and its connection aborted, so its
+ * readers get errors. CAIRN_ENOTFOUND when no cairn mount is there. */
+CAIRN_EXTERN int cairn_umount(const char *mountpoint, uint64_t wait_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""treecmp.py A B [--ignore PATH]... [--no-root] [--no-holes] [--quiet]
+"""treecmp.py A B [--ignore PATH]... [--no-root] [--no-holes] [--holes] [--quiet]
 
 Compares two directory trees entry by entry: the set of names (as bytes),
 type, full mode, uid, gid, size, content SHA-256, mtime (ns, directories and
@@ -16,6 +16,8 @@ of arbitrary bytes and trees deeper than PATH_MAX work.
                 below it; may be repeated
 --no-root       do not compare the metadata of the two roots themselves
 --no-holes      do not compare hole layouts
+--holes         compare hole layouts whatever the filesystems (a cairn mount
+                answers SEEK_DATA/SEEK_HOLE from the snapshot)
 --max-diffs N   stop printing after N differences (default 200; all are counted)
 
 Prints every difference with its path, then "compared N entries, D
@@ -251,7 +253,7 @@ class Cmp:
 
 def main(argv):
     args, ignore = [], []
-    no_root = no_holes = False
+    no_root = no_holes = force_holes = False
     max_diffs = 200
     i = 0
     while i < len(argv):
@@ -265,6 +267,8 @@ def main(argv):
             no_root = True
         elif a == "--no-holes":
             no_holes = True
+        elif a == "--holes":
+            force_holes = True
         elif a == "--max-diffs" and i + 1 < len(argv):
             max_diffs = int(argv[i + 1])
             i += 1
@@ -283,7 +287,7 @@ def main(argv):
     holes = False
     if not no_holes:
         ta, tb = fs_type(args[0]), fs_type(args[1])
-        holes = ta == tb and ta in HOLEY_FS
+        holes = force_holes or (ta == tb and ta in HOLEY_FS)
         if not holes:
             print("treecmp: not comparing hole layouts (filesystems %s and %s)" % (ta, tb))
     sys.setrecursionlimit(100000)

@@ -26,6 +26,8 @@ static const struct command commands[] = {
 	{ "fsck", "Check the repository; name every damaged object and the snapshots it affects.", cmd_fsck },
 	{ "gc", "Reclaim the space of forgotten snapshots and failed takes, beside running takes.", cmd_gc },
 	{ "recover", "Thaw the cgroups that takes which died left frozen (for boot scripts).", cmd_recover },
+	{ "mount", "Serve a snapshot read-only at MOUNTPOINT, file data fetched on first read.", cmd_mount },
+	{ "umount", "Unmount a cairn mount and end its server (also after the server died).", cmd_umount },
 	{ "version", "Print the version and the repository format version.", cmd_version },
 };
 
