@@ -1,7 +1,7 @@
 /* Sessions and gc marks (repository layer): what protects readers and
  * writers from gc. Every writer, and every read that may outlast gc's grace
  * period, registers a session; a writer never deduplicates against a blob
- * gc has marked. gc.c, the collector above, reads and writes the same
+ * gc has marked. The collector above (engine/gc/) reads and writes the same
  * records through the second half of this header. The protocol is in
  * README.md ("Garbage collection"), the records in format.h (session, gc
  * marks). */
