@@ -1,6 +1,10 @@
-/* The garbage collector (engine/gc/), internal: the scan its run works
- * from, and what each file owns (gc.h is the module's interface; the
- * sessions and marks it honours are session.h's):
+/* The garbage collector (engine/gc/), internal. The protocol is README.md's
+ * "Garbage collection"; the records are in format.h. Only the store
+ * interface is used: objects, listing (any order), delete, and the "gc"
+ * lock.
+ *
+ * The scan its run works from, and what each file owns (gc.h is the
+ * module's interface; the sessions and marks it honours are session.h's):
  *   gc.c    cairn_gc: the mark phase, the sweep (packs rewritten, segments and objects deleted)
  *           and the marks stored between runs
  *   scan.c  a scan of the repository: sessions, index segments, packs, temporary files and markers

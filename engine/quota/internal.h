@@ -1,6 +1,6 @@
 /* Per-user accounting and quotas (engine/quota/), internal: the types its
  * files share, and what each file owns (quota.h is the module's interface
- * to the rest of the engine):
+ * to the rest of the engine and describes the scheme; format.h the records):
  *   verify.c     recomputation from the manifests and trees: quota_verify (fsck) and quota_rebuild
  *                (fsck --repair)
  *   forget.c     forgetting a snapshot (its usage released at once) and setting a user's quota
