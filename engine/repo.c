@@ -303,8 +303,8 @@ static int loc_cmp(const void *pa, const void *pb)
 
 static const char *blob_kind(uint8_t type) { return type == BLOB_TREE ? "tree" : "chunk"; }
 
-int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, int in_order, buf *scratch,
-                    repo_blob_cb cb, void *payload)
+int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                    buf *scratch, repo_blob_cb cb, void *payload)
 {
 	int rc = 0;
 	buf own;
@@ -324,7 +324,7 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, int i
 			rc = error_set(CAIRN_ECORRUPT, "blob %s: index says type %u, expected a %s", hex,
 			               v[i].e.type, blob_kind(type));
 	}
-	if (rc == 0 && !in_order) qsort(v, n, sizeof(*v), loc_cmp);
+	if (rc == 0 && !(flags & REPO_READ_IN_ORDER)) qsort(v, n, sizeof(*v), loc_cmp);
 	for (size_t i = 0; i < n && rc == 0;) {
 		uint64_t start = v[i].e.offset, end = start + v[i].e.stored_len + BLOB_OVERHEAD;
 		size_t k = i + 1;
@@ -345,6 +345,7 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, int i
 			oid_hex(hex, &v[i].e.id);
 			error_prefix("%s %s%s in %s", blob_kind(type), hex, k > i + 1 ? " and its neighbours" : "", pack);
 		}
+		if (rc == 0 && (flags & REPO_READ_UNCACHED)) store_uncache(r->st, pack, start, (size_t)(end - start));
 		for (; rc == 0 && i < k; i++) {
 			const index_entry *e = &v[i].e;
 			char what[160], hex[OID_HEX_LEN + 1];

@@ -57,14 +57,18 @@ int repo_load_tree(cairn_repo *r, const oid *id, tree *out);
  * (slot: its place in ids; plain valid during the call; what names it in
  * messages), with as few reads as possible: blobs of one pack less than
  * REPO_TREE_GAP apart are read as one range of at most REPO_TREE_RUN (in
- * scratch, reused across calls when given). in_order: cb sees them in the
- * caller's order and only neighbours there share a read (a file's chunks,
- * which a take wrote one after the other); otherwise in pack order. 0, cb's
- * error, or the first read's error (naming the blob and its pack). */
+ * scratch, reused across calls when given). Flags: REPO_READ_IN_ORDER: cb
+ * sees them in the caller's order and only neighbours there share a read (a
+ * file's chunks, which a take wrote one after the other), else pack order;
+ * REPO_READ_UNCACHED: each range is left out of local caches once read
+ * (store_uncache: a restore reads each pack once). 0, cb's error, or the
+ * first read's error (naming the blob and its pack). */
+#define REPO_READ_IN_ORDER 1u
+#define REPO_READ_UNCACHED 2u
 struct buf;
 typedef int (*repo_blob_cb)(void *payload, size_t slot, const uint8_t *plain, size_t len,
                             const char *what);
-int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, int in_order,
+int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
                     struct buf *scratch, repo_blob_cb cb, void *payload);
 
 /* A walk over every tree below a root (repo_walk_trees). */

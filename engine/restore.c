@@ -41,6 +41,7 @@
 #define QUEUE_CAP 8192          /* queued file jobs */
 #define MAX_THREADS 256
 #define REMOTE_WORKERS_PER_CPU 2 /* RADOS, S3: the 351 MiB fixture into a tmpfs, 0.57-0.99 s -> 0.50-0.61 s */
+#define LOCAL_WORKERS_PER_CPU 2 /* a directory: a worker waits for its O_DIRECT writes and pack reads */
 #define ZERO_LEN (64u * 1024u)
 
 static const uint8_t zeros[ZERO_LEN];
@@ -134,7 +135,8 @@ static int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, void *
 		if (stop && atomic_load(stop)) return error_set(CAIRN_EIO, "interrupted");
 		for (uint32_t k = 0; k < n; k++) ids[k] = e->chunks[c + k].id;
 		cp.first = c;
-		int rc = repo_read_blobs(r, ids, n, BLOB_DATA, 1, scratch, content_chunk, &cp);
+		int rc = repo_read_blobs(r, ids, n, BLOB_DATA, REPO_READ_IN_ORDER | REPO_READ_UNCACHED, scratch,
+		                         content_chunk, &cp);
 		if (rc < 0) return rc;
 		c += n;
 	}
@@ -1079,9 +1081,10 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 	if (nthreads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		nthreads = n > 0 ? (int)n : 1;
-		/* from a remote store a worker waits for reads more than it
-		 * works: more workers than cores keep the cores busy */
-		if (strcmp(store_kind(repo->st), "dir") != 0) nthreads *= REMOTE_WORKERS_PER_CPU;
+		/* a worker waits: for reads from a remote store, for its pack
+		 * reads and O_DIRECT writes from a directory; more workers
+		 * than cores keep the cores busy */
+		nthreads *= strcmp(store_kind(repo->st), "dir") != 0 ? REMOTE_WORKERS_PER_CPU : LOCAL_WORKERS_PER_CPU;
 	}
 	if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
 

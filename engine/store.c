@@ -84,6 +84,11 @@ int store_get_range(store *st, const char *name, uint64_t off, void *out, size_t
 	return st->ops->get_range(st, name, off, out, len);
 }
 
+void store_uncache(store *st, const char *name, uint64_t off, size_t len)
+{
+	if (st->ops->uncache) st->ops->uncache(st, name, off, len);
+}
+
 int store_get_into(store *st, const char *name, size_t max, buf *b)
 {
 	uint64_t size;

@@ -43,6 +43,11 @@ int store_get_into(store *st, const char *name, size_t max, struct buf *b);
 /* Exactly len bytes at off (CAIRN_ECORRUPT if the object is shorter).
  * Thread-safe; keeps a small cache of open files. */
 int store_get_range(store *st, const char *name, uint64_t off, void *out, size_t len);
+/* A hint after a read: these bytes will not be read again soon. A directory
+ * drops them from the page cache, so that the next read reuses the pages
+ * instead of taking new ones from a full cache (restore's reads of packs,
+ * README "Where the time goes"); other backends keep nothing to drop. */
+void store_uncache(store *st, const char *name, uint64_t off, size_t len);
 /* Size of an object; CAIRN_ENOTFOUND if absent. */
 int store_size(store *st, const char *name, uint64_t *size);
 /* Call cb for every object whose name starts with dir + "/" (recursively),

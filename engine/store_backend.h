@@ -19,6 +19,8 @@ typedef struct store_ops {
 	 * A backend with it gets the read caches (readcache.h): for a store
 	 * where every read is a round trip. */
 	int (*get_upto)(store *st, const char *name, uint64_t off, void *out, size_t len, size_t *got);
+	/* May be NULL: store_uncache's hint. */
+	void (*uncache)(store *st, const char *name, uint64_t off, size_t len);
 	int (*size)(store *st, const char *name, uint64_t *size);
 	int (*list)(store *st, const char *dir, int (*cb)(const char *name, void *payload),
 	            void *payload);

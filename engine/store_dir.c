@@ -167,6 +167,18 @@ static int dir_get_range(store *base, const char *name, uint64_t off, void *out,
 	return rc;
 }
 
+static void dir_uncache(store *base, const char *name, uint64_t off, size_t len)
+{
+	dir_store *st = (dir_store *)base;
+	fd_ref ref = {-1, NULL};
+	if (fd_acquire(st, name, &ref) < 0) {
+		error_clear(); /* only a hint */
+		return;
+	}
+	(void)posix_fadvise(ref.fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+	fd_release(st, &ref);
+}
+
 static int dir_size(store *base, const char *name, uint64_t *size)
 {
 	dir_store *st = (dir_store *)base;
@@ -424,6 +436,7 @@ static const store_ops dir_ops = {
 	.put = dir_put,
 	.get = dir_get,
 	.get_range = dir_get_range,
+	.uncache = dir_uncache,
 	.size = dir_size,
 	.list = dir_list,
 	.del = dir_delete,
