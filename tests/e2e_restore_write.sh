@@ -1,7 +1,7 @@
 #!/bin/bash
 # e2e_restore_write: restore's file data writer (engine/restore_write.c).
 # Files of 256 KiB and more are written with O_DIRECT from whole blocks and
-# stay out of the page cache; the restored tree is exact whatever the sizes
+# stay out of the page cache, as do the packs read; the restored tree is exact whatever the sizes
 # (0, 1, block +/- 1, the direct threshold and the staging buffer +/- 1),
 # holes (extents ending inside a block, a file ending in a hole or in data),
 # hardlinks, xattrs and times. Where the file system refuses O_DIRECT
@@ -64,8 +64,19 @@ fstype=$(stat -f -c %T "$W")
 pagecache=0
 command -v fincore > /dev/null && case "$fstype" in ext2/ext3|ext4|xfs|btrfs) pagecache=1 ;; esac
 
+packs_resident() { find "$R/packs" -type f -print0 | xargs -0 fincore --bytes --noheadings --output RES | awk '{s += $1} END {print s + 0}'; }
+if [ "$pagecache" = 1 ]; then
+	find "$R/packs" -type f -print0 | xargs -0 cat > /dev/null
+	before=$(packs_resident)
+fi
+
 say "restore: files >= 256 KiB written with O_DIRECT"
 if cairn_ok restore restore --repo "$R" w1 "$W/r1"; then
+	if [ "$pagecache" = 1 ]; then
+		after=$(packs_resident)
+		check "the packs' data read by the restore left the page cache ($before -> $after bytes resident)" \
+			test "$after" -le $((before / 4))
+	fi
 	if [ "$pagecache" = 1 ]; then
 		big=$W/r1/sizes/f$((5 * M + 123))
 		check "a 5 MiB file restored directly keeps at most its last page cached (resident $(resident "$big"))" \
