@@ -339,13 +339,21 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsig
 		char pack[64];
 		repo_pack_name(pack, v[i].e.pack);
 		run->len = 0;
-		if (buf_reserve(run, (size_t)(end - start)) < 0) rc = ERR_OOM();
-		if (rc == 0 && (rc = store_get_range(r->st, pack, start, run->data, (size_t)(end - start))) < 0) {
+		size_t at = 0;
+		/* large runs past the local caches: a restore reads each pack
+		 * once; small ones (small files) from the page cache, where
+		 * readahead serves the neighbours */
+		if ((flags & REPO_READ_UNCACHED) && end - start >= REPO_UNCACHE_MIN)
+			rc = store_get_range_uncached(r->st, pack, start, (size_t)(end - start), run, &at);
+		else if (buf_reserve(run, (size_t)(end - start)) < 0)
+			rc = ERR_OOM();
+		else
+			rc = store_get_range(r->st, pack, start, run->data, (size_t)(end - start));
+		if (rc < 0) {
 			char hex[OID_HEX_LEN + 1];
 			oid_hex(hex, &v[i].e.id);
 			error_prefix("%s %s%s in %s", blob_kind(type), hex, k > i + 1 ? " and its neighbours" : "", pack);
 		}
-		if (rc == 0 && (flags & REPO_READ_UNCACHED)) store_uncache(r->st, pack, start, (size_t)(end - start));
 		for (; rc == 0 && i < k; i++) {
 			const index_entry *e = &v[i].e;
 			char what[160], hex[OID_HEX_LEN + 1];
@@ -353,7 +361,7 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsig
 			snprintf(what, sizeof(what), "%s %s in %s", blob_kind(type), hex, pack);
 			pack_blob want = {e->id, e->type, e->comp, e->raw_len, e->stored_len, e->offset};
 			uint8_t *plain = NULL;
-			rc = pack_blob_open(run->data + (e->offset - start), (size_t)e->stored_len + BLOB_OVERHEAD,
+			rc = pack_blob_open(run->data + at + (e->offset - start), (size_t)e->stored_len + BLOB_OVERHEAD,
 			                    &want, what, &plain);
 			if (rc == 0) {
 				snprintf(what, sizeof(what), "%s %s", blob_kind(type), hex);

@@ -60,11 +60,14 @@ int repo_load_tree(cairn_repo *r, const oid *id, tree *out);
  * scratch, reused across calls when given). Flags: REPO_READ_IN_ORDER: cb
  * sees them in the caller's order and only neighbours there share a read (a
  * file's chunks, which a take wrote one after the other), else pack order;
- * REPO_READ_UNCACHED: each range is left out of local caches once read
- * (store_uncache: a restore reads each pack once). 0, cb's error, or the
+ * REPO_READ_UNCACHED: each range of REPO_UNCACHE_MIN or more is read past
+ * the local caches (store_get_range_uncached: a restore reads each pack
+ * once; dropping a few pages of a small range would cost the kernel more, a
+ * drain of every CPU's page lists, than it saves). 0, cb's error, or the
  * first read's error (naming the blob and its pack). */
 #define REPO_READ_IN_ORDER 1u
 #define REPO_READ_UNCACHED 2u
+#define REPO_UNCACHE_MIN (1u << 20)
 struct buf;
 typedef int (*repo_blob_cb)(void *payload, size_t slot, const uint8_t *plain, size_t len,
                             const char *what);

@@ -89,6 +89,19 @@ void store_uncache(store *st, const char *name, uint64_t off, size_t len)
 	if (st->ops->uncache) st->ops->uncache(st, name, off, len);
 }
 
+int store_get_range_uncached(store *st, const char *name, uint64_t off, size_t len, buf *b, size_t *at)
+{
+	if (st->ops->get_range_direct) {
+		int rc = st->ops->get_range_direct(st, name, off, len, b, at);
+		if (rc <= 0) return rc;
+	}
+	*at = 0;
+	if (buf_reserve(b, len ? len : 1) < 0) return ERR_OOM();
+	int rc = store_get_range(st, name, off, b->data, len);
+	if (rc == 0) store_uncache(st, name, off, len);
+	return rc;
+}
+
 int store_get_into(store *st, const char *name, size_t max, buf *b)
 {
 	uint64_t size;

@@ -48,6 +48,12 @@ int store_get_range(store *st, const char *name, uint64_t off, void *out, size_t
  * instead of taking new ones from a full cache (restore's reads of packs,
  * README "Where the time goes"); other backends keep nothing to drop. */
 void store_uncache(store *st, const char *name, uint64_t off, size_t len);
+/* Exactly len bytes at off, read once and left out of the local caches: a
+ * directory reads whole 4 KiB blocks around them with O_DIRECT (no page
+ * cache at all), else it is store_get_range then store_uncache. The bytes
+ * are at b->data + *at (b's memory reused, its len untouched). */
+int store_get_range_uncached(store *st, const char *name, uint64_t off, size_t len, struct buf *b,
+                             size_t *at);
 /* Size of an object; CAIRN_ENOTFOUND if absent. */
 int store_size(store *st, const char *name, uint64_t *size);
 /* Call cb for every object whose name starts with dir + "/" (recursively),

@@ -21,6 +21,10 @@ typedef struct store_ops {
 	int (*get_upto)(store *st, const char *name, uint64_t off, void *out, size_t len, size_t *got);
 	/* May be NULL: store_uncache's hint. */
 	void (*uncache)(store *st, const char *name, uint64_t off, size_t len);
+	/* May be NULL: store_get_range_uncached past the local caches; 1 when
+	 * they cannot be bypassed there (the caller then reads and uncaches). */
+	int (*get_range_direct)(store *st, const char *name, uint64_t off, size_t len, struct buf *b,
+	                        size_t *at);
 	int (*size)(store *st, const char *name, uint64_t *size);
 	int (*list)(store *st, const char *dir, int (*cb)(const char *name, void *payload),
 	            void *payload);

@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <stdint.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "cairn.h"
 #include "error.h"
 #include "io.h"
@@ -177,6 +179,55 @@ static void dir_uncache(store *base, const char *name, uint64_t off, size_t len)
 	}
 	(void)posix_fadvise(ref.fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
 	fd_release(st, &ref);
+}
+
+#define DIRECT_BLOCK 4096u
+
+/* O_DIRECT into b: the blocks around [off, off + len). 1 when the file
+ * system refuses O_DIRECT (EINVAL), and the caller reads through the cache. */
+static int dir_get_range_direct(store *base, const char *name, uint64_t off, size_t len, buf *b,
+                                size_t *at)
+{
+	dir_store *st = (dir_store *)base;
+	uint64_t from = off / DIRECT_BLOCK * DIRECT_BLOCK;
+	size_t need = (size_t)(off + len - from);
+	size_t want = (need + DIRECT_BLOCK - 1) / DIRECT_BLOCK * DIRECT_BLOCK, got = 0;
+	if (buf_reserve(b, want + DIRECT_BLOCK) < 0) return ERR_OOM();
+	uint8_t *p = b->data + (DIRECT_BLOCK - (uintptr_t)b->data % DIRECT_BLOCK) % DIRECT_BLOCK;
+	int fd = openat(st->rootfd, name, O_RDONLY | O_CLOEXEC | O_DIRECT);
+	if (fd < 0) {
+		if (errno == EINVAL) return 1;
+		if (errno == ENOENT) return error_set(CAIRN_ECORRUPT, "%s: missing", name);
+		return error_errno(CAIRN_EIO, errno, "%s: open", name);
+	}
+	int rc = 0;
+	while (got < need) {
+		int f = io_fault("read");
+		if (f < 0) {
+			rc = error_errno(CAIRN_EIO, f == -1000 ? EIO : -f, "%s: read", name);
+			break;
+		}
+		ssize_t n = pread(fd, p + got, want - got, (off_t)(from + got));
+		if (n < 0 && errno == EINTR) continue;
+		if (n < 0 && errno == EINVAL) {
+			rc = 1;
+			break;
+		}
+		if (n < 0) {
+			rc = error_errno(CAIRN_EIO, errno, "%s: read at offset %llu", name,
+			                 (unsigned long long)(from + got));
+			break;
+		}
+		if (n == 0) {
+			rc = error_set(CAIRN_ECORRUPT, "%s: truncated (read past end at offset %llu)", name,
+			               (unsigned long long)(from + got));
+			break;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	*at = (size_t)(p - b->data) + (size_t)(off - from);
+	return rc;
 }
 
 static int dir_size(store *base, const char *name, uint64_t *size)
@@ -437,6 +488,7 @@ static const store_ops dir_ops = {
 	.get = dir_get,
 	.get_range = dir_get_range,
 	.uncache = dir_uncache,
+	.get_range_direct = dir_get_range_direct,
 	.size = dir_size,
 	.list = dir_list,
 	.del = dir_delete,
