@@ -16,7 +16,6 @@ void restore_write_init(restore_write_mode *m, int direct)
 {
 	atomic_init(&m->state, direct ? 0 : -1);
 	atomic_init(&m->align, 0);
-	atomic_init(&m->refused, 0);
 }
 
 void restore_writer_init(restore_writer *w, restore_write_mode *mode)
@@ -36,7 +35,6 @@ void restore_writer_free(restore_writer *w)
 static void refuse(restore_writer *w)
 {
 	atomic_store(&w->mode->state, -1);
-	atomic_store(&w->mode->refused, 1);
 }
 
 /* Write exactly n bytes at off. 0 or -errno (fault injection as io_write_full). */
@@ -100,7 +98,6 @@ int restore_writer_open(restore_writer *w, int dirfd, const char *name, uint64_t
 	w->size = size;
 	w->start = 0;
 	w->len = 0;
-	w->written = 0;
 	w->direct = 0;
 	int want = size >= RESTORE_DIRECT_MIN && atomic_load(&w->mode->state) >= 0;
 	if (want && !w->stage) {
@@ -176,7 +173,6 @@ int restore_writer_put(restore_writer *w, uint64_t off, const void *data, size_t
 {
 	const uint8_t *p = data;
 	int rc;
-	w->written += n;
 	if (!w->direct) {
 		if ((rc = pwrite_all(w->fd, p, n, off)) < 0) return error_errno(CAIRN_EIO, -rc, "write");
 		return 0;

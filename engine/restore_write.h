@@ -31,7 +31,6 @@
 typedef struct restore_write_mode {
 	atomic_int state; /* 0 not known yet, 1 direct, -1 buffered (refused or off) */
 	atomic_uint align;
-	atomic_int refused; /* set when a file system refused: the caller may tell once */
 } restore_write_mode;
 
 /* direct 0 keeps every write buffered (the old behaviour). */
@@ -45,7 +44,6 @@ typedef struct restore_writer {
 	uint64_t size;    /* the file's final size */
 	uint64_t start;   /* file offset of stage[0] (aligned) */
 	size_t len;       /* bytes in stage */
-	uint64_t written; /* data bytes handed to put (for counters) */
 } restore_writer;
 
 void restore_writer_init(restore_writer *w, restore_write_mode *mode);
