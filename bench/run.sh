@@ -32,6 +32,9 @@
 #   3 incremental take after ~1% more change (appends, an insert near the
 #     start of a large file, an in-place rewrite, new files, deletions);
 #   4 restore of the last snapshot, checked entry by entry (tests/treecmp.py);
+#   4f the same restore with the page cache full of other files (a filler as
+#     large as the memory, TOP/cache/filler, read first: a GPU host's cache
+#     is full), 4d the same right after drop_caches (both whatever --cache);
 #   5 take of a copy (cairn's exact restore: new inodes, same content; a
 #     new instance from a snapshot: cairn's take uses its restore record).
 # tar | zstd has no incremental mode: every take is a full archive and its
@@ -39,7 +42,8 @@
 # workload (pause_ms); "3u" is an overlay upper-mode take (--upper --base)
 # of the same 1% change. Floors, same run: durable write (fdatasync) of
 # cairn's first-take stored bytes, buffered and with O_DIRECT (the device
-# alone), a read of every file, a stat walk.
+# alone), a read of every file, a stat walk; for the restore, an O_DIRECT
+# write of the instance's data bytes (the device floor of a restore).
 set -euo pipefail
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
 LIB=$SRCDIR/bench/benchlib.py
@@ -104,6 +108,9 @@ fi
 
 mkdir -p "$top/cache"
 avail=$(df --output=avail -B1G "$top" | tail -1 | tr -d ' ')
+# the filler of steps 4f/4d: as large as the memory, kept with the cache
+mem_gib=$(( ($(awk '/^MemTotal/ {print $2}' /proc/meminfo) + 1048575) / 1048576 ))
+[ -f "$top/cache/filler" ] || need_gib=$((need_gib + mem_gib))
 [ "$avail" -ge "$need_gib" ] || { echo "bench: $top has ${avail} GiB free, --size $size needs ~${need_gib} GiB" >&2; exit 1; }
 run=$top/run-$size
 C=$top/cache
@@ -221,7 +228,7 @@ fi
 
 # ---- timing
 RAW=$run/raw.tsv
-printf 'step\ttool\twall_s\tcpu_s\trss_mib\trepo_bytes\tpause_ms\tnew_bytes\tnote\n' > "$RAW"
+printf 'step\ttool\twall_s\tcpu_s\trss_mib\tuser_s\trepo_bytes\tpause_ms\tnew_bytes\tnote\n' > "$RAW"
 # prepare DIR...: the same cache state for every tool
 prepare() {
 	sync
@@ -234,7 +241,7 @@ prepare() {
 		done
 	fi
 }
-# timed STEP TOOL CMD...: run under /usr/bin/time; ROW gets step, tool, wall, cpu, rss
+# timed STEP TOOL CMD...: run under /usr/bin/time; ROW gets step, tool, wall, cpu, rss, user
 timed() {
 	local step=$1 tool=$2 rc=0
 	shift 2
@@ -382,6 +389,42 @@ for t in ${tools//,/ }; do
 		rm -rf "$T"
 	fi
 done
+
+echo "== steps 4f, 4d: the same restores with the page cache full, and after drop_caches"
+if [ ! -f "$C/filler" ]; then
+	echo "   writing $C/filler ($mem_gib GiB)"
+	dd if=/dev/zero of="$C/filler.tmp" bs=16M count=$((mem_gib * 64)) oflag=direct status=none
+	mv "$C/filler.tmp" "$C/filler"
+fi
+# fill_or_drop full|drop: the page cache full of the filler, or empty
+fill_or_drop() {
+	sync
+	if [ "$1" = full ]; then cat "$C/filler" > /dev/null; else echo 3 > /proc/sys/vm/drop_caches; fi
+}
+for state in full drop; do
+	step=4${state:0:1}
+	for t in ${tools//,/ }; do
+		T=$run/restore/$t-$state
+		rm -rf "$T" && mkdir -p "$T"
+		fill_or_drop "$state"
+		case $t in
+		cairn) timed "$step" cairn "$CAIRN" restore --repo "$R/cairn" s3 "$T" ;;
+		restic) timed "$step" restic restic -r "$R/restic" restore latest --target "$T" ;;
+		borg) timed "$step" borg sh -c 'cd "$1" && borg extract --sparse "$2"' _ "$T" "$R/borg::s3" ;;
+		casync) rmdir "$T"; timed "$step" casync casync extract --store="$R/casync/store" "$R/casync/s3.caidx" "$T" ;;
+		tar) timed "$step" tar tar -C "$T" --xattrs --xattrs-include='*' --acls --numeric-owner -I 'zstd -d -T0' -xpf "$R/tar/s3.tar.zst" ;;
+		esac
+		record "" "" "" "$state"
+		rm -rf "$T"
+	done
+done
+if has cairn; then
+	data=$(du -s -B1 --exclude=./datadrive "$SRC" | cut -f1)
+	prepare
+	timed floor "restore device floor" "$PY" "$LIB" write-floor "$run/floor" "$data" direct
+	record "$data" "" "" "O_DIRECT write of the instance's data bytes"
+	rm -rf "$run/floor"
+fi
 
 echo "== step 5: take of a copy (new inodes, same content)"
 if [ ! -d "$run/copy" ]; then

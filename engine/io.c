@@ -23,14 +23,14 @@ static struct fault {
 	int err; /* errno, or -1 = SHORT, -2 = CRASH */
 } faults[MAX_FAULTS];
 static int nfaults;
-static atomic_long op_counts[5]; /* write, fsync, rename, read, stat */
+static atomic_long op_counts[6]; /* write, fsync, rename, read, stat, direct */
 static pthread_mutex_t faults_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *fault_spec; /* the one configured, to keep its counts when given again */
 
 static int op_slot(const char *op)
 {
-	static const char *ops[] = {"write", "fsync", "rename", "read", "stat"};
-	for (int i = 0; i < 5; i++)
+	static const char *ops[] = {"write", "fsync", "rename", "read", "stat", "direct"};
+	for (int i = 0; i < 6; i++)
 		if (strcmp(op, ops[i]) == 0) return i;
 	return -1;
 }
@@ -38,7 +38,7 @@ static int op_slot(const char *op)
 static void faults_parse(const char *spec)
 {
 	nfaults = 0;
-	for (int i = 0; i < 5; i++) atomic_store(&op_counts[i], 0);
+	for (int i = 0; i < 6; i++) atomic_store(&op_counts[i], 0);
 	if (!spec || !*spec) return;
 	char *copy = strdup(spec), *save = NULL;
 	for (char *tok = strtok_r(copy, ",", &save); tok && nfaults < MAX_FAULTS;
@@ -51,6 +51,7 @@ static void faults_parse(const char *spec)
 		f->nth = nth;
 		if (strcmp(err, "EIO") == 0) f->err = EIO;
 		else if (strcmp(err, "ENOSPC") == 0) f->err = ENOSPC;
+		else if (strcmp(err, "EINVAL") == 0) f->err = EINVAL;
 		else if (strcmp(err, "SHORT") == 0) f->err = -1;
 		else if (strcmp(err, "CRASH") == 0) f->err = -2;
 		else continue;

@@ -4,9 +4,11 @@
  * CAIRN_FAULT): a spec "op:N:ERR[,op:N:ERR...]"
  * makes the Nth call (1-based, counted per process) of op fail with ERR,
  * where op is write|fsync|rename|read|stat (stat: the directory store's
- * object size) and ERR is EIO|ENOSPC|SHORT (a short write that then fails
- * with ENOSPC) or CRASH (the process _exit(99)s there, before the
- * operation, as if killed). */
+ * object size) or direct (restore's request for O_DIRECT on a file:
+ * EINVAL there is a file system that refuses it) and ERR is
+ * EIO|ENOSPC|EINVAL|SHORT (a short write that then fails with ENOSPC) or
+ * CRASH (the process _exit(99)s there, before the operation, as if
+ * killed). */
 #ifndef CAIRN_IO_H
 #define CAIRN_IO_H
 

@@ -332,6 +332,11 @@ static int cs_get_upto(store *st, const char *name, uint64_t off, void *out, siz
 
 static int cs_size(store *st, const char *name, uint64_t *size) { return store_size(cs_of(st)->inner, name, size); }
 
+static void cs_uncache(store *st, const char *name, uint64_t off, size_t len)
+{
+	store_uncache(cs_of(st)->inner, name, off, len);
+}
+
 static int cs_list(store *st, const char *dir, int (*cb)(const char *name, void *payload), void *payload)
 {
 	return store_list(cs_of(st)->inner, dir, cb, payload);
@@ -366,6 +371,7 @@ static const store_ops cached_ops = {
 	.get = cs_get,
 	.get_range = cs_get_range,
 	.get_upto = cs_get_upto,
+	.uncache = cs_uncache,
 	.size = cs_size,
 	.list = cs_list,
 	.del = cs_del,

@@ -358,38 +358,35 @@ static int loc_cmp(const void *pa, const void *pb)
 	return (a->e.offset > b->e.offset) - (a->e.offset < b->e.offset);
 }
 
-/* What read_trees hands over: the verified, decompressed bytes of the tree
- * for slot (what names it in messages). */
-typedef int (*tree_bytes_cb)(void *payload, size_t slot, const uint8_t *plain, size_t len,
-                             const char *what);
+static const char *blob_kind(uint8_t type) { return type == BLOB_TREE ? "tree" : "chunk"; }
 
-/* The trees ids[0..n), each to cb, in pack order, with as few reads as
- * possible: blobs of one pack less than REPO_TREE_GAP apart are read as
- * one range of at most REPO_TREE_RUN (repo.h). */
-static int read_trees(cairn_repo *r, const oid *ids, size_t n, tree_bytes_cb cb, void *payload)
+int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                    buf *scratch, repo_blob_cb cb, void *payload)
 {
 	int rc = 0;
-	buf run;
-	buf_init(&run);
+	buf own;
+	buf_init(&own);
+	buf *run = scratch ? scratch : &own;
 	tree_loc *v = malloc((n ? n : 1) * sizeof(*v));
 	if (!v) return ERR_OOM();
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		v[i].slot = i;
 		int found = repo_index_lookup(r, &ids[i], &v[i].e);
-		if (found > 0 && v[i].e.type == BLOB_TREE) continue;
+		if (found > 0 && v[i].e.type == type) continue;
 		char hex[OID_HEX_LEN + 1];
 		oid_hex(hex, &ids[i]);
 		if (found < 0) rc = found;
-		else if (!found) rc = error_set(CAIRN_ECORRUPT, "tree %s: missing from the index", hex);
+		else if (!found) rc = error_set(CAIRN_ECORRUPT, "%s %s: missing from the index", blob_kind(type), hex);
 		else
-			rc = error_set(CAIRN_ECORRUPT, "blob %s: index says type %u, expected a tree", hex,
-			               v[i].e.type);
+			rc = error_set(CAIRN_ECORRUPT, "blob %s: index says type %u, expected a %s", hex,
+			               v[i].e.type, blob_kind(type));
 	}
-	if (rc == 0) qsort(v, n, sizeof(*v), loc_cmp);
+	if (rc == 0 && !(flags & REPO_READ_IN_ORDER)) qsort(v, n, sizeof(*v), loc_cmp);
 	for (size_t i = 0; i < n && rc == 0;) {
 		uint64_t start = v[i].e.offset, end = start + v[i].e.stored_len + BLOB_OVERHEAD;
 		size_t k = i + 1;
-		while (k < n && !memcmp(v[k].e.pack, v[i].e.pack, PACK_ID_LEN) &&
+		/* in the caller's order a run only grows forward within its pack */
+		while (k < n && !memcmp(v[k].e.pack, v[i].e.pack, PACK_ID_LEN) && v[k].e.offset >= start &&
 		       v[k].e.offset <= end + REPO_TREE_GAP &&
 		       (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD - start <= REPO_TREE_RUN) {
 			uint64_t e = (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD;
@@ -398,21 +395,33 @@ static int read_trees(cairn_repo *r, const oid *ids, size_t n, tree_bytes_cb cb,
 		}
 		char pack[64];
 		repo_pack_name(pack, v[i].e.pack);
-		run.len = 0;
-		if (buf_reserve(&run, (size_t)(end - start)) < 0) rc = ERR_OOM();
-		if (rc == 0 && (rc = store_get_range(r->st, pack, start, run.data, (size_t)(end - start))) < 0)
-			error_prefix("trees in %s", pack);
+		run->len = 0;
+		size_t at = 0;
+		/* large runs past the local caches: a restore reads each pack
+		 * once; small ones (small files) from the page cache, where
+		 * readahead serves the neighbours */
+		if ((flags & REPO_READ_UNCACHED) && end - start >= REPO_UNCACHE_MIN)
+			rc = store_get_range_uncached(r->st, pack, start, (size_t)(end - start), run, &at);
+		else if (buf_reserve(run, (size_t)(end - start)) < 0)
+			rc = ERR_OOM();
+		else
+			rc = store_get_range(r->st, pack, start, run->data, (size_t)(end - start));
+		if (rc < 0) {
+			char hex[OID_HEX_LEN + 1];
+			oid_hex(hex, &v[i].e.id);
+			error_prefix("%s %s%s in %s", blob_kind(type), hex, k > i + 1 ? " and its neighbours" : "", pack);
+		}
 		for (; rc == 0 && i < k; i++) {
 			const index_entry *e = &v[i].e;
 			char what[160], hex[OID_HEX_LEN + 1];
 			oid_hex(hex, &e->id);
-			snprintf(what, sizeof(what), "tree %s in %s", hex, pack);
+			snprintf(what, sizeof(what), "%s %s in %s", blob_kind(type), hex, pack);
 			pack_blob want = {e->id, e->type, e->comp, e->raw_len, e->stored_len, e->offset};
 			uint8_t *plain = NULL;
-			rc = pack_blob_open(run.data + (e->offset - start), (size_t)e->stored_len + BLOB_OVERHEAD,
+			rc = pack_blob_open(run->data + at + (e->offset - start), (size_t)e->stored_len + BLOB_OVERHEAD,
 			                    &want, what, &plain);
 			if (rc == 0) {
-				snprintf(what, sizeof(what), "tree %s", hex);
+				snprintf(what, sizeof(what), "%s %s", blob_kind(type), hex);
 				rc = cb(payload, v[i].slot, plain, e->raw_len, what);
 			}
 			free(plain);
@@ -420,7 +429,7 @@ static int read_trees(cairn_repo *r, const oid *ids, size_t n, tree_bytes_cb cb,
 		i = k;
 	}
 	free(v);
-	buf_free(&run);
+	buf_free(&own);
 	return rc;
 }
 
@@ -481,13 +490,13 @@ static int walk_one(void *payload, size_t slot, const uint8_t *plain, size_t len
  * not read yet one at a time, those that fail left out. */
 static int walk_level_read(cairn_repo *r, walk_level *l, size_t n)
 {
-	int rc = read_trees(r, l->ids, n, walk_one, l);
+	int rc = repo_read_blobs(r, l->ids, n, BLOB_TREE, 0, NULL, walk_one, l);
 	if (rc >= 0 || !l->w->tolerate_damage || l->visit_rc < 0 || rc == CAIRN_ENOMEM) return rc;
 	for (size_t i = 0; i < n; i++) {
 		if (l->done[i]) continue;
 		error_clear();
 		l->base = i;
-		rc = read_trees(r, &l->ids[i], 1, walk_one, l);
+		rc = repo_read_blobs(r, &l->ids[i], 1, BLOB_TREE, 0, NULL, walk_one, l);
 		if (rc == 1 || l->visit_rc < 0 || rc == CAIRN_ENOMEM) return rc;
 	}
 	error_clear();

@@ -72,6 +72,27 @@ int repo_index_add(cairn_repo *r, const index_entry *e, size_t n);
 /* Load and decode a tree object. */
 int repo_load_tree(cairn_repo *r, const oid *id, tree *out);
 
+/* The blobs ids[0..n) of one type, each verified and decompressed, to cb
+ * (slot: its place in ids; plain valid during the call; what names it in
+ * messages), with as few reads as possible: blobs of one pack less than
+ * REPO_TREE_GAP apart are read as one range of at most REPO_TREE_RUN (in
+ * scratch, reused across calls when given). Flags: REPO_READ_IN_ORDER: cb
+ * sees them in the caller's order and only neighbours there share a read (a
+ * file's chunks, which a take wrote one after the other), else pack order;
+ * REPO_READ_UNCACHED: each range of REPO_UNCACHE_MIN or more is read past
+ * the local caches (store_get_range_uncached: a restore reads each pack
+ * once; dropping a few pages of a small range would cost the kernel more, a
+ * drain of every CPU's page lists, than it saves). 0, cb's error, or the
+ * first read's error (naming the blob and its pack). */
+#define REPO_READ_IN_ORDER 1u
+#define REPO_READ_UNCACHED 2u
+#define REPO_UNCACHE_MIN (1u << 20)
+struct buf;
+typedef int (*repo_blob_cb)(void *payload, size_t slot, const uint8_t *plain, size_t len,
+                            const char *what);
+int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                    struct buf *scratch, repo_blob_cb cb, void *payload);
+
 /* A walk over every tree below a root (repo_walk_trees). */
 typedef struct tree_walk {
 	/* Each tree once: seq is its place in the walk (the root 0, then the

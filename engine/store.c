@@ -4,6 +4,7 @@
  * which the repository puts in front. */
 #include "store_backend.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +68,30 @@ int store_get(store *st, const char *name, size_t max, uint8_t **out, size_t *le
 int store_get_range(store *st, const char *name, uint64_t off, void *out, size_t len)
 {
 	return st->ops->get_range(st, name, off, out, len);
+}
+
+void store_uncache(store *st, const char *name, uint64_t off, size_t len)
+{
+	if (st->ops->uncache) st->ops->uncache(st, name, off, len);
+}
+
+int store_get_range_uncached(store *st, const char *name, uint64_t off, size_t len, buf *b, size_t *at)
+{
+	if (st->ops->get_range_direct) {
+		/* room for the blocks around the range, at a block boundary */
+		size_t room = len + 2 * CAIRN_BACKEND_DIRECT_ALIGN;
+		if (buf_reserve(b, room + CAIRN_BACKEND_DIRECT_ALIGN) < 0) return ERR_OOM();
+		size_t pad = (CAIRN_BACKEND_DIRECT_ALIGN - (uintptr_t)b->data % CAIRN_BACKEND_DIRECT_ALIGN) %
+		             CAIRN_BACKEND_DIRECT_ALIGN;
+		int rc = st->ops->get_range_direct(st, name, off, b->data + pad, len);
+		*at = pad + (size_t)(off % CAIRN_BACKEND_DIRECT_ALIGN);
+		if (rc <= 0) return rc;
+	}
+	*at = 0;
+	if (buf_reserve(b, len ? len : 1) < 0) return ERR_OOM();
+	int rc = store_get_range(st, name, off, b->data, len);
+	if (rc == 0) store_uncache(st, name, off, len);
+	return rc;
 }
 
 int store_get_upto(store *st, const char *name, uint64_t off, void *out, size_t len, size_t *got)

@@ -47,6 +47,18 @@ int store_get_into(store *st, const char *name, size_t max, struct buf *b);
 /* Exactly len bytes at off (CAIRN_ECORRUPT if the object is shorter).
  * Thread-safe; keeps a small cache of open files. */
 int store_get_range(store *st, const char *name, uint64_t off, void *out, size_t len);
+/* A hint after a read: these bytes will not be read again soon. A directory
+ * drops them from the page cache, so that the next read reuses the pages
+ * instead of taking new ones from a full cache (restore's reads of packs,
+ * docs/performance.md "Where the time goes"); other backends keep nothing
+ * to drop. */
+void store_uncache(store *st, const char *name, uint64_t off, size_t len);
+/* Exactly len bytes at off, read once and left out of the local caches: a
+ * directory reads whole 4 KiB blocks around them with O_DIRECT (no page
+ * cache at all), else it is store_get_range then store_uncache. The bytes
+ * are at b->data + *at (b's memory reused, its len untouched). */
+int store_get_range_uncached(store *st, const char *name, uint64_t off, size_t len, struct buf *b,
+                             size_t *at);
 /* At most len bytes at off, *got how many: fewer only where the object
  * ends (on a backend without such reads, exactly len or an error). */
 int store_get_upto(store *st, const char *name, uint64_t off, void *out, size_t len, size_t *got);

@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <stdint.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "cairn.h"
 #include "error.h"
 #include "io.h"
@@ -164,6 +166,65 @@ static int dir_get_range(store *base, const char *name, uint64_t off, void *out,
 	if (rc < 0) return rc;
 	rc = io_pread_full(ref.fd, out, len, off, name);
 	fd_release(st, &ref);
+	return rc;
+}
+
+static void dir_uncache(store *base, const char *name, uint64_t off, size_t len)
+{
+	dir_store *st = (dir_store *)base;
+	fd_ref ref = {-1, NULL};
+	if (fd_acquire(st, name, &ref) < 0) {
+		error_clear(); /* only a hint */
+		return;
+	}
+	(void)posix_fadvise(ref.fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+	fd_release(st, &ref);
+}
+
+#define DIRECT_BLOCK CAIRN_BACKEND_DIRECT_ALIGN
+
+/* O_DIRECT into out (aligned, room for len + 2 blocks): the blocks around
+ * [off, off + len). 1 when the file system refuses O_DIRECT (EINVAL), and
+ * the caller reads through the cache. */
+static int dir_get_range_direct(store *base, const char *name, uint64_t off, void *out, size_t len)
+{
+	dir_store *st = (dir_store *)base;
+	uint64_t from = off / DIRECT_BLOCK * DIRECT_BLOCK;
+	size_t need = (size_t)(off + len - from);
+	size_t want = (need + DIRECT_BLOCK - 1) / DIRECT_BLOCK * DIRECT_BLOCK, got = 0;
+	uint8_t *p = out;
+	int fd = openat(st->rootfd, name, O_RDONLY | O_CLOEXEC | O_DIRECT);
+	if (fd < 0) {
+		if (errno == EINVAL) return 1;
+		if (errno == ENOENT) return error_set(CAIRN_ECORRUPT, "%s: missing", name);
+		return error_errno(CAIRN_EIO, errno, "%s: open", name);
+	}
+	int rc = 0;
+	while (got < need) {
+		int f = io_fault("read");
+		if (f < 0) {
+			rc = error_errno(CAIRN_EIO, f == -1000 ? EIO : -f, "%s: read", name);
+			break;
+		}
+		ssize_t n = pread(fd, p + got, want - got, (off_t)(from + got));
+		if (n < 0 && errno == EINTR) continue;
+		if (n < 0 && errno == EINVAL) {
+			rc = 1;
+			break;
+		}
+		if (n < 0) {
+			rc = error_errno(CAIRN_EIO, errno, "%s: read at offset %llu", name,
+			                 (unsigned long long)(from + got));
+			break;
+		}
+		if (n == 0) {
+			rc = error_set(CAIRN_ECORRUPT, "%s: truncated (read past end at offset %llu)", name,
+			               (unsigned long long)(from + got));
+			break;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
 	return rc;
 }
 
@@ -425,6 +486,8 @@ static const store_ops dir_ops = {
 	.put = dir_put,
 	.get = dir_get,
 	.get_range = dir_get_range,
+	.uncache = dir_uncache,
+	.get_range_direct = dir_get_range_direct,
 	.size = dir_size,
 	.list = dir_list,
 	.del = dir_delete,

@@ -118,6 +118,21 @@ static int fs_get_upto(store *st, const char *name, uint64_t off, void *out, siz
 	return rc ? rc : store_get_upto(fs_of(st)->inner, name, off, out, len, got);
 }
 
+static void fs_uncache(store *st, const char *name, uint64_t off, size_t len)
+{
+	store_uncache(fs_of(st)->inner, name, off, len);
+}
+
+/* A direct read counts as a read (store.range) and goes to the inner
+ * backend's own; 1 (read through the cache instead) when it has none. */
+static int fs_get_range_direct(store *st, const char *name, uint64_t off, void *out, size_t len)
+{
+	store *inner = fs_of(st)->inner;
+	if (!inner->ops->get_range_direct) return 1;
+	int rc = fault_check(fs_of(st), SF_RANGE, name);
+	return rc ? rc : inner->ops->get_range_direct(inner, name, off, out, len);
+}
+
 static int fs_size(store *st, const char *name, uint64_t *size)
 {
 	int rc = fault_check(fs_of(st), SF_SIZE, name);
@@ -204,6 +219,8 @@ static const store_ops fault_ops = {
 	.put = fs_put,
 	.get = fs_get,
 	.get_range = fs_get_range,
+	.uncache = fs_uncache,
+	.get_range_direct = fs_get_range_direct,
 	.size = fs_size,
 	.list = fs_list,
 	.del = fs_del,

@@ -41,6 +41,7 @@ typedef struct cairn_backend_lock cairn_backend_lock;
 
 #define CAIRN_BACKEND_EXCL 1     /* put: create only if absent */
 #define CAIRN_BACKEND_UNCACHED 2 /* commit: nobody reads it back soon; local caches may drop it */
+#define CAIRN_BACKEND_DIRECT_ALIGN 4096u /* get_range_direct's blocks */
 
 /* An unfinished write a dead process left behind (S3 multipart uploads). */
 typedef int (*cairn_backend_unfinished_cb)(const char *name, const char *id, int64_t began_ns,
@@ -62,6 +63,16 @@ typedef struct cairn_backend_ops {
 	 * trip: the repository then keeps read caches in front of it. */
 	int (*get_upto)(cairn_backend *b, const char *name, uint64_t off, void *out, size_t len,
 	                size_t *got);
+	/* May be NULL. A hint after a read: these bytes will not be read again
+	 * soon; a backend with a local cache may drop them from it. */
+	void (*uncache)(cairn_backend *b, const char *name, uint64_t off, size_t len);
+	/* May be NULL. Read [off, off + len) past every local cache (O_DIRECT):
+	 * out is CAIRN_BACKEND_DIRECT_ALIGN-aligned, has room for len + 2 *
+	 * CAIRN_BACKEND_DIRECT_ALIGN bytes, and receives the aligned blocks
+	 * around the range, so the bytes land at out + off % ALIGN. 1 when the
+	 * local caches cannot be bypassed here (the engine then reads with
+	 * get_range and calls uncache). */
+	int (*get_range_direct)(cairn_backend *b, const char *name, uint64_t off, void *out, size_t len);
 	int (*size)(cairn_backend *b, const char *name, uint64_t *size);
 	/* cb gets the full name of every object under dir + "/"; non-zero stops. */
 	int (*list)(cairn_backend *b, const char *dir, int (*cb)(const char *name, void *payload),
