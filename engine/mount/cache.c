@@ -31,6 +31,7 @@
 #include "io.h"
 #include "mount/fuse_abi.h"
 #include "mount/mount.h"
+#include "util.h"
 
 enum { CH_MISSING, CH_FETCHING, CH_DONE, CH_FAILED };
 enum { PRIO_READ, PRIO_AHEAD, PRIO_HYDRATE, NPRIO };
@@ -103,13 +104,6 @@ struct mcache {
 	cairn_event_cb hcb;
 	void *hpayload;
 };
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 #define logf_(c, ...) mount_log((c)->o.log, (c)->o.log_payload, __VA_ARGS__)
 
@@ -830,7 +824,7 @@ static void hydrate_event(mcache *c, int done, int64_t t0)
 	pthread_mutex_unlock(&c->mu);
 	ev.total_bytes = c->nodes->data_bytes;
 	ev.total_files = c->nodes->files;
-	ev.ms = (uint64_t)((now_ns() - t0) / 1000000);
+	ev.ms = (uint64_t)((mono_ns() - t0) / 1000000);
 	c->hcb(&ev, c->hpayload);
 }
 
@@ -858,15 +852,15 @@ static void hydrate_file(mcache *c, uint32_t id)
 static void *hydrator(void *arg)
 {
 	mcache *c = arg;
-	int64_t t0 = now_ns(), last = t0;
+	int64_t t0 = mono_ns(), last = t0;
 	node_table *t = c->nodes;
 	for (size_t i = 0; i < c->norder && !c->stop; i++)
 		if (c->order[i] > 0 && c->order[i] < t->n) hydrate_file(c, c->order[i]);
 	for (size_t id = 1; c->hydrate_all && id < t->n && !c->stop; id++) {
 		hydrate_file(c, (uint32_t)id);
-		if (now_ns() - last >= PROGRESS_NS) {
+		if (mono_ns() - last >= PROGRESS_NS) {
 			hydrate_event(c, 0, t0);
-			last = now_ns();
+			last = mono_ns();
 		}
 	}
 	/* the last runs: wait until every queue has drained */
