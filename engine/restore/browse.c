@@ -9,6 +9,8 @@
 #include "error.h"
 #include "io.h"
 
+static const uint8_t zeros[ZERO_LEN];
+
 /* Where a path leads: t is the tree of the directory holding the entry (or of
  * the root when e is NULL), dir its path relative to the root ("" or "a/b"). */
 typedef struct resolved {

@@ -56,8 +56,6 @@
 #define CURSOR_FDS 32
 #define REMOVE_FDS 16
 
-static const uint8_t zeros[ZERO_LEN];
-
 typedef int (*emit_fn)(void *ctx, uint64_t off, const uint8_t *p, size_t n);
 
 /* A directory restored, remembered for the later passes. Index 0 is the target. */
