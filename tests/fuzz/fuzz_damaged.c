@@ -11,8 +11,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	const char *reason;
 	size_t rl;
 	if (damaged_decode(data, len, "damaged", &when, &reason, &rl) < 0) return 0;
-	char *r = strndup(reason, rl);
+	char *r = malloc(rl + 1); /* not strndup: reason is not NUL-terminated */
 	if (!r) return 0;
+	memcpy(r, reason, rl);
+	r[rl] = 0;
 	uint8_t *again;
 	size_t alen;
 	/* a reason holding a NUL encodes shorter: only a NUL-free one must match */
