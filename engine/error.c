@@ -24,13 +24,20 @@ static void set_class(const char *file, int code)
 	last_code = code;
 }
 
+__attribute__((format(printf, 3, 0)))
+static int error_vset(const char *file, int code, const char *fmt, va_list ap)
+{
+	vsnprintf(message, sizeof(message), fmt, ap);
+	set_class(file, code);
+	return code;
+}
+
 int error_set_at(const char *file, int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(message, sizeof(message), fmt, ap);
+	error_vset(file, code, fmt, ap);
 	va_end(ap);
-	set_class(file, code);
 	return code;
 }
 
@@ -38,9 +45,8 @@ CAIRN_EXTERN int cairn_error_set(int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(message, sizeof(message), fmt, ap);
+	error_vset("backend", code, fmt, ap);
 	va_end(ap);
-	set_class("backend", code);
 	return code;
 }
 

@@ -60,11 +60,12 @@ static void faults_parse(const char *spec)
 	free(copy);
 }
 
-void io_fault_configure(const char *spec)
+/* Take spec (the counts start afresh) unless keep and it is the one in use. */
+static void faults_set(const char *spec, int keep)
 {
 	if (spec && !*spec) spec = NULL;
 	pthread_mutex_lock(&faults_lock);
-	if (!(spec && fault_spec && strcmp(spec, fault_spec) == 0)) {
+	if (!(keep && spec && fault_spec && strcmp(spec, fault_spec) == 0)) {
 		free(fault_spec);
 		fault_spec = spec ? strdup(spec) : NULL;
 		faults_parse(fault_spec);
@@ -72,14 +73,9 @@ void io_fault_configure(const char *spec)
 	pthread_mutex_unlock(&faults_lock);
 }
 
-void io_fault_reset(const char *spec)
-{
-	pthread_mutex_lock(&faults_lock);
-	free(fault_spec);
-	fault_spec = spec && *spec ? strdup(spec) : NULL;
-	faults_parse(fault_spec);
-	pthread_mutex_unlock(&faults_lock);
-}
+void io_fault_configure(const char *spec) { faults_set(spec, 1); }
+
+void io_fault_reset(const char *spec) { faults_set(spec, 0); }
 
 /* Returns 0, -errno, or -1000 for "short write". */
 int io_fault(const char *op)
