@@ -320,6 +320,14 @@ if has cairn; then
 	prepare "$SRC"
 	timed floor "stat walk" find "$SRC" -path "$SRC/datadrive" -prune -o -printf '%s\n'
 	record "" "" "" "find -printf %s (lstat of every entry)"
+	# the first take's own CPU floor: read + SHA-256 + zstd (the repository's level) of the same
+	# bytes in chunk-sized blocks, one thread; its CPU seconds over the cores (benchlib.py)
+	floor_tool=$(dirname "$CAIRN")/../bench/cpu_floor
+	if [ -x "$floor_tool" ]; then
+		prepare "$SRC"
+		timed floor "cpu floor" "$floor_tool" "$SRC" --skip datadrive --level 3 --block 524288
+		record "" "" "" "read + SHA-256 + zstd -3 of every file, 512 KiB blocks, one thread (bench/cpu_floor.c)"
+	fi
 fi
 
 echo "== step 2: user changes (new packages, checkpoints, logs)"

@@ -1,0 +1,114 @@
+/* The first take's own CPU floor (issue 21): read every regular file under a
+ * root once, and for each block of the repository's average chunk size
+ * compute its SHA-256 and compress it with zstd at the configured level.
+ * That is the least CPU any take that names chunks by SHA-256 and stores them
+ * zstd-compressed must spend on the same bytes (no chunking, no packing, no
+ * metadata); bench/run.sh divides it by the cores and compares the first take
+ * with max(device floor, that).
+ *
+ * usage: cpu_floor ROOT [--level N] [--block SIZE] [--skip NAME]...
+ * prints: files bytes cpu_s (user + system seconds of this process) */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <zstd.h>
+
+static int level = 3;
+static size_t block = 512 * 1024;
+static const char *skip[16];
+static size_t nskip;
+static size_t root_len;
+static unsigned char *buf, *out;
+static size_t out_cap;
+static ZSTD_CCtx *cctx;
+static EVP_MD_CTX *md;
+static unsigned long long files, bytes;
+
+static int hash_and_compress(const unsigned char *p, size_t n)
+{
+	unsigned char digest[32];
+	unsigned len;
+	if (!EVP_DigestInit_ex(md, EVP_sha256(), NULL) || !EVP_DigestUpdate(md, p, n) ||
+	    !EVP_DigestFinal_ex(md, digest, &len))
+		return -1;
+	size_t c = ZSTD_compressCCtx(cctx, out, out_cap, p, n, level);
+	return ZSTD_isError(c) ? -1 : 0;
+}
+
+/* Whole blocks of the file, as a take's chunks would cover it. */
+static int process(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) return errno == EACCES || errno == ELOOP ? 0 : -1;
+	size_t have = 0;
+	for (;;) {
+		ssize_t r = read(fd, buf + have, block - have);
+		if (r < 0 && errno == EINTR) continue;
+		if (r < 0) { close(fd); return -1; }
+		have += (size_t)r;
+		bytes += (unsigned long long)r;
+		if (have == block || (r == 0 && have > 0)) {
+			if (hash_and_compress(buf, have) < 0) { close(fd); return -1; }
+			have = 0;
+		}
+		if (r == 0) break;
+	}
+	files++;
+	close(fd);
+	return 0;
+}
+
+static int visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	if (type == FTW_D && ftw->level == 1)
+		for (size_t i = 0; i < nskip; i++)
+			if (strcmp(path + root_len + 1, skip[i]) == 0) return FTW_SKIP_SUBTREE;
+	if (type != FTW_F || !S_ISREG(st->st_mode)) return FTW_CONTINUE;
+	if (process(path) < 0) {
+		fprintf(stderr, "cpu_floor: %s: %s\n", path, strerror(errno ? errno : EIO));
+		return FTW_STOP;
+	}
+	return FTW_CONTINUE;
+}
+
+int main(int argc, char **argv)
+{
+	const char *root = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--level") == 0 && i + 1 < argc) level = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--block") == 0 && i + 1 < argc) block = strtoull(argv[++i], NULL, 0);
+		else if (strcmp(argv[i], "--skip") == 0 && i + 1 < argc && nskip < 16) skip[nskip++] = argv[++i];
+		else if (!root && argv[i][0] != '-') root = argv[i];
+		else { fprintf(stderr, "usage: cpu_floor ROOT [--level N] [--block SIZE] [--skip NAME]...\n"); return 2; }
+	}
+	if (!root || block == 0 || level < 1 || level > ZSTD_maxCLevel()) {
+		fprintf(stderr, "usage: cpu_floor ROOT [--level N] [--block SIZE] [--skip NAME]...\n");
+		return 2;
+	}
+	root_len = strlen(root);
+	while (root_len > 1 && root[root_len - 1] == '/') root_len--;
+	out_cap = ZSTD_compressBound(block);
+	buf = malloc(block);
+	out = malloc(out_cap);
+	cctx = ZSTD_createCCtx();
+	md = EVP_MD_CTX_new();
+	if (!buf || !out || !cctx || !md) { fprintf(stderr, "cpu_floor: out of memory\n"); return 1; }
+	int rc = nftw(root, visit, 64, FTW_PHYS | FTW_MOUNT | FTW_ACTIONRETVAL);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+		     ru.ru_stime.tv_usec / 1e6;
+	printf("%llu %llu %.3f\n", files, bytes, cpu);
+	free(buf);
+	free(out);
+	ZSTD_freeCCtx(cctx);
+	EVP_MD_CTX_free(md);
+	return rc == 0 ? 0 : 1;
+}
