@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "options.h"
 #include "util.h"
 
 #define FREEZE_TIMEOUT_MS 10000 /* a group that will not freeze: a process stuck in the kernel */
@@ -33,15 +34,15 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
-static void emit_state(const cairn_take_options *o, const char *state, uint64_t ms)
+/* 1 when the caller's callback asked to cancel. */
+static int emit_state(const cairn_take_options *o, const char *state, uint64_t ms)
 {
-	if (!o->event_cb) return;
 	cairn_event ev;
 	memset(&ev, 0, sizeof(ev));
 	ev.type = CAIRN_EVENT_STATE;
 	ev.state = state;
 	ev.ms = ms;
-	o->event_cb(&ev, o->event_payload);
+	return event_emit(o->event_cb, o->event_cancel_cb, o->event_payload, &ev);
 }
 
 /* ---- signals ----------------------------------------------------------------- */
@@ -126,8 +127,8 @@ int freeze_open(freezer **out, const cairn_take_options *o, const char *state_di
 	}
 	if ((rc = cgroup_open(f, o->cgroup)) < 0) goto done;
 	if ((rc = freeze_record_path(f, state_dir)) < 0) goto done;
-	if ((rc = guardian_start(f)) < 0) goto done;
-	install_handlers(f);
+	if ((o->flags & CAIRN_TAKE_GUARDIAN) && (rc = guardian_start(f)) < 0) goto done;
+	if (o->flags & CAIRN_TAKE_SIGNALS) install_handlers(f);
 	*out = f;
 	f = NULL;
 done:
@@ -141,10 +142,13 @@ int freeze_now(freezer *f, const cairn_take_options *o)
 	if ((rc = freeze_check(f)) < 0) return rc; /* a signal since freeze_open */
 	if (guardian_gone(f)) return error_set(CAIRN_EIO, "cgroup %s: the guardian process is gone; not freezing", f->dir);
 	if ((rc = freeze_record_write(f)) < 0) return rc;
-	emit_state(o, "suspending", 0);
+	if (emit_state(o, "suspending", 0)) {
+		freeze_record_remove(f);
+		return error_set(CAIRN_ECANCELED, "cgroup %s: take canceled by the caller before the freeze", f->dir);
+	}
 	/* stamped before arming: the guardian's max-pause deadline is never the earlier one */
 	f->t_freeze = mono_ns();
-	if (guardian_tell(f, G_ARM) < 0) {
+	if (f->sock >= 0 && guardian_tell(f, G_ARM) < 0) {
 		freeze_record_remove(f);
 		rc = error_set(CAIRN_EIO, "cgroup %s: the guardian process is gone; not freezing", f->dir);
 		goto done;
@@ -172,7 +176,9 @@ int freeze_now(freezer *f, const cairn_take_options *o)
 		}
 		freeze_sleep_ms(step);
 	}
-	emit_state(o, "paused", (uint64_t)(mono_ns() - f->t_freeze) / 1000000);
+	f->freeze_ms = (uint64_t)(mono_ns() - f->t_freeze) / 1000000;
+	if (emit_state(o, "paused", f->freeze_ms))
+		rc = error_set(CAIRN_ECANCELED, "cgroup %s: take canceled by the caller; thawed, nothing committed", f->dir);
 done:
 	if (rc < 0) thaw(f);
 	return rc;
@@ -181,7 +187,7 @@ done:
 int freeze_check(freezer *f)
 {
 	if (!f) return 0;
-	int sig = caught_signal;
+	int sig = f->handlers ? caught_signal : 0;
 	if (f->why[0]) {
 		/* aborted already: say it again */
 	} else if (sig) {
@@ -215,7 +221,7 @@ int freeze_commit_begin(freezer *f)
 	sigset_t set;
 	sigemptyset(&set);
 	for (size_t i = 0; i < NSIG_CAUGHT; i++) sigaddset(&set, caught_signals[i]);
-	if (!f->blocked) {
+	if (f->handlers && !f->blocked) {
 		pthread_sigmask(SIG_BLOCK, &set, &f->old_mask);
 		f->blocked = 1;
 	}
@@ -235,6 +241,11 @@ int freeze_end(freezer *f, const cairn_take_options *o, const char *snap)
 	guardian_stop(f);
 	restore_signals(f);
 	return 0;
+}
+
+uint64_t freeze_frozen_ms(const freezer *f)
+{
+	return f ? f->freeze_ms : 0;
 }
 
 uint64_t freeze_pause_ms(const freezer *f)

@@ -37,6 +37,7 @@ struct freezer {
 	int frozen;     /* we asked for a freeze and have not thawed since */
 	int ever_frozen;
 	int64_t t_freeze, t_thaw; /* CLOCK_MONOTONIC ns */
+	uint64_t freeze_ms;       /* from the request until frozen */
 	uint64_t max_pause_ms;
 	int handlers;   /* our signal handlers are installed */
 	struct sigaction old_act[NSIG_CAUGHT];
