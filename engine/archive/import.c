@@ -302,11 +302,6 @@ done:
 	return rc;
 }
 
-int import_canceled(void)
-{
-	return error_set(CAIRN_ECANCELED, "import: canceled by the caller; nothing committed");
-}
-
 CAIRN_EXTERN int cairn_import(cairn_import_result *out, cairn_repo *repo, int fd,
                               const cairn_import_options *opts)
 {

@@ -86,6 +86,11 @@ int import_progress(ictx *c, int force)
 	return event_emit(c->o->event_cb, c->o->event_cancel_cb, c->o->event_payload, &ev);
 }
 
+int import_canceled(void)
+{
+	return error_set(CAIRN_ECANCELED, "import: canceled by the caller; nothing committed");
+}
+
 /* Read the entry's data blocks: their offsets give the sparse map. */
 static int read_content(ictx *c, struct archive *a, inode *ino)
 {

@@ -272,6 +272,10 @@ static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *
 
 	if ((rc = link_members(&st)) < 0) goto done;
 	if ((rc = dir_metadata(&st)) < 0) goto done;
+	if (st.err) { /* canceled at a progress event of these passes */
+		rc = error_set(st.err, "%s", st.errmsg);
+		goto done;
+	}
 	/* done means durable: an instance started from this tree survives a
 	 * host crash right after (one syncfs, not an fsync per file) */
 	if (syncfs(st.rootfd) < 0) {

@@ -1,0 +1,205 @@
+/* Callbacks that cancel (cairn_event_cancel_cb): a take canceled at its
+ * Nth event commits nothing, leaves the user's usage as it was and the
+ * repository clean (fsck), and fails with CAIRN_ECANCELED (exit 1); a
+ * return after "saved" is too late and ignored; a canceled restore stops
+ * and a forced restore then completes the target; a canceled export and
+ * import stop the same way. Public API only. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cairn.h"
+#include "t.h"
+
+static char tmp[256];
+
+typedef struct counter {
+	unsigned seen;      /* events so far */
+	unsigned cancel_at; /* return non-zero at this event (1-based); 0 = never */
+} counter;
+
+/* Counts STATE and PROGRESS events (a NOTICE never cancels: cairn.h). */
+static int cancel_at(const cairn_event *ev, void *payload)
+{
+	counter *c = payload;
+	if (ev->type == CAIRN_EVENT_NOTICE) return 0;
+	c->seen++;
+	return c->cancel_at && c->seen == c->cancel_at;
+}
+
+/* n bytes of seeded, incompressible data. */
+static void write_random(const char *path, size_t n)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		perror(path);
+		exit(1);
+	}
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t v = t_rand();
+		fwrite(&v, 1, n - i < 8 ? n - i : 8, f);
+	}
+	fclose(f);
+}
+
+static size_t snapshot_count(cairn_repo *repo)
+{
+	cairn_snapshot_list *l = NULL;
+	if (cairn_snapshot_list_load(&l, repo, NULL) < 0) return (size_t)-1;
+	size_t n = cairn_snapshot_list_count(l);
+	cairn_snapshot_list_free(l);
+	return n;
+}
+
+static uint64_t used_bytes(cairn_repo *repo, const char *user)
+{
+	cairn_usage u;
+	if (cairn_usage_get(&u, repo, user) < 0) return (uint64_t)-1;
+	return u.used_bytes;
+}
+
+static void check_fsck_clean(const char *repo_path)
+{
+	cairn_fsck_options fo = CAIRN_FSCK_OPTIONS_INIT;
+	fo.read_data = 1;
+	cairn_fsck_report *rep = NULL;
+	CHECK_EQ(cairn_fsck(&rep, repo_path, &fo), 0);
+	cairn_fsck_stats st = CAIRN_FSCK_STATS_INIT;
+	cairn_fsck_report_stats(rep, &st);
+	CHECK_EQ(st.damaged, 0);
+	cairn_fsck_report_free(rep);
+}
+
+static int take(cairn_repo *repo, const char *root, const char *name, counter *c)
+{
+	cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
+	o.root = root;
+	o.name = name;
+	o.user = "alice";
+	o.no_uring = 1;
+	o.event_cancel_cb = cancel_at;
+	o.event_payload = c;
+	cairn_take_result r = CAIRN_TAKE_RESULT_INIT;
+	return cairn_take(&r, repo, &o);
+}
+
+int main(void)
+{
+	char repo_path[300], root[300], target[300], path[400], archive[300];
+	t_seed();
+	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
+	snprintf(tmp, sizeof(tmp), "%s/cairn-api-cancel-XXXXXX", base);
+	if (!mkdtemp(tmp)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(repo_path, sizeof(repo_path), "%s/repo", tmp);
+	snprintf(root, sizeof(root), "%s/root", tmp);
+	snprintf(target, sizeof(target), "%s/restored", tmp);
+	snprintf(archive, sizeof(archive), "%s/snap.tar", tmp);
+	mkdir(root, 0755);
+	for (int i = 0; i < 8; i++) {
+		snprintf(path, sizeof(path), "%s/f%d", root, i);
+		write_random(path, 1 << 20);
+	}
+	CHECK_EQ(cairn_repo_init(repo_path, NULL), 0);
+	cairn_repo *repo = NULL;
+	CHECK_EQ(cairn_repo_open(&repo, repo_path), 0);
+	if (!repo) return t_done();
+
+	counter c = {0, 0};
+	CHECK_EQ(take(repo, root, "first", &c), 0);
+	unsigned events = c.seen; /* progress at the start and the end, "saved" */
+	CHECK(events >= 3);
+	uint64_t used = used_bytes(repo, "alice");
+	CHECK(used > 0);
+
+	/* new data, then takes canceled at each event before "saved" */
+	snprintf(path, sizeof(path), "%s/new", root);
+	write_random(path, 4 << 20);
+	for (unsigned n = 1; n < events; n++) {
+		counter k = {0, n};
+		int rc = take(repo, root, "canceled", &k);
+		CHECK_EQ(rc, CAIRN_ECANCELED);
+		CHECK_EQ(k.seen, n); /* no event after the cancel */
+		if (!strstr(cairn_error_last(), "canceled")) {
+			fprintf(stderr, "cancel at %u: message: %s\n", n, cairn_error_last());
+			CHECK(0);
+		}
+		CHECK_EQ(snapshot_count(repo), 1);
+		CHECK_EQ(used_bytes(repo, "alice"), used);
+	}
+	CHECK_EQ(cairn_error_exit_code(CAIRN_ECANCELED), 1);
+	CHECK(strcmp(cairn_error_name(CAIRN_ECANCELED), "canceled") == 0);
+	check_fsck_clean(repo_path);
+
+	/* a non-zero return to "saved" (the last event) comes too late:
+	 * committed (with more data, for a restore that lasts) */
+	snprintf(path, sizeof(path), "%s/big", root);
+	write_random(path, 64 << 20);
+	counter late = {0, 0};
+	CHECK_EQ(take(repo, root, "probe", &late), 0);
+	counter k = {0, late.seen};
+	CHECK_EQ(take(repo, root, "late", &k), 0);
+	CHECK_EQ(snapshot_count(repo), 3);
+	char id[65];
+	CHECK_EQ(cairn_snapshot_resolve(id, repo, "late", NULL), 0);
+	cairn_repo_free(repo);
+
+	/* restore of 76 MiB on one thread: long enough for a progress event (at
+	 * most one per 100 ms); canceled there, then completed with force */
+	CHECK_EQ(cairn_repo_open(&repo, repo_path), 0);
+	if (!repo) return t_done();
+	cairn_restore_options ro = CAIRN_RESTORE_OPTIONS_INIT;
+	counter rk = {0, 1};
+	ro.event_cancel_cb = cancel_at;
+	ro.event_payload = &rk;
+	ro.threads = 1;
+	cairn_restore_result rr = CAIRN_RESTORE_RESULT_INIT;
+	CHECK_EQ(cairn_restore(&rr, repo, id, target, &ro), CAIRN_ECANCELED);
+	CHECK_EQ(rk.seen, 1);
+	ro.force = 1;
+	rk.cancel_at = 0;
+	CHECK_EQ(cairn_restore(&rr, repo, id, target, &ro), 0);
+	CHECK_EQ(rr.files, 10);
+
+	/* export: canceled at its first progress event (one per entry at most every 100 ms) */
+	cairn_export_options eo = CAIRN_EXPORT_OPTIONS_INIT;
+	counter ek = {0, 1};
+	eo.event_cancel_cb = cancel_at;
+	eo.event_payload = &ek;
+	int fd = open(archive, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cairn_export_result er = CAIRN_EXPORT_RESULT_INIT;
+	CHECK_EQ(cairn_export(&er, repo, id, fd, &eo), CAIRN_ECANCELED);
+	close(fd);
+	/* a whole archive for the import */
+	ek.cancel_at = 0;
+	fd = open(archive, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHECK_EQ(cairn_export(&er, repo, id, fd, &eo), 0);
+	close(fd);
+
+	/* import: canceled at its first event, nothing committed */
+	cairn_import_options imo = CAIRN_IMPORT_OPTIONS_INIT;
+	counter ik = {0, 1};
+	imo.name = "imported";
+	imo.user = "bob";
+	imo.event_cancel_cb = cancel_at;
+	imo.event_payload = &ik;
+	fd = open(archive, O_RDONLY | O_CLOEXEC);
+	cairn_import_result ir = CAIRN_IMPORT_RESULT_INIT;
+	CHECK_EQ(cairn_import(&ir, repo, fd, &imo), CAIRN_ECANCELED);
+	close(fd);
+	CHECK_EQ(ik.seen, 1);
+	CHECK_EQ(snapshot_count(repo), 3);
+	CHECK_EQ(used_bytes(repo, "bob"), 0);
+	cairn_repo_free(repo);
+	check_fsck_clean(repo_path);
+
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+	return t_done();
+}
