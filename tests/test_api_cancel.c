@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "cairn.h"
-#include "t.h"
+#include "api_t.h"
 
 static char tmp[256];
 
@@ -45,34 +45,6 @@ static void write_random(const char *path, size_t n)
 	fclose(f);
 }
 
-static size_t snapshot_count(cairn_repo *repo)
-{
-	cairn_snapshot_list *l = NULL;
-	if (cairn_snapshot_list_load(&l, repo, NULL) < 0) return (size_t)-1;
-	size_t n = cairn_snapshot_list_count(l);
-	cairn_snapshot_list_free(l);
-	return n;
-}
-
-static uint64_t used_bytes(cairn_repo *repo, const char *user)
-{
-	cairn_usage u;
-	if (cairn_usage_get(&u, repo, user) < 0) return (uint64_t)-1;
-	return u.used_bytes;
-}
-
-static void check_fsck_clean(const char *repo_path)
-{
-	cairn_fsck_options fo = CAIRN_FSCK_OPTIONS_INIT;
-	fo.read_data = 1;
-	cairn_fsck_report *rep = NULL;
-	CHECK_EQ(cairn_fsck(&rep, repo_path, &fo), 0);
-	cairn_fsck_stats st = CAIRN_FSCK_STATS_INIT;
-	cairn_fsck_report_stats(rep, &st);
-	CHECK_EQ(st.damaged, 0);
-	cairn_fsck_report_free(rep);
-}
-
 static int take(cairn_repo *repo, const char *root, const char *name, counter *c)
 {
 	cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
@@ -89,13 +61,10 @@ static int take(cairn_repo *repo, const char *root, const char *name, counter *c
 int main(void)
 {
 	char repo_path[300], root[300], target[300], path[400], archive[300];
+	cairn_fsck_options fo = CAIRN_FSCK_OPTIONS_INIT;
+	fo.read_data = 1;
 	t_seed();
-	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
-	snprintf(tmp, sizeof(tmp), "%s/cairn-api-cancel-XXXXXX", base);
-	if (!mkdtemp(tmp)) {
-		perror("mkdtemp");
-		return 1;
-	}
+	api_tmpdir(tmp, sizeof(tmp), "cancel");
 	snprintf(repo_path, sizeof(repo_path), "%s/repo", tmp);
 	snprintf(root, sizeof(root), "%s/root", tmp);
 	snprintf(target, sizeof(target), "%s/restored", tmp);
@@ -114,7 +83,7 @@ int main(void)
 	CHECK_EQ(take(repo, root, "first", &c), 0);
 	unsigned events = c.seen; /* progress at the start and the end, "saved" */
 	CHECK(events >= 3);
-	uint64_t used = used_bytes(repo, "alice");
+	uint64_t used = api_used_bytes(repo, "alice");
 	CHECK(used > 0);
 
 	/* new data, then takes canceled at each event before "saved" */
@@ -129,12 +98,12 @@ int main(void)
 			fprintf(stderr, "cancel at %u: message: %s\n", n, cairn_error_last());
 			CHECK(0);
 		}
-		CHECK_EQ(snapshot_count(repo), 1);
-		CHECK_EQ(used_bytes(repo, "alice"), used);
+		CHECK_EQ(api_snapshot_count(repo), 1);
+		CHECK_EQ(api_used_bytes(repo, "alice"), used);
 	}
 	CHECK_EQ(cairn_error_exit_code(CAIRN_ECANCELED), 1);
 	CHECK(strcmp(cairn_error_name(CAIRN_ECANCELED), "canceled") == 0);
-	check_fsck_clean(repo_path);
+	api_check_fsck_clean(repo_path, &fo, 1);
 
 	/* a non-zero return to "saved" (the last event) comes too late:
 	 * committed (with more data, for a restore that lasts) */
@@ -144,7 +113,7 @@ int main(void)
 	CHECK_EQ(take(repo, root, "probe", &late), 0);
 	counter k = {0, late.seen};
 	CHECK_EQ(take(repo, root, "late", &k), 0);
-	CHECK_EQ(snapshot_count(repo), 3);
+	CHECK_EQ(api_snapshot_count(repo), 3);
 	char id[65];
 	CHECK_EQ(cairn_snapshot_resolve(id, repo, "late", NULL), 0);
 	cairn_repo_free(repo);
@@ -193,13 +162,11 @@ int main(void)
 	CHECK_EQ(cairn_import(&ir, repo, fd, &imo), CAIRN_ECANCELED);
 	close(fd);
 	CHECK_EQ(ik.seen, 1);
-	CHECK_EQ(snapshot_count(repo), 3);
-	CHECK_EQ(used_bytes(repo, "bob"), 0);
+	CHECK_EQ(api_snapshot_count(repo), 3);
+	CHECK_EQ(api_used_bytes(repo, "bob"), 0);
 	cairn_repo_free(repo);
-	check_fsck_clean(repo_path);
+	api_check_fsck_clean(repo_path, &fo, 1);
 
-	char cmd[400];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-	if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+	api_rmtree(tmp);
 	return t_done();
 }

@@ -6,6 +6,7 @@
  * Built against include/ only and linked with the shared library. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,18 @@
 
 #include "cairn.h"
 #include "compat/cairn_old.h"
-#include "t.h"
+#include "api_t.h"
+
+/* Today's header only appends: each old layout is a prefix of the current one. */
+_Static_assert(sizeof(old_take_options_v1) == offsetof(cairn_take_options, no_precopy), "take options 1");
+_Static_assert(sizeof(old_take_options_v2) == offsetof(cairn_take_options, event_cancel_cb), "take options 2");
+_Static_assert(sizeof(old_init_options_v1) == offsetof(cairn_init_options, open), "init options 1");
+_Static_assert(sizeof(old_restore_options_v1) == offsetof(cairn_restore_options, event_cancel_cb), "restore options 1");
+_Static_assert(sizeof(old_export_options_v1) == offsetof(cairn_export_options, event_cancel_cb), "export options 1");
+_Static_assert(sizeof(old_import_options_v1) == offsetof(cairn_import_options, event_cancel_cb), "import options 1");
+_Static_assert(sizeof(old_fsck_options_v1) == offsetof(cairn_fsck_options, open), "fsck options 1");
+_Static_assert(sizeof(old_gc_options_v1) == sizeof(cairn_gc_options), "gc options 1");
+_Static_assert(sizeof(old_take_result_v1) == offsetof(cairn_take_result, freeze_ms), "take result 1");
 
 static char tmp[256];
 
@@ -22,13 +34,7 @@ static void write_file(const char *rel, const char *content)
 {
 	char path[512];
 	snprintf(path, sizeof(path), "%s/%s", tmp, rel);
-	FILE *f = fopen(path, "w");
-	if (!f) {
-		perror(path);
-		exit(1);
-	}
-	fputs(content, f);
-	fclose(f);
+	api_write_file(path, content);
 }
 
 static int file_equals(const char *path, const char *content)
@@ -60,15 +66,7 @@ static int never_cancel(const cairn_event *ev, void *payload)
 static void check_fsck_clean(const char *repo_path)
 {
 	old_fsck_options_v1 fo = {1, 1, 0, 0, 0};
-	cairn_fsck_report *rep = NULL;
-	CHECK_EQ(cairn_fsck(&rep, repo_path, (const cairn_fsck_options *)&fo), 0);
-	if (!rep) return;
-	cairn_fsck_stats st = CAIRN_FSCK_STATS_INIT;
-	cairn_fsck_report_stats(rep, &st);
-	CHECK_EQ(st.damaged, 0);
-	CHECK(st.snapshots >= 1);
-	CHECK(st.bytes_checked > 0);
-	cairn_fsck_report_free(rep);
+	api_check_fsck_clean(repo_path, (const cairn_fsck_options *)&fo, 1);
 }
 
 /* A newer version than the library knows: CAIRN_EUSAGE naming it. */
@@ -84,12 +82,7 @@ static void check_refused(int rc, const char *needle)
 int main(void)
 {
 	char repo_path[300], root[300], target[300], target2[300], archive[300];
-	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
-	snprintf(tmp, sizeof(tmp), "%s/cairn-api-compat-XXXXXX", base);
-	if (!mkdtemp(tmp)) {
-		perror("mkdtemp");
-		return 1;
-	}
+	api_tmpdir(tmp, sizeof(tmp), "compat");
 	snprintf(repo_path, sizeof(repo_path), "%s/repo", tmp);
 	snprintf(root, sizeof(root), "%s/root", tmp);
 	snprintf(target, sizeof(target), "%s/restored", tmp);
@@ -141,11 +134,11 @@ int main(void)
 	write_file("root/c.txt", "charlie\n");
 	old_take_options_v2 t2;
 	memset(&t2, 0, sizeof(t2));
-	t2.version = 2;
-	t2.root = root;
-	t2.name = "v2";
-	t2.user = "alice";
-	t2.no_uring = 1;
+	t2.v1.version = 2;
+	t2.v1.root = root;
+	t2.v1.name = "v2";
+	t2.v1.user = "alice";
+	t2.v1.no_uring = 1;
 	t2.no_precopy = 1;
 	cairn_take_result res2 = CAIRN_TAKE_RESULT_INIT;
 	CHECK_EQ(cairn_take(&res2, repo, (const cairn_take_options *)&t2), 0);
@@ -221,14 +214,9 @@ int main(void)
 	tn.event_cancel_cb = never_cancel;
 	rn.version = CAIRN_TAKE_RESULT_VERSION;
 	check_refused(cairn_take(&rn, repo, &tn), "both set");
-	cairn_snapshot_list *l = NULL;
-	CHECK_EQ(cairn_snapshot_list_load(&l, repo, NULL), 0);
-	CHECK_EQ(cairn_snapshot_list_count(l), 3); /* none of the refused takes committed */
-	cairn_snapshot_list_free(l);
+	CHECK_EQ(api_snapshot_count(repo), 3); /* none of the refused takes committed */
 
 	cairn_repo_free(repo);
-	char cmd[400];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-	if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+	api_rmtree(tmp);
 	return t_done();
 }

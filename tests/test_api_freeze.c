@@ -17,7 +17,7 @@
 
 #include "cairn.h"
 #include "compat/cairn_old.h"
-#include "t.h"
+#include "api_t.h"
 
 static char tmp[256], cg[512];
 static pid_t sleeper = -1;
@@ -130,21 +130,6 @@ static int take(cairn_repo *repo, const char *root, const char *name, unsigned f
 	return cairn_take(&r, repo, &o);
 }
 
-static size_t snapshot_count(cairn_repo *repo)
-{
-	cairn_snapshot_list *l = NULL;
-	if (cairn_snapshot_list_load(&l, repo, NULL) < 0) return (size_t)-1;
-	size_t n = cairn_snapshot_list_count(l);
-	cairn_snapshot_list_free(l);
-	return n;
-}
-
-static uint64_t used_bytes(cairn_repo *repo)
-{
-	cairn_usage u;
-	return cairn_usage_get(&u, repo, "alice") < 0 ? (uint64_t)-1 : u.used_bytes;
-}
-
 static void cleanup(void)
 {
 	if (sleeper > 0) {
@@ -161,11 +146,7 @@ static void cleanup(void)
 		}
 		for (int i = 0; i < 50 && rmdir(cg) < 0 && errno == EBUSY; i++) usleep(20000);
 	}
-	if (tmp[0]) {
-		char cmd[400];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-		if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
-	}
+	if (tmp[0]) api_rmtree(tmp);
 }
 
 int main(void)
@@ -207,22 +188,13 @@ int main(void)
 	}
 
 	char root[300], repo_path[300], state[300];
-	snprintf(tmp, sizeof(tmp), "/var/tmp/cairn-api-freeze-XXXXXX");
-	if (!mkdtemp(tmp)) {
-		perror("mkdtemp");
-		cleanup();
-		return 1;
-	}
+	api_tmpdir(tmp, sizeof(tmp), "freeze");
 	snprintf(root, sizeof(root), "%s/root", tmp);
 	snprintf(repo_path, sizeof(repo_path), "%s/repo", tmp);
 	snprintf(state, sizeof(state), "%s/state", tmp);
 	mkdir(root, 0755);
 	snprintf(path, sizeof(path), "%s/file", root);
-	f = fopen(path, "w");
-	if (f) {
-		fputs("instance data\n", f);
-		fclose(f);
-	}
+	api_write_file(path, "instance data\n");
 	CHECK_EQ(cairn_repo_init(repo_path, NULL), 0);
 	cairn_repo_open_options oo = CAIRN_REPO_OPEN_OPTIONS_INIT;
 	oo.state_dir = state;
@@ -232,7 +204,7 @@ int main(void)
 		cleanup();
 		return t_done();
 	}
-	uint64_t used = used_bytes(repo);
+	uint64_t used = api_used_bytes(repo, "alice");
 
 	/* asked for nothing: no handlers, mask untouched, no guardian; committed and thawed */
 	snapshot_state();
@@ -244,23 +216,19 @@ int main(void)
 	CHECK_EQ(s.guardians, 0);
 	CHECK_EQ(frozen_now(), 0);
 	CHECK_EQ(handlers_differ(), 0);
-	CHECK_EQ(snapshot_count(repo), 1);
-	used = used_bytes(repo);
+	CHECK_EQ(api_snapshot_count(repo), 1);
+	used = api_used_bytes(repo, "alice");
 
 	/* canceled while paused: thawed, nothing committed, usage as it was */
 	snprintf(path, sizeof(path), "%s/more", root);
-	f = fopen(path, "w");
-	if (f) {
-		fputs("more data\n", f);
-		fclose(f);
-	}
+	api_write_file(path, "more data\n");
 	seen c = {0};
 	c.cancel = 1;
 	CHECK_EQ(take(repo, root, "canceled", 0, &c), CAIRN_ECANCELED);
 	CHECK(c.paused && c.frozen && !c.saved);
 	CHECK_EQ(frozen_now(), 0);
-	CHECK_EQ(snapshot_count(repo), 1);
-	CHECK_EQ(used_bytes(repo), used);
+	CHECK_EQ(api_snapshot_count(repo), 1);
+	CHECK_EQ(api_used_bytes(repo, "alice"), used);
 
 	/* asked for both: handlers installed and a guardian while paused; both gone after */
 	seen g = {0};
@@ -276,15 +244,15 @@ int main(void)
 	/* options of version 2 keep their behaviour: guardian and handlers */
 	old_take_options_v2 o2;
 	memset(&o2, 0, sizeof(o2));
-	o2.version = 2;
-	o2.root = root;
-	o2.name = "v2";
-	o2.user = "alice";
-	o2.cgroup = cg;
+	o2.v1.version = 2;
+	o2.v1.root = root;
+	o2.v1.name = "v2";
+	o2.v1.user = "alice";
+	o2.v1.cgroup = cg;
 	o2.no_precopy = 1;
-	o2.event_cb = old_event;
+	o2.v1.event_cb = old_event;
 	seen s2 = {0};
-	o2.event_payload = &s2;
+	o2.v1.event_payload = &s2;
 	cairn_take_result r2 = CAIRN_TAKE_RESULT_INIT;
 	CHECK_EQ(cairn_take(&r2, repo, (const cairn_take_options *)&o2), 0);
 	CHECK(s2.paused && s2.frozen);
@@ -292,7 +260,7 @@ int main(void)
 	CHECK_EQ(s2.guardians, 1);
 	CHECK(r2.freeze_ms <= r2.pause_ms);
 	CHECK_EQ(frozen_now(), 0);
-	CHECK_EQ(snapshot_count(repo), 3);
+	CHECK_EQ(api_snapshot_count(repo), 3);
 
 	/* no record left behind: recover has nothing to thaw */
 	CHECK_EQ(cairn_recover(state, NULL, NULL), 0);

@@ -41,27 +41,10 @@ typedef struct old_take_options_v1 {
 	const char *base;
 } old_take_options_v1;
 
+/* Version 1's fields, then no_precopy: the same layout as the header's
+ * (version 1's size is a multiple of its alignment, so no padding differs). */
 typedef struct old_take_options_v2 {
-	unsigned version;
-	const char *root;
-	const char *name;
-	const char *user;
-	const char *parent;
-	int no_parent;
-	const char *const *excludes;
-	size_t nexcludes;
-	const char *const *labels;
-	size_t nlabels;
-	int threads;
-	int no_uring;
-	cairn_event_cb event_cb;
-	void *event_payload;
-	const char *cgroup;
-	int release;
-	uint64_t max_pause_ms;
-	int dry_run;
-	const char *upper;
-	const char *base;
+	old_take_options_v1 v1;
 	int no_precopy;
 } old_take_options_v2;
 
