@@ -9,6 +9,10 @@
 
 #include "cairn.h"
 
+/* The size of an options version whose last field is field: where it ends
+ * (the old struct may be padded past that; nothing there is read). */
+#define OPTIONS_END(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+
 /* dst holds the defaults (and the current version) on entry; src may be
  * NULL (defaults). sizes[v - 1] is the struct's size in version v, for v
  * in 1..nversions. CAIRN_EUSAGE naming what for version 0 or a newer
