@@ -295,9 +295,10 @@ typedef struct cairn_take_options {
 	 * 1: no pre-copy, everything is read while frozen. */
 	int no_precopy;
 	/* version 3: events that may cancel, instead of event_cb. A non-zero
-	 * return to a STATE or PROGRESS event before "saved" cancels the take:
-	 * nothing is committed, the quota is not charged, the gc session ends,
-	 * a frozen group is thawed (no "resumed" event), CAIRN_ECANCELED.
+	 * return to a STATE or PROGRESS event before "saved" cancels the take
+	 * as any failure ends it: nothing is committed, the quota is not
+	 * charged (data already stored is left to gc), a frozen group is
+	 * thawed (no "resumed" event), the workers are joined; CAIRN_ECANCELED.
 	 * Returns to NOTICE events and to events from "saved" on are ignored
 	 * (the snapshot is committed then). */
 	cairn_event_cancel_cb event_cancel_cb;
