@@ -35,7 +35,9 @@ static void write_inodes(take_ctx *c, const cairn_take_options *o, const char *s
 
 /* The size of cairn_take_options in each version (cairn.h). */
 static const size_t take_options_sizes[] = {
-	offsetof(cairn_take_options, no_precopy),      /* 1: up to base */
+	/* 1: up to base, its layout when version 2 came (before d64e4a4 it
+	 * grew without a new version: upper and base; fe58842: cgroup to dry_run) */
+	offsetof(cairn_take_options, no_precopy),
 	offsetof(cairn_take_options, event_cancel_cb), /* 2: no_precopy */
 	sizeof(cairn_take_options),                    /* 3: event_cancel_cb, flags */
 };

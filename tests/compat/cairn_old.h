@@ -2,7 +2,9 @@
  * declared them (include/cairn.h, git history): what a caller built against
  * those headers passes. Never edit a layout here; add the next one instead.
  *
- *   take options 1      up to base (b33f683~1)
+ *   take options 1      up to base, as when version 2 came (b33f683~1;
+ *                       version 1 had grown before without a new version:
+ *                       fe58842 cgroup..dry_run, d64e4a4 upper and base)
  *   take options 2      + no_precopy (0.2.x, 0.3.0)
  *   init options 1      chunk_avg, zstd_level (before 0.3.0)
  *   restore, export, import options 1 (0.3.0 and before)
