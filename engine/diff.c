@@ -7,6 +7,7 @@
 
 #include "cairn.h"
 #include "error.h"
+#include "options.h"
 #include "repo.h"
 #include "tree.h"
 #include "util.h"
@@ -236,8 +237,8 @@ static int load_root(cairn_repo *repo, const char *id, tree *top)
 	return 0;
 }
 
-CAIRN_EXTERN int cairn_diff(cairn_diff_result *out, cairn_repo *repo, const char *old_id,
-                            const char *new_id, cairn_diff_cb cb, void *payload)
+static int diff_run(cairn_diff_result *out, cairn_repo *repo, const char *old_id, const char *new_id,
+                    cairn_diff_cb cb, void *payload)
 {
 	tree ta = {0}, tb = {0};
 	dstate s;
@@ -264,5 +265,17 @@ done:
 	if (ta.mem) tree_free(&ta);
 	if (tb.mem) tree_free(&tb);
 	free(s.path);
+	return rc;
+}
+
+CAIRN_EXTERN int cairn_diff(cairn_diff_result *out, cairn_repo *repo, const char *old_id,
+                            const char *new_id, cairn_diff_cb cb, void *payload)
+{
+	static const size_t result_sizes[] = {sizeof(cairn_diff_result)};
+	cairn_diff_result r = CAIRN_DIFF_RESULT_INIT;
+	int rc = result_check(out, CAIRN_DIFF_RESULT_VERSION, "diff");
+	if (rc < 0) return rc;
+	rc = diff_run(&r, repo, old_id, new_id, cb, payload);
+	result_copy(out, &r, result_sizes);
 	return rc;
 }

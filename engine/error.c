@@ -124,6 +124,7 @@ CAIRN_EXTERN const char *cairn_error_name(int error)
 	case CAIRN_ECORRUPT: return "corrupt";
 	case CAIRN_EBUSY: return "busy";
 	case CAIRN_ENOTFOUND: return "not_found";
+	case CAIRN_ECANCELED: return "canceled";
 	default: return "io";
 	}
 }

@@ -6,7 +6,7 @@
  * or SIGKILL to every pid of the group and its descendants) and then thaws,
  * so that v1 tasks can act on the signal.
  *
- * Safety: a guardian process (forked before the freeze, holding the read end
+ * Safety, when asked for (CAIRN_TAKE_GUARDIAN): a guardian process (forked before the freeze, holding the read end
  * of a pipe whose only writer is this process) thaws the group when the pipe
  * closes without a "done" byte, i.e. when cairn dies for any reason, SIGKILL
  * included; and when max_pause_ms passes before the take ends. It leaves
@@ -16,7 +16,7 @@
  * whose group another process thaws, fails (thawed, nothing committed).
  * Before the freeze a record goes durably into the state directory
  * (freezes/<pid>-<start>; removed at the thaw): when cairn and its guardian
- * both die, cairn_recover thaws the group. While the
+ * both die, cairn_recover thaws the group. With CAIRN_TAKE_SIGNALS, while the
  * group is frozen, SIGINT, SIGTERM and SIGHUP are caught: the handler thaws
  * at once and the take fails at its next check with nothing committed. The
  * signal handlers are process-wide: one freezer per process at a time. */
@@ -30,9 +30,9 @@
 
 typedef struct freezer freezer;
 
-/* Open the cgroup o->cgroup, start the guardian (moved out of cairn's
- * cgroup: CAIRN_EIO when that fails) and catch SIGINT, SIGTERM and SIGHUP;
- * nothing is frozen yet (a take pre-copies now). Fails with
+/* Open the cgroup o->cgroup, start the guardian (CAIRN_TAKE_GUARDIAN; moved
+ * out of cairn's cgroup: CAIRN_EIO when that fails) and catch SIGINT,
+ * SIGTERM and SIGHUP (CAIRN_TAKE_SIGNALS); nothing is frozen yet (a take pre-copies now). Fails with
  * CAIRN_ENOTFOUND (no such cgroup), CAIRN_EUSAGE (not a freezable cgroup,
  * or cairn itself is in it), CAIRN_EBUSY (already frozen). */
 int freeze_open(freezer **out, const cairn_take_options *o, const char *state_dir);
@@ -40,7 +40,8 @@ int freeze_open(freezer **out, const cairn_take_options *o, const char *state_di
 /* Write the freeze record, emit "suspending", freeze, wait until frozen,
  * emit "paused" (ms = time to freeze). Fails thawed with CAIRN_EIO (the
  * record could not be written: never frozen; freezing failed or timed out,
- * or a signal came). */
+ * or a signal came), or CAIRN_ECANCELED when the caller's callback asked
+ * to at either event. */
 int freeze_now(freezer *f, const cairn_take_options *o);
 
 /* 0 while the take may go on; else CAIRN_EIO with the reason (a signal,
@@ -58,6 +59,9 @@ int freeze_commit_begin(freezer *f);
  * else thaw and emit "resumed". Disarms the guardian. An error names snap
  * (committed all the same). */
 int freeze_end(freezer *f, const cairn_take_options *o, const char *snap);
+
+/* Milliseconds from the freeze request until the group was frozen; 0 for NULL. */
+uint64_t freeze_frozen_ms(const freezer *f);
 
 /* Milliseconds the group has been frozen: from the freeze request to the
  * thaw, or to now while frozen. 0 for NULL. */

@@ -95,7 +95,8 @@ CAIRN_EXTERN int cairn_repo_init(const char *path, const cairn_init_options *opt
 	uint8_t *data = NULL;
 	size_t len;
 	repo_config c;
-	static const size_t sizes[] = {offsetof(cairn_init_options, open), sizeof(cairn_init_options)};
+	/* version 1 ends at zstd_level: 12 bytes, where open begins at 16 */
+	static const size_t sizes[] = {OPTIONS_END(cairn_init_options, zstd_level), sizeof(cairn_init_options)};
 	cairn_init_options io = CAIRN_INIT_OPTIONS_INIT;
 	if ((rc = options_copy(&io, opts, sizes, 2, "init")) < 0) return rc;
 	opts = &io;

@@ -3,6 +3,7 @@
 
 #include "cairn.h"
 #include "error.h"
+#include "options.h"
 #include "repo.h"
 
 typedef struct totals {
@@ -24,7 +25,7 @@ static int count_pack(const char *name, void *payload)
 	return 0;
 }
 
-CAIRN_EXTERN int cairn_stats(cairn_repo_stats *out, cairn_repo *repo)
+static int stats_run(cairn_repo_stats *out, cairn_repo *repo)
 {
 	cairn_snapshot_list *l;
 	memset(out, 0, sizeof(*out));
@@ -53,4 +54,15 @@ CAIRN_EXTERN int cairn_stats(cairn_repo_stats *out, cairn_repo *repo)
 	}
 	out->dedup_ratio = t.stored ? (double)out->logical_bytes / (double)t.stored : 0.0;
 	return 0;
+}
+
+CAIRN_EXTERN int cairn_stats(cairn_repo_stats *out, cairn_repo *repo)
+{
+	static const size_t result_sizes[] = {sizeof(cairn_repo_stats)};
+	cairn_repo_stats r = CAIRN_REPO_STATS_INIT;
+	int rc = result_check(out, CAIRN_REPO_STATS_VERSION, "stats");
+	if (rc < 0) return rc;
+	rc = stats_run(&r, repo);
+	result_copy(out, &r, result_sizes);
+	return rc;
 }

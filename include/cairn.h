@@ -10,7 +10,22 @@
  *    matching CAIRN_*_OPTIONS_INIT macro.
  *  - Snapshot ids are 64 lowercase hex characters (SHA-256 of the manifest).
  *  - Options structs of an older version (a caller built against an older
- *    header) are accepted: the fields it lacks take their defaults.
+ *    header) are accepted: the fields it lacks take their defaults (and a
+ *    version's behaviour stays what it was: see cairn_take_options.flags).
+ *    A version newer than the library's is CAIRN_EUSAGE, naming it.
+ *  - Results the caller's memory receives (cairn_*_result, cairn_repo_stats,
+ *    cairn_fsck_stats) begin with a version too: set it with the matching
+ *    CAIRN_*_RESULT_INIT. The library fills only the fields that version
+ *    has and never writes past them, so a newer library can add fields;
+ *    version 0 or a newer version than the library's is CAIRN_EUSAGE, and
+ *    nothing is done then. Structs the library hands out by pointer
+ *    (cairn_snapshot_info, cairn_fsck_problem, cairn_entry, cairn_event, ...)
+ *    may gain fields at their end: read them through the pointer, never
+ *    allocate or copy them. cairn_usage, embedded in cairn_estimate_result
+ *    and returned in arrays, never changes.
+ *  - Callbacks: a cairn_event_cancel_cb (options of a newer version) may
+ *    stop the operation by returning non-zero: it then fails with
+ *    CAIRN_ECANCELED.
  *  - The library reads no environment variable: what it would take from
  *    there is an option (cairn_repo_open_ext).
  *
@@ -52,7 +67,8 @@ enum {
 	CAIRN_EBUSY = -5,     /* lock not available in time */
 	CAIRN_ENOTFOUND = -6, /* no such snapshot, path, user or repository */
 	CAIRN_EEXISTS = -7,   /* object already exists (exit 1) */
-	CAIRN_ENOMEM = -8     /* out of memory (exit 1) */
+	CAIRN_ENOMEM = -8,    /* out of memory (exit 1) */
+	CAIRN_ECANCELED = -9  /* a callback returned non-zero: stopped (exit 1) */
 };
 
 /* Message of the last failure on this thread ("" if none). */
@@ -173,6 +189,11 @@ typedef struct cairn_event {
 
 /* Called from the thread that called cairn_take/cairn_restore. */
 typedef void (*cairn_event_cb)(const cairn_event *event, void *payload);
+/* The same, able to cancel: a non-zero return stops the operation, which
+ * fails with CAIRN_ECANCELED (what it leaves behind: see each call). Given
+ * in an options field of its own (event_cancel_cb), beside event_cb: set
+ * one of them (both is CAIRN_EUSAGE); they share event_payload. */
+typedef int (*cairn_event_cancel_cb)(const cairn_event *event, void *payload);
 
 /* ---- snapshots ----------------------------------------------------------- */
 
@@ -233,7 +254,7 @@ CAIRN_EXTERN int cairn_snapshot_resolve_ext(char id_out[65], cairn_repo *repo, c
 
 /* ---- take ---------------------------------------------------------------- */
 
-#define CAIRN_TAKE_OPTIONS_VERSION 2
+#define CAIRN_TAKE_OPTIONS_VERSION 3
 typedef struct cairn_take_options {
 	unsigned version;
 	const char *root;        /* directory to capture (required) */
@@ -250,10 +271,11 @@ typedef struct cairn_take_options {
 	cairn_event_cb event_cb;
 	void *event_payload;
 	/* Live instance: freeze this cgroup directory (v2 cgroup.freeze or the
-	 * v1 freezer) from before the walk until after the commit; a guardian
-	 * process thaws it if the caller dies. While frozen, SIGINT/SIGTERM/
-	 * SIGHUP abort the take (thawed, nothing committed). On failure the
-	 * group is thawed before cairn_take returns (no "resumed" event then). */
+	 * v1 freezer) from before the walk until after the commit. On failure
+	 * the group is thawed before cairn_take returns (no "resumed" event
+	 * then). What guards the frozen group against the caller's own death
+	 * or signals is asked for in flags (CAIRN_TAKE_GUARDIAN,
+	 * CAIRN_TAKE_SIGNALS). */
 	const char *cgroup;
 	int release;             /* 1: kill the group's processes after the commit instead of thawing */
 	uint64_t max_pause_ms;   /* > 0: abort and thaw when still paused after this long */
@@ -272,10 +294,41 @@ typedef struct cairn_take_options {
 	 * reads only what changed since: the pause costs a walk, not the data.
 	 * 1: no pre-copy, everything is read while frozen. */
 	int no_precopy;
+	/* version 3: events that may cancel, instead of event_cb. A non-zero
+	 * return to a STATE or PROGRESS event before "saved" cancels the take
+	 * as any failure ends it: nothing is committed, the quota is not
+	 * charged (data already stored is left to gc), a frozen group is
+	 * thawed (no "resumed" event), the workers are joined; CAIRN_ECANCELED.
+	 * Returns to NOTICE events and to events from "saved" on are ignored
+	 * (the snapshot is committed then). */
+	cairn_event_cancel_cb event_cancel_cb;
+	/* version 3: CAIRN_TAKE_* flags, or'd. Options of versions 1 and 2 get
+	 * CAIRN_TAKE_GUARDIAN | CAIRN_TAKE_SIGNALS, their behaviour. */
+	unsigned flags;
 } cairn_take_options;
-#define CAIRN_TAKE_OPTIONS_INIT { CAIRN_TAKE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, 0 }
+#define CAIRN_TAKE_OPTIONS_INIT { CAIRN_TAKE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, 0, NULL, 0 }
+/* With cgroup: fork a guardian process before the freeze, which thaws the
+ * group when the caller dies while it is frozen (even by SIGKILL) and when
+ * max_pause_ms passes. It leaves the caller's cgroup and session (into
+ * cairn-guardian at the top of the hierarchy) and is reaped before
+ * cairn_take returns. Without it, a caller that dies while frozen leaves
+ * the group frozen until cairn_recover (which the freeze record, kept in
+ * every case, makes possible): run it at start-up and after a crash. */
+#define CAIRN_TAKE_GUARDIAN 0x1u
+/* With cgroup: install handlers of SIGINT, SIGTERM and SIGHUP (process-wide;
+ * one such take per process at a time) from before the pre-copy until the
+ * end: a signal thaws at once and the take fails with nothing committed;
+ * from the commit point on the signals are blocked in the calling thread
+ * until cairn_take returns. A signal the caller ignores stays ignored; the
+ * old handlers are restored before cairn_take returns. Without it, no
+ * signal disposition or mask is touched: the caller's handlers run, and a
+ * default action that kills the process leaves the group frozen unless a
+ * guardian thaws it. */
+#define CAIRN_TAKE_SIGNALS 0x2u
 
+#define CAIRN_TAKE_RESULT_VERSION 2
 typedef struct cairn_take_result {
+	unsigned version;
 	char snapshot[65];
 	uint64_t files, dirs, bytes;
 	uint64_t new_bytes, stored_bytes; /* repository-level, for admins (see cairn_snapshot_info) */
@@ -287,8 +340,12 @@ typedef struct cairn_take_result {
 	                          * the user's own figure, `added_bytes` in the CLI's JSON */
 	uint64_t precopy_ms;     /* time copying content before the freeze (0: no pre-copy) */
 	uint64_t prior_cut_chunks; /* chunks of changed files cut where the parent's were, without the chunker */
+	/* version 2 */
+	uint64_t freeze_ms;      /* with cgroup: time from the freeze request until frozen ("paused" ms) */
 } cairn_take_result;
+#define CAIRN_TAKE_RESULT_INIT { CAIRN_TAKE_RESULT_VERSION, "", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
+/* Capture opts->root as snapshot opts->name. out may be NULL. */
 CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo,
                             const cairn_take_options *opts);
 
@@ -320,20 +377,29 @@ CAIRN_EXTERN int cairn_recover(const char *state_dir, cairn_recover_cb cb, void 
 
 /* ---- restore ------------------------------------------------------------- */
 
-#define CAIRN_RESTORE_OPTIONS_VERSION 1
+#define CAIRN_RESTORE_OPTIONS_VERSION 2
 typedef struct cairn_restore_options {
 	unsigned version;
 	int force;     /* 1: restore into a non-empty target, replacing entries */
 	int threads;   /* 0 = number of CPUs (twice that from RADOS or S3) */
 	cairn_event_cb event_cb;
 	void *event_payload;
+	/* version 2: progress that may cancel, instead of event_cb: the
+	 * restore stops at once and fails with CAIRN_ECANCELED, leaving what
+	 * it wrote (as any failed restore: entries, some of them incomplete,
+	 * directories not yet given their modes and times): restore again
+	 * with force, or remove the target. */
+	cairn_event_cancel_cb event_cancel_cb;
 } cairn_restore_options;
-#define CAIRN_RESTORE_OPTIONS_INIT { CAIRN_RESTORE_OPTIONS_VERSION, 0, 0, NULL, NULL }
+#define CAIRN_RESTORE_OPTIONS_INIT { CAIRN_RESTORE_OPTIONS_VERSION, 0, 0, NULL, NULL, NULL }
 
+#define CAIRN_RESTORE_RESULT_VERSION 1
 typedef struct cairn_restore_result {
+	unsigned version;
 	uint64_t files, dirs, symlinks, specials, hardlinks, bytes;
 	uint64_t duration_ms;
 } cairn_restore_result;
+#define CAIRN_RESTORE_RESULT_INIT { CAIRN_RESTORE_RESULT_VERSION, 0, 0, 0, 0, 0, 0, 0 }
 
 /* Recreate snapshot snap_id (a full id) in target, which must be absent or
  * empty unless opts->force. CAIRN_ECORRUPT on any bad object or chunk. */
@@ -412,10 +478,13 @@ typedef struct cairn_diff_item {
 /* A non-zero return stops the diff and is returned. */
 typedef int (*cairn_diff_cb)(const cairn_diff_item *item, void *payload);
 
+#define CAIRN_DIFF_RESULT_VERSION 1
 typedef struct cairn_diff_result {
+	unsigned version;
 	uint64_t added, removed, changed;
 	uint64_t trees_read; /* tree objects loaded: only subtrees whose ids differ are read */
 } cairn_diff_result;
+#define CAIRN_DIFF_RESULT_INIT { CAIRN_DIFF_RESULT_VERSION, 0, 0, 0, 0 }
 
 /* Compare snapshot old_id with new_id (full ids), depth-first in name order.
  * Below an added or removed directory every entry is reported too. A type
@@ -424,7 +493,9 @@ typedef struct cairn_diff_result {
 CAIRN_EXTERN int cairn_diff(cairn_diff_result *out, cairn_repo *repo, const char *old_id,
                             const char *new_id, cairn_diff_cb cb, void *payload);
 
+#define CAIRN_REPO_STATS_VERSION 1
 typedef struct cairn_repo_stats {
+	unsigned version;
 	uint64_t snapshots;
 	uint64_t logical_bytes; /* sum of every snapshot's file bytes */
 	uint64_t stored_bytes;  /* sum of the stored size of every blob in the index */
@@ -433,6 +504,7 @@ typedef struct cairn_repo_stats {
 	uint64_t packs;
 	double dedup_ratio;     /* logical_bytes / stored_bytes; 0 when nothing is stored */
 } cairn_repo_stats;
+#define CAIRN_REPO_STATS_INIT { CAIRN_REPO_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0 }
 
 CAIRN_EXTERN int cairn_stats(cairn_repo_stats *out, cairn_repo *repo);
 
@@ -450,20 +522,27 @@ typedef enum cairn_archive_compress {
 	CAIRN_COMPRESS_ZSTD = 2
 } cairn_archive_compress;
 
-#define CAIRN_EXPORT_OPTIONS_VERSION 1
+#define CAIRN_EXPORT_OPTIONS_VERSION 2
 typedef struct cairn_export_options {
 	unsigned version;
 	cairn_archive_format format;
 	cairn_archive_compress compress;
 	cairn_event_cb event_cb;  /* progress: files, bytes */
 	void *event_payload;
+	/* version 2: progress that may cancel, instead of event_cb: the export
+	 * stops and fails with CAIRN_ECANCELED; what went to fd is a truncated
+	 * archive (no end-of-archive blocks): discard it. */
+	cairn_event_cancel_cb event_cancel_cb;
 } cairn_export_options;
-#define CAIRN_EXPORT_OPTIONS_INIT { CAIRN_EXPORT_OPTIONS_VERSION, CAIRN_ARCHIVE_PAX, CAIRN_COMPRESS_NONE, NULL, NULL }
+#define CAIRN_EXPORT_OPTIONS_INIT { CAIRN_EXPORT_OPTIONS_VERSION, CAIRN_ARCHIVE_PAX, CAIRN_COMPRESS_NONE, NULL, NULL, NULL }
 
+#define CAIRN_EXPORT_RESULT_VERSION 1
 typedef struct cairn_export_result {
+	unsigned version;
 	uint64_t entries, files, bytes; /* bytes: file content written (holes excluded) */
 	uint64_t duration_ms;
 } cairn_export_result;
+#define CAIRN_EXPORT_RESULT_INIT { CAIRN_EXPORT_RESULT_VERSION, 0, 0, 0, 0 }
 
 /* Write snapshot snap_id (a full id) as a tar archive to fd, every chunk
  * verified. Entries: "." for the root, then "name", "dir/name", ...
@@ -471,7 +550,7 @@ typedef struct cairn_export_result {
 CAIRN_EXTERN int cairn_export(cairn_export_result *out, cairn_repo *repo, const char *snap_id,
                               int fd, const cairn_export_options *opts);
 
-#define CAIRN_IMPORT_OPTIONS_VERSION 1
+#define CAIRN_IMPORT_OPTIONS_VERSION 2
 typedef struct cairn_import_options {
 	unsigned version;
 	const char *name;        /* snapshot name (required) */
@@ -482,10 +561,16 @@ typedef struct cairn_import_options {
 	size_t nlabels;
 	cairn_event_cb event_cb; /* progress: files, bytes, new_bytes, stored_bytes */
 	void *event_payload;
+	/* version 2: progress that may cancel, instead of event_cb: the import
+	 * stops and fails with CAIRN_ECANCELED, nothing committed (data already
+	 * stored waits for gc, as after any failed import). */
+	cairn_event_cancel_cb event_cancel_cb;
 } cairn_import_options;
-#define CAIRN_IMPORT_OPTIONS_INIT { CAIRN_IMPORT_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL }
+#define CAIRN_IMPORT_OPTIONS_INIT { CAIRN_IMPORT_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL }
 
+#define CAIRN_IMPORT_RESULT_VERSION 1
 typedef struct cairn_import_result {
+	unsigned version;
 	char snapshot[65];
 	uint64_t entries;        /* archive entries read */
 	uint64_t files, dirs, bytes, new_bytes, stored_bytes;
@@ -493,6 +578,7 @@ typedef struct cairn_import_result {
 	uint64_t sockets_skipped;
 	uint64_t duration_ms;
 } cairn_import_result;
+#define CAIRN_IMPORT_RESULT_INIT { CAIRN_IMPORT_RESULT_VERSION, "", 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* Read a tar archive (plain, gzip or zstd: detected from the data) from fd
  * and commit it as a snapshot. With base, the archive is an OCI/Docker
@@ -536,13 +622,16 @@ typedef struct cairn_fsck_problem {
 	size_t more_affected; /* pairs beyond the listed ones (the list is capped) */
 } cairn_fsck_problem;
 
+#define CAIRN_FSCK_STATS_VERSION 1
 typedef struct cairn_fsck_stats {
+	unsigned version;
 	uint64_t snapshots, trees, chunks, packs, index_segments, bytes_checked;
 	uint64_t damaged;          /* problems of severity DAMAGE (after repair: those left) */
 	uint64_t damaged_snapshots; /* distinct snapshots affected by damage */
 	uint64_t infos, repairs;
 	uint64_t duration_ms;
 } cairn_fsck_stats;
+#define CAIRN_FSCK_STATS_INIT { CAIRN_FSCK_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 typedef struct cairn_fsck_report cairn_fsck_report;
 
@@ -559,6 +648,7 @@ CAIRN_EXTERN size_t cairn_fsck_report_count(const cairn_fsck_report *report);
 /* Valid until the report is freed. */
 CAIRN_EXTERN const cairn_fsck_problem *cairn_fsck_report_get(const cairn_fsck_report *report,
                                                              size_t i);
+/* out->version must be set (CAIRN_FSCK_STATS_INIT); else out is left alone. */
 CAIRN_EXTERN void cairn_fsck_report_stats(const cairn_fsck_report *report, cairn_fsck_stats *out);
 CAIRN_EXTERN void cairn_fsck_report_free(cairn_fsck_report *report);
 
@@ -574,7 +664,9 @@ typedef struct cairn_gc_options {
 } cairn_gc_options;
 #define CAIRN_GC_OPTIONS_INIT { CAIRN_GC_OPTIONS_VERSION, 0, -1, 0, 0 }
 
+#define CAIRN_GC_RESULT_VERSION 1
 typedef struct cairn_gc_result {
+	unsigned version;
 	int dry_run;
 	uint64_t snapshots;        /* snapshots whose data was kept */
 	uint64_t live_blobs, dead_blobs; /* indexed blobs referenced / not referenced */
@@ -589,6 +681,7 @@ typedef struct cairn_gc_result {
 	uint64_t duration_ms;
 	uint64_t inodes_removed;   /* inodes records of forgotten snapshots */
 } cairn_gc_result;
+#define CAIRN_GC_RESULT_INIT { CAIRN_GC_RESULT_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* Reclaim space (docs/operations.md "Garbage collection"): safe beside running takes and
  * restores. Holds the "gc" lock (CAIRN_EBUSY after lock_wait_ms).
@@ -598,7 +691,9 @@ CAIRN_EXTERN int cairn_gc(cairn_gc_result *out, cairn_repo *repo, const cairn_gc
 
 /* ---- users, usage and quotas (engine/quota/) ----------------------------- */
 
-/* A user's accounting (docs/operations.md "Users, usage and quotas"). used_bytes is the
+/* A user's accounting (docs/operations.md "Users, usage and quotas"). It
+ * has no version and never changes (it is embedded and returned in arrays).
+ * used_bytes is the
  * stored size of each distinct chunk and tree that the user's snapshots
  * reference, each counted once for the user whatever other users store. */
 typedef struct cairn_usage {
@@ -626,12 +721,15 @@ CAIRN_EXTERN int cairn_quota_set(cairn_repo *repo, const char *user, int has_quo
  * (NULL too). Every call taking a user refuses others with CAIRN_EUSAGE. */
 CAIRN_EXTERN int cairn_user_name_valid(const char *user);
 
+#define CAIRN_ESTIMATE_RESULT_VERSION 1
 typedef struct cairn_estimate_result {
+	unsigned version;
 	uint64_t added_bytes;  /* what a take would add to the user's usage */
 	uint64_t files, bytes, new_bytes, stored_bytes; /* as the take would report them */
 	cairn_usage usage;     /* the user's figures now */
 	int fits;              /* the take would pass the user's quota */
 } cairn_estimate_result;
+#define CAIRN_ESTIMATE_RESULT_INIT { CAIRN_ESTIMATE_RESULT_VERSION, 0, 0, 0, 0, 0, { "", 0, 0, 0, 0 }, 0 }
 
 /* What cairn_take with opts would add to opts->user's usage, writing
  * nothing (a dry run of the take pipeline; opts->name may be NULL). Equal to
@@ -666,7 +764,8 @@ typedef struct cairn_mount_options {
 	/* NOTICE: one line per failure (naming the object); PROGRESS (bytes,
 	 * total_bytes, ms) and STATE "hydrated" (bytes, ms) of the background
 	 * hydration. Called from the server's threads, one at a time or not:
-	 * the callback serializes itself. */
+	 * the callback serializes itself. (No cancelling callback: stop a
+	 * mount with cairn_mount_unmount.) */
 	cairn_event_cb event_cb;
 	void *event_payload;
 } cairn_mount_options;

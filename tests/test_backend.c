@@ -370,9 +370,9 @@ static void check_callers_backend(void)
 	cairn_take_options to = CAIRN_TAKE_OPTIONS_INIT;
 	to.root = src;
 	to.name = "through-a-callers-backend";
-	cairn_take_result tr;
+	cairn_take_result tr = CAIRN_TAKE_RESULT_INIT;
 	CHECK_EQ(cairn_take(&tr, r, &to), 0);
-	cairn_restore_result rr;
+	cairn_restore_result rr = CAIRN_RESTORE_RESULT_INIT;
 	CHECK_EQ(cairn_restore(&rr, r, tr.snapshot, dst, NULL), 0);
 	snprintf(f, sizeof(f), "%s/file", dst);
 	size_t len = 0;

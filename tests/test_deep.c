@@ -173,7 +173,7 @@ static void bottom_file(const char *target, char *out, size_t cap)
 static size_t fsck_damage(void)
 {
 	cairn_fsck_report *rep = NULL;
-	cairn_fsck_stats fs = {0};
+	cairn_fsck_stats fs = CAIRN_FSCK_STATS_INIT;
 	int rc = cairn_fsck(&rep, repo_path, NULL);
 	CHECK_EQ(rc, 0);
 	if (rc < 0) printf("fsck: %s\n", cairn_error_last());
@@ -201,7 +201,7 @@ static void *walkers(void *arg)
 
 	CHECK_EQ(fsck_damage(), 0);
 
-	cairn_diff_result dr;
+	cairn_diff_result dr = CAIRN_DIFF_RESULT_INIT;
 	CHECK_EQ(cairn_diff(&dr, r, a, b, NULL, NULL), 0);
 	printf("diff a b: %llu changed (%s)\n", (unsigned long long)dr.changed, cairn_error_last());
 	CHECK_EQ(dr.changed, 1);
@@ -217,7 +217,7 @@ static void *walkers(void *arg)
 
 	/* to /dev/null: the pax headers of 20,000 paths up to 40 KB long are 400 MB */
 	int fd = open("/dev/null", O_WRONLY);
-	cairn_export_result er;
+	cairn_export_result er = CAIRN_EXPORT_RESULT_INIT;
 	int rc = cairn_export(&er, r, a, fd, NULL);
 	printf("export: %d (%s)\n", rc, rc ? cairn_error_last() : "");
 	CHECK_EQ(rc, 0);
@@ -230,7 +230,7 @@ static void *walkers(void *arg)
 	snprintf(tar, sizeof(tar), "%s/deep.tar", base);
 	deep_tar(tar);
 	cairn_import_options io = CAIRN_IMPORT_OPTIONS_INIT;
-	cairn_import_result ir;
+	cairn_import_result ir = CAIRN_IMPORT_RESULT_INIT;
 	io.name = "imported";
 	io.user = "alice";
 	io.base = a;
@@ -266,7 +266,7 @@ static void *walkers(void *arg)
 	CHECK_EQ(cairn_forget(r, b, NULL), 0);
 	cairn_gc_options go = CAIRN_GC_OPTIONS_INIT;
 	go.grace_ms = 0;
-	cairn_gc_result gr;
+	cairn_gc_result gr = CAIRN_GC_RESULT_INIT;
 	rc = cairn_gc(&gr, r, &go);
 	printf("gc: %d (%s), %llu live blobs\n", rc, rc ? cairn_error_last() : "",
 	       (unsigned long long)gr.live_blobs);

@@ -206,7 +206,7 @@ static void force_over_symlink(void)
 	cairn_take_options to = CAIRN_TAKE_OPTIONS_INIT;
 	to.root = src;
 	to.name = "s";
-	cairn_take_result tr;
+	cairn_take_result tr = CAIRN_TAKE_RESULT_INIT;
 	CHECK(cairn_take(&tr, r, &to) == 0);
 
 	/* the target already holds sub -> outside and f -> outside/victim */
@@ -320,7 +320,7 @@ static void huge_sparse(void)
 	writer_free(w);
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	cairn_export_result er;
+	cairn_export_result er = CAIRN_EXPORT_RESULT_INIT;
 	rc = cairn_export(&er, r, id, devnull, NULL);
 	double took = seconds_since(&t0);
 	printf("export of a %llu-byte sparse file: %d (%s), %.2f s\n", (unsigned long long)TREE_FILE_SIZE_MAX,

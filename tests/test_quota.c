@@ -46,7 +46,7 @@ static void make_tree(const char *dir, uint64_t own, size_t own_len)
 static int take(cairn_repo *r, const char *root, const char *user, const char *name, char id[65])
 {
 	cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
-	cairn_take_result res;
+	cairn_take_result res = CAIRN_TAKE_RESULT_INIT;
 	o.root = root;
 	o.user = user;
 	o.name = name;
@@ -156,7 +156,7 @@ static void test_quota_edges(cairn_repo *r, const char *t2)
 static void test_estimate(cairn_repo *r, const char *t1, const char *t3)
 {
 	cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
-	cairn_estimate_result e;
+	cairn_estimate_result e = CAIRN_ESTIMATE_RESULT_INIT;
 	o.root = t3;
 	o.user = "alice";
 	o.no_parent = 1;
@@ -291,7 +291,7 @@ static void test_incremental(cairn_repo *r, const char *dir)
 {
 	char p[512], i1[65], i2[65], i3[65];
 	cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
-	cairn_take_result res;
+	cairn_take_result res = CAIRN_TAKE_RESULT_INIT;
 	make_tree(dir, t_rand(), 120000);
 	for (int k = 0; k < 6; k++) {
 		snprintf(p, sizeof(p), "%s/f%d", dir, k);
@@ -363,7 +363,7 @@ static void test_refs_deltas(cairn_repo *r, const char *dir)
 {
 	char p[512], ids[14][65];
 	cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
-	cairn_take_result res;
+	cairn_take_result res = CAIRN_TAKE_RESULT_INIT;
 	mkdir(dir, 0755);
 	for (int k = 0; k < 40; k++) {
 		snprintf(p, sizeof(p), "%s/f%02d", dir, k);
@@ -468,7 +468,7 @@ static void test_user_names(cairn_repo *r, const char *t2, const char *repo_dir)
 	                                   "u23456789012345678901234567890123456789012345678901234567890abcd"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		quota_usage u;
-		cairn_estimate_result e;
+		cairn_estimate_result e = CAIRN_ESTIMATE_RESULT_INIT;
 		cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
 		o.root = t2;
 		o.user = bad[i];

@@ -52,7 +52,7 @@ static void gen(const char *dir, int depth)
 static void take(cairn_repo *r, const char *root, const char *name, char id[65])
 {
 	cairn_take_options o = CAIRN_TAKE_OPTIONS_INIT;
-	cairn_take_result res;
+	cairn_take_result res = CAIRN_TAKE_RESULT_INIT;
 	o.root = root;
 	o.name = name;
 	o.threads = 1;

@@ -95,7 +95,7 @@ int cmd_diff(struct cli *cli, int argc, char **argv)
 		rc = cli_resolve(cli, repo, cli->args[1], user, b);
 	if (rc == 0) {
 		struct diff_out o = { .json = cli->json };
-		cairn_diff_result res;
+		cairn_diff_result res = CAIRN_DIFF_RESULT_INIT;
 		if (o.json) {
 			json_start(&o.j, stdout);
 			json_open(&o.j, NULL, '{');

@@ -44,7 +44,7 @@ int cmd_estimate(struct cli *cli, int argc, char **argv)
 		o.excludes = excludes.v;
 		o.nexcludes = excludes.n;
 		o.threads = threads;
-		cairn_estimate_result e;
+		cairn_estimate_result e = CAIRN_ESTIMATE_RESULT_INIT;
 		int err = cairn_estimate(&e, repo, &o);
 		if (err < 0) {
 			rc = cli_fail(cli, err);

@@ -57,7 +57,7 @@ int cmd_export(struct cli *cli, int argc, char **argv)
 		events_init(&ev, cli, quiet, 0);
 		eo.event_cb = events_cb;
 		eo.event_payload = &ev;
-		cairn_export_result res;
+		cairn_export_result res = CAIRN_EXPORT_RESULT_INIT;
 		int err = cairn_export(&res, repo, id, fd, &eo);
 		progress_clear();
 		if (err < 0)

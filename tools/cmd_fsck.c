@@ -114,7 +114,7 @@ int cmd_fsck(struct cli *cli, int argc, char **argv)
 	cairn_fsck_report *rep;
 	int err = cairn_fsck(&rep, path, &o);
 	if (err < 0) return cli_fail(cli, err);
-	cairn_fsck_stats st;
+	cairn_fsck_stats st = CAIRN_FSCK_STATS_INIT;
 	cairn_fsck_report_stats(rep, &st);
 	if (cli->json) print_json(rep, &st);
 	else print_human(rep, &st, quiet);

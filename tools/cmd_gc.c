@@ -45,7 +45,7 @@ int cmd_gc(struct cli *cli, int argc, char **argv)
 	cairn_repo *repo;
 	int rc = cli_open_repo(cli, &repo);
 	if (rc != 0) return rc;
-	cairn_gc_result r;
+	cairn_gc_result r = CAIRN_GC_RESULT_INIT;
 	int err = cairn_gc(&r, repo, &o);
 	cairn_repo_free(repo);
 	if (err < 0) return cli_fail(cli, err);

@@ -81,7 +81,7 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 		io.nlabels = labels.n;
 		io.event_cb = events_cb;
 		io.event_payload = &ev;
-		cairn_import_result res;
+		cairn_import_result res = CAIRN_IMPORT_RESULT_INIT;
 		int err = cairn_import(&res, repo, fd, &io);
 		progress_clear();
 		if (err < 0) {

@@ -47,7 +47,7 @@ static int restore(const struct cli *cli, cairn_repo *repo, const char *id,
 	events_init(&ev, cli, quiet, 0);
 	ro->event_cb = events_cb;
 	ro->event_payload = &ev;
-	cairn_restore_result res;
+	cairn_restore_result res = CAIRN_RESTORE_RESULT_INIT;
 	int err = cairn_restore(&res, repo, id, cli->args[1], ro);
 	progress_clear();
 	if (err < 0)

@@ -12,7 +12,7 @@ int cmd_stats(struct cli *cli, int argc, char **argv)
 	int rc = cli_open_repo(cli, &repo);
 	if (rc != 0)
 		return rc;
-	cairn_repo_stats s;
+	cairn_repo_stats s = CAIRN_REPO_STATS_INIT;
 	int err = cairn_stats(&s, repo);
 	if (err < 0) {
 		rc = cli_fail(cli, err);

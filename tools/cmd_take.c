@@ -142,11 +142,13 @@ static int take(const struct cli *cli, cairn_repo *repo, const struct take_args 
 	to.event_payload = &tev;
 	to.cgroup = a->cgroup;
 	to.release = a->release;
+	/* the CLI guards a frozen instance itself: against its own death and its signals */
+	to.flags = CAIRN_TAKE_GUARDIAN | CAIRN_TAKE_SIGNALS;
 	to.max_pause_ms = (uint64_t)a->max_pause * 1000;
 	to.no_precopy = a->no_precopy;
 	to.upper = a->upper;
 	to.base = a->base;
-	cairn_take_result res;
+	cairn_take_result res = CAIRN_TAKE_RESULT_INIT;
 	int err = cairn_take(&res, repo, &to);
 	progress_clear();
 	if (err < 0) {

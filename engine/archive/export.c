@@ -3,11 +3,13 @@
  * ACLs). */
 #include "internal.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "cairn.h"
+#include "options.h"
 #include "util.h"
 
 #define ZERO_LEN (64u * 1024u)
@@ -168,18 +170,19 @@ static int write_content(xctx *x, const tree_entry *e)
 	return rc;
 }
 
-static void export_progress(xctx *x, int force)
+/* 1 when the caller's callback asked to cancel. */
+static int export_progress(xctx *x, int force)
 {
-	if (!x->o->event_cb) return;
+	if (!x->o->event_cb && !x->o->event_cancel_cb) return 0;
 	int64_t now = mono_ns();
-	if (!force && now - x->last_ns < 100000000LL) return;
+	if (!force && now - x->last_ns < 100000000LL) return 0;
 	x->last_ns = now;
 	cairn_event ev;
 	memset(&ev, 0, sizeof(ev));
 	ev.type = CAIRN_EVENT_PROGRESS;
 	ev.files = x->res.files;
 	ev.bytes = x->res.bytes;
-	x->o->event_cb(&ev, x->o->event_payload);
+	return event_emit(x->o->event_cb, x->o->event_cancel_cb, x->o->event_payload, &ev);
 }
 
 static int export_entry(xctx *x, const tree_entry *e, const char *path)
@@ -242,7 +245,7 @@ static int export_entry(xctx *x, const tree_entry *e, const char *path)
 	x->res.entries++;
 	if (e->type == TREE_REG) x->res.files++;
 	if (e->type == TREE_REG && !first && (rc = write_content(x, e)) < 0) return rc;
-	export_progress(x, 0);
+	if (export_progress(x, 0)) return error_set(CAIRN_ECANCELED, "export: canceled by the caller");
 	return 0;
 }
 
@@ -314,10 +317,9 @@ static int export_tree(xctx *x, const oid *id, char **path, size_t *cap)
 	return rc;
 }
 
-CAIRN_EXTERN int cairn_export(cairn_export_result *out, cairn_repo *repo, const char *snap_id,
-                              int fd, const cairn_export_options *opts)
+static int export_run(cairn_export_result *out, cairn_repo *repo, const char *snap_id, int fd,
+                      const cairn_export_options *opts)
 {
-	static const cairn_export_options defaults = CAIRN_EXPORT_OPTIONS_INIT;
 	xctx x;
 	snapshot_manifest m;
 	tree top = {0};
@@ -330,9 +332,6 @@ CAIRN_EXTERN int cairn_export(cairn_export_result *out, cairn_repo *repo, const 
 	memset(&x, 0, sizeof(x));
 	memset(&m, 0, sizeof(m));
 	if (out) memset(out, 0, sizeof(*out));
-	if (!opts) opts = &defaults;
-	if (opts->version != CAIRN_EXPORT_OPTIONS_VERSION)
-		return error_set(CAIRN_EUSAGE, "export: unsupported options version %u", opts->version);
 	x.repo = repo;
 	x.o = opts;
 	if ((rc = repo_load_snapshot(repo, snap_id, &m)) < 0) return rc;
@@ -385,7 +384,7 @@ CAIRN_EXTERN int cairn_export(cairn_export_result *out, cairn_repo *repo, const 
 		rc = ar_fail(x.a, CAIRN_EIO, "export: finishing the archive");
 		goto done;
 	}
-	export_progress(&x, 1);
+	export_progress(&x, 1); /* written: too late to cancel */
 	x.res.duration_ms = (uint64_t)(mono_ns() - t0) / 1000000;
 	if (out) *out = x.res;
 done:
@@ -399,5 +398,24 @@ done:
 	free(path);
 	if (top.mem) tree_free(&top);
 	snapshot_manifest_free(&m);
+	return rc;
+}
+
+CAIRN_EXTERN int cairn_export(cairn_export_result *out, cairn_repo *repo, const char *snap_id,
+                              int fd, const cairn_export_options *opts)
+{
+	static const size_t option_sizes[] = {
+		offsetof(cairn_export_options, event_cancel_cb), /* 1 */
+		sizeof(cairn_export_options),                    /* 2: event_cancel_cb */
+	};
+	static const size_t result_sizes[] = {sizeof(cairn_export_result)};
+	cairn_export_options o = CAIRN_EXPORT_OPTIONS_INIT;
+	cairn_export_result r = CAIRN_EXPORT_RESULT_INIT;
+	int rc = result_check(out, CAIRN_EXPORT_RESULT_VERSION, "export");
+	if (rc == 0) rc = options_copy(&o, opts, option_sizes, CAIRN_EXPORT_OPTIONS_VERSION, "export");
+	if (rc == 0) rc = event_cbs_check(o.event_cb, o.event_cancel_cb, "export");
+	if (rc < 0) return rc;
+	rc = export_run(&r, repo, snap_id, fd, &o);
+	result_copy(out, &r, result_sizes);
 	return rc;
 }

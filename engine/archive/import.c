@@ -2,10 +2,12 @@
  * then the trees written bottom-up and the manifest committed. */
 #include "internal.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cairn.h"
+#include "options.h"
 #include "user.h"
 #include "util.h"
 
@@ -203,8 +205,8 @@ static int commit(ictx *c, char id[OID_HEX_LEN + 1], int64_t t0)
 
 static int check_import_options(const cairn_import_options *o)
 {
-	if (!o || o->version != CAIRN_IMPORT_OPTIONS_VERSION)
-		return error_set(CAIRN_EUSAGE, "import: missing or unsupported options");
+	int rc = event_cbs_check(o->event_cb, o->event_cancel_cb, "import");
+	if (rc < 0) return rc;
 	if (!o->name || !*o->name) return error_set(CAIRN_EUSAGE, "import: --name is required");
 	if (strlen(o->name) > MAX_STR_LEN) return error_set(CAIRN_EUSAGE, "import: name too long");
 	if (o->source && strlen(o->source) > MAX_STR_LEN)
@@ -220,8 +222,7 @@ static int check_import_options(const cairn_import_options *o)
 	return 0;
 }
 
-CAIRN_EXTERN int cairn_import(cairn_import_result *out, cairn_repo *repo, int fd,
-                              const cairn_import_options *o)
+static int import_run(cairn_import_result *out, cairn_repo *repo, int fd, const cairn_import_options *o)
 {
 	ictx c;
 	struct archive *a = NULL;
@@ -283,10 +284,13 @@ CAIRN_EXTERN int cairn_import(cairn_import_result *out, cairn_repo *repo, int fd
 		}
 		c.res.entries++;
 		if ((rc = apply_entry(&c, a, ae)) < 0) goto done;
-		import_progress(&c, 0);
+		if (import_progress(&c, 0)) {
+			rc = import_canceled();
+			goto done;
+		}
 	}
 	if ((rc = commit(&c, c.res.snapshot, t0)) < 0) goto done;
-	import_progress(&c, 1);
+	import_progress(&c, 1); /* committed: too late to cancel */
 	c.res.files = c.files;
 	c.res.dirs = c.dirs;
 	if (out) *out = c.res;
@@ -295,5 +299,24 @@ done:
 	writer_free(c.w);
 	node_free(c.root);
 	free(c.buf);
+	return rc;
+}
+
+CAIRN_EXTERN int cairn_import(cairn_import_result *out, cairn_repo *repo, int fd,
+                              const cairn_import_options *opts)
+{
+	static const size_t option_sizes[] = {
+		offsetof(cairn_import_options, event_cancel_cb), /* 1 */
+		sizeof(cairn_import_options),                    /* 2: event_cancel_cb */
+	};
+	static const size_t result_sizes[] = {sizeof(cairn_import_result)};
+	cairn_import_options o = CAIRN_IMPORT_OPTIONS_INIT;
+	cairn_import_result r = CAIRN_IMPORT_RESULT_INIT;
+	int rc = result_check(out, CAIRN_IMPORT_RESULT_VERSION, "import");
+	if (rc == 0 && !opts) rc = error_set(CAIRN_EUSAGE, "import: missing options");
+	if (rc == 0) rc = options_copy(&o, opts, option_sizes, CAIRN_IMPORT_OPTIONS_VERSION, "import");
+	if (rc < 0) return rc;
+	rc = import_run(&r, repo, fd, &o);
+	result_copy(out, &r, result_sizes);
 	return rc;
 }

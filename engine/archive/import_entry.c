@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cairn.h"
+#include "options.h"
 #include "util.h"
 
 static int add_chunk(ictx *c, inode *ino, const uint8_t *data, size_t len)
@@ -69,11 +70,11 @@ static int add_extent(inode *ino, uint64_t off, uint64_t len, uint32_t *cap)
 	return 0;
 }
 
-void import_progress(ictx *c, int force)
+int import_progress(ictx *c, int force)
 {
-	if (!c->o->event_cb) return;
+	if (!c->o->event_cb && !c->o->event_cancel_cb) return 0;
 	int64_t now = mono_ns();
-	if (!force && now - c->last_ns < 100000000LL) return;
+	if (!force && now - c->last_ns < 100000000LL) return 0;
 	c->last_ns = now;
 	cairn_event ev;
 	memset(&ev, 0, sizeof(ev));
@@ -82,7 +83,12 @@ void import_progress(ictx *c, int force)
 	ev.bytes = c->res.bytes;
 	ev.new_bytes = c->res.new_bytes;
 	ev.stored_bytes = c->res.stored_bytes;
-	c->o->event_cb(&ev, c->o->event_payload);
+	return event_emit(c->o->event_cb, c->o->event_cancel_cb, c->o->event_payload, &ev);
+}
+
+int import_canceled(void)
+{
+	return error_set(CAIRN_ECANCELED, "import: canceled by the caller; nothing committed");
 }
 
 /* Read the entry's data blocks: their offsets give the sparse map. */
@@ -111,7 +117,7 @@ static int read_content(ictx *c, struct archive *a, inode *ino)
 			size -= k;
 			if (c->have == c->cap && (rc = drain(c, ino, 0)) < 0) return rc;
 		}
-		import_progress(c, 0);
+		if (import_progress(c, 0)) return import_canceled();
 	}
 	if (r != ARCHIVE_EOF) {
 		const char *m = archive_error_string(a);

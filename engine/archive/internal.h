@@ -139,7 +139,10 @@ typedef struct comps {
 /* import_entry.c: one archive entry applied to the tree in memory: its content
  * through the chunker into the writer, its metadata (ACLs into the kernel's
  * xattr format), its place */
-void import_progress(ictx *c, int force);
+/* A progress event (at most every 100 ms unless force); 1 when the
+ * caller's callback asked to cancel: the import then fails with import_canceled(). */
+int import_progress(ictx *c, int force);
+int import_canceled(void);
 int apply_entry(ictx *c, struct archive *a, struct archive_entry *ae);
 
 /* import_tree.c: the tree an import builds in memory: nodes and inodes, the

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "options.h"
+
 void problem_free(problem *p)
 {
 	if (!p) return;
@@ -41,8 +43,11 @@ CAIRN_EXTERN const cairn_fsck_problem *cairn_fsck_report_get(const cairn_fsck_re
 
 CAIRN_EXTERN void cairn_fsck_report_stats(const cairn_fsck_report *r, cairn_fsck_stats *out)
 {
-	memset(out, 0, sizeof(*out));
-	if (r) *out = r->stats;
+	static const size_t result_sizes[] = {sizeof(cairn_fsck_stats)};
+	cairn_fsck_stats s = CAIRN_FSCK_STATS_INIT;
+	if (result_check(out, CAIRN_FSCK_STATS_VERSION, "fsck report") < 0) return;
+	if (r) s = r->stats;
+	result_copy(out, &s, result_sizes);
 }
 
 /* Add a problem; returns its number, or -1 when out of memory. */

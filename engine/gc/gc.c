@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "options.h"
 #include "io.h"
 #include "pack.h"
 #include "util.h"
@@ -528,7 +529,7 @@ done:
 	return rc;
 }
 
-CAIRN_EXTERN int cairn_gc(cairn_gc_result *out, cairn_repo *repo, const cairn_gc_options *opts)
+static int gc_run_all(cairn_gc_result *out, cairn_repo *repo, const cairn_gc_options *opts)
 {
 	int rc;
 	cairn_gc_result res;
@@ -541,8 +542,6 @@ CAIRN_EXTERN int cairn_gc(cairn_gc_result *out, cairn_repo *repo, const cairn_gc
 	memset(&s1, 0, sizeof(s1));
 	memset(&s2, 0, sizeof(s2));
 	if (out) memset(out, 0, sizeof(*out));
-	if (opts && opts->version != CAIRN_GC_OPTIONS_VERSION)
-		return error_set(CAIRN_EUSAGE, "gc: unsupported options version %u", opts->version);
 	g.r = repo;
 	g.res = &res;
 	g.dry = opts && opts->dry_run;
@@ -571,5 +570,19 @@ done:
 	res.bytes_reclaimed = (int64_t)res.bytes_deleted - (int64_t)res.bytes_written;
 	res.duration_ms = (uint64_t)(now_ns() - t0) / 1000000;
 	if (out) *out = res;
+	return rc;
+}
+
+CAIRN_EXTERN int cairn_gc(cairn_gc_result *out, cairn_repo *repo, const cairn_gc_options *opts)
+{
+	static const size_t option_sizes[] = {sizeof(cairn_gc_options)};
+	static const size_t result_sizes[] = {sizeof(cairn_gc_result)};
+	cairn_gc_options o = CAIRN_GC_OPTIONS_INIT;
+	cairn_gc_result r = CAIRN_GC_RESULT_INIT;
+	int rc = result_check(out, CAIRN_GC_RESULT_VERSION, "gc");
+	if (rc == 0) rc = options_copy(&o, opts, option_sizes, CAIRN_GC_OPTIONS_VERSION, "gc");
+	if (rc < 0) return rc;
+	rc = gc_run_all(&r, repo, &o);
+	result_copy(out, &r, result_sizes);
 	return rc;
 }

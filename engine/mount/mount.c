@@ -16,6 +16,7 @@
 
 #include "error.h"
 #include "format.h"
+#include "options.h"
 #include "mount/mount.h"
 
 #define DEFAULT_THREADS 8
@@ -153,8 +154,11 @@ CAIRN_EXTERN int cairn_mount_start(cairn_mount **out, cairn_repo *repo, const ch
 	uint32_t *order = NULL;
 	size_t norder = 0;
 	*out = NULL;
-	if (!opts || opts->version != CAIRN_MOUNT_OPTIONS_VERSION)
-		return error_set(CAIRN_EUSAGE, "mount: unsupported options version %u", opts ? opts->version : 0);
+	static const size_t option_sizes[] = {sizeof(cairn_mount_options)};
+	cairn_mount_options o = CAIRN_MOUNT_OPTIONS_INIT;
+	if (!opts) return error_set(CAIRN_EUSAGE, "mount: missing options");
+	if ((rc = options_copy(&o, opts, option_sizes, CAIRN_MOUNT_OPTIONS_VERSION, "mount")) < 0) return rc;
+	opts = &o;
 	if (!opts->cache_dir || !*opts->cache_dir) return error_set(CAIRN_EUSAGE, "mount: no cache directory given");
 	if (!snap_id || strlen(snap_id) != OID_HEX_LEN) return error_set(CAIRN_EUSAGE, "mount: no snapshot id given");
 	if (!mountpoint || !*mountpoint || strlen(mountpoint) >= PATH_MAX)

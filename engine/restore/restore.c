@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "cairn.h"
 #include "error.h"
+#include "options.h"
 #include "damaged.h"
 #include "io.h"
 #include "restored.h"
@@ -80,12 +82,12 @@ static void keep_record(rstate *st, const char *snap_id, const char *target)
 {
 	oid snap;
 	if (hex_decode(snap.b, OID_LEN, snap_id) < 0 || restored_put(st->repo->settings.state_dir, st->rootfd, &snap, &st->items) == 0) return;
-	if (st->opts->event_cb) {
+	if (st->opts->event_cb || st->opts->event_cancel_cb) {
 		char msg[1024];
 		snprintf(msg, sizeof(msg), "restore record not kept (%s): the first take of %s reads every file",
 		         cairn_error_last(), target);
 		cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = msg};
-		st->opts->event_cb(&ev, st->opts->event_payload);
+		event_emit(st->opts->event_cb, st->opts->event_cancel_cb, st->opts->event_payload, &ev); /* done: too late to cancel */
 	}
 	error_clear();
 }
@@ -147,10 +149,9 @@ static size_t dir_budget(int threads)
 	return n > 4096 ? 4096 : n < 16 ? 16 : n;
 }
 
-CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, const char *snap_id,
-                               const char *target, const cairn_restore_options *opts)
+static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *snap_id, const char *target,
+                       const cairn_restore_options *opts)
 {
-	const cairn_restore_options defaults = CAIRN_RESTORE_OPTIONS_INIT;
 	snapshot_manifest m;
 	tree top;
 	rstate st;
@@ -165,9 +166,6 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 	memset(&st, 0, sizeof(st));
 	st.rootfd = -1;
 	if (out) memset(out, 0, sizeof(*out));
-	if (!opts) opts = &defaults;
-	if (opts->version != CAIRN_RESTORE_OPTIONS_VERSION)
-		return error_set(CAIRN_EUSAGE, "restore: unsupported options version %u", opts->version);
 	if (opts->threads < 0) return error_set(CAIRN_EUSAGE, "restore: threads must be >= 0");
 	if (!target || !*target) return error_set(CAIRN_EUSAGE, "restore: no target given");
 	if (!snap_id) return error_set(CAIRN_EUSAGE, "restore: no snapshot given");
@@ -274,6 +272,10 @@ CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, cons
 
 	if ((rc = link_members(&st)) < 0) goto done;
 	if ((rc = dir_metadata(&st)) < 0) goto done;
+	if (st.err) { /* canceled at a progress event of these passes */
+		rc = error_set(st.err, "%s", st.errmsg);
+		goto done;
+	}
 	/* done means durable: an instance started from this tree survives a
 	 * host crash right after (one syncfs, not an fsync per file) */
 	if (syncfs(st.rootfd) < 0) {
@@ -323,5 +325,24 @@ done_early:
 	if (st.rootfd >= 0) close(st.rootfd);
 	tree_free(&top);
 	snapshot_manifest_free(&m);
+	return rc;
+}
+
+CAIRN_EXTERN int cairn_restore(cairn_restore_result *out, cairn_repo *repo, const char *snap_id,
+                               const char *target, const cairn_restore_options *opts)
+{
+	static const size_t option_sizes[] = {
+		offsetof(cairn_restore_options, event_cancel_cb), /* 1 */
+		sizeof(cairn_restore_options),                    /* 2: event_cancel_cb */
+	};
+	static const size_t result_sizes[] = {sizeof(cairn_restore_result)};
+	cairn_restore_options o = CAIRN_RESTORE_OPTIONS_INIT;
+	cairn_restore_result r = CAIRN_RESTORE_RESULT_INIT;
+	int rc = result_check(out, CAIRN_RESTORE_RESULT_VERSION, "restore");
+	if (rc == 0) rc = options_copy(&o, opts, option_sizes, CAIRN_RESTORE_OPTIONS_VERSION, "restore");
+	if (rc == 0) rc = event_cbs_check(o.event_cb, o.event_cancel_cb, "restore");
+	if (rc < 0) return rc;
+	rc = restore_run(&r, repo, snap_id, target, &o);
+	result_copy(out, &r, result_sizes);
 	return rc;
 }

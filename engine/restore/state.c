@@ -11,11 +11,12 @@
 
 #include "cairn.h"
 #include "error.h"
+#include "options.h"
 #include "util.h"
 
 void restore_progress(rstate *st)
 {
-	if (!st->opts->event_cb) return;
+	if (!st->opts->event_cb && !st->opts->event_cancel_cb) return;
 	int64_t now = mono_ns();
 	if (now - st->last_progress < PROGRESS_NS) return;
 	st->last_progress = now;
@@ -26,7 +27,8 @@ void restore_progress(rstate *st)
 	ev.bytes = atomic_load(&st->bytes);
 	ev.total_files = st->total_files;
 	ev.total_bytes = st->total_bytes;
-	st->opts->event_cb(&ev, st->opts->event_payload);
+	if (event_emit(st->opts->event_cb, st->opts->event_cancel_cb, st->opts->event_payload, &ev))
+		restore_record_error(st, error_set(CAIRN_ECANCELED, "restore: canceled by the caller"));
 }
 
 /* Wait on cv for at most 100 ms (so the caller can report progress). mu held. */

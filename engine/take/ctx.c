@@ -7,13 +7,13 @@
 #include <string.h>
 
 #include "cairn.h"
+#include "options.h"
 
 /* A notice event (CLI: a line on stderr), when the caller listens. */
 void take_notice(const cairn_take_options *o, const char *msg)
 {
-	if (!o->event_cb) return;
 	cairn_event ev = {.type = CAIRN_EVENT_NOTICE, .message = msg};
-	o->event_cb(&ev, o->event_payload);
+	event_emit(o->event_cb, o->event_cancel_cb, o->event_payload, &ev); /* a notice never cancels */
 }
 
 /* Record the first failure of any thread; later ones are dropped. */

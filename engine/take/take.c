@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "cairn.h"
 #include "error.h"
 #include "freeze.h"
+#include "options.h"
 #include "overlay.h"
 #include "restored.h"
 #include "session.h"
@@ -31,10 +33,28 @@ static void write_inodes(take_ctx *c, const cairn_take_options *o, const char *s
 	take_notice(o, msg);
 }
 
+/* The size of cairn_take_options in each version (cairn.h). */
+static const size_t take_options_sizes[] = {
+	/* 1: up to base, its layout when version 2 came (before d64e4a4 it
+	 * grew without a new version: upper and base; fe58842: cgroup to dry_run) */
+	offsetof(cairn_take_options, no_precopy),
+	offsetof(cairn_take_options, event_cancel_cb), /* 2: no_precopy */
+	sizeof(cairn_take_options),                    /* 3: event_cancel_cb, flags */
+};
+
+int take_options_load(cairn_take_options *dst, const cairn_take_options *src, const char *what)
+{
+	const cairn_take_options defaults = CAIRN_TAKE_OPTIONS_INIT;
+	*dst = defaults;
+	if (!src) return error_set(CAIRN_EUSAGE, "%s: missing options", what);
+	int rc = options_copy(dst, src, take_options_sizes, CAIRN_TAKE_OPTIONS_VERSION, what);
+	if (rc < 0) return rc;
+	if (src->version < 3) dst->flags = CAIRN_TAKE_GUARDIAN | CAIRN_TAKE_SIGNALS; /* what they always did */
+	return event_cbs_check(dst->event_cb, dst->event_cancel_cb, what);
+}
+
 static int check_options(const cairn_take_options *o)
 {
-	if (!o || o->version != CAIRN_TAKE_OPTIONS_VERSION)
-		return error_set(CAIRN_EUSAGE, "take: missing or unsupported options");
 	if (!o->upper != !o->base) return error_set(CAIRN_EUSAGE, "take: --upper and --base go together");
 	if (!o->upper && (!o->root || !*o->root)) return error_set(CAIRN_EUSAGE, "take: --root is required");
 	if (!o->dry_run && (!o->name || !*o->name)) return error_set(CAIRN_EUSAGE, "take: --name is required");
@@ -52,10 +72,10 @@ static int check_options(const cairn_take_options *o)
 	return 0;
 }
 
-static void emit_progress(const cairn_take_options *o, take_ctx *c, uint64_t total_files,
-                          uint64_t total_bytes)
+/* A progress event; 1 when the caller's callback asked to cancel. */
+static int emit_progress(const cairn_take_options *o, take_ctx *c, uint64_t total_files,
+                         uint64_t total_bytes)
 {
-	if (!o->event_cb) return;
 	cairn_event ev;
 	memset(&ev, 0, sizeof(ev));
 	ev.type = CAIRN_EVENT_PROGRESS;
@@ -66,7 +86,12 @@ static void emit_progress(const cairn_take_options *o, take_ctx *c, uint64_t tot
 	ev.total_files = total_files;
 	ev.total_bytes = total_bytes;
 	ev.phase = c->precopy ? "precopy" : NULL;
-	o->event_cb(&ev, o->event_payload);
+	return event_emit(o->event_cb, o->event_cancel_cb, o->event_payload, &ev);
+}
+
+static int canceled(void)
+{
+	return error_set(CAIRN_ECANCELED, "take: canceled by the caller; nothing committed");
 }
 
 /* Upper mode without a parent: the unchanged part of the snapshot is the
@@ -227,7 +252,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	for (int64_t last = 0; c->workers_left > 0;) {
 		int64_t now = mono_ns();
 		if (now - last >= 100 * 1000 * 1000) {
-			emit_progress(o, c, ws->files, ws->bytes);
+			if (emit_progress(o, c, ws->files, ws->bytes)) take_fail(c, canceled()); /* stops the workers */
 			last = now;
 		}
 		int frc = freeze_check(fz);
@@ -253,7 +278,8 @@ done:
 	return rc;
 }
 
-CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cairn_take_options *o)
+/* cairn_take with options of the current version and a result of it. */
+static int take_run(cairn_take_result *out, cairn_repo *repo, const cairn_take_options *o)
 {
 	int rc;
 	take_ctx c, pre;
@@ -331,7 +357,10 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 
 	oid top_id;
 	if ((rc = o->upper ? build_overlay_top(&c, base, &ws, &top_id) : build_top(&c, &top_id)) < 0) goto done;
-	emit_progress(o, &c, ws.files, ws.bytes);
+	if (emit_progress(o, &c, ws.files, ws.bytes)) {
+		rc = canceled();
+		goto done;
+	}
 
 	snapshot_manifest m;
 	memset(&m, 0, sizeof(m));
@@ -379,9 +408,9 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	free(keys);
 	free(values);
 	if (rc < 0) goto done;
-	if (o->event_cb && !o->dry_run) {
+	if (!o->dry_run) { /* committed: a cancel comes too late */
 		cairn_event ev = {.type = CAIRN_EVENT_STATE, .state = "saved", .snapshot = sid_hex};
-		o->event_cb(&ev, o->event_payload);
+		event_emit(o->event_cb, o->event_cancel_cb, o->event_payload, &ev);
 	}
 	if ((rc = freeze_end(fz, o, sid_hex)) < 0) goto done;
 	if (!o->dry_run && !o->upper) write_inodes(&c, o, sid_hex); /* after the thaw: not in the pause */
@@ -404,6 +433,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 		out->used_uring = ws.used_uring && !c.uring_fallback[0];
 		out->charged_bytes = writer_charged(c.writer);
 		out->precopy_ms = precopy_ms;
+		out->freeze_ms = freeze_frozen_ms(fz);
 	}
 done:
 	freeze_free(fz); /* first: a failed take thaws at once */
@@ -420,5 +450,21 @@ done:
 	pthread_cond_destroy(&pre.jobs_cv);
 	pthread_cond_destroy(&c.done_cv);
 	pthread_cond_destroy(&pre.done_cv);
+	return rc;
+}
+
+CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cairn_take_options *opts)
+{
+	static const size_t result_sizes[] = {
+		offsetof(cairn_take_result, freeze_ms), /* 1: up to prior_cut_chunks */
+		sizeof(cairn_take_result),              /* 2: freeze_ms */
+	};
+	cairn_take_options o;
+	cairn_take_result r = CAIRN_TAKE_RESULT_INIT;
+	int rc = result_check(out, CAIRN_TAKE_RESULT_VERSION, "take");
+	if (rc == 0) rc = take_options_load(&o, opts, "take");
+	if (rc < 0) return rc;
+	rc = take_run(&r, repo, &o);
+	result_copy(out, &r, result_sizes);
 	return rc;
 }

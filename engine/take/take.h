@@ -158,6 +158,10 @@ typedef struct hl_assign {
 
 /* ctx.c: a capture's shared state: set up, freed, its first failure, notices */
 void take_notice(const cairn_take_options *o, const char *msg);
+/* take.c: a caller's options of any version (cairn.h) as the current one in
+ * dst: the defaults for what its version lacks, the flags its version
+ * implied; CAIRN_EUSAGE for NULL, an unknown version, both callbacks. */
+int take_options_load(cairn_take_options *dst, const cairn_take_options *src, const char *what);
 int take_fail(take_ctx *c, int rc);
 int take_failed(take_ctx *c);
 void take_ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w);
