@@ -311,7 +311,7 @@
 /* Defaults; see docs/architecture.md "Choosing the defaults". */
 #define DEFAULT_CHUNK_AVG (512u * 1024u)
 #define DEFAULT_ZSTD_LEVEL 3
-#define PACK_TARGET_LEN (32u * 1024u * 1024u) /* a directory's and S3's; RADOS: 4 MiB (store_rados.c) */
+#define PACK_TARGET_LEN (32u * 1024u * 1024u) /* a directory's and S3's; RADOS: 4 MiB (rados/internal.h) */
 
 /* Little-endian field access. */
 static inline void put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }

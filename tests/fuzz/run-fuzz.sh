@@ -30,8 +30,8 @@ objs=()
 # every engine source, in subfolders too (engine/take/take.c -> take_take.o)
 while IFS= read -r src; do
 	# the remote backends need their client libraries; the decoders don't
-	case $(basename "$src") in store_rados.c | store_s3.c) continue ;; esac
 	rel=${src#"$SRCDIR"/engine/}
+	case $rel in rados/* | s3/*) continue ;; esac
 	o=$OUT/obj/${rel//\//_}
 	o=${o%.c}.o
 	if [ ! -f "$o" ] || [ "$src" -nt "$o" ]; then
