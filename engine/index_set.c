@@ -49,16 +49,12 @@ static int set_visit(const char *name, void *payload)
 		return 1;
 	}
 	if (rc < 0) return rc;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		index_segment **p = realloc(l->seg, cap * sizeof(*p));
-		if (!p) {
-			index_segment_close(s);
-			return ERR_OOM();
-		}
-		l->seg = p;
-		l->cap = cap;
+	index_segment **p = vec_grow(l->seg, &l->cap, l->n + 1, sizeof(*p));
+	if (!p) {
+		index_segment_close(s);
+		return ERR_OOM();
 	}
+	l->seg = p;
 	l->seg[l->n++] = s;
 	return 0;
 }
@@ -204,13 +200,9 @@ static int size_visit(const char *name, void *payload)
 	int rc = store_size(sl->st, name, &size);
 	if (rc == CAIRN_ENOTFOUND) return 0;
 	if (rc < 0) return rc;
-	if (sl->n == sl->cap) {
-		size_t cap = sl->cap ? sl->cap * 2 : 16;
-		seg_size *p = realloc(sl->v, cap * sizeof(*p));
-		if (!p) return ERR_OOM();
-		sl->v = p;
-		sl->cap = cap;
-	}
+	seg_size *p = vec_grow(sl->v, &sl->cap, sl->n + 1, sizeof(*p));
+	if (!p) return ERR_OOM();
+	sl->v = p;
 	if (!(sl->v[sl->n].name = strdup(name))) return ERR_OOM();
 	sl->v[sl->n++].size = size;
 	return 0;

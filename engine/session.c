@@ -191,16 +191,7 @@ static int marks_load_one(const char *name, void *payload)
 	free(data);
 	if (rc < 0) return rc;
 	marks *ms = ml->ms;
-	if (ms->nobjects == ms->capobjects) {
-		size_t cap = ms->capobjects ? ms->capobjects * 2 : 4;
-		char **p = realloc(ms->objects, cap * sizeof(*p));
-		if (!p) return ERR_OOM();
-		ms->objects = p;
-		ms->capobjects = cap;
-	}
-	if (!(ms->objects[ms->nobjects] = strdup(name))) return ERR_OOM();
-	ms->nobjects++;
-	return 0;
+	return strv_push(&ms->objects, &ms->nobjects, &ms->capobjects, name);
 }
 
 /* Every mark object, merged; a listing that races a replacement is redone. */

@@ -83,13 +83,9 @@ int marks_add(marks *ms, const mark *nm)
 		m->prov |= nm->prov;
 		return 0;
 	}
-	if (ms->n == ms->cap) {
-		size_t cap = ms->cap ? ms->cap * 2 : 256;
-		mark *p = realloc(ms->m, cap * sizeof(*p));
-		if (!p) return ERR_OOM();
-		ms->m = p;
-		ms->cap = cap;
-	}
+	mark *p = vec_grow(ms->m, &ms->cap, ms->n + 1, sizeof(*p));
+	if (!p) return ERR_OOM();
+	ms->m = p;
 	index_entry e;
 	memset(&e, 0, sizeof(e));
 	e.id = nm->id;
@@ -114,13 +110,9 @@ int cand_add(marks *ms, const char *name, int64_t seen, uint8_t kind)
 		if (seen > c->seen_ns) c->seen_ns = seen;
 		return 0;
 	}
-	if (ms->nc == ms->capc) {
-		size_t cap = ms->capc ? ms->capc * 2 : 64;
-		cand *p = realloc(ms->c, cap * sizeof(*p));
-		if (!p) return ERR_OOM();
-		ms->c = p;
-		ms->capc = cap;
-	}
+	cand *p = vec_grow(ms->c, &ms->capc, ms->nc + 1, sizeof(*p));
+	if (!p) return ERR_OOM();
+	ms->c = p;
 	char *copy = strdup(name);
 	if (!copy) return ERR_OOM();
 	ms->c[ms->nc++] = (cand){copy, seen, kind, 0};

@@ -100,13 +100,9 @@ int ustate_apply(ustate *s, int sign, const oid *snap, const uref *v, size_t n, 
 	ss->refs = sign > 0;
 	s->nsnaps += (uint64_t)(int64_t)sign;
 	if (sign < 0) {
-		if (s->nforgotten == s->capforgotten) {
-			size_t cap = s->capforgotten ? s->capforgotten * 2 : 16;
-			oid *f = realloc(s->forgotten, cap * sizeof(*f));
-			if (!f) return ERR_OOM();
-			s->forgotten = f;
-			s->capforgotten = cap;
-		}
+		oid *f = vec_grow(s->forgotten, &s->capforgotten, s->nforgotten + 1, sizeof(*f));
+		if (!f) return ERR_OOM();
+		s->forgotten = f;
 		s->forgotten[s->nforgotten++] = *snap;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -135,13 +131,9 @@ static int add_seq(const char *name, void *payload)
 	leaf = leaf ? leaf + 1 : name;
 	uint8_t raw[8];
 	if (strlen(leaf) != 16 || hex_decode(raw, 8, leaf) < 0) return 0; /* not ours */
-	if (q->n == q->cap) {
-		size_t cap = q->cap ? q->cap * 2 : 64;
-		uint64_t *v = realloc(q->v, cap * sizeof(*v));
-		if (!v) return ERR_OOM();
-		q->v = v;
-		q->cap = cap;
-	}
+	uint64_t *v = vec_grow(q->v, &q->cap, q->n + 1, sizeof(*v));
+	if (!v) return ERR_OOM();
+	q->v = v;
 	q->v[q->n++] = strtoull(leaf, NULL, 16);
 	return 0;
 }

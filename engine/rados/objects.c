@@ -173,16 +173,12 @@ int rados_list(store *base, const char *dir, int (*cb)(const char *name, void *p
 			goto done;
 		}
 		if (strncmp(entry, want, want_len) != 0 || entry[want_len] == 0) continue;
-		if (n == cap) {
-			size_t c = cap ? cap * 2 : 64;
-			char **v = realloc(names, c * sizeof(*v));
-			if (!v) {
-				rc = ERR_OOM();
-				goto done;
-			}
-			names = v;
-			cap = c;
+		char **v = vec_grow(names, &cap, n + 1, sizeof(*v));
+		if (!v) {
+			rc = ERR_OOM();
+			goto done;
 		}
+		names = v;
 		if (!(names[n] = strdup(entry + st->prefix_len))) {
 			rc = ERR_OOM();
 			goto done;
