@@ -80,6 +80,7 @@ typedef struct marks {
 	chunk_index *pos; /* id -> index in m (in the entry's offset field) */
 	cand *c;
 	size_t nc, capc;
+	chunk_index *cpos; /* SHA-256 of a name -> the latest candidate of that name */
 	char **objects; /* names of the mark objects this was loaded from */
 	size_t nobjects, capobjects;
 } marks;

@@ -54,6 +54,7 @@ void marks_free(marks *ms)
 {
 	free(ms->m);
 	index_free(ms->pos);
+	index_free(ms->cpos);
 	for (size_t i = 0; i < ms->nc; i++) free(ms->c[i].name);
 	free(ms->c);
 	for (size_t i = 0; i < ms->nobjects; i++) free(ms->objects[i]);
@@ -64,7 +65,9 @@ void marks_free(marks *ms)
 int marks_init(marks *ms)
 {
 	memset(ms, 0, sizeof(*ms));
-	return index_new(&ms->pos);
+	int rc = index_new(&ms->pos);
+	if (rc == 0 && (rc = index_new(&ms->cpos)) < 0) marks_free(ms);
+	return rc;
 }
 
 mark *marks_find(marks *ms, const oid *id)
@@ -96,17 +99,29 @@ int marks_add(marks *ms, const mark *nm)
 	return 0;
 }
 
+/* A candidate's entry in cpos: keyed by the SHA-256 of its name, so that a
+ * record of many candidates loads in linear time (a search of the list for
+ * each was quadratic in what a hostile record may hold). It holds the latest
+ * candidate of that name: only the latest can be not dropped. */
+static index_entry *cand_slot(marks *ms, const char *name, oid *key)
+{
+	hash_sha256(key, name, strlen(name));
+	return (index_entry *)index_lookup(ms->cpos, key);
+}
+
 cand *cand_find(marks *ms, const char *name)
 {
-	for (size_t i = 0; i < ms->nc; i++)
-		if (!ms->c[i].drop && strcmp(ms->c[i].name, name) == 0) return &ms->c[i];
-	return NULL;
+	oid key;
+	const index_entry *e = cand_slot(ms, name, &key);
+	return e && !ms->c[e->offset].drop ? &ms->c[e->offset] : NULL;
 }
 
 int cand_add(marks *ms, const char *name, int64_t seen, uint8_t kind)
 {
-	cand *c = cand_find(ms, name);
-	if (c) {
+	oid key;
+	index_entry *e = cand_slot(ms, name, &key);
+	if (e && !ms->c[e->offset].drop) {
+		cand *c = &ms->c[e->offset];
 		if (seen > c->seen_ns) c->seen_ns = seen;
 		return 0;
 	}
@@ -115,6 +130,15 @@ int cand_add(marks *ms, const char *name, int64_t seen, uint8_t kind)
 	ms->c = p;
 	char *copy = strdup(name);
 	if (!copy) return ERR_OOM();
+	if (e) {
+		e->offset = (uint32_t)ms->nc; /* the dropped one's name again */
+	} else {
+		int rc = index_key_put(ms->cpos, key.b, OID_LEN, (uint32_t)ms->nc);
+		if (rc < 0) {
+			free(copy);
+			return rc;
+		}
+	}
 	ms->c[ms->nc++] = (cand){copy, seen, kind, 0};
 	return 0;
 }
