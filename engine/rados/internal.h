@@ -67,7 +67,6 @@
 	X(rados_aio_get_return_value) \
 	X(rados_aio_release)
 
-
 struct rados_lib {
 #define X(f) __typeof__(f) *f;
 	LIBRADOS_FUNCTIONS(X)

@@ -79,7 +79,6 @@ const char *s3_xml_text(const char *from, const char *end, const char *tag, char
 	return q + strlen(close);
 }
 
-
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
 	s3_req *q = arg;
@@ -357,7 +356,6 @@ int s3_resp_has(const s3_req *q, const char *s)
 	return q->resp.data && memmem(q->resp.data, q->resp.len, s, strlen(s)) != NULL;
 }
 
-
 /* ---- requests that several operations make -------------------------------- */
 
 /* After a retried create-only PUT got 412: did our own first attempt land? */
@@ -400,7 +398,6 @@ int s3_single_put(s3_store *st, const char *name, const void *data, size_t len, 
 	s3_req_free(&q);
 	return rc;
 }
-
 
 /* One page of a bucket listing (query on the bucket): *q gets the answer,
  * an XML document whose root element is root (e.g. "ListBucketResult");

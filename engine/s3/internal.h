@@ -54,8 +54,6 @@ typedef struct s3_store {
 	int nidle;
 } s3_store;
 
-
-
 typedef struct s3_req {
 	/* in */
 	const char *method; /* GET PUT HEAD DELETE POST */

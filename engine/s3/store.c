@@ -128,7 +128,6 @@ done:
 	return 0;
 }
 
-
 /* ---- objects ---------------------------------------------------------------- */
 
 static int s3_put(store *base, const char *name, const void *data, size_t len, unsigned flags)
