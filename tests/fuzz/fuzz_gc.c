@@ -1,11 +1,13 @@
 /* libFuzzer target: gc's records, sessions and marks, chosen by the input's
- * magic. Decode must never crash; a session it accepts must encode back to
+ * magic, as given and with its checksum made right (check.h). Decode must
+ * never crash; a session it accepts must encode back to
  * the same bytes; a marks record re-encodes to a fixed point (decoding
  * merges repeated ids and names), and to the same bytes when nothing
  * repeats. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "format.h"
 #include "session.h"
 
@@ -49,9 +51,15 @@ done:
 	marks_free(&ms2);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
+static void one(const uint8_t *data, size_t len)
 {
 	if (len >= 8 && memcmp(data, MAGIC_SESSION, 8) == 0) session(data, len);
 	else gc_marks(data, len);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
+{
+	one(data, len);
+	fuzz_with_check(data, len, one);
 	return 0;
 }
