@@ -192,6 +192,19 @@
  *                  the first take of that directory instead of a parent,
  *                  and deleted when it commits; older than 30 days: deleted
  *                  by the next restore on the host (engine/restored.h).
+ *   freeze record := header("CAIRNFRZ") pid:u32 pid_start:u64 guardian:u32
+ *                  guardian_start:u64 v2:u8 pidns:u64 time_ns:i64
+ *                  boot_id:str cgroup:str  check
+ *                  (not in the repository: on the host,
+ *                   $CAIRN_STATE_DIR/freezes/<pid>-<pid_start>, written
+ *                   tmp + fsync + rename before a take freezes cgroup (an
+ *                   absolute cgroup directory; v2 = 1 for cgroup v2),
+ *                   deleted after the thaw or the release; *_start: the
+ *                   process's start time in /proc (a reused pid is not
+ *                   it); boot_id and pidns name the boot and pid namespace
+ *                   that wrote it. One left behind by a take that died with
+ *                   its guardian is thawed by the next cairn command or by
+ *                   cairn recover (engine/freeze.c).)
  *   session     := header("CAIRNSES") start_ns:i64 expiry_ns:i64 pid:u32
  *                  host:str  check
  *                  (gc/sessions/<32 hex>: a process that opened the repository;
@@ -311,7 +324,7 @@
 /* Defaults; see docs/architecture.md "Choosing the defaults". */
 #define DEFAULT_CHUNK_AVG (512u * 1024u)
 #define DEFAULT_ZSTD_LEVEL 3
-#define PACK_TARGET_LEN (32u * 1024u * 1024u) /* a directory's and S3's; RADOS: 4 MiB (store_rados.c) */
+#define PACK_TARGET_LEN (32u * 1024u * 1024u) /* a directory's and S3's; RADOS: 4 MiB (rados/internal.h) */
 
 /* Little-endian field access. */
 static inline void put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }

@@ -37,6 +37,9 @@ size_t index_count(const chunk_index *ix);
 void index_foreach(const chunk_index *ix, void (*cb)(const index_entry *e, void *payload),
                    void *payload);
 
+/* Orders index entries by id (for qsort). */
+int index_entry_cmp(const void *a, const void *b);
+
 /* The table as a set keyed by up to OID_LEN bytes (zero-padded), with a
  * 32-bit value kept in the entry's offset: for fsck's and gc's bookkeeping. */
 int index_key_put(chunk_index *ix, const void *key, size_t keylen, uint32_t value);

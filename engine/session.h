@@ -47,10 +47,6 @@ int gc_session_check(cairn_repo *r);
 /* *out: a chunk_index used as a set of marked ids (empty when there are none). */
 int gc_marks_load(cairn_repo *r, chunk_index **out);
 
-/* Decode a session or gc marks record (by its magic) and discard it: 0 or
- * CAIRN_ECORRUPT. For the fuzz targets. */
-int gc_record_check(const uint8_t *data, size_t len);
-
 /* ---- the records, for the collector ---------------------------------------- */
 
 typedef struct session_rec {
@@ -84,22 +80,32 @@ typedef struct marks {
 	chunk_index *pos; /* id -> index in m (in the entry's offset field) */
 	cand *c;
 	size_t nc, capc;
+	chunk_index *cpos; /* SHA-256 of a name -> the latest candidate of that name */
 	char **objects; /* names of the mark objects this was loaded from */
 	size_t nobjects, capobjects;
 } marks;
 
 /* This host's name as sessions record it; r's own session object ("" for
- * none: gc must not judge it); the records' codecs; the marks in memory
- * (marks_load reads every marks object into ms). */
+ * none: gc must not judge it); every marks object read into ms (marks_load). */
 void session_host_name(char out[128]);
-int gc_session_decode(session_rec *s, const uint8_t *data, size_t len, const char *what);
 const char *session_name(cairn_repo *r);
+int marks_load(store *st, marks *ms);
+
+/* The records' codecs (session_records.c, objects layer: no I/O). Encoders:
+ * *out malloc'd, 0 or CAIRN_ENOMEM; decoders: 0 or CAIRN_ECORRUPT naming
+ * what. A marks record holds the marks and candidates not dropped, and the
+ * time it was written (time_ns); decoding one merges it into ms (as
+ * marks_add and cand_add do), so several records load as one set. */
+int session_encode(const session_rec *s, uint8_t **out, size_t *len);
+int gc_session_decode(session_rec *s, const uint8_t *data, size_t len, const char *what);
+int marks_encode(const marks *ms, int64_t time_ns, uint8_t **out, size_t *len);
+int marks_decode(marks *ms, const uint8_t *data, size_t len, const char *what, int64_t *time_ns);
+/* The marks in memory: an empty set (marks_init), freed, looked up, added. */
+int marks_init(marks *ms);
 void marks_free(marks *ms);
 mark *marks_find(marks *ms, const oid *id);
 int marks_add(marks *ms, const mark *nm);
 cand *cand_find(marks *ms, const char *name);
 int cand_add(marks *ms, const char *name, int64_t seen, uint8_t kind);
-uint8_t *marks_encode(const marks *ms, size_t *len);
-int marks_load(store *st, marks *ms);
 
 #endif

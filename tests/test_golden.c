@@ -10,6 +10,8 @@
 #include "damaged.h"
 #include "index.h"
 #include "inodes.h"
+#include "quota/codec.h"
+#include "session.h"
 #include "snapshot.h"
 #include "t.h"
 #include "tree.h"
@@ -210,6 +212,158 @@ static void golden_damaged(void)
 	free(enc);
 }
 
+static void golden_quota_limit(void)
+{
+	uint8_t *enc;
+	size_t len, glen;
+	CHECK_EQ(quota_limit_encode("alice", 10ull << 30, &enc, &len), 0);
+	uint8_t *g = golden("quota_limit", enc, len, &glen);
+	if (g) {
+		uint64_t limit = 0;
+		CHECK_EQ(quota_limit_decode(g, glen, "golden quota", "alice", &limit), 0);
+		CHECK(limit == 10ull << 30);
+		CHECK(quota_limit_decode(g, glen, "golden quota", "bob", &limit) == CAIRN_ECORRUPT);
+		free(g);
+	}
+	free(enc);
+}
+
+/* A refs record, whole (base NULL) or a delta, encoded, pinned, decoded and
+ * encoded back. */
+static void golden_refs(const char *name, const oid *base)
+{
+	uref removed[1], added[2];
+	memset(removed, 0, sizeof(removed));
+	memset(added, 0, sizeof(added));
+	fixed_oid(&removed[0].id, 20);
+	fixed_oid(&added[0].id, 21);
+	added[0].size = 4096;
+	fixed_oid(&added[1].id, 22);
+	added[1].size = 123;
+	oid snap;
+	fixed_oid(&snap, 23);
+	uint8_t *enc, *again;
+	size_t len, glen, alen;
+	CHECK_EQ(quota_refs_encode("alice", &snap, base, base ? 3 : 0, removed, base ? 1 : 0, added, 2, &enc, &len), 0);
+	uint8_t *g = golden(name, enc, len, &glen);
+	if (g) {
+		refs_rec r;
+		CHECK_EQ(quota_refs_decode(g, glen, "golden refs", "alice", &r), 0);
+		CHECK(r.delta == (base != NULL) && r.depth == (base ? 3u : 0u) && r.nremoved == (base ? 1u : 0u) &&
+		      r.nadded == 2 && r.added[1].size == 123 && !memcmp(&r.snap, &snap, sizeof(oid)));
+		CHECK(quota_refs_encode("alice", &r.snap, r.delta ? &r.base : NULL, r.depth, r.removed, r.nremoved,
+		                        r.added, r.nadded, &again, &alen) == 0 && alen == glen && !memcmp(again, g, glen));
+		free(again);
+		refs_rec_free(&r);
+		free(g);
+	}
+	free(enc);
+}
+
+static void golden_quota_log(void)
+{
+	ulog e = {.seq = 17, .op = OP_FORGET, .used_before = 1 << 20, .used_after = 4096, .snaps_before = 3,
+	          .snaps_after = 2};
+	fixed_oid(&e.snap, 24);
+	uint8_t *enc;
+	size_t len, glen;
+	CHECK_EQ(quota_log_encode("alice", &e, &enc, &len), 0);
+	uint8_t *g = golden("quota_log", enc, len, &glen);
+	if (g) {
+		ulog d;
+		CHECK_EQ(quota_log_decode(g, glen, "golden log", "alice", &d), 0);
+		CHECK(d.seq == 17 && d.op == OP_FORGET && d.used_after == 4096 && d.snaps_after == 2 &&
+		      !memcmp(&d.snap, &e.snap, sizeof(oid)));
+		free(g);
+	}
+	free(enc);
+}
+
+static void golden_quota_base(void)
+{
+	uref snaps[2], blobs[3];
+	memset(snaps, 0, sizeof(snaps));
+	memset(blobs, 0, sizeof(blobs));
+	fixed_oid(&snaps[0].id, 25);
+	fixed_oid(&snaps[1].id, 26);
+	for (int i = 0; i < 3; i++) {
+		fixed_oid(&blobs[i].id, (uint8_t)(30 + i));
+		blobs[i].size = 1000u * (uint32_t)(i + 1);
+		blobs[i].refs = i == 1 ? 2 : 1;
+	}
+	uint8_t *enc;
+	size_t len, glen;
+	CHECK_EQ(quota_base_encode("alice", 16, 6000, snaps, 2, blobs, 3, &enc, &len), 0);
+	uint8_t *g = golden("quota_base", enc, len, &glen);
+	if (g) {
+		base_rec b;
+		uref u;
+		oid s1;
+		CHECK_EQ(quota_base_decode(g, glen, "golden base", "alice", &b), 0);
+		CHECK(b.seq == 16 && b.used == 6000 && b.nsnaps == 2 && b.nblobs == 3);
+		quota_base_blob(&b, 1, &u);
+		quota_base_snap(&b, 1, &s1);
+		CHECK(u.size == 2000 && u.refs == 2 && !memcmp(&u.id, &blobs[1].id, sizeof(oid)) &&
+		      !memcmp(&s1, &snaps[1].id, sizeof(oid)));
+		free(g);
+	}
+	free(enc);
+}
+
+static void golden_session(void)
+{
+	session_rec s = {.start_ns = 1700000000123456789LL, .expiry_ns = 1700000060123456789LL, .pid = 4242,
+	                 .host = "gpu-host-1"};
+	uint8_t *enc;
+	size_t len, glen;
+	CHECK_EQ(session_encode(&s, &enc, &len), 0);
+	uint8_t *g = golden("session", enc, len, &glen);
+	if (g) {
+		session_rec d;
+		CHECK_EQ(gc_session_decode(&d, g, glen, "golden session"), 0);
+		CHECK(d.start_ns == s.start_ns && d.expiry_ns == s.expiry_ns && d.pid == 4242 &&
+		      strcmp(d.host, "gpu-host-1") == 0);
+		free(g);
+	}
+	free(enc);
+}
+
+static void golden_gc_marks(void)
+{
+	marks ms, d;
+	CHECK_EQ(marks_init(&ms), 0);
+	CHECK_EQ(marks_init(&d), 0);
+	mark m[2];
+	memset(m, 0, sizeof(m));
+	fixed_oid(&m[0].id, 40);
+	m[0].marked_ns = 1700000000000000000LL;
+	fixed_oid(&m[1].id, 41);
+	m[1].marked_ns = 1700000001000000000LL;
+	m[1].gone_ns = 1700000002000000000LL;
+	m[1].prov = 1;
+	CHECK_EQ(marks_add(&ms, &m[0]), 0);
+	CHECK_EQ(marks_add(&ms, &m[1]), 0);
+	CHECK_EQ(cand_add(&ms, "packs/ab/ab0123456789abcdef0123456789abcd", 1700000003000000000LL, CAND_PACK), 0);
+	CHECK_EQ(cand_add(&ms, "tmp/x.1234", 1700000004000000000LL, CAND_TMP), 0);
+	uint8_t *enc, *again;
+	size_t len, glen, alen;
+	CHECK_EQ(marks_encode(&ms, 1700000005000000000LL, &enc, &len), 0);
+	uint8_t *g = golden("gc_marks", enc, len, &glen);
+	if (g) {
+		int64_t t = 0;
+		CHECK_EQ(marks_decode(&d, g, glen, "golden marks", &t), 0);
+		mark *got = marks_find(&d, &m[1].id);
+		CHECK(t == 1700000005000000000LL && d.n == 2 && d.nc == 2 && got && got->prov &&
+		      got->gone_ns == m[1].gone_ns && cand_find(&d, "tmp/x.1234") != NULL);
+		CHECK(marks_encode(&d, t, &again, &alen) == 0 && alen == glen && !memcmp(again, g, glen));
+		free(again);
+		free(g);
+	}
+	free(enc);
+	marks_free(&ms);
+	marks_free(&d);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -223,5 +377,14 @@ int main(int argc, char **argv)
 	golden_index();
 	golden_inodes();
 	golden_damaged();
+	golden_quota_limit();
+	golden_refs("quota_refs_whole", NULL);
+	oid base;
+	fixed_oid(&base, 19);
+	golden_refs("quota_refs", &base);
+	golden_quota_log();
+	golden_quota_base();
+	golden_session();
+	golden_gc_marks();
 	return t_done();
 }

@@ -3,7 +3,7 @@
  * so that only the name rules can stop it, must make restore fail with
  * CAIRN_ECORRUPT and write nothing outside its target. And restore --force
  * into a target holding a symlink where the snapshot has a directory must
- * not follow it. */
+ * not follow it. A gc marks record of many candidates loads in linear time. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +21,7 @@
 #include "io.h"
 #include "pack.h"
 #include "repo.h"
+#include "session.h"
 #include "snapshot.h"
 #include "t.h"
 #include "tree.h"
@@ -333,12 +334,57 @@ static void huge_sparse(void)
 	cairn_repo_free(r);
 }
 
+/* gc marks with 100000 candidates (and one name twice) decode in linear
+ * time: each was searched for in the list before (5e9 comparisons here). */
+static void many_candidates(void)
+{
+	enum { N = 100000 };
+	buf b;
+	char name[32];
+	buf_init(&b);
+	buf_header(&b, MAGIC_GCMARKS, 0);
+	buf_u64(&b, 1);
+	buf_u32(&b, 0);
+	buf_u32(&b, N + 1);
+	for (int i = 0; i <= N; i++) {
+		snprintf(name, sizeof(name), "tmp/c%06d", i == N ? 0 : i);
+		buf_u8(&b, CAND_TMP);
+		buf_u16(&b, (uint16_t)strlen(name));
+		buf_put(&b, name, strlen(name));
+		buf_u64(&b, (uint64_t)(i + 10));
+	}
+	buf_check(&b);
+	size_t len;
+	uint8_t *data = buf_take(&b, &len);
+	marks ms;
+	CHECK_EQ(marks_init(&ms), 0);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(marks_decode(&ms, data, len, "marks", NULL), 0);
+	double took = seconds_since(&t0);
+	printf("gc marks of %d candidates decoded in %.3f s\n", N + 1, took);
+	CHECK(took < 5);
+	cand *c = cand_find(&ms, "tmp/c000000");
+	CHECK(ms.nc == N && c && c->seen_ns == N + 10); /* merged, the later time kept */
+	/* a dropped candidate's name added again is a new one, and the one found */
+	c->drop = 1;
+	CHECK(cand_find(&ms, "tmp/c000000") == NULL);
+	CHECK_EQ(cand_add(&ms, "tmp/c000000", 7, CAND_TMP), 0);
+	c = cand_find(&ms, "tmp/c000000");
+	CHECK(ms.nc == N + 1 && c && c->seen_ns == 7 && !c->drop);
+	CHECK_EQ(cand_add(&ms, "tmp/c000000", 9, CAND_TMP), 0);
+	CHECK(ms.nc == N + 1 && c->seen_ns == 9);
+	marks_free(&ms);
+	free(data);
+}
+
 int main(void)
 {
 	CHECK(mkdtemp(base) != NULL);
 	hostile_names();
 	force_over_symlink();
 	huge_sparse();
+	many_candidates();
 	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
 	CHECK(system(cmd) == 0);

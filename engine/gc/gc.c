@@ -28,7 +28,7 @@ static int marks_store(store *st, marks *ms, cairn_gc_result *res)
 		if ((rc = io_random(id, sizeof(id))) < 0) return rc;
 		hex_encode(hex, id, sizeof(id));
 		snprintf(name, sizeof(name), "gc/marks/%s", hex);
-		if (!(data = marks_encode(ms, &len))) return ERR_OOM();
+		if ((rc = marks_encode(ms, now_ns(), &data, &len)) < 0) return rc;
 		rc = store_put(st, name, data, len, STORE_EXCL);
 		free(data);
 		if (rc < 0) return rc;

@@ -92,16 +92,12 @@ static int segment_visit(const char *name, void *payload)
 		return 1;
 	}
 	if (rc < 0) return rc;
-	if (s->nseg == sc->cap) {
-		size_t cap = sc->cap ? sc->cap * 2 : 16;
-		segment *p = realloc(s->seg, cap * sizeof(*p));
-		if (!p) {
-			free(data);
-			return ERR_OOM();
-		}
-		s->seg = p;
-		sc->cap = cap;
+	segment *p = vec_grow(s->seg, &sc->cap, s->nseg + 1, sizeof(*p));
+	if (!p) {
+		free(data);
+		return ERR_OOM();
 	}
+	s->seg = p;
 	segment *g = &s->seg[s->nseg];
 	memset(g, 0, sizeof(*g));
 	g->size = len;
@@ -129,14 +125,10 @@ static int pack_visit(const char *name, void *payload)
 	if (!base || hex_decode(id, PACK_ID_LEN, base + 1) < 0) return 0; /* not a pack: leave it */
 	repo_pack_name(canonical, id);
 	if (strcmp(canonical, name) != 0) return 0;
-	if (s->npacks == s->cappacks) {
-		size_t cap = s->cappacks ? s->cappacks * 2 : 64;
-		pack_info *p = realloc(s->packs, cap * sizeof(*p));
-		if (!p) return ERR_OOM();
-		s->packs = p;
-		s->cappacks = cap;
-	}
-	pack_info *p = &s->packs[s->npacks];
+	pack_info *p = vec_grow(s->packs, &s->cappacks, s->npacks + 1, sizeof(*p));
+	if (!p) return ERR_OOM();
+	s->packs = p;
+	p = &s->packs[s->npacks];
 	memset(p, 0, sizeof(*p));
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	memcpy(p->id, id, PACK_ID_LEN);

@@ -19,14 +19,9 @@ int quota_set(cairn_repo *r, const char *user, int has_quota, uint64_t limit)
 	if ((rc = quota_user_lock(r, user, &l)) < 0) return rc;
 	obj_name(name, sizeof(name), user, "quota", NULL);
 	if (has_quota) {
-		buf b;
 		uint8_t *data = NULL;
 		size_t len;
-		buf_init(&b);
-		buf_header(&b, MAGIC_USER_QUOTA, 0);
-		rec_put_str(&b, user);
-		buf_u64(&b, limit);
-		if ((rc = rec_finish(&b, &data, &len)) == 0) {
+		if ((rc = quota_limit_encode(user, limit, &data, &len)) == 0) {
 			rc = store_put(r->st, name, data, len, 0);
 			free(data);
 		}

@@ -13,6 +13,7 @@
  *                entries, the quota limit
  *   table.c      a hash table of blob (or snapshot) ids with counts, sorted reference lists and
  *                their directory
+ *   codec.c      the records' bytes, encoded and decoded without I/O (codec.h; objects layer)
  * A file uses only those listed below it (no cycles, engine/LAYERS).
  * usage.c and below are the repository layer (the writer's commit runs the
  * tracker's protocol, an estimate reads usage); forget.c and verify.c are
@@ -25,6 +26,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "codec.h"
 #include "hash.h"
 #include "quota.h"
 #include "repo.h"
@@ -42,10 +44,6 @@
 #define SMALL_MAX 4096
 #define LOAD_TRIES 5
 
-#define OP_ADD 1
-#define OP_FORGET 2
-#define OP_CHECKPOINT 3
-
 typedef struct uslot {
 	oid id;
 	uint32_t size;
@@ -59,12 +57,6 @@ typedef struct utable {
 	uint64_t seed;
 } utable;
 
-typedef struct uref {
-	oid id;
-	uint32_t size;
-	uint32_t refs;
-} uref;
-
 /* Where each leading-bits prefix starts in a sorted ref array, so that a
  * lookup searches ~2 refs instead of all (two binary searches per reused
  * chunk were 2% of a step-3 take). Without it (no memory), the whole array. */
@@ -75,15 +67,6 @@ typedef struct ref_dir {
 	unsigned bits;
 } ref_dir;
 
-/* A refs record is whole (flags 0) or a delta (REFS_DELTA): the set of an
- * earlier snapshot of the same user (its base) without `removed`, plus the
- * blobs listed. A take writes a delta on its parent, so an unchanged take
- * writes a few hundred bytes instead of 36 per blob. depth counts the
- * deltas down to a whole record (0); a base's depth must be less (checked
- * on read): chains stay short and cannot loop. */
-#define REFS_DELTA 1u
-#define REFS_DEPTH_MAX 8
-
 typedef struct refs_set {
 	oid snap;
 	uref *v; /* ascending */
@@ -91,13 +74,6 @@ typedef struct refs_set {
 	uint32_t depth;
 	int have;
 } refs_set;
-
-typedef struct ulog {
-	uint64_t seq;
-	uint8_t op;
-	oid snap;
-	uint64_t used_before, used_after, snaps_before, snaps_after;
-} ulog;
 
 typedef struct ustate {
 	char user[65];
@@ -144,10 +120,6 @@ int quota_user_lock(cairn_repo *r, const char *user, store_lock **out);
 void obj_name(char *out, size_t n, const char *user, const char *kind, const char *leaf);
 void seq_name(char *out, size_t n, const char *user, const char *kind, uint64_t seq);
 void refs_name(char *out, size_t n, const char *user, const oid *snap);
-void rec_put_str(buf *b, const char *s);
-int rec_finish(buf *b, uint8_t **out, size_t *len);
-int read_record(cairn_repo *r, const char *name, const char *magic, const char *user,
-                size_t max, uint8_t **data, cursor *cur);
 int read_quota(cairn_repo *r, const char *user, int *has, uint64_t *limit);
 void refs_set_free(refs_set *s);
 int write_refs(cairn_repo *r, const char *user, const oid *snap, const refs_set *base,

@@ -27,7 +27,6 @@ void ustate_free(ustate *s)
 
 int write_base(cairn_repo *r, const ustate *s)
 {
-	buf b;
 	uint8_t *data = NULL;
 	size_t len, nb, ns;
 	uref *blobs = NULL, *snaps = NULL;
@@ -35,20 +34,7 @@ int write_base(cairn_repo *r, const ustate *s)
 	int rc;
 	if ((rc = ut_sorted(&s->blobs, &blobs, &nb)) < 0) goto done;
 	if ((rc = ut_sorted(&s->snaps, &snaps, &ns)) < 0) goto done;
-	buf_init(&b);
-	buf_header(&b, MAGIC_USER_BASE, 0);
-	rec_put_str(&b, s->user);
-	buf_u64(&b, s->seq);
-	buf_u64(&b, s->used);
-	buf_u32(&b, (uint32_t)ns);
-	for (size_t i = 0; i < ns; i++) buf_put(&b, snaps[i].id.b, OID_LEN);
-	buf_u32(&b, (uint32_t)nb);
-	for (size_t i = 0; i < nb; i++) {
-		buf_put(&b, blobs[i].id.b, OID_LEN);
-		buf_u32(&b, blobs[i].size);
-		buf_u32(&b, blobs[i].refs);
-	}
-	if ((rc = rec_finish(&b, &data, &len)) < 0) goto done;
+	if ((rc = quota_base_encode(s->user, s->seq, s->used, snaps, ns, blobs, nb, &data, &len)) < 0) goto done;
 	seq_name(name, sizeof(name), s->user, "base", s->seq);
 	rc = store_put(r->st, name, data, len, 0);
 done:
@@ -62,65 +48,43 @@ static int read_base(cairn_repo *r, uint64_t seq, ustate *s)
 {
 	char name[160];
 	uint8_t *data = NULL;
-	cursor cur;
-	oid prev, id;
+	size_t len;
+	base_rec b;
 	seq_name(name, sizeof(name), s->user, "base", seq);
-	int rc = read_record(r, name, MAGIC_USER_BASE, s->user, RECORD_MAX, &data, &cur);
+	int rc = store_get(r->st, name, RECORD_MAX, &data, &len);
 	if (rc < 0) return rc;
-	uint64_t got = cur_u64(&cur), used = cur_u64(&cur), sum = 0;
-	uint32_t ns = cur_u32(&cur);
-	if (cur.bad || got != seq || (uint64_t)ns * OID_LEN > cur.left) {
+	if ((rc = quota_base_decode(data, len, name, s->user, &b)) < 0) goto done;
+	if (b.seq != seq) {
 		rc = error_set(CAIRN_ECORRUPT, "%s: bad header", name);
 		goto done;
 	}
 	/* sized once (the counts are bounded by the record's length): growing
 	 * by doubling rehashed every id and faulted in each bigger table */
-	if ((rc = ut_reserve(&s->snaps, ns)) < 0) goto done;
-	for (uint32_t i = 0; i < ns; i++) {
-		cur_copy(&cur, id.b, OID_LEN);
-		if (i && oid_cmp(&prev, &id) >= 0) {
-			rc = error_set(CAIRN_ECORRUPT, "%s: snapshot %u out of order", name, i);
-			goto done;
-		}
+	if ((rc = ut_reserve(&s->snaps, b.nsnaps)) < 0 || (rc = ut_reserve(&s->blobs, b.nblobs)) < 0) goto done;
+	for (uint32_t i = 0; i < b.nsnaps; i++) {
+		oid id;
+		quota_base_snap(&b, i, &id);
 		uslot *sl = ut_get(&s->snaps, &id);
 		if (!sl) {
 			rc = ERR_OOM();
 			goto done;
 		}
 		sl->refs = 1;
-		prev = id;
 	}
-	uint32_t nb = cur_u32(&cur);
-	if (cur.bad || (uint64_t)nb * (OID_LEN + 8) != cur.left) {
-		rc = error_set(CAIRN_ECORRUPT, "%s: %u blobs do not fit its length", name, nb);
-		goto done;
-	}
-	if ((rc = ut_reserve(&s->blobs, nb)) < 0) goto done;
-	for (uint32_t i = 0; i < nb; i++) {
-		cur_copy(&cur, id.b, OID_LEN);
-		uint32_t size = cur_u32(&cur), refs = cur_u32(&cur);
-		if ((i && oid_cmp(&prev, &id) >= 0) || refs == 0 || refs > ns) {
-			rc = error_set(CAIRN_ECORRUPT, "%s: blob %u: out of order or bad count", name, i);
-			goto done;
-		}
-		uslot *sl = ut_get(&s->blobs, &id);
+	for (uint32_t i = 0; i < b.nblobs; i++) {
+		uref u;
+		quota_base_blob(&b, i, &u);
+		uslot *sl = ut_get(&s->blobs, &u.id);
 		if (!sl) {
 			rc = ERR_OOM();
 			goto done;
 		}
-		sl->size = size;
-		sl->refs = refs;
-		sum += size;
-		prev = id;
-	}
-	if (sum != used) {
-		rc = error_set(CAIRN_ECORRUPT, "%s: records usage %llu bytes, its blobs sum to %llu", name,
-		               (unsigned long long)used, (unsigned long long)sum);
-		goto done;
+		sl->size = u.size;
+		sl->refs = u.refs;
 	}
 	s->seq = s->base_seq = seq;
-	s->used = used;
-	s->nsnaps = ns;
+	s->used = b.used;
+	s->nsnaps = b.nsnaps;
 done:
 	free(data);
 	return rc;
@@ -136,13 +100,9 @@ int ustate_apply(ustate *s, int sign, const oid *snap, const uref *v, size_t n, 
 	ss->refs = sign > 0;
 	s->nsnaps += (uint64_t)(int64_t)sign;
 	if (sign < 0) {
-		if (s->nforgotten == s->capforgotten) {
-			size_t cap = s->capforgotten ? s->capforgotten * 2 : 16;
-			oid *f = realloc(s->forgotten, cap * sizeof(*f));
-			if (!f) return ERR_OOM();
-			s->forgotten = f;
-			s->capforgotten = cap;
-		}
+		oid *f = vec_grow(s->forgotten, &s->capforgotten, s->nforgotten + 1, sizeof(*f));
+		if (!f) return ERR_OOM();
+		s->forgotten = f;
 		s->forgotten[s->nforgotten++] = *snap;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -171,13 +131,9 @@ static int add_seq(const char *name, void *payload)
 	leaf = leaf ? leaf + 1 : name;
 	uint8_t raw[8];
 	if (strlen(leaf) != 16 || hex_decode(raw, 8, leaf) < 0) return 0; /* not ours */
-	if (q->n == q->cap) {
-		size_t cap = q->cap ? q->cap * 2 : 64;
-		uint64_t *v = realloc(q->v, cap * sizeof(*v));
-		if (!v) return ERR_OOM();
-		q->v = v;
-		q->cap = cap;
-	}
+	uint64_t *v = vec_grow(q->v, &q->cap, q->n + 1, sizeof(*v));
+	if (!v) return ERR_OOM();
+	q->v = v;
 	q->v[q->n++] = strtoull(leaf, NULL, 16);
 	return 0;
 }

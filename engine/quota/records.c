@@ -1,5 +1,6 @@
-/* Quotas (internal.h): the records under users/U/: names, refs records (deltas
- * on a base), ledger entries, the quota limit. */
+/* Quotas (internal.h): the records under users/U/ read and written: names,
+ * refs records (deltas on a base), ledger entries, the quota limit (their
+ * bytes: codec.c). */
 #include "internal.h"
 
 #include <stdio.h>
@@ -31,64 +32,23 @@ void refs_name(char *out, size_t n, const char *user, const oid *snap)
 	obj_name(out, n, user, "refs", hex);
 }
 
-void rec_put_str(buf *b, const char *s)
-{
-	size_t n = strlen(s);
-	buf_u16(b, (uint16_t)n);
-	buf_put(b, s, n);
-}
-
-int rec_finish(buf *b, uint8_t **out, size_t *len)
-{
-	buf_check(b);
-	if (b->oom) {
-		buf_free(b);
-		return ERR_OOM();
-	}
-	*out = buf_take(b, len);
-	return 0;
-}
-
-/* Read a record: framing checked, the body's user checked against user. */
-int read_record(cairn_repo *r, const char *name, const char *magic, const char *user,
-                size_t max, uint8_t **data, cursor *cur)
-{
-	size_t len, blen;
-	const uint8_t *body, *u;
-	*data = NULL;
-	int rc = store_get(r->st, name, max, data, &len);
-	if (rc < 0) return rc;
-	if ((rc = frame_check(*data, len, magic, name, &body, &blen)) < 0) goto fail;
-	cur_init(cur, body, blen);
-	uint16_t ulen = cur_u16(cur);
-	if (cur_bytes(cur, &u, ulen) < 0 || ulen != strlen(user) || memcmp(u, user, ulen) != 0) {
-		rc = error_set(CAIRN_ECORRUPT, "%s: not a record of user %s", name, user);
-		goto fail;
-	}
-	return 0;
-fail:
-	free(*data);
-	*data = NULL;
-	return rc;
-}
-
 int read_quota(cairn_repo *r, const char *user, int *has, uint64_t *limit)
 {
 	char name[160];
-	uint8_t *data = NULL;
-	cursor cur;
+	size_t len;
+	int rc;
 	*has = 0;
 	*limit = 0;
 	obj_name(name, sizeof(name), user, "quota", NULL);
-	int rc = read_record(r, name, MAGIC_USER_QUOTA, user, SMALL_MAX, &data, &cur);
+	uint8_t *data = NULL;
+	rc = store_get(r->st, name, SMALL_MAX, &data, &len);
 	if (rc == CAIRN_ENOTFOUND) {
 		error_clear();
 		return 0;
 	}
 	if (rc < 0) return rc;
-	*limit = cur_u64(&cur);
-	if (cur.bad || cur.left) rc = error_set(CAIRN_ECORRUPT, "%s: bad length", name);
-	else *has = 1;
+	if ((rc = quota_limit_decode(data, len, name, user, limit)) == 0) *has = 1;
+	else *limit = 0;
 	free(data);
 	return rc;
 }
@@ -103,26 +63,11 @@ void refs_set_free(refs_set *s)
 int write_refs(cairn_repo *r, const char *user, const oid *snap, const refs_set *base,
                const uref *removed, size_t nremoved, const uref *v, size_t n)
 {
-	buf b;
 	uint8_t *data = NULL;
 	size_t len;
 	char name[200];
-	buf_init(&b);
-	buf_header(&b, MAGIC_USER_REFS, base ? REFS_DELTA : 0);
-	rec_put_str(&b, user);
-	buf_put(&b, snap->b, OID_LEN);
-	if (base) {
-		buf_put(&b, base->snap.b, OID_LEN);
-		buf_u32(&b, base->depth + 1);
-		buf_u32(&b, (uint32_t)nremoved);
-		for (size_t i = 0; i < nremoved; i++) buf_put(&b, removed[i].id.b, OID_LEN);
-	}
-	buf_u32(&b, (uint32_t)n);
-	for (size_t i = 0; i < n; i++) {
-		buf_put(&b, v[i].id.b, OID_LEN);
-		buf_u32(&b, v[i].size);
-	}
-	int rc = rec_finish(&b, &data, &len);
+	int rc = quota_refs_encode(user, snap, base ? &base->snap : NULL, base ? base->depth + 1 : 0, removed,
+	                           nremoved, v, n, &data, &len);
 	if (rc < 0) return rc;
 	refs_name(name, sizeof(name), user, snap);
 	rc = store_put(r->st, name, data, len, 0);
@@ -159,27 +104,6 @@ static int refs_apply_delta(const refs_set *base, const uref *removed, size_t nr
 	return 0;
 }
 
-/* count ids, each followed by a stored size when sized; strictly ascending. */
-static int parse_ids(cursor *cur, uint32_t count, int sized, uref **out, const char *name)
-{
-	size_t each = OID_LEN + (sized ? 4 : 0);
-	if ((uint64_t)count * each > cur->left)
-		return error_set(CAIRN_ECORRUPT, "%s: %u blobs do not fit its length", name, count);
-	uref *v = malloc((count ? count : 1) * sizeof(*v));
-	if (!v) return ERR_OOM();
-	for (uint32_t i = 0; i < count; i++) {
-		cur_copy(cur, v[i].id.b, OID_LEN);
-		v[i].size = sized ? cur_u32(cur) : 0;
-		v[i].refs = 1;
-		if (i && oid_cmp(&v[i - 1].id, &v[i].id) >= 0) {
-			free(v);
-			return error_set(CAIRN_ECORRUPT, "%s: blob %u out of order", name, i);
-		}
-	}
-	*out = v;
-	return 0;
-}
-
 /* A snapshot's refs (distinct blobs, ascending), following its deltas down
  * to a whole record; hint: a set already read, used when it is the base.
  * The record's depth must be below `below`: each step down lowers it, so
@@ -188,46 +112,32 @@ static int read_refs_below(cairn_repo *r, const char *user, const oid *snap, con
                            uint32_t below, refs_set *out)
 {
 	char name[200];
-	uint8_t *data = NULL;
-	cursor cur;
-	oid got, base_id;
-	uref *removed = NULL, *added = NULL;
+	size_t len;
+	int rc;
+	refs_rec rec = {0};
 	refs_set base = {0};
 	memset(out, 0, sizeof(*out));
 	refs_name(name, sizeof(name), user, snap);
-	int rc = read_record(r, name, MAGIC_USER_REFS, user, RECORD_MAX, &data, &cur);
+	uint8_t *data = NULL;
+	rc = store_get(r->st, name, RECORD_MAX, &data, &len);
 	if (rc < 0) return rc;
-	uint32_t flags = get_u32(data + 12), depth = 0, nremoved = 0;
-	cur_copy(&cur, got.b, OID_LEN);
-	if (flags & REFS_DELTA) {
-		cur_copy(&cur, base_id.b, OID_LEN);
-		depth = cur_u32(&cur);
-		nremoved = cur_u32(&cur);
-	}
-	if (cur.bad || oid_cmp(&got, snap) != 0 || (flags & ~REFS_DELTA) ||
-	    ((flags & REFS_DELTA) && (depth < 1 || depth > REFS_DEPTH_MAX)) || depth >= below) {
+	if ((rc = quota_refs_decode(data, len, name, user, &rec)) < 0) goto done;
+	if (oid_cmp(&rec.snap, snap) != 0 || rec.depth >= below) {
 		rc = error_set(CAIRN_ECORRUPT, "%s: names another snapshot, or a bad base", name);
 		goto done;
 	}
-	if (nremoved && (rc = parse_ids(&cur, nremoved, 0, &removed, name)) < 0) goto done;
-	uint32_t count = cur_u32(&cur);
-	if (cur.bad || (uint64_t)count * (OID_LEN + 4) != cur.left) {
-		rc = error_set(CAIRN_ECORRUPT, "%s: %u blobs do not fit its length", name, count);
-		goto done;
-	}
-	if ((rc = parse_ids(&cur, count, 1, &added, name)) < 0) goto done;
 	out->snap = *snap;
-	out->depth = depth;
+	out->depth = rec.depth;
 	out->have = 1;
-	if (!(flags & REFS_DELTA)) {
-		out->v = added;
-		out->n = count;
-		added = NULL;
+	if (!rec.delta) {
+		out->v = rec.added;
+		out->n = rec.nadded;
+		rec.added = NULL;
 		goto done;
 	}
 	const refs_set *from = hint;
-	if (!hint || !hint->have || oid_cmp(&hint->snap, &base_id) != 0) {
-		if ((rc = read_refs_below(r, user, &base_id, NULL, depth, &base)) < 0) {
+	if (!hint || !hint->have || oid_cmp(&hint->snap, &rec.base) != 0) {
+		if ((rc = read_refs_below(r, user, &rec.base, NULL, rec.depth, &base)) < 0) {
 			/* not found: a compaction may have rewritten this record
 			 * whole since it was read; load tries again */
 			if (rc == CAIRN_ENOTFOUND) rc = error_set(CAIRN_ENOTFOUND, "%s: its base is gone", name);
@@ -235,16 +145,15 @@ static int read_refs_below(cairn_repo *r, const char *user, const oid *snap, con
 		}
 		from = &base;
 	}
-	if (from->depth >= depth) { /* less is fine: a compaction may have made the base whole */
-		rc = error_set(CAIRN_ECORRUPT, "%s: depth %u on a base of depth %u", name, depth, from->depth);
+	if (from->depth >= rec.depth) { /* less is fine: a compaction may have made the base whole */
+		rc = error_set(CAIRN_ECORRUPT, "%s: depth %u on a base of depth %u", name, rec.depth, from->depth);
 		goto done;
 	}
-	rc = refs_apply_delta(from, removed, nremoved, added, count, &out->v, &out->n, name);
+	rc = refs_apply_delta(from, rec.removed, rec.nremoved, rec.added, rec.nadded, &out->v, &out->n, name);
 done:
 	if (rc < 0) refs_set_free(out);
 	refs_set_free(&base);
-	free(removed);
-	free(added);
+	refs_rec_free(&rec);
 	free(data);
 	return rc;
 }
@@ -265,21 +174,10 @@ int read_refs(cairn_repo *r, const char *user, const oid *snap, uref **out, size
 
 int write_log(cairn_repo *r, const char *user, const ulog *e)
 {
-	buf b;
 	uint8_t *data = NULL;
 	size_t len;
 	char name[160];
-	buf_init(&b);
-	buf_header(&b, MAGIC_USER_LOG, 0);
-	rec_put_str(&b, user);
-	buf_u64(&b, e->seq);
-	buf_u8(&b, e->op);
-	buf_put(&b, e->snap.b, OID_LEN);
-	buf_u64(&b, e->used_before);
-	buf_u64(&b, e->used_after);
-	buf_u64(&b, e->snaps_before);
-	buf_u64(&b, e->snaps_after);
-	int rc = rec_finish(&b, &data, &len);
+	int rc = quota_log_encode(user, e, &data, &len);
 	if (rc < 0) return rc;
 	seq_name(name, sizeof(name), user, "log", e->seq);
 	rc = store_put(r->st, name, data, len, STORE_EXCL);
@@ -292,21 +190,14 @@ int write_log(cairn_repo *r, const char *user, const ulog *e)
 int read_log(cairn_repo *r, const char *user, uint64_t seq, ulog *e)
 {
 	char name[160];
-	uint8_t *data = NULL;
-	cursor cur;
+	size_t len;
+	int rc;
 	seq_name(name, sizeof(name), user, "log", seq);
-	int rc = read_record(r, name, MAGIC_USER_LOG, user, SMALL_MAX, &data, &cur);
+	uint8_t *data = NULL;
+	rc = store_get(r->st, name, SMALL_MAX, &data, &len);
 	if (rc < 0) return rc;
-	e->seq = cur_u64(&cur);
-	e->op = cur_u8(&cur);
-	cur_copy(&cur, e->snap.b, OID_LEN);
-	e->used_before = cur_u64(&cur);
-	e->used_after = cur_u64(&cur);
-	e->snaps_before = cur_u64(&cur);
-	e->snaps_after = cur_u64(&cur);
-	if (cur.bad || cur.left) rc = error_set(CAIRN_ECORRUPT, "%s: bad length", name);
-	else if (e->seq != seq) rc = error_set(CAIRN_ECORRUPT, "%s: holds entry %llu", name, (unsigned long long)e->seq);
-	else if (e->op < OP_ADD || e->op > OP_CHECKPOINT) rc = error_set(CAIRN_ECORRUPT, "%s: unknown operation %u", name, e->op);
+	if ((rc = quota_log_decode(data, len, name, user, e)) == 0 && e->seq != seq)
+		rc = error_set(CAIRN_ECORRUPT, "%s: holds entry %llu", name, (unsigned long long)e->seq);
 	free(data);
 	return rc;
 }

@@ -67,13 +67,9 @@ static int add_user_name(const char *name, void *payload)
 	for (size_t i = 0; i < l->n; i++) /* listing is grouped by user: the last one repeats */
 		if (strlen(l->v[l->n - 1 - i]) == (size_t)(slash - u) && !strncmp(l->v[l->n - 1 - i], u, (size_t)(slash - u)))
 			return 0;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		char **v = realloc(l->v, cap * sizeof(*v));
-		if (!v) return ERR_OOM();
-		l->v = v;
-		l->cap = cap;
-	}
+	char **v = vec_grow(l->v, &l->cap, l->n + 1, sizeof(*v));
+	if (!v) return ERR_OOM();
+	l->v = v;
 	char *s = strndup(u, (size_t)(slash - u));
 	if (!s) return ERR_OOM();
 	if (!user_name_valid(s)) {

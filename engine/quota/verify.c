@@ -288,16 +288,7 @@ static void ignore_report(const char *user, const char *problem, void *payload)
 static int collect_name(const char *name, void *payload)
 {
 	names *l = payload;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		char **v = realloc(l->v, cap * sizeof(*v));
-		if (!v) return ERR_OOM();
-		l->v = v;
-		l->cap = cap;
-	}
-	if (!(l->v[l->n] = strdup(name))) return ERR_OOM();
-	l->n++;
-	return 0;
+	return strv_push(&l->v, &l->n, &l->cap, name);
 }
 
 int quota_rebuild(cairn_repo *r, const char *user)

@@ -10,7 +10,7 @@ SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 OUT=${1:-${TMPDIR:-/tmp}/cairn-fuzz}
 CLANG=${CLANG:-clang}
 TOTAL=${FUZZ_SECONDS:-60}
-TARGETS=(tree snapshot index pack config inodes damaged)
+TARGETS=(tree snapshot index pack config inodes damaged quota gc)
 mkdir -p "$OUT/obj"
 
 if ! command -v "$CLANG" >/dev/null; then
@@ -30,8 +30,8 @@ objs=()
 # every engine source, in subfolders too (engine/take/take.c -> take_take.o)
 while IFS= read -r src; do
 	# the remote backends need their client libraries; the decoders don't
-	case $(basename "$src") in store_rados.c | store_s3.c) continue ;; esac
 	rel=${src#"$SRCDIR"/engine/}
+	case $rel in rados/* | s3/*) continue ;; esac
 	o=$OUT/obj/${rel//\//_}
 	o=${o%.c}.o
 	if [ ! -f "$o" ] || [ "$src" -nt "$o" ]; then
