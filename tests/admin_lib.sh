@@ -1,19 +1,21 @@
 # Helpers shared by the storage-admin tests (fsck, gc, crash, faults,
 # concurrency); sourced after tests/lib.sh.
 
-# small_tree DIR SEED [FILES]: a small tree of random files (some larger than
-# a chunk, some empty, nested directories, a symlink and a hardlink), fast
-# to take, restore and compare.
+# small_tree DIR SEED [FILES [SIZE]]: a small tree of random files (some
+# larger than a chunk, some empty, nested directories, a symlink and a
+# hardlink), fast to take, restore and compare. With SIZE every file has
+# SIZE bytes, so the tree's total does not depend on the seed.
 small_tree() {
-	"$PY" - "$1" "$2" "${3:-24}" <<'PYEOF'
+	"$PY" - "$1" "$2" "${3:-24}" "${4:-}" <<'PYEOF'
 import os, random, sys
 top, seed, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fixed = int(sys.argv[4]) if sys.argv[4] else None
 rnd = random.Random(seed)
 os.makedirs(top, exist_ok=True)
 for i in range(n):
     d = os.path.join(top, "d%d" % (i % 4), "e%d" % (i % 3))
     os.makedirs(d, exist_ok=True)
-    size = rnd.choice([0, 100, 5000, 40000, 150000, 400000])
+    size = fixed if fixed is not None else rnd.choice([0, 100, 5000, 40000, 150000, 400000])
     with open(os.path.join(d, "f%d-%d" % (seed, i)), "wb") as f:
         f.write(rnd.randbytes(size))
 os.symlink("d0/e0", os.path.join(top, "link"))
