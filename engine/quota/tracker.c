@@ -296,6 +296,10 @@ void quota_commit_end(quota_tracker *t, int committed)
 		quota_delete_quiet(t->repo, name);
 		t->charged = 0;
 	} else if (t->charged) {
+		/* committed: the set lives on as the sorted refs; its table
+		 * would double the commit's peak while the user's grows */
+		ut_free(&t->set);
+		ut_init(&t->set);
 		if (ustate_apply(&t->st, 1, &t->entry.snap, t->refs, t->nrefs, "commit") == 0) {
 			t->st.seq = t->entry.seq;
 			ustate_compact(t->repo, &t->st, 0);

@@ -332,6 +332,7 @@ CAIRN_EXTERN int cairn_take(cairn_take_result *out, cairn_repo *repo, const cair
 	oid top_id;
 	if ((rc = o->upper ? build_overlay_top(&c, base, &ws, &top_id) : build_top(&c, &top_id)) < 0) goto done;
 	emit_progress(o, &c, ws.files, ws.bytes);
+	take_ctx_free_walk(&c); /* the trees hold what the snapshot needs of it */
 
 	snapshot_manifest m;
 	memset(&m, 0, sizeof(m));

@@ -161,6 +161,7 @@ void take_notice(const cairn_take_options *o, const char *msg);
 int take_fail(take_ctx *c, int rc);
 int take_failed(take_ctx *c);
 void take_ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w);
+void take_ctx_free_walk(take_ctx *c);
 void take_ctx_free(take_ctx *c);
 
 /* nodes.c: the walked tree's files in order, counts, hardlink groups */
