@@ -39,14 +39,12 @@ typedef struct file_state {
 	struct file_state *leader; /* hardlink follower: content is the leader's */
 	uint64_t size;             /* bytes actually captured (the file may shrink) */
 	tree_extent *extents;
-	uint32_t nextents;
 	tree_chunk *chunks;
-	uint32_t nchunks, cap;
+	tree_chunk *was;  /* the chunks of its namesake in the parent (a dense file), or NULL */
+	uint32_t nextents, nchunks, cap, nwas; /* the counts together: no padding (a state a file) */
+	uint32_t pending; /* its chunks queued for other workers (under jobs_lock) */
 	int reused;
 	int captured; /* content complete (read or reused); a pre-copy may skip files */
-	uint32_t pending; /* its chunks queued for other workers (under jobs_lock) */
-	tree_chunk *was;  /* the chunks of its namesake in the parent (a dense file), or NULL */
-	uint32_t nwas;
 } file_state;
 
 /* A chunk of a large file, cut by the worker reading it and hashed and
