@@ -305,6 +305,19 @@ void quota_commit_end(quota_tracker *t, int committed)
 			ustate_compact(t->repo, &t->st, 0);
 		}
 		error_clear();
+		/* the tracker is done but for what it charged (t->entry): its
+		 * tables go now, not with the writer after the index is extended */
+		ustate_free(&t->st);
+		ustate_init(&t->st, "");
+		free(t->refs);
+		t->refs = NULL;
+		t->nrefs = 0;
+		refs_set_free(&t->parent);
+		ref_dir_free(&t->parent_dir);
+		free(t->prior);
+		t->prior = NULL;
+		t->nprior = 0;
+		ref_dir_free(&t->prior_dir);
 	}
 	store_lock_release(t->ulock);
 	t->ulock = NULL;
