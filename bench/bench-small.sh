@@ -129,20 +129,22 @@ find "$SRC" -printf '%i %s %T@ %C@\n' > /dev/null
 for i in 1 2 3; do timed "find stat walk" find "$SRC" -printf '%i %s %T@ %C@\n'; done
 
 # take TOOL STEP: one take with TOOL
+ntake=0
 take() {
 	local tool=$1 step=$2
+	ntake=$((ntake + 1)) # archive names are unique
 	case $tool in
 	cairn|base)
 		local bin=$CAIRN
 		[ "$tool" = base ] && bin=$BASE
 		[ -d "$R/$tool" ] || "$bin" init --repo "$R/$tool" > /dev/null
-		timed "$tool $step" "$bin" take --repo "$R/$tool" --root "$SRC" --name "s-$step" --user bench -q ;;
+		timed "$tool $step" "$bin" take --repo "$R/$tool" --root "$SRC" --name "s-$ntake" --user bench -q ;;
 	restic)
 		[ -d "$R/restic" ] || restic -r "$R/restic" init --repository-version 2 > /dev/null
 		timed "restic $step" restic -r "$R/restic" --compression auto backup --host bench "$SRC" ;;
 	borg)
 		[ -d "$R/borg" ] || borg init -e none "$R/borg" > /dev/null
-		timed "borg $step" borg create --compression zstd,3 "$R/borg::s-$step" "$SRC" ;;
+		timed "borg $step" borg create --compression zstd,3 "$R/borg::s-$ntake" "$SRC" ;;
 	esac
 }
 
