@@ -25,7 +25,7 @@ int64_t inodes_push(inode_list *l, uint8_t kind, uint64_t value, int64_t ctime_s
 		l->v = v;
 		l->cap = cap;
 	}
-	l->v[l->n] = (inode_item){kind, value, ctime_sec, ctime_nsec};
+	l->v[l->n] = (inode_item){value, ctime_sec, ctime_nsec, kind};
 	return (int64_t)l->n++;
 }
 

@@ -16,11 +16,11 @@
 
 /* One per regular file and directory of the snapshot's content tree, in
  * tree order, depth first (a directory before what it holds). */
-typedef struct inode_item {
-	uint8_t kind;    /* INODE_REG or INODE_DIR */
+typedef struct inode_item { /* 24 bytes: one per file held through a take */
 	uint64_t value;  /* REG: the inode number; DIR: items inside it, all levels */
 	int64_t ctime_sec; /* REG only */
 	uint32_t ctime_nsec;
+	uint8_t kind;    /* INODE_REG or INODE_DIR */
 } inode_item;
 
 typedef struct inode_list {

@@ -21,9 +21,8 @@ typedef struct walk_node {
 	uint8_t type;             /* TREE_* from format.h */
 	uint32_t mode, uid, gid;  /* mode: full st_mode */
 	int64_t mtime_sec;
-	uint32_t mtime_nsec;
+	uint32_t mtime_nsec, ctime_nsec; /* side by side: no padding (a node a file) */
 	int64_t ctime_sec;
-	uint32_t ctime_nsec;
 	uint64_t ino, size;
 	uint64_t blocks;          /* 512-byte blocks allocated (sparse detection) */
 	uint32_t nlink;

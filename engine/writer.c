@@ -524,6 +524,10 @@ done:
 	free(mdata);
 	if (rc < 0) return rc;
 
+	/* nothing more is put: the pending blobs (in entries too) go before
+	 * the repository's index grows by them, the commit's peak */
+	index_free(w->pending);
+	w->pending = NULL;
 	/* this handle now knows the new blobs too */
 	return repo_index_add(w->repo, w->entries, w->nentries);
 }

@@ -296,11 +296,28 @@ void quota_commit_end(quota_tracker *t, int committed)
 		quota_delete_quiet(t->repo, name);
 		t->charged = 0;
 	} else if (t->charged) {
+		/* committed: the set lives on as the sorted refs; its table
+		 * would double the commit's peak while the user's grows */
+		ut_free(&t->set);
+		ut_init(&t->set);
 		if (ustate_apply(&t->st, 1, &t->entry.snap, t->refs, t->nrefs, "commit") == 0) {
 			t->st.seq = t->entry.seq;
 			ustate_compact(t->repo, &t->st, 0);
 		}
 		error_clear();
+		/* the tracker is done but for what it charged (t->entry): its
+		 * tables go now, not with the writer after the index is extended */
+		ustate_free(&t->st);
+		ustate_init(&t->st, "");
+		free(t->refs);
+		t->refs = NULL;
+		t->nrefs = 0;
+		refs_set_free(&t->parent);
+		ref_dir_free(&t->parent_dir);
+		free(t->prior);
+		t->prior = NULL;
+		t->nprior = 0;
+		ref_dir_free(&t->prior_dir);
 	}
 	store_lock_release(t->ulock);
 	t->ulock = NULL;

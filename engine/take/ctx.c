@@ -53,8 +53,9 @@ void take_ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w)
 	c->no_prior_cuts = repo->settings.no_prior_cuts;
 }
 
-/* What a capture holds (the walk, the file states); not the writer or rootfd. */
-void take_ctx_free(take_ctx *c)
+/* The walk and the file states, of no use once the trees are built: freed
+ * before the commit, whose quota and index work is the take's peak. */
+void take_ctx_free_walk(take_ctx *c)
 {
 	for (size_t i = 0; i < c->nstates; i++) {
 		free(c->states[i].chunks);
@@ -73,11 +74,18 @@ void take_ctx_free(take_ctx *c)
 	c->nearly = c->cap_early = c->early_taken = 0;
 	free(c->todo);
 	free(c->hl_table);
-	inodes_free(&c->inodes);
 	walk_free(c->root);
 	c->states = NULL;
-	c->nstates = 0;
+	c->nstates = c->ntodo = c->hl_count = 0;
 	c->todo = NULL;
 	c->hl_table = NULL;
 	c->root = NULL;
+}
+
+/* What a capture holds (the walk, the file states, the inodes record); not
+ * the writer or rootfd. */
+void take_ctx_free(take_ctx *c)
+{
+	take_ctx_free_walk(c);
+	inodes_free(&c->inodes);
 }

@@ -22,20 +22,20 @@ static const inode_item *next_item(parent_cursor *pc, uint8_t kind)
 	return NULL;
 }
 
-/* Unchanged since the parent: inode number and ctime (p, the parent's
- * prior node, has them), size and mtime (its tree entry e). */
-int same_file(const walk_node *n, const walk_node *p, const tree_entry *e)
+/* Unchanged since the parent: inode number, ctime, size and mtime (p, the
+ * parent's prior node, has them). */
+int same_file(const walk_node *n, const walk_node *p)
 {
-	return e->type == TREE_REG && p->ino != 0 && p->ino == n->ino && e->size == n->size &&
-	       e->mtime_sec == n->mtime_sec && e->mtime_nsec == n->mtime_nsec && p->ctime_sec == n->ctime_sec &&
+	return p->type == TREE_REG && p->ino != 0 && p->ino == n->ino && p->size == n->size &&
+	       p->mtime_sec == n->mtime_sec && p->mtime_nsec == n->mtime_nsec && p->ctime_sec == n->ctime_sec &&
 	       p->ctime_nsec == n->ctime_nsec;
 }
 
 /* 1 when every chunk is usable (present, not marked by gc): the take then
  * references them all already. */
-static int chunks_present(take_ctx *c, const tree_entry *e)
+static int chunks_present(take_ctx *c, const prior_file *pf)
 {
-	return writer_ref_chunks(c->writer, e->chunks, e->nchunks);
+	return writer_ref_chunks(c->writer, pf->chunks, pf->nchunks);
 }
 
 /* fs gets content captured before (copies of the lists): not read again. */
@@ -86,9 +86,20 @@ static int prior_node(const parent_view *v, walk_node *dir, const tree_entry *e,
 	walk_node *n = *out = walk_node_new(e->name, e->name_len, dir);
 	if (!n) return ERR_OOM();
 	n->type = e->type;
-	n->user = (void *)e;
 	dir->kids[dir->nkids++] = n;
 	if (e->type != TREE_REG) return 0;
+	size_t ext_len = e->nextents * sizeof(tree_extent), chunks_len = e->nchunks * sizeof(tree_chunk);
+	prior_file *pf = walk_alloc(n, sizeof(*pf) + ext_len + chunks_len); /* extents first: aligned */
+	if (!pf) return ERR_OOM();
+	tree_extent *ext = (tree_extent *)(pf + 1);
+	tree_chunk *chunks = (tree_chunk *)((char *)ext + ext_len);
+	if (ext_len) memcpy(ext, e->extents, ext_len);
+	if (chunks_len) memcpy(chunks, e->chunks, chunks_len);
+	*pf = (prior_file){ext, chunks, e->nextents, e->nchunks};
+	n->user = pf;
+	n->size = e->size;
+	n->mtime_sec = e->mtime_sec;
+	n->mtime_nsec = e->mtime_nsec;
 	n->ino = it ? it->value : e->ino;
 	n->ctime_sec = it ? it->ctime_sec : e->ctime_sec;
 	n->ctime_nsec = it ? it->ctime_nsec : e->ctime_nsec;
@@ -177,6 +188,16 @@ static int load_prior_dir(parent_view *v, walk_node *dir, const oid *id, parent_
 	return rc;
 }
 
+static void free_prior_trees(parent_view *v)
+{
+	for (size_t i = 0; i < v->ntrees; i++) tree_free(&v->trees[i]);
+	free(v->trees);
+	v->trees = NULL;
+	index_free(v->tree_at);
+	v->tree_at = NULL;
+	v->ntrees = v->cap_trees = 0;
+}
+
 /* Builds v->prior from v->root and v->inodes (freed then); root_path names
  * the root in messages. */
 int load_prior(take_ctx *c, parent_view *v, const char *root_path)
@@ -189,6 +210,7 @@ int load_prior(take_ctx *c, parent_view *v, const char *root_path)
 	int rc = load_prior_trees(c, v);
 	if (rc == 0) rc = load_prior_dir(v, v->prior, &v->root, &pc, &root);
 	inodes_free(&v->inodes);
+	free_prior_trees(v); /* the prior has what the take needs of them */
 	if (rc < 0) error_prefix("parent");
 	return rc;
 }
@@ -197,14 +219,10 @@ void parent_view_free(parent_view *v)
 {
 	walk_free(v->prior);
 	v->prior = NULL;
-	for (size_t i = 0; i < v->ntrees; i++) tree_free(&v->trees[i]);
-	free(v->trees);
-	v->trees = NULL;
-	index_free(v->tree_at);
-	v->tree_at = NULL;
-	v->ntrees = v->cap_trees = 0;
+	free_prior_trees(v);
 	inodes_free(&v->inodes);
 }
+
 
 /* A directory of this take walked beside its namesake in another walk
  * (the parent's, the pre-copy's): the next kid, and where the other's
@@ -263,11 +281,11 @@ int reuse_from_parent(take_ctx *c, walk_node *dir, const walk_node *pdir)
 		if (k->type == TREE_DIR && !k->is_mount) {
 			rc = pair_enter(&pw, k, p);
 		} else if (k->type == TREE_REG && !((file_state *)k->user)->leader) {
-			const tree_entry *e = p->user;
-			if (same_file(k, p, e) && (rc = chunks_present(c, e)) == 1)
-				rc = reuse_content(k->user, e->size, e->chunks, e->nchunks, e->extents, e->nextents);
+			const prior_file *pf = p->user;
+			if (same_file(k, p) && (rc = chunks_present(c, pf)) == 1)
+				rc = reuse_content(k->user, p->size, pf->chunks, pf->nchunks, pf->extents, pf->nextents);
 			else if (rc >= 0) /* read: hardlinked, or not found by the walk's early reads */
-				keep_prior_cuts(k->user, k, e->chunks, e->nchunks, e->nextents);
+				keep_prior_cuts(k->user, k, pf->chunks, pf->nchunks, pf->nextents);
 		}
 	}
 	free(pw.f);

@@ -34,7 +34,7 @@ static void big_free(void *p, size_t len)
 static int64_t chunk_slot(file_state *fs)
 {
 	if (fs->nchunks == fs->cap) {
-		uint32_t cap = fs->cap ? fs->cap * 2 : 4;
+		uint32_t cap = fs->cap ? fs->cap * 2 : 1; /* most files are one chunk */
 		tree_chunk *ch = realloc(fs->chunks, cap * sizeof(*ch));
 		if (!ch) return ERR_OOM();
 		fs->chunks = ch;

@@ -127,12 +127,12 @@ static void early_file(void *payload, walk_node *n, const walk_node *prior)
 		return;
 	}
 	if (n->size <= SMALL_FILE_MAX || n->nlink != 1) return; /* small: batched after the walk */
-	if (prior && prior->type == TREE_REG && same_file(n, prior, prior->user)) return; /* reused */
+	if (prior && same_file(n, prior)) return; /* reused */
 	file_state *fs = calloc(1, sizeof(*fs));
 	if (!fs) return; /* read after the walk instead */
 	fs->node = n;
-	const tree_entry *e = prior && prior->type == TREE_REG ? prior->user : NULL;
-	if (e) keep_prior_cuts(fs, n, e->chunks, e->nchunks, e->nextents);
+	const prior_file *pf = prior && prior->type == TREE_REG ? prior->user : NULL;
+	if (pf) keep_prior_cuts(fs, n, pf->chunks, pf->nchunks, pf->nextents);
 	pthread_mutex_lock(&c->jobs_lock);
 	if (c->nearly == c->cap_early) {
 		size_t cap = c->cap_early ? c->cap_early * 2 : 64;
@@ -361,6 +361,7 @@ static int take_run(cairn_take_result *out, cairn_repo *repo, const cairn_take_o
 		rc = canceled();
 		goto done;
 	}
+	take_ctx_free_walk(&c); /* the trees hold what the snapshot needs of it */
 
 	snapshot_manifest m;
 	memset(&m, 0, sizeof(m));

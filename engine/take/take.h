@@ -39,14 +39,12 @@ typedef struct file_state {
 	struct file_state *leader; /* hardlink follower: content is the leader's */
 	uint64_t size;             /* bytes actually captured (the file may shrink) */
 	tree_extent *extents;
-	uint32_t nextents;
 	tree_chunk *chunks;
-	uint32_t nchunks, cap;
+	tree_chunk *was;  /* the chunks of its namesake in the parent (a dense file), or NULL */
+	uint32_t nextents, nchunks, cap, nwas; /* the counts together: no padding (a state a file) */
+	uint32_t pending; /* its chunks queued for other workers (under jobs_lock) */
 	int reused;
 	int captured; /* content complete (read or reused); a pre-copy may skip files */
-	uint32_t pending; /* its chunks queued for other workers (under jobs_lock) */
-	tree_chunk *was;  /* the chunks of its namesake in the parent (a dense file), or NULL */
-	uint32_t nwas;
 } file_state;
 
 /* A chunk of a large file, cut by the worker reading it and hashed and
@@ -110,10 +108,19 @@ typedef struct take_ctx {
 	inode_list inodes;          /* the snapshot's inodes record, built with its trees */
 } take_ctx;
 
+/* What a take keeps of a regular file of the parent: a prior node's user,
+ * in the prior's arena (its size and mtime are the node's), so that the
+ * parent's decoded trees are freed as soon as the prior is built. */
+typedef struct prior_file {
+	const tree_extent *extents;
+	const tree_chunk *chunks;
+	uint32_t nextents, nchunks;
+} prior_file;
+
 /* The parent snapshot as a take compares against it: built once as a prior
- * walk (walk_options.prior; load_prior), each node's user pointing at its
- * tree entry and each regular file with the inode number and ctime of the
- * parent's inodes record (or, from older takes, of its tree entry). The
+ * walk (walk_options.prior; load_prior), each regular file's node with its
+ * size, mtime and content (prior_file), and the inode number and ctime of
+ * the parent's inodes record (or, from older takes, of its tree entry). The
  * walk copies the xattrs of files unchanged since from it instead of
  * listing them; reuse_from_parent gives them its chunk lists. */
 typedef struct parent_view {
@@ -121,7 +128,7 @@ typedef struct parent_view {
 	inode_list inodes;     /* its inodes record; empty when it has none */
 	struct timespec start; /* its take's start: ctimes from then on are not trusted */
 	walk_node *prior;
-	tree *trees;           /* the prior's entries point into these */
+	tree *trees;           /* while the prior is built */
 	size_t ntrees, cap_trees;
 	chunk_index *tree_at;  /* tree id -> its place in trees (load_prior_trees) */
 } parent_view;
@@ -165,6 +172,7 @@ int take_options_load(cairn_take_options *dst, const cairn_take_options *src, co
 int take_fail(take_ctx *c, int rc);
 int take_failed(take_ctx *c);
 void take_ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w);
+void take_ctx_free_walk(take_ctx *c);
 void take_ctx_free(take_ctx *c);
 
 /* nodes.c: the walked tree's files in order, counts, hardlink groups */
@@ -181,7 +189,7 @@ int frozen_walk(take_ctx *c, const cairn_take_options *o, const char *root_path,
 
 /* parent.c: the parent: finding it, its trees loaded as the walk's prior,
  * reuse of its chunk lists (and the pre-copy's), restore records */
-int same_file(const walk_node *n, const walk_node *p, const tree_entry *e);
+int same_file(const walk_node *n, const walk_node *p);
 int load_prior(take_ctx *c, parent_view *v, const char *root_path);
 void parent_view_free(parent_view *v);
 int reuse_from_parent(take_ctx *c, walk_node *dir, const walk_node *pdir);
