@@ -363,6 +363,12 @@ static const char *blob_kind(uint8_t type) { return type == BLOB_TREE ? "tree" :
 int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
                     buf *scratch, repo_blob_cb cb, void *payload)
 {
+	return repo_read_blobs_into(r, ids, n, type, flags, scratch, NULL, cb, payload);
+}
+
+int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                         buf *scratch, const repo_dst *dst, repo_blob_cb cb, void *payload)
+{
 	int rc = 0;
 	buf own;
 	buf_init(&own);
@@ -418,11 +424,19 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsig
 			snprintf(what, sizeof(what), "%s %s in %s", blob_kind(type), hex, pack);
 			pack_blob want = {e->id, e->type, e->comp, e->raw_len, e->stored_len, e->offset};
 			uint8_t *plain = NULL;
-			rc = pack_blob_open(run->data + at + (e->offset - start), (size_t)e->stored_len + BLOB_OVERHEAD,
-			                    &want, what, &plain);
+			const uint8_t *raw = run->data + at + (e->offset - start);
+			size_t raw_size = (size_t)e->stored_len + BLOB_OVERHEAD;
+			if (!dst) {
+				rc = pack_blob_open(raw, raw_size, &want, what, &plain);
+			} else if (dst[v[i].slot].len != e->raw_len) {
+				rc = error_set(CAIRN_ECORRUPT, "%s: %u bytes, tree says %zu", what, e->raw_len,
+				               dst[v[i].slot].len);
+			} else {
+				rc = pack_blob_open_into(raw, raw_size, &want, what, dst[v[i].slot].p);
+			}
 			if (rc == 0) {
 				snprintf(what, sizeof(what), "%s %s", blob_kind(type), hex);
-				rc = cb(payload, v[i].slot, plain, e->raw_len, what);
+				rc = cb(payload, v[i].slot, dst ? dst[v[i].slot].p : plain, e->raw_len, what);
 			}
 			free(plain);
 		}

@@ -92,6 +92,15 @@ typedef int (*repo_blob_cb)(void *payload, size_t slot, const uint8_t *plain, si
                             const char *what);
 int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
                     struct buf *scratch, repo_blob_cb cb, void *payload);
+/* The same, each blob decompressed straight into the caller's memory:
+ * dst[slot] has room for exactly the blob's plain length (CAIRN_ECORRUPT
+ * when the index says another), and cb's plain is dst[slot].p. */
+typedef struct repo_dst {
+	uint8_t *p;
+	size_t len;
+} repo_dst;
+int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                         struct buf *scratch, const repo_dst *dst, repo_blob_cb cb, void *payload);
 
 /* A walk over every tree below a root (repo_walk_trees). */
 typedef struct tree_walk {

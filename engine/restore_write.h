@@ -33,6 +33,10 @@ typedef struct restore_write_mode {
 	atomic_uint align;
 } restore_write_mode;
 
+/* Write exactly n bytes at off, buffered or not as fd is. 0 or -errno
+ * (fault injection "write" as io_write_full's). */
+int restore_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
+
 /* direct 0 keeps every write buffered (the old behaviour). */
 void restore_write_init(restore_write_mode *m, int direct);
 

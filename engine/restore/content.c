@@ -50,13 +50,7 @@ static int content_chunk(void *payload, size_t slot, const uint8_t *p, size_t le
 	return 0;
 }
 
-/* Read e's chunks in order, verified, and hand their bytes to emit at their
- * file offsets (ascending). Extents and chunk sizes are checked against the
- * entry's size before anything is read. Neighbouring chunks in a pack are
- * read together (repo_read_blobs), in scratch when given. stop, when set,
- * aborts early. */
-int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, void *ctx,
-                 atomic_int *stop, buf *scratch)
+int content_check(const tree_entry *e)
 {
 	tree_extent dense = {0, e->size};
 	const tree_extent *ext = e->nextents ? e->extents : &dense;
@@ -78,6 +72,22 @@ int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, void *ctx,
 	if (csum != data)
 		return error_set(CAIRN_ECORRUPT, "chunks hold %llu bytes, extents %llu",
 		                 (unsigned long long)csum, (unsigned long long)data);
+	return 0;
+}
+
+/* Read e's chunks in order, verified, and hand their bytes to emit at their
+ * file offsets (ascending). Extents and chunk sizes are checked against the
+ * entry's size before anything is read. Neighbouring chunks in a pack are
+ * read together (repo_read_blobs), in scratch when given. stop, when set,
+ * aborts early. */
+int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, void *ctx,
+                 atomic_int *stop, buf *scratch)
+{
+	tree_extent dense = {0, e->size};
+	const tree_extent *ext = e->nextents ? e->extents : &dense;
+	uint32_t next = e->nextents ? e->nextents : 1;
+	int rc = content_check(e);
+	if (rc < 0) return rc;
 
 	content_pos cp = {e, ext, next, 0, 0, 0, emit, ctx, stop};
 	oid ids[CONTENT_BATCH];
@@ -86,7 +96,7 @@ int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, void *ctx,
 		if (stop && atomic_load(stop)) return error_set(CAIRN_EIO, "interrupted");
 		for (uint32_t k = 0; k < n; k++) ids[k] = e->chunks[c + k].id;
 		cp.first = c;
-		int rc = repo_read_blobs(r, ids, n, BLOB_DATA, REPO_READ_IN_ORDER | REPO_READ_UNCACHED, scratch,
+		rc = repo_read_blobs(r, ids, n, BLOB_DATA, REPO_READ_IN_ORDER | REPO_READ_UNCACHED, scratch,
 		                         content_chunk, &cp);
 		if (rc < 0) return rc;
 		c += n;
