@@ -14,9 +14,17 @@
 #   --cache DIR     run.sh's cache (default /var/tmp/cairn-bench/cache)
 #   --perf          record the new binary's first drop-state restore with
 #                   perf record -g (TOP/perf.data)
+#   --fs fresh|same fresh (default): each restore into a new ext4 (a loop
+#                   device, made again before every run); same: into TOP
+#                   itself, as bench/run.sh does
 # Each timed run: an empty target, sync, then drop_caches or a read of the
 # filler, then the restore alone under /usr/bin/time. Prints every run and
 # the medians, and the new/old ratio per pair.
+#
+# Why a fresh file system: on an ext4 without a journal (this VM's root),
+# creating files soon after many were deleted (the previous run's target)
+# costs the kernel a scan of every recently deleted inode per create
+# (ext4's recently_deleted); in one profile that was 30% of a restore.
 set -euo pipefail
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
 LIB=$SRCDIR/bench/benchlib.py
@@ -24,7 +32,7 @@ NEW=${1:?usage: bench-restore.sh NEW_CAIRN [OLD_CAIRN] [options]}
 shift
 OLD=
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then OLD=$1; shift; fi
-runs=3 states=full,drop with_restic=0 top=/var/tmp/cairn-restore-bench C=/var/tmp/cairn-bench/cache perf=0
+fs=fresh runs=3 states=full,drop with_restic=0 top=/var/tmp/cairn-restore-bench C=/var/tmp/cairn-bench/cache perf=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--runs) runs=$2; shift 2 ;;
@@ -33,6 +41,7 @@ while [ $# -gt 0 ]; do
 	--top) top=$2; shift 2 ;;
 	--cache) C=$2; shift 2 ;;
 	--perf) perf=1; shift ;;
+	--fs) fs=$2; shift 2 ;;
 	*) echo "bench-restore: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -78,11 +87,30 @@ fi
 echo "instance: $(du -s -B1 "$SRC" | awk '{printf "%.0f MiB", $1 / 1048576}') on disk in $(find "$SRC" | wc -l) entries; repo $(du -sb "$R/cairn" | awk '{printf "%.0f MiB", $1 / 1048576}')"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
+loopdev=
+cleanup() {
+	mountpoint -q "$top/target" && umount "$top/target"
+	[ -z "$loopdev" ] || losetup -d "$loopdev"
+	rm -f "$top/fs.img"
+}
+trap cleanup EXIT
+trap "exit 1" INT TERM
+if [ "$fs" = fresh ]; then
+	truncate -s 0 "$top/fs.img" && truncate -s $(( $(du -s -B1 "$SRC" | cut -f1) * 2 + 1024 * MIB )) "$top/fs.img"
+	# direct I/O: the loop device adds no page cache of its own
+	loopdev=$(losetup --direct-io=on --find --show "$top/fs.img")
+fi
 # one STATE NAME CMD...: prepare, then time CMD; prints "NAME STATE wall user sys"
 one() {
 	local state=$1 name=$2
 	shift 2
+	mountpoint -q "$top/target" && umount "$top/target"
 	rm -rf "$top/target" && mkdir -p "$top/target"
+	if [ "$fs" = fresh ]; then
+		# itables written now, not by ext4lazyinit during the run
+		mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard "$loopdev"
+		mount "$loopdev" "$top/target"
+	fi
 	sync
 	if [ "$state" = full ]; then cat "$C/filler" > /dev/null; else echo 3 > /proc/sys/vm/drop_caches; fi
 	/usr/bin/time -f '%e %U %S' -o "$top/time.txt" "$@" > "$top/out.txt" 2>&1 || {
@@ -95,15 +123,16 @@ one() {
 for state in ${states//,/ }; do
 	for i in $(seq 1 "$runs"); do
 		if [ "$perf" = 1 ] && [ "$state" = drop ] && [ "$i" = 1 ]; then
-			one "$state" new-perf perf record -g -o "$top/perf.data" "$NEW" restore --repo "$R/cairn" s1 "$top/target"
+			one "$state" new-perf perf record -g -o "$top/perf.data" "$NEW" restore --repo "$R/cairn" s1 "$top/target/r"
 		fi
-		one "$state" new "$NEW" restore --repo "$R/cairn" s1 "$top/target"
-		[ -z "$OLD" ] || one "$state" old "$OLD" restore --repo "$R/cairn" s1 "$top/target"
+		one "$state" new "$NEW" restore --repo "$R/cairn" s1 "$top/target/r"
+		[ -z "$OLD" ] || one "$state" old "$OLD" restore --repo "$R/cairn" s1 "$top/target/r"
 		if [ "$with_restic" = 1 ] && [ "$state" = drop ]; then
-			one "$state" restic env RESTIC_PASSWORD=bench restic -r "$R/restic" restore latest --target "$top/target"
+			one "$state" restic env RESTIC_PASSWORD=bench restic -r "$R/restic" restore latest --target "$top/target/r"
 		fi
 	done
 done
+mountpoint -q "$top/target" && umount "$top/target"
 rm -rf "$top/target"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$top/times.txt" <<'EOF'
