@@ -169,14 +169,10 @@ static int stage_flush(restore_writer *w)
 	return rc;
 }
 
-int restore_writer_put(restore_writer *w, uint64_t off, const void *data, size_t n)
+/* Make the stage's next byte the one for file offset off (ascending). */
+static int stage_seek(restore_writer *w, uint64_t off)
 {
-	const uint8_t *p = data;
 	int rc;
-	if (!w->direct) {
-		if ((rc = restore_pwrite_all(w->fd, p, n, off)) < 0) return error_errno(CAIRN_EIO, -rc, "write");
-		return 0;
-	}
 	unsigned align = atomic_load(&w->mode->align);
 	uint64_t end = w->start + w->len;
 	if (w->len && off != end) {
@@ -196,6 +192,55 @@ int restore_writer_put(restore_writer *w, uint64_t off, const void *data, size_t
 		w->len = (size_t)(off - w->start);
 		memset(w->stage, 0, w->len);
 	}
+	return 0;
+}
+
+int restore_writer_reserve(restore_writer *w, uint64_t off, size_t n, uint8_t **out)
+{
+	int rc;
+	*out = NULL;
+	if (!w->direct || n > RESTORE_STAGE_LEN - 4096) return 0;
+	if ((rc = stage_seek(w, off)) < 0) return rc;
+	if (!w->direct) return 0; /* refused in the seek's flush */
+	if (w->len + n > RESTORE_STAGE_LEN) {
+		/* out with the whole units staged; the partial one moves to the front */
+		unsigned align = atomic_load(&w->mode->align);
+		size_t body = w->len / align * align;
+		if ((rc = stage_write(w, body)) < 0) return rc;
+		if (!w->direct) { /* refused on the way: the rest buffered too */
+			if ((rc = restore_pwrite_all(w->fd, w->stage + body, w->len - body, w->start + body)) < 0)
+				return error_errno(CAIRN_EIO, -rc, "write");
+			w->start += w->len;
+			w->len = 0;
+			return 0;
+		}
+		memmove(w->stage, w->stage + body, w->len - body);
+		w->start += body;
+		w->len -= body;
+	}
+	*out = w->stage + w->len;
+	return 0;
+}
+
+int restore_writer_commit(restore_writer *w, size_t n)
+{
+	w->len += n;
+	if (w->len < RESTORE_STAGE_LEN) return 0;
+	int rc = stage_write(w, w->len);
+	w->start += w->len;
+	w->len = 0;
+	return rc;
+}
+
+int restore_writer_put(restore_writer *w, uint64_t off, const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	int rc;
+	if (!w->direct) {
+		if ((rc = restore_pwrite_all(w->fd, p, n, off)) < 0) return error_errno(CAIRN_EIO, -rc, "write");
+		return 0;
+	}
+	if ((rc = stage_seek(w, off)) < 0) return rc;
 	while (n > 0) {
 		if (!w->direct) /* the file system refused on the way */
 			return (rc = restore_pwrite_all(w->fd, p, n, w->start + w->len)) < 0

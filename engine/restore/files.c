@@ -25,6 +25,23 @@ static int file_emit(void *ctx, uint64_t off, const uint8_t *p, size_t n)
 	return 0;
 }
 
+static int file_reserve(void *ctx, uint64_t off, size_t n, uint8_t **out)
+{
+	file_out *o = ctx;
+	return restore_writer_reserve(o->w, off, n, out);
+}
+
+static int file_commit(void *ctx, size_t n)
+{
+	file_out *o = ctx;
+	int rc = restore_writer_commit(o->w, n);
+	if (rc < 0) return rc;
+	atomic_fetch_add(&o->st->bytes, n);
+	return 0;
+}
+
+static const content_place file_place = {file_reserve, file_commit};
+
 /* Owner, then xattrs (chown clears security.capability), then mode (chown
  * clears setuid/setgid), then times: through an fd of a file or directory. */
 int restore_meta_fd(rstate *st, int fd, uint32_t mode, uint32_t uid, uint32_t gid, int64_t sec,
@@ -50,7 +67,7 @@ static int restore_file(rstate *st, restore_writer *w, buf *scratch, dctx *d, co
 	file_out o = {st, w};
 	int fd = restore_writer_open(w, d->fd, e->name, e->size);
 	if (fd < 0) return restore_fail_at(st, 1, d->dir, e->name, fd);
-	if ((rc = content_walk(st->repo, e, file_emit, &o, &st->stop, scratch)) < 0) goto fail;
+	if ((rc = content_walk(st->repo, e, file_emit, &file_place, &o, &st->stop, scratch)) < 0) goto fail;
 	if ((rc = restore_writer_end(w)) < 0) goto fail;
 	rc = restore_meta_fd(st, fd, e->mode, e->uid, e->gid, e->mtime_sec, e->mtime_nsec, e->nxattrs,
 	             e->xattrs);
@@ -78,18 +95,28 @@ fail:
 /* A worker's memory for batches, reused: every chunk's id and place, the
  * files' bytes one after the other. */
 typedef struct batch_mem {
+	rstate *st;
 	oid *ids;
-	repo_dst *dst;
+	uint8_t **dst; /* where each chunk's bytes go */
+	uint32_t *len; /* and their length, as the tree says */
 	size_t cap;
 	uint64_t base[BATCH_FILES]; /* each file's bytes at data.data + base */
 	buf data;
 } batch_mem;
 
+static int batch_dst(void *payload, size_t slot, size_t len, uint8_t **out)
+{
+	batch_mem *m = payload;
+	if (len != m->len[slot]) return error_set(CAIRN_ECORRUPT, "chunk of %zu bytes, tree says %u", len, m->len[slot]);
+	*out = m->dst[slot];
+	return 0;
+}
+
 static int batch_chunk(void *payload, size_t slot, const uint8_t *p, size_t len, const char *what)
 {
 	(void)slot, (void)p, (void)len, (void)what;
-	rstate *st = payload;
-	return atomic_load(&st->stop) ? error_set(CAIRN_EIO, "interrupted") : 0;
+	batch_mem *m = payload;
+	return atomic_load(&m->st->stop) ? error_set(CAIRN_EIO, "interrupted") : 0;
 }
 
 /* Every chunk of the batch read, verified and decompressed into m->data at
@@ -112,9 +139,11 @@ static int batch_read(rstate *st, buf *scratch, batch_mem *m, dctx *d, const fba
 		size_t cap = nchunks * 2;
 		oid *ids = realloc(m->ids, cap * sizeof(*ids));
 		if (ids) m->ids = ids;
-		repo_dst *dst = realloc(m->dst, cap * sizeof(*dst));
+		uint8_t **dst = realloc(m->dst, cap * sizeof(*dst));
 		if (dst) m->dst = dst;
-		if (!ids || !dst) return ERR_OOM();
+		uint32_t *len = realloc(m->len, cap * sizeof(*len));
+		if (len) m->len = len;
+		if (!ids || !dst || !len) return ERR_OOM();
 		m->cap = cap;
 	}
 	if (buf_reserve(&m->data, (size_t)total ? (size_t)total : 1) < 0) return ERR_OOM();
@@ -124,12 +153,14 @@ static int batch_read(rstate *st, buf *scratch, batch_mem *m, dctx *d, const fba
 		uint64_t off = m->base[k];
 		for (uint32_t c = 0; c < e->nchunks; c++, at++) {
 			m->ids[at] = e->chunks[c].id;
-			m->dst[at] = (repo_dst){m->data.data + off, e->chunks[c].size};
+			m->dst[at] = m->data.data + off;
+			m->len[at] = e->chunks[c].size;
 			off += e->chunks[c].size;
 		}
 	}
-	return repo_read_blobs_into(st->repo, m->ids, nchunks, BLOB_DATA, REPO_READ_UNCACHED, scratch, m->dst,
-	                            batch_chunk, st);
+	m->st = st;
+	return repo_read_blobs_into(st->repo, m->ids, nchunks, BLOB_DATA, REPO_READ_UNCACHED, scratch, batch_dst,
+	                            batch_chunk, m);
 }
 
 /* Create e in d and write its data (its extents' bytes, one after the
@@ -266,6 +297,7 @@ void *restore_worker(void *arg)
 	buf_free(&m.data);
 	free(m.ids);
 	free(m.dst);
+	free(m.len);
 	return NULL;
 }
 

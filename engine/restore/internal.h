@@ -58,6 +58,12 @@
 #define REMOVE_FDS 16
 
 typedef int (*emit_fn)(void *ctx, uint64_t off, const uint8_t *p, size_t n);
+/* Optional, for content_walk: room for the n bytes at off (*out NULL: none,
+ * emit them instead), then commit once they are there. */
+typedef struct content_place {
+	int (*reserve)(void *ctx, uint64_t off, size_t n, uint8_t **out);
+	int (*commit)(void *ctx, size_t n);
+} content_place;
 
 /* A directory restored, remembered for the later passes. Index 0 is the target. */
 typedef struct rdir {
@@ -177,8 +183,8 @@ typedef struct dcursor {
  * snapshot's top tree */
 char *short_id(char out[13], const char *id);
 int content_check(const tree_entry *e);
-int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, void *ctx,
-                 atomic_int *stop, buf *scratch);
+int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, const content_place *place,
+                 void *ctx, atomic_int *stop, buf *scratch);
 int load_top(cairn_repo *r, const snapshot_manifest *m, const char *snap_id, tree *top);
 
 /* files.c: pass 2: regular files created and filled by the worker threads */
