@@ -59,37 +59,35 @@ int restore_meta_fd(rstate *st, int fd, uint32_t mode, uint32_t uid, uint32_t gi
 	return 0;
 }
 
-/* sb gets the file as left: its inode and its ctime after the last change. */
+/* The end of e's restore, its data written (rc 0) or not: its metadata on
+ * fd, sb the file as left (its inode and its ctime after the last change),
+ * fd closed. On any failure the file is removed: never a file with wrong
+ * bytes left behind. */
+static int file_done(rstate *st, dctx *d, const tree_entry *e, int fd, int rc, struct stat *sb)
+{
+	if (rc == 0)
+		rc = restore_meta_fd(st, fd, e->mode, e->uid, e->gid, e->mtime_sec, e->mtime_nsec, e->nxattrs,
+		                     e->xattrs);
+	if (rc == 0 && fstat(fd, sb) < 0) rc = error_errno(CAIRN_EIO, errno, "stat");
+	if (close(fd) < 0 && rc == 0) rc = error_errno(CAIRN_EIO, errno, "close");
+	if (rc == 0) {
+		atomic_fetch_add(&st->files, 1);
+		return 0;
+	}
+	unlinkat(d->fd, e->name, 0);
+	return restore_fail_at(st, 1, d->dir, e->name, rc);
+}
+
 static int restore_file(rstate *st, restore_writer *w, buf *scratch, dctx *d, const tree_entry *e,
                         struct stat *sb)
 {
-	int rc;
 	file_out o = {st, w};
 	int fd = restore_writer_open(w, d->fd, e->name, e->size);
 	if (fd < 0) return restore_fail_at(st, 1, d->dir, e->name, fd);
-	if ((rc = content_walk(st->repo, e, file_emit, &file_place, &o, &st->stop, scratch)) < 0) goto fail;
-	if ((rc = restore_writer_end(w)) < 0) goto fail;
-	rc = restore_meta_fd(st, fd, e->mode, e->uid, e->gid, e->mtime_sec, e->mtime_nsec, e->nxattrs,
-	             e->xattrs);
-	if (rc < 0) goto fail;
-	if (fstat(fd, sb) < 0) {
-		rc = error_errno(CAIRN_EIO, errno, "stat");
-		goto fail;
-	}
-	int closing = fd;
-	fd = -1;
-	if (close(closing) < 0) {
-		rc = error_errno(CAIRN_EIO, errno, "close");
-		goto fail;
-	}
 	/* bytes counts data written, not holes, as take counts data read */
-	atomic_fetch_add(&st->files, 1);
-	return 0;
-fail:
-	/* never leave a file with wrong bytes behind */
-	if (fd >= 0) close(fd);
-	unlinkat(d->fd, e->name, 0);
-	return restore_fail_at(st, 1, d->dir, e->name, rc);
+	int rc = content_walk(st->repo, e, file_emit, &file_place, &o, &st->stop, scratch);
+	if (rc == 0) rc = restore_writer_end(w);
+	return file_done(st, d, e, fd, rc, sb);
 }
 
 /* A worker's memory for batches, reused: every chunk's id and place, the
@@ -181,31 +179,10 @@ static int write_small(rstate *st, dctx *d, const tree_entry *e, const uint8_t *
 		data += ext[x].length;
 		end = ext[x].offset + ext[x].length;
 	}
-	if (rc < 0) goto fail;
 	/* a hole at the end, or an empty file's size */
-	if (end < e->size && ftruncate(fd, (off_t)e->size) < 0) {
+	if (rc == 0 && end < e->size && ftruncate(fd, (off_t)e->size) < 0)
 		rc = error_errno(CAIRN_EIO, errno, "truncate to %llu", (unsigned long long)e->size);
-		goto fail;
-	}
-	rc = restore_meta_fd(st, fd, e->mode, e->uid, e->gid, e->mtime_sec, e->mtime_nsec, e->nxattrs,
-	                     e->xattrs);
-	if (rc < 0) goto fail;
-	if (fstat(fd, sb) < 0) {
-		rc = error_errno(CAIRN_EIO, errno, "stat");
-		goto fail;
-	}
-	int closing = fd;
-	fd = -1;
-	if (close(closing) < 0) {
-		rc = error_errno(CAIRN_EIO, errno, "close");
-		goto fail;
-	}
-	atomic_fetch_add(&st->files, 1);
-	return 0;
-fail:
-	if (fd >= 0) close(fd);
-	unlinkat(d->fd, e->name, 0);
-	return restore_fail_at(st, 1, d->dir, e->name, rc);
+	return file_done(st, d, e, fd, rc, sb);
 }
 
 /* The restore record: a file's inode and its ctime once written. */
