@@ -87,29 +87,18 @@ fi
 echo "instance: $(du -s -B1 "$SRC" | awk '{printf "%.0f MiB", $1 / 1048576}') on disk in $(find "$SRC" | wc -l) entries; repo $(du -sb "$R/cairn" | awk '{printf "%.0f MiB", $1 / 1048576}')"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-loopdev=
-cleanup() {
-	mountpoint -q "$top/target" && umount "$top/target"
-	[ -z "$loopdev" ] || losetup -d "$loopdev"
-	rm -f "$top/fs.img"
-}
-trap cleanup EXIT
+. "$SRCDIR/bench/freshfs.sh"
+trap freshfs_stop EXIT
 trap "exit 1" INT TERM
-if [ "$fs" = fresh ]; then
-	truncate -s 0 "$top/fs.img" && truncate -s $(( $(du -s -B1 "$SRC" | cut -f1) * 2 + 1024 * MIB )) "$top/fs.img"
-	# direct I/O: the loop device adds no page cache of its own
-	loopdev=$(losetup --direct-io=on --find --show "$top/fs.img")
-fi
+[ "$fs" != fresh ] || freshfs_start "$top/fs.img" $(( $(du -s -B1 "$SRC" | cut -f1) * 2 + 1024 * MIB ))
 # one STATE NAME CMD...: prepare, then time CMD; prints "NAME STATE wall user sys"
 one() {
 	local state=$1 name=$2
 	shift 2
-	mountpoint -q "$top/target" && umount "$top/target"
-	rm -rf "$top/target" && mkdir -p "$top/target"
 	if [ "$fs" = fresh ]; then
-		# itables written now, not by ext4lazyinit during the run
-		mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard "$loopdev"
-		mount "$loopdev" "$top/target"
+		freshfs_new "$top/target"
+	else
+		rm -rf "$top/target" && mkdir -p "$top/target"
 	fi
 	sync
 	if [ "$state" = full ]; then cat "$C/filler" > /dev/null; else echo 3 > /proc/sys/vm/drop_caches; fi
@@ -132,7 +121,7 @@ for state in ${states//,/ }; do
 		fi
 	done
 done
-mountpoint -q "$top/target" && umount "$top/target"
+freshfs_stop
 rm -rf "$top/target"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$top/times.txt" <<'EOF'

@@ -9,19 +9,22 @@
 #   --dirs N    directories (default 100)
 #   --files N   files a directory (default 1000)
 #   --runs N    rounds (default 3)
+#   --no-cp     cairn alone (old and new), no cp -a
 #   --top DIR   scratch (default /var/tmp/cairn-small-restore-bench); kept
 #               between calls; remove it when done
 set -euo pipefail
+SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
 NEW=${1:?usage: bench-small-restore.sh NEW_CAIRN [OLD_CAIRN] [options]}
 shift
 OLD=
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then OLD=$1; shift; fi
-dirs=100 files=1000 runs=3 top=/var/tmp/cairn-small-restore-bench
+dirs=100 files=1000 runs=3 with_cp=1 top=/var/tmp/cairn-small-restore-bench
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--dirs) dirs=$2; shift 2 ;;
 	--files) files=$2; shift 2 ;;
 	--runs) runs=$2; shift 2 ;;
+	--no-cp) with_cp=0; shift ;;
 	--top) top=$2; shift 2 ;;
 	*) echo "bench-small-restore: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -57,24 +60,15 @@ if [ ! -f "$R.done" ]; then
 fi
 echo "tree: $dirs dirs x $files files; load $(cut -d' ' -f1-3 /proc/loadavg)"
 
-loopdev=
-cleanup() {
-	mountpoint -q "$top/target" && umount "$top/target"
-	[ -z "$loopdev" ] || losetup -d "$loopdev"
-	rm -f "$top/fs.img"
-}
-trap cleanup EXIT
+. "$SRCDIR/bench/freshfs.sh"
+trap freshfs_stop EXIT
 trap "exit 1" INT TERM
 # room for the inodes: one per 4 KiB
-truncate -s 0 "$top/fs.img" && truncate -s $(( (dirs * files * 4096 + 1073741824) )) "$top/fs.img"
-loopdev=$(losetup --direct-io=on --find --show "$top/fs.img")
+freshfs_start "$top/fs.img" $((dirs * files * 4096 + 1073741824))
 one() {
 	local name=$1
 	shift
-	mountpoint -q "$top/target" && umount "$top/target"
-	mkdir -p "$top/target"
-	mkfs.ext4 -q -F -i 4096 -E lazy_itable_init=0,lazy_journal_init=0,nodiscard "$loopdev"
-	mount "$loopdev" "$top/target"
+	freshfs_new "$top/target" -i 4096
 	sync
 	echo 3 > /proc/sys/vm/drop_caches
 	/usr/bin/time -f '%e %U %S' -o "$top/time.txt" "$@" > "$top/out.txt" 2>&1 || {
@@ -87,7 +81,7 @@ one() {
 for i in $(seq 1 "$runs"); do
 	one new "$NEW" restore --repo "$R" s1 "$top/target/r"
 	[ -z "$OLD" ] || one old "$OLD" restore --repo "$R" s1 "$top/target/r"
-	one cp-a cp -a "$SRC" "$top/target/r"
+	[ "$with_cp" = 0 ] || one cp-a cp -a "$SRC" "$top/target/r"
 done
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$top/times.txt" <<'EOF'
@@ -97,8 +91,11 @@ for name, wall, user, sys_ in (l.split() for l in open(sys.argv[1])):
     by.setdefault(name, []).append(float(wall))
 med = {n: statistics.median(v) for n, v in by.items()}
 print("medians: " + ", ".join(f"{n} {m:.2f} s" for n, m in sorted(med.items())))
+if "old" in med:
+    pairs = [a / b for a, b in zip(by["new"], by["old"])]
+    print(f"new/old per round {', '.join(f'{p:.2f}' for p in pairs)}; median {statistics.median(pairs):.2f}")
 for n in ("new", "old"):
-    if n in med:
+    if n in med and "cp-a" in med:
         pairs = [a / b for a, b in zip(by[n], by["cp-a"])]
         print(f"{n}/cp-a per round {', '.join(f'{p:.2f}' for p in pairs)}; median {statistics.median(pairs):.2f}")
 EOF
