@@ -64,8 +64,6 @@ fi
 
 say "the packs are read in a few large reads, not one a file"
 if command -v strace > /dev/null; then
-	sync
-	echo 3 > /proc/sys/vm/drop_caches 2> /dev/null || true
 	# -y: each fd's path, to count the reads of packs alone
 	strace -f -qq -y -e trace=pread64 -o "$W/strace.txt" "$CAIRN" restore --repo "$R" b1 "$W/r2" > /dev/null 2>&1 || true
 	reads=$(grep -c '/packs/' "$W/strace.txt" || true)
