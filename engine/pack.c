@@ -411,10 +411,9 @@ static ZSTD_DCtx *thread_dctx(void)
 	return d;
 }
 
-int pack_blob_open(const uint8_t *raw, size_t raw_size, const pack_blob *want, const char *what,
-                   uint8_t **out)
+int pack_blob_open_into(const uint8_t *raw, size_t raw_size, const pack_blob *want, const char *what,
+                        uint8_t *dst)
 {
-	*out = NULL;
 	if (raw_size != BLOB_OVERHEAD + (size_t)want->stored_len)
 		return error_set(CAIRN_ECORRUPT, "%s: %zu bytes read, expected %zu", what, raw_size,
 		                 BLOB_OVERHEAD + (size_t)want->stored_len);
@@ -437,41 +436,41 @@ int pack_blob_open(const uint8_t *raw, size_t raw_size, const pack_blob *want, c
 		return error_set(CAIRN_ECORRUPT, "%s: checksum mismatch", what);
 
 	const uint8_t *src = raw + BLOB_HEADER_LEN;
-	uint8_t *res = malloc(got.raw_len ? got.raw_len : 1);
-	if (!res) return ERR_OOM();
-	int rc;
 	if (got.comp == COMP_NONE) {
-		memcpy(res, src, got.raw_len);
+		memcpy(dst, src, got.raw_len);
 	} else {
 		ZSTD_DCtx *d = thread_dctx();
-		if (!d) {
-			rc = ERR_OOM();
-			goto done;
-		}
+		if (!d) return ERR_OOM();
 		/* dst holds exactly raw_len: a frame that decodes to more fails. */
-		size_t n = ZSTD_decompressDCtx(d, res, got.raw_len, src, got.stored_len);
-		if (ZSTD_isError(n)) {
-			rc = error_set(CAIRN_ECORRUPT, "%s: zstd: %s", what, ZSTD_getErrorName(n));
-			goto done;
-		}
-		if (n != got.raw_len) {
-			rc = error_set(CAIRN_ECORRUPT, "%s: decompressed to %zu bytes, expected %u", what, n,
-			               got.raw_len);
-			goto done;
-		}
+		size_t n = ZSTD_decompressDCtx(d, dst, got.raw_len, src, got.stored_len);
+		if (ZSTD_isError(n))
+			return error_set(CAIRN_ECORRUPT, "%s: zstd: %s", what, ZSTD_getErrorName(n));
+		if (n != got.raw_len)
+			return error_set(CAIRN_ECORRUPT, "%s: decompressed to %zu bytes, expected %u", what, n,
+			                 got.raw_len);
 	}
 	oid h;
-	hash_sha256(&h, res, got.raw_len);
-	if (oid_cmp(&h, &got.id) != 0) {
-		rc = error_set(CAIRN_ECORRUPT, "%s: content does not match its id", what);
-		goto done;
+	hash_sha256(&h, dst, got.raw_len);
+	if (oid_cmp(&h, &got.id) != 0) return error_set(CAIRN_ECORRUPT, "%s: content does not match its id", what);
+	return 0;
+}
+
+int pack_blob_open(const uint8_t *raw, size_t raw_size, const pack_blob *want, const char *what,
+                   uint8_t **out)
+{
+	*out = NULL;
+	/* the index's lengths bound the allocation: checked before it */
+	const char *fault = blob_fields_fault(want->type, want->comp, 0, want->raw_len, want->stored_len);
+	if (fault) return error_set(CAIRN_ECORRUPT, "%s: %s", what, fault);
+	uint8_t *res = malloc(want->raw_len ? want->raw_len : 1);
+	if (!res) return ERR_OOM();
+	int rc = pack_blob_open_into(raw, raw_size, want, what, res);
+	if (rc < 0) {
+		free(res);
+		return rc;
 	}
 	*out = res;
-	res = NULL;
-	rc = 0;
-done:
-	free(res);
-	return rc;
+	return 0;
 }
 
 /* Model weights, archives and compressed media do not shrink, and a full

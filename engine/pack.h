@@ -59,6 +59,10 @@ int pack_parse(const uint8_t *data, size_t len, const char *what, pack_blob **bl
  * mismatch. */
 int pack_blob_open(const uint8_t *raw, size_t raw_size, const pack_blob *want, const char *what,
                    uint8_t **out);
+/* The same into dst (room for want->raw_len bytes): no copy of the plain
+ * bytes. On failure dst holds garbage the caller must not use. */
+int pack_blob_open_into(const uint8_t *raw, size_t raw_size, const pack_blob *want, const char *what,
+                        uint8_t *dst);
 
 /* Compress data for storage: *comp is COMP_ZSTD with *stored malloc'd
  * when that is smaller, else COMP_NONE with *stored = NULL (store data as

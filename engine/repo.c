@@ -364,6 +364,12 @@ static const char *blob_kind(uint8_t type) { return type == BLOB_TREE ? "tree" :
 int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
                     buf *scratch, repo_blob_cb cb, void *payload)
 {
+	return repo_read_blobs_into(r, ids, n, type, flags, scratch, NULL, cb, payload);
+}
+
+int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                         buf *scratch, repo_dst_fn dst, repo_blob_cb cb, void *payload)
+{
 	int rc = 0;
 	buf own;
 	buf_init(&own);
@@ -418,12 +424,17 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsig
 			oid_hex(hex, &e->id);
 			snprintf(what, sizeof(what), "%s %s in %s", blob_kind(type), hex, pack);
 			pack_blob want = {e->id, e->type, e->comp, e->raw_len, e->stored_len, e->offset};
-			uint8_t *plain = NULL;
-			rc = pack_blob_open(run->data + at + (e->offset - start), (size_t)e->stored_len + BLOB_OVERHEAD,
-			                    &want, what, &plain);
+			uint8_t *plain = NULL, *into = NULL;
+			const uint8_t *raw = run->data + at + (e->offset - start);
+			size_t raw_size = (size_t)e->stored_len + BLOB_OVERHEAD;
+			if (dst && (rc = dst(payload, v[i].slot, e->raw_len, &into)) < 0) break;
+			if (into)
+				rc = pack_blob_open_into(raw, raw_size, &want, what, into);
+			else
+				rc = pack_blob_open(raw, raw_size, &want, what, &plain);
 			if (rc == 0) {
 				snprintf(what, sizeof(what), "%s %s", blob_kind(type), hex);
-				rc = cb(payload, v[i].slot, plain, e->raw_len, what);
+				rc = cb(payload, v[i].slot, into ? into : plain, e->raw_len, what);
 			}
 			free(plain);
 		}

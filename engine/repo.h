@@ -92,6 +92,14 @@ typedef int (*repo_blob_cb)(void *payload, size_t slot, const uint8_t *plain, si
                             const char *what);
 int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
                     struct buf *scratch, repo_blob_cb cb, void *payload);
+/* The same, each blob decompressed straight into the caller's memory when
+ * dst, called just before (after cb of the blob before it), sets *out to
+ * room for len bytes (its plain length as the index says; NULL: the blob
+ * goes to memory of its own as in repo_read_blobs); cb's plain is then *out.
+ * dst's error ends the read. */
+typedef int (*repo_dst_fn)(void *payload, size_t slot, size_t len, uint8_t **out);
+int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                         struct buf *scratch, repo_dst_fn dst, repo_blob_cb cb, void *payload);
 
 /* A walk over every tree below a root (repo_walk_trees). */
 typedef struct tree_walk {

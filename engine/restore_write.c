@@ -37,9 +37,9 @@ static void refuse(restore_writer *w)
 	atomic_store(&w->mode->state, -1);
 }
 
-/* Write exactly n bytes at off. 0 or -errno (fault injection as io_write_full). */
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
+int restore_pwrite_all(int fd, const void *data, size_t n, uint64_t off)
 {
+	const uint8_t *p = data;
 	while (n > 0) {
 		int f = io_fault("write");
 		if (f == -1000) return -ENOSPC;
@@ -134,10 +134,10 @@ int restore_writer_open(restore_writer *w, int dirfd, const char *name, uint64_t
  * system refused (then this file goes on buffered too). */
 static int stage_write(restore_writer *w, size_t n)
 {
-	int rc = pwrite_all(w->fd, w->stage, n, w->start);
+	int rc = restore_pwrite_all(w->fd, w->stage, n, w->start);
 	if (rc == -EINVAL && w->direct) {
 		refuse(w);
-		if ((rc = set_direct(w, 0)) == 0) rc = pwrite_all(w->fd, w->stage, n, w->start);
+		if ((rc = set_direct(w, 0)) == 0) rc = restore_pwrite_all(w->fd, w->stage, n, w->start);
 	}
 	if (rc < 0) return error_errno(CAIRN_EIO, -rc, "write");
 	return 0;
@@ -161,7 +161,7 @@ static int stage_flush(restore_writer *w)
 	if (rc == 0 && tail) {
 		/* buffered, from an fd without O_DIRECT: that flag is per open file */
 		if (w->direct && (rc = set_direct(w, 0)) < 0) return error_errno(CAIRN_EIO, -rc, "clear O_DIRECT");
-		if ((rc = pwrite_all(w->fd, w->stage + body, tail, w->start + body)) < 0)
+		if ((rc = restore_pwrite_all(w->fd, w->stage + body, tail, w->start + body)) < 0)
 			return error_errno(CAIRN_EIO, -rc, "write");
 	}
 	w->start += w->len;
@@ -169,14 +169,10 @@ static int stage_flush(restore_writer *w)
 	return rc;
 }
 
-int restore_writer_put(restore_writer *w, uint64_t off, const void *data, size_t n)
+/* Make the stage's next byte the one for file offset off (ascending). */
+static int stage_seek(restore_writer *w, uint64_t off)
 {
-	const uint8_t *p = data;
 	int rc;
-	if (!w->direct) {
-		if ((rc = pwrite_all(w->fd, p, n, off)) < 0) return error_errno(CAIRN_EIO, -rc, "write");
-		return 0;
-	}
 	unsigned align = atomic_load(&w->mode->align);
 	uint64_t end = w->start + w->len;
 	if (w->len && off != end) {
@@ -196,9 +192,58 @@ int restore_writer_put(restore_writer *w, uint64_t off, const void *data, size_t
 		w->len = (size_t)(off - w->start);
 		memset(w->stage, 0, w->len);
 	}
+	return 0;
+}
+
+int restore_writer_reserve(restore_writer *w, uint64_t off, size_t n, uint8_t **out)
+{
+	int rc;
+	*out = NULL;
+	if (!w->direct || n > RESTORE_STAGE_LEN - 4096) return 0;
+	if ((rc = stage_seek(w, off)) < 0) return rc;
+	if (!w->direct) return 0; /* refused in the seek's flush */
+	if (w->len + n > RESTORE_STAGE_LEN) {
+		/* out with the whole units staged; the partial one moves to the front */
+		unsigned align = atomic_load(&w->mode->align);
+		size_t body = w->len / align * align;
+		if ((rc = stage_write(w, body)) < 0) return rc;
+		if (!w->direct) { /* refused on the way: the rest buffered too */
+			if ((rc = restore_pwrite_all(w->fd, w->stage + body, w->len - body, w->start + body)) < 0)
+				return error_errno(CAIRN_EIO, -rc, "write");
+			w->start += w->len;
+			w->len = 0;
+			return 0;
+		}
+		memmove(w->stage, w->stage + body, w->len - body);
+		w->start += body;
+		w->len -= body;
+	}
+	*out = w->stage + w->len;
+	return 0;
+}
+
+int restore_writer_commit(restore_writer *w, size_t n)
+{
+	w->len += n;
+	if (w->len < RESTORE_STAGE_LEN) return 0;
+	int rc = stage_write(w, w->len);
+	w->start += w->len;
+	w->len = 0;
+	return rc;
+}
+
+int restore_writer_put(restore_writer *w, uint64_t off, const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	int rc;
+	if (!w->direct) {
+		if ((rc = restore_pwrite_all(w->fd, p, n, off)) < 0) return error_errno(CAIRN_EIO, -rc, "write");
+		return 0;
+	}
+	if ((rc = stage_seek(w, off)) < 0) return rc;
 	while (n > 0) {
 		if (!w->direct) /* the file system refused on the way */
-			return (rc = pwrite_all(w->fd, p, n, w->start + w->len)) < 0
+			return (rc = restore_pwrite_all(w->fd, p, n, w->start + w->len)) < 0
 			               ? error_errno(CAIRN_EIO, -rc, "write")
 			               : 0;
 		size_t room = RESTORE_STAGE_LEN - w->len, k = n < room ? n : room;

@@ -33,6 +33,10 @@ typedef struct restore_write_mode {
 	atomic_uint align;
 } restore_write_mode;
 
+/* Write exactly n bytes at off, buffered or not as fd is. 0 or -errno
+ * (fault injection "write" as io_write_full's). */
+int restore_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
+
 /* direct 0 keeps every write buffered (the old behaviour). */
 void restore_write_init(restore_write_mode *m, int direct);
 
@@ -55,6 +59,12 @@ void restore_writer_free(restore_writer *w);
 int restore_writer_open(restore_writer *w, int dirfd, const char *name, uint64_t size);
 /* n bytes at off; offsets ascend across calls (holes between them). */
 int restore_writer_put(restore_writer *w, uint64_t off, const void *p, size_t n);
+/* Room in the stage for the n bytes at off (ascending, as put's), for the
+ * caller to fill (a chunk decompressed straight into it) and then
+ * restore_writer_commit. *out NULL when there is none (the file is written
+ * buffered, or n is too large): put the bytes instead. */
+int restore_writer_reserve(restore_writer *w, uint64_t off, size_t n, uint8_t **out);
+int restore_writer_commit(restore_writer *w, size_t n);
 /* Everything staged written and the file cut to its size. The fd stays open
  * (for metadata); the caller closes it. */
 int restore_writer_end(restore_writer *w);

@@ -253,7 +253,7 @@ CAIRN_EXTERN int cairn_cat(cairn_repo *repo, const char *snap_id, const char *pa
 		goto done;
 	}
 	cat_out o = {fd, 0};
-	if ((rc = content_walk(repo, res.e, cat_emit, &o, NULL, NULL)) == 0)
+	if ((rc = content_walk(repo, res.e, cat_emit, NULL, &o, NULL, NULL)) == 0)
 		rc = write_zeros(fd, res.e->size - o.pos);
 	if (rc < 0) error_prefix("%s", shown);
 done:

@@ -23,9 +23,35 @@ typedef struct content_pos {
 	uint32_t next, xi, first; /* extents; chunk index of the batch's slot 0 */
 	uint64_t xoff;
 	emit_fn emit;
+	const content_place *place;
 	void *ctx;
 	atomic_int *stop;
+	int placed; /* the chunk being read went straight to its place */
 } content_pos;
+
+/* The extent holding the next byte, past those filled. */
+static void content_advance(content_pos *cp)
+{
+	while (cp->xi < cp->next && cp->xoff == cp->ext[cp->xi].length) {
+		cp->xi++;
+		cp->xoff = 0;
+	}
+}
+
+/* A chunk that lies in one extent is decompressed at its place. */
+static int content_dst(void *payload, size_t slot, size_t len, uint8_t **out)
+{
+	content_pos *cp = payload;
+	const tree_chunk *c = &cp->e->chunks[cp->first + slot];
+	*out = NULL;
+	cp->placed = 0;
+	if (len != c->size) return 0; /* content_chunk says what is wrong */
+	content_advance(cp);
+	if (cp->xi == cp->next || len > cp->ext[cp->xi].length - cp->xoff) return 0;
+	int rc = cp->place->reserve(cp->ctx, cp->ext[cp->xi].offset + cp->xoff, len, out);
+	cp->placed = rc == 0 && *out;
+	return rc;
+}
 
 static int content_chunk(void *payload, size_t slot, const uint8_t *p, size_t len, const char *what)
 {
@@ -33,11 +59,13 @@ static int content_chunk(void *payload, size_t slot, const uint8_t *p, size_t le
 	const tree_chunk *c = &cp->e->chunks[cp->first + slot];
 	if (cp->stop && atomic_load(cp->stop)) return error_set(CAIRN_EIO, "interrupted");
 	if (len != c->size) return error_set(CAIRN_ECORRUPT, "%s: %zu bytes, tree says %u", what, len, c->size);
+	if (cp->placed) {
+		cp->placed = 0;
+		cp->xoff += len;
+		return cp->place->commit(cp->ctx, len);
+	}
 	while (len > 0) {
-		while (cp->xi < cp->next && cp->xoff == cp->ext[cp->xi].length) {
-			cp->xi++;
-			cp->xoff = 0;
-		}
+		content_advance(cp);
 		/* cannot run out: the sums were checked before */
 		uint64_t room = cp->ext[cp->xi].length - cp->xoff;
 		size_t n = len < room ? len : (size_t)room;
@@ -50,13 +78,7 @@ static int content_chunk(void *payload, size_t slot, const uint8_t *p, size_t le
 	return 0;
 }
 
-/* Read e's chunks in order, verified, and hand their bytes to emit at their
- * file offsets (ascending). Extents and chunk sizes are checked against the
- * entry's size before anything is read. Neighbouring chunks in a pack are
- * read together (repo_read_blobs), in scratch when given. stop, when set,
- * aborts early. */
-int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, void *ctx,
-                 atomic_int *stop, buf *scratch)
+int content_check(const tree_entry *e)
 {
 	tree_extent dense = {0, e->size};
 	const tree_extent *ext = e->nextents ? e->extents : &dense;
@@ -78,16 +100,33 @@ int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, void *ctx,
 	if (csum != data)
 		return error_set(CAIRN_ECORRUPT, "chunks hold %llu bytes, extents %llu",
 		                 (unsigned long long)csum, (unsigned long long)data);
+	return 0;
+}
 
-	content_pos cp = {e, ext, next, 0, 0, 0, emit, ctx, stop};
+/* Read e's chunks in order, verified, and hand their bytes to emit at their
+ * file offsets (ascending). Extents and chunk sizes are checked against the
+ * entry's size before anything is read. Neighbouring chunks in a pack are
+ * read together (repo_read_blobs), in scratch when given. With place, a
+ * chunk that lies in one extent is decompressed where place says instead of
+ * emitted. stop, when set, aborts early. */
+int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, const content_place *place,
+                 void *ctx, atomic_int *stop, buf *scratch)
+{
+	tree_extent dense = {0, e->size};
+	const tree_extent *ext = e->nextents ? e->extents : &dense;
+	uint32_t next = e->nextents ? e->nextents : 1;
+	int rc = content_check(e);
+	if (rc < 0) return rc;
+
+	content_pos cp = {e, ext, next, 0, 0, 0, emit, place, ctx, stop, 0};
 	oid ids[CONTENT_BATCH];
 	for (uint32_t c = 0; c < e->nchunks;) {
 		uint32_t n = e->nchunks - c < CONTENT_BATCH ? e->nchunks - c : CONTENT_BATCH;
 		if (stop && atomic_load(stop)) return error_set(CAIRN_EIO, "interrupted");
 		for (uint32_t k = 0; k < n; k++) ids[k] = e->chunks[c + k].id;
 		cp.first = c;
-		int rc = repo_read_blobs(r, ids, n, BLOB_DATA, REPO_READ_IN_ORDER | REPO_READ_UNCACHED, scratch,
-		                         content_chunk, &cp);
+		rc = repo_read_blobs_into(r, ids, n, BLOB_DATA, REPO_READ_IN_ORDER | REPO_READ_UNCACHED, scratch,
+		                          place ? content_dst : NULL, content_chunk, &cp);
 		if (rc < 0) return rc;
 		c += n;
 	}

@@ -3,7 +3,9 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -23,6 +25,23 @@ static int file_emit(void *ctx, uint64_t off, const uint8_t *p, size_t n)
 	return 0;
 }
 
+static int file_reserve(void *ctx, uint64_t off, size_t n, uint8_t **out)
+{
+	file_out *o = ctx;
+	return restore_writer_reserve(o->w, off, n, out);
+}
+
+static int file_commit(void *ctx, size_t n)
+{
+	file_out *o = ctx;
+	int rc = restore_writer_commit(o->w, n);
+	if (rc < 0) return rc;
+	atomic_fetch_add(&o->st->bytes, n);
+	return 0;
+}
+
+static const content_place file_place = {file_reserve, file_commit};
+
 /* Owner, then xattrs (chown clears security.capability), then mode (chown
  * clears setuid/setgid), then times: through an fd of a file or directory. */
 int restore_meta_fd(rstate *st, int fd, uint32_t mode, uint32_t uid, uint32_t gid, int64_t sec,
@@ -40,37 +59,164 @@ int restore_meta_fd(rstate *st, int fd, uint32_t mode, uint32_t uid, uint32_t gi
 	return 0;
 }
 
-/* sb gets the file as left: its inode and its ctime after the last change. */
+/* The end of e's restore, its data written (rc 0) or not: its metadata on
+ * fd, sb the file as left (its inode and its ctime after the last change),
+ * fd closed. On any failure the file is removed: never a file with wrong
+ * bytes left behind. */
+static int file_done(rstate *st, dctx *d, const tree_entry *e, int fd, int rc, struct stat *sb)
+{
+	if (rc == 0)
+		rc = restore_meta_fd(st, fd, e->mode, e->uid, e->gid, e->mtime_sec, e->mtime_nsec, e->nxattrs,
+		                     e->xattrs);
+	if (rc == 0 && fstat(fd, sb) < 0) rc = error_errno(CAIRN_EIO, errno, "stat");
+	if (close(fd) < 0 && rc == 0) rc = error_errno(CAIRN_EIO, errno, "close");
+	if (rc == 0) {
+		atomic_fetch_add(&st->files, 1);
+		return 0;
+	}
+	unlinkat(d->fd, e->name, 0);
+	return restore_fail_at(st, 1, d->dir, e->name, rc);
+}
+
 static int restore_file(rstate *st, restore_writer *w, buf *scratch, dctx *d, const tree_entry *e,
                         struct stat *sb)
 {
-	int rc;
 	file_out o = {st, w};
 	int fd = restore_writer_open(w, d->fd, e->name, e->size);
 	if (fd < 0) return restore_fail_at(st, 1, d->dir, e->name, fd);
-	if ((rc = content_walk(st->repo, e, file_emit, &o, &st->stop, scratch)) < 0) goto fail;
-	if ((rc = restore_writer_end(w)) < 0) goto fail;
-	rc = restore_meta_fd(st, fd, e->mode, e->uid, e->gid, e->mtime_sec, e->mtime_nsec, e->nxattrs,
-	             e->xattrs);
-	if (rc < 0) goto fail;
-	if (fstat(fd, sb) < 0) {
-		rc = error_errno(CAIRN_EIO, errno, "stat");
-		goto fail;
-	}
-	int closing = fd;
-	fd = -1;
-	if (close(closing) < 0) {
-		rc = error_errno(CAIRN_EIO, errno, "close");
-		goto fail;
-	}
 	/* bytes counts data written, not holes, as take counts data read */
-	atomic_fetch_add(&st->files, 1);
+	int rc = content_walk(st->repo, e, file_emit, &file_place, &o, &st->stop, scratch);
+	if (rc == 0) rc = restore_writer_end(w);
+	return file_done(st, d, e, fd, rc, sb);
+}
+
+/* A worker's memory for batches, reused: every chunk's id and place, the
+ * files' bytes one after the other. */
+typedef struct batch_mem {
+	rstate *st;
+	oid *ids;
+	uint8_t **dst; /* where each chunk's bytes go */
+	uint32_t *len; /* and their length, as the tree says */
+	size_t cap;
+	uint64_t base[BATCH_FILES]; /* each file's bytes at data.data + base */
+	buf data;
+} batch_mem;
+
+static int batch_dst(void *payload, size_t slot, size_t len, uint8_t **out)
+{
+	batch_mem *m = payload;
+	if (len != m->len[slot]) return error_set(CAIRN_ECORRUPT, "chunk of %zu bytes, tree says %u", len, m->len[slot]);
+	*out = m->dst[slot];
 	return 0;
-fail:
-	/* never leave a file with wrong bytes behind */
-	if (fd >= 0) close(fd);
-	unlinkat(d->fd, e->name, 0);
-	return restore_fail_at(st, 1, d->dir, e->name, rc);
+}
+
+static int batch_chunk(void *payload, size_t slot, const uint8_t *p, size_t len, const char *what)
+{
+	(void)slot, (void)p, (void)len, (void)what;
+	batch_mem *m = payload;
+	return atomic_load(&m->st->stop) ? error_set(CAIRN_EIO, "interrupted") : 0;
+}
+
+/* Every chunk of the batch read, verified and decompressed into m->data at
+ * its file's place. Fails (the caller falls back to one file at a time, for
+ * its messages) on anything wrong. */
+static int batch_read(rstate *st, buf *scratch, batch_mem *m, dctx *d, const fbatch *b)
+{
+	size_t nchunks = 0;
+	uint64_t total = 0;
+	int rc;
+	for (uint32_t k = 0; k < b->n; k++) {
+		const tree_entry *e = &d->t.entries[b->idx[k]];
+		if ((rc = content_check(e)) < 0) return rc;
+		m->base[k] = total;
+		nchunks += e->nchunks;
+		for (uint32_t c = 0; c < e->nchunks; c++) total += e->chunks[c].size;
+	}
+	if (total > 2 * (uint64_t)BATCH_BYTES) return error_set(CAIRN_ECORRUPT, "batch larger than its files");
+	if (nchunks > m->cap) {
+		size_t cap = nchunks * 2;
+		oid *ids = realloc(m->ids, cap * sizeof(*ids));
+		if (ids) m->ids = ids;
+		uint8_t **dst = realloc(m->dst, cap * sizeof(*dst));
+		if (dst) m->dst = dst;
+		uint32_t *len = realloc(m->len, cap * sizeof(*len));
+		if (len) m->len = len;
+		if (!ids || !dst || !len) return ERR_OOM();
+		m->cap = cap;
+	}
+	if (buf_reserve(&m->data, (size_t)total ? (size_t)total : 1) < 0) return ERR_OOM();
+	size_t at = 0;
+	for (uint32_t k = 0; k < b->n; k++) {
+		const tree_entry *e = &d->t.entries[b->idx[k]];
+		uint64_t off = m->base[k];
+		for (uint32_t c = 0; c < e->nchunks; c++, at++) {
+			m->ids[at] = e->chunks[c].id;
+			m->dst[at] = m->data.data + off;
+			m->len[at] = e->chunks[c].size;
+			off += e->chunks[c].size;
+		}
+	}
+	m->st = st;
+	return repo_read_blobs_into(st->repo, m->ids, nchunks, BLOB_DATA, REPO_READ_UNCACHED, scratch, batch_dst,
+	                            batch_chunk, m);
+}
+
+/* Create e in d and write its data (its extents' bytes, one after the
+ * other), then its metadata. sb as restore_file's. */
+static int write_small(rstate *st, dctx *d, const tree_entry *e, const uint8_t *data, struct stat *sb)
+{
+	int rc = 0;
+	tree_extent dense = {0, e->size};
+	const tree_extent *ext = e->nextents ? e->extents : &dense;
+	uint32_t next = e->nextents ? e->nextents : 1;
+	uint64_t end = 0;
+	int fd = openat(d->fd, e->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) return restore_sys_fail(st, 1, d->dir, e->name, "create");
+	for (uint32_t x = 0; x < next && rc == 0; x++) {
+		if (ext[x].length == 0) continue;
+		if ((rc = restore_pwrite_all(fd, data, (size_t)ext[x].length, ext[x].offset)) < 0)
+			rc = error_errno(CAIRN_EIO, -rc, "write");
+		data += ext[x].length;
+		end = ext[x].offset + ext[x].length;
+	}
+	/* a hole at the end, or an empty file's size */
+	if (rc == 0 && end < e->size && ftruncate(fd, (off_t)e->size) < 0)
+		rc = error_errno(CAIRN_EIO, errno, "truncate to %llu", (unsigned long long)e->size);
+	return file_done(st, d, e, fd, rc, sb);
+}
+
+/* The restore record: a file's inode and its ctime once written. */
+static void record_item(rstate *st, uint32_t item, const struct stat *sb)
+{
+	if (!sb->st_ino || item == UINT32_MAX) return;
+	pthread_mutex_lock(&st->mu);
+	inode_item *it = &st->items.v[item];
+	it->value = sb->st_ino;
+	it->ctime_sec = sb->st_ctim.tv_sec;
+	it->ctime_nsec = (uint32_t)sb->st_ctim.tv_nsec;
+	pthread_mutex_unlock(&st->mu);
+}
+
+static int restore_batch(rstate *st, restore_writer *w, buf *scratch, batch_mem *m, dctx *d,
+                         const fbatch *b)
+{
+	int rc, batched = batch_read(st, scratch, m, d, b) == 0;
+	if (!batched) error_clear(); /* each file again, alone: its own message */
+	for (uint32_t k = 0; k < b->n; k++) {
+		if (atomic_load(&st->stop)) return 0;
+		const tree_entry *e = &d->t.entries[b->idx[k]];
+		struct stat sb = {0};
+		if (batched) rc = write_small(st, d, e, m->data.data + m->base[k], &sb);
+		else rc = restore_file(st, w, scratch, d, e, &sb);
+		if (rc < 0) return rc;
+		if (batched) {
+			uint64_t n = 0;
+			for (uint32_t c = 0; c < e->nchunks; c++) n += e->chunks[c].size;
+			atomic_fetch_add(&st->bytes, n);
+		}
+		record_item(st, b->item[k], &sb);
+	}
+	return 0;
 }
 
 void dctx_release(rstate *st, dctx *d)
@@ -94,6 +240,9 @@ void *restore_worker(void *arg)
 	restore_writer_init(&w, &st->wmode);
 	buf scratch; /* runs of chunks read from packs */
 	buf_init(&scratch);
+	batch_mem m;
+	memset(&m, 0, sizeof(m));
+	buf_init(&m.data);
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
 		while (st->qlen == 0 && !st->closed) pthread_cond_wait(&st->cv_work, &st->mu);
@@ -107,28 +256,29 @@ void *restore_worker(void *arg)
 
 		struct stat sb = {0};
 		if (!atomic_load(&st->stop)) {
-			int rc = restore_file(st, &w, &scratch, j.d, &j.d->t.entries[j.i], &sb);
+			int rc = j.b ? restore_batch(st, &w, &scratch, &m, j.d, j.b)
+			             : restore_file(st, &w, &scratch, j.d, &j.d->t.entries[j.i], &sb);
 			if (rc < 0) restore_record_error(st, rc);
+			if (!j.b) record_item(st, j.item, &sb);
 		}
+		free(j.b);
 		dctx_release(st, j.d);
 
 		pthread_mutex_lock(&st->mu);
-		if (sb.st_ino && j.item != UINT32_MAX) {
-			inode_item *it = &st->items.v[j.item];
-			it->value = sb.st_ino;
-			it->ctime_sec = sb.st_ctim.tv_sec;
-			it->ctime_nsec = (uint32_t)sb.st_ctim.tv_nsec;
-		}
 		st->inflight--;
 		pthread_cond_broadcast(&st->cv_space);
 	}
 	pthread_mutex_unlock(&st->mu);
 	restore_writer_free(&w);
 	buf_free(&scratch);
+	buf_free(&m.data);
+	free(m.ids);
+	free(m.dst);
+	free(m.len);
 	return NULL;
 }
 
-void restore_enqueue(rstate *st, dctx *d, uint32_t i, uint32_t item)
+void restore_enqueue(rstate *st, dctx *d, uint32_t i, uint32_t item, fbatch *b)
 {
 	atomic_fetch_add(&d->refs, 1);
 	pthread_mutex_lock(&st->mu);
@@ -140,10 +290,11 @@ void restore_enqueue(rstate *st, dctx *d, uint32_t i, uint32_t item)
 	}
 	if (atomic_load(&st->stop)) {
 		pthread_mutex_unlock(&st->mu);
+		free(b);
 		dctx_release(st, d);
 		return;
 	}
-	st->q[(st->qhead + st->qlen) % QUEUE_CAP] = (fjob){d, i, item};
+	st->q[(st->qhead + st->qlen) % QUEUE_CAP] = (fjob){d, i, item, b};
 	st->qlen++;
 	pthread_cond_signal(&st->cv_work);
 	pthread_mutex_unlock(&st->mu);

@@ -20,7 +20,8 @@
  *              metadata (pass 4)
  *   walk.c     pass 1: the trees walked depth-first, directories, symlinks and special files
  *              created, what is in the way removed
- *   files.c    pass 2: regular files created and filled by the worker threads
+ *   files.c    pass 2: regular files created and filled by the worker threads, small
+ *              ones in batches
  *   state.c    the restore's shared state: progress, errors, directories by index, hardlink
  *              groups, the directory cursor
  *   content.c  a file's content as verified chunks, batched by pack range, and a snapshot's top
@@ -57,6 +58,12 @@
 #define REMOVE_FDS 16
 
 typedef int (*emit_fn)(void *ctx, uint64_t off, const uint8_t *p, size_t n);
+/* Optional, for content_walk: room for the n bytes at off (*out NULL: none,
+ * emit them instead), then commit once they are there. */
+typedef struct content_place {
+	int (*reserve)(void *ctx, uint64_t off, size_t n, uint8_t **out);
+	int (*commit)(void *ctx, size_t n);
+} content_place;
 
 /* A directory restored, remembered for the later passes. Index 0 is the target. */
 typedef struct rdir {
@@ -82,10 +89,28 @@ typedef struct dctx {
 	tree t;
 } dctx;
 
+/* Small files of one directory restored together by one worker: their
+ * chunks read in pack order, neighbouring ranges as one read, each
+ * decompressed straight into the file's place in one buffer, then the files
+ * created and written whole. A batch spreads a directory's files over fewer
+ * workers (less contention on the directory's lock) and reads each stretch
+ * of a pack once instead of once a file. */
+#define BATCH_FILES 64
+#define BATCH_BYTES (4u * 1024u * 1024u)
+#define BATCH_FILE_MAX RESTORE_DIRECT_MIN /* larger files go alone, through restore_write.c */
+
+typedef struct fbatch {
+	uint32_t n;
+	uint64_t bytes;
+	uint32_t idx[BATCH_FILES];  /* entries of the directory's tree */
+	uint32_t item[BATCH_FILES]; /* in rstate.items, UINT32_MAX for none */
+} fbatch;
+
 typedef struct fjob {
 	dctx *d;
 	uint32_t i;
 	uint32_t item; /* in rstate.items */
+	fbatch *b;     /* a batch of small files instead of entry i; the job owns it */
 } fjob;
 
 typedef struct hl_first {
@@ -157,8 +182,9 @@ typedef struct dcursor {
 /* content.c: a file's content as verified chunks, batched by pack range, and a
  * snapshot's top tree */
 char *short_id(char out[13], const char *id);
-int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, void *ctx,
-                 atomic_int *stop, buf *scratch);
+int content_check(const tree_entry *e);
+int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, const content_place *place,
+                 void *ctx, atomic_int *stop, buf *scratch);
 int load_top(cairn_repo *r, const snapshot_manifest *m, const char *snap_id, tree *top);
 
 /* files.c: pass 2: regular files created and filled by the worker threads */
@@ -166,7 +192,7 @@ int restore_meta_fd(rstate *st, int fd, uint32_t mode, uint32_t uid, uint32_t gi
             uint32_t nsec, uint32_t nxattrs, const tree_xattr *xattrs);
 void dctx_release(rstate *st, dctx *d);
 void *restore_worker(void *arg);
-void restore_enqueue(rstate *st, dctx *d, uint32_t i, uint32_t item);
+void restore_enqueue(rstate *st, dctx *d, uint32_t i, uint32_t item, fbatch *b);
 void reserve_dir(rstate *st);
 void unreserve_dir(rstate *st);
 

@@ -198,7 +198,30 @@ typedef struct frame {
 	size_t next;
 	int fresh;     /* created by us: nothing can be in the way */
 	int64_t item;  /* its item in rstate.items (-1: the target) */
+	fbatch *batch; /* small files of d not queued yet */
 } frame;
+
+/* Queue f's batch of small files. Before the walk leaves f's directory
+ * (for a subdirectory, or for good): a parked directory's fd is closed only
+ * once no queued job needs it, and an unqueued batch holds no reference. */
+static void flush_batch(rstate *st, frame *f)
+{
+	if (!f->batch) return;
+	restore_enqueue(st, f->d, 0, 0, f->batch);
+	f->batch = NULL;
+}
+
+static int batch_add(rstate *st, frame *f, uint32_t i, uint32_t item)
+{
+	if (!f->batch && !(f->batch = calloc(1, sizeof(*f->batch)))) return ERR_OOM();
+	fbatch *b = f->batch;
+	b->idx[b->n] = i;
+	b->item[b->n] = item;
+	b->n++;
+	b->bytes += f->d->t.entries[i].size;
+	if (b->n == BATCH_FILES || b->bytes >= BATCH_BYTES) flush_batch(st, f);
+	return 0;
+}
 
 typedef struct walk {
 	frame *f;
@@ -266,7 +289,7 @@ static int push_dir(rstate *st, walk *w, int fd, uint32_t dir, const oid *subtre
 		unreserve_dir(st);
 		return restore_fail_at(st, 0, dir, NULL, rc);
 	}
-	w->f[w->n++] = (frame){d, 0, fresh, item};
+	w->f[w->n++] = (frame){d, 0, fresh, item, NULL};
 	/* WALK_FDS open above the new top at most, whatever the depth */
 	if (w->n > WALK_FDS && w->f[w->n - 1 - WALK_FDS].d->fd >= 0)
 		return park_dir(st, w->f[w->n - 1 - WALK_FDS].d);
@@ -309,11 +332,15 @@ static int restore_entry(rstate *st, walk *w, frame *f, uint32_t i)
 	}
 
 	switch (e->type) {
-	case TREE_REG: /* hardlinked: links change the ctime later, so it stays out of the record */
-		restore_enqueue(st, d, i, e->hardlink ? UINT32_MAX : (uint32_t)item);
+	case TREE_REG: { /* hardlinked: links change the ctime later, so it stays out of the record */
+		uint32_t rec = e->hardlink ? UINT32_MAX : (uint32_t)item;
+		if (e->size < BATCH_FILE_MAX) return batch_add(st, f, i, rec);
+		restore_enqueue(st, d, i, rec, NULL);
 		return 0;
+	}
 	case TREE_DIR: {
 		uint32_t idx = 0;
+		flush_batch(st, f);
 		if (!reuse && mkdirat(d->fd, e->name, 0700) < 0)
 			return restore_sys_fail(st, 0, d->dir, e->name, "mkdir");
 		if ((rc = restore_dir_add(st, d->dir, e, &idx)) < 0) return rc;
@@ -361,6 +388,7 @@ int walk_trees(rstate *st, const oid *root_tree, int fresh)
 		if (atomic_load(&st->stop)) break;
 		frame *f = &w.f[w.n - 1];
 		if (f->next == f->d->t.n) {
+			flush_batch(st, f);
 			if (f->item >= 0) st->items.v[f->item].value = st->items.n - (size_t)f->item - 1;
 			if (w.n > 1 && w.f[w.n - 2].d->fd < 0) rc = unpark_dir(st, w.f[w.n - 2].d, f->d->fd);
 			dctx_release(st, f->d);
@@ -370,7 +398,10 @@ int walk_trees(rstate *st, const oid *root_tree, int fresh)
 		rc = restore_entry(st, &w, f, (uint32_t)f->next++);
 		restore_progress(st);
 	}
-	while (w.n > 0) dctx_release(st, w.f[--w.n].d);
+	while (w.n > 0) {
+		free(w.f[--w.n].batch);
+		dctx_release(st, w.f[w.n].d);
+	}
 	free(w.f);
 	return rc;
 }
