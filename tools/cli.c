@@ -1,5 +1,6 @@
 /* The CLI's shared helpers (util.h): errors as one line on stderr (and an
- * event with --json), the repository opened and SNAP resolved. */
+ * event with --json), clearing a progress line first (events.c draws it);
+ * the repository opened and SNAP resolved. */
 #include "util.h"
 
 #include <stdarg.h>
@@ -7,6 +8,18 @@
 #include <string.h>
 
 #include "env.h"
+
+static int progress_on_line; /* stderr's cursor is at the end of a progress line */
+
+void progress_drawn(void) { progress_on_line = 1; }
+
+void progress_clear(void)
+{
+	if (progress_on_line) {
+		fputs("\r\033[K", stderr);
+		progress_on_line = 0;
+	}
+}
 
 void cli_notice(const struct cli *cli, const char *msg)
 {

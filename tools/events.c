@@ -9,8 +9,6 @@
 
 #define MIN_INTERVAL_NS 100000000ull /* at most 10 redraws or events a second */
 
-static int progress_drawn; /* stderr's cursor is at the end of a progress line */
-
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -25,14 +23,6 @@ void events_init(struct events *e, const struct cli *cli, int quiet, int json_ev
 	e->progress_line = !quiet && !cli->json && isatty(STDERR_FILENO);
 	e->json_progress = e->json_state = cli->json && json_events;
 	e->start_ns = now_ns();
-}
-
-void progress_clear(void)
-{
-	if (progress_drawn) {
-		fputs("\r\033[K", stderr);
-		progress_drawn = 0;
-	}
 }
 
 static void draw_progress(const struct events *e, const cairn_event *ev, uint64_t now)
@@ -54,7 +44,7 @@ static void draw_progress(const struct events *e, const cairn_event *ev, uint64_
 	}
 	fprintf(stderr, "\r%s files, %s, %s/s%s\033[K", files, bytes, rate, eta);
 	fflush(stderr);
-	progress_drawn = 1;
+	progress_drawn();
 }
 
 static void json_progress(const cairn_event *ev)

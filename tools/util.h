@@ -181,6 +181,7 @@ void events_init(struct events *e, const struct cli *cli, int quiet, int json_ev
 void events_cb(const cairn_event *event, void *payload);
 /* Erase the progress line, if one is drawn (before other stderr output). */
 void progress_clear(void);
+void progress_drawn(void); /* events.c drew a progress line: clear it before the next message */
 
 /* ---- commands (one file each) ----------------------------------------------- */
 

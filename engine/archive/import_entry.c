@@ -377,7 +377,7 @@ int apply_entry(ictx *c, struct archive *a, struct archive_entry *ae)
 		c->root->from_base = 0;
 		goto done;
 	}
-	if ((rc = parent_of(c, &cp, &d)) < 0) goto done;
+	if ((rc = import_parent_of(c, &cp, &d)) < 0) goto done;
 	const char *nm = cp.p[cp.n - 1];
 	size_t nlen = cp.len[cp.n - 1];
 	if (c->o->base && nlen >= 4 && !memcmp(nm, ".wh.", 4)) {

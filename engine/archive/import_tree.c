@@ -363,7 +363,7 @@ inode *dir_inode(void)
 /* The directory holding the last component, created (0755, root, time 0)
  * where the archive did not list it. A non-directory on the way is refused:
  * that is how a symlink would be written through. */
-int parent_of(ictx *c, const comps *cp, node **out)
+int import_parent_of(ictx *c, const comps *cp, node **out)
 {
 	node *d = c->root;
 	for (size_t k = 0; k + 1 < cp->n; k++) {

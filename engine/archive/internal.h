@@ -159,7 +159,7 @@ int load_base(ictx *c, const char *base_id);
 void comps_free(comps *cp);
 int split_path(const char *path, comps *cp, const char *what);
 inode *dir_inode(void);
-int parent_of(ictx *c, const comps *cp, node **out);
+int import_parent_of(ictx *c, const comps *cp, node **out);
 node *node_lookup(ictx *c, const comps *cp);
 
 #endif

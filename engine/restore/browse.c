@@ -52,7 +52,7 @@ static int resolve(resolved *res, cairn_repo *repo, const char *snap_id, const c
 	rc = repo_load_tree(repo, &top.entries[0].subtree, &res->t);
 	tree_free(&top);
 	if (rc < 0) {
-		error_prefix("snapshot %s: root", short_id(sid, snap_id));
+		error_prefix("snapshot %s: root", restore_short_id(sid, snap_id));
 		goto fail;
 	}
 	const char *p = path;
@@ -65,7 +65,7 @@ static int resolve(resolved *res, cairn_repo *repo, const char *snap_id, const c
 			tree sub;
 			if (res->e->type != TREE_DIR) {
 				rc = error_set(CAIRN_ENOTFOUND, "path %s not found in snapshot %s", path,
-				               short_id(sid, snap_id));
+				               restore_short_id(sid, snap_id));
 				goto fail;
 			}
 			if ((rc = repo_load_tree(repo, &res->e->subtree, &sub)) < 0) {
@@ -82,7 +82,7 @@ static int resolve(resolved *res, cairn_repo *repo, const char *snap_id, const c
 		}
 		if (!tree_name_ok(p, n) || !(res->e = tree_find(&res->t, p, n))) {
 			rc = error_set(CAIRN_ENOTFOUND, "path %s not found in snapshot %s", path,
-			               short_id(sid, snap_id));
+			               restore_short_id(sid, snap_id));
 			goto fail;
 		}
 		p += n;

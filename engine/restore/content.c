@@ -8,7 +8,7 @@
 #include "cairn.h"
 #include "error.h"
 
-char *short_id(char out[13], const char *id)
+char *restore_short_id(char out[13], const char *id)
 {
 	snprintf(out, 13, "%.12s", id);
 	return out;
@@ -140,7 +140,7 @@ int load_top(cairn_repo *r, const snapshot_manifest *m, const char *snap_id, tre
 	char sid[13];
 	int rc = repo_load_tree(r, &m->tree, top);
 	if (rc < 0) {
-		error_prefix("snapshot %s: top tree", short_id(sid, snap_id));
+		error_prefix("snapshot %s: top tree", restore_short_id(sid, snap_id));
 		return rc;
 	}
 	if (top->n != 1 || top->entries[0].type != TREE_DIR || top->entries[0].name_len != 4 ||
@@ -148,7 +148,7 @@ int load_top(cairn_repo *r, const snapshot_manifest *m, const char *snap_id, tre
 		tree_free(top);
 		return error_set(CAIRN_ECORRUPT,
 		                 "snapshot %s: top tree must hold exactly one directory \"root\"",
-		                 short_id(sid, snap_id));
+		                 restore_short_id(sid, snap_id));
 	}
 	return 0;
 }

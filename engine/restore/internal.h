@@ -181,7 +181,7 @@ typedef struct dcursor {
 
 /* content.c: a file's content as verified chunks, batched by pack range, and a
  * snapshot's top tree */
-char *short_id(char out[13], const char *id);
+char *restore_short_id(char out[13], const char *id);
 int content_check(const tree_entry *e);
 int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, const content_place *place,
                  void *ctx, atomic_int *stop, buf *scratch);
