@@ -29,6 +29,11 @@ enum { PRIO_READ, PRIO_AHEAD, PRIO_HYDRATE, NPRIO };
 #define RUN_MAX_CHUNKS 32             /* one fetch batch: one record entry */
 #define RUN_READ_CHUNKS 2             /* a reader's runs: small, so that fetchers share them */
 #define RUN_MAX_BYTES (8u << 20)
+#define AHEAD_FILES 32                /* a first read queues its directory's next small files: */
+#define AHEAD_FILE_BYTES (4u << 20)   /*   at most this many, of this many bytes, */
+#define AHEAD_FILE_MAX (1u << 20)     /*   each no larger than this */
+#define BATCH_RUNS 64                 /* a fetcher takes up to this many queued runs at once */
+#define BATCH_BYTES (4u << 20)        /* ... or this many bytes */
 #define REC_HEADER_LEN (FORMAT_HEADER_LEN + OID_LEN + 4 + FORMAT_CHECK_LEN)
 #define REC_ENTRY_LEN 12
 #define PROGRESS_NS 1000000000LL

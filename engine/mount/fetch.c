@@ -114,7 +114,51 @@ static int place_chunk(mfile *f, int fd, uint32_t k, const uint8_t *p)
 	return 0;
 }
 
-/* Fetch, verify and place one run; then make it durable and record it. */
+/* The end of a fetch of f's chunks [c0, c0 + n): the first ok are placed
+ * (readers may use them now; their record waits until they are durable),
+ * the rest failed (err, msg) or were not tried. */
+static void run_done(mcache *c, mfile *f, uint32_t c0, uint32_t n, uint32_t ok, int err, const char *msg)
+{
+	pthread_mutex_lock(&c->mu);
+	if (ok > 0 && (f->recfd >= 0 || f->rec_new)) {
+		if (c->npending == c->pcap) {
+			size_t cap = c->pcap ? 2 * c->pcap : 256;
+			fetch_item *v = realloc(c->pending, cap * sizeof(*v));
+			if (v) {
+				c->pending = v;
+				c->pcap = cap;
+			}
+		}
+		if (c->npending < c->pcap) {
+			c->pending[c->npending++] = (fetch_item){f, c0, ok};
+			pthread_cond_signal(&c->sync_cv);
+		}
+	}
+	for (uint32_t k = c0; k < c0 + ok; k++) {
+		f->state[k] = CH_DONE;
+		f->ndone++;
+		c->bytes_local += f->e->chunks[k].size;
+	}
+	for (uint32_t k = c0 + ok; k < c0 + n; k++) f->state[k] = err ? CH_FAILED : CH_MISSING;
+	if (err && !f->logged[c0 + ok]) {
+		char path[512];
+		f->logged[c0 + ok] = 1;
+		nodes_path(c->nodes, f->node, path, sizeof(path));
+		logf_(c, "read of %s failed: %s", path, msg);
+	}
+	if (f->ndone == f->e->nchunks) {
+		if (f->cached_opens == 0 && f->fd >= 0) {
+			close(f->fd);
+			f->fd = -1;
+		}
+	}
+	pthread_cond_broadcast(&c->done_cv);
+	pthread_cond_broadcast(&c->room_cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Fetch, verify and place one run a chunk at a time; then make it durable
+ * and record it. */
 static void fetch_run(mcache *c, fetch_item it)
 {
 	mfile *f = it.f;
@@ -159,48 +203,85 @@ static void fetch_run(mcache *c, fetch_item it)
 			break;
 		}
 	}
+	run_done(c, f, it.c0, it.n, ok, err, msg);
+}
+
+/* A batch of runs, possibly of several files, read with as few pack reads
+ * as their places allow (repo_read_blobs: neighbours in a pack are one
+ * range). Slots number the batch's chunks run after run. */
+typedef struct batch {
+	const fetch_item *it;
+	size_t n;
+	uint32_t *first;  /* n + 1: the slot of run i's first chunk */
+	int *fd;
+	uint8_t *placed;  /* per slot */
+} batch;
+
+static int batch_place(void *payload, size_t slot, const uint8_t *plain, size_t len, const char *what)
+{
+	batch *b = payload;
+	size_t lo = 0, hi = b->n;
+	while (hi - lo > 1) { /* the run holding slot */
+		size_t mid = lo + (hi - lo) / 2;
+		if (b->first[mid] <= slot) lo = mid;
+		else hi = mid;
+	}
+	mfile *f = b->it[lo].f;
+	uint32_t k = b->it[lo].c0 + (uint32_t)(slot - b->first[lo]);
+	if (len != f->e->chunks[k].size)
+		return error_set(CAIRN_ECORRUPT, "%s: %zu bytes, the tree says %u", what, len, f->e->chunks[k].size);
+	int rc = place_chunk(f, b->fd[lo], k, plain);
+	if (rc == 0) b->placed[slot] = 1;
+	return rc;
+}
+
+/* Fetch a batch of runs. On any failure, what it did not place is fetched
+ * again a chunk at a time, so that the error names its own chunk and file. */
+static void fetch_batch(mcache *c, const fetch_item *it, size_t n)
+{
+	batch b = {it, n, NULL, NULL, NULL};
+	oid *ids = NULL;
+	int rc = -1;
+	if (n == 1 && it[0].n == 1) goto fallback;
+	b.first = malloc((n + 1) * sizeof(uint32_t));
+	b.fd = malloc(n * sizeof(int));
+	if (!b.first || !b.fd) goto fallback;
+	b.first[0] = 0;
+	for (size_t i = 0; i < n; i++) b.first[i + 1] = b.first[i] + it[i].n;
+	ids = malloc(((size_t)b.first[n] + 1) * sizeof(oid));
+	b.placed = calloc((size_t)b.first[n] + 1, 1);
+	if (!ids || !b.placed) goto fallback;
 	pthread_mutex_lock(&c->mu);
-	/* readers may use the bytes now; the record waits until they are durable */
-	if (ok > 0 && (f->recfd >= 0 || f->rec_new)) {
-		if (c->npending == c->pcap) {
-			size_t cap = c->pcap ? 2 * c->pcap : 256;
-			fetch_item *v = realloc(c->pending, cap * sizeof(*v));
-			if (v) {
-				c->pending = v;
-				c->pcap = cap;
-			}
-		}
-		if (c->npending < c->pcap) {
-			c->pending[c->npending++] = (fetch_item){f, it.c0, ok};
-			pthread_cond_signal(&c->sync_cv);
-		}
-	}
-	for (uint32_t k = it.c0; k < it.c0 + ok; k++) {
-		f->state[k] = CH_DONE;
-		f->ndone++;
-		c->bytes_local += f->e->chunks[k].size;
-	}
-	for (uint32_t k = it.c0 + ok; k < it.c0 + it.n; k++) f->state[k] = err ? CH_FAILED : CH_MISSING;
-	if (err && !f->logged[it.c0 + ok]) {
-		char path[512];
-		f->logged[it.c0 + ok] = 1;
-		nodes_path(c->nodes, f->node, path, sizeof(path));
-		logf_(c, "read of %s failed: %s", path, msg);
-	}
-	if (f->ndone == f->e->nchunks) {
-		if (f->cached_opens == 0 && f->fd >= 0) {
-			close(f->fd);
-			f->fd = -1;
-		}
-	}
-	pthread_cond_broadcast(&c->done_cv);
-	pthread_cond_broadcast(&c->room_cv);
+	for (size_t i = 0; i < n; i++) b.fd[i] = mcache_file_fd(c, it[i].f);
 	pthread_mutex_unlock(&c->mu);
+	size_t nids = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (b.fd[i] < 0) goto fallback;
+		for (uint32_t k = 0; k < it[i].n; k++) ids[nids++] = it[i].f->e->chunks[it[i].c0 + k].id;
+	}
+	rc = repo_read_blobs(c->r, ids, nids, BLOB_DATA, 0, NULL, batch_place, &b);
+	if (rc < 0) error_clear();
+fallback:
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = 0;
+		while (k < it[i].n) { /* placed chunks are done, the others fetched again */
+			uint32_t k0 = k;
+			int placed = b.placed && b.placed[b.first[i] + k];
+			while (k < it[i].n && (b.placed && b.placed[b.first[i] + k]) == placed) k++;
+			if (placed) run_done(c, it[i].f, it[i].c0 + k0, k - k0, k - k0, 0, "");
+			else fetch_run(c, (fetch_item){it[i].f, it[i].c0 + k0, k - k0});
+		}
+	}
+	free(ids);
+	free(b.first);
+	free(b.fd);
+	free(b.placed);
 }
 
 void *mcache_fetcher(void *arg)
 {
 	mcache *c = arg;
+	fetch_item items[BATCH_RUNS];
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
 		int p = 0;
@@ -210,12 +291,20 @@ void *mcache_fetcher(void *arg)
 			pthread_cond_wait(&c->work_cv, &c->mu);
 			continue;
 		}
-		fetch_item it = c->q[p].v[c->q[p].head++];
-		c->q[p].len--;
+		/* the queue's next runs, up to a batch: neighbours in a pack
+		 * (a file's chunks, the small files of a directory) share reads */
+		size_t n = 0;
+		uint64_t bytes = 0;
+		while (c->q[p].len > 0 && n < BATCH_RUNS && bytes < BATCH_BYTES) {
+			fetch_item it = c->q[p].v[c->q[p].head++];
+			c->q[p].len--;
+			items[n++] = it;
+			bytes += it.f->cstart[it.c0 + it.n] - it.f->cstart[it.c0];
+		}
 		if (c->q[p].len == 0) c->q[p].head = 0;
 		c->running++;
 		pthread_mutex_unlock(&c->mu);
-		fetch_run(c, it);
+		fetch_batch(c, items, n);
 		pthread_mutex_lock(&c->mu);
 		c->running--;
 	}
@@ -260,6 +349,41 @@ static void chunks_of(const mfile *f, uint64_t off, uint64_t len, uint32_t *c0, 
 	*c1 = lo;
 }
 
+/* A file's first read: the next files of its directory are likely read
+ * next (a program starting, a copy of a tree), and a take wrote them one
+ * after the other into its packs. Their chunks are queued as read-ahead,
+ * a bounded number of small files, so that their fetch overlaps this one
+ * and shares its pack reads. Not under c->mu. */
+static void ahead_siblings(mcache *c, uint32_t id)
+{
+	const node_table *t = c->nodes;
+	const mnode *nd = &t->v[id], *d = &t->v[nd->parent];
+	if (nd->parent == id || d->e->type != TREE_DIR) return;
+	const tree *tr = &t->trees[d->tree];
+	/* the node's place in its directory: hardlinks other than the first
+	 * point into another directory's tree, and are skipped */
+	uintptr_t at = (uintptr_t)nd->e, base = (uintptr_t)tr->entries;
+	if (at < base || at >= base + tr->n * sizeof(tree_entry)) return;
+	uint64_t bytes = 0;
+	unsigned files = 0;
+	for (size_t i = (at - base) / sizeof(tree_entry) + 1;
+	     i < tr->n && files < AHEAD_FILES && bytes < AHEAD_FILE_BYTES; i++) {
+		uint32_t k = t->kids[d->kids + i];
+		const tree_entry *e = t->v[k].e;
+		if (e->type != TREE_REG || e->nchunks == 0 || e->size > AHEAD_FILE_MAX) continue;
+		mfile *f;
+		if (mcache_file(c, k, &f) < 0) {
+			error_clear(); /* advisory: its own read will say what is wrong */
+			return;
+		}
+		pthread_mutex_lock(&c->mu);
+		mcache_queue_missing(c, f, 0, f->e->nchunks, PRIO_AHEAD, 0);
+		pthread_mutex_unlock(&c->mu);
+		bytes += e->size;
+		files++;
+	}
+}
+
 int mcache_need(mcache *c, mfile *f, uint32_t id, uint64_t off, uint64_t len)
 {
 	uint32_t c0, c1;
@@ -267,9 +391,10 @@ int mcache_need(mcache *c, mfile *f, uint32_t id, uint64_t off, uint64_t len)
 	if (off >= f->e->size) return 0;
 	if (len > f->e->size - off) len = f->e->size - off;
 	chunks_of(f, off, len, &c0, &c1);
+	int first = 0;
 	pthread_mutex_lock(&c->mu);
 	if (!f->traced) {
-		f->traced = 1;
+		f->traced = first = 1;
 		if (c->ntrace == c->tcap) {
 			size_t cap = c->tcap ? 2 * c->tcap : 256;
 			uint32_t *v = realloc(c->trace, cap * sizeof(*v));
@@ -287,6 +412,11 @@ int mcache_need(mcache *c, mfile *f, uint32_t id, uint64_t off, uint64_t len)
 	}
 	uint32_t ra = c1 + c->o.readahead < f->e->nchunks ? c1 + c->o.readahead : f->e->nchunks;
 	mcache_queue_missing(c, f, c1, ra, PRIO_AHEAD, 0);
+	if (first && c->o.readahead) { /* fetched while this read waits */
+		pthread_mutex_unlock(&c->mu);
+		ahead_siblings(c, id);
+		pthread_mutex_lock(&c->mu);
+	}
 	struct timespec dl = deadline(CLOCK_MONOTONIC, c->o.wait_ms);
 	for (;;) {
 		uint32_t k = c0;
