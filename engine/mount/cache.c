@@ -320,6 +320,10 @@ int mcache_free(mcache *c)
 		return 1;
 	}
 	for (unsigned i = 0; i < c->nfetchers; i++) pthread_join(c->fetchers[i], NULL);
+	if (c->fetched) /* how well reads were batched (one store call may read several ranges) */
+		logf_(c, "mount: fetched %llu chunks, %llu bytes, in %llu store calls",
+		      (unsigned long long)c->fetched, (unsigned long long)c->fetched_bytes,
+		      (unsigned long long)c->fetches);
 	if (c->hydrating) pthread_join(c->hydrator, NULL);
 	if (c->syncing) { /* what was fetched is recorded before the end */
 		pthread_mutex_lock(&c->mu);

@@ -85,6 +85,7 @@ struct mcache {
 	uint32_t *trace;
 	size_t ntrace, tcap;
 	uint64_t bytes_local;   /* data bytes of distinct contents complete in the cache */
+	uint64_t fetched, fetched_bytes, fetches; /* chunks placed, their bytes, fetches that placed them */
 	/* runs complete in the file, not yet durable nor recorded (the syncer's) */
 	fetch_item *pending;
 	size_t npending, pcap;

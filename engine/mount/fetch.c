@@ -114,6 +114,13 @@ static int place_chunk(mfile *f, int fd, uint32_t k, const uint8_t *p)
 	return 0;
 }
 
+static void count_fetch(mcache *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->fetches++;
+	pthread_mutex_unlock(&c->mu);
+}
+
 /* The end of a fetch of f's chunks [c0, c0 + n): the first ok are placed
  * (readers may use them now; their record waits until they are durable),
  * the rest failed (err, msg) or were not tried. */
@@ -138,7 +145,9 @@ static void run_done(mcache *c, mfile *f, uint32_t c0, uint32_t n, uint32_t ok, 
 		f->state[k] = CH_DONE;
 		f->ndone++;
 		c->bytes_local += f->e->chunks[k].size;
+		c->fetched_bytes += f->e->chunks[k].size;
 	}
+	c->fetched += ok;
 	for (uint32_t k = c0 + ok; k < c0 + n; k++) f->state[k] = err ? CH_FAILED : CH_MISSING;
 	if (err && !f->logged[c0 + ok]) {
 		char path[512];
@@ -177,6 +186,7 @@ static void fetch_run(mcache *c, fetch_item it)
 		uint8_t *data;
 		size_t len;
 		int rc = repo_read_blob(c->r, &f->e->chunks[k].id, BLOB_DATA, &data, &len);
+		count_fetch(c);
 		if (rc == 0 && len != f->e->chunks[k].size) {
 			char hex[OID_HEX_LEN + 1];
 			oid_hex(hex, &f->e->chunks[k].id);
@@ -260,6 +270,7 @@ static void fetch_batch(mcache *c, const fetch_item *it, size_t n)
 		for (uint32_t k = 0; k < it[i].n; k++) ids[nids++] = it[i].f->e->chunks[it[i].c0 + k].id;
 	}
 	rc = repo_read_blobs(c->r, ids, nids, BLOB_DATA, 0, NULL, batch_place, &b);
+	count_fetch(c);
 	if (rc < 0) error_clear();
 fallback:
 	for (size_t i = 0; i < n; i++) {
