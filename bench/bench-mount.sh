@@ -225,7 +225,18 @@ for i in $(seq "$hydruns"); do
 		read_ms "$M" >> "$work/hyd.mount"
 	fi
 done
+# the same from the page cache: what the read path itself costs
+warm_ms() { local a b; a=$(now_ms); cat "$1"/models/* > /dev/null; b=$(now_ms); echo $((b - a)); }
+: > "$work/warm.mount"
+: > "$work/warm.local"
+cat "$M"/models/* "$R"/models/* > /dev/null
+for i in $(seq "$hydruns"); do
+	warm_ms "$M" >> "$work/warm.mount"
+	warm_ms "$R" >> "$work/warm.local"
+done
 "$CAIRN" umount "$M"
 echo "  mount (hydrated, passthrough): $(pct < "$work/hyd.mount") $(load)"
 echo "  local disk:                    $(pct < "$work/hyd.local")"
+echo "  from the page cache: mount $(pct < "$work/warm.mount")"
+echo "                       local $(pct < "$work/warm.local")"
 fi
