@@ -147,6 +147,21 @@ print(best[1] if best else "")
 PYEOF
 }
 
+# random_files DIR NAMEFMT N KIB: N files of KIB KiB (a multiple of 64) of
+# seeded random bytes
+random_files() {
+	"$PY" - "$@" "$SEED" <<'EOF'
+import os, random, sys
+top, fmt, n, kib, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+rnd = random.Random(seed)
+os.makedirs(top)
+for i in range(n):
+    with open(os.path.join(top, fmt % i), "wb") as f:
+        for _ in range(kib // 64):
+            f.write(rnd.randbytes(64 << 10))
+EOF
+}
+
 say "the fixture tree, taken and mounted"
 make_tree "$SRC"
 cairn_ok init init --repo "$R" || e2e_finish
@@ -282,15 +297,7 @@ check "the foreground server exits 0 after umount" wait "$TPID"
 
 say "read-ahead: a file's first read fetches its directory's next small files, in batches"
 RASRC=$W/rasrc
-"$PY" - "$RASRC" "$SEED" <<'EOF'
-import os, random, sys
-top, seed = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(seed)
-os.makedirs(top)
-for i in range(12):
-    with open(os.path.join(top, "f%02d" % i), "wb") as f:
-        f.write(rnd.randbytes(64 << 10))
-EOF
+random_files "$RASRC" f%02d 12 64
 take_json ahead --repo "$R" --root "$RASRC" --name ahead || e2e_finish
 MRA=$W/mnt-ahead
 if mount_at ahead "$SNAP" "$MRA" --cache "$W/cache-ahead" "${TMO[@]}"; then
@@ -309,16 +316,7 @@ fi
 
 say "SIGKILL of the server while readers hash large files"
 BIGSRC=$W/bigsrc
-"$PY" - "$BIGSRC" "$SEED" <<'EOF'
-import os, random, sys
-top, seed = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(seed)
-os.makedirs(top)
-for i in range(3):
-    with open(os.path.join(top, "big%d" % i), "wb") as f:
-        for _ in range(24):
-            f.write(rnd.randbytes(1 << 20))
-EOF
+random_files "$BIGSRC" big%d 3 $((24 << 10))
 take_json big --repo "$R" --root "$BIGSRC" --name big || e2e_finish
 SB=$SNAP
 sums "$BIGSRC" > "$W/big.sums"

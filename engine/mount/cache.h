@@ -1,6 +1,7 @@
-/* The chunk cache of a mount (cache.c, record.c, fetch.c, hydrate.c). A
- * regular file's content (its size, extents and chunk list) is identified by the SHA-256 of those, so two files or two
- * snapshots with the same content share one cache file: files/XX/<cid>, a
+/* The chunk cache of a mount (files.c, cache.c, record.c, fetch.c,
+ * hydrate.c). A regular file's content (its size, extents and chunk list)
+ * is identified by the SHA-256 of those, so two files or two snapshots
+ * with the same content share one cache file: files/XX/<cid>, a
  * sparse file of the file's size where each fetched chunk lands at its file
  * offsets (holes are never written). files/XX/<cid>.rec records which
  * chunks are complete (format.h, "mount cache record"): entries are
@@ -14,7 +15,13 @@
  * at most wait_ms for fetcher threads, so a store that stalls gives EIO, not
  * a hung reader. A chunk being fetched is marked so, and a second reader of
  * it waits for the same fetch. Queues by priority: readers, then their
- * read-ahead, then background hydration. */
+ * read-ahead, then background hydration. A fetcher takes a queue's next
+ * runs as one batch and reads it with repo_read_blobs, so that neighbours
+ * in a pack (a file's chunks, a directory's small files, which a take
+ * wrote one after the other) are one range read; a batch that fails is
+ * fetched again a chunk at a time, so that an error names its own chunk.
+ * A file's first read queues its directory's next small files as
+ * read-ahead. */
 #ifndef CAIRN_MOUNT_CACHE_H
 #define CAIRN_MOUNT_CACHE_H
 
@@ -125,8 +132,10 @@ static inline tree_extent extent_at(const mfile *f, uint32_t x)
 }
 static inline uint32_t nextents(const mfile *f) { return f->e->nextents ? f->e->nextents : 1; }
 
-/* f's cache file, opened (and sized) on first use. Under c->mu (fetch.c). */
+/* f's cache file, opened (and sized) on first use. Under c->mu (files.c). */
 int mcache_file_fd(mcache *c, mfile *f);
+/* A content's state, freed at the end (files.c). */
+void mcache_file_free(mfile *f);
 /* Open f's completion record and mark the chunks it names done (record.c). */
 int mcache_rec_open(mcache *c, mfile *f);
 /* The thread that makes fetched runs durable, then records them (record.c). */

@@ -11,27 +11,6 @@
 #include "error.h"
 #include "mount/cache.h"
 
-int mcache_file_fd(mcache *c, mfile *f)
-{
-	if (f->fd >= 0) return f->fd;
-	char path[sizeof(f->name) + 8];
-	snprintf(path, sizeof(path), "files/%s", f->name);
-	int fd = openat(c->dirfd, path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	struct stat sb;
-	if (fd < 0 || fstat(fd, &sb) < 0) {
-		int err = errno;
-		if (fd >= 0) close(fd);
-		return -err;
-	}
-	if ((uint64_t)sb.st_size != f->e->size && ftruncate(fd, (off_t)f->e->size) < 0) {
-		int err = errno;
-		close(fd);
-		return -err;
-	}
-	f->fd = fd;
-	return fd;
-}
-
 /* ---- queues and fetchers -------------------------------------------------- */
 
 static int fifo_push(fifo *q, fetch_item it)

@@ -5,8 +5,8 @@
  *   nodes.c     the inode table: every entry of the snapshot's trees, read
  *               once at mount time, numbered (hardlinks share a node)
  *   cache.h     the chunk cache's design and its shared state:
- *   cache.c       per-content sparse files under the cache directory, opens
- *                 and their passthrough backing, the cache's life
+ *   files.c       a content's state and its sparse cache file
+ *   cache.c       opens and their passthrough backing, the cache's life
  *   record.c      completion records, and the syncer that writes them once
  *                 the data they name is durable
  *   fetch.c       the queues, the fetchers (coalesced pack reads), the
@@ -65,7 +65,7 @@ uint32_t nodes_lookup(const node_table *t, uint32_t dir, const char *name, size_
 /* "/a/b/c" of a node into out (truncated to size), for log lines. */
 void nodes_path(const node_table *t, uint32_t id, char *out, size_t size);
 
-/* ---- the chunk cache (cache.c, record.c, fetch.c, hydrate.c) ------------- */
+/* ---- the chunk cache (files.c, cache.c, record.c, fetch.c, hydrate.c) ---- */
 
 typedef struct mfile mfile;
 typedef struct mcache mcache;
