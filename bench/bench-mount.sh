@@ -25,6 +25,15 @@
 #   --build DIR       meson build directory (default: build)
 #   --work DIR        work directory (default: a new one under $TMPDIR or /tmp)
 #   --keep            keep the work directory
+#   --reuse           the repository at --repo/--work already holds the instance (a
+#                     run with --keep made it): skip building and taking it
+#   --sections LIST   what to measure, of ready,full,hydrated (default: all)
+#   --restore-starts N  starts of the restore variant (default: --starts; a
+#                     restore of a 10 GB instance takes a minute)
+#   --hyd-runs N      alternating runs of the hydrated reads (default 7)
+#   --hydrate MODE    the readiness mounts' --hydrate (default none)
+# Every result line ends with the load average when it was printed: five
+# helpers share this machine's two cores.
 set -euo pipefail
 PY=${PYTHON:-/usr/bin/python3}
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +43,11 @@ build=$SRCDIR/build
 work=
 repo=
 keep=0
+reuse=0
+sections=ready,full,hydrated
+rstarts=
+hydruns=7
+hydrate=none
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
@@ -44,6 +58,11 @@ while [ $# -gt 0 ]; do
 	--build) build=$2; shift 2 ;;
 	--work) work=$2; shift 2 ;;
 	--keep) keep=1; shift ;;
+	--reuse) reuse=1; shift ;;
+	--sections) sections=$2; shift 2 ;;
+	--restore-starts) rstarts=$2; shift 2 ;;
+	--hyd-runs) hydruns=$2; shift 2 ;;
+	--hydrate) hydrate=$2; shift 2 ;;
 	-h|--help) usage ;;
 	*) echo "bench-mount: unknown option $1" >&2; usage ;;
 	esac
@@ -53,6 +72,9 @@ CAIRN=$build/tools/cairn
 [ -x "$CAIRN" ] || { echo "bench-mount: build first (no $CAIRN)" >&2; exit 1; }
 NUMPY_DEB=$(ls /var/cache/apt/archives/python3-numpy_*.deb 2>/dev/null | head -n1)
 [ -n "$NUMPY_DEB" ] || { echo "bench-mount: no python3-numpy .deb in /var/cache/apt/archives (apt-get download python3-numpy)" >&2; exit 1; }
+rstarts=${rstarts:-$starts}
+want() { case ",$sections," in *",$1,"*) return 0 ;; esac; return 1; }
+load() { echo "(load $(cut -d' ' -f1-3 /proc/loadavg))"; }
 work=${work:-$(mktemp -d "${TMPDIR:-/tmp}/cairn-bench-mount.XXXXXX")}
 repo=${repo:-$work/repo}
 MOUNTS=()
@@ -68,6 +90,8 @@ drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 # ---- the instance -----------------------------------------------------------
 ROOT=$work/rootfs
+SNAP=instance
+if [ "$reuse" = 0 ]; then
 echo "building the instance in $ROOT"
 mkdir -p "$ROOT"/{usr/bin,usr/lib,usr/lib64,etc,tmp,proc,dev,models}
 ln -s usr/bin "$ROOT/bin"
@@ -105,15 +129,19 @@ du -sh "$ROOT"
 
 "$CAIRN" init --repo "$repo" >/dev/null
 "$CAIRN" take --repo "$repo" --root "$ROOT" --name instance -q
-SNAP=instance
+rm -rf "$ROOT" # the repository holds it now: disk is shared
+fi
 
 # p50/p90 of the numbers on stdin
 pct() { sort -n | "$PY" -c 'import sys; v=[int(x) for x in sys.stdin]; print("p50 %d ms  p90 %d ms  (n=%d, min %d, max %d)" % (v[len(v)//2], v[min(len(v)-1, (len(v)*9)//10)], len(v), v[0], v[-1]))'; }
 
 M=$work/mnt U=$work/upper WK=$work/wk MG=$work/merged R=$work/restored
 mkdir -p "$M" "$MG"
+fetched_mib() { echo $(( $(du -sk "$work/cache/files" 2>/dev/null | cut -f1 || echo 0) / 1024 )); }
+
+if want ready; then
 echo
-echo "readiness: cairn mount + overlay + chroot python3 -c 'import numpy' ($starts starts)"
+echo "readiness: cairn mount + overlay + chroot python3 -c 'import numpy' ($starts starts, restore $rstarts)"
 : > "$work/ready.mount"
 : > "$work/ready.restore"
 : > "$work/fetched"
@@ -122,17 +150,19 @@ for i in $(seq "$starts"); do
 	mkdir -p "$U" "$WK"
 	drop
 	t0=$(now_ms)
-	"$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" > /dev/null
+	"$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" --hydrate "$hydrate" > /dev/null
 	MOUNTS+=("$M")
 	mount -t overlay overlay -o "lowerdir=$M,upperdir=$U,workdir=$WK" "$MG"
 	MOUNTS+=("$MG")
-	chroot "$MG" python3 -c 'import numpy' 
+	chroot "$MG" python3 -c 'import numpy'
 	t1=$(now_ms)
 	echo $((t1 - t0)) >> "$work/ready.mount"
-	du -sb --apparent-size "$work/cache/files" 2>/dev/null | cut -f1 >> "$work/fetched" || true
+	fetched_mib >> "$work/fetched"
 	umount "$MG"
 	"$CAIRN" umount "$M"
+	echo "  start $i: $((t1 - t0)) ms, $(tail -n1 "$work/fetched") MiB in the cache $(load)"
 
+	[ "$i" -le "$rstarts" ] || continue
 	rm -rf "$R"
 	drop
 	t0=$(now_ms)
@@ -140,10 +170,14 @@ for i in $(seq "$starts"); do
 	chroot "$R" python3 -c 'import numpy'
 	t1=$(now_ms)
 	echo $((t1 - t0)) >> "$work/ready.restore"
+	rm -rf "$R"
 done
-echo "  mount:   $(pct < "$work/ready.mount")"
+echo "  mount:   $(pct < "$work/ready.mount") $(load)"
 echo "  restore: $(pct < "$work/ready.restore")"
+echo "  fetched before ready (MiB, whole chunks): $(pct < "$work/fetched" | sed 's/ ms//g')"
+fi
 
+if want full; then
 echo
 echo "full read of every file: cold mount against cold restore (3 runs each, alternating)"
 : > "$work/full.mount"
@@ -152,7 +186,7 @@ for i in 1 2 3; do
 	rm -rf "$work/cache"
 	drop
 	t0=$(now_ms)
-	"$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" > /dev/null
+	"$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" --hydrate none > /dev/null
 	(cd "$M" && find . -type f -print0 | xargs -0 cat > /dev/null)
 	t1=$(now_ms)
 	"$CAIRN" umount "$M"
@@ -163,20 +197,46 @@ for i in 1 2 3; do
 	"$CAIRN" restore --repo "$repo" "$SNAP" "$R" -q
 	t1=$(now_ms)
 	echo $((t1 - t0)) >> "$work/full.restore"
+	echo "  run $i: mount $(tail -n1 "$work/full.mount") ms, restore $(tail -n1 "$work/full.restore") ms $(load)"
 done
-echo "  mount + read all: $(pct < "$work/full.mount")"
+echo "  mount + read all: $(pct < "$work/full.mount") $(load)"
 echo "  restore:          $(pct < "$work/full.restore")"
+fi
 
+if want hydrated; then
 echo
-echo "hydrated reads of the weights against local disk (page cache dropped before each; 5 runs each, alternating)"
-"$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" > /dev/null
+echo "hydrated reads of the weights against local disk (page cache dropped before each; $hydruns runs each, alternating)"
+[ -d "$R/models" ] || "$CAIRN" restore --repo "$repo" "$SNAP" "$R" -q
+if [ ! -d "$work/cache/files" ]; then # hydrate a cache first (the full read leaves one)
+	"$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" --hydrate none > /dev/null
+	cat "$M"/models/* > /dev/null
+	"$CAIRN" umount "$M"
+fi
+"$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" --hydrate none > /dev/null
 read_ms() { drop; local a b; a=$(now_ms); cat "$1"/models/* > /dev/null; b=$(now_ms); echo $((b - a)); }
 : > "$work/hyd.mount"
 : > "$work/hyd.local"
-for i in 1 2 3 4 5; do
-	read_ms "$M" >> "$work/hyd.mount"
-	read_ms "$R" >> "$work/hyd.local"
+for i in $(seq "$hydruns"); do
+	if [ $((i % 2)) = 1 ]; then
+		read_ms "$M" >> "$work/hyd.mount"
+		read_ms "$R" >> "$work/hyd.local"
+	else
+		read_ms "$R" >> "$work/hyd.local"
+		read_ms "$M" >> "$work/hyd.mount"
+	fi
+done
+# the same from the page cache: what the read path itself costs
+warm_ms() { local a b; a=$(now_ms); cat "$1"/models/* > /dev/null; b=$(now_ms); echo $((b - a)); }
+: > "$work/warm.mount"
+: > "$work/warm.local"
+cat "$M"/models/* "$R"/models/* > /dev/null
+for i in $(seq "$hydruns"); do
+	warm_ms "$M" >> "$work/warm.mount"
+	warm_ms "$R" >> "$work/warm.local"
 done
 "$CAIRN" umount "$M"
-echo "  mount (hydrated, passthrough): $(pct < "$work/hyd.mount")"
+echo "  mount (hydrated, passthrough): $(pct < "$work/hyd.mount") $(load)"
 echo "  local disk:                    $(pct < "$work/hyd.local")"
+echo "  from the page cache: mount $(pct < "$work/warm.mount")"
+echo "                       local $(pct < "$work/warm.local")"
+fi

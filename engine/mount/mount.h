@@ -4,9 +4,14 @@
  *               <linux/fuse.h> (7.38 here; passthrough came in 7.40)
  *   nodes.c     the inode table: every entry of the snapshot's trees, read
  *               once at mount time, numbered (hardlinks share a node)
- *   cache.c     the chunk cache: per-content sparse files under the cache
- *               directory, their completion records, the fetchers, the
- *               bounded waits of readers, background hydration
+ *   cache.h     the chunk cache's design and its shared state:
+ *   files.c       a content's state and its sparse cache file
+ *   cache.c       opens and their passthrough backing, the cache's life
+ *   record.c      completion records, and the syncer that writes them once
+ *                 the data they name is durable
+ *   fetch.c       the queues, the fetchers (coalesced pack reads), the
+ *                 bounded waits of readers, their read-ahead
+ *   hydrate.c     background hydration
  *   session.c   /dev/fuse: mount(2), the request loop, every operation
  *   mount.c     the public API (cairn_mount_*, cairn_umount)
  * It reads trees and chunks only through repo.h (verified reads) and holds
@@ -60,7 +65,7 @@ uint32_t nodes_lookup(const node_table *t, uint32_t dir, const char *name, size_
 /* "/a/b/c" of a node into out (truncated to size), for log lines. */
 void nodes_path(const node_table *t, uint32_t id, char *out, size_t size);
 
-/* ---- the chunk cache (cache.c) -------------------------------------------- */
+/* ---- the chunk cache (files.c, cache.c, record.c, fetch.c, hydrate.c) ---- */
 
 typedef struct mfile mfile;
 typedef struct mcache mcache;

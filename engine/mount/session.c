@@ -27,6 +27,7 @@
 #define IN_BUF (MAX_WRITE + 64 * 1024) /* the kernel wants room for max_write and headers */
 #define OUT_BUF (MAX_WRITE + 4096)
 #define MAX_PAGES 256                 /* reads of up to 1 MiB */
+#define READAHEAD_KB 1024
 #define OVERLAY_XATTR "trusted.overlay."
 
 struct msession {
@@ -522,6 +523,21 @@ static void *serve(void *arg)
 	return NULL;
 }
 
+/* The kernel reads ahead 128 KiB on a FUSE mount by default: a sequential
+ * reader of a file not yet local (or one open in the page-cache mode) would
+ * wait on a request for every 128 KiB. READAHEAD_KB lets it ask for as much
+ * as a request holds (MAX_PAGES), several in flight. Best effort: the
+ * mount works without it. */
+static void readahead_set(dev_t dev)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(dev), minor(dev));
+	FILE *f = fopen(path, "we");
+	if (!f) return;
+	fprintf(f, "%u\n", READAHEAD_KB);
+	fclose(f);
+}
+
 int msession_start(msession **out, node_table *nodes, mcache *c, const msession_options *o)
 {
 	int rc;
@@ -581,6 +597,7 @@ int msession_start(msession **out, node_table *nodes, mcache *c, const msession_
 		rc = error_errno(CAIRN_EIO, errno, "mount %s: the new mount does not answer", o->mountpoint);
 		goto unmount;
 	}
+	readahead_set(sb.st_dev);
 	*out = s;
 	return 0;
 unmount:
