@@ -23,7 +23,14 @@ freshfs_new() {
 	shift
 	mountpoint -q "$freshfs_mnt" && umount "$freshfs_mnt"
 	mkdir -p "$freshfs_mnt"
-	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard "$@" "$freshfs_dev"
+	# a mount namespace made meanwhile (unshare -m) keeps its own copy of the
+	# last mount until it ends: wait a little for the device to be free
+	local try
+	for try in 1 2 3 4 5 6 7 8 9 10; do
+		mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard "$@" "$freshfs_dev" 2>/dev/null && break
+		[ "$try" = 10 ] && { echo "freshfs: mkfs.ext4 $freshfs_dev failed 10 times (still mounted in another namespace?)" >&2; return 1; }
+		sleep 1
+	done
 	mount "$freshfs_dev" "$freshfs_mnt"
 }
 
