@@ -47,6 +47,8 @@ const index_entry *index_key_get(const chunk_index *ix, const void *key, size_t 
 
 /* Encode entries (any order; sorted and checked for duplicates here) as a segment file. */
 int index_segment_encode(const index_entry *entries, size_t n, uint8_t **out, size_t *len);
+/* The same without a copy of the entries: sorts them in place. */
+int index_segment_encode_sorting(index_entry *entries, size_t n, uint8_t **out, size_t *len);
 /* Decode and validate a whole segment file (every block); *entries malloc'd,
  * ascending by id. what names it. */
 int index_segment_decode(const uint8_t *data, size_t len, const char *what,
