@@ -78,6 +78,9 @@ typedef struct index_set index_set;
 int index_set_open(store *st, index_set **out);
 void index_set_free(index_set *set);
 size_t index_set_segments(index_set *set);
+/* Segments were written since the set was listed: the next lookup lists
+ * them again (the caller's own commit, found from storage from then on). */
+void index_set_stale(index_set *set);
 /* As index_segment_find, over every segment. */
 int index_set_find(index_set *set, const oid *id, index_entry *out);
 
