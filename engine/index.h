@@ -47,6 +47,8 @@ const index_entry *index_key_get(const chunk_index *ix, const void *key, size_t 
 
 /* Encode entries (any order; sorted and checked for duplicates here) as a segment file. */
 int index_segment_encode(const index_entry *entries, size_t n, uint8_t **out, size_t *len);
+/* The same without a copy of the entries: sorts them in place. */
+int index_segment_encode_sorting(index_entry *entries, size_t n, uint8_t **out, size_t *len);
 /* Decode and validate a whole segment file (every block); *entries malloc'd,
  * ascending by id. what names it. */
 int index_segment_decode(const uint8_t *data, size_t len, const char *what,
@@ -76,6 +78,9 @@ typedef struct index_set index_set;
 int index_set_open(store *st, index_set **out);
 void index_set_free(index_set *set);
 size_t index_set_segments(index_set *set);
+/* Segments were written since the set was listed: the next lookup lists
+ * them again (the caller's own commit, found from storage from then on). */
+void index_set_stale(index_set *set);
 /* As index_segment_find, over every segment. */
 int index_set_find(index_set *set, const oid *id, index_entry *out);
 

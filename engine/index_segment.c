@@ -180,19 +180,29 @@ int index_segment_encode(const index_entry *entries, size_t n, uint8_t **out, si
 {
 	*out = NULL;
 	*len = 0;
-	index_entry *sorted = NULL;
+	if (n > UINT32_MAX) return error_set(CAIRN_EIO, "index segment: %zu entries", n);
+	index_entry *copy = malloc((n ? n : 1) * sizeof(*copy));
+	if (!copy) return ERR_OOM();
+	if (n) memcpy(copy, entries, n * sizeof(*copy));
+	int rc = index_segment_encode_sorting(copy, n, out, len);
+	free(copy);
+	return rc;
+}
+
+int index_segment_encode_sorting(index_entry *sorted, size_t n, uint8_t **out, size_t *len)
+{
+	*out = NULL;
+	*len = 0;
 	uint8_t(*packs)[PACK_ID_LEN] = NULL;
 	buf b;
 	buf_init(&b);
 	int rc;
 	if (n > UINT32_MAX) return error_set(CAIRN_EIO, "index segment: %zu entries", n);
-	sorted = malloc((n ? n : 1) * sizeof(*sorted));
 	packs = malloc((n ? n : 1) * PACK_ID_LEN);
-	if (!sorted || !packs) {
+	if (!packs) {
 		rc = ERR_OOM();
 		goto done;
 	}
-	if (n) memcpy(sorted, entries, n * sizeof(*sorted));
 	if (n) qsort(sorted, n, sizeof(*sorted), index_entry_cmp);
 	char hex[OID_HEX_LEN + 1];
 	for (size_t i = 0; i < n; i++) {
@@ -261,7 +271,6 @@ int index_segment_encode(const index_entry *entries, size_t n, uint8_t **out, si
 	rc = 0;
 done:
 	buf_free(&b);
-	free(sorted);
 	free(packs);
 	return rc;
 }

@@ -30,6 +30,7 @@ struct index_set {
 	pthread_rwlock_t lock;
 	seg_list l;
 	uint64_t gen; /* bumped by every reload */
+	int stale;    /* segments were added: list them before the next lookup */
 };
 
 struct set_list {
@@ -118,20 +119,30 @@ size_t index_set_segments(index_set *set)
 	return n;
 }
 
+void index_set_stale(index_set *set)
+{
+	pthread_rwlock_wrlock(&set->lock);
+	set->stale = 1;
+	pthread_rwlock_unlock(&set->lock);
+}
+
 int index_set_find(index_set *set, const oid *id, index_entry *out)
 {
 	for (int tries = 0;; tries++) {
 		int rc = 0;
 		pthread_rwlock_rdlock(&set->lock);
 		uint64_t gen = set->gen;
-		for (size_t i = 0; i < set->l.n && rc == 0; i++) rc = index_segment_find(set->l.seg[i], id, out);
+		int stale = set->stale;
+		for (size_t i = 0; i < set->l.n && rc == 0 && !stale; i++)
+			rc = index_segment_find(set->l.seg[i], id, out);
 		pthread_rwlock_unlock(&set->lock);
-		if (rc != CAIRN_ENOTFOUND || tries == SET_RETRIES) return rc;
-		/* a segment went: its replacement was written before, list again */
+		if ((rc != CAIRN_ENOTFOUND && !stale) || tries == SET_RETRIES) return rc;
+		/* a segment went (its replacement was written before) or came: list again */
 		rc = 0;
 		pthread_rwlock_wrlock(&set->lock);
 		if (set->gen == gen) {
 			rc = set_load(set);
+			if (rc == 0) set->stale = 0;
 			set->gen++;
 		}
 		pthread_rwlock_unlock(&set->lock);

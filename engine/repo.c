@@ -258,10 +258,14 @@ int repo_index_lookup(cairn_repo *r, const oid *id, index_entry *out)
 int repo_index_add(cairn_repo *r, const index_entry *e, size_t n)
 {
 	int rc = 0;
-	pthread_mutex_lock(&r->lock);
-	for (size_t i = 0; i < n && rc == 0; i++)
-		if (index_insert(r->index, &e[i]) < 0) rc = ERR_OOM();
-	pthread_mutex_unlock(&r->lock);
+	if (r->segs) { /* listed again at the next lookup: no copy of the new entries in memory */
+		index_set_stale(r->segs);
+	} else {
+		pthread_mutex_lock(&r->lock);
+		for (size_t i = 0; i < n && rc == 0; i++)
+			if (index_insert(r->index, &e[i]) < 0) rc = ERR_OOM();
+		pthread_mutex_unlock(&r->lock);
+	}
 	if (rc < 0 || !r->segs || index_set_segments(r->segs) + 1 <= REPO_COMPACT_SEGMENTS) return rc;
 	/* gc and fsck hold this lock while they run: a merge must not bring back
 	 * an entry gc drops; if it is taken, gc compacts itself */

@@ -62,7 +62,8 @@ int repo_read_blob(cairn_repo *r, const oid *id, uint8_t type, uint8_t **out, si
  * 0 when absent, < 0 on a damaged segment or a read error. Thread-safe. */
 int repo_index_lookup(cairn_repo *r, const oid *id, index_entry *out);
 /* After a commit: the n entries written to the index become visible to this
- * handle's lookups; then, when the index has more than REPO_COMPACT_SEGMENTS
+ * handle's lookups (from the new segments, listed again at the next lookup;
+ * copied into r->index only when the handle has no segment set); then, when the index has more than REPO_COMPACT_SEGMENTS
  * segments and gc is not running, the small ones are merged (best effort:
  * a failure leaves them as they are and is not returned). */
 #define REPO_COMPACT_SEGMENTS 8

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "cairn.h"
 #include "error.h"
@@ -26,15 +27,37 @@ typedef struct flush_item {
 	uint8_t id[PACK_ID_LEN];
 } flush_item;
 
+/* The blobs this writer stores, one packed record each: the dedup set of
+ * the take and, once their pack is committed, its index entries. Records
+ * sit in blocks that never move (no copy as they grow, no malloc each),
+ * found through a table of 32-bit positions; the pack is a number into the
+ * writer's list of packs, not its 16-byte id. */
+#define NO_PACK UINT32_MAX
+#define BLOBS_BLOCK 4096
+typedef struct own_blob {
+	oid id;
+	uint32_t pack; /* into packs, NO_PACK until its pack is committed */
+	uint32_t offset, raw_len, stored_len;
+	uint8_t type, comp;
+} own_blob;
+
+typedef struct own_blobs {
+	own_blob **block;
+	size_t nblocks, count;
+	uint32_t *slot; /* position + 1, 0 = empty; at most half full */
+	size_t nslots;  /* power of two */
+	uint64_t mul;   /* random odd multiplier: slots not predictable from ids */
+	uint8_t (*packs)[PACK_ID_LEN];
+	size_t npacks, cappacks;
+} own_blobs;
+
 struct snap_writer {
 	cairn_repo *repo;
 	pthread_mutex_t lock; /* guards everything below */
-	chunk_index *pending; /* blobs stored or being stored by this writer */
+	own_blobs blobs;      /* blobs stored or being stored by this writer */
 	pthread_mutex_t pack_lock; /* guards pw and pw_id: held while a blob is written out */
 	pack_writer *pw;           /* the pack being filled, streamed to the store */
 	uint8_t pw_id[PACK_ID_LEN];
-	index_entry *entries; /* blobs in packs already written */
-	size_t nentries, capentries;
 	quota_tracker *tracker; /* the blobs the snapshot references, for its user's usage */
 	int dry_run;            /* store nothing */
 	chunk_index *marked;    /* marked for deletion by gc: never deduplicated against (gc.h) */
@@ -51,6 +74,77 @@ struct snap_writer {
 	char flush_msg[1024]; /* and its message (error messages are per thread) */
 };
 
+static own_blob *blob_at(const own_blobs *b, size_t pos) { return &b->block[pos / BLOBS_BLOCK][pos % BLOBS_BLOCK]; }
+
+static size_t blob_slot(const own_blobs *b, const oid *id)
+{
+	uint64_t w;
+	memcpy(&w, id->b, sizeof(w));
+	size_t mask = b->nslots - 1;
+	for (size_t i = (size_t)((w * b->mul) >> 32) & mask;; i = (i + 1) & mask)
+		if (!b->slot[i] || !memcmp(blob_at(b, b->slot[i] - 1)->id.b, id->b, OID_LEN)) return i;
+}
+
+/* The record of id, NULL if this writer has none. */
+static own_blob *blobs_find(const own_blobs *b, const oid *id)
+{
+	if (!b->nslots) return NULL;
+	uint32_t pos1 = b->slot[blob_slot(b, id)];
+	return pos1 ? blob_at(b, pos1 - 1) : NULL;
+}
+
+static int blobs_grow_slots(own_blobs *b)
+{
+	size_t n = b->nslots ? b->nslots * 2 : 4096;
+	if (n > SIZE_MAX / sizeof(uint32_t)) return ERR_OOM();
+	uint32_t *old = b->slot;
+	size_t nold = b->nslots;
+	if (!(b->slot = calloc(n, sizeof(uint32_t)))) {
+		b->slot = old;
+		return ERR_OOM();
+	}
+	b->nslots = n;
+	for (size_t i = 0; i < nold; i++)
+		if (old[i]) b->slot[blob_slot(b, &blob_at(b, old[i] - 1)->id)] = old[i];
+	free(old);
+	return 0;
+}
+
+/* A record for id, not yet in a pack (the caller found none). */
+static int blobs_add(own_blobs *b, const oid *id)
+{
+	if (b->count >= UINT32_MAX - 1) return error_set(CAIRN_ENOMEM, "writer: more than %u blobs", UINT32_MAX - 1);
+	if (!b->mul) {
+		uint64_t key = 0;
+		if (getrandom(&key, sizeof(key), GRND_NONBLOCK) != (ssize_t)sizeof(key))
+			key = (uint64_t)(uintptr_t)b * 0x9E3779B97F4A7C15ull;
+		b->mul = key | 1;
+	}
+	if ((b->count + 1) * 2 > b->nslots && blobs_grow_slots(b) < 0) return ERR_OOM();
+	if (b->count == b->nblocks * BLOBS_BLOCK) {
+		own_blob **v = realloc(b->block, (b->nblocks + 1) * sizeof(*v));
+		if (!v) return ERR_OOM();
+		b->block = v;
+		if (!(v[b->nblocks] = malloc(BLOBS_BLOCK * sizeof(own_blob)))) return ERR_OOM();
+		b->nblocks++;
+	}
+	own_blob *r = blob_at(b, b->count);
+	memset(r, 0, sizeof(*r));
+	r->id = *id;
+	r->pack = NO_PACK;
+	b->slot[blob_slot(b, id)] = (uint32_t)++b->count;
+	return 0;
+}
+
+static void blobs_free(own_blobs *b)
+{
+	for (size_t i = 0; i < b->nblocks; i++) free(b->block[i]);
+	free(b->block);
+	free(b->slot);
+	free(b->packs);
+	memset(b, 0, sizeof(*b));
+}
+
 int writer_new(snap_writer **out, cairn_repo *repo)
 {
 	*out = NULL;
@@ -62,8 +156,7 @@ int writer_new(snap_writer **out, cairn_repo *repo)
 	pthread_mutex_init(&w->pack_lock, NULL);
 	pthread_mutex_init(&w->flush_lock, NULL);
 	pthread_cond_init(&w->flush_cv, NULL);
-	int rc = index_new(&w->pending);
-	if (rc == 0) rc = quota_tracker_new(&w->tracker, repo);
+	int rc = quota_tracker_new(&w->tracker, repo);
 	if (rc == 0) rc = gc_marks_load(repo, &w->marked);
 	if (rc < 0) {
 		writer_free(w);
@@ -80,10 +173,9 @@ void writer_free(snap_writer *w)
 	if (!w) return;
 	flushers_stop(w);
 	pack_writer_free(w->pw);
-	index_free(w->pending);
+	blobs_free(&w->blobs);
 	quota_tracker_free(w->tracker);
 	index_free(w->marked);
-	free(w->entries);
 	pthread_mutex_destroy(&w->lock);
 	pthread_mutex_destroy(&w->pack_lock);
 	pthread_mutex_destroy(&w->flush_lock);
@@ -115,29 +207,35 @@ static int flush_pack(snap_writer *w, pack_writer *pw, const uint8_t pack_id[PAC
 	if ((rc = pack_writer_commit(pw, flags, &blobs, &nblobs, NULL)) < 0) goto done;
 
 	pthread_mutex_lock(&w->lock);
-	if (w->nentries + nblobs > w->capentries) {
-		size_t cap = w->capentries ? w->capentries : 1024;
-		while (cap < w->nentries + nblobs) cap *= 2;
-		index_entry *e = realloc(w->entries, cap * sizeof(*e));
-		if (!e) {
+	own_blobs *b = &w->blobs;
+	if (b->npacks == b->cappacks) {
+		size_t cap = b->cappacks ? b->cappacks * 2 : 64;
+		void *v = realloc(b->packs, cap * PACK_ID_LEN);
+		if (!v) {
 			pthread_mutex_unlock(&w->lock);
 			rc = ERR_OOM();
 			goto done;
 		}
-		w->entries = e;
-		w->capentries = cap;
+		b->packs = v;
+		b->cappacks = cap;
 	}
-	for (size_t i = 0; i < nblobs; i++) {
-		index_entry *e = &w->entries[w->nentries++];
-		memset(e, 0, sizeof(*e));
-		e->id = blobs[i].id;
-		memcpy(e->pack, pack_id, PACK_ID_LEN);
-		e->offset = blobs[i].offset;
-		e->raw_len = blobs[i].raw_len;
-		e->stored_len = blobs[i].stored_len;
-		e->type = blobs[i].type;
-		e->comp = blobs[i].comp;
+	memcpy(b->packs[b->npacks], pack_id, PACK_ID_LEN);
+	for (size_t i = 0; i < nblobs && rc == 0; i++) {
+		/* each was claimed by put_blob before it was added to a pack */
+		own_blob *r = blobs_find(b, &blobs[i].id);
+		if (!r) {
+			rc = blobs_add(b, &blobs[i].id);
+			if (rc < 0) break;
+			r = blob_at(b, b->count - 1);
+		}
+		r->pack = (uint32_t)b->npacks;
+		r->offset = blobs[i].offset;
+		r->raw_len = blobs[i].raw_len;
+		r->stored_len = blobs[i].stored_len;
+		r->type = blobs[i].type;
+		r->comp = blobs[i].comp;
 	}
+	b->npacks++;
 	pthread_mutex_unlock(&w->lock);
 done:
 	pack_writer_free(pw);
@@ -292,7 +390,7 @@ static int ref_one(snap_writer *w, ref_todo *todo, const oid *id, uint8_t type)
 	int e = repo_index_lookup(w->repo, id, &known);
 	if (e < 0) return e;
 	pthread_mutex_lock(&w->lock);
-	int pending = !e && index_lookup(w->pending, id) != NULL;
+	int pending = !e && blobs_find(&w->blobs, id) != NULL;
 	pthread_mutex_unlock(&w->lock);
 	if (pending) return 0; /* counted by the thread storing it */
 	char hex[OID_HEX_LEN + 1];
@@ -394,16 +492,13 @@ static int put_blob(snap_writer *w, const oid *id, uint8_t type, const uint8_t *
 	if (!known && (known = repo_index_lookup(w->repo, id, &found)) < 0) return known;
 	pthread_mutex_lock(&w->lock);
 	if (known && is_marked(w, id)) known = 0; /* gc may delete it: store it again */
-	if (known || index_lookup(w->pending, id)) {
+	if (known || blobs_find(&w->blobs, id)) {
 		uint32_t size = known ? found.stored_len : 0;
 		pthread_mutex_unlock(&w->lock);
 		/* one this writer is storing is counted by the thread storing it */
 		return known ? account(w, id, type, data, len, size, kids_counted) : 0;
 	}
-	index_entry claim;
-	memset(&claim, 0, sizeof(claim));
-	claim.id = *id;
-	rc = index_insert(w->pending, &claim);
+	rc = blobs_add(&w->blobs, id);
 	pthread_mutex_unlock(&w->lock);
 	if (rc < 0) return rc;
 
@@ -468,16 +563,55 @@ int writer_put_tree_counted(snap_writer *w, const tree_entry *entries, size_t n,
 	return rc;
 }
 
-static int write_index(snap_writer *w)
+/* The index entries of the blobs in committed packs (all of them once the
+ * flushers are done), *entries malloc'd. Frees the records as it goes: nothing
+ * more is put once the commit has begun. */
+static int take_entries(snap_writer *w, index_entry **entries, size_t *n)
+{
+	own_blobs *b = &w->blobs;
+	*entries = NULL;
+	*n = 0;
+	free(b->slot); /* no more lookups */
+	b->slot = NULL;
+	b->nslots = 0;
+	index_entry *v = malloc((b->count ? b->count : 1) * sizeof(*v));
+	if (!v) return ERR_OOM();
+	size_t k = 0;
+	for (size_t i = 0; i < b->count; i++) {
+		const own_blob *r = blob_at(b, i);
+		if (r->pack != NO_PACK) {
+			index_entry *e = &v[k++];
+			memset(e, 0, sizeof(*e));
+			e->id = r->id;
+			memcpy(e->pack, b->packs[r->pack], PACK_ID_LEN);
+			e->offset = r->offset;
+			e->raw_len = r->raw_len;
+			e->stored_len = r->stored_len;
+			e->type = r->type;
+			e->comp = r->comp;
+		}
+		if (i % BLOBS_BLOCK == BLOBS_BLOCK - 1 || i + 1 == b->count) { /* a block done */
+			free(b->block[i / BLOBS_BLOCK]);
+			b->block[i / BLOBS_BLOCK] = NULL;
+		}
+	}
+	blobs_free(b);
+	*entries = v;
+	*n = k;
+	return 0;
+}
+
+/* The entries as new index segments; sorts them. */
+static int write_index(snap_writer *w, index_entry *entries, size_t nentries)
 {
 	int rc = 0;
-	for (size_t start = 0; start < w->nentries && rc == 0; start += SEGMENT_ENTRIES_MAX) {
-		size_t n = w->nentries - start;
+	for (size_t start = 0; start < nentries && rc == 0; start += SEGMENT_ENTRIES_MAX) {
+		size_t n = nentries - start;
 		if (n > SEGMENT_ENTRIES_MAX) n = SEGMENT_ENTRIES_MAX;
 		uint8_t *data, id[16];
 		size_t len;
 		char name[64], hex[33];
-		if ((rc = index_segment_encode(w->entries + start, n, &data, &len)) < 0) break;
+		if ((rc = index_segment_encode_sorting(entries + start, n, &data, &len)) < 0) break;
 		if ((rc = io_random(id, sizeof(id))) == 0) {
 			hex_encode(hex, id, sizeof(id));
 			snprintf(name, sizeof(name), "index/%s", hex);
@@ -495,6 +629,8 @@ int writer_commit(snap_writer *w, const snapshot_manifest *m, char id_out[OID_HE
 	size_t mlen;
 	char name[OID_HEX_LEN + 16];
 	oid sid;
+	index_entry *entries = NULL;
+	size_t nentries = 0;
 
 	if (w->dry_run) return error_set(CAIRN_EUSAGE, "a dry run commits nothing");
 	/* the user's lock is held from the quota check to the manifest */
@@ -505,7 +641,8 @@ int writer_commit(snap_writer *w, const snapshot_manifest *m, char id_out[OID_HE
 		if ((rc = flush_later(w, pw, w->pw_id)) < 0) goto done;
 	}
 	if ((rc = flush_wait(w)) < 0) goto done; /* the index names only committed packs */
-	if ((rc = write_index(w)) < 0) goto done;
+	if ((rc = take_entries(w, &entries, &nentries)) < 0) goto done;
+	if ((rc = write_index(w, entries, nentries)) < 0) goto done;
 	/* the charge is final once the user's lock is held: recorded with the
 	 * snapshot, it is what `info` tells the user the snapshot added */
 	snapshot_manifest charged = *m;
@@ -522,12 +659,8 @@ int writer_commit(snap_writer *w, const snapshot_manifest *m, char id_out[OID_HE
 done:
 	quota_commit_end(w->tracker, committed);
 	free(mdata);
-	if (rc < 0) return rc;
-
-	/* nothing more is put: the pending blobs (in entries too) go before
-	 * the repository's index grows by them, the commit's peak */
-	index_free(w->pending);
-	w->pending = NULL;
 	/* this handle now knows the new blobs too */
-	return repo_index_add(w->repo, w->entries, w->nentries);
+	if (rc == 0) rc = repo_index_add(w->repo, entries, nentries);
+	free(entries);
+	return rc;
 }
