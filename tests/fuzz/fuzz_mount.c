@@ -20,9 +20,14 @@ typedef struct paths {
 static void collect(void *arg, const char *path, size_t len)
 {
 	paths *p = arg;
-	char *s = p->oom ? NULL : strndup(path, len);
-	if (!s) p->oom = 1;
-	else p->v[p->n++] = s;
+	char *s = p->oom ? NULL : malloc(len + 1); /* not strndup: path is not NUL-terminated */
+	if (!s) {
+		p->oom = 1;
+		return;
+	}
+	memcpy(s, path, len);
+	s[len] = 0;
+	p->v[p->n++] = s;
 }
 
 static void trace(const uint8_t *data, size_t len)
