@@ -101,7 +101,9 @@
  *                   read first, in that order, paths relative to its root
  *                   ("usr/lib/x.so"); a later mount of it or of a child
  *                   hydrates them first (engine/mount/). Advisory: a bad
- *                   or missing one is ignored.)
+ *                   or missing one is ignored, and one whose paths do not
+ *                   fill it exactly, or hold a NUL, is bad. Codec:
+ *                   engine/mount/codec.c)
  *   mount cache record := magic("CAIRNMCR") version:u32 flags:u32
  *                  content_id[32] nchunks:u32 header_check:u64
  *                  (first:u32 count:u32 entry_check:u32)*
@@ -112,8 +114,10 @@
  *                   it; each entry names chunks [first, first+count) whose
  *                   bytes were fdatasync'd in the file before the entry was
  *                   appended; entry_check = low 32 bits of xxh3_64 of
- *                   content_id first count; entries after the first bad one
- *                   are not trusted and are cut off)
+ *                   content_id first count; flags 0; a header unlike its
+ *                   writer's is not trusted at all; entries after the
+ *                   first bad one (or one naming chunks past nchunks) are
+ *                   not trusted and are cut off. Codec: engine/mount/codec.c)
  *
  *   Per-user accounting (engine/quota.h; U = the user's name, also in every
  *   record as user:str and checked on read; engine/user.h's rule keeps U one
@@ -204,7 +208,10 @@
  *                   it); boot_id and pidns name the boot and pid namespace
  *                   that wrote it. One left behind by a take that died with
  *                   its guardian is thawed by the next cairn command or by
- *                   cairn recover (engine/freeze.c).)
+ *                   cairn recover (engine/freeze/records.c; codec:
+ *                   engine/freeze/codec.c). A reader refuses a boot_id of
+ *                   64 bytes or more, a cgroup of PATH_MAX or more, a NUL
+ *                   in either, a cgroup not starting with '/'.)
  *   session     := header("CAIRNSES") start_ns:i64 expiry_ns:i64 pid:u32
  *                  host:str  check
  *                  (gc/sessions/<32 hex>: a process that opened the repository;

@@ -8,8 +8,10 @@
 #include <string.h>
 
 #include "damaged.h"
+#include "freeze/codec.h"
 #include "index.h"
 #include "inodes.h"
+#include "mount/codec.h"
 #include "quota/codec.h"
 #include "session.h"
 #include "snapshot.h"
@@ -364,6 +366,76 @@ static void golden_gc_marks(void)
 	marks_free(&d);
 }
 
+static void trace_collect(void *arg, const char *path, size_t len)
+{
+	char *all = arg; /* the paths joined by '|' */
+	strncat(all, path, len);
+	strcat(all, "|");
+}
+
+static void golden_trace(void)
+{
+	oid snap, got;
+	fixed_oid(&snap, 50);
+	const char *paths[] = {"usr/lib/x.so", "", "etc/hosts"};
+	uint8_t *enc;
+	size_t len, glen;
+	uint32_t np = 0;
+	CHECK_EQ(trace_encode(&snap, paths, 3, &enc, &len), 0);
+	uint8_t *g = golden("trace", enc, len, &glen);
+	if (g) {
+		char all[64] = "";
+		CHECK_EQ(trace_decode(g, glen, "golden trace", &got, &np, trace_collect, all), 0);
+		CHECK(np == 3 && !memcmp(&got, &snap, sizeof(oid)) && strcmp(all, "usr/lib/x.so||etc/hosts|") == 0);
+		free(g);
+	}
+	free(enc);
+}
+
+static void golden_mount_cache(void)
+{
+	oid cid, got;
+	fixed_oid(&cid, 60);
+	uint8_t enc[REC_HEADER_LEN + 2 * REC_ENTRY_LEN];
+	mcache_rec_header(enc, &cid, 10);
+	mcache_rec_entry(enc + REC_HEADER_LEN, &cid, 0, 4);
+	mcache_rec_entry(enc + REC_HEADER_LEN + REC_ENTRY_LEN, &cid, 6, 4);
+	size_t glen, valid = 0;
+	uint32_t nchunks = 0, first = 0, count = 0;
+	uint8_t *g = golden("mount_cache", enc, sizeof(enc), &glen);
+	if (g) {
+		CHECK_EQ(mcache_rec_decode(g, glen, "golden cache record", &got, &nchunks, &valid), 0);
+		CHECK(!memcmp(&got, &cid, sizeof(oid)) && nchunks == 10 && valid == glen);
+		CHECK(mcache_rec_entry_decode(g + REC_HEADER_LEN + REC_ENTRY_LEN, &cid, 10, &first, &count) == 0 &&
+		      first == 6 && count == 4);
+		/* an entry past the file's chunks is torn: the record is trusted up to it */
+		mcache_rec_entry(g + REC_HEADER_LEN, &cid, 8, 4);
+		CHECK(mcache_rec_decode(g, glen, "golden cache record", &got, &nchunks, &valid) == 0 &&
+		      valid == REC_HEADER_LEN);
+		free(g);
+	}
+}
+
+static void golden_freeze(void)
+{
+	freeze_rec r = {.pid = 4242, .guardian = 4243, .start = 123456, .guardian_start = 123457, .pidns = 4026531836u,
+	                .v2 = 1, .time_ns = 1700000000123456789LL, .boot = "8f1c2d3e-0000-4000-8000-123456789abc",
+	                .cgroup = "/sys/fs/cgroup/pod/app"};
+	uint8_t *enc;
+	size_t len, glen;
+	CHECK_EQ(freeze_record_encode(&r, &enc, &len), 0);
+	uint8_t *g = golden("freeze", enc, len, &glen);
+	if (g) {
+		freeze_rec d;
+		CHECK_EQ(freeze_record_decode(&d, g, glen, "golden freeze record"), 0);
+		CHECK(d.pid == 4242 && d.guardian == 4243 && d.start == 123456 && d.guardian_start == 123457 &&
+		      d.pidns == 4026531836u && d.v2 == 1 && d.time_ns == r.time_ns && !strcmp(d.boot, r.boot) &&
+		      !strcmp(d.cgroup, r.cgroup));
+		free(g);
+	}
+	free(enc);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -386,5 +458,8 @@ int main(int argc, char **argv)
 	golden_quota_base();
 	golden_session();
 	golden_gc_marks();
+	golden_trace();
+	golden_mount_cache();
+	golden_freeze();
 	return t_done();
 }

@@ -7,6 +7,7 @@
  *               opening a group, freezing state, its processes, kill
  *   guardian.c  the guardian process that thaws when cairn dies
  *   records.c   freeze records in the state directory, cairn_recover
+ *   codec.c     the freeze record as bytes and back (codec.h), no I/O
  *
  * Each file uses only those listed below it. */
 #ifndef CAIRN_FREEZE_INTERNAL_H

@@ -2,6 +2,7 @@
  * cairn_recover, which thaws the groups of takes that died with their
  * guardians. */
 #include "internal.h"
+#include "freeze/codec.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -21,15 +22,6 @@
 #define RECORDS_DIR "freezes"
 #define RECORD_MAX 8192
 
-typedef struct freeze_rec {
-	uint32_t pid, guardian;
-	uint64_t start, guardian_start, pidns;
-	uint8_t v2;
-	int64_t time_ns;
-	char boot[64];
-	char cgroup[PATH_MAX];
-} freeze_rec;
-
 /* This boot's id and our pid namespace: a record from an earlier boot names
  * processes and groups that are gone; one from another pid namespace names
  * a pid we cannot look up. */
@@ -44,45 +36,6 @@ static void host_ids(char boot[64], uint64_t *pidns)
 	memcpy(boot, buf, 64);
 	struct stat st;
 	*pidns = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
-}
-
-static void put_str(buf *b, const char *s)
-{
-	size_t n = strlen(s);
-	buf_u16(b, (uint16_t)n);
-	buf_put(b, s, n);
-}
-
-static int get_str(cursor *c, char *out, size_t cap)
-{
-	const uint8_t *p;
-	uint16_t n = cur_u16(c);
-	if (c->bad || n >= cap || cur_bytes(c, &p, n) < 0 || memchr(p, 0, n)) return -1;
-	memcpy(out, p, n);
-	out[n] = 0;
-	return 0;
-}
-
-static int record_decode(freeze_rec *r, const uint8_t *data, size_t len, const char *what)
-{
-	const uint8_t *body;
-	size_t body_len;
-	memset(r, 0, sizeof(*r));
-	int rc = frame_check(data, len, MAGIC_FREEZE, what, &body, &body_len);
-	if (rc < 0) return rc;
-	cursor c;
-	cur_init(&c, body, body_len);
-	r->pid = cur_u32(&c);
-	r->start = cur_u64(&c);
-	r->guardian = cur_u32(&c);
-	r->guardian_start = cur_u64(&c);
-	r->v2 = cur_u8(&c);
-	r->pidns = cur_u64(&c);
-	r->time_ns = (int64_t)cur_u64(&c);
-	if (get_str(&c, r->boot, sizeof(r->boot)) < 0 || get_str(&c, r->cgroup, sizeof(r->cgroup)) < 0 || c.bad ||
-	    c.left != 0 || r->cgroup[0] != '/')
-		return error_set(CAIRN_ECORRUPT, "%s: bad length or cgroup", what);
-	return 0;
 }
 
 /* The record's path for this process: one freeze per process at a time. */
@@ -105,29 +58,21 @@ int freeze_record_write(freezer *f)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	host_ids(r.boot, &r.pidns);
-	buf b;
-	buf_init(&b);
-	buf_header(&b, MAGIC_FREEZE, 0);
-	buf_u32(&b, (uint32_t)getpid());
-	uint64_t start = 0;
-	io_proc_start(getpid(), &start);
-	buf_u64(&b, start);
-	buf_u32(&b, (uint32_t)f->guardian);
-	buf_u64(&b, f->guardian_start);
-	buf_u8(&b, (uint8_t)f->v2);
-	buf_u64(&b, r.pidns);
-	buf_u64(&b, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
-	put_str(&b, r.boot);
-	put_str(&b, f->dir);
-	buf_check(&b);
+	r.pid = (uint32_t)getpid();
+	io_proc_start(getpid(), &r.start);
+	r.guardian = (uint32_t)f->guardian;
+	r.guardian_start = f->guardian_start;
+	r.v2 = (uint8_t)f->v2;
+	r.time_ns = (int64_t)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+	memcpy(r.cgroup, f->dir, sizeof(r.cgroup)); /* both PATH_MAX */
+	uint8_t *data;
 	size_t len;
-	uint8_t *data = b.oom ? NULL : buf_take(&b, &len);
-	buf_free(&b);
-	if (!data) return ERR_OOM();
+	int rc = freeze_record_encode(&r, &data, &len);
+	if (rc < 0) return rc;
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof(dir), "%s", f->record);
 	*strrchr(dir, '/') = 0;
-	int rc = 0, dfd = -1;
+	int dfd = -1;
 	if (io_mkdir_parents(dir, 0700) < 0) rc = error_errno(CAIRN_EIO, errno, "state directory %s", dir);
 	else if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) rc = error_errno(CAIRN_EIO, errno, "%s", dir);
 	else rc = io_write_atomic(dfd, ".", strrchr(f->record, '/') + 1, data, len, 0, f->record);
@@ -217,7 +162,7 @@ static int load_records(int dfd, const char *dir, found_rec **out, size_t *n)
 			continue;
 		}
 		if (r == 0) {
-			r = record_decode(&x->r, data, dlen, what);
+			r = freeze_record_decode(&x->r, data, dlen, what);
 			free(data);
 		}
 		if (r < 0) error_clear();

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "format.h"
+#include "mount/codec.h"
 #include "mount/mount.h"
 
 enum { CH_MISSING, CH_FETCHING, CH_DONE, CH_FAILED };
@@ -41,8 +42,6 @@ enum { PRIO_READ, PRIO_AHEAD, PRIO_HYDRATE, NPRIO };
 #define AHEAD_FILE_MAX (1u << 20)     /*   each no larger than this */
 #define BATCH_RUNS 64                 /* a fetcher takes up to this many queued runs at once */
 #define BATCH_BYTES (4u << 20)        /* ... or this many bytes */
-#define REC_HEADER_LEN (FORMAT_HEADER_LEN + OID_LEN + 4 + FORMAT_CHECK_LEN)
-#define REC_ENTRY_LEN 12
 #define PROGRESS_NS 1000000000LL
 #define SYNC_INTERVAL_MS 500
 #define FETCHER_EXIT_WAIT_S 3

@@ -17,6 +17,7 @@
 #include "error.h"
 #include "format.h"
 #include "options.h"
+#include "mount/codec.h"
 #include "mount/mount.h"
 
 #define DEFAULT_THREADS 8
@@ -41,6 +42,27 @@ struct cairn_mount {
 
 static void trace_name(char out[80], const char *snap_hex) { snprintf(out, 80, "traces/%s", snap_hex); }
 
+typedef struct trace_walk {
+	cairn_mount *m;
+	uint32_t *v;
+	size_t *n;
+} trace_walk;
+
+/* A trace's path as a node id, a component at a time; none when it is gone. */
+static void trace_walk_path(void *arg, const char *path, size_t len)
+{
+	trace_walk *w = arg;
+	uint32_t node = NODE_ROOT;
+	size_t p = 0;
+	while (node && p < len) {
+		size_t q = p;
+		while (q < len && path[q] != '/') q++;
+		node = nodes_lookup(&w->m->nodes, node, path + p, q - p);
+		p = q + 1;
+	}
+	if (node) w->v[(*w->n)++] = node;
+}
+
 /* The trace's files as node ids; *n = 0 when there is none. */
 static int trace_load(cairn_mount *m, uint32_t **out, size_t *n)
 {
@@ -54,35 +76,17 @@ static int trace_load(cairn_mount *m, uint32_t **out, size_t *n)
 		trace_name(name, hex);
 		int rc = store_get(m->r->st, name, TRACE_MAX, &data, &len);
 		if (rc == 0) {
-			size_t fixed = FORMAT_HEADER_LEN + OID_LEN + 4;
-			if (len < fixed + FORMAT_CHECK_LEN || memcmp(data, MAGIC_TRACE, 8) != 0) goto bad;
-			if (get_u64(data + len - 8) != hash_xxh3(data, len - 8)) goto bad;
-			uint32_t np = get_u32(data + fixed - 4);
-			size_t at = fixed, end = len - 8;
-			uint32_t *v = malloc(((size_t)np + 1) * sizeof(uint32_t));
-			if (!v) goto bad;
-			for (uint32_t i = 0; i < np && at + 2 <= end; i++) {
-				size_t pl = (size_t)data[at] | (size_t)data[at + 1] << 8;
-				at += 2;
-				if (pl > end - at) break;
-				/* walk the path a component at a time */
-				uint32_t node = NODE_ROOT;
-				size_t p = at;
-				while (node && p < at + pl) {
-					size_t q = p;
-					while (q < at + pl && data[q] != '/') q++;
-					node = nodes_lookup(&m->nodes, node, (const char *)data + p, q - p);
-					p = q + 1;
-				}
-				if (node) v[(*n)++] = node;
-				at += pl;
+			/* advisory: a bad trace is no trace */
+			oid snap;
+			uint32_t np;
+			if (trace_decode(data, len, name, &snap, &np, NULL, NULL) == 0 &&
+			    (*out = malloc(((size_t)np + 1) * sizeof(uint32_t)))) {
+				trace_walk w = {m, *out, n};
+				trace_decode(data, len, name, &snap, &np, trace_walk_path, &w);
 			}
+			error_clear();
 			free(data);
-			*out = v;
 			return 0;
-		bad:
-			free(data);
-			return 0; /* advisory: a bad trace is no trace */
 		}
 		if (rc != CAIRN_ENOTFOUND) {
 			error_clear();
@@ -105,40 +109,30 @@ static int trace_load(cairn_mount *m, uint32_t **out, size_t *n)
 static void trace_store(cairn_mount *m)
 {
 	uint32_t *ids = NULL;
-	size_t n = mcache_trace(m->c, &ids), len = FORMAT_HEADER_LEN + OID_LEN + 4, at;
+	size_t n = mcache_trace(m->c, &ids), len, made = 0;
 	char name[80], path[4096];
+	char **paths = NULL;
 	uint8_t *b = NULL;
-	if (n == 0) goto done;
-	for (size_t i = 0; i < n; i++) {
-		nodes_path(&m->nodes, ids[i], path, sizeof(path));
-		len += 2 + strlen(path + 1);
+	oid snap;
+	if (n == 0 || !(paths = calloc(n, sizeof(*paths)))) goto done;
+	for (; made < n; made++) {
+		nodes_path(&m->nodes, ids[made], path, sizeof(path));
+		if (!(paths[made] = strdup(path + 1))) goto done; /* relative to the root */
 	}
-	len += FORMAT_CHECK_LEN;
-	if (!(b = calloc(1, len))) goto done;
-	memcpy(b, MAGIC_TRACE, 8);
-	b[8] = FORMAT_VERSION;
-	hex_decode(b + FORMAT_HEADER_LEN, OID_LEN, m->id);
-	at = FORMAT_HEADER_LEN + OID_LEN;
-	put_u32(b + at, (uint32_t)n);
-	at += 4;
-	for (size_t i = 0; i < n; i++) {
-		nodes_path(&m->nodes, ids[i], path, sizeof(path));
-		size_t pl = strlen(path + 1);
-		if (pl > UINT16_MAX) pl = 0; /* cannot be: nodes_path truncates first */
-		b[at] = (uint8_t)pl;
-		b[at + 1] = (uint8_t)(pl >> 8);
-		memcpy(b + at + 2, path + 1, pl);
-		at += 2 + pl;
+	hex_decode(snap.b, OID_LEN, m->id);
+	if (trace_encode(&snap, (const char *const *)paths, n, &b, &len) < 0) {
+		error_clear();
+		goto done;
 	}
-	put_u64(b + at, hash_xxh3(b, at));
-	at += 8;
 	trace_name(name, m->id);
 	/* the first mount's trace is the startup order; later ones keep it */
-	int rc = store_put(m->r->st, name, b, at, STORE_EXCL);
+	int rc = store_put(m->r->st, name, b, len, STORE_EXCL);
 	if (rc < 0 && rc != CAIRN_EEXISTS)
 		mount_log(m->o.event_cb, m->o.event_payload, "mount: access trace: %s", cairn_error_last());
 	error_clear();
 done:
+	for (size_t i = 0; i < made; i++) free(paths[i]);
+	free(paths);
 	free(b);
 	free(ids);
 }

@@ -12,6 +12,8 @@
  *   fetch.c       the queues, the fetchers (coalesced pack reads), the
  *                 bounded waits of readers, their read-ahead
  *   hydrate.c     background hydration
+ *   codec.h     its records as bytes and back, no I/O: the access trace
+ *               and the cache's completion record (format.h)
  *   session.c   /dev/fuse: mount(2), the request loop, every operation
  *   mount.c     the public API (cairn_mount_*, cairn_umount)
  * It reads trees and chunks only through repo.h (verified reads) and holds

@@ -13,25 +13,6 @@
 
 /* ---- the completion record ------------------------------------------------ */
 
-static uint32_t entry_check(const oid *cid, uint32_t first, uint32_t n)
-{
-	uint8_t b[OID_LEN + 8];
-	memcpy(b, cid->b, OID_LEN);
-	memcpy(b + OID_LEN, &first, 4);
-	memcpy(b + OID_LEN + 4, &n, 4);
-	return (uint32_t)hash_xxh3(b, sizeof(b));
-}
-
-static void rec_header(uint8_t h[REC_HEADER_LEN], const mfile *f)
-{
-	memset(h, 0, REC_HEADER_LEN);
-	memcpy(h, MAGIC_MOUNT_CACHE, 8);
-	put_u32(h + 8, FORMAT_VERSION);
-	memcpy(h + FORMAT_HEADER_LEN, f->cid.b, OID_LEN);
-	put_u32(h + FORMAT_HEADER_LEN + OID_LEN, f->e->nchunks);
-	put_u64(h + REC_HEADER_LEN - 8, hash_xxh3(h, REC_HEADER_LEN - 8));
-}
-
 /* Open (or start) f's record and mark the chunks it names done. A record
  * that does not match is started over: nothing of it is trusted. */
 int mcache_rec_open(mcache *c, mfile *f)
@@ -40,7 +21,7 @@ int mcache_rec_open(mcache *c, mfile *f)
 	uint8_t h[REC_HEADER_LEN], want[REC_HEADER_LEN];
 	struct stat sb;
 	snprintf(path, sizeof(path), "files/%s.rec", f->name);
-	rec_header(want, f);
+	mcache_rec_header(want, &f->cid, f->e->nchunks);
 	f->recfd = openat(c->dirfd, path, O_RDWR | O_CLOEXEC);
 	if (f->recfd < 0 && errno == ENOENT) { /* nothing of it is local yet */
 		f->rec_new = 1;
@@ -55,9 +36,8 @@ int mcache_rec_open(mcache *c, mfile *f)
 		uint8_t b[REC_ENTRY_LEN];
 		while (valid + REC_ENTRY_LEN <= (uint64_t)sb.st_size &&
 		       pread(f->recfd, b, sizeof(b), (off_t)valid) == (ssize_t)sizeof(b)) {
-			uint32_t first = get_u32(b), n = get_u32(b + 4);
-			if (get_u32(b + 8) != entry_check(&f->cid, first, n) || first > f->e->nchunks ||
-			    n > f->e->nchunks - first)
+			uint32_t first, n;
+			if (mcache_rec_entry_decode(b, &f->cid, f->e->nchunks, &first, &n) < 0)
 				break; /* torn at a crash: what follows is not trusted */
 			for (uint32_t i = first; i < first + n; i++)
 				if (f->state[i] != CH_DONE) {
@@ -87,7 +67,7 @@ static int rec_create(mcache *c, mfile *f)
 	char path[sizeof(f->name) + 16];
 	uint8_t h[REC_HEADER_LEN];
 	snprintf(path, sizeof(path), "files/%s.rec", f->name);
-	rec_header(h, f);
+	mcache_rec_header(h, &f->cid, f->e->nchunks);
 	int fd = openat(c->dirfd, path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || pwrite(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
 		int err = errno ? errno : EIO;
@@ -100,9 +80,7 @@ static int rec_create(mcache *c, mfile *f)
 static int rec_append(mfile *f, uint32_t first, uint32_t n)
 {
 	uint8_t b[REC_ENTRY_LEN];
-	put_u32(b, first);
-	put_u32(b + 4, n);
-	put_u32(b + 8, entry_check(&f->cid, first, n));
+	mcache_rec_entry(b, &f->cid, first, n);
 	off_t end = lseek(f->recfd, 0, SEEK_END);
 	if (end < 0 || pwrite(f->recfd, b, sizeof(b), end) != (ssize_t)sizeof(b)) return errno ? -errno : -EIO;
 	return 0;

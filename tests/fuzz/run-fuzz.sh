@@ -10,7 +10,7 @@ SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 OUT=${1:-${TMPDIR:-/tmp}/cairn-fuzz}
 CLANG=${CLANG:-clang}
 TOTAL=${FUZZ_SECONDS:-60}
-TARGETS=(tree snapshot index pack config inodes damaged quota gc)
+TARGETS=(tree snapshot index pack config inodes damaged quota gc mount freeze)
 mkdir -p "$OUT/obj"
 
 if ! command -v "$CLANG" >/dev/null; then

@@ -1,0 +1,48 @@
+/* The mount's records as bytes and back (format.h "access trace" and
+ * "mount cache record"). Pure: no I/O; decoders check every length against
+ * the bytes present. Reading and writing them is mount.c's (traces) and
+ * record.c's (cache records). */
+#ifndef CAIRN_MOUNT_CODEC_H
+#define CAIRN_MOUNT_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format.h"
+#include "hash.h"
+
+/* ---- the access trace ---- */
+
+/* paths: n paths relative to the snapshot's root ("usr/lib/x.so"); one
+ * longer than a u16 is written empty (the root). *out malloc'd; 0 or
+ * CAIRN_ENOMEM. */
+int trace_encode(const oid *snap, const char *const *paths, size_t n, uint8_t **out, size_t *len);
+
+/* 0 or CAIRN_ECORRUPT naming what: the snapshot it names and its count of
+ * paths; then, only when the whole record is good, fn for each path in
+ * order (not NUL-terminated; fn may be NULL). */
+typedef void (*trace_path_fn)(void *arg, const char *path, size_t len);
+int trace_decode(const uint8_t *data, size_t len, const char *what, oid *snap, uint32_t *npaths, trace_path_fn fn,
+                 void *arg);
+
+/* ---- the mount cache record: a header, then entries appended one by one ---- */
+
+#define REC_HEADER_LEN (FORMAT_HEADER_LEN + OID_LEN + 4 + FORMAT_CHECK_LEN)
+#define REC_ENTRY_LEN 12
+
+void mcache_rec_header(uint8_t h[REC_HEADER_LEN], const oid *cid, uint32_t nchunks);
+void mcache_rec_entry(uint8_t b[REC_ENTRY_LEN], const oid *cid, uint32_t first, uint32_t count);
+
+/* 0 when b is a good entry of the record of cid, naming chunks
+ * [*first, *first + *count) of its nchunks; -1 when it is not (torn). */
+int mcache_rec_entry_decode(const uint8_t b[REC_ENTRY_LEN], const oid *cid, uint32_t nchunks, uint32_t *first,
+                            uint32_t *count);
+
+/* A whole record: 0 with the content id and chunk count its header names
+ * and *valid, the length of the header and the good entries before the
+ * first bad one (what a reader trusts); CAIRN_ECORRUPT naming what when
+ * the header is bad (nothing is trusted). */
+int mcache_rec_decode(const uint8_t *data, size_t len, const char *what, oid *cid, uint32_t *nchunks,
+                      size_t *valid);
+
+#endif
