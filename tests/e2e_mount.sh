@@ -12,7 +12,8 @@
 # readable until unmounted. --hydrate all makes every file local; the
 # access trace a mount stores is what --hydrate trace fetches. A file's
 # first read fetches its directory's next small files too, their chunks in
-# batched store reads; the mount's read-ahead is 1 MiB.
+# batched store reads; the mount's read-ahead is 1 MiB; a sequential
+# reader's read-ahead grows.
 set -euo pipefail
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib.sh"
