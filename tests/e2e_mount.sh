@@ -12,7 +12,8 @@
 # readable until unmounted. --hydrate all makes every file local; the
 # access trace a mount stores is what --hydrate trace fetches. A file's
 # first read fetches its directory's next small files too, their chunks in
-# batched store reads; the mount's read-ahead is 1 MiB.
+# batched store reads; the mount's read-ahead is 1 MiB; a sequential
+# reader's read-ahead grows.
 set -euo pipefail
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib.sh"
@@ -494,5 +495,21 @@ for n in 60 "$lo" $((lo + 1)) $((lo + RANDOM % 8)); do
 	cairn_ok "umount-fault-$n" umount "$MF"
 done
 check "some store fault reached a file read and was EIO ($FAULT_EIO)" test "$FAULT_EIO" -gt 0
+
+say "read-ahead: a sequential reader's read-ahead grows (8 chunks, doubled at each read up to 64)"
+SEQSRC=$W/seqsrc
+random_files "$SEQSRC" seq%d 1 $((64 << 10))
+take_json seq --repo "$R" --root "$SEQSRC" --name seq || e2e_finish
+MSQ=$W/mnt-seq
+if mount_at seq "$SNAP" "$MSQ" --cache "$W/cache-seq" --hydrate none "${TMO[@]}"; then
+	dd if="$MSQ/seq0" of=/dev/null bs=1M count=8 2>/dev/null
+	sleep 2 # the read-ahead's fetches end
+	cairn_ok umount-seq umount "$MSQ"
+	# 8 MiB read (and the kernel's 1 MiB ahead) of ~0.5 MiB chunks: 8 chunks
+	# ahead are at most 25 MiB in all, 64 chunks ahead about 45 MiB
+	GOT=$(sed -n 's/.*mount: fetched [0-9]* chunks, \([0-9]*\) bytes, in [0-9]* store calls.*/\1/p' "$W/cache-seq/mount.log")
+	check "reading the first 8 MiB of a 64 MiB file fetched more than 32 MiB ($GOT bytes)" \
+		test "${GOT:-0}" -gt $((32 << 20))
+fi
 
 e2e_finish

@@ -40,8 +40,10 @@ enum { PRIO_READ, PRIO_AHEAD, PRIO_HYDRATE, NPRIO };
 #define AHEAD_FILES 32                /* a first read queues its directory's next small files: */
 #define AHEAD_FILE_BYTES (4u << 20)   /*   at most this many, of this many bytes, */
 #define AHEAD_FILE_MAX (1u << 20)     /*   each no larger than this */
+#define AHEAD_MAX_CHUNKS 64           /* a sequential reader's read-ahead doubles up to this */
 #define BATCH_RUNS 64                 /* a fetcher takes up to this many queued runs at once */
 #define BATCH_BYTES (4u << 20)        /* ... or this many bytes */
+#define SHARE_MIN_BYTES (1u << 20)    /* while others idle, its share of a queue, at least this */
 #define PROGRESS_NS 1000000000LL
 #define SYNC_INTERVAL_MS 500
 #define FETCHER_EXIT_WAIT_S 3
@@ -61,6 +63,7 @@ struct mfile {
 	int32_t backing_id;
 	int cached_opens, pass_opens;
 	int traced;
+	uint32_t seq_end, ahead; /* the last read's end chunk; its read-ahead window in chunks */
 };
 
 typedef struct fetch_item {
@@ -71,6 +74,7 @@ typedef struct fetch_item {
 typedef struct fifo {
 	fetch_item *v;
 	size_t head, len, cap;
+	uint64_t bytes;         /* the data bytes of its runs */
 } fifo;
 
 struct mcache {

@@ -27,6 +27,7 @@ static int fifo_push(fifo *q, fetch_item it)
 		q->cap = cap;
 	}
 	q->v[q->head + q->len++] = it;
+	q->bytes += it.f->cstart[it.c0 + it.n] - it.f->cstart[it.c0];
 	return 0;
 }
 
@@ -282,15 +283,25 @@ void *mcache_fetcher(void *arg)
 			continue;
 		}
 		/* the queue's next runs, up to a batch: neighbours in a pack
-		 * (a file's chunks, the small files of a directory) share reads */
+		 * (a file's chunks, the small files of a directory) share reads.
+		 * While other fetchers are idle, this one takes only its share of
+		 * the queue's bytes (small files stay one batch), so that a
+		 * sequential reader's read-ahead is verified by several at once,
+		 * a core each, instead of one after the other; when all are busy
+		 * the queue grows and batches with it. */
+		unsigned idle = c->live > c->running ? c->live - c->running : 1;
+		uint64_t most = c->q[p].bytes / idle;
+		if (most < SHARE_MIN_BYTES) most = SHARE_MIN_BYTES;
+		if (most > BATCH_BYTES) most = BATCH_BYTES;
 		size_t n = 0;
 		uint64_t bytes = 0;
-		while (c->q[p].len > 0 && n < BATCH_RUNS && bytes < BATCH_BYTES) {
+		while (c->q[p].len > 0 && n < BATCH_RUNS && bytes < most) {
 			fetch_item it = c->q[p].v[c->q[p].head++];
 			c->q[p].len--;
 			items[n++] = it;
 			bytes += it.f->cstart[it.c0 + it.n] - it.f->cstart[it.c0];
 		}
+		c->q[p].bytes -= bytes;
 		if (c->q[p].len == 0) c->q[p].head = 0;
 		c->running++;
 		pthread_mutex_unlock(&c->mu);
@@ -400,7 +411,23 @@ int mcache_need(mcache *c, mfile *f, uint32_t id, uint64_t off, uint64_t len)
 		rc = -ENOMEM;
 		goto done;
 	}
-	uint32_t ra = c1 + c->o.readahead < f->e->nchunks ? c1 + c->o.readahead : f->e->nchunks;
+	/* a reader that stays near where its last read ended (the kernel's
+	 * reads of a stream may come a little out of order) doubles the
+	 * read-ahead at each step forward, up to a bound: the fetchers keep a
+	 * stream's chunks coming several at once; a jump starts over */
+	uint32_t win = f->ahead;
+	if (win && c0 + win >= f->seq_end && c0 <= f->seq_end + win) {
+		if (c1 > f->seq_end) {
+			uint32_t most = c->o.readahead > AHEAD_MAX_CHUNKS ? c->o.readahead : AHEAD_MAX_CHUNKS;
+			win = win < most / 2 ? 2 * win : most;
+			f->seq_end = c1;
+		}
+	} else {
+		win = c->o.readahead;
+		f->seq_end = c1;
+	}
+	f->ahead = win;
+	uint32_t ra = win < f->e->nchunks - c1 ? c1 + win : f->e->nchunks;
 	mcache_queue_missing(c, f, c1, ra, PRIO_AHEAD, 0);
 	if (first && c->o.readahead) { /* fetched while this read waits */
 		pthread_mutex_unlock(&c->mu);
