@@ -1,12 +1,13 @@
-/* Sessions and gc marks (session.h): their records as bytes and back, no
+/* Sessions and gc marks (session_records.h): their records as bytes and back, no
  * I/O, and the marks in memory that a decoded record merges into. */
 #define ERROR_CLASS "session"
-#include "session.h"
+#include "session_records.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "cairn.h"
 #include "error.h"
 #include "format.h"
 
