@@ -1143,6 +1143,12 @@ static void check_find_from(const walk_node *dir)
 		q[nq++].len = k->name_len + 1;
 	}
 	qsort(q, nq, sizeof(*q), query_cmp);
+	/* strictly ascending, as a merge asks: a kid's name may also be another
+	 * kid's name less its last byte ("a" beside "ab"), asked once */
+	size_t uq = 0;
+	for (size_t i = 0; i < nq; i++)
+		if (uq == 0 || query_cmp(&q[uq - 1], &q[i]) != 0) q[uq++] = q[i];
+	nq = uq;
 	size_t at = 0;
 	for (size_t i = 0; i < nq; i++) {
 		const walk_node *want = walk_find_kid(dir, q[i].name, q[i].len);
