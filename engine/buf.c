@@ -86,6 +86,17 @@ uint8_t *buf_take(buf *b, size_t *len)
 	return p;
 }
 
+int buf_finish(buf *b, uint8_t **out, size_t *len)
+{
+	buf_check(b);
+	if (b->oom) {
+		buf_free(b);
+		return ERR_OOM();
+	}
+	*out = buf_take(b, len);
+	return 0;
+}
+
 void *vec_grow(void *v, size_t *cap, size_t need, size_t elem)
 {
 	if (need <= *cap) return v;

@@ -25,6 +25,9 @@ void buf_header(buf *b, const char magic[8], uint32_t flags);
 void buf_check(buf *b);
 /* Hand the bytes to the caller (who frees them); b is reset. */
 uint8_t *buf_take(buf *b, size_t *len);
+/* A record's end: buf_check, then its bytes handed to the caller; 0, or
+ * CAIRN_ENOMEM (b freed) when any append ran out of memory. */
+int buf_finish(buf *b, uint8_t **out, size_t *len);
 
 /* Fault in the pages of [p, p + len) for writing now, so that code which
  * must not wait (a frozen instance's take) does not take their faults later:

@@ -22,13 +22,7 @@ int damaged_encode(int64_t time_ns, const char *reason, uint8_t **out, size_t *l
 	buf_u64(&b, (uint64_t)time_ns);
 	buf_u16(&b, (uint16_t)rl);
 	buf_put(&b, reason, rl);
-	buf_check(&b);
-	if (b.oom) {
-		buf_free(&b);
-		return ERR_OOM();
-	}
-	*out = buf_take(&b, len);
-	return 0;
+	return buf_finish(&b, out, len);
 }
 
 int damaged_decode(const uint8_t *data, size_t len, const char *what, int64_t *time_ns,

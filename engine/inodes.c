@@ -80,13 +80,7 @@ int inodes_encode(const oid *snap, const inode_list *l, uint8_t **data, size_t *
 	buf_put(&b, stored ? stored : raw, stored_len);
 	free(stored);
 	free(raw);
-	buf_check(&b);
-	if (b.oom) {
-		buf_free(&b);
-		return ERR_OOM();
-	}
-	*data = buf_take(&b, len);
-	return 0;
+	return buf_finish(&b, data, len);
 }
 
 int inodes_write(cairn_repo *r, const char *snap_hex, const inode_list *l)

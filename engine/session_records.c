@@ -22,13 +22,7 @@ int session_encode(const session_rec *s, uint8_t **out, size_t *len)
 	size_t hl = strlen(s->host);
 	buf_u16(&b, (uint16_t)hl);
 	buf_put(&b, s->host, hl);
-	buf_check(&b);
-	if (b.oom) {
-		buf_free(&b);
-		return ERR_OOM();
-	}
-	*out = buf_take(&b, len);
-	return 0;
+	return buf_finish(&b, out, len);
 }
 
 int gc_session_decode(session_rec *s, const uint8_t *data, size_t len, const char *what)
@@ -172,13 +166,7 @@ int marks_encode(const marks *ms, int64_t time_ns, uint8_t **out, size_t *len)
 		buf_put(&b, c->name, l);
 		buf_u64(&b, (uint64_t)c->seen_ns);
 	}
-	buf_check(&b);
-	if (b.oom) {
-		buf_free(&b);
-		return ERR_OOM();
-	}
-	*out = buf_take(&b, len);
-	return 0;
+	return buf_finish(&b, out, len);
 }
 
 int marks_decode(marks *ms, const uint8_t *data, size_t len, const char *what, int64_t *time_ns)

@@ -41,13 +41,7 @@ int freeze_record_encode(const freeze_rec *r, uint8_t **out, size_t *len)
 	buf_u64(&b, (uint64_t)r->time_ns);
 	put_str(&b, r->boot);
 	put_str(&b, r->cgroup);
-	buf_check(&b);
-	if (b.oom) {
-		buf_free(&b);
-		return ERR_OOM();
-	}
-	*out = buf_take(&b, len);
-	return 0;
+	return buf_finish(&b, out, len);
 }
 
 int freeze_record_decode(freeze_rec *r, const uint8_t *data, size_t len, const char *what)

@@ -24,13 +24,7 @@ int trace_encode(const oid *snap, const char *const *paths, size_t n, uint8_t **
 		buf_u16(&b, (uint16_t)pl);
 		buf_put(&b, paths[i], pl);
 	}
-	buf_check(&b);
-	if (b.oom) {
-		buf_free(&b);
-		return ERR_OOM();
-	}
-	*out = buf_take(&b, len);
-	return 0;
+	return buf_finish(&b, out, len);
 }
 
 int trace_decode(const uint8_t *data, size_t len, const char *what, oid *snap, uint32_t *npaths, trace_path_fn fn,
