@@ -17,34 +17,40 @@
 
 /* ---- opens and passthrough ------------------------------------------------ */
 
+int mcache_backing_open(mcache *c, mfile *f)
+{
+	if (f->backing_id >= 0) return 0;
+	if (c->devfd < 0 || c->no_backing) return -1;
+	int fd = mcache_file_fd(c, f); /* made now for a file of holes only */
+	if (fd < 0) return -1;
+	struct cairn_fuse_backing_map map = {fd, 0, 0};
+	int id = ioctl(c->devfd, CAIRN_FUSE_DEV_IOC_BACKING_OPEN, &map);
+	if (id < 0) {
+		c->no_backing = 1;
+		logf_(c, "passthrough refused (%s): whole files are read through the server", strerror(errno));
+	} else {
+		f->backing_id = id;
+	}
+	if (f->cached_opens == 0) { /* the kernel holds the file now */
+		close(f->fd);
+		f->fd = -1;
+	}
+	return id < 0 ? -1 : 0;
+}
+
 int mcache_open(mcache *c, mfile *f, int devfd, int32_t *backing_id)
 {
 	int rc = 0;
 	*backing_id = -1;
 	pthread_mutex_lock(&c->mu);
-	if (devfd >= 0 && !c->no_backing && f->ndone == f->e->nchunks && f->cached_opens == 0) {
-		/* the cache file (made now for a file of holes only) backs the open */
-		int fd = f->backing_id < 0 ? mcache_file_fd(c, f) : -1;
-		if (fd >= 0) {
-			struct cairn_fuse_backing_map map = {fd, 0, 0};
-			int id = ioctl(devfd, CAIRN_FUSE_DEV_IOC_BACKING_OPEN, &map);
-			if (id < 0) {
-				c->no_backing = 1;
-				logf_(c, "passthrough refused (%s): whole files are read through the server",
-				      strerror(errno));
-			} else {
-				f->backing_id = id;
-			}
-			if (f->cached_opens == 0) { /* the kernel holds the file now */
-				close(f->fd);
-				f->fd = -1;
-			}
+	if (devfd >= 0 && f->ndone == f->e->nchunks && f->cached_opens == 0 && mcache_backing_open(c, f) == 0) {
+		if (f->backed_ahead) { /* its fetch registered it: opened at last */
+			f->backed_ahead = 0;
+			c->backed_ahead--;
 		}
-		if (f->backing_id >= 0) {
-			f->pass_opens++;
-			*backing_id = f->backing_id;
-			goto done;
-		}
+		f->pass_opens++;
+		*backing_id = f->backing_id;
+		goto done;
 	}
 	if (f->ndone < f->e->nchunks || f->fd < 0) {
 		int fd = mcache_file_fd(c, f);
@@ -73,9 +79,17 @@ void mcache_release(mcache *c, mfile *f, int32_t backing_id)
 	pthread_mutex_unlock(&c->mu);
 }
 
+void mcache_passthrough(mcache *c, int devfd)
+{
+	pthread_mutex_lock(&c->mu);
+	c->devfd = devfd;
+	pthread_mutex_unlock(&c->mu);
+}
+
 void mcache_backing_close(mcache *c, int devfd)
 {
 	pthread_mutex_lock(&c->mu);
+	c->devfd = -1; /* a fetch ending now registers nothing on a closed descriptor */
 	for (size_t i = 0; i < c->nfiles; i++)
 		if (c->files[i]->backing_id >= 0) {
 			uint32_t id = (uint32_t)c->files[i]->backing_id;
@@ -107,7 +121,7 @@ int mcache_new(mcache **out, cairn_repo *r, node_table *nodes, const mcache_opti
 	c->r = r;
 	c->nodes = nodes;
 	c->o = *o;
-	c->dirfd = -1;
+	c->dirfd = c->devfd = -1;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -21,7 +21,15 @@
  * wrote one after the other) are one range read; a batch that fails is
  * fetched again a chunk at a time, so that an error names its own chunk.
  * A file's first read queues its directory's next small files as
- * read-ahead. */
+ * read-ahead.
+ *
+ * A small file costs little more than its fetch: a file a reader or its
+ * read-ahead fetched whole gets its passthrough backing registered by the
+ * fetcher that completed it (at most BACKED_AHEAD_MAX of them not yet
+ * opened), so that its open is answered without a syscall and its reads
+ * never reach the server; opens ask for no FLUSH at close; a cache file
+ * this mount creates is sized only when it ends in a hole, and one in a
+ * files/XX this mount made has no record to look for. */
 #ifndef CAIRN_MOUNT_CACHE_H
 #define CAIRN_MOUNT_CACHE_H
 
@@ -44,6 +52,7 @@ enum { PRIO_READ, PRIO_AHEAD, PRIO_HYDRATE, NPRIO };
 #define BATCH_RUNS 64                 /* a fetcher takes up to this many queued runs at once */
 #define BATCH_BYTES (4u << 20)        /* ... or this many bytes */
 #define SHARE_MIN_BYTES (1u << 20)    /* while others idle, its share of a queue, at least this */
+#define BACKED_AHEAD_MAX 4096         /* backings registered at fetch, not yet opened */
 #define PROGRESS_NS 1000000000LL
 #define SYNC_INTERVAL_MS 500
 #define FETCHER_EXIT_WAIT_S 3
@@ -61,6 +70,7 @@ struct mfile {
 	int fd, recfd;          /* -1 when closed (fd: only once complete) */
 	int rec_new;            /* no record yet: the syncer makes it with the first entry */
 	int32_t backing_id;
+	int backed_ahead;       /* backing registered when fetched, not yet opened */
 	int cached_opens, pass_opens;
 	int traced;
 	uint32_t seq_end, ahead; /* the last read's end chunk; its read-ahead window in chunks */
@@ -88,10 +98,13 @@ struct mcache {
 	size_t nfiles, fcap;
 	chunk_index *by_cid;
 	uint8_t made[256];      /* files/XX made (by the first byte of the content id) */
+	uint8_t fresh[256];     /* ... by this mount: no record in it but its own */
 	fifo q[NPRIO];
 	pthread_t *fetchers;
 	unsigned nfetchers, running, live;
 	int stop, no_backing;
+	int devfd;              /* /dev/fuse when passthrough was negotiated, else -1 */
+	unsigned backed_ahead;  /* files with backed_ahead set */
 	uint32_t *trace;
 	size_t ntrace, tcap;
 	uint64_t bytes_local;   /* data bytes of distinct contents complete in the cache */
@@ -137,6 +150,10 @@ static inline uint32_t nextents(const mfile *f) { return f->e->nextents ? f->e->
 
 /* f's cache file, opened (and sized) on first use. Under c->mu (files.c). */
 int mcache_file_fd(mcache *c, mfile *f);
+/* Register f's cache file (f->fd, or opened now) as a passthrough backing
+ * on c->devfd: 0, or -1 when passthrough is off or refused (cache.c). Under
+ * c->mu. */
+int mcache_backing_open(mcache *c, mfile *f);
 /* A content's state, freed at the end (files.c). */
 void mcache_file_free(mfile *f);
 /* Open f's completion record and mark the chunks it names done (record.c). */

@@ -103,8 +103,11 @@ static void count_fetch(mcache *c)
 
 /* The end of a fetch of f's chunks [c0, c0 + n): the first ok are placed
  * (readers may use them now; their record waits until they are durable),
- * the rest failed (err, msg) or were not tried. */
-static void run_done(mcache *c, mfile *f, uint32_t c0, uint32_t n, uint32_t ok, int err, const char *msg)
+ * the rest failed (err, msg) or were not tried. With backing (a reader's
+ * fetch or its read-ahead, not hydration), a file complete now gets its
+ * passthrough backing at once: its open will cost the server nothing. */
+static void run_done(mcache *c, mfile *f, uint32_t c0, uint32_t n, uint32_t ok, int err, const char *msg,
+                     int backing)
 {
 	pthread_mutex_lock(&c->mu);
 	if (ok > 0 && (f->recfd >= 0 || f->rec_new)) {
@@ -136,6 +139,11 @@ static void run_done(mcache *c, mfile *f, uint32_t c0, uint32_t n, uint32_t ok, 
 		logf_(c, "read of %s failed: %s", path, msg);
 	}
 	if (f->ndone == f->e->nchunks) {
+		if (backing && ok > 0 && f->cached_opens == 0 && f->backing_id < 0 &&
+		    c->backed_ahead < BACKED_AHEAD_MAX && mcache_backing_open(c, f) == 0) {
+			f->backed_ahead = 1;
+			c->backed_ahead++;
+		}
 		if (f->cached_opens == 0 && f->fd >= 0) {
 			close(f->fd);
 			f->fd = -1;
@@ -148,7 +156,7 @@ static void run_done(mcache *c, mfile *f, uint32_t c0, uint32_t n, uint32_t ok, 
 
 /* Fetch, verify and place one run a chunk at a time; then make it durable
  * and record it. */
-static void fetch_run(mcache *c, fetch_item it)
+static void fetch_run(mcache *c, fetch_item it, int backing)
 {
 	mfile *f = it.f;
 	uint32_t ok = 0;
@@ -193,7 +201,7 @@ static void fetch_run(mcache *c, fetch_item it)
 			break;
 		}
 	}
-	run_done(c, f, it.c0, it.n, ok, err, msg);
+	run_done(c, f, it.c0, it.n, ok, err, msg, backing);
 }
 
 /* A batch of runs, possibly of several files, read with as few pack reads
@@ -227,7 +235,7 @@ static int batch_place(void *payload, size_t slot, const uint8_t *plain, size_t 
 
 /* Fetch a batch of runs. On any failure, what it did not place is fetched
  * again a chunk at a time, so that the error names its own chunk and file. */
-static void fetch_batch(mcache *c, const fetch_item *it, size_t n)
+static void fetch_batch(mcache *c, const fetch_item *it, size_t n, int backing)
 {
 	batch b = {it, n, NULL, NULL, NULL};
 	oid *ids = NULL;
@@ -259,8 +267,8 @@ fallback:
 			uint32_t k0 = k;
 			int placed = b.placed && b.placed[b.first[i] + k];
 			while (k < it[i].n && (b.placed && b.placed[b.first[i] + k]) == placed) k++;
-			if (placed) run_done(c, it[i].f, it[i].c0 + k0, k - k0, k - k0, 0, "");
-			else fetch_run(c, (fetch_item){it[i].f, it[i].c0 + k0, k - k0});
+			if (placed) run_done(c, it[i].f, it[i].c0 + k0, k - k0, k - k0, 0, "", backing);
+			else fetch_run(c, (fetch_item){it[i].f, it[i].c0 + k0, k - k0}, backing);
 		}
 	}
 	free(ids);
@@ -305,7 +313,7 @@ void *mcache_fetcher(void *arg)
 		if (c->q[p].len == 0) c->q[p].head = 0;
 		c->running++;
 		pthread_mutex_unlock(&c->mu);
-		fetch_batch(c, items, n);
+		fetch_batch(c, items, n, p != PRIO_HYDRATE);
 		pthread_mutex_lock(&c->mu);
 		c->running--;
 	}

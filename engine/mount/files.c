@@ -121,13 +121,15 @@ int mcache_file(mcache *c, uint32_t id, mfile **out)
 	char sub[16];
 	snprintf(sub, sizeof(sub), "files/%.2s", hex);
 	if (!c->made[cid.b[0]]) {
-		if (mkdirat(c->dirfd, sub, 0700) < 0 && errno != EEXIST) {
+		if (mkdirat(c->dirfd, sub, 0700) == 0) c->fresh[cid.b[0]] = 1;
+		else if (errno != EEXIST) {
 			rc = error_errno(CAIRN_EIO, errno, "mount cache %s", sub);
 			goto done;
 		}
 		c->made[cid.b[0]] = 1;
 	}
-	if ((rc = mcache_rec_open(c, f)) < 0) goto done;
+	if (c->fresh[cid.b[0]]) f->rec_new = 1; /* its directory is this mount's: no record to read */
+	else if ((rc = mcache_rec_open(c, f)) < 0) goto done;
 	if (f->ndone == f->e->nchunks && f->recfd >= 0) {
 		close(f->recfd);
 		f->recfd = -1;
@@ -155,22 +157,34 @@ done:
 
 int mcache_fd(mfile *f) { return f->fd; }
 
+/* A new cache file of a dense file grows with the chunks written into it
+ * (a read needs only its own chunks to be there); one with holes is sized
+ * at once, so that a read across a hole finds the file long enough. */
+static int has_holes(const mfile *f)
+{
+	tree_extent x = extent_at(f, 0);
+	return f->e->nchunks == 0 || nextents(f) > 1 || x.offset != 0 || x.length != f->e->size;
+}
+
 int mcache_file_fd(mcache *c, mfile *f)
 {
 	if (f->fd >= 0) return f->fd;
 	char path[sizeof(f->name) + 8];
 	snprintf(path, sizeof(path), "files/%s", f->name);
-	int fd = openat(c->dirfd, path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	struct stat sb;
-	if (fd < 0 || fstat(fd, &sb) < 0) {
+	int fd = openat(c->dirfd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600), made = fd >= 0;
+	if (fd < 0 && errno == EEXIST) fd = openat(c->dirfd, path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || (!made && fstat(fd, &sb) < 0)) {
 		int err = errno;
 		if (fd >= 0) close(fd);
 		return -err;
 	}
-	if ((uint64_t)sb.st_size != f->e->size && ftruncate(fd, (off_t)f->e->size) < 0) {
-		int err = errno;
-		close(fd);
-		return -err;
+	if (made ? has_holes(f) : (uint64_t)sb.st_size != f->e->size) {
+		if (ftruncate(fd, (off_t)f->e->size) < 0) {
+			int err = errno;
+			close(fd);
+			return -err;
+		}
 	}
 	f->fd = fd;
 	return fd;

@@ -100,7 +100,10 @@ int mcache_fd(mfile *f);
 int mcache_open(mcache *c, mfile *f, int devfd, int32_t *backing_id);
 /* The matching release (backing_id as the open gave it). */
 void mcache_release(mcache *c, mfile *f, int32_t backing_id);
-/* Backing ids registered on devfd, closed before the session ends. */
+/* Passthrough was negotiated on devfd: fetchers may register backings. */
+void mcache_passthrough(mcache *c, int devfd);
+/* Backing ids registered on devfd, closed before the session ends (no
+ * more are registered after). */
 void mcache_backing_close(mcache *c, int devfd);
 /* Background hydration: fetch the missing chunks of the files order[0..n)
  * (node ids), then with all of every other file, never ahead of a reader's

@@ -61,13 +61,15 @@ int mcache_rec_open(mcache *c, mfile *f)
 	return 0;
 }
 
-/* A new record: its header (durable with the syncer's next syncfs). */
-static int rec_create(mcache *c, mfile *f)
+/* A new record: its header and first entry, chunks [first, first + n), in
+ * one write (durable with the syncer's next syncfs). */
+static int rec_create(mcache *c, mfile *f, uint32_t first, uint32_t n)
 {
 	char path[sizeof(f->name) + 16];
-	uint8_t h[REC_HEADER_LEN];
+	uint8_t h[REC_HEADER_LEN + REC_ENTRY_LEN];
 	snprintf(path, sizeof(path), "files/%s.rec", f->name);
 	mcache_rec_header(h, &f->cid, f->e->nchunks);
+	mcache_rec_entry(h + REC_HEADER_LEN, &f->cid, first, n);
 	int fd = openat(c->dirfd, path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || pwrite(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
 		int err = errno ? errno : EIO;
@@ -113,7 +115,7 @@ void *mcache_syncer(void *arg)
 			mfile *f = batch[i].f;
 			int rc = 0;
 			if (f->recfd < 0 && f->rec_new) { /* only this thread makes records */
-				int fd = rec_create(c, f);
+				int fd = rec_create(c, f, batch[i].c0, batch[i].n);
 				pthread_mutex_lock(&c->mu);
 				if (fd >= 0) {
 					f->recfd = fd;
@@ -121,8 +123,9 @@ void *mcache_syncer(void *arg)
 				}
 				pthread_mutex_unlock(&c->mu);
 				rc = fd < 0 ? fd : 0;
+			} else {
+				rc = rec_append(f, batch[i].c0, batch[i].n);
 			}
-			if (rc == 0) rc = rec_append(f, batch[i].c0, batch[i].n);
 			if (rc < 0) logf_(c, "mount cache files/%s.rec: %s", f->name, strerror(-rc));
 		}
 		if (!bad && syncfs(c->dirfd) < 0) bad = errno;

@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <stdatomic.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -39,6 +40,10 @@ struct msession {
 	int passthrough;
 	pthread_t *threads;
 	unsigned nthreads;
+	/* requests answered, for the log line at the end (how a workload
+	 * reached the server: a file read whole in passthrough costs an open
+	 * and nothing else) */
+	atomic_uint_fast64_t nreq, nopen, npass, nread, nflush;
 };
 
 /* one open regular file */
@@ -144,6 +149,7 @@ static void op_init(msession *s, const struct fuse_in_header *h, const void *in)
 	if (got & FUSE_PASSTHROUGH) {
 		o.max_stack_depth = 1; /* the cache lives on a plain filesystem */
 		s->passthrough = 1;
+		mcache_passthrough(s->c, s->fd);
 	}
 	if (ii->major != FUSE_KERNEL_VERSION) {
 		logf_(s, "mount: the kernel speaks FUSE %u.%u; this server speaks 7.%d", ii->major,
@@ -228,11 +234,13 @@ static void op_open(msession *s, const struct fuse_in_header *h, const struct fu
 	of->f = f;
 	memset(&o, 0, sizeof(o));
 	o.fh = (uint64_t)(uintptr_t)of;
+	/* nothing is ever written: a close needs no FLUSH round trip */
 	if (of->backing_id >= 0) {
-		o.open_flags = FOPEN_PASSTHROUGH;
+		o.open_flags = FOPEN_PASSTHROUGH | FOPEN_NOFLUSH;
 		o.backing_id = of->backing_id;
+		s->npass++;
 	} else {
-		o.open_flags = FOPEN_KEEP_CACHE;
+		o.open_flags = FOPEN_KEEP_CACHE | FOPEN_NOFLUSH;
 	}
 	reply(s, h->unique, 0, &o, sizeof(o));
 }
@@ -467,6 +475,7 @@ static void handle(msession *s, const uint8_t *buf, size_t n, uint8_t *out)
 		reply(s, h->unique, -EIO, NULL, 0);
 		return;
 	}
+	s->nreq++;
 /* the request's fixed part must be there before it is read */
 #define NEED(type)                                        \
 	do {                                                  \
@@ -482,13 +491,14 @@ static void handle(msession *s, const uint8_t *buf, size_t n, uint8_t *out)
 	case FUSE_FORGET: case FUSE_BATCH_FORGET: case FUSE_INTERRUPT: break; /* no answer */
 	case FUSE_GETATTR: op_getattr(s, h); break;
 	case FUSE_READLINK: op_readlink(s, h); break;
-	case FUSE_OPEN: NEED(struct fuse_open_in); op_open(s, h, (const void *)in); break;
-	case FUSE_READ: NEED(struct fuse_read_in); op_read(s, h, (const void *)in, out); break;
+	case FUSE_OPEN: NEED(struct fuse_open_in); s->nopen++; op_open(s, h, (const void *)in); break;
+	case FUSE_READ: NEED(struct fuse_read_in); s->nread++; op_read(s, h, (const void *)in, out); break;
 	case FUSE_RELEASE: NEED(struct fuse_release_in); op_release(s, h, (const void *)in); break;
 	case FUSE_OPENDIR: op_opendir(s, h); break;
 	case FUSE_READDIR: NEED(struct fuse_read_in); op_readdir(s, h, (const void *)in, 0, out); break;
 	case FUSE_READDIRPLUS: NEED(struct fuse_read_in); op_readdir(s, h, (const void *)in, 1, out); break;
-	case FUSE_RELEASEDIR: case FUSE_FLUSH: case FUSE_FSYNC: case FUSE_FSYNCDIR: case FUSE_ACCESS:
+	case FUSE_FLUSH: s->nflush++; reply(s, h->unique, 0, NULL, 0); break;
+	case FUSE_RELEASEDIR: case FUSE_FSYNC: case FUSE_FSYNCDIR: case FUSE_ACCESS:
 		reply(s, h->unique, 0, NULL, 0);
 		break;
 	case FUSE_STATFS: op_statfs(s, h); break;
@@ -628,6 +638,10 @@ void msession_free(msession *s)
 		mcache_backing_close(s->c, s->fd);
 		close(s->fd);
 	}
+	if (s->nreq)
+		logf_(s, "mount: answered %llu requests: %llu opens (%llu in passthrough), %llu reads, %llu flushes",
+		      (unsigned long long)s->nreq, (unsigned long long)s->nopen, (unsigned long long)s->npass,
+		      (unsigned long long)s->nread, (unsigned long long)s->nflush);
 	free(s->threads);
 	free(s->mountpoint);
 	free(s);
