@@ -13,7 +13,8 @@
 # access trace a mount stores is what --hydrate trace fetches. A file's
 # first read fetches its directory's next small files too, their chunks in
 # batched store reads; the mount's read-ahead is 1 MiB; a sequential
-# reader's read-ahead grows.
+# reader's read-ahead grows. A file fetched ahead is backed for passthrough
+# by its fetch; no close costs a FLUSH request.
 set -euo pipefail
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib.sh"
@@ -313,6 +314,24 @@ if mount_at ahead "$SNAP" "$MRA" --cache "$W/cache-ahead" "${TMO[@]}"; then
 	GOT=$(sed -n 's/.*mount: fetched \([0-9]*\) chunks, [0-9]* bytes, in \([0-9]*\) store calls.*/\1 \2/p' "$W/cache-ahead/mount.log")
 	check "the 12 files' chunks came in fewer store calls than chunks ($GOT)" \
 		sh -c "set -- $GOT; [ \"\$1\" -ge 12 ] && [ \"\$2\" -lt \"\$1\" ]"
+	# f01..f11 were complete when opened: their fetch registered their
+	# passthrough backing, so that their opens cost the server no syscall
+	GOT=$(sed -n 's/.*store calls; \([0-9]*\) files backed for passthrough by their fetch, \([0-9]*\) of them opened.*/\1 \2/p' "$W/cache-ahead/mount.log")
+	check "the 11 files fetched ahead were backed for passthrough by their fetch and opened so ($GOT)" \
+		sh -c "set -- $GOT; [ \"\${1:-0}\" -ge 11 ] && [ \"\${2:-0}\" -ge 11 ]"
+	# nothing is written through the mount: a close costs no FLUSH request
+	GOT=$(sed -n 's/.*mount: answered [0-9]* requests: \([0-9]*\) opens (.*), [0-9]* reads, \([0-9]*\) flushes.*/\1 \2/p' "$W/cache-ahead/mount.log")
+	check "12 files opened and closed, no FLUSH request ($GOT)" \
+		sh -c "set -- $GOT; [ \"\${1:-0}\" -ge 12 ] && [ \"\${2:-1}\" = 0 ]"
+	# the records of a directory this mount made (each made in one write)
+	# are what the next mount trusts: it fetches nothing
+	if mount_at ahead-again "$SNAP" "$MRA" --cache "$W/cache-ahead" --hydrate none "${TMO[@]}"; then
+		for f in f00 f01 f02 f03 f04 f05 f06 f07 f08 f09 f10 f11; do one_sum "$RASRC" "$f"; done > "$W/ahead-all.sums"
+		readcheck ahead-again "$MRA" "$W/ahead-all.sums"
+		cairn_ok umount-ahead-again umount "$MRA"
+		check "a new mount on the same cache reads the 12 files right ($NOK) and fetches nothing" \
+			sh -c "[ $NOK = 12 ] && [ \$(grep -c 'mount: fetched' '$W/cache-ahead/mount.log') = 1 ]"
+	fi
 fi
 
 say "SIGKILL of the server while readers hash large files"

@@ -47,6 +47,7 @@ int mcache_open(mcache *c, mfile *f, int devfd, int32_t *backing_id)
 		if (f->backed_ahead) { /* its fetch registered it: opened at last */
 			f->backed_ahead = 0;
 			c->backed_ahead--;
+			c->backed_opened++;
 		}
 		f->pass_opens++;
 		*backing_id = f->backing_id;
@@ -192,9 +193,11 @@ int mcache_free(mcache *c)
 	}
 	for (unsigned i = 0; i < c->nfetchers; i++) pthread_join(c->fetchers[i], NULL);
 	if (c->fetched) /* how well reads were batched (one store call may read several ranges) */
-		logf_(c, "mount: fetched %llu chunks, %llu bytes, in %llu store calls",
+		logf_(c, "mount: fetched %llu chunks, %llu bytes, in %llu store calls; %llu files backed for "
+		      "passthrough by their fetch, %llu of them opened",
 		      (unsigned long long)c->fetched, (unsigned long long)c->fetched_bytes,
-		      (unsigned long long)c->fetches);
+		      (unsigned long long)c->fetches, (unsigned long long)c->backed,
+		      (unsigned long long)c->backed_opened);
 	if (c->hydrating) pthread_join(c->hydrator, NULL);
 	if (c->syncing) { /* what was fetched is recorded before the end */
 		pthread_mutex_lock(&c->mu);

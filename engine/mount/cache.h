@@ -105,6 +105,7 @@ struct mcache {
 	int stop, no_backing;
 	int devfd;              /* /dev/fuse when passthrough was negotiated, else -1 */
 	unsigned backed_ahead;  /* files with backed_ahead set */
+	uint64_t backed, backed_opened; /* files backed by their fetch; of them opened, for the log */
 	uint32_t *trace;
 	size_t ntrace, tcap;
 	uint64_t bytes_local;   /* data bytes of distinct contents complete in the cache */

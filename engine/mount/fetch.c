@@ -143,6 +143,7 @@ static void run_done(mcache *c, mfile *f, uint32_t c0, uint32_t n, uint32_t ok, 
 		    c->backed_ahead < BACKED_AHEAD_MAX && mcache_backing_open(c, f) == 0) {
 			f->backed_ahead = 1;
 			c->backed_ahead++;
+			c->backed++;
 		}
 		if (f->cached_opens == 0 && f->fd >= 0) {
 			close(f->fd);
