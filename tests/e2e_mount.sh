@@ -14,7 +14,8 @@
 # first read fetches its directory's next small files too, their chunks in
 # batched store reads; the mount's read-ahead is 1 MiB; a sequential
 # reader's read-ahead grows. A file fetched ahead is backed for passthrough
-# by its fetch; no close costs a FLUSH request.
+# by its fetch; no close costs a FLUSH request; a first open in passthrough
+# queues the directory's next files and is traced, as a first read is.
 set -euo pipefail
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib.sh"
@@ -331,6 +332,25 @@ if mount_at ahead "$SNAP" "$MRA" --cache "$W/cache-ahead" "${TMO[@]}"; then
 		cairn_ok umount-ahead-again umount "$MRA"
 		check "a new mount on the same cache reads the 12 files right ($NOK) and fetches nothing" \
 			sh -c "[ $NOK = 12 ] && [ \$(grep -c 'mount: fetched' '$W/cache-ahead/mount.log') = 1 ]"
+	fi
+fi
+
+say "read-ahead: opens in passthrough keep a directory's read-ahead going, and are traced"
+DIRSRC=$W/dirsrc
+random_files "$DIRSRC" f%02d 40 64
+take_json dir40 --repo "$R" --root "$DIRSRC" --name dir40 || e2e_finish
+MDR=$W/mnt-dir40
+if mount_at dir40 "$SNAP" "$MDR" --cache "$W/cache-dir40" --hydrate none "${TMO[@]}"; then
+	cat "$MDR/f00" > /dev/null # its first read queues f01..f32
+	sleep 2
+	# a reader of files fetched ahead: each opens in passthrough (no read
+	# reaches the server); the opens queue the directory's next files
+	for i in $(seq 1 39); do cat "$MDR/$(printf f%02d "$i")" > /dev/null; sleep 0.05; done
+	cairn_ok umount-dir40 umount "$MDR"
+	GOT=$(sed -n 's/.*mount: answered [0-9]* requests: \([0-9]*\) opens (\([0-9]*\) in passthrough).*/\1 \2/p' "$W/cache-dir40/mount.log")
+	check "40 files read one after the other: all but the first opened in passthrough ($GOT)" test "$GOT" = "40 39"
+	if e2e_local; then
+		check "the access trace names a file read in passthrough (f20)" grep -aq f20 "$R/traces/$SNAP"
 	fi
 fi
 

@@ -21,7 +21,9 @@
  * wrote one after the other) are one range read; a batch that fails is
  * fetched again a chunk at a time, so that an error names its own chunk.
  * A file's first read queues its directory's next small files as
- * read-ahead.
+ * read-ahead, and so does a first open in passthrough (no read of it
+ * reaches the server), so that a reader of files fetched ahead keeps the
+ * read-ahead going; such an open is also its file's place in the trace.
  *
  * A small file costs little more than its fetch: a file a reader or its
  * read-ahead fetched whole gets its passthrough backing registered by the
@@ -73,6 +75,7 @@ struct mfile {
 	int backed_ahead;       /* backing registered when fetched, not yet opened */
 	int cached_opens, pass_opens;
 	int traced;
+	int ahead_queued;       /* its directory's next files were queued at its first open or read */
 	uint32_t seq_end, ahead; /* the last read's end chunk; its read-ahead window in chunks */
 };
 

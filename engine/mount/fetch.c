@@ -359,7 +359,22 @@ static void chunks_of(const mfile *f, uint64_t off, uint64_t len, uint32_t *c0, 
 	*c1 = lo;
 }
 
-/* A file's first read: the next files of its directory are likely read
+/* The access trace: f (node id) used for the first time. Under c->mu. */
+static void trace_first(mcache *c, mfile *f, uint32_t id)
+{
+	if (f->traced) return;
+	f->traced = 1;
+	if (c->ntrace == c->tcap) {
+		size_t cap = c->tcap ? 2 * c->tcap : 256;
+		uint32_t *v = realloc(c->trace, cap * sizeof(*v));
+		if (!v) return;
+		c->trace = v;
+		c->tcap = cap;
+	}
+	c->trace[c->ntrace++] = id;
+}
+
+/* A file's first open (or read): the next files of its directory are likely read
  * next (a program starting, a copy of a tree), and a take wrote them one
  * after the other into its packs. Their chunks are queued as read-ahead,
  * a bounded number of small files, so that their fetch overlaps this one
@@ -401,20 +416,10 @@ int mcache_need(mcache *c, mfile *f, uint32_t id, uint64_t off, uint64_t len)
 	if (off >= f->e->size) return 0;
 	if (len > f->e->size - off) len = f->e->size - off;
 	chunks_of(f, off, len, &c0, &c1);
-	int first = 0;
 	pthread_mutex_lock(&c->mu);
-	if (!f->traced) {
-		f->traced = first = 1;
-		if (c->ntrace == c->tcap) {
-			size_t cap = c->tcap ? 2 * c->tcap : 256;
-			uint32_t *v = realloc(c->trace, cap * sizeof(*v));
-			if (v) {
-				c->trace = v;
-				c->tcap = cap;
-			}
-		}
-		if (c->ntrace < c->tcap) c->trace[c->ntrace++] = id;
-	}
+	trace_first(c, f, id);
+	int first = !f->ahead_queued;
+	f->ahead_queued = 1;
 	if (c0 >= c1) goto done;
 	if (mcache_queue_missing(c, f, c0, c1, PRIO_READ, 1) < 0) {
 		rc = -ENOMEM;
@@ -467,3 +472,14 @@ done:
 	return rc;
 }
 
+
+void mcache_opened(mcache *c, mfile *f, uint32_t id, int passthrough)
+{
+	if (!passthrough) return; /* its first read does both, its own chunks first */
+	pthread_mutex_lock(&c->mu);
+	trace_first(c, f, id); /* no read of it will come */
+	int first = !f->ahead_queued;
+	f->ahead_queued = 1;
+	pthread_mutex_unlock(&c->mu);
+	if (first && c->o.readahead) ahead_siblings(c, id);
+}

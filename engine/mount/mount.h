@@ -98,6 +98,10 @@ int mcache_fd(mfile *f);
  * backing id registered on devfd (FUSE_DEV_IOC_BACKING_OPEN, kept for the
  * mount's life): *backing_id, else -1 (page-cache mode). 0 or -errno. */
 int mcache_open(mcache *c, mfile *f, int devfd, int32_t *backing_id);
+/* After an open of f (node id) was granted: one in passthrough, which no
+ * read will reach, is the file's first use (the access trace, its
+ * directory's next files queued as read-ahead), as a first read is. */
+void mcache_opened(mcache *c, mfile *f, uint32_t id, int passthrough);
 /* The matching release (backing_id as the open gave it). */
 void mcache_release(mcache *c, mfile *f, int32_t backing_id);
 /* Passthrough was negotiated on devfd: fetchers may register backings. */

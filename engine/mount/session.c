@@ -242,7 +242,9 @@ static void op_open(msession *s, const struct fuse_in_header *h, const struct fu
 	} else {
 		o.open_flags = FOPEN_KEEP_CACHE | FOPEN_NOFLUSH;
 	}
+	int pass = of->backing_id >= 0; /* of is the kernel's once answered: a release may free it */
 	reply(s, h->unique, 0, &o, sizeof(o));
+	mcache_opened(s->c, f, (uint32_t)h->nodeid, pass);
 }
 
 static void op_read(msession *s, const struct fuse_in_header *h, const struct fuse_read_in *in,
