@@ -120,8 +120,9 @@ static void run_done(mcache *c, mfile *f, uint32_t c0, uint32_t n, uint32_t ok, 
 			}
 		}
 		if (c->npending < c->pcap) {
+			/* the syncer waits for a first run; later ones join its interval */
+			if (c->npending == 0) pthread_cond_signal(&c->sync_cv);
 			c->pending[c->npending++] = (fetch_item){f, c0, ok};
-			pthread_cond_signal(&c->sync_cv);
 		}
 	}
 	for (uint32_t k = c0; k < c0 + ok; k++) {
@@ -378,8 +379,11 @@ static void trace_first(mcache *c, mfile *f, uint32_t id)
  * next (a program starting, a copy of a tree), and a take wrote them one
  * after the other into its packs. Their chunks are queued as read-ahead,
  * a bounded number of small files, so that their fetch overlaps this one
- * and shares its pack reads. Not under c->mu. */
-static void ahead_siblings(mcache *c, uint32_t id)
+ * and shares its pack reads. With lead, nothing is queued while the next
+ * lead of them are queued or local already: a reader going from file to
+ * file tops the read-ahead up in batches, not a file at a time. Not under
+ * c->mu. */
+static void ahead_siblings(mcache *c, uint32_t id, unsigned lead)
 {
 	const node_table *t = c->nodes;
 	const mnode *nd = &t->v[id], *d = &t->v[nd->parent];
@@ -396,6 +400,19 @@ static void ahead_siblings(mcache *c, uint32_t id)
 		uint32_t k = t->kids[d->kids + i];
 		const tree_entry *e = t->v[k].e;
 		if (e->type != TREE_REG || e->nchunks == 0 || e->size > AHEAD_FILE_MAX) continue;
+		if (lead) {
+			pthread_mutex_lock(&c->mu);
+			uint32_t slot = t->v[k].file;
+			int handled = slot != NO_FILE && c->files[slot]->state[0] != CH_MISSING;
+			pthread_mutex_unlock(&c->mu);
+			if (handled) {
+				if (--lead == 0) return;
+				bytes += e->size;
+				files++;
+				continue;
+			}
+			lead = 0;
+		}
 		mfile *f;
 		if (mcache_file(c, k, &f) < 0) {
 			error_clear(); /* advisory: its own read will say what is wrong */
@@ -445,7 +462,7 @@ int mcache_need(mcache *c, mfile *f, uint32_t id, uint64_t off, uint64_t len)
 	mcache_queue_missing(c, f, c1, ra, PRIO_AHEAD, 0);
 	if (first && c->o.readahead) { /* fetched while this read waits */
 		pthread_mutex_unlock(&c->mu);
-		ahead_siblings(c, id);
+		ahead_siblings(c, id, 0);
 		pthread_mutex_lock(&c->mu);
 	}
 	struct timespec dl = deadline(CLOCK_MONOTONIC, c->o.wait_ms);
@@ -481,5 +498,5 @@ void mcache_opened(mcache *c, mfile *f, uint32_t id, int passthrough)
 	int first = !f->ahead_queued;
 	f->ahead_queued = 1;
 	pthread_mutex_unlock(&c->mu);
-	if (first && c->o.readahead) ahead_siblings(c, id);
+	if (first && c->o.readahead) ahead_siblings(c, id, AHEAD_FILES / 2);
 }
