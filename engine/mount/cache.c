@@ -17,27 +17,6 @@
 
 /* ---- opens and passthrough ------------------------------------------------ */
 
-int mcache_backing_open(mcache *c, mfile *f)
-{
-	if (f->backing_id >= 0) return 0;
-	if (c->devfd < 0 || c->no_backing) return -1;
-	int fd = mcache_file_fd(c, f); /* made now for a file of holes only */
-	if (fd < 0) return -1;
-	struct cairn_fuse_backing_map map = {fd, 0, 0};
-	int id = ioctl(c->devfd, CAIRN_FUSE_DEV_IOC_BACKING_OPEN, &map);
-	if (id < 0) {
-		c->no_backing = 1;
-		logf_(c, "passthrough refused (%s): whole files are read through the server", strerror(errno));
-	} else {
-		f->backing_id = id;
-	}
-	if (f->cached_opens == 0) { /* the kernel holds the file now */
-		close(f->fd);
-		f->fd = -1;
-	}
-	return id < 0 ? -1 : 0;
-}
-
 int mcache_open(mcache *c, mfile *f, int devfd, int32_t *backing_id)
 {
 	int rc = 0;

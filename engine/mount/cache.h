@@ -155,7 +155,7 @@ static inline uint32_t nextents(const mfile *f) { return f->e->nextents ? f->e->
 /* f's cache file, opened (and sized) on first use. Under c->mu (files.c). */
 int mcache_file_fd(mcache *c, mfile *f);
 /* Register f's cache file (f->fd, or opened now) as a passthrough backing
- * on c->devfd: 0, or -1 when passthrough is off or refused (cache.c). Under
+ * on c->devfd: 0, or -1 when passthrough is off or refused (files.c). Under
  * c->mu. */
 int mcache_backing_open(mcache *c, mfile *f);
 /* A content's state, freed at the end (files.c). */

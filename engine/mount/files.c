@@ -1,17 +1,19 @@
 /* A content's state in the cache: its id, layout and chunk states, made on
- * first use with what its record says is complete, and its cache file
- * (cache.h). */
+ * first use with what its record says is complete, its cache file and its
+ * passthrough backing (cache.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
 #include "mount/cache.h"
 #include "io.h"
+#include "mount/fuse_abi.h"
 
 /* ---- files ---------------------------------------------------------------- */
 
@@ -188,4 +190,25 @@ int mcache_file_fd(mcache *c, mfile *f)
 	}
 	f->fd = fd;
 	return fd;
+}
+
+int mcache_backing_open(mcache *c, mfile *f)
+{
+	if (f->backing_id >= 0) return 0;
+	if (c->devfd < 0 || c->no_backing) return -1;
+	int fd = mcache_file_fd(c, f); /* made now for a file of holes only */
+	if (fd < 0) return -1;
+	struct cairn_fuse_backing_map map = {fd, 0, 0};
+	int id = ioctl(c->devfd, CAIRN_FUSE_DEV_IOC_BACKING_OPEN, &map);
+	if (id < 0) {
+		c->no_backing = 1;
+		logf_(c, "passthrough refused (%s): whole files are read through the server", strerror(errno));
+	} else {
+		f->backing_id = id;
+	}
+	if (f->cached_opens == 0) { /* the kernel holds the file now */
+		close(f->fd);
+		f->fd = -1;
+	}
+	return id < 0 ? -1 : 0;
 }

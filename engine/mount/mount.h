@@ -5,7 +5,7 @@
  *   nodes.c     the inode table: every entry of the snapshot's trees, read
  *               once at mount time, numbered (hardlinks share a node)
  *   cache.h     the chunk cache's design and its shared state:
- *   files.c       a content's state and its sparse cache file
+ *   files.c       a content's state, its sparse cache file and its backing
  *   cache.c       opens and their passthrough backing, the cache's life
  *   record.c      completion records, and the syncer that writes them once
  *                 the data they name is durable
