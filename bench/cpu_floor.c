@@ -6,8 +6,14 @@
  * metadata); bench/run.sh divides it by the cores and compares the first take
  * with max(device floor, that).
  *
- * usage: cpu_floor ROOT [--level N] [--block SIZE] [--skip NAME]...
- * prints: files bytes cpu_s (user + system seconds of this process) */
+ * With --restore, the restore's floor instead (issue 21): each block is
+ * compressed first, untimed, then decompressed and its SHA-256 computed, and
+ * only those two are timed (this thread's CPU clock): the least CPU a restore
+ * that verifies every chunk must spend on the same bytes.
+ *
+ * usage: cpu_floor ROOT [--level N] [--block SIZE] [--skip NAME]... [--restore]
+ * prints: files bytes cpu_s (user + system seconds of this process; with
+ * --restore, the CPU seconds of decompress + SHA-256 alone) */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -16,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -24,9 +31,12 @@ static size_t block = 512 * 1024;
 static const char *skip[16];
 static size_t nskip;
 static size_t root_len;
-static unsigned char *buf, *out;
+static unsigned char *buf, *out, *back;
 static size_t out_cap;
 static ZSTD_CCtx *cctx;
+static ZSTD_DCtx *dctx;
+static int restore_floor;
+static double restore_cpu;
 static EVP_MD_CTX *md;
 static unsigned long long files, bytes;
 
@@ -39,6 +49,30 @@ static int hash_and_compress(const unsigned char *p, size_t n)
 		return -1;
 	size_t c = ZSTD_compressCCtx(cctx, out, out_cap, p, n, level);
 	return ZSTD_isError(c) ? -1 : 0;
+}
+
+static double thread_cpu_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* --restore: the block compressed (not timed), then decompressed and hashed
+ * as a restore verifies a chunk (timed). */
+static int decompress_and_verify(const unsigned char *p, size_t n)
+{
+	size_t c = ZSTD_compressCCtx(cctx, out, out_cap, p, n, level);
+	if (ZSTD_isError(c)) return -1;
+	double t0 = thread_cpu_s();
+	size_t d = ZSTD_decompressDCtx(dctx, back, block, out, c);
+	unsigned char digest[32];
+	unsigned len;
+	if (ZSTD_isError(d) || d != n || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(md, back, d) || !EVP_DigestFinal_ex(md, digest, &len))
+		return -1;
+	restore_cpu += thread_cpu_s() - t0;
+	return 0;
 }
 
 /* Whole blocks of the file, as a take's chunks would cover it. */
@@ -54,7 +88,8 @@ static int process(const char *path)
 		have += (size_t)r;
 		bytes += (unsigned long long)r;
 		if (have == block || (r == 0 && have > 0)) {
-			if (hash_and_compress(buf, have) < 0) { close(fd); return -1; }
+			int rc = restore_floor ? decompress_and_verify(buf, have) : hash_and_compress(buf, have);
+			if (rc < 0) { close(fd); return -1; }
 			have = 0;
 		}
 		if (r == 0) break;
@@ -85,28 +120,33 @@ int main(int argc, char **argv)
 		if (strcmp(argv[i], "--level") == 0 && i + 1 < argc) level = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--block") == 0 && i + 1 < argc) block = strtoull(argv[++i], NULL, 0);
 		else if (strcmp(argv[i], "--skip") == 0 && i + 1 < argc && nskip < 16) skip[nskip++] = argv[++i];
+		else if (strcmp(argv[i], "--restore") == 0) restore_floor = 1;
 		else if (!root && argv[i][0] != '-') root = argv[i];
-		else { fprintf(stderr, "usage: cpu_floor ROOT [--level N] [--block SIZE] [--skip NAME]...\n"); return 2; }
+		else { fprintf(stderr, "usage: cpu_floor ROOT [--level N] [--block SIZE] [--skip NAME]... [--restore]\n"); return 2; }
 	}
 	if (!root || block == 0 || level < 1 || level > ZSTD_maxCLevel()) {
-		fprintf(stderr, "usage: cpu_floor ROOT [--level N] [--block SIZE] [--skip NAME]...\n");
+		fprintf(stderr, "usage: cpu_floor ROOT [--level N] [--block SIZE] [--skip NAME]... [--restore]\n");
 		return 2;
 	}
 	root_len = strlen(root);
 	while (root_len > 1 && root[root_len - 1] == '/') root_len--;
 	out_cap = ZSTD_compressBound(block);
 	buf = malloc(block);
+	back = malloc(block);
 	out = malloc(out_cap);
 	cctx = ZSTD_createCCtx();
+	dctx = ZSTD_createDCtx();
 	md = EVP_MD_CTX_new();
-	if (!buf || !out || !cctx || !md) { fprintf(stderr, "cpu_floor: out of memory\n"); return 1; }
+	if (!buf || !back || !out || !cctx || !dctx || !md) { fprintf(stderr, "cpu_floor: out of memory\n"); return 1; }
 	int rc = nftw(root, visit, 64, FTW_PHYS | FTW_MOUNT | FTW_ACTIONRETVAL);
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
 		     ru.ru_stime.tv_usec / 1e6;
-	printf("%llu %llu %.3f\n", files, bytes, cpu);
+	printf("%llu %llu %.3f\n", files, bytes, restore_floor ? restore_cpu : cpu);
 	free(buf);
+	free(back);
+	ZSTD_freeDCtx(dctx);
 	free(out);
 	ZSTD_freeCCtx(cctx);
 	EVP_MD_CTX_free(md);
