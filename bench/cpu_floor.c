@@ -1,6 +1,7 @@
-/* The first take's own CPU floor (issue 21): read every regular file under a
- * root once, and for each block of the repository's average chunk size
- * compute its SHA-256 and compress it with zstd at the configured level.
+/* The first take's own CPU floor (issue 21): read every regular file's data
+ * (not its holes) under a root once, and for each block of the repository's
+ * average chunk size compute its SHA-256 and compress it with zstd at the
+ * configured level.
  * That is the least CPU any take that names chunks by SHA-256 and stores them
  * zstd-compressed must spend on the same bytes (no chunking, no packing, no
  * metadata); bench/run.sh divides it by the cores and compares the first take
@@ -75,25 +76,41 @@ static int decompress_and_verify(const unsigned char *p, size_t n)
 	return 0;
 }
 
-/* Whole blocks of the file, as a take's chunks would cover it. */
+static int block_done(size_t have)
+{
+	return restore_floor ? decompress_and_verify(buf, have) : hash_and_compress(buf, have);
+}
+
+/* Whole blocks of the file's data, as a take's chunks would cover it: holes
+ * (SEEK_HOLE) are neither read, chunked nor restored by cairn, so they are
+ * no part of either floor. */
 static int process(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) return errno == EACCES || errno == ELOOP ? 0 : -1;
+	off_t pos = 0;
 	size_t have = 0;
 	for (;;) {
-		ssize_t r = read(fd, buf + have, block - have);
-		if (r < 0 && errno == EINTR) continue;
-		if (r < 0) { close(fd); return -1; }
-		have += (size_t)r;
-		bytes += (unsigned long long)r;
-		if (have == block || (r == 0 && have > 0)) {
-			int rc = restore_floor ? decompress_and_verify(buf, have) : hash_and_compress(buf, have);
-			if (rc < 0) { close(fd); return -1; }
-			have = 0;
+		off_t data = lseek(fd, pos, SEEK_DATA);
+		if (data < 0 && errno == ENXIO) break; /* only a hole is left */
+		off_t hole = data < 0 ? -1 : lseek(fd, data, SEEK_HOLE);
+		if (data < 0 || hole < 0) { close(fd); return -1; }
+		for (pos = data; pos < hole;) {
+			size_t want = block - have;
+			if ((off_t)want > hole - pos) want = (size_t)(hole - pos);
+			ssize_t r = pread(fd, buf + have, want, pos);
+			if (r < 0 && errno == EINTR) continue;
+			if (r < 0) { close(fd); return -1; }
+			if (r == 0) break; /* the file shrank */
+			have += (size_t)r;
+			pos += r;
+			bytes += (unsigned long long)r;
+			if (have == block && block_done(have) < 0) { close(fd); return -1; }
+			if (have == block) have = 0;
 		}
-		if (r == 0) break;
+		if (pos < hole) break;
 	}
+	if (have > 0 && block_done(have) < 0) { close(fd); return -1; }
 	files++;
 	close(fd);
 	return 0;
