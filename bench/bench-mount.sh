@@ -32,6 +32,11 @@
 #                     restore of a 10 GB instance takes a minute)
 #   --hyd-runs N      alternating runs of the hydrated reads (default 7)
 #   --hydrate MODE    the readiness mounts' --hydrate (default none)
+#   --weights-step-mib S  write the weights S MiB at a time, each step taken in
+#                     upper mode over the last (`take --upper DIR --base SNAP`)
+#                     and deleted, so that the disk holds the instance once
+#                     (a 30 GB instance on a disk with 40 GB free); default:
+#                     all at once. The last step's snapshot is the instance.
 # Every result line ends with the load average when it was printed: five
 # helpers share this machine's two cores.
 set -euo pipefail
@@ -48,6 +53,7 @@ sections=ready,full,hydrated
 rstarts=
 hydruns=7
 hydrate=none
+wstep=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
@@ -63,6 +69,7 @@ while [ $# -gt 0 ]; do
 	--restore-starts) rstarts=$2; shift 2 ;;
 	--hyd-runs) hydruns=$2; shift 2 ;;
 	--hydrate) hydrate=$2; shift 2 ;;
+	--weights-step-mib) wstep=$2; shift 2 ;;
 	-h|--help) usage ;;
 	*) echo "bench-mount: unknown option $1" >&2; usage ;;
 	esac
@@ -111,18 +118,22 @@ libs() { { ldd "$1" 2>/dev/null || true; } | awk '/=> \// {print $3} /^\t\/lib/ 
 	cp -L "$lib" "$ROOT$lib"
 done
 cp -a /etc/ld.so.conf /etc/ld.so.conf.d "$ROOT/etc/" 2>/dev/null || true
-"$PY" - "$ROOT/models" "$weights" <<'EOF'
+# weights DIR FIRST MIB: MIB MiB of random files of 256 MiB, numbered from FIRST
+weights() {
+	"$PY" - "$1" "$2" "$3" <<'EOF'
 import os, sys
-top, mib = sys.argv[1], int(sys.argv[2])
-left, i = mib, 0
+top, i, left = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 while left > 0:
     n = min(left, 256)
-    with open(os.path.join(top, "weights-%02d.bin" % i), "wb") as f:
+    with open(os.path.join(top, "weights-%03d.bin" % i), "wb") as f:
         for _ in range(n):
             f.write(os.urandom(1 << 20))
     left -= n
     i += 1
 EOF
+}
+[ "$wstep" -gt 0 ] && [ "$wstep" -lt "$weights" ] || wstep=$weights
+weights "$ROOT/models" 0 "$wstep"
 chroot "$ROOT" python3 -c 'import numpy; print("numpy", numpy.__version__)' ||
 	{ echo "bench-mount: the instance does not run python3 -c 'import numpy'" >&2; exit 1; }
 du -sh "$ROOT"
@@ -130,7 +141,24 @@ du -sh "$ROOT"
 "$CAIRN" init --repo "$repo" >/dev/null
 "$CAIRN" take --repo "$repo" --root "$ROOT" --name instance -q
 rm -rf "$ROOT" # the repository holds it now: disk is shared
+# the rest of the weights a step at a time, each an upper layer over the last
+done_mib=$wstep step=0
+while [ "$done_mib" -lt "$weights" ]; do
+	n=$((weights - done_mib)); [ "$n" -le "$wstep" ] || n=$wstep
+	UP=$work/upper-step
+	rm -rf "$UP"; mkdir -p "$UP/models"
+	weights "$UP/models" $(((done_mib + 255) / 256)) "$n"
+	"$CAIRN" take --repo "$repo" --upper "$UP" --base "$SNAP" --name "instance-$((step + 1))" -q
+	step=$((step + 1))
+	SNAP=instance-$step
+	rm -rf "$UP"
+	done_mib=$((done_mib + n))
+	echo "  weights: $done_mib of $weights MiB taken"
+done
+echo "$SNAP" > "$work/snapshot-name"
 fi
+
+[ ! -f "$work/snapshot-name" ] || SNAP=$(cat "$work/snapshot-name")
 
 # p50/p90 of the numbers on stdin
 pct() { sort -n | "$PY" -c 'import sys; v=[int(x) for x in sys.stdin]; print("p50 %d ms  p90 %d ms  (n=%d, min %d, max %d)" % (v[len(v)//2], v[min(len(v)-1, (len(v)*9)//10)], len(v), v[0], v[-1]))'; }

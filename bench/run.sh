@@ -439,6 +439,16 @@ if has cairn; then
 	prepare
 	timed floor "restore device floor" "$PY" "$LIB" write-floor "$run/restore/fs/floor" "$data" direct
 	record "$data" "" "" "O_DIRECT write of the instance's data bytes, into a new ext4"
+	# the restore's own CPU floor: zstd decompress + SHA-256 of the same bytes, one thread
+	# (bench/cpu_floor.c --restore times only those); its CPU seconds over the cores (benchlib.py)
+	floor_tool=$(dirname "$CAIRN")/../bench/cpu_floor
+	if [ -x "$floor_tool" ]; then
+		prepare "$SRC"
+		timed floor "restore cpu floor" "$floor_tool" "$SRC" --skip datadrive --level 3 --block 524288 --restore
+		rcpu=$(awk 'END {print $3}' "$run/logs/restore cpu floor-floor.log")
+		ROW=$(printf 'floor\trestore cpu floor\t%s\t%s\t0\t%s' "$rcpu" "$rcpu" "$rcpu")
+		record "" "" "" "zstd -d + SHA-256 of every file's 512 KiB blocks, one thread, CPU s (bench/cpu_floor.c --restore)"
+	fi
 fi
 freshfs_stop
 
