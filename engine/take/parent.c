@@ -45,17 +45,26 @@ static int reuse_content(file_state *fs, uint64_t size, const tree_chunk *chunks
 	return 0;
 }
 
+/* A copy of a file's content lists in mem's arena; NULL when out of memory. */
+static prior_file *prior_file_copy(walk_node *mem, const tree_extent *extents, uint32_t nextents,
+                                   const tree_chunk *chunks, uint32_t nchunks)
+{
+	size_t ext_len = nextents * sizeof(tree_extent), chunks_len = nchunks * sizeof(tree_chunk);
+	prior_file *pf = walk_alloc(mem, sizeof(*pf) + ext_len + chunks_len); /* extents first: aligned */
+	if (!pf) return NULL;
+	tree_extent *ext = (tree_extent *)(pf + 1);
+	tree_chunk *ch = (tree_chunk *)((char *)ext + ext_len);
+	if (ext_len) memcpy(ext, extents, ext_len);
+	if (chunks_len) memcpy(ch, chunks, chunks_len);
+	*pf = (prior_file){ext, ch, nextents, nchunks};
+	return pf;
+}
+
 void keep_reusable(take_ctx *c, walk_node *n, const prior_file *pf)
 {
 	if (!c->reuse_mem && !(c->reuse_mem = walk_node_new("", 0, NULL))) return;
-	size_t ext_len = pf->nextents * sizeof(tree_extent), chunks_len = pf->nchunks * sizeof(tree_chunk);
-	prior_file *kept = walk_alloc(c->reuse_mem, sizeof(*kept) + ext_len + chunks_len); /* extents first: aligned */
+	prior_file *kept = prior_file_copy(c->reuse_mem, pf->extents, pf->nextents, pf->chunks, pf->nchunks);
 	if (!kept) return;
-	tree_extent *ext = (tree_extent *)(kept + 1);
-	tree_chunk *chunks = (tree_chunk *)((char *)ext + ext_len);
-	if (ext_len) memcpy(ext, pf->extents, ext_len);
-	if (chunks_len) memcpy(chunks, pf->chunks, chunks_len);
-	*kept = (prior_file){ext, chunks, pf->nextents, pf->nchunks};
 	n->user = kept;
 	n->user_kind = NODE_REUSABLE;
 }
@@ -119,15 +128,7 @@ static int prior_node(const parent_view *v, walk_node *dir, walk_node *mem, cons
 	n->type = e->type;
 	dir->kids[dir->nkids++] = n;
 	if (e->type != TREE_REG) return 0;
-	size_t ext_len = e->nextents * sizeof(tree_extent), chunks_len = e->nchunks * sizeof(tree_chunk);
-	prior_file *pf = walk_alloc(n, sizeof(*pf) + ext_len + chunks_len); /* extents first: aligned */
-	if (!pf) return ERR_OOM();
-	tree_extent *ext = (tree_extent *)(pf + 1);
-	tree_chunk *chunks = (tree_chunk *)((char *)ext + ext_len);
-	if (ext_len) memcpy(ext, e->extents, ext_len);
-	if (chunks_len) memcpy(chunks, e->chunks, chunks_len);
-	*pf = (prior_file){ext, chunks, e->nextents, e->nchunks};
-	n->user = pf;
+	if (!(n->user = prior_file_copy(n, e->extents, e->nextents, e->chunks, e->nchunks))) return ERR_OOM();
 	n->size = e->size;
 	n->mtime_sec = e->mtime_sec;
 	n->mtime_nsec = e->mtime_nsec;
@@ -257,6 +258,35 @@ void prior_walk_options(take_ctx *c, parent_view *v, walk_options *wo, int drop)
 	wo->prior_dir = load_prior_kids;
 	wo->prior_done = drop ? drop_prior_kids : NULL;
 	wo->payload = c;
+}
+
+int load_prior_whole(take_ctx *c, parent_view *v)
+{
+	walk_node **stack = malloc(64 * sizeof(*stack));
+	size_t n = 0, cap = 64;
+	int rc = stack ? 0 : ERR_OOM();
+	c->parent = v;
+	if (rc == 0) stack[n++] = v->prior;
+	while (rc == 0 && n > 0) { /* a heap stack: any depth costs memory, not C stack */
+		walk_node *dir = stack[--n];
+		if ((rc = load_prior_kids(c, dir)) < 0) break;
+		for (size_t i = 0; i < dir->nkids && rc == 0; i++) {
+			if (dir->kids[i]->type != TREE_DIR) continue;
+			if (n == cap) {
+				walk_node **s = realloc(stack, 2 * cap * sizeof(*s));
+				if (!s) {
+					rc = ERR_OOM();
+					break;
+				}
+				stack = s;
+				cap *= 2;
+			}
+			stack[n++] = dir->kids[i];
+		}
+	}
+	free(stack);
+	c->parent = NULL;
+	return rc;
 }
 
 static void free_prior_trees(parent_view *v)

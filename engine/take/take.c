@@ -334,6 +334,9 @@ static int take_run(cairn_take_result *out, cairn_repo *repo, const cairn_take_o
 		error_clear(); /* only a shortcut (forgotten meanwhile?) */
 	}
 	if (have_parent && (rc = load_prior(&c, &pv, root_path)) < 0) goto done;
+	/* a frozen capture without a pre-copy compares with the parent: its
+	 * trees decoded before the pause, not in it */
+	if (have_parent && o->cgroup && (o->no_precopy || o->dry_run) && (rc = load_prior_whole(&c, &pv)) < 0) goto done;
 	/* a take that cannot commit fails before any work, and before any pause */
 	if (!o->dry_run && (rc = gc_session_check(repo)) < 0) goto done;
 	if (o->cgroup && !o->no_precopy && !o->dry_run) {

@@ -218,6 +218,10 @@ int load_prior(take_ctx *c, parent_view *v, const char *root_path);
  * reaches them (and with drop, dropping their files once compared: then
  * only the walk itself, through on_file, can reuse them). */
 void prior_walk_options(take_ctx *c, parent_view *v, walk_options *wo, int drop);
+/* Every directory of v loaded now (the walk then finds them loaded): for
+ * a capture that compares with the parent while frozen, so that decoding
+ * the parent's trees stays out of the pause. */
+int load_prior_whole(take_ctx *c, parent_view *v);
 void parent_view_free(parent_view *v);
 int reuse_from_parent(take_ctx *c, walk_node *dir, const walk_node *pdir);
 /* The walk found n unchanged since pf, its namesake in the parent: a copy
