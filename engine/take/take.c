@@ -216,8 +216,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	/* every regular file gets a state; hardlinked ones share their leader's */
 	c->nstates = count_regular(c->root);
 	c->states = calloc(c->nstates ? c->nstates : 1, sizeof(*c->states));
-	c->todo = calloc(c->nstates ? c->nstates : 1, sizeof(*c->todo));
-	if (!c->states || !c->todo) {
+	if (!c->states) {
 		rc = ERR_OOM();
 		goto done;
 	}
@@ -236,6 +235,12 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		if ((rc = reuse_from_parent(c, c->root, parent->prior)) < 0) error_prefix("parent");
 	}
 	if (rc < 0) goto done;
+	size_t nread = 0; /* the list of files to read, no longer than they are (an incremental take: a few) */
+	for (size_t i = 0; i < c->nstates; i++) nread += !c->states[i].leader && !c->states[i].reused;
+	if (!(c->todo = calloc(nread ? nread : 1, sizeof(*c->todo)))) {
+		rc = ERR_OOM();
+		goto done;
+	}
 	for (size_t i = 0; i < c->nstates; i++) {
 		file_state *fs = &c->states[i];
 		if (fs->leader) continue;
