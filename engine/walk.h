@@ -19,6 +19,7 @@ typedef struct walk_node {
 	char *name;               /* NUL-terminated; "" for the root */
 	uint16_t name_len;
 	uint8_t type;             /* TREE_* from format.h */
+	uint8_t user_kind;        /* free for the caller, beside user (in a hole: no size) */
 	uint32_t mode, uid, gid;  /* mode: full st_mode */
 	int64_t mtime_sec;
 	uint32_t mtime_nsec, ctime_nsec; /* side by side: no padding (a node a file) */
@@ -60,6 +61,15 @@ typedef struct walk_options {
 	 * once nothing uses its nodes. NULL: not called. */
 	void (*on_file)(void *payload, struct walk_node *n, const struct walk_node *prior);
 	void *payload;
+	/* Optional, for a prior loaded a directory at a time: prior_dir is
+	 * called (on the walking thread, with payload) before the entries of
+	 * a directory are compared with its namesake pd in prior, so that the
+	 * caller fills in pd's kids then (< 0 ends the walk with that error);
+	 * prior_done once every entry of it has been, so that the caller may
+	 * drop them (the kids' own directories stay: the walk compares with
+	 * them later). A walk that fails may leave some not done. */
+	int (*prior_dir)(void *payload, const struct walk_node *pd);
+	void (*prior_done)(void *payload, const struct walk_node *pd);
 	/* root is a directory inside the captured tree (a part walked on its
 	 * own, for walk_graft): no /datadrive rule, and root itself is not
 	 * followed if it became a symlink */

@@ -229,4 +229,31 @@ if [ -n "${S2:-}" ] && cairn_ok restore-bad restore --repo "$R" "$S2" "$W/inst-b
 	}
 fi
 
+say "a parent with identical directories (one tree, met twice): both reused, the trees the same as without a parent"
+TW=$W/twins
+mkdir -p "$TW/a/deep"
+for i in $(seq 1 40); do echo "file $i" > "$TW/a/f$i"; echo "deep $i" > "$TW/a/deep/g$i"; done
+cp -a "$TW/a" "$TW/b"
+cp -a "$TW/a" "$TW/c"
+if take_json twins1 --repo "$R" --root "$TW" --user erin --name twins1; then
+	echo "changed" > "$TW/c/f1"
+	take_json twins2 --repo "$R" --root "$TW" --user erin --name twins2 && {
+		T2=$SNAP
+		check "identical directories: reused_files == 239 (got $(done_field "$OUT" reused_files))" \
+			test "$(done_field "$OUT" reused_files)" = 239
+		take_json twins3 --repo "$R" --root "$TW" --user erin --name twins3 --no-parent && {
+			T3=$SNAP
+			cairn info-t2 info --repo "$R" "$T2" --json
+			t2=$(grep -o '"root_tree":"[0-9a-f]*"' "$OUT")
+			cairn info-t3 info --repo "$R" "$T3" --json
+			t3=$(grep -o '"root_tree":"[0-9a-f]*"' "$OUT")
+			check "identical directories: the incremental take's tree is the full take's ($t2, $t3)" \
+				test -n "$t2" -a "$t2" = "$t3"
+		}
+		if cairn_ok restore-twins restore --repo "$R" "$T2" "$W/r-twins"; then
+			treecmp_check "identical directories: the incremental snapshot restores to the tree" "$TW" "$W/r-twins"
+		fi
+	}
+fi
+
 e2e_finish

@@ -557,6 +557,69 @@ static void test_id_table(void)
 	free(ids);
 }
 
+/* The tracker holds the blobs it shares with the parent's refs as bits over
+ * them: an id is counted once wherever it was first added (the parent's
+ * at its size, or the set: another size, or none of the parent's), seen
+ * from either, and the charged refs are both merged in id order, each
+ * once; a restart (the pre-copy's end) starts both over. */
+static void test_parent_bits(cairn_repo *r, const char *t1)
+{
+	char p1[65];
+	CHECK_EQ(take(r, t1, "nia", "p", p1), 0);
+	oid snap, fake, x;
+	uref *v = NULL;
+	size_t n = 0;
+	CHECK_EQ(hex_decode(snap.b, OID_LEN, p1), 0);
+	CHECK_EQ(read_refs(r, "nia", &snap, &v, &n), 0);
+	CHECK(n >= 3);
+	if (n < 3) return;
+	t_fill(x.b, OID_LEN);
+	t_fill(fake.b, OID_LEN);
+	quota_tracker *t;
+	CHECK_EQ(quota_tracker_new(&t, r), 0);
+	CHECK_EQ(quota_tracker_bind(t, "nia", 0), 0);
+	quota_tracker_parent(t, "nia", p1);
+	for (int round = 0; round < 2; round++) { /* the second after a restart */
+		CHECK_EQ(quota_tracker_add(t, &v[0].id, v[0].size), 1);
+		CHECK_EQ(quota_tracker_add(t, &v[0].id, v[0].size), 0);
+		CHECK_EQ(quota_tracker_add(t, &v[0].id, v[0].size + 5), 0); /* first wins */
+		CHECK_EQ(quota_tracker_add(t, &v[1].id, v[1].size + 1), 1); /* stored again, another size */
+		CHECK_EQ(quota_tracker_add(t, &v[1].id, v[1].size), 0);
+		CHECK_EQ(quota_tracker_add(t, &x, 7), 1);
+		CHECK_EQ(quota_tracker_add(t, &x, 7), 0);
+		CHECK_EQ(quota_tracker_seen(t, &v[0].id), 1);
+		CHECK_EQ(quota_tracker_seen(t, &v[1].id), 1);
+		CHECK_EQ(quota_tracker_seen(t, &x), 1);
+		CHECK_EQ(quota_tracker_seen(t, &v[2].id), 0);
+		CHECK_EQ(quota_tracker_added(t), 7); /* only x is new to nia */
+		CHECK_EQ(quota_tracker_table_ids(t), 2); /* x and v[1]; v[0] is a bit */
+		if (round == 0) CHECK_EQ(quota_tracker_restart(t, 16), 0);
+	}
+	uint32_t size = 0;
+	CHECK(quota_tracker_known(t, &x, &size) && size == 7); /* from the restart's sorted refs */
+	char fake_hex[OID_HEX_LEN + 1];
+	oid_hex(fake_hex, &fake);
+	CHECK_EQ(quota_commit_begin(t, "nia"), 0);
+	CHECK_EQ(quota_commit_charge(t, fake_hex), 0);
+	uref *w = NULL;
+	size_t m = 0;
+	CHECK_EQ(read_refs(r, "nia", &fake, &w, &m), 0);
+	CHECK_EQ(m, 3);
+	for (size_t i = 0; i < m; i++) {
+		if (i) CHECK(oid_cmp(&w[i - 1].id, &w[i].id) < 0);
+		uint32_t want = oid_cmp(&w[i].id, &x) == 0 ? 7
+		                : oid_cmp(&w[i].id, &v[0].id) == 0 ? v[0].size
+		                : oid_cmp(&w[i].id, &v[1].id) == 0 ? v[1].size + 1
+		                                                   : 0;
+		CHECK_EQ(w[i].size, want);
+	}
+	quota_commit_end(t, 0); /* not committed: the charge taken back */
+	quota_tracker_free(t);
+	CHECK_EQ(verify(r), 0);
+	free(w);
+	free(v);
+}
+
 int main(void)
 {
 	t_seed();
@@ -588,6 +651,7 @@ int main(void)
 	test_hostile(r, t2);
 	test_incremental(r, t4);
 	test_refs_deltas(r, t5);
+	test_parent_bits(r, t1);
 	test_user_names(r, t2, repo);
 
 	quota_usage u;

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cairn.h"
+#include "error.h"
 #include "format.h"
 #include "t.h"
 #include "walk.h"
@@ -1064,6 +1065,141 @@ static void test_on_file(void)
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* walk_options.prior_dir and prior_done: a prior whose directories have
+ * their kids hidden until prior_dir gives them back (as a take loads its
+ * parent a directory at a time) is compared with as a whole one is: every
+ * file finds its namesake, so each directory was loaded before its first
+ * entry was compared; each loaded directory is done once, after which its
+ * kids may go; an error from prior_dir ends the walk with it. */
+typedef struct lazy_dir {
+	walk_node *dir;
+	walk_node **kids;
+	size_t nkids;
+	int loads, dones;
+} lazy_dir;
+
+typedef struct lazy_prior {
+	file_calls fc;
+	lazy_dir *v;
+	size_t n;
+	int fail_at, calls, unknown;
+} lazy_prior;
+
+static lazy_dir *lazy_find(lazy_prior *lp, const walk_node *d)
+{
+	for (size_t i = 0; i < lp->n; i++)
+		if (lp->v[i].dir == d) return &lp->v[i];
+	lp->unknown++;
+	return NULL;
+}
+
+static int lazy_load(void *payload, const walk_node *pd)
+{
+	lazy_prior *lp = payload;
+	if (++lp->calls == lp->fail_at) return error_set(CAIRN_EIO, "prior directory: forced failure");
+	lazy_dir *d = lazy_find(lp, pd);
+	if (!d) return 0;
+	d->loads++;
+	d->dir->kids = d->kids;
+	d->dir->nkids = d->nkids;
+	return 0;
+}
+
+static void lazy_done(void *payload, const walk_node *pd)
+{
+	lazy_dir *d = lazy_find(payload, pd);
+	if (!d) return;
+	d->dones++;
+	d->dir->kids = NULL; /* as if freed: the walk must not look again */
+	d->dir->nkids = 0;
+}
+
+static void lazy_file(void *payload, walk_node *n, const walk_node *prior)
+{
+	on_file(&((lazy_prior *)payload)->fc, n, prior);
+}
+
+/* Every directory of the tree at dir, kids hidden (stack on the heap: the
+ * tree has deep paths). */
+static void lazy_hide(lazy_prior *lp, walk_node *root)
+{
+	size_t cap = 64;
+	walk_node **stack = malloc(cap * sizeof(*stack));
+	size_t top = 0;
+	if (!stack) die("malloc");
+	stack[top++] = root;
+	while (top > 0) {
+		walk_node *d = stack[--top];
+		lazy_dir *v = realloc(lp->v, (lp->n + 1) * sizeof(*v));
+		if (!v) die("realloc");
+		lp->v = v;
+		lp->v[lp->n++] = (lazy_dir){d, d->kids, d->nkids, 0, 0};
+		for (size_t i = 0; i < d->nkids; i++) {
+			if (d->kids[i]->type != TREE_DIR) continue;
+			if (top == cap && !(stack = realloc(stack, (cap *= 2) * sizeof(*stack)))) die("realloc");
+			stack[top++] = d->kids[i];
+		}
+		d->kids = NULL;
+		d->nkids = 0;
+	}
+	free(stack);
+}
+
+static void lazy_restore(lazy_prior *lp)
+{
+	for (size_t i = 0; i < lp->n; i++) {
+		lp->v[i].dir->kids = lp->v[i].kids;
+		lp->v[i].dir->nkids = lp->v[i].nkids;
+	}
+	free(lp->v);
+	lp->v = NULL;
+	lp->n = 0;
+}
+
+static void test_prior_lazy(void)
+{
+	for (int mode = 0; mode < 2; mode++) {
+		walk_stats st;
+		walk_options fo = {.no_uring = mode};
+		walk_node *first = walk_ok(rootpath, &fo, &st);
+		lazy_prior lp = {0};
+		lazy_hide(&lp, first);
+		walk_options o = {.no_uring = mode, .prior = first, .on_file = lazy_file, .prior_dir = lazy_load,
+		                  .prior_done = lazy_done, .payload = &lp};
+		walk_node *second = walk_ok(rootpath, &o, &st);
+		CHECK_EQ(lp.fc.files, st.files);
+		CHECK_EQ(lp.fc.with_prior, st.files);
+		CHECK_EQ(lp.fc.wrong_prior, 0);
+		CHECK_EQ(lp.unknown, 0);
+		size_t loaded = 0, twice = 0, undone = 0;
+		for (size_t i = 0; i < lp.n; i++) {
+			loaded += lp.v[i].loads > 0;
+			twice += lp.v[i].loads > 1 || lp.v[i].dones > 1;
+			undone += lp.v[i].loads != lp.v[i].dones;
+		}
+		CHECK(loaded > 1);
+		CHECK_EQ(twice, 0);
+		CHECK_EQ(undone, 0);
+		walk_free(second);
+
+		/* prior_dir fails at its third call: the walk fails with its error */
+		lazy_restore(&lp);
+		lazy_hide(&lp, first);
+		memset(&lp.fc, 0, sizeof(lp.fc));
+		lp.calls = 0;
+		lp.fail_at = 3;
+		walk_node *n = NULL;
+		int rc = walk_run(&n, rootpath, &o, NULL);
+		CHECK_EQ(rc, CAIRN_EIO);
+		CHECK(n == NULL);
+		CHECK(strstr(cairn_error_last(), "forced failure") != NULL);
+		CHECK_EQ(lp.fc.ends, 1);
+		error_clear();
+		lazy_restore(&lp);
+		walk_free(first);
+	}
+}
+
 /* A part walked on its own (walk_options.subtree) and grafted into a walk
  * that excluded it: the tree of one whole walk. */
 static void test_graft(void)
@@ -1344,6 +1480,7 @@ int main(void)
 	test_tmpfs_root();
 	test_prior();
 	test_on_file();
+	test_prior_lazy();
 	test_graft();
 	test_find_kid_from();
 	test_churn();

@@ -151,7 +151,13 @@ int ut_charged(const utable *t, const oid *id);
 void ref_dir_free(ref_dir *d);
 void ref_dir_build(ref_dir *d, const uref *v, size_t n);
 int ref_dir_find(const ref_dir *d, const oid *id, uint32_t *stored);
+/* Where id is in the sorted array, or -1. */
+ptrdiff_t ref_dir_index(const ref_dir *d, const oid *id);
 int ut_sorted(const utable *t, uref **out, size_t *n);
+
+/* tracker.c: ids the tracker holds in its table, not as bits over the
+ * parent's refs (tests) */
+size_t quota_tracker_table_ids(quota_tracker *t);
 
 /* usage.c: reading a user's figures and the list of users, cairn_usage_* */
 int quota_str_cmp(const void *a, const void *b);

@@ -177,7 +177,7 @@ void ref_dir_build(ref_dir *d, const uref *v, size_t n)
 	if (bits >= 4 && n <= UINT32_MAX && (d->start = bucket_starts(v, n, bits))) d->bits = bits;
 }
 
-int ref_dir_find(const ref_dir *d, const oid *id, uint32_t *stored)
+ptrdiff_t ref_dir_index(const ref_dir *d, const oid *id)
 {
 	size_t lo = 0, hi = d->n;
 	if (d->start) {
@@ -188,14 +188,19 @@ int ref_dir_find(const ref_dir *d, const oid *id, uint32_t *stored)
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		int c = oid_cmp(&d->v[mid].id, id);
-		if (c == 0) {
-			*stored = d->v[mid].size;
-			return 1;
-		}
+		if (c == 0) return (ptrdiff_t)mid;
 		if (c < 0) lo = mid + 1;
 		else hi = mid;
 	}
-	return 0;
+	return -1;
+}
+
+int ref_dir_find(const ref_dir *d, const oid *id, uint32_t *stored)
+{
+	ptrdiff_t i = ref_dir_index(d, id);
+	if (i < 0) return 0;
+	*stored = d->v[i].size;
+	return 1;
 }
 
 /* The charged slots (refs > 0), sorted by id. */

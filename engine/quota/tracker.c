@@ -13,7 +13,14 @@
 struct quota_tracker {
 	cairn_repo *repo;
 	pthread_mutex_t lock;
-	utable set;      /* blobs of the snapshot: id -> stored size (refs 1) */
+	/* The blobs of the snapshot: those among the parent's refs at the
+	 * same size as bits over parent.v (parent_used: a bit a ref, where a
+	 * table took 60-120 bytes an id; an incremental take references mostly
+	 * those), the others in set (id -> stored size, refs 1). An id is in
+	 * one of the two, where it was first added. */
+	utable set;
+	uint8_t *parent_used;
+	size_t nparent_used;
 	int bound, enforce;
 	ustate st;       /* the user's state: at bind, reloaded under the lock at commit */
 	uint64_t need;   /* stored size of the set's blobs the user is not charged for */
@@ -47,6 +54,7 @@ void quota_tracker_free(quota_tracker *t)
 	if (!t) return;
 	quota_commit_end(t, 0);
 	ut_free(&t->set);
+	free(t->parent_used);
 	ustate_free(&t->st);
 	free(t->refs);
 	refs_set_free(&t->parent);
@@ -57,12 +65,69 @@ void quota_tracker_free(quota_tracker *t)
 	free(t);
 }
 
+static int parent_bit(const quota_tracker *t, size_t i) { return t->parent_used[i >> 3] >> (i & 7) & 1; }
+
 static uint64_t recompute_need(quota_tracker *t)
 {
 	uint64_t need = 0;
 	for (size_t i = 0; i < t->set.cap; i++)
 		if (t->set.s[i].used && !ut_charged(&t->st.blobs, &t->set.s[i].id)) need += t->set.s[i].size;
+	for (size_t i = 0; t->nparent_used && i < t->parent.n; i++)
+		if (parent_bit(t, i) && !ut_charged(&t->st.blobs, &t->parent.v[i].id)) need += t->parent.v[i].size;
 	return need;
+}
+
+/* The place of id among the parent's refs when the snapshot has it there, else -1. */
+static ptrdiff_t parent_has(const quota_tracker *t, const oid *id)
+{
+	ptrdiff_t i = t->nparent_used ? ref_dir_index(&t->parent_dir, id) : -1;
+	return i >= 0 && parent_bit(t, (size_t)i) ? i : -1;
+}
+
+/* The snapshot's blobs, sorted: the set's and the parent's bits merged. */
+static int take_sorted(quota_tracker *t, uref **out, size_t *n)
+{
+	uref *v, *m;
+	size_t k;
+	int rc = ut_sorted(&t->set, &v, &k);
+	if (rc < 0 || !t->nparent_used) {
+		*out = v;
+		*n = k;
+		return rc;
+	}
+	if (!(m = malloc((k + t->nparent_used) * sizeof(*m)))) {
+		free(v);
+		*out = NULL;
+		*n = 0;
+		return ERR_OOM();
+	}
+	size_t o = 0, j = 0;
+	for (size_t i = 0; i < t->parent.n; i++) {
+		if (!parent_bit(t, i)) continue;
+		while (j < k && oid_cmp(&v[j].id, &t->parent.v[i].id) < 0) m[o++] = v[j++];
+		m[o++] = (uref){t->parent.v[i].id, t->parent.v[i].size, 1};
+	}
+	while (j < k) m[o++] = v[j++];
+	free(v);
+	*out = m;
+	*n = o;
+	return 0;
+}
+
+/* Back to the set alone (the parent's refs replaced, or freed). */
+static int parent_bits_drop(quota_tracker *t)
+{
+	for (size_t i = 0; t->nparent_used && i < t->parent.n; i++) {
+		if (!parent_bit(t, i)) continue;
+		uslot *s = ut_get(&t->set, &t->parent.v[i].id);
+		if (!s) return ERR_OOM();
+		s->refs = 1;
+		s->size = t->parent.v[i].size;
+	}
+	free(t->parent_used);
+	t->parent_used = NULL;
+	t->nparent_used = 0;
+	return 0;
 }
 
 static int over_quota(const ustate *s, uint64_t need)
@@ -95,10 +160,18 @@ int quota_tracker_bind(quota_tracker *t, const char *user, int enforce)
 	return rc;
 }
 
+size_t quota_tracker_table_ids(quota_tracker *t)
+{
+	pthread_mutex_lock(&t->lock);
+	size_t n = t->set.n;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
 int quota_tracker_seen(quota_tracker *t, const oid *id)
 {
 	pthread_mutex_lock(&t->lock);
-	int seen = ut_find(&t->set, id) != NULL;
+	int seen = ut_find(&t->set, id) != NULL || parent_has(t, id) >= 0;
 	pthread_mutex_unlock(&t->lock);
 	return seen;
 }
@@ -107,16 +180,22 @@ int quota_tracker_seen(quota_tracker *t, const oid *id)
 static int add_locked(quota_tracker *t, const oid *id, uint32_t stored)
 {
 	int rc = 1;
-	uslot *s = ut_get(&t->set, id);
-	if (!s) {
-		rc = ERR_OOM();
-	} else if (s->refs) {
+	uslot *s = ut_find(&t->set, id);
+	ptrdiff_t p = s || !t->parent_used ? -1 : ref_dir_index(&t->parent_dir, id);
+	if (s && s->refs) {
 		rc = 0;
+	} else if (p >= 0 && parent_bit(t, (size_t)p)) {
+		rc = 0;
+	} else if (p >= 0 && t->parent.v[p].size == stored) { /* a bit, not a slot */
+		t->parent_used[p >> 3] |= (uint8_t)(1u << (p & 7));
+		t->nparent_used++;
+	} else if (!(s = ut_get(&t->set, id))) {
+		rc = ERR_OOM();
 	} else {
 		s->refs = 1;
 		s->size = stored;
-		if (t->bound && !ut_charged(&t->st.blobs, id)) t->need += stored;
 	}
+	if (rc == 1 && t->bound && !ut_charged(&t->st.blobs, id)) t->need += stored;
 	/* as soon as it is known: every later put fails too */
 	if (rc >= 0 && t->bound && t->enforce && over_quota(&t->st, t->need))
 		rc = quota_error(&t->st, t->need, "at least ");
@@ -151,12 +230,23 @@ void quota_tracker_parent(quota_tracker *t, const char *user, const char *snap_h
 		error_clear();
 		return;
 	}
+	pthread_mutex_lock(&t->lock);
+	uint8_t *bits = calloc(got.n / 8 + 1, 1);
+	if (!bits || parent_bits_drop(t) < 0) { /* only a shortcut, as above */
+		pthread_mutex_unlock(&t->lock);
+		free(bits);
+		refs_set_free(&got);
+		error_clear();
+		return;
+	}
+	prefault(bits, got.n / 8 + 1); /* not where the frozen capture sets them */
 	refs_set_free(&t->parent);
 	t->parent = got;
+	t->parent_used = bits;
 	ref_dir_build(&t->parent_dir, t->parent.v, t->parent.n);
 	snprintf(t->parent_user, sizeof(t->parent_user), "%s", user);
-	pthread_mutex_lock(&t->lock);
-	if (ut_reserve(&t->set, got.n) < 0) error_clear(); /* the take references about as many */
+	/* the take references about as many; its new blobs go to the set */
+	if (ut_reserve(&t->set, got.n / 16) < 0) error_clear();
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -164,8 +254,8 @@ int quota_tracker_restart(quota_tracker *t, size_t more)
 {
 	pthread_mutex_lock(&t->lock);
 	uref *v;
-	size_t n;
-	int rc = ut_sorted(&t->set, &v, &n);
+	size_t n, in_set = t->set.n;
+	int rc = take_sorted(t, &v, &n);
 	if (rc == 0) {
 		free(t->prior);
 		t->prior = v;
@@ -173,10 +263,12 @@ int quota_tracker_restart(quota_tracker *t, size_t more)
 		ref_dir_build(&t->prior_dir, v, n);
 		ut_free(&t->set);
 		ut_init(&t->set);
+		if (t->parent_used) memset(t->parent_used, 0, t->parent.n / 8 + 1);
+		t->nparent_used = 0;
 		t->need = 0;
 		/* the frozen capture references about what the pre-copy did,
 		 * and the trees: growing the table would cost the pause */
-		if (ut_reserve(&t->set, n + more) < 0) error_clear();
+		if (ut_reserve(&t->set, in_set + more) < 0) error_clear();
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
@@ -269,7 +361,7 @@ int quota_commit_charge(quota_tracker *t, const char *snap_hex)
 		return error_set(CAIRN_EUSAGE, "snapshot id %s: not a full hex id", snap_hex);
 	if ((rc = store_lock_refresh(t->ulock)) < 0) return rc;
 	free(t->refs);
-	if ((rc = ut_sorted(&t->set, &t->refs, &t->nrefs)) < 0) return rc;
+	if ((rc = take_sorted(t, &t->refs, &t->nrefs)) < 0) return rc;
 	if ((rc = write_take_refs(t, &snap)) < 0) return rc;
 	t->entry = (ulog){t->st.seq + 1, OP_ADD, snap, t->st.used, t->st.used + t->need, t->st.nsnaps,
 	                  t->st.nsnaps + 1};
@@ -300,6 +392,9 @@ void quota_commit_end(quota_tracker *t, int committed)
 		 * would double the commit's peak while the user's grows */
 		ut_free(&t->set);
 		ut_init(&t->set);
+		free(t->parent_used);
+		t->parent_used = NULL;
+		t->nparent_used = 0;
 		if (ustate_apply(&t->st, 1, &t->entry.snap, t->refs, t->nrefs, "commit") == 0) {
 			t->st.seq = t->entry.seq;
 			ustate_compact(t->repo, &t->st, 0);

@@ -58,11 +58,15 @@ void take_ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w)
 void take_ctx_free_walk(take_ctx *c)
 {
 	for (size_t i = 0; i < c->nstates; i++) {
-		free(c->states[i].chunks);
-		free(c->states[i].extents);
+		if (c->states[i].reused != REUSED_BORROWED) {
+			free(c->states[i].chunks);
+			free(c->states[i].extents);
+		}
 		free(c->states[i].was);
 	}
 	free(c->states);
+	walk_free(c->reuse_mem);
+	c->reuse_mem = NULL;
 	for (size_t i = 0; i < c->nearly; i++) {
 		free(c->early[i]->chunks);
 		free(c->early[i]->extents);

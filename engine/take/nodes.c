@@ -70,7 +70,18 @@ void collect_nodes(collect *col, walk_node *n, size_t *order)
 			file_state *fs = &col->states[col->nstates++];
 			memset(fs, 0, sizeof(*fs));
 			fs->node = k;
-			fs->leader = k->user; /* read early (early_file): content is there */
+			if (k->user_kind == NODE_REUSABLE) { /* unchanged since the parent (keep_reusable) */
+				const prior_file *pf = k->user;
+				fs->size = k->size;
+				fs->chunks = (tree_chunk *)pf->chunks;
+				fs->extents = (tree_extent *)pf->extents;
+				fs->nchunks = fs->cap = pf->nchunks;
+				fs->nextents = pf->nextents;
+				fs->reused = REUSED_BORROWED;
+				k->user_kind = 0;
+			} else {
+				fs->leader = k->user; /* read early (early_file): content is there */
+			}
 			k->user = fs;
 		}
 		if (k->type != TREE_DIR && k->nlink > 1) {

@@ -13,15 +13,6 @@
 #include "error.h"
 #include "restored.h"
 
-/* The next item of the parent's inodes record, which must be of kind. */
-static const inode_item *next_item(parent_cursor *pc, uint8_t kind)
-{
-	if (!pc->ok) return NULL;
-	if (pc->pos < pc->l->n && pc->l->v[pc->pos].kind == kind) return &pc->l->v[pc->pos++];
-	pc->ok = 0;
-	return NULL;
-}
-
 /* Unchanged since the parent: inode number, ctime, size and mtime (p, the
  * parent's prior node, has them). */
 int same_file(const walk_node *n, const walk_node *p)
@@ -49,62 +40,103 @@ static int reuse_content(file_state *fs, uint64_t size, const tree_chunk *chunks
 	if (nextents && !(fs->extents = malloc(nextents * sizeof(tree_extent)))) return ERR_OOM();
 	if (nextents) memcpy(fs->extents, extents, nextents * sizeof(tree_extent));
 	fs->nextents = nextents;
-	fs->reused = fs->captured = 1;
+	fs->reused = REUSED_COPY;
+	fs->captured = 1;
 	return 0;
 }
 
-/* repo_walk_trees' visit for load_prior_trees: the parent's tree, kept at
- * its place in the walk (the place v->tree_at gives its id). */
+/* A copy of a file's content lists in mem's arena; NULL when out of memory. */
+static prior_file *prior_file_copy(walk_node *mem, const tree_extent *extents, uint32_t nextents,
+                                   const tree_chunk *chunks, uint32_t nchunks)
+{
+	size_t ext_len = nextents * sizeof(tree_extent), chunks_len = nchunks * sizeof(tree_chunk);
+	prior_file *pf = walk_alloc(mem, sizeof(*pf) + ext_len + chunks_len); /* extents first: aligned */
+	if (!pf) return NULL;
+	tree_extent *ext = (tree_extent *)(pf + 1);
+	tree_chunk *ch = (tree_chunk *)((char *)ext + ext_len);
+	if (ext_len) memcpy(ext, extents, ext_len);
+	if (chunks_len) memcpy(ch, chunks, chunks_len);
+	*pf = (prior_file){ext, ch, nextents, nchunks};
+	return pf;
+}
+
+void keep_reusable(take_ctx *c, walk_node *n, const prior_file *pf)
+{
+	if (!c->reuse_mem && !(c->reuse_mem = walk_node_new("", 0, NULL))) return;
+	prior_file *kept = prior_file_copy(c->reuse_mem, pf->extents, pf->nextents, pf->chunks, pf->nchunks);
+	if (!kept) return;
+	n->user = kept;
+	n->user_kind = NODE_REUSABLE;
+}
+
+int reuse_walked(take_ctx *c)
+{
+	int rc = 0;
+	for (size_t i = 0; i < c->nstates && rc >= 0; i++) {
+		file_state *fs = &c->states[i];
+		if (fs->reused != REUSED_BORROWED) continue;
+		/* a follower gets its leader's content */
+		if (!fs->leader && (rc = writer_ref_chunks(c->writer, fs->chunks, fs->nchunks)) == 1) {
+			fs->captured = 1;
+			continue;
+		}
+		if (rc >= 0 && !fs->leader) keep_prior_cuts(fs, fs->node, fs->chunks, fs->nchunks, fs->nextents);
+		fs->chunks = NULL; /* read */
+		fs->extents = NULL;
+		fs->nchunks = fs->nextents = fs->cap = 0;
+		fs->size = 0;
+		fs->reused = 0;
+	}
+	return rc < 0 ? rc : 0;
+}
+
+/* repo_walk_trees' visit for load_prior_trees: a copy of the parent's tree's
+ * bytes at its place in the walk (the place v->tree_at gives its id),
+ * decoded only when the take's walk reaches that directory. */
 static int keep_prior_tree(void *payload, uint32_t seq, const oid *id, tree *t, const uint8_t *plain,
                            size_t len)
 {
 	(void)id;
-	(void)plain;
-	(void)len;
+	(void)t;
 	parent_view *v = payload;
 	if (seq >= v->cap_trees) {
 		size_t cap = v->cap_trees ? 2 * v->cap_trees : 256;
 		if (cap <= seq) cap = (size_t)seq + 1;
-		tree *nt = realloc(v->trees, cap * sizeof(*nt));
+		prior_bytes *nt = realloc(v->trees, cap * sizeof(*nt));
 		if (!nt) return ERR_OOM();
 		memset(nt + v->cap_trees, 0, (cap - v->cap_trees) * sizeof(*nt)); /* places not yet read */
 		v->trees = nt;
 		v->cap_trees = cap;
 	}
-	v->trees[seq] = *t;
-	memset(t, 0, sizeof(*t));
+	if (!(v->trees[seq].plain = malloc(len ? len : 1))) return ERR_OOM();
+	memcpy(v->trees[seq].plain, plain, len);
+	v->trees[seq].len = len;
 	if (seq >= v->ntrees) v->ntrees = (size_t)seq + 1;
 	return 0;
 }
 
 /* A prior node for entry e (a directory or a regular file: nothing else is
- * ever found unchanged). Only a regular file with an inode number can be,
- * so only those carry xattrs, and only when the walk may take them. */
-static int prior_node(const parent_view *v, walk_node *dir, const tree_entry *e, const inode_item *it,
-                      const struct stat *root, walk_node **out)
+ * ever found unchanged) in dir, allocated in mem's arena. Only a regular
+ * file with an inode number can be, so only those carry xattrs, and only
+ * when the walk may take them. */
+static int prior_node(const parent_view *v, walk_node *dir, walk_node *mem, const tree_entry *e,
+                      const inode_item *it, walk_node **out)
 {
-	walk_node *n = *out = walk_node_new(e->name, e->name_len, dir);
+	walk_node *n = *out = walk_node_new(e->name, e->name_len, mem);
 	if (!n) return ERR_OOM();
+	n->parent = dir;
 	n->type = e->type;
 	dir->kids[dir->nkids++] = n;
 	if (e->type != TREE_REG) return 0;
-	size_t ext_len = e->nextents * sizeof(tree_extent), chunks_len = e->nchunks * sizeof(tree_chunk);
-	prior_file *pf = walk_alloc(n, sizeof(*pf) + ext_len + chunks_len); /* extents first: aligned */
-	if (!pf) return ERR_OOM();
-	tree_extent *ext = (tree_extent *)(pf + 1);
-	tree_chunk *chunks = (tree_chunk *)((char *)ext + ext_len);
-	if (ext_len) memcpy(ext, e->extents, ext_len);
-	if (chunks_len) memcpy(chunks, e->chunks, chunks_len);
-	*pf = (prior_file){ext, chunks, e->nextents, e->nchunks};
-	n->user = pf;
+	if (!(n->user = prior_file_copy(n, e->extents, e->nextents, e->chunks, e->nchunks))) return ERR_OOM();
 	n->size = e->size;
 	n->mtime_sec = e->mtime_sec;
 	n->mtime_nsec = e->mtime_nsec;
 	n->ino = it ? it->value : e->ino;
 	n->ctime_sec = it ? it->ctime_sec : e->ctime_sec;
 	n->ctime_nsec = it ? it->ctime_nsec : e->ctime_nsec;
-	n->dev_major = major(root->st_dev); /* the walk's entries are all on the root's filesystem */
-	n->dev_minor = minor(root->st_dev);
+	n->dev_major = v->dev_major; /* the walk's entries are all on the root's filesystem */
+	n->dev_minor = v->dev_minor;
 	if (!n->ino || !e->nxattrs || (!v->start.tv_sec && !v->start.tv_nsec)) return 0;
 	if (!(n->xattrs = walk_alloc(n, e->nxattrs * sizeof(*n->xattrs)))) return ERR_OOM();
 	int rc = 0;
@@ -113,8 +145,9 @@ static int prior_node(const parent_view *v, walk_node *dir, const tree_entry *e,
 	return rc;
 }
 
-/* Every tree of the parent into v->trees and v->tree_at (repo_walk_trees:
- * level by level, in batches). */
+/* The bytes of every tree of the parent into v->trees and v->tree_at
+ * (repo_walk_trees: level by level, in batches: a round trip per level,
+ * not per directory, on a remote store). */
 static int load_prior_trees(take_ctx *c, parent_view *v)
 {
 	int rc = index_new(&v->tree_at);
@@ -123,74 +156,142 @@ static int load_prior_trees(take_ctx *c, parent_view *v)
 	return rc;
 }
 
-/* A directory of the parent being loaded: its tree, the next entry, and
- * where its items in the inodes record end (has_end: it had an item). */
-typedef struct prior_frame {
-	walk_node *dir;
-	tree t;
-	size_t i, end;
-	int has_end;
-} prior_frame;
-
-typedef struct prior_stack {
-	prior_frame *f;
-	size_t n, cap;
-} prior_stack;
-
-/* Push the prior's directory dir, the parent's tree id. */
-static int prior_enter(parent_view *v, prior_stack *st, walk_node *dir, const oid *id, int has_end, size_t end)
+/* The parent's item of entry e in the inodes record at *pos, when the
+ * record still fits the trees; *pos moves past it (and a directory's). */
+static const inode_item *next_item(parent_view *v, const tree_entry *e, size_t *pos)
 {
-	const index_entry *at = index_key_get(v->tree_at, id->b, OID_LEN);
-	if (!at || at->offset >= v->ntrees) {
-		char hex[OID_HEX_LEN + 1];
-		oid_hex(hex, id);
-		return error_set(CAIRN_EIO, "tree %s: internal error: not among the parent's trees read", hex);
+	uint8_t kind = e->type == TREE_DIR ? INODE_DIR : e->type == TREE_REG ? INODE_REG : 0;
+	if (!kind || !v->inodes_ok) return NULL; /* only those two have items */
+	const inode_item *it = *pos < v->inodes.n ? &v->inodes.v[*pos] : NULL;
+	if (!it || it->kind != kind || (kind == INODE_DIR && it->value > v->inodes.n - *pos - 1)) {
+		v->inodes_ok = 0; /* from here on, only old trees' inode numbers */
+		return NULL;
 	}
-	const tree t = v->trees[at->offset]; /* the array no longer moves */
-	if (t.n && !(dir->kids = walk_alloc(dir, t.n * sizeof(*dir->kids)))) return ERR_OOM();
-	if (st->n == st->cap) {
-		size_t cap = st->cap ? st->cap * 2 : 64;
-		prior_frame *f = realloc(st->f, cap * sizeof(*f));
-		if (!f) return ERR_OOM();
-		st->f = f;
-		st->cap = cap;
-	}
-	st->f[st->n++] = (prior_frame){dir, t, 0, end, has_end};
-	return 0;
+	*pos += 1 + (kind == INODE_DIR ? it->value : 0);
+	return it;
 }
 
-/* The prior's directory dir from the parent's tree id, going through the
- * parent's entries in order, as its inodes record does. Depth first with a
- * heap stack: any depth costs memory, not C stack. */
-static int load_prior_dir(parent_view *v, walk_node *dir, const oid *id, parent_cursor *pc,
-                          const struct stat *root)
+/* The decoded tree of the prior's directory d: from the bytes read ahead
+ * (freed then), or read again for a directory met twice (identical
+ * subtrees share one id). */
+static int prior_tree(take_ctx *c, parent_view *v, const prior_dir *d, tree *t)
 {
-	prior_stack st = {NULL, 0, 0};
-	int rc = prior_enter(v, &st, dir, id, 0, 0);
-	while (rc == 0 && st.n > 0) {
-		prior_frame *f = &st.f[st.n - 1];
-		if (f->i == f->t.n) {
-			if (f->has_end && pc->pos != f->end) pc->ok = 0;
-			st.n--;
-			continue;
-		}
-		const tree_entry *e = &f->t.entries[f->i++];
-		walk_node *k;
-		const inode_item *it = e->type == TREE_DIR ? next_item(pc, INODE_DIR)
-		                       : e->type == TREE_REG ? next_item(pc, INODE_REG)
-		                                             : NULL; /* only those two have items */
-		if (e->type != TREE_DIR && e->type != TREE_REG) continue;
-		if ((rc = prior_node(v, f->dir, e, it, root, &k)) < 0) break;
-		if (e->type == TREE_DIR) /* inodes_read checked that its items fit */
-			rc = prior_enter(v, &st, k, &e->subtree, it != NULL, it ? pc->pos + it->value : 0);
+	const index_entry *at = index_key_get(v->tree_at, d->id.b, OID_LEN);
+	prior_bytes *b = at && at->offset < v->ntrees ? &v->trees[at->offset] : NULL;
+	if (!b || !b->plain) return repo_load_tree(c->repo, &d->id, t);
+	char what[80], hex[OID_HEX_LEN + 1];
+	oid_hex(hex, &d->id);
+	snprintf(what, sizeof(what), "tree %s", hex);
+	int rc = tree_decode(t, b->plain, b->len, what);
+	free(b->plain);
+	b->plain = NULL;
+	return rc;
+}
+
+/* walk_options.prior_dir: the kids of the prior's directory pd, from the
+ * parent's tree, as the walk reaches it. Its subdirectories are nodes of
+ * the prior for the rest of the take; its files' nodes live in an arena of
+ * pd's own, dropped once the walk has compared them (prior_done). */
+static int load_prior_kids(void *payload, const walk_node *pd)
+{
+	take_ctx *c = payload;
+	parent_view *v = c->parent;
+	walk_node *dir = (walk_node *)pd; /* the prior is the take's: filled in here */
+	prior_dir *d = dir->user;
+	if (!d || d->loaded) return 0;
+	if (v->nloaded == v->cap_loaded) { /* its arena freed with the view, unless dropped before */
+		size_t cap = v->cap_loaded ? v->cap_loaded * 2 : 64;
+		prior_dir **l = realloc(v->loaded, cap * sizeof(*l));
+		if (!l) return ERR_OOM();
+		v->loaded = l;
+		v->cap_loaded = cap;
 	}
-	free(st.f);
+	v->loaded[v->nloaded++] = d;
+	d->loaded = 1;
+	tree t = {0};
+	int rc = prior_tree(c, v, d, &t);
+	if (rc == 0 && t.n && !(d->mem = walk_node_new("", 0, NULL))) rc = ERR_OOM();
+	if (rc == 0 && t.n && !(dir->kids = walk_alloc(d->mem, t.n * sizeof(*dir->kids)))) rc = ERR_OOM();
+	size_t pos = d->item;
+	for (size_t i = 0; rc == 0 && i < t.n; i++) {
+		const tree_entry *e = &t.entries[i];
+		size_t kid_item = pos + 1;
+		const inode_item *it = next_item(v, e, &pos);
+		if (e->type != TREE_DIR && e->type != TREE_REG) continue;
+		walk_node *k;
+		if ((rc = prior_node(v, dir, e->type == TREE_DIR ? dir : d->mem, e, it, &k)) < 0) break;
+		if (e->type != TREE_DIR) continue;
+		prior_dir *kd = walk_alloc(k, sizeof(*kd));
+		if (!kd) {
+			rc = ERR_OOM();
+			break;
+		}
+		/* inodes_read checked that its items fit */
+		*kd = (prior_dir){e->subtree, kid_item, it ? pos : 0, it != NULL, NULL, 0};
+		k->user = kd;
+	}
+	if (rc == 0 && d->has_end && pos != d->end) v->inodes_ok = 0;
+	tree_free(&t);
+	if (rc < 0) error_prefix("parent");
+	return rc;
+}
+
+/* walk_options.prior_done: the files of the prior's directory pd are of no
+ * more use (the take kept what it reuses of them: early_file). */
+static void drop_prior_kids(void *payload, const walk_node *pd)
+{
+	(void)payload;
+	walk_node *dir = (walk_node *)pd;
+	prior_dir *d = dir->user;
+	if (!d || !d->mem) return;
+	walk_free(d->mem);
+	d->mem = NULL;
+	dir->kids = NULL;
+	dir->nkids = 0;
+}
+
+void prior_walk_options(take_ctx *c, parent_view *v, walk_options *wo, int drop)
+{
+	c->parent = v;
+	wo->prior = v->prior;
+	wo->prior_start = v->start;
+	wo->prior_dir = load_prior_kids;
+	wo->prior_done = drop ? drop_prior_kids : NULL;
+	wo->payload = c;
+}
+
+int load_prior_whole(take_ctx *c, parent_view *v)
+{
+	walk_node **stack = malloc(64 * sizeof(*stack));
+	size_t n = 0, cap = 64;
+	int rc = stack ? 0 : ERR_OOM();
+	c->parent = v;
+	if (rc == 0) stack[n++] = v->prior;
+	while (rc == 0 && n > 0) { /* a heap stack: any depth costs memory, not C stack */
+		walk_node *dir = stack[--n];
+		if ((rc = load_prior_kids(c, dir)) < 0) break;
+		for (size_t i = 0; i < dir->nkids && rc == 0; i++) {
+			if (dir->kids[i]->type != TREE_DIR) continue;
+			if (n == cap) {
+				walk_node **s = realloc(stack, 2 * cap * sizeof(*s));
+				if (!s) {
+					rc = ERR_OOM();
+					break;
+				}
+				stack = s;
+				cap *= 2;
+			}
+			stack[n++] = dir->kids[i];
+		}
+	}
+	free(stack);
+	c->parent = NULL;
 	return rc;
 }
 
 static void free_prior_trees(parent_view *v)
 {
-	for (size_t i = 0; i < v->ntrees; i++) tree_free(&v->trees[i]);
+	for (size_t i = 0; i < v->ntrees; i++) free(v->trees[i].plain);
 	free(v->trees);
 	v->trees = NULL;
 	index_free(v->tree_at);
@@ -198,25 +299,33 @@ static void free_prior_trees(parent_view *v)
 	v->ntrees = v->cap_trees = 0;
 }
 
-/* Builds v->prior from v->root and v->inodes (freed then); root_path names
- * the root in messages. */
+/* Reads the parent's trees for v->prior, its root directory, whose kids
+ * the walk loads as it goes (prior_walk_options); root_path names the
+ * root in messages. */
 int load_prior(take_ctx *c, parent_view *v, const char *root_path)
 {
 	struct stat root;
 	if (fstat(c->rootfd, &root) < 0) return error_errno(CAIRN_EIO, errno, "root %s: stat", root_path);
+	v->dev_major = major(root.st_dev);
+	v->dev_minor = minor(root.st_dev);
+	v->inodes_ok = v->inodes.n > 0;
 	if (!(v->prior = walk_node_new("", 0, NULL))) return ERR_OOM();
 	v->prior->type = TREE_DIR;
-	parent_cursor pc = {&v->inodes, 0, v->inodes.n > 0};
+	prior_dir *d = walk_alloc(v->prior, sizeof(*d));
+	if (!d) return ERR_OOM();
+	*d = (prior_dir){v->root, 0, 0, 0, NULL, 0};
+	v->prior->user = d;
 	int rc = load_prior_trees(c, v);
-	if (rc == 0) rc = load_prior_dir(v, v->prior, &v->root, &pc, &root);
-	inodes_free(&v->inodes);
-	free_prior_trees(v); /* the prior has what the take needs of them */
 	if (rc < 0) error_prefix("parent");
 	return rc;
 }
 
 void parent_view_free(parent_view *v)
 {
+	for (size_t i = 0; i < v->nloaded; i++) walk_free(v->loaded[i]->mem); /* those not dropped */
+	free(v->loaded);
+	v->loaded = NULL;
+	v->nloaded = v->cap_loaded = 0;
 	walk_free(v->prior);
 	v->prior = NULL;
 	free_prior_trees(v);

@@ -118,6 +118,10 @@ static void walk_finished(take_ctx *c)
 static void early_file(void *payload, walk_node *n, const walk_node *prior)
 {
 	take_ctx *c = payload;
+	if (n && c->parent && prior && prior->type == TREE_REG && same_file(n, prior)) {
+		keep_reusable(c, n, prior->user); /* the prior's files go once their directory is walked */
+		return;
+	}
 	if (!n) {
 		take_fail(c, CAIRN_EIO); /* the walk's error: read_file stops at its next chunk */
 		walk_finished(c);
@@ -170,9 +174,8 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	if (pre) { /* unchanged entries keep the pre-copy's xattrs and targets: no syscalls */
 		wo.prior = pre->root;
 		wo.prior_start = pre->start;
-	} else if (parent) { /* or the parent's xattrs */
-		wo.prior = parent->prior;
-		wo.prior_start = parent->start;
+	} else if (parent) { /* or the parent's xattrs, its directories loaded as the walk goes */
+		prior_walk_options(c, parent, &wo, !o->upper);
 	}
 
 	/* Workers start before the walk: large files are read as it finds
@@ -213,8 +216,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	/* every regular file gets a state; hardlinked ones share their leader's */
 	c->nstates = count_regular(c->root);
 	c->states = calloc(c->nstates ? c->nstates : 1, sizeof(*c->states));
-	c->todo = calloc(c->nstates ? c->nstates : 1, sizeof(*c->todo));
-	if (!c->states || !c->todo) {
+	if (!c->states) {
 		rc = ERR_OOM();
 		goto done;
 	}
@@ -227,10 +229,18 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	if (pre) {
 		rc = reuse_from_precopy(c, c->root, pre->root, &pre->start);
 		take_ctx_free(pre);
-	} else if (parent) {
+	} else if (parent && !o->upper) { /* the walk kept what it found unchanged */
+		if ((rc = reuse_walked(c)) < 0) error_prefix("parent");
+	} else if (parent) { /* upper mode: the overlay rules changed the walk since */
 		if ((rc = reuse_from_parent(c, c->root, parent->prior)) < 0) error_prefix("parent");
 	}
 	if (rc < 0) goto done;
+	size_t nread = 0; /* the list of files to read, no longer than they are (an incremental take: a few) */
+	for (size_t i = 0; i < c->nstates; i++) nread += !c->states[i].leader && !c->states[i].reused;
+	if (!(c->todo = calloc(nread ? nread : 1, sizeof(*c->todo)))) {
+		rc = ERR_OOM();
+		goto done;
+	}
 	for (size_t i = 0; i < c->nstates; i++) {
 		file_state *fs = &c->states[i];
 		if (fs->leader) continue;
@@ -247,6 +257,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	 * more use, and freeing it costs time (memory touched once more) that
 	 * this thread has while the workers read. */
 	if (parent) parent_view_free(parent);
+	c->parent = NULL;
 	/* progress 10 times a second, the freeze checked every 5 ms; woken
 	 * at once by the last worker, since a frozen instance waits on us */
 	for (int64_t last = 0; c->workers_left > 0;) {
@@ -328,6 +339,9 @@ static int take_run(cairn_take_result *out, cairn_repo *repo, const cairn_take_o
 		error_clear(); /* only a shortcut (forgotten meanwhile?) */
 	}
 	if (have_parent && (rc = load_prior(&c, &pv, root_path)) < 0) goto done;
+	/* a frozen capture without a pre-copy compares with the parent: its
+	 * trees decoded before the pause, not in it */
+	if (have_parent && o->cgroup && (o->no_precopy || o->dry_run) && (rc = load_prior_whole(&c, &pv)) < 0) goto done;
 	/* a take that cannot commit fails before any work, and before any pause */
 	if (!o->dry_run && (rc = gc_session_check(repo)) < 0) goto done;
 	if (o->cgroup && !o->no_precopy && !o->dry_run) {

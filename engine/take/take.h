@@ -43,9 +43,13 @@ typedef struct file_state {
 	tree_chunk *was;  /* the chunks of its namesake in the parent (a dense file), or NULL */
 	uint32_t nextents, nchunks, cap, nwas; /* the counts together: no padding (a state a file) */
 	uint32_t pending; /* its chunks queued for other workers (under jobs_lock) */
-	int reused;
+	int reused;   /* REUSED_COPY or REUSED_BORROWED: content captured before, not read */
 	int captured; /* content complete (read or reused); a pre-copy may skip files */
 } file_state;
+
+#define REUSED_COPY 1     /* lists of its own */
+#define REUSED_BORROWED 2 /* lists in take_ctx.reuse_mem, not freed with it */
+#define NODE_REUSABLE 1   /* walk_node.user_kind: user is a prior_file (keep_reusable) */
 
 /* A chunk of a large file, cut by the worker reading it and hashed and
  * stored by whichever worker is free: so the last large files of a take
@@ -106,11 +110,32 @@ typedef struct take_ctx {
 	size_t hl_count;
 	uint32_t hardlink_extra;    /* links beyond the first of each group */
 	inode_list inodes;          /* the snapshot's inodes record, built with its trees */
+	struct parent_view *parent; /* compared with while walking (prior_walk_options), or NULL */
+	/* Regular files found unchanged since the parent by the walk
+	 * (early_file): a copy of the parent's content (prior_file), in an
+	 * arena (this node's), kept until the trees are built */
+	walk_node *reuse_mem;
 } take_ctx;
 
 /* What a take keeps of a regular file of the parent: a prior node's user,
  * in the prior's arena (its size and mtime are the node's), so that the
  * parent's decoded trees are freed as soon as the prior is built. */
+typedef struct prior_bytes {
+	uint8_t *plain;
+	size_t len;
+} prior_bytes;
+
+/* A directory of the parent's prior (its node's user): its tree, where its
+ * kids' items start in the inodes record (and end: has_end, it had an
+ * item), and while loaded, the arena of its files' nodes. */
+typedef struct prior_dir {
+	oid id;
+	size_t item, end;
+	int has_end;
+	walk_node *mem;
+	int loaded;
+} prior_dir;
+
 typedef struct prior_file {
 	const tree_extent *extents;
 	const tree_chunk *chunks;
@@ -126,21 +151,19 @@ typedef struct prior_file {
 typedef struct parent_view {
 	oid root;              /* its content tree */
 	inode_list inodes;     /* its inodes record; empty when it has none */
+	/* 0 once the record is found not to fit the trees: from then on only
+	 * trees written with inode numbers in them (before the record
+	 * existed) are compared */
+	int inodes_ok;
 	struct timespec start; /* its take's start: ctimes from then on are not trusted */
-	walk_node *prior;
-	tree *trees;           /* while the prior is built */
+	uint32_t dev_major, dev_minor; /* the root's filesystem: its prior nodes' */
+	walk_node *prior;      /* directories as the walk loads them (prior_walk_options) */
+	prior_bytes *trees;    /* each tree's bytes until its directory is loaded */
 	size_t ntrees, cap_trees;
 	chunk_index *tree_at;  /* tree id -> its place in trees (load_prior_trees) */
+	struct prior_dir **loaded; /* every directory loaded: arenas not dropped go with the view */
+	size_t nloaded, cap_loaded;
 } parent_view;
-
-/* Where load_prior is in the parent's inodes record. ok drops to 0 when
- * the record does not fit the trees: from there only trees written with
- * inode numbers in them (before the record existed) are compared. */
-typedef struct parent_cursor {
-	const inode_list *l;
-	size_t pos;
-	int ok;
-} parent_cursor;
 
 typedef struct hl_item {
 	uint32_t dev_major, dev_minor;
@@ -191,8 +214,23 @@ int frozen_walk(take_ctx *c, const cairn_take_options *o, const char *root_path,
  * reuse of its chunk lists (and the pre-copy's), restore records */
 int same_file(const walk_node *n, const walk_node *p);
 int load_prior(take_ctx *c, parent_view *v, const char *root_path);
+/* The walk's options to compare with v, loading its directories as it
+ * reaches them (and with drop, dropping their files once compared: then
+ * only the walk itself, through on_file, can reuse them). */
+void prior_walk_options(take_ctx *c, parent_view *v, walk_options *wo, int drop);
+/* Every directory of v loaded now (the walk then finds them loaded): for
+ * a capture that compares with the parent while frozen, so that decoding
+ * the parent's trees stays out of the pause. */
+int load_prior_whole(take_ctx *c, parent_view *v);
 void parent_view_free(parent_view *v);
 int reuse_from_parent(take_ctx *c, walk_node *dir, const walk_node *pdir);
+/* The walk found n unchanged since pf, its namesake in the parent: a copy
+ * of pf for n (collect_nodes gives it to n's state, reuse_walked checks
+ * it); out of memory, n is read instead. */
+void keep_reusable(take_ctx *c, walk_node *n, const prior_file *pf);
+/* Reuse what keep_reusable kept, for the files that are no hardlink
+ * follower and whose chunks are all usable; the others are read. */
+int reuse_walked(take_ctx *c);
 int reuse_from_precopy(take_ctx *c, walk_node *dir, const walk_node *pre_dir,
                        const struct timespec *start);
 int find_parent(cairn_repo *repo, const cairn_take_options *o, const char *user,

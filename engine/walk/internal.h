@@ -119,6 +119,8 @@ typedef struct walker {
 	char *xlist;
 	const walk_node *prior;          /* walk_options.prior */
 	void (*on_file)(void *payload, walk_node *n, const walk_node *prior);
+	int (*prior_dir)(void *payload, const walk_node *pd);
+	void (*prior_done)(void *payload, const walk_node *pd);
 	void *payload;
 	int subtree; /* walk_options.subtree */
 	struct timespec prior_start;

@@ -13,6 +13,15 @@
 #include "util.h"
 
 /* One statx finished (res is 0 or -errno). Takes ownership of r->node. */
+/* Directory d has every entry completed: its kids in order, and its
+ * prior's entries of no more use to the walk. */
+static void dir_done(walker *w, dstate *d)
+{
+	dir_finish(d);
+	if (d->prior && w->prior_done) w->prior_done(w->payload, d->prior);
+	d->prior = NULL;
+}
+
 static int complete(walker *w, req *r, int res)
 {
 	walk_node *n = r->node;
@@ -92,7 +101,7 @@ static int complete(walker *w, req *r, int res)
 drop: /* a dropped node stays in the arena, unlinked */
 	if (rc == 1) rc = 0; /* vanished during readlink/xattrs */
 	d->outstanding--;
-	if (d->scanned && !d->outstanding) dir_finish(d);
+	if (d->scanned && !d->outstanding) dir_done(w, d);
 	dir_unpin(w, d);
 	w->free_reqs[w->nfree++] = (uint32_t)(r - w->reqs);
 	return rc;
@@ -235,6 +244,8 @@ static int scan(walker *w, dstate *d)
 			goto done;
 		}
 	}
+	/* its prior's entries, before the first is compared with them */
+	if (d->prior && w->prior_dir && (rc = w->prior_dir(w->payload, d->prior)) < 0) goto done;
 	/* pin held until every entry is issued (see finish_issue) */
 	w->cur = d;
 	return 0;
@@ -256,7 +267,7 @@ static void finish_issue(walker *w, dstate *d)
 	d->ents = NULL;
 	d->nents = d->next = 0;
 	d->scanned = 1;
-	if (!d->outstanding) dir_finish(d);
+	if (!d->outstanding) dir_done(w, d);
 	dir_unpin(w, d);
 	w->cur = NULL;
 }
@@ -423,6 +434,8 @@ int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_s
 	}
 	if (opts) {
 		w.on_file = opts->on_file;
+		w.prior_dir = opts->prior_dir;
+		w.prior_done = opts->prior_done;
 		w.payload = opts->payload;
 		w.subtree = opts->subtree;
 		w.no_xattrat = opts->no_xattrat;
