@@ -3,13 +3,16 @@
 # issue's 1,000 directories of 1,000 files of ~130 bytes, scaled by --dirs)
 # against `cp -a` of the same tree, each into a fresh ext4 (a loop device
 # with direct I/O, made again before every run) after drop_caches; old and
-# new cairn alternating. Run as root.
+# new cairn alternating; wall, CPU and peak RSS of each run. Run as root.
+# 1,000,000 files (--dirs 1000) need ~4.5 GB for the tree and as much for
+# the file system image.
 #
 # usage: bench/bench-small-restore.sh NEW_CAIRN [OLD_CAIRN] [--dirs N] [--files N] [--runs N] [--top DIR]
 #   --dirs N    directories (default 100)
 #   --files N   files a directory (default 1000)
 #   --runs N    rounds (default 3)
 #   --no-cp     cairn alone (old and new), no cp -a
+#   --runs 0    only build the tree and the repository
 #   --top DIR   scratch (default /var/tmp/cairn-small-restore-bench); kept
 #               between calls; remove it when done
 set -euo pipefail
@@ -59,6 +62,7 @@ if [ ! -f "$R.done" ]; then
 	touch "$R.done"
 fi
 echo "tree: $dirs dirs x $files files; load $(cut -d' ' -f1-3 /proc/loadavg)"
+[ "$runs" -gt 0 ] || exit 0
 
 . "$SRCDIR/bench/freshfs.sh"
 trap freshfs_stop EXIT
@@ -71,7 +75,7 @@ one() {
 	freshfs_new "$top/target" -i 4096
 	sync
 	echo 3 > /proc/sys/vm/drop_caches
-	/usr/bin/time -f '%e %U %S' -o "$top/time.txt" "$@" > "$top/out.txt" 2>&1 || {
+	/usr/bin/time -f '%e %U %S %M' -o "$top/time.txt" "$@" > "$top/out.txt" 2>&1 || {
 		echo "bench-small-restore: $name failed: $(tail -n 3 "$top/out.txt")" >&2
 		exit 1
 	}
@@ -86,11 +90,14 @@ done
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$top/times.txt" <<'EOF'
 import statistics, sys
-by = {}
-for name, wall, user, sys_ in (l.split() for l in open(sys.argv[1])):
+by, cpu, rss = {}, {}, {}
+for name, wall, user, sys_, maxrss in (l.split() for l in open(sys.argv[1])):
     by.setdefault(name, []).append(float(wall))
+    cpu.setdefault(name, []).append(float(user) + float(sys_))
+    rss.setdefault(name, []).append(int(maxrss) / 1024)
 med = {n: statistics.median(v) for n, v in by.items()}
-print("medians: " + ", ".join(f"{n} {m:.2f} s" for n, m in sorted(med.items())))
+print("medians: " + ", ".join(f"{n} {m:.2f} s ({statistics.median(cpu[n]):.1f} CPU-s, peak {max(rss[n]):.0f} MiB)"
+                               for n, m in sorted(med.items())))
 if "old" in med:
     pairs = [a / b for a, b in zip(by["new"], by["old"])]
     print(f"new/old per round {', '.join(f'{p:.2f}' for p in pairs)}; median {statistics.median(pairs):.2f}")

@@ -59,16 +59,39 @@ int restore_meta_fd(rstate *st, int fd, uint32_t mode, uint32_t uid, uint32_t gi
 	return 0;
 }
 
-/* The end of e's restore, its data written (rc 0) or not: its metadata on
- * fd, sb the file as left (its inode and its ctime after the last change),
- * fd closed. On any failure the file is removed: never a file with wrong
- * bytes left behind. */
-static int file_done(rstate *st, dctx *d, const tree_entry *e, int fd, int rc, struct stat *sb)
+static int meta_all(rstate *st, int fd, const tree_entry *e, struct stat *sb)
 {
-	if (rc == 0)
-		rc = restore_meta_fd(st, fd, e->mode, e->uid, e->gid, e->mtime_sec, e->mtime_nsec, e->nxattrs,
-		                     e->xattrs);
+	int rc = restore_meta_fd(st, fd, e->mode, e->uid, e->gid, e->mtime_sec, e->mtime_nsec, e->nxattrs,
+	                         e->xattrs);
 	if (rc == 0 && fstat(fd, sb) < 0) rc = error_errno(CAIRN_EIO, errno, "stat");
+	return rc;
+}
+
+/* A file created with its permission bits (write_small) by the restorer
+ * mostly needs neither chown nor chmod: each is a syscall and an inode
+ * update, two of seven a small file cost. The fstat that gives the
+ * record its inode checks the guess; where a umask, a set-group-id
+ * directory or a default ACL made the file otherwise, or chown could
+ * not be skipped, the whole sequence runs (chown first: it clears
+ * set-user-id bits and capabilities). */
+static int meta_guessed(rstate *st, int fd, const tree_entry *e, struct stat *sb)
+{
+	if (e->nxattrs || (e->mode & 07000) || e->uid != st->euid || e->gid != st->egid)
+		return meta_all(st, fd, e, sb);
+	struct timespec ts[2] = {{e->mtime_sec, e->mtime_nsec}, {e->mtime_sec, e->mtime_nsec}};
+	if (futimens(fd, ts) < 0) return error_errno(CAIRN_EIO, errno, "set times");
+	if (fstat(fd, sb) < 0) return error_errno(CAIRN_EIO, errno, "stat");
+	if (sb->st_uid == e->uid && sb->st_gid == e->gid && (sb->st_mode & 07777) == (e->mode & 07777)) return 0;
+	return meta_all(st, fd, e, sb);
+}
+
+/* The end of e's restore, its data written (rc 0) or not: its metadata on
+ * fd (guessed: created by write_small), sb the file as left (its inode and
+ * its ctime after the last change), fd closed. On any failure the file is
+ * removed: never a file with wrong bytes left behind. */
+static int file_done(rstate *st, dctx *d, const tree_entry *e, int fd, int rc, int guessed, struct stat *sb)
+{
+	if (rc == 0) rc = guessed ? meta_guessed(st, fd, e, sb) : meta_all(st, fd, e, sb);
 	if (close(fd) < 0 && rc == 0) rc = error_errno(CAIRN_EIO, errno, "close");
 	if (rc == 0) {
 		atomic_fetch_add(&st->files, 1);
@@ -87,7 +110,7 @@ static int restore_file(rstate *st, restore_writer *w, buf *scratch, dctx *d, co
 	/* bytes counts data written, not holes, as take counts data read */
 	int rc = content_walk(st->repo, e, file_emit, &file_place, &o, &st->stop, scratch);
 	if (rc == 0) rc = restore_writer_end(w);
-	return file_done(st, d, e, fd, rc, sb);
+	return file_done(st, d, e, fd, rc, 0, sb);
 }
 
 /* A worker's memory for batches, reused: every chunk's id and place, the
@@ -170,7 +193,10 @@ static int write_small(rstate *st, dctx *d, const tree_entry *e, const uint8_t *
 	const tree_extent *ext = e->nextents ? e->extents : &dense;
 	uint32_t next = e->nextents ? e->nextents : 1;
 	uint64_t end = 0;
-	int fd = openat(d->fd, e->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	/* its permission bits from the start (never more than the tree's:
+	 * no set-id bits, the umask only takes away); owner and times below */
+	int fd = openat(d->fd, e->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	                e->mode & 0777);
 	if (fd < 0) return restore_sys_fail(st, 1, d->dir, e->name, "create");
 	for (uint32_t x = 0; x < next && rc == 0; x++) {
 		if (ext[x].length == 0) continue;
@@ -182,7 +208,7 @@ static int write_small(rstate *st, dctx *d, const tree_entry *e, const uint8_t *
 	/* a hole at the end, or an empty file's size */
 	if (rc == 0 && end < e->size && ftruncate(fd, (off_t)e->size) < 0)
 		rc = error_errno(CAIRN_EIO, errno, "truncate to %llu", (unsigned long long)e->size);
-	return file_done(st, d, e, fd, rc, sb);
+	return file_done(st, d, e, fd, rc, 1, sb);
 }
 
 /* The restore record: a file's inode and its ctime once written. */
@@ -233,6 +259,27 @@ void dctx_release(rstate *st, dctx *d)
 	pthread_mutex_unlock(&st->mu);
 }
 
+/* The first of the next queued jobs whose directory no other worker is
+ * in (else the first): files created in one directory take its lock in
+ * turn, so workers in one directory wait for each other while the others
+ * are left. Order within a directory does not matter. Under st->mu. */
+static fjob take_job(rstate *st)
+{
+	size_t pick = 0;
+	for (size_t k = 0; k < st->qlen && k < PICK_SCAN; k++)
+		if (st->q[(st->qhead + k) % QUEUE_CAP].d->workers == 0) {
+			pick = k;
+			break;
+		}
+	size_t at = (st->qhead + pick) % QUEUE_CAP;
+	fjob j = st->q[at];
+	st->q[at] = st->q[st->qhead];
+	st->qhead = (st->qhead + 1) % QUEUE_CAP;
+	st->qlen--;
+	j.d->workers++;
+	return j;
+}
+
 void *restore_worker(void *arg)
 {
 	rstate *st = arg;
@@ -247,9 +294,7 @@ void *restore_worker(void *arg)
 	for (;;) {
 		while (st->qlen == 0 && !st->closed) pthread_cond_wait(&st->cv_work, &st->mu);
 		if (st->qlen == 0) break;
-		fjob j = st->q[st->qhead];
-		st->qhead = (st->qhead + 1) % QUEUE_CAP;
-		st->qlen--;
+		fjob j = take_job(st);
 		st->inflight++;
 		pthread_cond_broadcast(&st->cv_space);
 		pthread_mutex_unlock(&st->mu);
@@ -262,6 +307,9 @@ void *restore_worker(void *arg)
 			if (!j.b) record_item(st, j.item, &sb);
 		}
 		free(j.b);
+		pthread_mutex_lock(&st->mu);
+		j.d->workers--;
+		pthread_mutex_unlock(&st->mu);
 		dctx_release(st, j.d);
 
 		pthread_mutex_lock(&st->mu);

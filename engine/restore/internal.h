@@ -54,6 +54,13 @@
  * is in; the rest are reopened with ".." on the way back) and each cursor's
  * of passes 3 and 4, so that restore needs the same few fds at any depth. */
 #define WALK_FDS 64
+/* Directories with files queued, a worker: enough to keep every worker in
+ * a directory of its own; each holds its decoded tree (~200 bytes a file),
+ * so a walk further ahead costs memory and gains nothing. */
+#define DIRS_AHEAD_PER_WORKER 8
+/* Queued jobs a worker looks through for one in a directory no other
+ * worker is in. */
+#define PICK_SCAN 256
 #define CURSOR_FDS 32
 #define REMOVE_FDS 16
 
@@ -82,6 +89,7 @@ typedef struct rdir {
  * dev and ino until the walk comes back to it (park_dir, unpark_dir). */
 typedef struct dctx {
 	atomic_int refs;
+	int workers; /* workers creating files in it now, under rstate.mu */
 	int fd;
 	uint32_t dir;
 	dev_t dev;
@@ -128,6 +136,8 @@ typedef struct rstate {
 	cairn_repo *repo;
 	const cairn_restore_options *opts;
 	int lenient; /* not root: ownership and privileged xattrs are best effort */
+	uid_t euid;  /* who a created file belongs to, unless its directory says otherwise */
+	gid_t egid;
 	int rootfd;
 
 	pthread_mutex_t mu;

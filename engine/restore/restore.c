@@ -146,7 +146,10 @@ static size_t dir_budget(int threads)
 	/* half for directories; the rest for workers, the store and the caller */
 	size_t reserve = 64 + 2 * (size_t)threads;
 	size_t n = limit > 2 * reserve ? (limit - reserve) / 2 : 16;
-	return n > 4096 ? 4096 : n < 16 ? 16 : n;
+	n = n > 4096 ? 4096 : n < 16 ? 16 : n;
+	/* the walk's chain and the directories queued ahead of the workers */
+	size_t ahead = WALK_FDS + DIRS_AHEAD_PER_WORKER * (size_t)threads;
+	return n < ahead ? n : ahead;
 }
 
 static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *snap_id, const char *target,
@@ -198,6 +201,8 @@ static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *
 	st.repo = repo;
 	st.opts = opts;
 	st.lenient = geteuid() != 0;
+	st.euid = geteuid();
+	st.egid = getegid();
 	st.max_dirs = dir_budget(nthreads);
 	st.total_files = m.files;
 	st.total_bytes = m.bytes;
