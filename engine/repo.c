@@ -371,6 +371,56 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsig
 	return repo_read_blobs_into(r, ids, n, type, flags, scratch, NULL, cb, payload);
 }
 
+/* The run of blobs starting at v[i] read as one range [*start, *end): its
+ * neighbours in the same pack, in v's order, less than REPO_TREE_GAP apart
+ * and at most REPO_TREE_RUN in all. Returns the index past the run. */
+static size_t run_of(const tree_loc *v, size_t i, size_t n, uint64_t *start, uint64_t *end)
+{
+	uint64_t s = v[i].e.offset, e = s + v[i].e.stored_len + BLOB_OVERHEAD;
+	size_t k = i + 1;
+	/* in the caller's order a run only grows forward within its pack */
+	while (k < n && !memcmp(v[k].e.pack, v[i].e.pack, PACK_ID_LEN) && v[k].e.offset >= s &&
+	       v[k].e.offset <= e + REPO_TREE_GAP &&
+	       (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD - s <= REPO_TREE_RUN) {
+		uint64_t ke = (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD;
+		if (ke > e) e = ke;
+		k++;
+	}
+	*start = s;
+	*end = e;
+	return k;
+}
+
+/* The run starting at v[i] advised to the store; the index past it. */
+static size_t advise_run(cairn_repo *r, const tree_loc *v, size_t i, size_t n)
+{
+	uint64_t start, end;
+	char pack[64];
+	size_t k = run_of(v, i, n, &start, &end);
+	repo_pack_name(pack, v[i].e.pack);
+	store_advise(r->st, pack, start, (size_t)(end - start));
+	return k;
+}
+
+size_t repo_advise_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type)
+{
+	tree_loc *v = malloc((n ? n : 1) * sizeof(*v));
+	if (!v) {
+		error_clear(); /* only a hint */
+		return 0;
+	}
+	size_t m = 0, ranges = 0;
+	for (size_t i = 0; i < n; i++) {
+		int found = repo_index_lookup(r, &ids[i], &v[m].e);
+		if (found > 0 && v[m].e.type == type) m++;
+		else if (found < 0) error_clear(); /* the read will say what is wrong */
+	}
+	qsort(v, m, sizeof(*v), loc_cmp);
+	for (size_t i = 0; i < m; ranges++) i = advise_run(r, v, i, m);
+	free(v);
+	return ranges;
+}
+
 int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
                          buf *scratch, repo_dst_fn dst, repo_blob_cb cb, void *payload)
 {
@@ -394,29 +444,25 @@ int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 	}
 	if (rc == 0 && !(flags & REPO_READ_IN_ORDER)) qsort(v, n, sizeof(*v), loc_cmp);
 	for (size_t i = 0; i < n && rc == 0;) {
-		uint64_t start = v[i].e.offset, end = start + v[i].e.stored_len + BLOB_OVERHEAD;
-		size_t k = i + 1;
-		/* in the caller's order a run only grows forward within its pack */
-		while (k < n && !memcmp(v[k].e.pack, v[i].e.pack, PACK_ID_LEN) && v[k].e.offset >= start &&
-		       v[k].e.offset <= end + REPO_TREE_GAP &&
-		       (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD - start <= REPO_TREE_RUN) {
-			uint64_t e = (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD;
-			if (e > end) end = e;
-			k++;
-		}
+		uint64_t start, end;
+		size_t k = run_of(v, i, n, &start, &end);
+		/* the next range comes in while this one is decompressed */
+		if ((flags & REPO_READ_AHEAD) && k < n) advise_run(r, v, k, n);
 		char pack[64];
 		repo_pack_name(pack, v[i].e.pack);
 		run->len = 0;
 		size_t at = 0;
 		/* large runs past the local caches: a restore reads each pack
 		 * once; small ones (small files) from the page cache, where
-		 * readahead serves the neighbours */
-		if ((flags & REPO_READ_UNCACHED) && end - start >= REPO_UNCACHE_MIN)
+		 * readahead serves the neighbours; advised ones from the page
+		 * cache too, where the advice is filling them in */
+		if ((flags & REPO_READ_UNCACHED) && !(flags & REPO_READ_AHEAD) && end - start >= REPO_UNCACHE_MIN)
 			rc = store_get_range_uncached(r->st, pack, start, (size_t)(end - start), run, &at);
 		else if (buf_reserve(run, (size_t)(end - start)) < 0)
 			rc = ERR_OOM();
-		else
-			rc = store_get_range(r->st, pack, start, run->data, (size_t)(end - start));
+		else if ((rc = store_get_range(r->st, pack, start, run->data, (size_t)(end - start))) == 0 &&
+		         (flags & REPO_READ_UNCACHED) && end - start >= REPO_UNCACHE_MIN)
+			store_uncache(r->st, pack, start, (size_t)(end - start));
 		if (rc < 0) {
 			char hex[OID_HEX_LEN + 1];
 			oid_hex(hex, &v[i].e.id);
