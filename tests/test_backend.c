@@ -10,7 +10,11 @@
  * backend; a failed commit leaves nothing; SLOW waits; a bad spec is a
  * usage error. A caller's own backend under a repository
  * (cairn_repo_open_ext): a take and a restore through it give the tree
- * back, and the repository frees it. */
+ * back, and the repository frees it. Read-ahead advice (the advise op):
+ * a restore advises the pack ranges it then reads, coalesced (a range of
+ * many chunks, each within its pack, each read after at its offset); a
+ * failing advice, from the backend or injected, fails no read; a table of
+ * version 1, which ends before advise, works and is never read past. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +25,13 @@
 
 /* engine internals under test */
 #include "readcache.h"
+#include "repo.h"
 #include "store.h"
 #include "store_fault.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -284,11 +291,35 @@ static void check_faults(void)
 }
 
 /* A caller's backend: every call counted, passed to a directory store. */
+#define MAXLOG 4096
+typedef struct call_log {
+	char kind; /* 'a' advise, 'r' ranged read */
+	char name[64];
+	uint64_t off, len;
+} call_log;
+
 typedef struct counting_backend {
 	cairn_backend base;
 	store *inner;
 	unsigned calls, frees;
+	pthread_mutex_t mu; /* the log: a restore's workers call at once */
+	call_log log[MAXLOG];
+	size_t nlog;
+	int advise_fails; /* every advise fails, as a backend's own error */
 } counting_backend;
+
+static void log_call(counting_backend *c, char kind, const char *name, uint64_t off, uint64_t len)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->nlog < MAXLOG) {
+		call_log *l = &c->log[c->nlog++];
+		l->kind = kind;
+		snprintf(l->name, sizeof(l->name), "%s", name);
+		l->off = off;
+		l->len = len;
+	}
+	pthread_mutex_unlock(&c->mu);
+}
 
 static counting_backend *cb_of(cairn_backend *b) { return (counting_backend *)b; }
 static void cb_free(cairn_backend *b)
@@ -309,7 +340,15 @@ static int cb_get(cairn_backend *b, const char *n, size_t max, uint8_t **out, si
 static int cb_range(cairn_backend *b, const char *n, uint64_t off, void *out, size_t len)
 {
 	cb_of(b)->calls++;
+	log_call(cb_of(b), 'r', n, off, len);
 	return store_get_range(cb_of(b)->inner, n, off, out, len);
+}
+static int cb_advise(cairn_backend *b, const char *n, uint64_t off, size_t len)
+{
+	log_call(cb_of(b), 'a', n, off, len);
+	if (cb_of(b)->advise_fails) return cairn_error_set(CAIRN_EIO, "%s: advise: no", n);
+	store_advise(cb_of(b)->inner, n, off, len);
+	return 0;
 }
 static int cb_size(cairn_backend *b, const char *n, uint64_t *size)
 {
@@ -343,7 +382,168 @@ static const cairn_backend_ops counting_ops = {
 	.list = cb_list,
 	.del = cb_del,
 	.lock_acquire = cb_lock,
+	.advise = cb_advise,
 };
+
+static size_t count_kind(counting_backend *c, char kind)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->nlog; i++) n += c->log[i].kind == kind;
+	return n;
+}
+
+/* The tree of check_read_ahead: a file of many chunks (several runs of a
+ * pack) and a directory of small files (several batches). */
+#define AHEAD_BIG (20u * 1024u * 1024u)
+#define AHEAD_SMALL 150
+
+static void ahead_tree(const char *src)
+{
+	char p[256];
+	CHECK_EQ(mkdir(src, 0755), 0);
+	uint8_t *big = malloc(AHEAD_BIG);
+	t_fill(big, AHEAD_BIG);
+	snprintf(p, sizeof(p), "%s/big", src);
+	t_spit(p, big, AHEAD_BIG);
+	free(big);
+	snprintf(p, sizeof(p), "%s/small", src);
+	CHECK_EQ(mkdir(p, 0755), 0);
+	for (int i = 0; i < AHEAD_SMALL; i++) {
+		uint8_t d[3000];
+		t_fill(d, sizeof(d));
+		snprintf(p, sizeof(p), "%s/small/f%03d", src, i);
+		t_spit(p, d, sizeof(d) - (size_t)i);
+	}
+}
+
+/* A restore of snapshot snap from r into dst; 1 when it equals src. */
+static int restore_equal(cairn_repo *r, const char *snap, const char *src, const char *dst)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dst);
+	if (system(cmd) != 0) return 0;
+	cairn_restore_result rr = CAIRN_RESTORE_RESULT_INIT;
+	if (cairn_restore(&rr, r, snap, dst, NULL) != 0) {
+		fprintf(stderr, "restore: %s\n", cairn_error_last());
+		return 0;
+	}
+	snprintf(cmd, sizeof(cmd), "diff -r %s %s", src, dst);
+	return system(cmd) == 0;
+}
+
+/* An ops table of version 1 at the very end of readable memory: a read of
+ * any member it does not have (advise) faults. */
+static cairn_backend_ops *v1_table(void **map, size_t *maplen)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t v1 = offsetof(cairn_backend_ops, advise);
+	*maplen = 2 * (size_t)page;
+	uint8_t *m = mmap(NULL, *maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED) return NULL;
+	*map = m;
+	mprotect(m + page, (size_t)page, PROT_NONE);
+	uint8_t *t = m + page - v1;
+	memcpy(t, &counting_ops, v1);
+	((cairn_backend_ops *)(void *)t)->version = 1;
+	return (cairn_backend_ops *)(void *)t;
+}
+
+static void check_read_ahead(void)
+{
+	char dir[128], src[160], dst[160], repo_dir[160], cmd[400];
+	snprintf(dir, sizeof(dir), "/tmp/test_backend_ahead.%d", (int)getpid());
+	snprintf(src, sizeof(src), "%s/src", dir);
+	snprintf(dst, sizeof(dst), "%s/dst", dir);
+	snprintf(repo_dir, sizeof(repo_dir), "%s/repo", dir);
+	CHECK_EQ(mkdir(dir, 0700), 0);
+	ahead_tree(src);
+	CHECK_EQ(cairn_repo_init(repo_dir, NULL), 0);
+
+	static counting_backend cb;
+	memset(&cb, 0, sizeof(cb));
+	cb.base.ops = &counting_ops;
+	pthread_mutex_init(&cb.mu, NULL);
+	CHECK_EQ(store_open(&cb.inner, repo_dir, NULL), 0);
+	cairn_repo_open_options oo = CAIRN_REPO_OPEN_OPTIONS_INIT;
+	oo.backend = &cb.base;
+	cairn_repo *r = NULL;
+	CHECK_EQ(cairn_repo_open_ext(&r, "counting:ahead", &oo), 0);
+	cairn_take_options to = CAIRN_TAKE_OPTIONS_INIT;
+	to.root = src;
+	to.name = "read-ahead";
+	cairn_take_result tr = CAIRN_TAKE_RESULT_INIT;
+	CHECK_EQ(cairn_take(&tr, r, &to), 0);
+	char snap[80];
+	snprintf(snap, sizeof(snap), "%s", tr.snapshot);
+
+	/* a restore advises what it then reads, in coalesced ranges */
+	cb.nlog = 0;
+	CHECK(restore_equal(r, snap, src, dst));
+	size_t advised = count_kind(&cb, 'a');
+	CHECK(advised >= 2);
+	uint64_t longest = 0;
+	size_t read_after = 0;
+	for (size_t i = 0; i < cb.nlog; i++) {
+		const call_log *a = &cb.log[i];
+		if (a->kind != 'a') continue;
+		uint64_t size = 0;
+		CHECK_EQ(store_size(cb.inner, a->name, &size), 0);
+		CHECK(strncmp(a->name, "packs/", 6) == 0 && a->len > 0 && a->off + a->len <= size);
+		CHECK(a->len <= REPO_TREE_RUN);
+		if (a->len > longest) longest = a->len;
+		for (size_t k = i + 1; k < cb.nlog; k++)
+			if (cb.log[k].kind == 'r' && cb.log[k].off == a->off && !strcmp(cb.log[k].name, a->name)) {
+				read_after++;
+				break;
+			}
+	}
+	/* many chunks (at most 2 MiB each) in one range */
+	CHECK(longest > 3u * 1024u * 1024u);
+	CHECK_EQ(read_after, advised);
+	cairn_repo_free(r);
+
+	/* advice that fails, from the backend or injected, fails no read */
+	memset(&cb, 0, sizeof(cb));
+	cb.base.ops = &counting_ops;
+	pthread_mutex_init(&cb.mu, NULL);
+	cb.advise_fails = 1;
+	CHECK_EQ(store_open(&cb.inner, repo_dir, NULL), 0);
+	CHECK_EQ(cairn_repo_open_ext(&r, "counting:ahead", &oo), 0);
+	CHECK(restore_equal(r, snap, src, dst));
+	CHECK(count_kind(&cb, 'a') >= 2);
+	cairn_repo_free(r);
+	memset(&cb, 0, sizeof(cb));
+	cb.base.ops = &counting_ops;
+	pthread_mutex_init(&cb.mu, NULL);
+	CHECK_EQ(store_open(&cb.inner, repo_dir, NULL), 0);
+	oo.fault = "store.advise:1:EIO,store.advise:2:CORRUPT,store.advise:3:NOTFOUND";
+	CHECK_EQ(cairn_repo_open_ext(&r, "counting:ahead", &oo), 0);
+	CHECK(restore_equal(r, snap, src, dst));
+	/* the failed ones never reached the backend; the others did */
+	CHECK(count_kind(&cb, 'a') + 3 >= advised && count_kind(&cb, 'a') >= 1);
+	cairn_repo_free(r);
+	oo.fault = NULL;
+
+	/* a version 1 table: no advice, and nothing read past its end */
+	void *map = NULL;
+	size_t maplen = 0;
+	cairn_backend_ops *old = v1_table(&map, &maplen);
+	CHECK(old != NULL);
+	if (old) {
+		memset(&cb, 0, sizeof(cb));
+		cb.base.ops = old;
+		pthread_mutex_init(&cb.mu, NULL);
+		CHECK_EQ(store_open(&cb.inner, repo_dir, NULL), 0);
+		CHECK_EQ(cairn_repo_open_ext(&r, "counting:v1", &oo), 0);
+		CHECK(restore_equal(r, snap, src, dst));
+		CHECK_EQ(count_kind(&cb, 'a'), 0);
+		CHECK(count_kind(&cb, 'r') > 0);
+		cairn_repo_free(r);
+		munmap(map, maplen);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK_EQ(system(cmd), 0);
+}
 
 static void check_callers_backend(void)
 {
@@ -403,5 +603,6 @@ int main(void)
 	check_readcache();
 	check_faults();
 	check_callers_backend();
+	check_read_ahead();
 	return t_done();
 }
