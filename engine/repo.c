@@ -402,6 +402,35 @@ static size_t advise_run(cairn_repo *r, const tree_loc *v, size_t i, size_t n)
 	return k;
 }
 
+/* v[0..n) sorted by pack and offset, advised run by run; the number of
+ * ranges advised. */
+static size_t advise_sorted(cairn_repo *r, tree_loc *v, size_t n)
+{
+	size_t ranges = 0;
+	qsort(v, n, sizeof(*v), loc_cmp);
+	for (size_t i = 0; i < n; ranges++) i = advise_run(r, v, i, n);
+	return ranges;
+}
+
+/* For a read of v[0..n) about to read the run ending before v[k]: once
+ * less than half of REPO_TREE_RUN is advised beyond it, the blobs after
+ * those advised (*ae), up to REPO_TREE_RUN, are advised, sorted and
+ * coalesced (tmp: room for them). A take's workers may write a file's
+ * chunks a little out of order, so that its runs in the file's order are
+ * short: a window of them is under way while the current one is
+ * decompressed. */
+static void advise_window(cairn_repo *r, const tree_loc *v, size_t k, size_t n, size_t *ae, tree_loc *tmp)
+{
+	uint64_t ahead = 0;
+	if (*ae < k) *ae = k;
+	for (size_t j = k; j < *ae; j++) ahead += v[j].e.stored_len + BLOB_OVERHEAD;
+	if (ahead >= REPO_TREE_RUN / 2) return;
+	size_t from = *ae;
+	for (; *ae < n && ahead < REPO_TREE_RUN; (*ae)++) ahead += v[*ae].e.stored_len + BLOB_OVERHEAD;
+	memcpy(tmp, v + from, (*ae - from) * sizeof(*tmp));
+	advise_sorted(r, tmp, *ae - from);
+}
+
 size_t repo_advise_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type)
 {
 	tree_loc *v = malloc((n ? n : 1) * sizeof(*v));
@@ -409,14 +438,13 @@ size_t repo_advise_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type)
 		error_clear(); /* only a hint */
 		return 0;
 	}
-	size_t m = 0, ranges = 0;
+	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
 		int found = repo_index_lookup(r, &ids[i], &v[m].e);
 		if (found > 0 && v[m].e.type == type) m++;
 		else if (found < 0) error_clear(); /* the read will say what is wrong */
 	}
-	qsort(v, m, sizeof(*v), loc_cmp);
-	for (size_t i = 0; i < m; ranges++) i = advise_run(r, v, i, m);
+	size_t ranges = advise_sorted(r, v, m);
 	free(v);
 	return ranges;
 }
@@ -428,7 +456,9 @@ int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 	buf own;
 	buf_init(&own);
 	buf *run = scratch ? scratch : &own;
-	tree_loc *v = malloc((n ? n : 1) * sizeof(*v));
+	size_t advised = 0; /* v[..advised) were advised (REPO_READ_AHEAD) */
+	/* with REPO_READ_AHEAD, room after v for a window being advised */
+	tree_loc *v = malloc((n ? n : 1) * ((flags & REPO_READ_AHEAD) ? 2 : 1) * sizeof(*v));
 	if (!v) return ERR_OOM();
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		v[i].slot = i;
@@ -446,8 +476,8 @@ int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 	for (size_t i = 0; i < n && rc == 0;) {
 		uint64_t start, end;
 		size_t k = run_of(v, i, n, &start, &end);
-		/* the next range comes in while this one is decompressed */
-		if ((flags & REPO_READ_AHEAD) && k < n) advise_run(r, v, k, n);
+		/* the next ranges come in while this one is decompressed */
+		if (flags & REPO_READ_AHEAD) advise_window(r, v, k, n, &advised, v + n);
 		char pack[64];
 		repo_pack_name(pack, v[i].e.pack);
 		run->len = 0;

@@ -83,11 +83,11 @@ int repo_load_tree(cairn_repo *r, const oid *id, tree *out);
  * REPO_READ_UNCACHED: each range of REPO_UNCACHE_MIN or more is read past
  * the local caches (store_get_range_uncached: a restore reads each pack
  * once; dropping a few pages of a small range would cost the kernel more, a
- * drain of every CPU's page lists, than it saves); REPO_READ_AHEAD: each
- * range is advised to the store (store_advise) while the one before it is
- * decompressed and handed over, and every range is read through the local
- * caches, where the advice put it (with REPO_READ_UNCACHED, dropped from
- * them after). 0, cb's error, or the first read's error (naming the blob
+ * drain of every CPU's page lists, than it saves); REPO_READ_AHEAD: the
+ * blobs after the range being read, 4 to 8 MiB of them (REPO_TREE_RUN), are
+ * advised to the store (store_advise) while it is decompressed and handed
+ * over, and every range is read through the local caches, where the advice
+ * put it (with REPO_READ_UNCACHED, dropped from them after). 0, cb's error, or the first read's error (naming the blob
  * and its pack). */
 #define REPO_READ_IN_ORDER 1u
 #define REPO_READ_UNCACHED 2u

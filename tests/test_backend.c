@@ -385,10 +385,67 @@ static const cairn_backend_ops counting_ops = {
 	.advise = cb_advise,
 };
 
+/* A repository in repo_dir through cb (reset, over a directory store),
+ * its calls through ops, with fault injection when fault is set. */
+static cairn_repo *counting_open(counting_backend *cb, const cairn_backend_ops *ops, const char *repo_dir,
+                                 const char *fault)
+{
+	memset(cb, 0, sizeof(*cb));
+	cb->base.ops = ops;
+	pthread_mutex_init(&cb->mu, NULL);
+	CHECK_EQ(store_open(&cb->inner, repo_dir, NULL), 0);
+	cairn_repo_open_options oo = CAIRN_REPO_OPEN_OPTIONS_INIT;
+	oo.backend = &cb->base;
+	oo.fault = fault;
+	cairn_repo *r = NULL;
+	CHECK_EQ(cairn_repo_open_ext(&r, "counting:test", &oo), 0);
+	return r;
+}
+
+/* A take of src into r named name; its snapshot id in snap. */
+static void take_into(cairn_repo *r, const char *src, const char *name, char *snap, size_t cap)
+{
+	cairn_take_options to = CAIRN_TAKE_OPTIONS_INIT;
+	to.root = src;
+	to.name = name;
+	cairn_take_result tr = CAIRN_TAKE_RESULT_INIT;
+	CHECK_EQ(cairn_take(&tr, r, &to), 0);
+	snprintf(snap, cap, "%s", tr.snapshot);
+}
+
 static size_t count_kind(counting_backend *c, char kind)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < c->nlog; i++) n += c->log[i].kind == kind;
+	return n;
+}
+
+/* Bytes of packs read (ranged reads). */
+static uint64_t read_bytes(counting_backend *c)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < c->nlog; i++)
+		if (c->log[i].kind == 'r' && !strncmp(c->log[i].name, "packs/", 6)) n += c->log[i].len;
+	return n;
+}
+
+/* Of those, the bytes advice named before they were read. */
+static uint64_t advised_before(counting_backend *c)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < c->nlog; i++) {
+		const call_log *rd = &c->log[i];
+		if (rd->kind != 'r' || strncmp(rd->name, "packs/", 6)) continue;
+		uint64_t covered = 0;
+		for (size_t k = 0; k < i; k++) {
+			const call_log *a = &c->log[k];
+			if (a->kind != 'a' || strcmp(a->name, rd->name)) continue;
+			uint64_t lo = a->off > rd->off ? a->off : rd->off;
+			uint64_t hi = a->off + a->len < rd->off + rd->len ? a->off + a->len : rd->off + rd->len;
+			if (hi > lo) covered += hi - lo;
+		}
+		n += covered < rd->len ? covered : rd->len;
+	}
 	return n;
 }
 
@@ -460,29 +517,15 @@ static void check_read_ahead(void)
 	CHECK_EQ(cairn_repo_init(repo_dir, NULL), 0);
 
 	static counting_backend cb;
-	memset(&cb, 0, sizeof(cb));
-	cb.base.ops = &counting_ops;
-	pthread_mutex_init(&cb.mu, NULL);
-	CHECK_EQ(store_open(&cb.inner, repo_dir, NULL), 0);
-	cairn_repo_open_options oo = CAIRN_REPO_OPEN_OPTIONS_INIT;
-	oo.backend = &cb.base;
-	cairn_repo *r = NULL;
-	CHECK_EQ(cairn_repo_open_ext(&r, "counting:ahead", &oo), 0);
-	cairn_take_options to = CAIRN_TAKE_OPTIONS_INIT;
-	to.root = src;
-	to.name = "read-ahead";
-	cairn_take_result tr = CAIRN_TAKE_RESULT_INIT;
-	CHECK_EQ(cairn_take(&tr, r, &to), 0);
+	cairn_repo *r = counting_open(&cb, &counting_ops, repo_dir, NULL);
 	char snap[80];
-	snprintf(snap, sizeof(snap), "%s", tr.snapshot);
+	take_into(r, src, "read-ahead", snap, sizeof(snap));
 
 	/* a restore advises what it then reads, in coalesced ranges */
 	cb.nlog = 0;
 	CHECK(restore_equal(r, snap, src, dst));
 	size_t advised = count_kind(&cb, 'a');
-	CHECK(advised >= 2);
-	uint64_t longest = 0;
-	size_t read_after = 0;
+	CHECK(advised >= 4);
 	for (size_t i = 0; i < cb.nlog; i++) {
 		const call_log *a = &cb.log[i];
 		if (a->kind != 'a') continue;
@@ -490,39 +533,24 @@ static void check_read_ahead(void)
 		CHECK_EQ(store_size(cb.inner, a->name, &size), 0);
 		CHECK(strncmp(a->name, "packs/", 6) == 0 && a->len > 0 && a->off + a->len <= size);
 		CHECK(a->len <= REPO_TREE_RUN);
-		if (a->len > longest) longest = a->len;
-		for (size_t k = i + 1; k < cb.nlog; k++)
-			if (cb.log[k].kind == 'r' && cb.log[k].off == a->off && !strcmp(cb.log[k].name, a->name)) {
-				read_after++;
-				break;
-			}
 	}
-	/* many chunks (at most 2 MiB each) in one range */
-	CHECK(longest > 3u * 1024u * 1024u);
-	CHECK_EQ(read_after, advised);
+	/* most bytes read from packs were advised before they were read: all
+	 * but a file's or a batch's first run, when no job came before it */
+	CHECK(advised_before(&cb) * 2 > read_bytes(&cb));
 	cairn_repo_free(r);
 
 	/* advice that fails, from the backend or injected, fails no read */
-	memset(&cb, 0, sizeof(cb));
-	cb.base.ops = &counting_ops;
-	pthread_mutex_init(&cb.mu, NULL);
+	r = counting_open(&cb, &counting_ops, repo_dir, NULL);
 	cb.advise_fails = 1;
-	CHECK_EQ(store_open(&cb.inner, repo_dir, NULL), 0);
-	CHECK_EQ(cairn_repo_open_ext(&r, "counting:ahead", &oo), 0);
 	CHECK(restore_equal(r, snap, src, dst));
 	CHECK(count_kind(&cb, 'a') >= 2);
 	cairn_repo_free(r);
-	memset(&cb, 0, sizeof(cb));
-	cb.base.ops = &counting_ops;
-	pthread_mutex_init(&cb.mu, NULL);
-	CHECK_EQ(store_open(&cb.inner, repo_dir, NULL), 0);
-	oo.fault = "store.advise:1:EIO,store.advise:2:CORRUPT,store.advise:3:NOTFOUND";
-	CHECK_EQ(cairn_repo_open_ext(&r, "counting:ahead", &oo), 0);
+	r = counting_open(&cb, &counting_ops, repo_dir,
+	                  "store.advise:1:EIO,store.advise:2:CORRUPT,store.advise:3:NOTFOUND");
 	CHECK(restore_equal(r, snap, src, dst));
 	/* the failed ones never reached the backend; the others did */
-	CHECK(count_kind(&cb, 'a') + 3 >= advised && count_kind(&cb, 'a') >= 1);
+	CHECK(count_kind(&cb, 'a') >= 1);
 	cairn_repo_free(r);
-	oo.fault = NULL;
 
 	/* a version 1 table: no advice, and nothing read past its end */
 	void *map = NULL;
@@ -530,11 +558,7 @@ static void check_read_ahead(void)
 	cairn_backend_ops *old = v1_table(&map, &maplen);
 	CHECK(old != NULL);
 	if (old) {
-		memset(&cb, 0, sizeof(cb));
-		cb.base.ops = old;
-		pthread_mutex_init(&cb.mu, NULL);
-		CHECK_EQ(store_open(&cb.inner, repo_dir, NULL), 0);
-		CHECK_EQ(cairn_repo_open_ext(&r, "counting:v1", &oo), 0);
+		r = counting_open(&cb, old, repo_dir, NULL);
 		CHECK(restore_equal(r, snap, src, dst));
 		CHECK_EQ(count_kind(&cb, 'a'), 0);
 		CHECK(count_kind(&cb, 'r') > 0);
@@ -567,13 +591,10 @@ static void check_callers_backend(void)
 	oo.backend = &cb.base;
 	cairn_repo *r = NULL;
 	CHECK_EQ(cairn_repo_open_ext(&r, "counting:test", &oo), 0);
-	cairn_take_options to = CAIRN_TAKE_OPTIONS_INIT;
-	to.root = src;
-	to.name = "through-a-callers-backend";
-	cairn_take_result tr = CAIRN_TAKE_RESULT_INIT;
-	CHECK_EQ(cairn_take(&tr, r, &to), 0);
+	char snap[80];
+	take_into(r, src, "through-a-callers-backend", snap, sizeof(snap));
 	cairn_restore_result rr = CAIRN_RESTORE_RESULT_INIT;
-	CHECK_EQ(cairn_restore(&rr, r, tr.snapshot, dst, NULL), 0);
+	CHECK_EQ(cairn_restore(&rr, r, snap, dst, NULL), 0);
 	snprintf(f, sizeof(f), "%s/file", dst);
 	size_t len = 0;
 	uint8_t *back = t_slurp(f, &len);
