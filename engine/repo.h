@@ -87,8 +87,8 @@ int repo_load_tree(cairn_repo *r, const oid *id, tree *out);
  * blobs after the range being read, 4 to 8 MiB of them (REPO_TREE_RUN), are
  * advised to the store (store_advise) while it is decompressed and handed
  * over, and every range is read through the local caches, where the advice
- * put it (with REPO_READ_UNCACHED, dropped from them after). 0, cb's error, or the first read's error (naming the blob
- * and its pack). */
+ * put it (with REPO_READ_UNCACHED, dropped from them after). 0, cb's
+ * error, or the first read's error (naming the blob and its pack). */
 #define REPO_READ_IN_ORDER 1u
 #define REPO_READ_UNCACHED 2u
 #define REPO_READ_AHEAD 4u
