@@ -539,7 +539,7 @@ static void check_read_ahead(void)
 	cb.nlog = 0;
 	CHECK(restore_equal(r, snap, src, dst));
 	size_t advised = count_kind(&cb, 'a');
-	CHECK(advised >= 4);
+	CHECK(advised >= 2);
 	for (size_t i = 0; i < cb.nlog; i++) {
 		const call_log *a = &cb.log[i];
 		if (a->kind != 'a') continue;
@@ -566,12 +566,11 @@ static void check_read_ahead(void)
 	r = counting_open(&cb, &counting_ops, repo_dir, NULL);
 	cb.advise_fails = 1;
 	CHECK(restore_equal(r, snap, src, dst));
-	CHECK(count_kind(&cb, 'a') >= 2);
+	CHECK(count_kind(&cb, 'a') >= 1);
 	cairn_repo_free(r);
-	r = counting_open(&cb, &counting_ops, repo_dir,
-	                  "store.advise:1:EIO,store.advise:2:CORRUPT,store.advise:3:NOTFOUND");
+	r = counting_open(&cb, &counting_ops, repo_dir, "store.advise:1:CORRUPT");
 	CHECK(restore_equal(r, snap, src, dst));
-	/* the failed ones never reached the backend; the others did */
+	/* the failed one never reached the backend; the others did */
 	CHECK(count_kind(&cb, 'a') >= 1);
 	cairn_repo_free(r);
 
