@@ -519,14 +519,27 @@ static cairn_backend_ops *v1_table(void **map, size_t *maplen)
 	return (cairn_backend_ops *)(void *)t;
 }
 
+/* A new scratch directory /tmp/test_backend<tag>.PID (dir) and the names
+ * of its src, dst and repo below it. */
+typedef struct scratch_dirs {
+	char dir[128], src[160], dst[160], repo[160];
+} scratch_dirs;
+
+static void scratch_make(scratch_dirs *s, const char *tag)
+{
+	snprintf(s->dir, sizeof(s->dir), "/tmp/test_backend%s.%d", tag, (int)getpid());
+	snprintf(s->src, sizeof(s->src), "%s/src", s->dir);
+	snprintf(s->dst, sizeof(s->dst), "%s/dst", s->dir);
+	snprintf(s->repo, sizeof(s->repo), "%s/repo", s->dir);
+	CHECK_EQ(mkdir(s->dir, 0700), 0);
+}
+
 static void check_read_ahead(void)
 {
-	char dir[128], src[160], dst[160], repo_dir[160], cmd[400];
-	snprintf(dir, sizeof(dir), "/tmp/test_backend_ahead.%d", (int)getpid());
-	snprintf(src, sizeof(src), "%s/src", dir);
-	snprintf(dst, sizeof(dst), "%s/dst", dir);
-	snprintf(repo_dir, sizeof(repo_dir), "%s/repo", dir);
-	CHECK_EQ(mkdir(dir, 0700), 0);
+	scratch_dirs sd;
+	scratch_make(&sd, "_ahead");
+	const char *dir = sd.dir, *src = sd.src, *dst = sd.dst, *repo_dir = sd.repo;
+	char cmd[400];
 	ahead_tree(src);
 	CHECK_EQ(cairn_repo_init(repo_dir, NULL), 0);
 
@@ -593,12 +606,10 @@ static void check_read_ahead(void)
 
 static void check_callers_backend(void)
 {
-	char dir[128], src[160], dst[160], repo_dir[160], cmd[400];
-	snprintf(dir, sizeof(dir), "/tmp/test_backend.%d", (int)getpid());
-	snprintf(src, sizeof(src), "%s/src", dir);
-	snprintf(dst, sizeof(dst), "%s/dst", dir);
-	snprintf(repo_dir, sizeof(repo_dir), "%s/repo", dir);
-	CHECK_EQ(mkdir(dir, 0700), 0);
+	scratch_dirs sd;
+	scratch_make(&sd, "");
+	const char *dir = sd.dir, *src = sd.src, *dst = sd.dst, *repo_dir = sd.repo;
+	char cmd[400];
 	CHECK_EQ(mkdir(src, 0755), 0);
 	char f[200];
 	snprintf(f, sizeof(f), "%s/file", src);
