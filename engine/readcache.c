@@ -337,6 +337,14 @@ static void cs_uncache(store *st, const char *name, uint64_t off, size_t len)
 	store_uncache(cs_of(st)->inner, name, off, len);
 }
 
+/* Not yet: reads issued ahead into the block cache (many ranged reads in
+ * flight on RADOS and S3). The inner backend's own hint, if it has one. */
+static int cs_advise(store *st, const char *name, uint64_t off, size_t len)
+{
+	store_advise(cs_of(st)->inner, name, off, len);
+	return 0;
+}
+
 static int cs_list(store *st, const char *dir, int (*cb)(const char *name, void *payload), void *payload)
 {
 	return store_list(cs_of(st)->inner, dir, cb, payload);
@@ -379,6 +387,7 @@ static const store_ops cached_ops = {
 	.lock_acquire = cs_lock_acquire,
 	.unfinished_list = cs_unfinished_list,
 	.unfinished_abort = cs_unfinished_abort,
+	.advise = cs_advise,
 };
 
 int readcache_wrap(store **out, store *inner, readcache_classify_fn classify)

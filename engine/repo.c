@@ -371,6 +371,104 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsig
 	return repo_read_blobs_into(r, ids, n, type, flags, scratch, NULL, cb, payload);
 }
 
+/* The run of blobs starting at v[i] read as one range [*start, *end): its
+ * neighbours in the same pack, in v's order, less than REPO_TREE_GAP apart
+ * and at most REPO_TREE_RUN in all. Returns the index past the run. */
+static size_t run_of(const tree_loc *v, size_t i, size_t n, uint64_t *start, uint64_t *end)
+{
+	uint64_t s = v[i].e.offset, e = s + v[i].e.stored_len + BLOB_OVERHEAD;
+	size_t k = i + 1;
+	/* in the caller's order a run only grows forward within its pack */
+	while (k < n && !memcmp(v[k].e.pack, v[i].e.pack, PACK_ID_LEN) && v[k].e.offset >= s &&
+	       v[k].e.offset <= e + REPO_TREE_GAP &&
+	       (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD - s <= REPO_TREE_RUN) {
+		uint64_t ke = (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD;
+		if (ke > e) e = ke;
+		k++;
+	}
+	*start = s;
+	*end = e;
+	return k;
+}
+
+/* The run starting at v[i] advised to the store; the index past it. */
+static size_t advise_run(cairn_repo *r, const tree_loc *v, size_t i, size_t n)
+{
+	uint64_t start, end;
+	char pack[64];
+	size_t k = run_of(v, i, n, &start, &end);
+	repo_pack_name(pack, v[i].e.pack);
+	store_advise(r->st, pack, start, (size_t)(end - start));
+	return k;
+}
+
+/* v[0..n) sorted by pack and offset, advised run by run. */
+static void advise_sorted(cairn_repo *r, tree_loc *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), loc_cmp);
+	for (size_t i = 0; i < n;) i = advise_run(r, v, i, n);
+}
+
+/* Of the runs a read with flags makes of v[*from..n) (REPO_READ_IN_ORDER:
+ * v in the caller's order, else sorted), whole runs up to at least want
+ * bytes, *from moved past them: the blobs of those it reads through the
+ * local caches go to tmp (*ntmp), to be advised. A run it reads past them
+ * (REPO_READ_UNCACHED, REPO_UNCACHE_MIN or more: O_DIRECT) is left out:
+ * advice would read its bytes twice and fill the page cache for nothing.
+ */
+static void take_cached_runs(const tree_loc *v, size_t *from, size_t n, uint64_t want, unsigned flags,
+                             tree_loc *tmp, size_t *ntmp)
+{
+	uint64_t bytes = 0;
+	while (*from < n && bytes < want) {
+		uint64_t start, end;
+		size_t k = run_of(v, *from, n, &start, &end);
+		if (!(flags & REPO_READ_UNCACHED) || end - start < REPO_UNCACHE_MIN)
+			for (size_t j = *from; j < k; j++) tmp[(*ntmp)++] = v[j];
+		bytes += end - start;
+		*from = k;
+	}
+}
+
+/* For a read of v[0..n) with flags about to read the run ending before
+ * v[k]: once less than half of REPO_TREE_RUN is advised beyond it, the runs
+ * after those advised (*ae), up to REPO_TREE_RUN more, are advised, sorted
+ * and coalesced (tmp: room for them). A take's workers may write a file's
+ * chunks a little out of order, so that its runs in the file's order are
+ * short: a window of them is under way while the current one is
+ * decompressed. */
+static void advise_window(cairn_repo *r, const tree_loc *v, size_t k, size_t n, unsigned flags, size_t *ae,
+                          tree_loc *tmp)
+{
+	uint64_t ahead = 0;
+	size_t ntmp = 0;
+	if (*ae < k) *ae = k;
+	for (size_t j = k; j < *ae; j++) ahead += v[j].e.stored_len + BLOB_OVERHEAD;
+	if (ahead >= REPO_TREE_RUN / 2) return;
+	take_cached_runs(v, ae, n, REPO_TREE_RUN - ahead, flags, tmp, &ntmp);
+	advise_sorted(r, tmp, ntmp);
+}
+
+size_t repo_advise_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags)
+{
+	tree_loc *v = malloc((n ? n : 1) * 2 * sizeof(*v));
+	if (!v) {
+		error_clear(); /* only a hint */
+		return 0;
+	}
+	size_t m = 0, from = 0, ntmp = 0;
+	for (size_t i = 0; i < n; i++) {
+		int found = repo_index_lookup(r, &ids[i], &v[m].e);
+		if (found > 0 && v[m].e.type == type) m++;
+		else if (found < 0) error_clear(); /* the read will say what is wrong */
+	}
+	if (!(flags & REPO_READ_IN_ORDER)) qsort(v, m, sizeof(*v), loc_cmp);
+	take_cached_runs(v, &from, m, REPO_TREE_RUN, flags, v + m, &ntmp);
+	advise_sorted(r, v + m, ntmp);
+	free(v);
+	return ntmp;
+}
+
 int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
                          buf *scratch, repo_dst_fn dst, repo_blob_cb cb, void *payload)
 {
@@ -378,7 +476,9 @@ int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 	buf own;
 	buf_init(&own);
 	buf *run = scratch ? scratch : &own;
-	tree_loc *v = malloc((n ? n : 1) * sizeof(*v));
+	size_t advised = 0; /* v[..advised) were advised (REPO_READ_AHEAD) */
+	/* with REPO_READ_AHEAD, room after v for a window being advised */
+	tree_loc *v = malloc((n ? n : 1) * ((flags & REPO_READ_AHEAD) ? 2 : 1) * sizeof(*v));
 	if (!v) return ERR_OOM();
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		v[i].slot = i;
@@ -394,23 +494,17 @@ int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 	}
 	if (rc == 0 && !(flags & REPO_READ_IN_ORDER)) qsort(v, n, sizeof(*v), loc_cmp);
 	for (size_t i = 0; i < n && rc == 0;) {
-		uint64_t start = v[i].e.offset, end = start + v[i].e.stored_len + BLOB_OVERHEAD;
-		size_t k = i + 1;
-		/* in the caller's order a run only grows forward within its pack */
-		while (k < n && !memcmp(v[k].e.pack, v[i].e.pack, PACK_ID_LEN) && v[k].e.offset >= start &&
-		       v[k].e.offset <= end + REPO_TREE_GAP &&
-		       (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD - start <= REPO_TREE_RUN) {
-			uint64_t e = (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD;
-			if (e > end) end = e;
-			k++;
-		}
+		uint64_t start, end;
+		size_t k = run_of(v, i, n, &start, &end);
+		/* the next ranges come in while this one is decompressed */
+		if (flags & REPO_READ_AHEAD) advise_window(r, v, k, n, flags, &advised, v + n);
 		char pack[64];
 		repo_pack_name(pack, v[i].e.pack);
 		run->len = 0;
 		size_t at = 0;
 		/* large runs past the local caches: a restore reads each pack
 		 * once; small ones (small files) from the page cache, where
-		 * readahead serves the neighbours */
+		 * readahead serves the neighbours, and the advice put them */
 		if ((flags & REPO_READ_UNCACHED) && end - start >= REPO_UNCACHE_MIN)
 			rc = store_get_range_uncached(r->st, pack, start, (size_t)(end - start), run, &at);
 		else if (buf_reserve(run, (size_t)(end - start)) < 0)

@@ -75,6 +75,13 @@ void store_uncache(store *st, const char *name, uint64_t off, size_t len)
 	if (st->ops->uncache) st->ops->uncache(st, name, off, len);
 }
 
+void store_advise(store *st, const char *name, uint64_t off, size_t len)
+{
+	/* an ops table of version 1 ends before advise */
+	if (st->ops->version < 2 || !st->ops->advise) return;
+	if (st->ops->advise(st, name, off, len) < 0) error_clear(); /* only a hint */
+}
+
 int store_get_range_uncached(store *st, const char *name, uint64_t off, size_t len, buf *b, size_t *at)
 {
 	if (st->ops->get_range_direct) {

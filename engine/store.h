@@ -59,6 +59,11 @@ void store_uncache(store *st, const char *name, uint64_t off, size_t len);
  * are at b->data + *at (b's memory reused, its len untouched). */
 int store_get_range_uncached(store *st, const char *name, uint64_t off, size_t len, struct buf *b,
                              size_t *at);
+/* A hint before reads: [off, off + len) will be read soon; a directory
+ * starts reading it into the page cache (POSIX_FADV_WILLNEED) and returns
+ * without waiting. Backends without the op (an older ops table, RADOS, S3
+ * for now) do nothing. Never fails: a backend's error is dropped. */
+void store_advise(store *st, const char *name, uint64_t off, size_t len);
 /* At most len bytes at off, *got how many: fewer only where the object
  * ends (on a backend without such reads, exactly len or an error). */
 int store_get_upto(store *st, const char *name, uint64_t off, void *out, size_t len, size_t *got);

@@ -181,6 +181,28 @@ static void dir_uncache(store *base, const char *name, uint64_t off, size_t len)
 	fd_release(st, &ref);
 }
 
+/* Linux reads at most the device's read-ahead window (or its largest
+ * request, if larger) of one WILLNEED: a larger range is asked for in
+ * steps of the smallest default window. */
+#define ADVISE_STEP (128u * 1024u)
+
+/* The kernel reads the range into the page cache in the background. */
+static int dir_advise(store *base, const char *name, uint64_t off, size_t len)
+{
+	dir_store *st = (dir_store *)base;
+	fd_ref ref = {-1, NULL};
+	int rc = fd_acquire(st, name, &ref);
+	if (rc < 0) return rc;
+	int e = 0;
+	for (size_t done = 0; done < len && !e;) {
+		size_t n = len - done < ADVISE_STEP ? len - done : ADVISE_STEP;
+		e = posix_fadvise(ref.fd, (off_t)(off + done), (off_t)n, POSIX_FADV_WILLNEED);
+		done += n;
+	}
+	fd_release(st, &ref);
+	return e ? error_errno(CAIRN_EIO, e, "%s: advise", name) : 0;
+}
+
 #define DIRECT_BLOCK CAIRN_BACKEND_DIRECT_ALIGN
 
 /* O_DIRECT into out (aligned, room for len + 2 blocks): the blocks around
@@ -498,4 +520,5 @@ static const store_ops dir_ops = {
 	.lock_acquire = dir_lock_acquire,
 	.lock_refresh = dir_lock_refresh,
 	.lock_release = dir_lock_release,
+	.advise = dir_advise,
 };

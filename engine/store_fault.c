@@ -16,8 +16,9 @@
 #include "error.h"
 #include "store_backend.h"
 
-enum { SF_PUT, SF_GET, SF_RANGE, SF_SIZE, SF_LIST, SF_DEL, SF_COMMIT, SF_LOCK, SF_NOPS };
-static const char *const op_names[SF_NOPS] = {"put", "get", "range", "size", "list", "del", "commit", "lock"};
+enum { SF_PUT, SF_GET, SF_RANGE, SF_SIZE, SF_LIST, SF_DEL, SF_COMMIT, SF_LOCK, SF_ADVISE, SF_NOPS };
+static const char *const op_names[SF_NOPS] = {"put",  "get",    "range", "size",  "list",
+                                              "del",  "commit", "lock",  "advise"};
 
 #define MAX_STORE_FAULTS 8
 #define FAULT_CRASH 1
@@ -133,6 +134,14 @@ static int fs_get_range_direct(store *st, const char *name, uint64_t off, void *
 	return rc ? rc : inner->ops->get_range_direct(inner, name, off, out, len);
 }
 
+static int fs_advise(store *st, const char *name, uint64_t off, size_t len)
+{
+	int rc = fault_check(fs_of(st), SF_ADVISE, name);
+	if (rc) return rc;
+	store_advise(fs_of(st)->inner, name, off, len);
+	return 0;
+}
+
 static int fs_size(store *st, const char *name, uint64_t *size)
 {
 	int rc = fault_check(fs_of(st), SF_SIZE, name);
@@ -231,6 +240,7 @@ static const store_ops fault_ops = {
 	.lock_acquire = fs_lock_acquire,
 	.unfinished_list = fs_unfinished_list,
 	.unfinished_abort = fs_unfinished_abort,
+	.advise = fs_advise,
 };
 
 int store_fault_wrap(store **out, store *inner, const char *spec)
@@ -247,7 +257,7 @@ int store_fault_wrap(store **out, store *inner, const char *spec)
 		if (strncmp(tok, "store.", 6) != 0) continue; /* a file op: io.h's */
 		if (f->nrules == MAX_STORE_FAULTS || parse_rule(&f->rules[f->nrules], tok) < 0) {
 			rc = error_set(CAIRN_EUSAGE, "fault spec '%s': expected store.OP:N:ERR (at most %d), OP one of "
-			               "put get range size list del commit lock", tok, MAX_STORE_FAULTS);
+			               "put get range size list del commit lock advise", tok, MAX_STORE_FAULTS);
 			goto done;
 		}
 		f->nrules++;

@@ -551,4 +551,31 @@ if mount_at seq "$SNAP" "$MSQ" --cache "$W/cache-seq" --hydrate none "${TMO[@]}"
 		test "${GOT:-0}" -gt $((32 << 20))
 fi
 
+say "read-ahead advice: fetchers advise the store of the runs next in line; failed advice fails no read"
+SEQSUM=$(sha256sum < "$SEQSRC/seq0")
+MAV=$W/mnt-advise
+mkdir -p "$MAV"
+run mount-advise-eio env CAIRN_FAULT="$(seq -s, -f 'store.advise:%g:EIO' 1 8)" "$CAIRN" mount --repo "$R" "$SNAP" \
+	"$MAV" --cache "$W/cache-advise-eio" --hydrate none "${TMO[@]}"
+if [ "$RC" = 0 ]; then
+	MOUNTS+=("$MAV")
+	check "the first 8 advice fail: seq0 reads right through the mount" \
+		test "$(sha256sum < "$MAV/seq0")" = "$SEQSUM"
+	cairn_ok umount-advise-eio umount "$MAV"
+else
+	fail "mount with failing advice exits 0 (got $RC)"
+fi
+run mount-advise-crash env CAIRN_FAULT=store.advise:1:CRASH "$CAIRN" mount --repo "$R" "$SNAP" "$MAV" \
+	--cache "$W/cache-advise-crash" --hydrate none --json "${TMO[@]}"
+if [ "$RC" = 0 ]; then
+	MOUNTS+=("$MAV")
+	APID=$(sed -n 's/.*"event":"ready".*"pid":\([0-9]*\).*/\1/p' "$OUT")
+	# the server ends at its first advice: a stream's read-ahead is advised
+	check "a crash at the first advice: reading seq0 fails" sh -c "! cat '$MAV/seq0' > /dev/null 2>&1"
+	check "a crash at the first advice: the server is gone" gone "$APID"
+	cairn_ok umount-advise-crash umount "$MAV"
+else
+	fail "mount with a crash at the first advice exits 0 (got $RC)"
+fi
+
 e2e_finish

@@ -10,7 +10,11 @@
  * backend; a failed commit leaves nothing; SLOW waits; a bad spec is a
  * usage error. A caller's own backend under a repository
  * (cairn_repo_open_ext): a take and a restore through it give the tree
- * back, and the repository frees it. */
+ * back, and the repository frees it. Read-ahead advice (the advise op):
+ * a restore advises the pack ranges it then reads, coalesced (a range of
+ * many chunks, each within its pack, each read after at its offset); a
+ * failing advice, from the backend or injected, fails no read; a table of
+ * version 1, which ends before advise, works and is never read past. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +25,13 @@
 
 /* engine internals under test */
 #include "readcache.h"
+#include "repo.h"
 #include "store.h"
 #include "store_fault.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -284,11 +291,35 @@ static void check_faults(void)
 }
 
 /* A caller's backend: every call counted, passed to a directory store. */
+#define MAXLOG 4096
+typedef struct call_log {
+	char kind; /* 'a' advise, 'r' ranged read */
+	char name[64];
+	uint64_t off, len;
+} call_log;
+
 typedef struct counting_backend {
 	cairn_backend base;
 	store *inner;
 	unsigned calls, frees;
+	pthread_mutex_t mu; /* the log: a restore's workers call at once */
+	call_log log[MAXLOG];
+	size_t nlog;
+	int advise_fails; /* every advise fails, as a backend's own error */
 } counting_backend;
+
+static void log_call(counting_backend *c, char kind, const char *name, uint64_t off, uint64_t len)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->nlog < MAXLOG) {
+		call_log *l = &c->log[c->nlog++];
+		l->kind = kind;
+		snprintf(l->name, sizeof(l->name), "%s", name);
+		l->off = off;
+		l->len = len;
+	}
+	pthread_mutex_unlock(&c->mu);
+}
 
 static counting_backend *cb_of(cairn_backend *b) { return (counting_backend *)b; }
 static void cb_free(cairn_backend *b)
@@ -309,7 +340,15 @@ static int cb_get(cairn_backend *b, const char *n, size_t max, uint8_t **out, si
 static int cb_range(cairn_backend *b, const char *n, uint64_t off, void *out, size_t len)
 {
 	cb_of(b)->calls++;
+	log_call(cb_of(b), 'r', n, off, len);
 	return store_get_range(cb_of(b)->inner, n, off, out, len);
+}
+static int cb_advise(cairn_backend *b, const char *n, uint64_t off, size_t len)
+{
+	log_call(cb_of(b), 'a', n, off, len);
+	if (cb_of(b)->advise_fails) return cairn_error_set(CAIRN_EIO, "%s: advise: no", n);
+	store_advise(cb_of(b)->inner, n, off, len);
+	return 0;
 }
 static int cb_size(cairn_backend *b, const char *n, uint64_t *size)
 {
@@ -343,16 +382,234 @@ static const cairn_backend_ops counting_ops = {
 	.list = cb_list,
 	.del = cb_del,
 	.lock_acquire = cb_lock,
+	.advise = cb_advise,
 };
+
+/* A repository in repo_dir through cb (reset, over a directory store),
+ * its calls through ops, with fault injection when fault is set. */
+static cairn_repo *counting_open(counting_backend *cb, const cairn_backend_ops *ops, const char *repo_dir,
+                                 const char *fault)
+{
+	memset(cb, 0, sizeof(*cb));
+	cb->base.ops = ops;
+	pthread_mutex_init(&cb->mu, NULL);
+	CHECK_EQ(store_open(&cb->inner, repo_dir, NULL), 0);
+	cairn_repo_open_options oo = CAIRN_REPO_OPEN_OPTIONS_INIT;
+	oo.backend = &cb->base;
+	oo.fault = fault;
+	cairn_repo *r = NULL;
+	CHECK_EQ(cairn_repo_open_ext(&r, "counting:test", &oo), 0);
+	return r;
+}
+
+/* A take of src into r named name; its snapshot id in snap. */
+static void take_into(cairn_repo *r, const char *src, const char *name, char *snap, size_t cap)
+{
+	cairn_take_options to = CAIRN_TAKE_OPTIONS_INIT;
+	to.root = src;
+	to.name = name;
+	cairn_take_result tr = CAIRN_TAKE_RESULT_INIT;
+	CHECK_EQ(cairn_take(&tr, r, &to), 0);
+	snprintf(snap, cap, "%s", tr.snapshot);
+}
+
+static size_t count_kind(counting_backend *c, char kind)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->nlog; i++) n += c->log[i].kind == kind;
+	return n;
+}
+
+/* A read of a pack through the local caches: those of REPO_UNCACHE_MIN
+ * or more a restore makes past them (here, with no get_range_direct, a
+ * ranged read and uncache). */
+static int cached_read(const call_log *l)
+{
+	return l->kind == 'r' && !strncmp(l->name, "packs/", 6) && l->len < REPO_UNCACHE_MIN;
+}
+
+/* Bytes of packs read through the local caches. */
+static uint64_t read_bytes(counting_backend *c)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < c->nlog; i++)
+		if (cached_read(&c->log[i])) n += c->log[i].len;
+	return n;
+}
+
+/* The bytes two calls' ranges share (0 for other objects). */
+static uint64_t overlap(const call_log *a, const call_log *b)
+{
+	if (strcmp(a->name, b->name)) return 0;
+	uint64_t lo = a->off > b->off ? a->off : b->off;
+	uint64_t hi = a->off + a->len < b->off + b->len ? a->off + a->len : b->off + b->len;
+	return hi > lo ? hi - lo : 0;
+}
+
+/* Of those, the bytes advice named before they were read. */
+static uint64_t advised_before(counting_backend *c)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < c->nlog; i++) {
+		const call_log *rd = &c->log[i];
+		if (!cached_read(rd)) continue;
+		uint64_t covered = 0;
+		for (size_t k = 0; k < i; k++) {
+			const call_log *a = &c->log[k];
+			if (a->kind == 'a') covered += overlap(a, rd);
+		}
+		n += covered < rd->len ? covered : rd->len;
+	}
+	return n;
+}
+
+/* The tree of check_read_ahead: a file of many chunks (several runs of a
+ * pack) and a directory of small files (several batches). */
+#define AHEAD_BIG (20u * 1024u * 1024u)
+#define AHEAD_SMALL 150
+
+static void ahead_tree(const char *src)
+{
+	char p[256];
+	CHECK_EQ(mkdir(src, 0755), 0);
+	uint8_t *big = malloc(AHEAD_BIG);
+	t_fill(big, AHEAD_BIG);
+	snprintf(p, sizeof(p), "%s/big", src);
+	t_spit(p, big, AHEAD_BIG);
+	free(big);
+	snprintf(p, sizeof(p), "%s/small", src);
+	CHECK_EQ(mkdir(p, 0755), 0);
+	for (int i = 0; i < AHEAD_SMALL; i++) {
+		uint8_t d[3000];
+		t_fill(d, sizeof(d));
+		snprintf(p, sizeof(p), "%s/small/f%03d", src, i);
+		t_spit(p, d, sizeof(d) - (size_t)i);
+	}
+}
+
+/* A restore of snapshot snap from r into dst; 1 when it equals src. */
+static int restore_equal(cairn_repo *r, const char *snap, const char *src, const char *dst)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dst);
+	if (system(cmd) != 0) return 0;
+	cairn_restore_result rr = CAIRN_RESTORE_RESULT_INIT;
+	if (cairn_restore(&rr, r, snap, dst, NULL) != 0) {
+		fprintf(stderr, "restore: %s\n", cairn_error_last());
+		return 0;
+	}
+	snprintf(cmd, sizeof(cmd), "diff -r %s %s", src, dst);
+	return system(cmd) == 0;
+}
+
+/* An ops table of version 1 at the very end of readable memory: a read of
+ * any member it does not have (advise) faults. */
+static cairn_backend_ops *v1_table(void **map, size_t *maplen)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t v1 = offsetof(cairn_backend_ops, advise);
+	*maplen = 2 * (size_t)page;
+	uint8_t *m = mmap(NULL, *maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED) return NULL;
+	*map = m;
+	mprotect(m + page, (size_t)page, PROT_NONE);
+	uint8_t *t = m + page - v1;
+	memcpy(t, &counting_ops, v1);
+	((cairn_backend_ops *)(void *)t)->version = 1;
+	return (cairn_backend_ops *)(void *)t;
+}
+
+/* A new scratch directory /tmp/test_backend<tag>.PID (dir) and the names
+ * of its src, dst and repo below it. */
+typedef struct scratch_dirs {
+	char dir[128], src[160], dst[160], repo[160];
+} scratch_dirs;
+
+static void scratch_make(scratch_dirs *s, const char *tag)
+{
+	snprintf(s->dir, sizeof(s->dir), "/tmp/test_backend%s.%d", tag, (int)getpid());
+	snprintf(s->src, sizeof(s->src), "%s/src", s->dir);
+	snprintf(s->dst, sizeof(s->dst), "%s/dst", s->dir);
+	snprintf(s->repo, sizeof(s->repo), "%s/repo", s->dir);
+	CHECK_EQ(mkdir(s->dir, 0700), 0);
+}
+
+static void check_read_ahead(void)
+{
+	scratch_dirs sd;
+	scratch_make(&sd, "_ahead");
+	const char *dir = sd.dir, *src = sd.src, *dst = sd.dst, *repo_dir = sd.repo;
+	char cmd[400];
+	ahead_tree(src);
+	CHECK_EQ(cairn_repo_init(repo_dir, NULL), 0);
+
+	static counting_backend cb;
+	cairn_repo *r = counting_open(&cb, &counting_ops, repo_dir, NULL);
+	char snap[80];
+	take_into(r, src, "read-ahead", snap, sizeof(snap));
+
+	/* a restore advises what it then reads, in coalesced ranges */
+	cb.nlog = 0;
+	CHECK(restore_equal(r, snap, src, dst));
+	size_t advised = count_kind(&cb, 'a');
+	CHECK(advised >= 2);
+	for (size_t i = 0; i < cb.nlog; i++) {
+		const call_log *a = &cb.log[i];
+		if (a->kind != 'a') continue;
+		uint64_t size = 0;
+		CHECK_EQ(store_size(cb.inner, a->name, &size), 0);
+		CHECK(strncmp(a->name, "packs/", 6) == 0 && a->len > 0 && a->off + a->len <= size);
+		CHECK(a->len <= REPO_TREE_RUN);
+	}
+	/* most bytes read from packs through the page cache were advised
+	 * before they were read: all but a file's or a batch's first run,
+	 * when no job came before it; none that are read past it (but a
+	 * neighbouring range's gap) */
+	CHECK(advised_before(&cb) * 2 > read_bytes(&cb));
+	for (size_t i = 0; i < cb.nlog; i++) {
+		const call_log *rd = &cb.log[i];
+		if (rd->kind != 'r' || strncmp(rd->name, "packs/", 6) || rd->len < REPO_UNCACHE_MIN) continue;
+		for (size_t k = 0; k < cb.nlog; k++)
+			if (cb.log[k].kind == 'a' && !strcmp(cb.log[k].name, rd->name))
+				CHECK(overlap(&cb.log[k], rd) <= REPO_TREE_GAP);
+	}
+	cairn_repo_free(r);
+
+	/* advice that fails, from the backend or injected, fails no read */
+	r = counting_open(&cb, &counting_ops, repo_dir, NULL);
+	cb.advise_fails = 1;
+	CHECK(restore_equal(r, snap, src, dst));
+	CHECK(count_kind(&cb, 'a') >= 1);
+	cairn_repo_free(r);
+	r = counting_open(&cb, &counting_ops, repo_dir, "store.advise:1:CORRUPT");
+	CHECK(restore_equal(r, snap, src, dst));
+	/* the failed one never reached the backend; the others did */
+	CHECK(count_kind(&cb, 'a') >= 1);
+	cairn_repo_free(r);
+
+	/* a version 1 table: no advice, and nothing read past its end */
+	void *map = NULL;
+	size_t maplen = 0;
+	cairn_backend_ops *old = v1_table(&map, &maplen);
+	CHECK(old != NULL);
+	if (old) {
+		r = counting_open(&cb, old, repo_dir, NULL);
+		CHECK(restore_equal(r, snap, src, dst));
+		CHECK_EQ(count_kind(&cb, 'a'), 0);
+		CHECK(count_kind(&cb, 'r') > 0);
+		cairn_repo_free(r);
+		munmap(map, maplen);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK_EQ(system(cmd), 0);
+}
 
 static void check_callers_backend(void)
 {
-	char dir[128], src[160], dst[160], repo_dir[160], cmd[400];
-	snprintf(dir, sizeof(dir), "/tmp/test_backend.%d", (int)getpid());
-	snprintf(src, sizeof(src), "%s/src", dir);
-	snprintf(dst, sizeof(dst), "%s/dst", dir);
-	snprintf(repo_dir, sizeof(repo_dir), "%s/repo", dir);
-	CHECK_EQ(mkdir(dir, 0700), 0);
+	scratch_dirs sd;
+	scratch_make(&sd, "");
+	const char *dir = sd.dir, *src = sd.src, *dst = sd.dst, *repo_dir = sd.repo;
+	char cmd[400];
 	CHECK_EQ(mkdir(src, 0755), 0);
 	char f[200];
 	snprintf(f, sizeof(f), "%s/file", src);
@@ -367,13 +624,10 @@ static void check_callers_backend(void)
 	oo.backend = &cb.base;
 	cairn_repo *r = NULL;
 	CHECK_EQ(cairn_repo_open_ext(&r, "counting:test", &oo), 0);
-	cairn_take_options to = CAIRN_TAKE_OPTIONS_INIT;
-	to.root = src;
-	to.name = "through-a-callers-backend";
-	cairn_take_result tr = CAIRN_TAKE_RESULT_INIT;
-	CHECK_EQ(cairn_take(&tr, r, &to), 0);
+	char snap[80];
+	take_into(r, src, "through-a-callers-backend", snap, sizeof(snap));
 	cairn_restore_result rr = CAIRN_RESTORE_RESULT_INIT;
-	CHECK_EQ(cairn_restore(&rr, r, tr.snapshot, dst, NULL), 0);
+	CHECK_EQ(cairn_restore(&rr, r, snap, dst, NULL), 0);
 	snprintf(f, sizeof(f), "%s/file", dst);
 	size_t len = 0;
 	uint8_t *back = t_slurp(f, &len);
@@ -403,5 +657,6 @@ int main(void)
 	check_readcache();
 	check_faults();
 	check_callers_backend();
+	check_read_ahead();
 	return t_done();
 }

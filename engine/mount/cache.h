@@ -55,6 +55,8 @@ enum { PRIO_READ, PRIO_AHEAD, PRIO_HYDRATE, NPRIO };
 #define BATCH_BYTES (4u << 20)        /* ... or this many bytes */
 #define SHARE_MIN_BYTES (1u << 20)    /* while others idle, its share of a queue, at least this */
 #define BACKED_AHEAD_MAX 4096         /* backings registered at fetch, not yet opened */
+#define ADVISE_BYTES (8u << 20)       /* a fetcher advises the store of the runs next in line, */
+#define ADVISE_CHUNKS 128             /*   at most this many bytes and chunks */
 #define PROGRESS_NS 1000000000LL
 #define SYNC_INTERVAL_MS 500
 #define FETCHER_EXIT_WAIT_S 3
@@ -88,6 +90,7 @@ typedef struct fifo {
 	fetch_item *v;
 	size_t head, len, cap;
 	uint64_t bytes;         /* the data bytes of its runs */
+	size_t advised;         /* runs at the head whose reads were advised (fetch.c) */
 } fifo;
 
 struct mcache {

@@ -279,10 +279,29 @@ fallback:
 	free(b.placed);
 }
 
+/* Under c->mu, after a fetcher took its batch from queue q: the chunks of
+ * the runs next in line that no fetcher advised yet, up to ADVISE_BYTES,
+ * into ids (room for ADVISE_CHUNKS). Their pack ranges are then advised
+ * to the store (repo_advise_blobs) by this fetcher, not by a reader: a
+ * store that stalls must hold up fetchers only, whose waits readers bound. */
+static size_t take_advice(fifo *q, oid *ids)
+{
+	size_t n = 0;
+	uint64_t bytes = 0;
+	for (; q->advised < q->len && bytes < ADVISE_BYTES; q->advised++) {
+		const fetch_item *it = &q->v[q->head + q->advised];
+		if (n + it->n > ADVISE_CHUNKS) break;
+		for (uint32_t k = 0; k < it->n; k++) ids[n++] = it->f->e->chunks[it->c0 + k].id;
+		bytes += it->f->cstart[it->c0 + it->n] - it->f->cstart[it->c0];
+	}
+	return n;
+}
+
 void *mcache_fetcher(void *arg)
 {
 	mcache *c = arg;
 	fetch_item items[BATCH_RUNS];
+	oid advice[ADVISE_CHUNKS];
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
 		int p = 0;
@@ -312,9 +331,12 @@ void *mcache_fetcher(void *arg)
 			bytes += it.f->cstart[it.c0 + it.n] - it.f->cstart[it.c0];
 		}
 		c->q[p].bytes -= bytes;
+		c->q[p].advised = c->q[p].advised > n ? c->q[p].advised - n : 0;
 		if (c->q[p].len == 0) c->q[p].head = 0;
+		size_t nadvice = take_advice(&c->q[p], advice);
 		c->running++;
 		pthread_mutex_unlock(&c->mu);
+		if (nadvice) repo_advise_blobs(c->r, advice, nadvice, BLOB_DATA, 0);
 		fetch_batch(c, items, n, p != PRIO_HYDRATE);
 		pthread_mutex_lock(&c->mu);
 		c->running--;

@@ -280,6 +280,62 @@ static fjob take_job(rstate *st)
 	return j;
 }
 
+/* A queued job, copied under st->mu for advice outside it: its directory
+ * held (a ref), its batch copied (the job owns and frees its own). */
+typedef struct job_ahead {
+	fjob j;
+	fbatch b;
+} job_ahead;
+
+/* Under st->mu, at a dequeue: the jobs now at the queue's head not yet
+ * advised, up to AHEAD_JOBS of them, into out. */
+static size_t take_ahead(rstate *st, job_ahead *out)
+{
+	size_t n = 0;
+	if (st->qadvised) st->qadvised--; /* the job just taken */
+	for (; st->qadvised < st->qlen && st->qadvised < AHEAD_JOBS; st->qadvised++) {
+		const fjob *q = &st->q[(st->qhead + st->qadvised) % QUEUE_CAP];
+		out[n].j = *q;
+		if (q->b) {
+			out[n].b = *q->b;
+			out[n].j.b = &out[n].b;
+		}
+		atomic_fetch_add(&q->d->refs, 1);
+		n++;
+	}
+	return n;
+}
+
+/* The pack ranges a job will read through the page cache, advised: a
+ * batch's chunks, or a large file's first REPO_TREE_RUN bytes of ranges
+ * (content_walk advises each next window itself). */
+static void advise_job(rstate *st, const job_ahead *a, oid **ids, size_t *cap)
+{
+	const tree_entry *one = a->j.b ? NULL : &a->j.d->t.entries[a->j.i];
+	uint32_t nfiles = a->j.b ? a->j.b->n : 1;
+	size_t n = 0;
+	uint64_t bytes = 0;
+	/* twice the window, so that the ranges it advises are whole */
+	for (uint32_t k = 0; k < nfiles && bytes < 2 * REPO_TREE_RUN; k++) {
+		const tree_entry *e = one ? one : &a->j.d->t.entries[a->j.b->idx[k]];
+		for (uint32_t c = 0; c < e->nchunks && bytes < 2 * REPO_TREE_RUN; c++) {
+			if (n == *cap) {
+				size_t ncap = *cap ? 2 * *cap : 256;
+				oid *v = realloc(*ids, ncap * sizeof(*v));
+				if (!v) return; /* only a hint */
+				*ids = v;
+				*cap = ncap;
+			}
+			(*ids)[n++] = e->chunks[c].id;
+			bytes += e->chunks[c].size;
+		}
+	}
+	/* as batch_read and content_walk read them */
+	if (n)
+		repo_advise_blobs(st->repo, *ids, n, BLOB_DATA,
+		                  REPO_READ_UNCACHED | (a->j.b ? 0 : REPO_READ_IN_ORDER));
+}
+
 void *restore_worker(void *arg)
 {
 	rstate *st = arg;
@@ -290,14 +346,23 @@ void *restore_worker(void *arg)
 	batch_mem m;
 	memset(&m, 0, sizeof(m));
 	buf_init(&m.data);
+	job_ahead ahead[AHEAD_JOBS];
+	oid *ahead_ids = NULL;
+	size_t ahead_cap = 0;
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
 		while (st->qlen == 0 && !st->closed) pthread_cond_wait(&st->cv_work, &st->mu);
 		if (st->qlen == 0) break;
 		fjob j = take_job(st);
 		st->inflight++;
+		size_t nahead = take_ahead(st, ahead);
 		pthread_cond_broadcast(&st->cv_space);
 		pthread_mutex_unlock(&st->mu);
+
+		for (size_t a = 0; a < nahead; a++) {
+			if (!atomic_load(&st->stop)) advise_job(st, &ahead[a], &ahead_ids, &ahead_cap);
+			dctx_release(st, ahead[a].j.d);
+		}
 
 		struct stat sb = {0};
 		if (!atomic_load(&st->stop)) {
@@ -323,6 +388,7 @@ void *restore_worker(void *arg)
 	free(m.ids);
 	free(m.dst);
 	free(m.len);
+	free(ahead_ids);
 	return NULL;
 }
 

@@ -46,6 +46,11 @@
 
 #define PROGRESS_NS 100000000LL /* at most one progress event per 100 ms */
 #define QUEUE_CAP 8192          /* queued file jobs */
+/* Jobs at the queue's head whose pack ranges are advised to the store
+ * (repo_advise_blobs) while the workers restore the ones before: their
+ * reads are under way when a worker takes them. A job's advice is its
+ * batch's chunks or a file's first run, at most 4 or 8 MiB. */
+#define AHEAD_JOBS 2
 #define MAX_THREADS 256
 #define REMOTE_WORKERS_PER_CPU 2 /* RADOS, S3: the 351 MiB fixture into a tmpfs, 0.57-0.99 s -> 0.50-0.61 s */
 #define LOCAL_WORKERS_PER_CPU 2 /* a directory: a worker waits for its O_DIRECT writes and pack reads */
@@ -144,6 +149,7 @@ typedef struct rstate {
 	pthread_cond_t cv_work, cv_space;
 	fjob *q;
 	size_t qhead, qlen, inflight, live_dirs, max_dirs;
+	size_t qadvised; /* jobs at the queue's head whose reads were advised */
 	int closed;
 	atomic_int stop;
 	int err;

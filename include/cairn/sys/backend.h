@@ -21,6 +21,9 @@
  * struct, cairn_backend_writer and cairn_backend_lock likewise, and filling
  * a cairn_backend_ops table whose version is CAIRN_BACKEND_OPS_VERSION; hand
  * it to cairn_repo_open_ext() (cairn.h), which then owns it and calls free.
+ * The table only grows at its end: a table of an older version (a backend
+ * built against an older header) keeps working, and the library never
+ * reads the members that version did not have.
  * A backend's functions may be called from several threads at once.
  */
 #ifndef CAIRN_SYS_BACKEND_H
@@ -47,7 +50,8 @@ typedef struct cairn_backend_lock cairn_backend_lock;
 typedef int (*cairn_backend_unfinished_cb)(const char *name, const char *id, int64_t began_ns,
                                            void *payload);
 
-#define CAIRN_BACKEND_OPS_VERSION 1
+/* 1: up to unfinished_abort; 2: advise */
+#define CAIRN_BACKEND_OPS_VERSION 2
 typedef struct cairn_backend_ops {
 	unsigned version;
 	const char *kind;   /* "dir", "rados", "s3", or your own */
@@ -96,6 +100,12 @@ typedef struct cairn_backend_ops {
 	/* May be NULL: the backend never leaves unfinished writes. */
 	int (*unfinished_list)(cairn_backend *b, cairn_backend_unfinished_cb cb, void *payload);
 	int (*unfinished_abort)(cairn_backend *b, const char *name, const char *id);
+	/* Version 2; may be NULL. A hint: [off, off + len) of the object will
+	 * be read soon (a restore's next run of a pack, a mount's read-ahead).
+	 * Start fetching it into a local cache without waiting for it (a
+	 * directory: the page cache). An error is reported but never fails a
+	 * read; the reads that follow must work whether or not it was done. */
+	int (*advise)(cairn_backend *b, const char *name, uint64_t off, size_t len);
 } cairn_backend_ops;
 
 struct cairn_backend {
