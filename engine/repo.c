@@ -402,51 +402,71 @@ static size_t advise_run(cairn_repo *r, const tree_loc *v, size_t i, size_t n)
 	return k;
 }
 
-/* v[0..n) sorted by pack and offset, advised run by run; the number of
- * ranges advised. */
-static size_t advise_sorted(cairn_repo *r, tree_loc *v, size_t n)
+/* v[0..n) sorted by pack and offset, advised run by run. */
+static void advise_sorted(cairn_repo *r, tree_loc *v, size_t n)
 {
-	size_t ranges = 0;
 	qsort(v, n, sizeof(*v), loc_cmp);
-	for (size_t i = 0; i < n; ranges++) i = advise_run(r, v, i, n);
-	return ranges;
+	for (size_t i = 0; i < n;) i = advise_run(r, v, i, n);
 }
 
-/* For a read of v[0..n) about to read the run ending before v[k]: once
- * less than half of REPO_TREE_RUN is advised beyond it, the blobs after
- * those advised (*ae), up to REPO_TREE_RUN, are advised, sorted and
- * coalesced (tmp: room for them). A take's workers may write a file's
+/* Of the runs a read with flags makes of v[*from..n) (REPO_READ_IN_ORDER:
+ * v in the caller's order, else sorted), whole runs up to at least want
+ * bytes, *from moved past them: the blobs of those it reads through the
+ * local caches go to tmp (*ntmp), to be advised. A run it reads past them
+ * (REPO_READ_UNCACHED, REPO_UNCACHE_MIN or more: O_DIRECT) is left out:
+ * advice would read its bytes twice and fill the page cache for nothing.
+ */
+static void take_cached_runs(const tree_loc *v, size_t *from, size_t n, uint64_t want, unsigned flags,
+                             tree_loc *tmp, size_t *ntmp)
+{
+	uint64_t bytes = 0;
+	while (*from < n && bytes < want) {
+		uint64_t start, end;
+		size_t k = run_of(v, *from, n, &start, &end);
+		if (!(flags & REPO_READ_UNCACHED) || end - start < REPO_UNCACHE_MIN)
+			for (size_t j = *from; j < k; j++) tmp[(*ntmp)++] = v[j];
+		bytes += end - start;
+		*from = k;
+	}
+}
+
+/* For a read of v[0..n) with flags about to read the run ending before
+ * v[k]: once less than half of REPO_TREE_RUN is advised beyond it, the runs
+ * after those advised (*ae), up to REPO_TREE_RUN more, are advised, sorted
+ * and coalesced (tmp: room for them). A take's workers may write a file's
  * chunks a little out of order, so that its runs in the file's order are
  * short: a window of them is under way while the current one is
  * decompressed. */
-static void advise_window(cairn_repo *r, const tree_loc *v, size_t k, size_t n, size_t *ae, tree_loc *tmp)
+static void advise_window(cairn_repo *r, const tree_loc *v, size_t k, size_t n, unsigned flags, size_t *ae,
+                          tree_loc *tmp)
 {
 	uint64_t ahead = 0;
+	size_t ntmp = 0;
 	if (*ae < k) *ae = k;
 	for (size_t j = k; j < *ae; j++) ahead += v[j].e.stored_len + BLOB_OVERHEAD;
 	if (ahead >= REPO_TREE_RUN / 2) return;
-	size_t from = *ae;
-	for (; *ae < n && ahead < REPO_TREE_RUN; (*ae)++) ahead += v[*ae].e.stored_len + BLOB_OVERHEAD;
-	memcpy(tmp, v + from, (*ae - from) * sizeof(*tmp));
-	advise_sorted(r, tmp, *ae - from);
+	take_cached_runs(v, ae, n, REPO_TREE_RUN - ahead, flags, tmp, &ntmp);
+	advise_sorted(r, tmp, ntmp);
 }
 
-size_t repo_advise_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type)
+size_t repo_advise_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags)
 {
-	tree_loc *v = malloc((n ? n : 1) * sizeof(*v));
+	tree_loc *v = malloc((n ? n : 1) * 2 * sizeof(*v));
 	if (!v) {
 		error_clear(); /* only a hint */
 		return 0;
 	}
-	size_t m = 0;
+	size_t m = 0, from = 0, ntmp = 0;
 	for (size_t i = 0; i < n; i++) {
 		int found = repo_index_lookup(r, &ids[i], &v[m].e);
 		if (found > 0 && v[m].e.type == type) m++;
 		else if (found < 0) error_clear(); /* the read will say what is wrong */
 	}
-	size_t ranges = advise_sorted(r, v, m);
+	if (!(flags & REPO_READ_IN_ORDER)) qsort(v, m, sizeof(*v), loc_cmp);
+	take_cached_runs(v, &from, m, REPO_TREE_RUN, flags, v + m, &ntmp);
+	advise_sorted(r, v + m, ntmp);
 	free(v);
-	return ranges;
+	return ntmp;
 }
 
 int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
@@ -477,22 +497,20 @@ int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 		uint64_t start, end;
 		size_t k = run_of(v, i, n, &start, &end);
 		/* the next ranges come in while this one is decompressed */
-		if (flags & REPO_READ_AHEAD) advise_window(r, v, k, n, &advised, v + n);
+		if (flags & REPO_READ_AHEAD) advise_window(r, v, k, n, flags, &advised, v + n);
 		char pack[64];
 		repo_pack_name(pack, v[i].e.pack);
 		run->len = 0;
 		size_t at = 0;
 		/* large runs past the local caches: a restore reads each pack
 		 * once; small ones (small files) from the page cache, where
-		 * readahead serves the neighbours; advised ones from the page
-		 * cache too, where the advice is filling them in */
-		if ((flags & REPO_READ_UNCACHED) && !(flags & REPO_READ_AHEAD) && end - start >= REPO_UNCACHE_MIN)
+		 * readahead serves the neighbours, and the advice put them */
+		if ((flags & REPO_READ_UNCACHED) && end - start >= REPO_UNCACHE_MIN)
 			rc = store_get_range_uncached(r->st, pack, start, (size_t)(end - start), run, &at);
 		else if (buf_reserve(run, (size_t)(end - start)) < 0)
 			rc = ERR_OOM();
-		else if ((rc = store_get_range(r->st, pack, start, run->data, (size_t)(end - start))) == 0 &&
-		         (flags & REPO_READ_UNCACHED) && end - start >= REPO_UNCACHE_MIN)
-			store_uncache(r->st, pack, start, (size_t)(end - start));
+		else
+			rc = store_get_range(r->st, pack, start, run->data, (size_t)(end - start));
 		if (rc < 0) {
 			char hex[OID_HEX_LEN + 1];
 			oid_hex(hex, &v[i].e.id);

@@ -84,10 +84,9 @@ int repo_load_tree(cairn_repo *r, const oid *id, tree *out);
  * the local caches (store_get_range_uncached: a restore reads each pack
  * once; dropping a few pages of a small range would cost the kernel more, a
  * drain of every CPU's page lists, than it saves); REPO_READ_AHEAD: the
- * blobs after the range being read, 4 to 8 MiB of them (REPO_TREE_RUN), are
- * advised to the store (store_advise) while it is decompressed and handed
- * over, and every range is read through the local caches, where the advice
- * put it (with REPO_READ_UNCACHED, dropped from them after). 0, cb's error, or the first read's error (naming the blob
+ * ranges after the one being read, 4 to 8 MiB of them (REPO_TREE_RUN), are
+ * advised to the store (repo_advise_blobs) while it is decompressed and
+ * handed over. 0, cb's error, or the first read's error (naming the blob
  * and its pack). */
 #define REPO_READ_IN_ORDER 1u
 #define REPO_READ_UNCACHED 2u
@@ -107,13 +106,16 @@ typedef int (*repo_dst_fn)(void *payload, size_t slot, size_t len, uint8_t **out
 int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
                          struct buf *scratch, repo_dst_fn dst, repo_blob_cb cb, void *payload);
 
-/* A hint: the blobs ids[0..n) of one type will be read soon. Their ranges,
- * sorted by pack and offset and coalesced as repo_read_blobs would read
- * them, are advised to the store (store_advise), which starts fetching
- * them and does not wait. Blobs the index does not know are left to the
- * read that follows, which says what is wrong. Returns the number of
- * ranges advised; never fails. */
-size_t repo_advise_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type);
+/* A hint: the blobs ids[0..n) of one type will be read soon by
+ * repo_read_blobs with flags. Of the first REPO_TREE_RUN bytes of ranges
+ * that read makes (whole ranges: give more blobs than that, so that the
+ * last one is not cut short), those it takes through the local caches (with REPO_READ_UNCACHED, not those of REPO_UNCACHE_MIN or more:
+ * advice would read them twice) are advised to the store (store_advise),
+ * sorted by pack and offset and coalesced; the store starts fetching them
+ * and does not wait. Blobs the index does not know are left to the read,
+ * which says what is wrong. Returns the number of blobs advised; never
+ * fails. */
+size_t repo_advise_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags);
 
 /* A walk over every tree below a root (repo_walk_trees). */
 typedef struct tree_walk {

@@ -326,7 +326,7 @@ void *mcache_fetcher(void *arg)
 		size_t nadvice = take_advice(&c->q[p], advice);
 		c->running++;
 		pthread_mutex_unlock(&c->mu);
-		if (nadvice) repo_advise_blobs(c->r, advice, nadvice, BLOB_DATA);
+		if (nadvice) repo_advise_blobs(c->r, advice, nadvice, BLOB_DATA, 0);
 		fetch_batch(c, items, n);
 		pthread_mutex_lock(&c->mu);
 		c->running--;

@@ -125,7 +125,8 @@ int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, const content
 		if (stop && atomic_load(stop)) return error_set(CAIRN_EIO, "interrupted");
 		for (uint32_t k = 0; k < n; k++) ids[k] = e->chunks[c + k].id;
 		cp.first = c;
-		rc = repo_read_blobs_into(r, ids, n, BLOB_DATA, REPO_READ_IN_ORDER | REPO_READ_UNCACHED | REPO_READ_AHEAD, scratch,
+		rc = repo_read_blobs_into(r, ids, n, BLOB_DATA,
+		                          REPO_READ_IN_ORDER | REPO_READ_UNCACHED | REPO_READ_AHEAD, scratch,
 		                          place ? content_dst : NULL, content_chunk, &cp);
 		if (rc < 0) return rc;
 		c += n;

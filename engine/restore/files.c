@@ -259,17 +259,19 @@ static size_t take_ahead(rstate *st, job_ahead *out)
 	return n;
 }
 
-/* The pack ranges a job will read, advised: a batch's chunks, or a large
- * file's first run (content_walk advises each next run itself). */
+/* The pack ranges a job will read through the page cache, advised: a
+ * batch's chunks, or a large file's first REPO_TREE_RUN bytes of ranges
+ * (content_walk advises each next window itself). */
 static void advise_job(rstate *st, const job_ahead *a, oid **ids, size_t *cap)
 {
 	const tree_entry *one = a->j.b ? NULL : &a->j.d->t.entries[a->j.i];
 	uint32_t nfiles = a->j.b ? a->j.b->n : 1;
 	size_t n = 0;
 	uint64_t bytes = 0;
-	for (uint32_t k = 0; k < nfiles && bytes < REPO_TREE_RUN; k++) {
+	/* twice the window, so that the ranges it advises are whole */
+	for (uint32_t k = 0; k < nfiles && bytes < 2 * REPO_TREE_RUN; k++) {
 		const tree_entry *e = one ? one : &a->j.d->t.entries[a->j.b->idx[k]];
-		for (uint32_t c = 0; c < e->nchunks && bytes < REPO_TREE_RUN; c++) {
+		for (uint32_t c = 0; c < e->nchunks && bytes < 2 * REPO_TREE_RUN; c++) {
 			if (n == *cap) {
 				size_t ncap = *cap ? 2 * *cap : 256;
 				oid *v = realloc(*ids, ncap * sizeof(*v));
@@ -281,7 +283,10 @@ static void advise_job(rstate *st, const job_ahead *a, oid **ids, size_t *cap)
 			bytes += e->chunks[c].size;
 		}
 	}
-	if (n) repo_advise_blobs(st->repo, *ids, n, BLOB_DATA);
+	/* as batch_read and content_walk read them */
+	if (n)
+		repo_advise_blobs(st->repo, *ids, n, BLOB_DATA,
+		                  REPO_READ_UNCACHED | (a->j.b ? 0 : REPO_READ_IN_ORDER));
 }
 
 void *restore_worker(void *arg)
