@@ -11,6 +11,7 @@
 
 #include "cairn.h"
 #include "error.h"
+#include "readahead.h"
 
 typedef struct block {
 	struct block *next;
@@ -271,6 +272,7 @@ typedef struct cached_store {
 	readcache_classify_fn classify;
 	block_cache *blocks;
 	whole_cache *segments;
+	readahead *ahead; /* packs' ranges a reader advised */
 } cached_store;
 
 static cached_store *cs_of(store *st) { return (cached_store *)st; }
@@ -278,6 +280,7 @@ static cached_store *cs_of(store *st) { return (cached_store *)st; }
 static void cs_free(store *st)
 {
 	cached_store *c = cs_of(st);
+	readahead_free(c->ahead); /* its threads read from inner */
 	block_cache_free(c->blocks);
 	whole_cache_free(c->segments);
 	store_free(c->inner);
@@ -289,12 +292,15 @@ static int cs_get_range(store *st, const char *name, uint64_t off, void *out, si
 	cached_store *c = cs_of(st);
 	/* A read past the object's end goes to the backend, which names it. */
 	switch (len ? c->classify(name) : READCACHE_NONE) {
-	case READCACHE_BLOCKS:
+	case READCACHE_BLOCKS: {
+		int rc = readahead_read(c->ahead, name, off, out, len);
+		if (rc != 1) return rc;
 		if (len < BLOCK_LEN) {
-			int rc = block_cache_read(c->blocks, c->inner, store_get_upto, name, off, out, len);
+			rc = block_cache_read(c->blocks, c->inner, store_get_upto, name, off, out, len);
 			if (rc != 1) return rc;
 		}
 		break;
+	}
 	case READCACHE_WHOLE: {
 		int rc = whole_cache_read(c->segments, c->inner, name, off, out, len);
 		if (rc != 1) return rc;
@@ -310,6 +316,7 @@ static int cs_del(store *st, const char *name)
 {
 	cached_store *c = cs_of(st);
 	int rc = store_delete(c->inner, name);
+	readahead_drop(c->ahead, name);
 	block_cache_drop(c->blocks, name);
 	whole_cache_drop(c->segments, name);
 	return rc;
@@ -337,11 +344,12 @@ static void cs_uncache(store *st, const char *name, uint64_t off, size_t len)
 	store_uncache(cs_of(st)->inner, name, off, len);
 }
 
-/* Not yet: reads issued ahead into the block cache (many ranged reads in
- * flight on RADOS and S3). The inner backend's own hint, if it has one. */
+/* A pack's ranges fetched ahead, several at once (readahead.h); other
+ * objects are read whole or through the block cache. */
 static int cs_advise(store *st, const char *name, uint64_t off, size_t len)
 {
-	store_advise(cs_of(st)->inner, name, off, len);
+	cached_store *c = cs_of(st);
+	if (len && c->classify(name) == READCACHE_BLOCKS) readahead_advise(c->ahead, name, off, len);
 	return 0;
 }
 
@@ -394,8 +402,12 @@ int readcache_wrap(store **out, store *inner, readcache_classify_fn classify)
 {
 	*out = NULL;
 	cached_store *c = calloc(1, sizeof(*c));
-	if (!c || !(c->blocks = block_cache_new()) || !(c->segments = whole_cache_new())) {
-		if (c) block_cache_free(c->blocks);
+	if (!c || !(c->blocks = block_cache_new()) || !(c->segments = whole_cache_new()) ||
+	    !(c->ahead = readahead_new(inner))) {
+		if (c) {
+			block_cache_free(c->blocks);
+			whole_cache_free(c->segments);
+		}
 		free(c);
 		store_free(inner);
 		return ERR_OOM();

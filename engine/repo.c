@@ -413,17 +413,19 @@ static void advise_sorted(cairn_repo *r, tree_loc *v, size_t n)
  * v in the caller's order, else sorted), whole runs up to at least want
  * bytes, *from moved past them: the blobs of those it reads through the
  * local caches go to tmp (*ntmp), to be advised. A run it reads past them
- * (REPO_READ_UNCACHED, REPO_UNCACHE_MIN or more: O_DIRECT) is left out:
- * advice would read its bytes twice and fill the page cache for nothing.
+ * (REPO_READ_UNCACHED, REPO_UNCACHE_MIN or more: O_DIRECT, where the store
+ * can, direct) is left out: advice would read its bytes twice and fill the
+ * page cache for nothing. A remote store has no page cache: its advice
+ * fetches into memory that the read takes, so every run is advised there.
  */
 static void take_cached_runs(const tree_loc *v, size_t *from, size_t n, uint64_t want, unsigned flags,
-                             tree_loc *tmp, size_t *ntmp)
+                             int direct, tree_loc *tmp, size_t *ntmp)
 {
 	uint64_t bytes = 0;
 	while (*from < n && bytes < want) {
 		uint64_t start, end;
 		size_t k = run_of(v, *from, n, &start, &end);
-		if (!(flags & REPO_READ_UNCACHED) || end - start < REPO_UNCACHE_MIN)
+		if (!direct || !(flags & REPO_READ_UNCACHED) || end - start < REPO_UNCACHE_MIN)
 			for (size_t j = *from; j < k; j++) tmp[(*ntmp)++] = v[j];
 		bytes += end - start;
 		*from = k;
@@ -445,7 +447,7 @@ static void advise_window(cairn_repo *r, const tree_loc *v, size_t k, size_t n, 
 	if (*ae < k) *ae = k;
 	for (size_t j = k; j < *ae; j++) ahead += v[j].e.stored_len + BLOB_OVERHEAD;
 	if (ahead >= REPO_TREE_RUN / 2) return;
-	take_cached_runs(v, ae, n, REPO_TREE_RUN - ahead, flags, tmp, &ntmp);
+	take_cached_runs(v, ae, n, REPO_TREE_RUN - ahead, flags, store_reads_direct(r->st), tmp, &ntmp);
 	advise_sorted(r, tmp, ntmp);
 }
 
@@ -463,7 +465,7 @@ size_t repo_advise_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 		else if (found < 0) error_clear(); /* the read will say what is wrong */
 	}
 	if (!(flags & REPO_READ_IN_ORDER)) qsort(v, m, sizeof(*v), loc_cmp);
-	take_cached_runs(v, &from, m, REPO_TREE_RUN, flags, v + m, &ntmp);
+	take_cached_runs(v, &from, m, REPO_TREE_RUN, flags, store_reads_direct(r->st), v + m, &ntmp);
 	advise_sorted(r, v + m, ntmp);
 	free(v);
 	return ntmp;

@@ -47,6 +47,7 @@ void store_free(store *st)
 }
 
 int store_round_trips(const store *st) { return st->ops->get_upto != NULL; }
+int store_reads_direct(const store *st) { return st->ops->get_range_direct != NULL; }
 
 const char *store_kind(const store *st) { return st->ops->kind; }
 

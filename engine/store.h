@@ -70,6 +70,8 @@ int store_get_upto(store *st, const char *name, uint64_t off, void *out, size_t 
 /* 1 when every read of this backend is a round trip (RADOS, S3): the
  * repository then puts read caches in front of it (readcache.h). */
 int store_round_trips(const store *st);
+/* 1 when it reads past every local cache (get_range_direct: O_DIRECT). */
+int store_reads_direct(const store *st);
 /* Size of an object; CAIRN_ENOTFOUND if absent. */
 int store_size(store *st, const char *name, uint64_t *size);
 /* Call cb for every object whose name starts with dir + "/" (recursively),
