@@ -343,6 +343,14 @@ static int cb_range(cairn_backend *b, const char *n, uint64_t off, void *out, si
 	log_call(cb_of(b), 'r', n, off, len);
 	return store_get_range(cb_of(b)->inner, n, off, out, len);
 }
+/* A read past the local caches (O_DIRECT), as the directory store's. */
+static int cb_range_direct(cairn_backend *b, const char *n, uint64_t off, void *out, size_t len)
+{
+	cb_of(b)->calls++;
+	log_call(cb_of(b), 'r', n, off, len);
+	store *in = cb_of(b)->inner;
+	return in->ops->get_range_direct(in, n, off, out, len);
+}
 static int cb_advise(cairn_backend *b, const char *n, uint64_t off, size_t len)
 {
 	log_call(cb_of(b), 'a', n, off, len);
@@ -372,6 +380,23 @@ static int cb_lock(cairn_backend_lock **out, cairn_backend *b, const char *n, ui
 }
 
 static const cairn_backend_ops counting_ops = {
+	.version = CAIRN_BACKEND_OPS_VERSION,
+	.kind = "counting",
+	.free = cb_free,
+	.put = cb_put,
+	.get = cb_get,
+	.get_range = cb_range,
+	.size = cb_size,
+	.list = cb_list,
+	.del = cb_del,
+	.lock_acquire = cb_lock,
+	.advise = cb_advise,
+	.get_range_direct = cb_range_direct,
+};
+
+/* The same without direct reads, as a remote store: every read is a
+ * ranged read into memory, so every run may be advised. */
+static const cairn_backend_ops counting_ops_nodirect = {
 	.version = CAIRN_BACKEND_OPS_VERSION,
 	.kind = "counting",
 	.free = cb_free,
@@ -421,8 +446,7 @@ static size_t count_kind(counting_backend *c, char kind)
 }
 
 /* A read of a pack through the local caches: those of REPO_UNCACHE_MIN
- * or more a restore makes past them (here, with no get_range_direct, a
- * ranged read and uncache). */
+ * or more a restore makes past them (get_range_direct). */
 static int cached_read(const call_log *l)
 {
 	return l->kind == 'r' && !strncmp(l->name, "packs/", 6) && l->len < REPO_UNCACHE_MIN;
@@ -573,6 +597,24 @@ static void check_read_ahead(void)
 			if (cb.log[k].kind == 'a' && !strcmp(cb.log[k].name, rd->name))
 				CHECK(overlap(&cb.log[k], rd) <= REPO_TREE_GAP);
 	}
+	cairn_repo_free(r);
+
+	/* without direct reads (a remote store) the large runs are advised too */
+	r = counting_open(&cb, &counting_ops_nodirect, repo_dir, NULL);
+	CHECK(restore_equal(r, snap, src, dst));
+	size_t large = 0, large_advised = 0;
+	for (size_t i = 0; i < cb.nlog; i++) {
+		const call_log *rd = &cb.log[i];
+		if (rd->kind != 'r' || strncmp(rd->name, "packs/", 6) || rd->len < REPO_UNCACHE_MIN) continue;
+		large++;
+		for (size_t k = 0; k < i; k++)
+			if (cb.log[k].kind == 'a' && overlap(&cb.log[k], rd) > REPO_TREE_GAP) {
+				large_advised++;
+				break;
+			}
+	}
+	CHECK(large > 0);
+	CHECK(large_advised * 2 > large);
 	cairn_repo_free(r);
 
 	/* advice that fails, from the backend or injected, fails no read */
