@@ -471,13 +471,40 @@ size_t repo_advise_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 	return ntmp;
 }
 
-int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
-                         buf *scratch, repo_dst_fn dst, repo_blob_cb cb, void *payload)
+/* Whether a read with flags takes [start, end) past the local caches. */
+static int run_uncached(unsigned flags, uint64_t start, uint64_t end)
+{
+	return (flags & REPO_READ_UNCACHED) && end - start >= REPO_UNCACHE_MIN;
+}
+
+/* With ahead, the first uncached run from v[k] on (past short ones, read
+ * through the caches and advised) is read into it in flight
+ * (store_ahead_start) while the caller works on those before it. */
+static void start_next_run(cairn_repo *r, const tree_loc *v, size_t k, size_t n, unsigned flags,
+                           store_ahead *inflight, buf *ahead)
+{
+	uint64_t start, end;
+	char pack[64];
+	if (!ahead || inflight->running) return;
+	for (size_t j = k; j < n;) {
+		size_t past = run_of(v, j, n, &start, &end);
+		if (run_uncached(flags, start, end)) {
+			repo_pack_name(pack, v[j].e.pack);
+			store_ahead_start(inflight, r->st, pack, start, (size_t)(end - start), ahead);
+			return;
+		}
+		j = past;
+	}
+}
+
+static int read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags, buf *scratch,
+                      buf *ahead, repo_dst_fn dst, repo_blob_cb cb, void *payload)
 {
 	int rc = 0;
 	buf own;
 	buf_init(&own);
 	buf *run = scratch ? scratch : &own;
+	store_ahead inflight = {0};
 	size_t advised = 0; /* v[..advised) were advised (REPO_READ_AHEAD) */
 	/* with REPO_READ_AHEAD, room after v for a window being advised */
 	tree_loc *v = malloc((n ? n : 1) * ((flags & REPO_READ_AHEAD) ? 2 : 1) * sizeof(*v));
@@ -507,7 +534,17 @@ int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 		/* large runs past the local caches: a restore reads each pack
 		 * once; small ones (small files) from the page cache, where
 		 * readahead serves the neighbours, and the advice put them */
-		if ((flags & REPO_READ_UNCACHED) && end - start >= REPO_UNCACHE_MIN)
+		int got = run_uncached(flags, start, end)
+		                  ? store_ahead_finish(&inflight, pack, start, (size_t)(end - start), &at)
+		                  : 0;
+		if (got > 0) {
+			/* read in flight into ahead: the buffers change places */
+			buf *t = run;
+			run = ahead;
+			ahead = t;
+		} else if (got < 0)
+			rc = got;
+		else if (run_uncached(flags, start, end))
 			rc = store_get_range_uncached(r->st, pack, start, (size_t)(end - start), run, &at);
 		else if (buf_reserve(run, (size_t)(end - start)) < 0)
 			rc = ERR_OOM();
@@ -517,7 +554,8 @@ int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 			char hex[OID_HEX_LEN + 1];
 			oid_hex(hex, &v[i].e.id);
 			error_prefix("%s %s%s in %s", blob_kind(type), hex, k > i + 1 ? " and its neighbours" : "", pack);
-		}
+		} else
+			start_next_run(r, v, k, n, flags, &inflight, ahead);
 		for (; rc == 0 && i < k; i++) {
 			const index_entry *e = &v[i].e;
 			char what[160], hex[OID_HEX_LEN + 1];
@@ -540,9 +578,22 @@ int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 		}
 		i = k;
 	}
+	store_ahead_finish(&inflight, NULL, 0, 0, NULL); /* an error's: dropped */
 	free(v);
 	buf_free(&own);
 	return rc;
+}
+
+int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                         buf *scratch, repo_dst_fn dst, repo_blob_cb cb, void *payload)
+{
+	return read_blobs(r, ids, n, type, flags, scratch, NULL, dst, cb, payload);
+}
+
+int repo_read_blobs_ahead(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                          buf *scratch, buf *ahead, repo_dst_fn dst, repo_blob_cb cb, void *payload)
+{
+	return read_blobs(r, ids, n, type, flags, scratch, ahead, dst, cb, payload);
 }
 
 /* ---- walks over every tree below a root ---- */

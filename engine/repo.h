@@ -105,6 +105,15 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsig
 typedef int (*repo_dst_fn)(void *payload, size_t slot, size_t len, uint8_t **out);
 int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
                          struct buf *scratch, repo_dst_fn dst, repo_blob_cb cb, void *payload);
+/* The same, with the next range read past the local caches (as
+ * REPO_READ_UNCACHED reads it) kept in flight while the one before is
+ * decompressed and handed over: it is read into ahead (the caller's memory,
+ * reused; it and scratch change places as runs are read) by a thread of
+ * its own, where the store reads direct (store_ahead_start). A restore's
+ * large files: O_DIRECT has no read-ahead of the page cache's. */
+int repo_read_blobs_ahead(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                          struct buf *scratch, struct buf *ahead, repo_dst_fn dst, repo_blob_cb cb,
+                          void *payload);
 
 /* A hint: the blobs ids[0..n) of one type will be read soon by
  * repo_read_blobs with flags. Of the first REPO_TREE_RUN bytes of ranges
