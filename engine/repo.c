@@ -371,20 +371,48 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsig
 	return repo_read_blobs_into(r, ids, n, type, flags, scratch, NULL, cb, payload);
 }
 
+static uint64_t loc_end(const tree_loc *l) { return (uint64_t)l->e.offset + l->e.stored_len + BLOB_OVERHEAD; }
+
 /* The run of blobs starting at v[i] read as one range [*start, *end): its
  * neighbours in the same pack, in v's order, less than REPO_TREE_GAP apart
- * and at most REPO_TREE_RUN in all. Returns the index past the run. */
+ * and at most REPO_TREE_RUN in all; then, where the next ones are out of
+ * order (a take's workers append a file's chunks as they finish them), the
+ * longest window of them in the pack whose range has no more than
+ * REPO_TREE_GAP of other bytes beyond the run's own gaps: read as one range
+ * and handed over in v's order, instead of a short range each. Returns the
+ * index past the run. */
 static size_t run_of(const tree_loc *v, size_t i, size_t n, uint64_t *start, uint64_t *end)
 {
-	uint64_t s = v[i].e.offset, e = s + v[i].e.stored_len + BLOB_OVERHEAD;
+	uint64_t s = v[i].e.offset, e = loc_end(&v[i]), held = e - s;
 	size_t k = i + 1;
-	/* in the caller's order a run only grows forward within its pack */
-	while (k < n && !memcmp(v[k].e.pack, v[i].e.pack, PACK_ID_LEN) && v[k].e.offset >= s &&
-	       v[k].e.offset <= e + REPO_TREE_GAP &&
-	       (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD - s <= REPO_TREE_RUN) {
-		uint64_t ke = (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD;
-		if (ke > e) e = ke;
-		k++;
+	for (;;) {
+		/* in the caller's order a run grows forward within its pack */
+		while (k < n && !memcmp(v[k].e.pack, v[i].e.pack, PACK_ID_LEN) && v[k].e.offset >= s &&
+		       v[k].e.offset <= e + REPO_TREE_GAP && loc_end(&v[k]) - s <= REPO_TREE_RUN) {
+			if (loc_end(&v[k]) > e) e = loc_end(&v[k]);
+			held += loc_end(&v[k]) - v[k].e.offset;
+			k++;
+		}
+		uint64_t slack = e - s > held ? e - s - held : 0;
+		uint64_t ws = s, we = e, wheld = held, bs = s, be = e, bheld = held;
+		size_t best = k;
+		for (size_t j = k; j < n && !memcmp(v[j].e.pack, v[i].e.pack, PACK_ID_LEN); j++) {
+			if (v[j].e.offset < ws) ws = v[j].e.offset;
+			if (loc_end(&v[j]) > we) we = loc_end(&v[j]);
+			wheld += loc_end(&v[j]) - v[j].e.offset;
+			if (we - ws > REPO_TREE_RUN) break;
+			if (we - ws <= wheld + slack + REPO_TREE_GAP) {
+				best = j + 1;
+				bs = ws;
+				be = we;
+				bheld = wheld;
+			}
+		}
+		if (best == k) break;
+		k = best;
+		s = bs;
+		e = be;
+		held = bheld;
 	}
 	*start = s;
 	*end = e;

@@ -79,7 +79,8 @@ int repo_load_tree(cairn_repo *r, const oid *id, tree *out);
  * REPO_TREE_GAP apart are read as one range of at most REPO_TREE_RUN (in
  * scratch, reused across calls when given). Flags: REPO_READ_IN_ORDER: cb
  * sees them in the caller's order and only neighbours there share a read (a
- * file's chunks, which a take wrote one after the other), else pack order;
+ * file's chunks, which a take wrote one after the other; or a window of
+ * them a little out of order, read as one range: run_of), else pack order;
  * REPO_READ_UNCACHED: each range of REPO_UNCACHE_MIN or more is read past
  * the local caches (store_get_range_uncached: a restore reads each pack
  * once; dropping a few pages of a small range would cost the kernel more, a

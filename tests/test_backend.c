@@ -501,7 +501,7 @@ static uint64_t advised_before(counting_backend *c)
 /* The tree of check_read_ahead: a file of many chunks (several runs of a
  * pack) and a directory of small files (several batches). */
 #define AHEAD_BIG (20u * 1024u * 1024u)
-#define AHEAD_SMALL 150
+#define AHEAD_SMALL 400
 
 static void ahead_tree(const char *src)
 {
@@ -782,6 +782,26 @@ static void check_reads_in_flight(void)
 	CHECK_EQ(f.wrong, 0);
 	CHECK(cb.directs >= 3); /* 20 MiB in runs of at most 8 */
 	CHECK_EQ(f.directs_at_first, 2);
+
+	/* in the file's order (as a restore reads it): a take's workers append
+	 * the chunks a little out of order; windows of them are read as one
+	 * range each, every byte once, not a short range per stretch in order */
+	cb.nlog = 0;
+	flight h = {&cb, at, NULL, 0, 0, 0};
+	h.want = big;
+	CHECK_EQ(repo_read_blobs_ahead(r, ids, e->nchunks, BLOB_DATA, REPO_READ_UNCACHED | REPO_READ_IN_ORDER,
+	                               &scratch, &ahead, NULL, flight_chunk, &h),
+	         0);
+	CHECK_EQ(h.wrong, 0);
+	size_t reads = 0;
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < cb.nlog; i++)
+		if (cb.log[i].kind == 'r' && !strncmp(cb.log[i].name, "packs/", 6)) {
+			reads++;
+			bytes += cb.log[i].len;
+		}
+	CHECK(reads <= AHEAD_BIG / REPO_TREE_RUN + 2);
+	CHECK(bytes < AHEAD_BIG + AHEAD_BIG / 16);
 
 	/* the read in flight (the second) fails: its error, named */
 	cb.directs = 0;
