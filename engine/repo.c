@@ -373,6 +373,16 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsig
 
 static uint64_t loc_end(const tree_loc *l) { return (uint64_t)l->e.offset + l->e.stored_len + BLOB_OVERHEAD; }
 
+/* The bytes v[j] adds to a run's own: none when it repeats the blob before
+ * it (a file's repeated chunk), so that repeats cannot pass for a range
+ * full of the run's own bytes. */
+static uint64_t loc_held(const tree_loc *v, size_t j)
+{
+	if (j > 0 && v[j - 1].e.offset == v[j].e.offset && !memcmp(v[j - 1].e.pack, v[j].e.pack, PACK_ID_LEN))
+		return 0;
+	return loc_end(&v[j]) - v[j].e.offset;
+}
+
 /* The run of blobs starting at v[i] read as one range [*start, *end): its
  * neighbours in the same pack, in v's order, less than REPO_TREE_GAP apart
  * and at most REPO_TREE_RUN in all; then, where the next ones are out of
@@ -390,7 +400,7 @@ static size_t run_of(const tree_loc *v, size_t i, size_t n, uint64_t *start, uin
 		while (k < n && !memcmp(v[k].e.pack, v[i].e.pack, PACK_ID_LEN) && v[k].e.offset >= s &&
 		       v[k].e.offset <= e + REPO_TREE_GAP && loc_end(&v[k]) - s <= REPO_TREE_RUN) {
 			if (loc_end(&v[k]) > e) e = loc_end(&v[k]);
-			held += loc_end(&v[k]) - v[k].e.offset;
+			held += loc_held(v, k);
 			k++;
 		}
 		uint64_t slack = e - s > held ? e - s - held : 0;
@@ -399,7 +409,7 @@ static size_t run_of(const tree_loc *v, size_t i, size_t n, uint64_t *start, uin
 		for (size_t j = k; j < n && !memcmp(v[j].e.pack, v[i].e.pack, PACK_ID_LEN); j++) {
 			if (v[j].e.offset < ws) ws = v[j].e.offset;
 			if (loc_end(&v[j]) > we) we = loc_end(&v[j]);
-			wheld += loc_end(&v[j]) - v[j].e.offset;
+			wheld += loc_held(v, j);
 			if (we - ws > REPO_TREE_RUN) break;
 			if (we - ws <= wheld + slack + REPO_TREE_GAP) {
 				best = j + 1;
