@@ -501,7 +501,7 @@ static uint64_t advised_before(counting_backend *c)
 /* The tree of check_read_ahead: a file of many chunks (several runs of a
  * pack) and a directory of small files (several batches). */
 #define AHEAD_BIG (20u * 1024u * 1024u)
-#define AHEAD_SMALL 400
+#define AHEAD_SMALL 1000
 
 static void ahead_tree(const char *src)
 {
