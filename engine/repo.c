@@ -371,20 +371,58 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsig
 	return repo_read_blobs_into(r, ids, n, type, flags, scratch, NULL, cb, payload);
 }
 
+static uint64_t loc_end(const tree_loc *l) { return (uint64_t)l->e.offset + l->e.stored_len + BLOB_OVERHEAD; }
+
+/* The bytes v[j] adds to a run's own: none when it repeats the blob before
+ * it (a file's repeated chunk), so that repeats cannot pass for a range
+ * full of the run's own bytes. */
+static uint64_t loc_held(const tree_loc *v, size_t j)
+{
+	if (j > 0 && v[j - 1].e.offset == v[j].e.offset && !memcmp(v[j - 1].e.pack, v[j].e.pack, PACK_ID_LEN))
+		return 0;
+	return loc_end(&v[j]) - v[j].e.offset;
+}
+
 /* The run of blobs starting at v[i] read as one range [*start, *end): its
  * neighbours in the same pack, in v's order, less than REPO_TREE_GAP apart
- * and at most REPO_TREE_RUN in all. Returns the index past the run. */
+ * and at most REPO_TREE_RUN in all; then, where the next ones are out of
+ * order (a take's workers append a file's chunks as they finish them), the
+ * longest window of them in the pack whose range has no more than
+ * REPO_TREE_GAP of other bytes beyond the run's own gaps: read as one range
+ * and handed over in v's order, instead of a short range each. Returns the
+ * index past the run. */
 static size_t run_of(const tree_loc *v, size_t i, size_t n, uint64_t *start, uint64_t *end)
 {
-	uint64_t s = v[i].e.offset, e = s + v[i].e.stored_len + BLOB_OVERHEAD;
+	uint64_t s = v[i].e.offset, e = loc_end(&v[i]), held = e - s;
 	size_t k = i + 1;
-	/* in the caller's order a run only grows forward within its pack */
-	while (k < n && !memcmp(v[k].e.pack, v[i].e.pack, PACK_ID_LEN) && v[k].e.offset >= s &&
-	       v[k].e.offset <= e + REPO_TREE_GAP &&
-	       (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD - s <= REPO_TREE_RUN) {
-		uint64_t ke = (uint64_t)v[k].e.offset + v[k].e.stored_len + BLOB_OVERHEAD;
-		if (ke > e) e = ke;
-		k++;
+	for (;;) {
+		/* in the caller's order a run grows forward within its pack */
+		while (k < n && !memcmp(v[k].e.pack, v[i].e.pack, PACK_ID_LEN) && v[k].e.offset >= s &&
+		       v[k].e.offset <= e + REPO_TREE_GAP && loc_end(&v[k]) - s <= REPO_TREE_RUN) {
+			if (loc_end(&v[k]) > e) e = loc_end(&v[k]);
+			held += loc_held(v, k);
+			k++;
+		}
+		uint64_t slack = e - s > held ? e - s - held : 0;
+		uint64_t ws = s, we = e, wheld = held, bs = s, be = e, bheld = held;
+		size_t best = k;
+		for (size_t j = k; j < n && !memcmp(v[j].e.pack, v[i].e.pack, PACK_ID_LEN); j++) {
+			if (v[j].e.offset < ws) ws = v[j].e.offset;
+			if (loc_end(&v[j]) > we) we = loc_end(&v[j]);
+			wheld += loc_held(v, j);
+			if (we - ws > REPO_TREE_RUN) break;
+			if (we - ws <= wheld + slack + REPO_TREE_GAP) {
+				best = j + 1;
+				bs = ws;
+				be = we;
+				bheld = wheld;
+			}
+		}
+		if (best == k) break;
+		k = best;
+		s = bs;
+		e = be;
+		held = bheld;
 	}
 	*start = s;
 	*end = e;
@@ -471,13 +509,40 @@ size_t repo_advise_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 	return ntmp;
 }
 
-int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
-                         buf *scratch, repo_dst_fn dst, repo_blob_cb cb, void *payload)
+/* Whether a read with flags takes [start, end) past the local caches. */
+static int run_uncached(unsigned flags, uint64_t start, uint64_t end)
+{
+	return (flags & REPO_READ_UNCACHED) && end - start >= REPO_UNCACHE_MIN;
+}
+
+/* With ahead, the first uncached run from v[k] on (past short ones, read
+ * through the caches and advised) is read into it in flight
+ * (store_ahead_start) while the caller works on those before it. */
+static void start_next_run(cairn_repo *r, const tree_loc *v, size_t k, size_t n, unsigned flags,
+                           store_ahead *inflight, buf *ahead)
+{
+	uint64_t start, end;
+	char pack[64];
+	if (!ahead || inflight->running) return;
+	for (size_t j = k; j < n;) {
+		size_t past = run_of(v, j, n, &start, &end);
+		if (run_uncached(flags, start, end)) {
+			repo_pack_name(pack, v[j].e.pack);
+			store_ahead_start(inflight, r->st, pack, start, (size_t)(end - start), ahead);
+			return;
+		}
+		j = past;
+	}
+}
+
+static int read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags, buf *scratch,
+                      buf *ahead, repo_dst_fn dst, repo_blob_cb cb, void *payload)
 {
 	int rc = 0;
 	buf own;
 	buf_init(&own);
 	buf *run = scratch ? scratch : &own;
+	store_ahead inflight = {0};
 	size_t advised = 0; /* v[..advised) were advised (REPO_READ_AHEAD) */
 	/* with REPO_READ_AHEAD, room after v for a window being advised */
 	tree_loc *v = malloc((n ? n : 1) * ((flags & REPO_READ_AHEAD) ? 2 : 1) * sizeof(*v));
@@ -507,7 +572,17 @@ int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 		/* large runs past the local caches: a restore reads each pack
 		 * once; small ones (small files) from the page cache, where
 		 * readahead serves the neighbours, and the advice put them */
-		if ((flags & REPO_READ_UNCACHED) && end - start >= REPO_UNCACHE_MIN)
+		int got = run_uncached(flags, start, end)
+		                  ? store_ahead_finish(&inflight, pack, start, (size_t)(end - start), &at)
+		                  : 0;
+		if (got > 0) {
+			/* read in flight into ahead: the buffers change places */
+			buf *t = run;
+			run = ahead;
+			ahead = t;
+		} else if (got < 0)
+			rc = got;
+		else if (run_uncached(flags, start, end))
 			rc = store_get_range_uncached(r->st, pack, start, (size_t)(end - start), run, &at);
 		else if (buf_reserve(run, (size_t)(end - start)) < 0)
 			rc = ERR_OOM();
@@ -517,7 +592,8 @@ int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 			char hex[OID_HEX_LEN + 1];
 			oid_hex(hex, &v[i].e.id);
 			error_prefix("%s %s%s in %s", blob_kind(type), hex, k > i + 1 ? " and its neighbours" : "", pack);
-		}
+		} else
+			start_next_run(r, v, k, n, flags, &inflight, ahead);
 		for (; rc == 0 && i < k; i++) {
 			const index_entry *e = &v[i].e;
 			char what[160], hex[OID_HEX_LEN + 1];
@@ -540,9 +616,22 @@ int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, 
 		}
 		i = k;
 	}
+	store_ahead_finish(&inflight, NULL, 0, 0, NULL); /* an error's: dropped */
 	free(v);
 	buf_free(&own);
 	return rc;
+}
+
+int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                         buf *scratch, repo_dst_fn dst, repo_blob_cb cb, void *payload)
+{
+	return read_blobs(r, ids, n, type, flags, scratch, NULL, dst, cb, payload);
+}
+
+int repo_read_blobs_ahead(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                          buf *scratch, buf *ahead, repo_dst_fn dst, repo_blob_cb cb, void *payload)
+{
+	return read_blobs(r, ids, n, type, flags, scratch, ahead, dst, cb, payload);
 }
 
 /* ---- walks over every tree below a root ---- */

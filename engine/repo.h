@@ -79,7 +79,8 @@ int repo_load_tree(cairn_repo *r, const oid *id, tree *out);
  * REPO_TREE_GAP apart are read as one range of at most REPO_TREE_RUN (in
  * scratch, reused across calls when given). Flags: REPO_READ_IN_ORDER: cb
  * sees them in the caller's order and only neighbours there share a read (a
- * file's chunks, which a take wrote one after the other), else pack order;
+ * file's chunks, which a take wrote one after the other; or a window of
+ * them a little out of order, read as one range: run_of), else pack order;
  * REPO_READ_UNCACHED: each range of REPO_UNCACHE_MIN or more is read past
  * the local caches (store_get_range_uncached: a restore reads each pack
  * once; dropping a few pages of a small range would cost the kernel more, a
@@ -105,6 +106,15 @@ int repo_read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsig
 typedef int (*repo_dst_fn)(void *payload, size_t slot, size_t len, uint8_t **out);
 int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
                          struct buf *scratch, repo_dst_fn dst, repo_blob_cb cb, void *payload);
+/* The same, with the next range read past the local caches (as
+ * REPO_READ_UNCACHED reads it) kept in flight while the one before is
+ * decompressed and handed over: it is read into ahead (the caller's memory,
+ * reused; it and scratch change places as runs are read) by a thread of
+ * its own, where the store reads direct (store_ahead_start). A restore's
+ * large files: O_DIRECT has no read-ahead of the page cache's. */
+int repo_read_blobs_ahead(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
+                          struct buf *scratch, struct buf *ahead, repo_dst_fn dst, repo_blob_cb cb,
+                          void *payload);
 
 /* A hint: the blobs ids[0..n) of one type will be read soon by
  * repo_read_blobs with flags. Of the first REPO_TREE_RUN bytes of ranges

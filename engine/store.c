@@ -5,6 +5,7 @@
 #include "store_backend.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +101,41 @@ int store_get_range_uncached(store *st, const char *name, uint64_t off, size_t l
 	int rc = store_get_range(st, name, off, b->data, len);
 	if (rc == 0) store_uncache(st, name, off, len);
 	return rc;
+}
+
+static void *ahead_run(void *arg)
+{
+	store_ahead *a = arg;
+	a->rc = store_get_range_uncached(a->st, a->name, a->off, a->len, a->b, &a->at);
+	if (a->rc < 0) snprintf(a->msg, sizeof(a->msg), "%s", cairn_error_last());
+	error_clear();
+	return NULL;
+}
+
+int store_ahead_start(store_ahead *a, store *st, const char *name, uint64_t off, size_t len, buf *b)
+{
+	if (a->running || !store_reads_direct(st) || strlen(name) >= sizeof(a->name)) return 0;
+	a->st = st;
+	a->b = b;
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	a->off = off;
+	a->len = len;
+	a->rc = 0;
+	a->msg[0] = 0;
+	if (pthread_create(&a->thread, NULL, ahead_run, a) != 0) return 0;
+	a->running = 1;
+	return 1;
+}
+
+int store_ahead_finish(store_ahead *a, const char *name, uint64_t off, size_t len, size_t *at)
+{
+	if (!a->running) return 0;
+	pthread_join(a->thread, NULL);
+	a->running = 0;
+	if (!name || strcmp(name, a->name) != 0 || off != a->off || len != a->len) return 0;
+	if (a->rc < 0) return error_set(a->rc, "%s", a->msg);
+	*at = a->at;
+	return 1;
 }
 
 int store_get_upto(store *st, const char *name, uint64_t off, void *out, size_t len, size_t *got)

@@ -6,6 +6,7 @@
 #ifndef CAIRN_STORE_H
 #define CAIRN_STORE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,31 @@ void store_uncache(store *st, const char *name, uint64_t off, size_t len);
  * are at b->data + *at (b's memory reused, its len untouched). */
 int store_get_range_uncached(store *st, const char *name, uint64_t off, size_t len, struct buf *b,
                              size_t *at);
+/* One store_get_range_uncached kept in flight beside the caller's work
+ * (restore's large runs: the next one is read while this one is
+ * decompressed and written). Zeroed before use. */
+typedef struct store_ahead {
+	store *st;
+	struct buf *b;
+	char name[96];
+	uint64_t off;
+	size_t len, at;
+	int rc, running;
+	char msg[256]; /* the thread's error, handed to the caller's */
+	pthread_t thread;
+} store_ahead;
+/* Start reading [off, off + len) of name into b in a thread of its own.
+ * Only where reads go direct (get_range_direct): nothing else reads ahead
+ * here (remote stores have readahead.c, cached reads the page cache's).
+ * 1 when started; 0 when not (another read in flight, no direct reads, no
+ * thread): the caller reads it itself when it needs it. */
+int store_ahead_start(store_ahead *a, store *st, const char *name, uint64_t off, size_t len,
+                      struct buf *b);
+/* Wait for the read in flight. When it was name's [off, off + len): 1 and
+ * *at (its bytes at b->data + *at, as store_get_range_uncached), or its
+ * error (set again in this thread); else 0 (nothing in flight, or another
+ * range, dropped). */
+int store_ahead_finish(store_ahead *a, const char *name, uint64_t off, size_t len, size_t *at);
 /* A hint before reads: [off, off + len) will be read soon; a directory
  * starts reading it into the page cache (POSIX_FADV_WILLNEED) and returns
  * without waiting. Backends without the op (an older ops table, RADOS, S3

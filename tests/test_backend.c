@@ -24,6 +24,7 @@
 #include "t.h"
 
 /* engine internals under test */
+#include "buf.h"
 #include "readcache.h"
 #include "repo.h"
 #include "store.h"
@@ -306,6 +307,9 @@ typedef struct counting_backend {
 	call_log log[MAXLOG];
 	size_t nlog;
 	int advise_fails; /* every advise fails, as a backend's own error */
+	unsigned directs;        /* direct reads begun (under mu) */
+	unsigned direct_fails;   /* this one (from 1) fails, as a backend's own error */
+	pthread_cond_t direct_cv; /* signalled as each begins */
 } counting_backend;
 
 static void log_call(counting_backend *c, char kind, const char *name, uint64_t off, uint64_t len)
@@ -346,9 +350,15 @@ static int cb_range(cairn_backend *b, const char *n, uint64_t off, void *out, si
 /* A read past the local caches (O_DIRECT), as the directory store's. */
 static int cb_range_direct(cairn_backend *b, const char *n, uint64_t off, void *out, size_t len)
 {
-	cb_of(b)->calls++;
-	log_call(cb_of(b), 'r', n, off, len);
-	store *in = cb_of(b)->inner;
+	counting_backend *c = cb_of(b);
+	c->calls++;
+	log_call(c, 'r', n, off, len);
+	pthread_mutex_lock(&c->mu);
+	unsigned nth = ++c->directs;
+	pthread_cond_broadcast(&c->direct_cv);
+	pthread_mutex_unlock(&c->mu);
+	if (nth == c->direct_fails) return cairn_error_set(CAIRN_EIO, "%s: direct read %u refused", n, nth);
+	store *in = c->inner;
 	return in->ops->get_range_direct(in, n, off, out, len);
 }
 static int cb_advise(cairn_backend *b, const char *n, uint64_t off, size_t len)
@@ -418,6 +428,7 @@ static cairn_repo *counting_open(counting_backend *cb, const cairn_backend_ops *
 	memset(cb, 0, sizeof(*cb));
 	cb->base.ops = ops;
 	pthread_mutex_init(&cb->mu, NULL);
+	pthread_cond_init(&cb->direct_cv, NULL);
 	CHECK_EQ(store_open(&cb->inner, repo_dir, NULL), 0);
 	cairn_repo_open_options oo = CAIRN_REPO_OPEN_OPTIONS_INIT;
 	oo.backend = &cb->base;
@@ -490,7 +501,7 @@ static uint64_t advised_before(counting_backend *c)
 /* The tree of check_read_ahead: a file of many chunks (several runs of a
  * pack) and a directory of small files (several batches). */
 #define AHEAD_BIG (20u * 1024u * 1024u)
-#define AHEAD_SMALL 150
+#define AHEAD_SMALL 1000
 
 static void ahead_tree(const char *src)
 {
@@ -693,6 +704,130 @@ static void check_callers_backend(void)
 	CHECK_EQ(system(cmd), 0);
 }
 
+/* What check_reads_in_flight's reader saw. */
+typedef struct flight {
+	counting_backend *c;
+	const uint64_t *at; /* each chunk's offset in the file */
+	const uint8_t *want;
+	unsigned directs_at_first; /* direct reads begun when the first chunk came */
+	size_t seen, wrong;
+} flight;
+
+/* The first chunk waits (up to 2 s) for a second direct read to begin: the
+ * next range in flight begins before the first one's chunks are handed
+ * over; without it, only after. */
+static int flight_chunk(void *payload, size_t slot, const uint8_t *plain, size_t len, const char *what)
+{
+	flight *f = payload;
+	(void)what;
+	if (f->seen++ == 0) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 2;
+		pthread_mutex_lock(&f->c->mu);
+		while (f->c->directs < 2 &&
+		       pthread_cond_timedwait(&f->c->direct_cv, &f->c->mu, &until) == 0) {}
+		f->directs_at_first = f->c->directs;
+		pthread_mutex_unlock(&f->c->mu);
+	}
+	if (memcmp(plain, f->want + f->at[slot], len)) f->wrong++;
+	return 0;
+}
+
+/* A large file's runs read past the caches (REPO_READ_UNCACHED, in pack
+ * order: 8 MiB runs) with repo_read_blobs_ahead: the next run is read
+ * while the chunks of the one before are handed over, the bytes exact; a
+ * failure of the read in flight is the caller's error, with its message. */
+static void check_reads_in_flight(void)
+{
+	scratch_dirs sd;
+	scratch_make(&sd, "_flight");
+	char cmd[400], p[300];
+	CHECK_EQ(mkdir(sd.src, 0755), 0);
+	uint8_t *big = malloc(AHEAD_BIG);
+	t_fill(big, AHEAD_BIG);
+	snprintf(p, sizeof(p), "%s/big", sd.src);
+	t_spit(p, big, AHEAD_BIG);
+	CHECK_EQ(cairn_repo_init(sd.repo, NULL), 0);
+	static counting_backend cb;
+	cairn_repo *r = counting_open(&cb, &counting_ops, sd.repo, NULL);
+	char snap[80];
+	take_into(r, sd.src, "in-flight", snap, sizeof(snap));
+
+	snapshot_manifest m;
+	tree top = {0}, root = {0};
+	CHECK_EQ(repo_load_snapshot(r, snap, &m), 0);
+	CHECK_EQ(repo_load_tree(r, &m.tree, &top), 0);
+	CHECK_EQ(repo_load_tree(r, &top.entries[0].subtree, &root), 0);
+	const tree_entry *e = tree_find(&root, "big", 3);
+	CHECK(e != NULL && e->nchunks > 8);
+	oid *ids = malloc(e->nchunks * sizeof(*ids));
+	uint64_t *at = malloc(e->nchunks * sizeof(*at));
+	uint64_t off = 0;
+	for (uint32_t i = 0; i < e->nchunks; i++) {
+		ids[i] = e->chunks[i].id;
+		at[i] = off;
+		off += e->chunks[i].size;
+	}
+	buf scratch, ahead;
+	buf_init(&scratch);
+	buf_init(&ahead);
+
+	cb.directs = 0;
+	flight f = {&cb, at, big, 0, 0, 0};
+	CHECK_EQ(repo_read_blobs_ahead(r, ids, e->nchunks, BLOB_DATA, REPO_READ_UNCACHED, &scratch, &ahead,
+	                               NULL, flight_chunk, &f),
+	         0);
+	CHECK_EQ(f.seen, e->nchunks);
+	CHECK_EQ(f.wrong, 0);
+	CHECK(cb.directs >= 3); /* 20 MiB in runs of at most 8 */
+	CHECK_EQ(f.directs_at_first, 2);
+
+	/* in the file's order (as a restore reads it): a take's workers append
+	 * the chunks a little out of order; windows of them are read as one
+	 * range each, every byte once, not a short range per stretch in order */
+	cb.nlog = 0;
+	flight h = {&cb, at, NULL, 0, 0, 0};
+	h.want = big;
+	CHECK_EQ(repo_read_blobs_ahead(r, ids, e->nchunks, BLOB_DATA, REPO_READ_UNCACHED | REPO_READ_IN_ORDER,
+	                               &scratch, &ahead, NULL, flight_chunk, &h),
+	         0);
+	CHECK_EQ(h.wrong, 0);
+	size_t reads = 0;
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < cb.nlog; i++)
+		if (cb.log[i].kind == 'r' && !strncmp(cb.log[i].name, "packs/", 6)) {
+			reads++;
+			bytes += cb.log[i].len;
+		}
+	CHECK(reads <= AHEAD_BIG / REPO_TREE_RUN + 2);
+	CHECK(bytes < AHEAD_BIG + AHEAD_BIG / 16);
+
+	/* the read in flight (the second) fails: its error, named */
+	cb.directs = 0;
+	cb.direct_fails = 2;
+	flight g = {&cb, at, big, 0, 0, 0};
+	int rc = repo_read_blobs_ahead(r, ids, e->nchunks, BLOB_DATA, REPO_READ_UNCACHED, &scratch, &ahead,
+	                               NULL, flight_chunk, &g);
+	CHECK_EQ(rc, CAIRN_EIO);
+	CHECK(strstr(cairn_error_last(), "direct read 2 refused") != NULL);
+	CHECK(strstr(cairn_error_last(), "chunk ") != NULL && strstr(cairn_error_last(), " in packs/") != NULL);
+	CHECK_EQ(g.wrong, 0);
+	cb.direct_fails = 0;
+
+	buf_free(&scratch);
+	buf_free(&ahead);
+	free(ids);
+	free(at);
+	free(big);
+	tree_free(&root);
+	tree_free(&top);
+	snapshot_manifest_free(&m);
+	cairn_repo_free(r);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", sd.dir);
+	CHECK_EQ(system(cmd), 0);
+}
+
 int main(void)
 {
 	t_seed();
@@ -700,5 +835,6 @@ int main(void)
 	check_faults();
 	check_callers_backend();
 	check_read_ahead();
+	check_reads_in_flight();
 	return t_done();
 }

@@ -106,11 +106,13 @@ int content_check(const tree_entry *e)
 /* Read e's chunks in order, verified, and hand their bytes to emit at their
  * file offsets (ascending). Extents and chunk sizes are checked against the
  * entry's size before anything is read. Neighbouring chunks in a pack are
- * read together (repo_read_blobs), in scratch when given. With place, a
+ * read together (repo_read_blobs), in scratch when given: two buffers, the
+ * second for the next large range, read in flight while the one before is
+ * decompressed (repo_read_blobs_ahead). With place, a
  * chunk that lies in one extent is decompressed where place says instead of
  * emitted. stop, when set, aborts early. */
 int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, const content_place *place,
-                 void *ctx, atomic_int *stop, buf *scratch)
+                 void *ctx, atomic_int *stop, buf scratch[2])
 {
 	tree_extent dense = {0, e->size};
 	const tree_extent *ext = e->nextents ? e->extents : &dense;
@@ -125,9 +127,10 @@ int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, const content
 		if (stop && atomic_load(stop)) return error_set(CAIRN_EIO, "interrupted");
 		for (uint32_t k = 0; k < n; k++) ids[k] = e->chunks[c + k].id;
 		cp.first = c;
-		rc = repo_read_blobs_into(r, ids, n, BLOB_DATA,
-		                          REPO_READ_IN_ORDER | REPO_READ_UNCACHED | REPO_READ_AHEAD, scratch,
-		                          place ? content_dst : NULL, content_chunk, &cp);
+		rc = repo_read_blobs_ahead(r, ids, n, BLOB_DATA,
+		                           REPO_READ_IN_ORDER | REPO_READ_UNCACHED | REPO_READ_AHEAD, scratch,
+		                           scratch ? &scratch[1] : NULL, place ? content_dst : NULL,
+		                           content_chunk, &cp);
 		if (rc < 0) return rc;
 		c += n;
 	}

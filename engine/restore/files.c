@@ -341,8 +341,9 @@ void *restore_worker(void *arg)
 	rstate *st = arg;
 	restore_writer w;
 	restore_writer_init(&w, &st->wmode);
-	buf scratch; /* runs of chunks read from packs */
-	buf_init(&scratch);
+	buf scratch[2]; /* runs of chunks read from packs: one read, one in flight */
+	buf_init(&scratch[0]);
+	buf_init(&scratch[1]);
 	batch_mem m;
 	memset(&m, 0, sizeof(m));
 	buf_init(&m.data);
@@ -366,8 +367,8 @@ void *restore_worker(void *arg)
 
 		struct stat sb = {0};
 		if (!atomic_load(&st->stop)) {
-			int rc = j.b ? restore_batch(st, &w, &scratch, &m, j.d, j.b)
-			             : restore_file(st, &w, &scratch, j.d, &j.d->t.entries[j.i], &sb);
+			int rc = j.b ? restore_batch(st, &w, scratch, &m, j.d, j.b)
+			             : restore_file(st, &w, scratch, j.d, &j.d->t.entries[j.i], &sb);
 			if (rc < 0) restore_record_error(st, rc);
 			if (!j.b) record_item(st, j.item, &sb);
 		}
@@ -383,7 +384,8 @@ void *restore_worker(void *arg)
 	}
 	pthread_mutex_unlock(&st->mu);
 	restore_writer_free(&w);
-	buf_free(&scratch);
+	buf_free(&scratch[0]);
+	buf_free(&scratch[1]);
 	buf_free(&m.data);
 	free(m.ids);
 	free(m.dst);

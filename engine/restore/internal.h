@@ -200,7 +200,7 @@ typedef struct dcursor {
 char *restore_short_id(char out[13], const char *id);
 int content_check(const tree_entry *e);
 int content_walk(cairn_repo *r, const tree_entry *e, emit_fn emit, const content_place *place,
-                 void *ctx, atomic_int *stop, buf *scratch);
+                 void *ctx, atomic_int *stop, buf scratch[2]);
 int load_top(cairn_repo *r, const snapshot_manifest *m, const char *snap_id, tree *top);
 
 /* files.c: pass 2: regular files created and filled by the worker threads */
