@@ -70,7 +70,7 @@ typedef struct store_ahead {
 	uint64_t off;
 	size_t len, at;
 	int rc, running;
-	char msg[256]; /* the thread's error, handed to the caller's */
+	char msg[1024]; /* the thread's error, handed to the caller's (error.c keeps as much) */
 	pthread_t thread;
 } store_ahead;
 /* Start reading [off, off + len) of name into b in a thread of its own.
