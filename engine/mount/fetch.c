@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "error.h"
 #include "mount/cache.h"
 
@@ -215,7 +216,33 @@ typedef struct batch {
 	uint32_t *first;  /* n + 1: the slot of run i's first chunk */
 	int *fd;
 	uint8_t *placed;  /* per slot */
+	buf *plain;       /* the fetcher's: each chunk decompressed here, then placed */
 } batch;
+
+/* A fetcher's memory, reused from batch to batch: fresh multi-MiB buffers
+ * a batch would each be mapped, faulted in page by page and unmapped. */
+typedef struct fetcher_mem {
+	buf scratch; /* the packs' ranges */
+	buf plain;   /* one chunk's bytes */
+} fetcher_mem;
+
+/* A fetcher reads a pack range of REPO_UNCACHE_MIN or more past the page
+ * cache (O_DIRECT where the store can), as a restore does: a large file's
+ * chunks are read once, and through the page cache they would cost an
+ * insert, a copy and later an eviction each, beside the cache file's own
+ * pages. Smaller ranges (small files) stay cached, where advice and the
+ * kernel's read-ahead serve their neighbours. */
+#define FETCH_READ_FLAGS REPO_READ_UNCACHED
+
+static int batch_dst(void *payload, size_t slot, size_t len, uint8_t **out)
+{
+	(void)slot;
+	batch *b = payload;
+	b->plain->len = 0;
+	if (buf_reserve(b->plain, len) < 0) return ERR_OOM();
+	*out = b->plain->data;
+	return 0;
+}
 
 static int batch_place(void *payload, size_t slot, const uint8_t *plain, size_t len, const char *what)
 {
@@ -237,9 +264,9 @@ static int batch_place(void *payload, size_t slot, const uint8_t *plain, size_t 
 
 /* Fetch a batch of runs. On any failure, what it did not place is fetched
  * again a chunk at a time, so that the error names its own chunk and file. */
-static void fetch_batch(mcache *c, const fetch_item *it, size_t n, int backing)
+static void fetch_batch(mcache *c, const fetch_item *it, size_t n, int backing, fetcher_mem *mem)
 {
-	batch b = {it, n, NULL, NULL, NULL};
+	batch b = {it, n, NULL, NULL, NULL, &mem->plain};
 	oid *ids = NULL;
 	int rc = -1;
 	if (n == 1 && it[0].n == 1) goto fallback;
@@ -259,7 +286,8 @@ static void fetch_batch(mcache *c, const fetch_item *it, size_t n, int backing)
 		if (b.fd[i] < 0) goto fallback;
 		for (uint32_t k = 0; k < it[i].n; k++) ids[nids++] = it[i].f->e->chunks[it[i].c0 + k].id;
 	}
-	rc = repo_read_blobs(c->r, ids, nids, BLOB_DATA, 0, NULL, batch_place, &b);
+	rc = repo_read_blobs_into(c->r, ids, nids, BLOB_DATA, FETCH_READ_FLAGS, &mem->scratch, batch_dst,
+	                          batch_place, &b);
 	count_fetch(c);
 	if (rc < 0) error_clear();
 fallback:
@@ -302,6 +330,9 @@ void *mcache_fetcher(void *arg)
 	mcache *c = arg;
 	fetch_item items[BATCH_RUNS];
 	oid advice[ADVISE_CHUNKS];
+	fetcher_mem mem;
+	buf_init(&mem.scratch);
+	buf_init(&mem.plain);
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
 		int p = 0;
@@ -336,14 +367,16 @@ void *mcache_fetcher(void *arg)
 		size_t nadvice = take_advice(&c->q[p], advice);
 		c->running++;
 		pthread_mutex_unlock(&c->mu);
-		if (nadvice) repo_advise_blobs(c->r, advice, nadvice, BLOB_DATA, 0);
-		fetch_batch(c, items, n, p != PRIO_HYDRATE);
+		if (nadvice) repo_advise_blobs(c->r, advice, nadvice, BLOB_DATA, FETCH_READ_FLAGS);
+		fetch_batch(c, items, n, p != PRIO_HYDRATE, &mem);
 		pthread_mutex_lock(&c->mu);
 		c->running--;
 	}
 	c->live--;
 	pthread_cond_broadcast(&c->room_cv);
 	pthread_mutex_unlock(&c->mu);
+	buf_free(&mem.scratch);
+	buf_free(&mem.plain);
 	return NULL;
 }
 
