@@ -15,8 +15,7 @@
 # batched store reads; the mount's read-ahead is 1 MiB; a sequential
 # reader's read-ahead grows. A file fetched ahead is backed for passthrough
 # by its fetch; no close costs a FLUSH request; a first open in passthrough
-# queues the directory's next files and is traced, as a first read is. A
-# stream's large pack ranges are read past the page cache.
+# queues the directory's next files and is traced, as a first read is.
 set -euo pipefail
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib.sh"
@@ -552,28 +551,8 @@ if mount_at seq "$SNAP" "$MSQ" --cache "$W/cache-seq" --hydrate none "${TMO[@]}"
 		test "${GOT:-0}" -gt $((32 << 20))
 fi
 
-say "a stream's pack ranges are read past the page cache, as a restore reads them"
-SEQSUM=$(sha256sum < "$SEQSRC/seq0")
-# packs_cached REPO: bytes of REPO's packs in the page cache
-packs_cached() { find "$1/packs" -type f -exec fincore -b -n -r -o RES {} + | awk '{s += $1} END {print s + 0}'; }
-if command -v fincore > /dev/null; then
-	MDI=$W/mnt-direct
-	# the packs out of the page cache (what a first read finds after a boot)
-	find "$R/packs" -type f -exec dd iflag=nocache count=0 if={} status=none \;
-	if mount_at direct "$SNAP" "$MDI" --cache "$W/cache-direct" --hydrate none "${TMO[@]}"; then
-		check "seq0 reads right through a cold mount" test "$(sha256sum < "$MDI/seq0")" = "$SEQSUM"
-		GOT=$(packs_cached "$R")
-		cairn_ok umount-direct umount "$MDI"
-		# 64 MiB of seq0's chunks fetched in ranges of 1 MiB or more: O_DIRECT
-		# (small ranges and the trees stay cached)
-		check "reading 64 MiB through the mount left under 16 MiB of packs in the page cache ($GOT bytes)" \
-			test "$GOT" -lt $((16 << 20))
-	fi
-else
-	say "skipped: no fincore"
-fi
-
 say "read-ahead advice: fetchers advise the store of the runs next in line; failed advice fails no read"
+SEQSUM=$(sha256sum < "$SEQSRC/seq0")
 MAV=$W/mnt-advise
 mkdir -p "$MAV"
 run mount-advise-eio env CAIRN_FAULT="$(seq -s, -f 'store.advise:%g:EIO' 1 8)" "$CAIRN" mount --repo "$R" "$SNAP" \

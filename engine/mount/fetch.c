@@ -226,13 +226,12 @@ typedef struct fetcher_mem {
 	buf plain;   /* one chunk's bytes */
 } fetcher_mem;
 
-/* A fetcher reads a pack range of REPO_UNCACHE_MIN or more past the page
- * cache (O_DIRECT where the store can), as a restore does: a large file's
- * chunks are read once, and through the page cache they would cost an
- * insert, a copy and later an eviction each, beside the cache file's own
- * pages. Smaller ranges (small files) stay cached, where advice and the
- * kernel's read-ahead serve their neighbours. */
-#define FETCH_READ_FLAGS REPO_READ_UNCACHED
+/* Pack ranges go through the page cache, advised ahead (take_advice).
+ * REPO_READ_UNCACHED (O_DIRECT for ranges of 1 MiB or more, as a restore
+ * reads) cut the server's CPU for a cold full read by about 8% but, with
+ * no read-ahead left for a stream, made it slower on a quiet machine
+ * (docs/performance.md, session 15, later). */
+#define FETCH_READ_FLAGS 0u
 
 static int batch_dst(void *payload, size_t slot, size_t len, uint8_t **out)
 {
