@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "error.h"
 #include "mount/cache.h"
 
@@ -215,7 +216,32 @@ typedef struct batch {
 	uint32_t *first;  /* n + 1: the slot of run i's first chunk */
 	int *fd;
 	uint8_t *placed;  /* per slot */
+	buf *plain;       /* the fetcher's: each chunk decompressed here, then placed */
 } batch;
+
+/* A fetcher's memory, reused from batch to batch: fresh multi-MiB buffers
+ * a batch would each be mapped, faulted in page by page and unmapped. */
+typedef struct fetcher_mem {
+	buf scratch; /* the packs' ranges */
+	buf plain;   /* one chunk's bytes */
+} fetcher_mem;
+
+/* Pack ranges go through the page cache, advised ahead (take_advice).
+ * REPO_READ_UNCACHED (O_DIRECT for ranges of 1 MiB or more, as a restore
+ * reads) cut the server's CPU for a cold full read by about 8% but, with
+ * no read-ahead left for a stream, made it slower on a quiet machine
+ * (docs/performance.md, session 15, later). */
+#define FETCH_READ_FLAGS 0u
+
+static int batch_dst(void *payload, size_t slot, size_t len, uint8_t **out)
+{
+	(void)slot;
+	batch *b = payload;
+	b->plain->len = 0;
+	if (buf_reserve(b->plain, len) < 0) return ERR_OOM();
+	*out = b->plain->data;
+	return 0;
+}
 
 static int batch_place(void *payload, size_t slot, const uint8_t *plain, size_t len, const char *what)
 {
@@ -237,9 +263,9 @@ static int batch_place(void *payload, size_t slot, const uint8_t *plain, size_t 
 
 /* Fetch a batch of runs. On any failure, what it did not place is fetched
  * again a chunk at a time, so that the error names its own chunk and file. */
-static void fetch_batch(mcache *c, const fetch_item *it, size_t n, int backing)
+static void fetch_batch(mcache *c, const fetch_item *it, size_t n, int backing, fetcher_mem *mem)
 {
-	batch b = {it, n, NULL, NULL, NULL};
+	batch b = {it, n, NULL, NULL, NULL, &mem->plain};
 	oid *ids = NULL;
 	int rc = -1;
 	if (n == 1 && it[0].n == 1) goto fallback;
@@ -259,7 +285,8 @@ static void fetch_batch(mcache *c, const fetch_item *it, size_t n, int backing)
 		if (b.fd[i] < 0) goto fallback;
 		for (uint32_t k = 0; k < it[i].n; k++) ids[nids++] = it[i].f->e->chunks[it[i].c0 + k].id;
 	}
-	rc = repo_read_blobs(c->r, ids, nids, BLOB_DATA, 0, NULL, batch_place, &b);
+	rc = repo_read_blobs_into(c->r, ids, nids, BLOB_DATA, FETCH_READ_FLAGS, &mem->scratch, batch_dst,
+	                          batch_place, &b);
 	count_fetch(c);
 	if (rc < 0) error_clear();
 fallback:
@@ -302,6 +329,9 @@ void *mcache_fetcher(void *arg)
 	mcache *c = arg;
 	fetch_item items[BATCH_RUNS];
 	oid advice[ADVISE_CHUNKS];
+	fetcher_mem mem;
+	buf_init(&mem.scratch);
+	buf_init(&mem.plain);
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
 		int p = 0;
@@ -336,14 +366,16 @@ void *mcache_fetcher(void *arg)
 		size_t nadvice = take_advice(&c->q[p], advice);
 		c->running++;
 		pthread_mutex_unlock(&c->mu);
-		if (nadvice) repo_advise_blobs(c->r, advice, nadvice, BLOB_DATA, 0);
-		fetch_batch(c, items, n, p != PRIO_HYDRATE);
+		if (nadvice) repo_advise_blobs(c->r, advice, nadvice, BLOB_DATA, FETCH_READ_FLAGS);
+		fetch_batch(c, items, n, p != PRIO_HYDRATE, &mem);
 		pthread_mutex_lock(&c->mu);
 		c->running--;
 	}
 	c->live--;
 	pthread_cond_broadcast(&c->room_cv);
 	pthread_mutex_unlock(&c->mu);
+	buf_free(&mem.scratch);
+	buf_free(&mem.plain);
 	return NULL;
 }
 
