@@ -404,21 +404,6 @@ static const cairn_backend_ops counting_ops = {
 	.get_range_direct = cb_range_direct,
 };
 
-/* The same without direct reads, as a remote store: every read is a
- * ranged read into memory, so every run may be advised. */
-static const cairn_backend_ops counting_ops_nodirect = {
-	.version = CAIRN_BACKEND_OPS_VERSION,
-	.kind = "counting",
-	.free = cb_free,
-	.put = cb_put,
-	.get = cb_get,
-	.get_range = cb_range,
-	.size = cb_size,
-	.list = cb_list,
-	.del = cb_del,
-	.lock_acquire = cb_lock,
-	.advise = cb_advise,
-};
 
 /* A repository in repo_dir through cb (reset, over a directory store),
  * its calls through ops, with fault injection when fault is set. */
@@ -610,8 +595,11 @@ static void check_read_ahead(void)
 	}
 	cairn_repo_free(r);
 
-	/* without direct reads (a remote store) the large runs are advised too */
-	r = counting_open(&cb, &counting_ops_nodirect, repo_dir, NULL);
+	/* without direct reads (a remote store: every read a ranged read into
+	 * memory) the large runs are advised too */
+	cairn_backend_ops nodirect = counting_ops;
+	nodirect.get_range_direct = NULL;
+	r = counting_open(&cb, &nodirect, repo_dir, NULL);
 	CHECK(restore_equal(r, snap, src, dst));
 	size_t large = 0, large_advised = 0;
 	for (size_t i = 0; i < cb.nlog; i++) {
