@@ -27,8 +27,11 @@
 #define MAX_WRITE (1u << 20)
 #define IN_BUF (MAX_WRITE + 64 * 1024) /* the kernel wants room for max_write and headers */
 #define OUT_BUF (MAX_WRITE + 4096)
-#define MAX_PAGES 256                 /* reads of up to 1 MiB */
-#define READAHEAD_KB 1024
+/* reads of up to 255 pages: a reply's header and its pages fit a pipe of
+ * 1 MiB, pipe-max-size's default (read_splice) */
+#define MAX_PAGES 255
+#define READAHEAD_KB (MAX_PAGES * 4)
+#define SPLICE_PIPE (2 << 20)         /* a reply's header and 257 pages fit */
 #define OVERLAY_XATTR "trusted.overlay."
 
 struct msession {
@@ -43,8 +46,16 @@ struct msession {
 	/* requests answered, for the log line at the end (how a workload
 	 * reached the server: a file read whole in passthrough costs an open
 	 * and nothing else) */
-	atomic_uint_fast64_t nreq, nopen, npass, nread, nflush;
+	atomic_uint_fast64_t nreq, nopen, npass, nread, nspliced, nflush;
 };
+
+/* a server thread's buffers: the reply, and the pipe a READ's pages go
+ * through on their way from the cache file to /dev/fuse (-1: none) */
+typedef struct worker {
+	uint8_t *in, *out;
+	int pipe[2];
+	uint64_t pipe_pages, page; /* the pipe's buffers; at most a page of a file each */
+} worker;
 
 /* one open regular file */
 typedef struct ofile {
@@ -247,9 +258,80 @@ static void op_open(msession *s, const struct fuse_in_header *h, const struct fu
 	mcache_opened(s->c, f, (uint32_t)h->nodeid, pass);
 }
 
-static void op_read(msession *s, const struct fuse_in_header *h, const struct fuse_read_in *in,
-                    uint8_t *out)
+/* The pipe a READ reply goes through: 2 MiB where the process may exceed
+ * pipe-max-size, else as large as that allows (1 MiB by default: a reply
+ * of MAX_PAGES and its header fit). A reply that does not fit, or no pipe,
+ * takes the copying path. */
+static void pipe_open(worker *w)
 {
+	if (pipe2(w->pipe, O_CLOEXEC) < 0) {
+		w->pipe[0] = w->pipe[1] = -1;
+		return;
+	}
+	if (fcntl(w->pipe[1], F_SETPIPE_SZ, SPLICE_PIPE) < 0) {
+		FILE *f = fopen("/proc/sys/fs/pipe-max-size", "re");
+		int max = 0;
+		if (f && fscanf(f, "%d", &max) != 1) max = 0;
+		if (f) fclose(f);
+		if (max > 0) fcntl(w->pipe[1], F_SETPIPE_SZ, max); /* else the default: small replies */
+	}
+	long page = sysconf(_SC_PAGESIZE), size = fcntl(w->pipe[1], F_GETPIPE_SZ);
+	w->page = page > 0 ? (uint64_t)page : 4096;
+	w->pipe_pages = size > 0 ? (uint64_t)size / w->page : 0;
+}
+
+/* a failed splice may leave bytes in the pipe: start with an empty one */
+static void pipe_reset(worker *w)
+{
+	if (w->pipe[0] >= 0) {
+		close(w->pipe[0]);
+		close(w->pipe[1]);
+	}
+	pipe_open(w);
+}
+
+/* Answer a READ of len bytes at off of the cache file fd by splicing its
+ * pages into the pipe behind the reply's header and the pipe into
+ * /dev/fuse: the kernel copies them once, into the reader's pages, where
+ * pread + writev copy them twice. 1 when the reply went (or the request
+ * is gone), 0 when nothing reached the device: the caller answers the
+ * copying way. */
+static int read_splice(msession *s, worker *w, uint64_t unique, int fd, uint64_t off, size_t len)
+{
+	struct fuse_out_header h;
+	uint64_t pages = (off + len + w->page - 1) / w->page - off / w->page;
+	if (w->pipe[0] < 0 || 1 + pages > w->pipe_pages) return 0;
+	h.len = (uint32_t)(sizeof(h) + len);
+	h.error = 0;
+	h.unique = unique;
+	if (write(w->pipe[1], &h, sizeof(h)) != (ssize_t)sizeof(h)) goto fail;
+	loff_t pos = (loff_t)off;
+	for (size_t got = 0; got < len;) {
+		/* never waits on a full pipe, whatever the counts above missed */
+		ssize_t n = splice(fd, &pos, w->pipe[1], NULL, len - got, SPLICE_F_NONBLOCK);
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0) goto fail; /* short: the copying path says so */
+		got += (size_t)n;
+	}
+	/* the device takes a reply in one piece, or none of it */
+	ssize_t n = splice(w->pipe[0], NULL, s->fd, NULL, h.len, 0);
+	if (n == (ssize_t)h.len) {
+		s->nspliced++;
+		return 1;
+	}
+	int err = n < 0 ? errno : EIO;
+	pipe_reset(w);
+	if (err == ENOENT || err == ENODEV) return 1; /* interrupted meanwhile, or unmounted */
+	return 0;
+fail:
+	pipe_reset(w);
+	return 0;
+}
+
+static void op_read(msession *s, const struct fuse_in_header *h, const struct fuse_read_in *in,
+                    worker *w)
+{
+	uint8_t *out = w->out;
 	ofile *of = (ofile *)(uintptr_t)in->fh;
 	const tree_entry *e = of ? s->nodes->v[of->node].e : NULL;
 	if (!e) {
@@ -267,6 +349,7 @@ static void op_read(msession *s, const struct fuse_in_header *h, const struct fu
 		reply(s, h->unique, rc, NULL, 0);
 		return;
 	}
+	if (read_splice(s, w, h->unique, mcache_fd(of->f), in->offset, (size_t)len)) return;
 	size_t got = 0;
 	while (got < len) {
 		ssize_t n = pread(mcache_fd(of->f), out + got, len - got, (off_t)(in->offset + got));
@@ -468,8 +551,9 @@ static int read_only_op(uint32_t op)
 	}
 }
 
-static void handle(msession *s, const uint8_t *buf, size_t n, uint8_t *out)
+static void handle(msession *s, const uint8_t *buf, size_t n, worker *w)
 {
+	uint8_t *out = w->out;
 	const struct fuse_in_header *h = (const struct fuse_in_header *)buf;
 	const uint8_t *in = buf + sizeof(*h);
 	size_t inlen = n - sizeof(*h);
@@ -494,7 +578,7 @@ static void handle(msession *s, const uint8_t *buf, size_t n, uint8_t *out)
 	case FUSE_GETATTR: op_getattr(s, h); break;
 	case FUSE_READLINK: op_readlink(s, h); break;
 	case FUSE_OPEN: NEED(struct fuse_open_in); s->nopen++; op_open(s, h, (const void *)in); break;
-	case FUSE_READ: NEED(struct fuse_read_in); s->nread++; op_read(s, h, (const void *)in, out); break;
+	case FUSE_READ: NEED(struct fuse_read_in); s->nread++; op_read(s, h, (const void *)in, w); break;
 	case FUSE_RELEASE: NEED(struct fuse_release_in); op_release(s, h, (const void *)in); break;
 	case FUSE_OPENDIR: op_opendir(s, h); break;
 	case FUSE_READDIR: NEED(struct fuse_read_in); op_readdir(s, h, (const void *)in, 0, out); break;
@@ -519,19 +603,24 @@ static void handle(msession *s, const uint8_t *buf, size_t n, uint8_t *out)
 static void *serve(void *arg)
 {
 	msession *s = arg;
-	uint8_t *in = malloc(IN_BUF), *out = malloc(OUT_BUF);
-	while (in && out) {
-		ssize_t n = read(s->fd, in, IN_BUF);
+	worker w = {malloc(IN_BUF), malloc(OUT_BUF), {-1, -1}, 0, 4096};
+	pipe_open(&w);
+	while (w.in && w.out) {
+		ssize_t n = read(s->fd, w.in, IN_BUF);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN || errno == ENOENT) continue;
 			if (errno != ENODEV) logf_(s, "mount: /dev/fuse: %s", strerror(errno));
 			break; /* ENODEV: unmounted, or the connection was aborted */
 		}
 		if ((size_t)n < sizeof(struct fuse_in_header)) continue;
-		handle(s, in, (size_t)n, out);
+		handle(s, w.in, (size_t)n, &w);
 	}
-	free(in);
-	free(out);
+	if (w.pipe[0] >= 0) {
+		close(w.pipe[0]);
+		close(w.pipe[1]);
+	}
+	free(w.in);
+	free(w.out);
 	return NULL;
 }
 
@@ -641,9 +730,9 @@ void msession_free(msession *s)
 		close(s->fd);
 	}
 	if (s->nreq)
-		logf_(s, "mount: answered %llu requests: %llu opens (%llu in passthrough), %llu reads, %llu flushes",
+		logf_(s, "mount: answered %llu requests: %llu opens (%llu in passthrough), %llu reads (%llu spliced), %llu flushes",
 		      (unsigned long long)s->nreq, (unsigned long long)s->nopen, (unsigned long long)s->npass,
-		      (unsigned long long)s->nread, (unsigned long long)s->nflush);
+		      (unsigned long long)s->nread, (unsigned long long)s->nspliced, (unsigned long long)s->nflush);
 	free(s->threads);
 	free(s->mountpoint);
 	free(s);
