@@ -104,20 +104,24 @@
  *                   or missing one is ignored, and one whose paths do not
  *                   fill it exactly, or hold a NUL, is bad. Codec:
  *                   engine/mount/codec.c)
- *   mount cache record := magic("CAIRNMCR") version:u32 flags:u32
- *                  content_id[32] nchunks:u32 header_check:u64
- *                  (first:u32 count:u32 entry_check:u32)*
- *                  (a host's cache, not the repository: <cache>/files/XX/
- *                   <content id>.rec beside the sparse file of that content;
- *                   content_id = SHA-256 of the entry's size, extents and
- *                   chunk list; header_check = xxh3_64 of the bytes before
- *                   it; each entry names chunks [first, first+count) whose
- *                   bytes were fdatasync'd in the file before the entry was
- *                   appended; entry_check = low 32 bits of xxh3_64 of
- *                   content_id first count; flags 0; a header unlike its
- *                   writer's is not trusted at all; entries after the
- *                   first bad one (or one naming chunks past nchunks) are
- *                   not trusted and are cut off. Codec: engine/mount/codec.c)
+ *   mount cache log := magic("CAIRNMCL") version:u32 flags:u32
+ *                  (content_id[32] nchunks:u32 first:u32 count:u32
+ *                   entry_check:u64)*
+ *                  (a host's cache, not the repository: <cache>/records,
+ *                   one for the whole cache, appended to by every mount of
+ *                   it; the data lives in <cache>/files/XX/<content id>,
+ *                   sparse files of their content's size; content_id =
+ *                   SHA-256 of the entry's size, extents and chunk list;
+ *                   each entry names chunks [first, first+count) of that
+ *                   content whose bytes were made durable (syncfs) before
+ *                   the entry was appended; entry_check = xxh3_64 of the
+ *                   entry's bytes before it; flags 0. A header unlike its
+ *                   writer's is not trusted at all (the log is started
+ *                   over); entries after the first bad one (or one naming
+ *                   chunks past nchunks) are not trusted and are cut off.
+ *                   Session 15's layout, a record files/XX/<id>.rec beside
+ *                   each cache file ("CAIRNMCR"), is ignored: what only it
+ *                   names is fetched again. Codec: engine/mount/codec.c)
  *
  *   Per-user accounting (engine/quota.h; U = the user's name, also in every
  *   record as user:str and checked on read; engine/user.h's rule keeps U one
@@ -280,7 +284,7 @@
 #define MAGIC_GCMARKS "CAIRNGCM"
 #define MAGIC_DAMAGED "CAIRNDMG"
 #define MAGIC_INODES "CAIRNINO"
-#define MAGIC_MOUNT_CACHE "CAIRNMCR"
+#define MAGIC_MOUNT_LOG "CAIRNMCL"
 #define MAGIC_TRACE "CAIRNTRC"
 #define GCMARK_PROVISIONAL 1
 #define MAGIC_USER_QUOTA "CAIRNUQT"

@@ -304,8 +304,8 @@ random_files "$RASRC" f%02d 12 64
 take_json ahead --repo "$R" --root "$RASRC" --name ahead || e2e_finish
 MRA=$W/mnt-ahead
 if mount_at ahead "$SNAP" "$MRA" --cache "$W/cache-ahead" "${TMO[@]}"; then
-	check "the mount reads ahead 1 MiB, not the kernel's 128 KiB" \
-		test "$(cat "/sys/class/bdi/$(mountpoint -d "$MRA")/read_ahead_kb")" = 1024
+	check "the mount reads ahead 255 pages (a read request's most), not the kernel's 128 KiB" \
+		test "$(cat "/sys/class/bdi/$(mountpoint -d "$MRA")/read_ahead_kb")" = 1020
 	cat "$MRA/f00" > /dev/null
 	sleep 2 # the siblings' fetch runs behind the first read
 	for f in f01 f02 f03 f04 f05 f06 f07 f08 f09 f10 f11; do one_sum "$RASRC" "$f"; done > "$W/ahead.sums"
@@ -321,11 +321,10 @@ if mount_at ahead "$SNAP" "$MRA" --cache "$W/cache-ahead" "${TMO[@]}"; then
 	check "the 11 files fetched ahead were backed for passthrough by their fetch and opened so ($GOT)" \
 		sh -c "set -- $GOT; [ \"\${1:-0}\" -ge 11 ] && [ \"\${2:-0}\" -ge 11 ]"
 	# nothing is written through the mount: a close costs no FLUSH request
-	GOT=$(sed -n 's/.*mount: answered [0-9]* requests: \([0-9]*\) opens (.*), [0-9]* reads, \([0-9]*\) flushes.*/\1 \2/p' "$W/cache-ahead/mount.log")
+	GOT=$(sed -n 's/.*mount: answered [0-9]* requests: \([0-9]*\) opens (.*), [0-9]* reads ([0-9]* spliced), \([0-9]*\) flushes.*/\1 \2/p' "$W/cache-ahead/mount.log")
 	check "12 files opened and closed, no FLUSH request ($GOT)" \
 		sh -c "set -- $GOT; [ \"\${1:-0}\" -ge 12 ] && [ \"\${2:-1}\" = 0 ]"
-	# the records of a directory this mount made (each made in one write)
-	# are what the next mount trusts: it fetches nothing
+	# the log's entries are what the next mount trusts: it fetches nothing
 	if mount_at ahead-again "$SNAP" "$MRA" --cache "$W/cache-ahead" --hydrate none "${TMO[@]}"; then
 		for f in f00 f01 f02 f03 f04 f05 f06 f07 f08 f09 f10 f11; do one_sum "$RASRC" "$f"; done > "$W/ahead-all.sums"
 		readcheck ahead-again "$MRA" "$W/ahead-all.sums"
@@ -399,18 +398,36 @@ if e2e_local; then
 		check "a complete cache is read without the store (a data pack removed: $NOK of 3 right)" test "$NOK" = 3
 		cairn_ok umount-cache-only umount "$MB"
 	fi
+	# a torn tail of the log (its first entry kept, then half an entry) is
+	# cut: what it named is fetched again and recorded after the cut, so that
+	# the next mount reads everything without the store
+	truncate -s $((16 + 52 + 30)) "$W/cache-big/records"
+	if mount_at torn "$SB" "$MB" --cache "$W/cache-big" "${TMO[@]}"; then
+		readcheck torn "$MB" "$W/big.sums"
+		check "a torn log: every file right ($NOK of 3)" test "$NOK" = 3
+		cairn_ok umount-torn umount "$MB"
+		check "the torn entry was cut: the log is whole entries" \
+			sh -c "[ \$(( (\$(stat -c %s '$W/cache-big/records') - 16) % 52 )) = 0 ]"
+	fi
+	if MREPO=$RN mount_at cache-only-again "$SB" "$MB" --cache "$W/cache-big" "${TMO[@]}"; then
+		readcheck cache-only-again "$MB" "$W/big.sums"
+		check "what was fetched again after the cut is recorded: read without the store ($NOK of 3 right)" \
+			test "$NOK" = 3
+		cairn_ok umount-cache-only-again umount "$MB"
+	fi
 fi
-# what no record names is never trusted: garbage in the cache files and
-# records cut to nothing are fetched again
+check "one inode a content: the cache holds no record files, one log" \
+	sh -c "[ -s '$W/cache-big/records' ] && [ -z \"\$(find '$W/cache-big/files' -name '*.rec')\" ]"
+# what no record names is never trusted: garbage in the cache files, and a
+# log whose header is not of this format (another version), are fetched again
 for f in "$W"/cache-big/files/*/*; do
-	case "$f" in
-	*.rec) : > "$f" ;;
-	*) "$PY" -c 'import os, sys; n = os.path.getsize(sys.argv[1]); open(sys.argv[1], "r+b").write(b"\xaa" * n)' "$f" ;;
-	esac
+	"$PY" -c 'import os, sys; n = os.path.getsize(sys.argv[1]); open(sys.argv[1], "r+b").write(b"\xaa" * n)' "$f"
 done
+"$PY" -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(8); v = f.read(1); f.seek(8); f.write(bytes([v[0] + 1]))' \
+	"$W/cache-big/records"
 if mount_at untrusted "$SB" "$MB" --cache "$W/cache-big" "${TMO[@]}"; then
 	readcheck untrusted "$MB" "$W/big.sums"
-	check "cache files without records are fetched again: every file right" test "$NOK" = 3
+	check "a log of another version is not trusted: every file right ($NOK of 3)" test "$NOK" = 3
 	cairn_ok umount-untrusted umount "$MB"
 fi
 
@@ -549,6 +566,18 @@ if mount_at seq "$SNAP" "$MSQ" --cache "$W/cache-seq" --hydrate none "${TMO[@]}"
 	GOT=$(sed -n 's/.*mount: fetched [0-9]* chunks, \([0-9]*\) bytes, in [0-9]* store calls.*/\1/p' "$W/cache-seq/mount.log")
 	check "reading the first 8 MiB of a 64 MiB file fetched more than 32 MiB ($GOT bytes)" \
 		test "${GOT:-0}" -gt $((32 << 20))
+fi
+
+say "READ replies: spliced from the cache file to /dev/fuse"
+if mount_at splice "$SNAP" "$MSQ" --cache "$W/cache-splice" --hydrate none "${TMO[@]}"; then
+	# opened before it is local: the server answers its reads, each spliced
+	# (the kernel copies the cache file's pages once, not through memory)
+	check "seq0 read whole through the server is right" \
+		test "$(sha256sum < "$MSQ/seq0")" = "$(sha256sum < "$SEQSRC/seq0")"
+	cairn_ok umount-splice umount "$MSQ"
+	GOT=$(sed -n 's/.*mount: answered [0-9]* requests: .*, \([0-9]*\) reads (\([0-9]*\) spliced).*/\1 \2/p' "$W/cache-splice/mount.log")
+	check "every READ reply was spliced ($GOT)" \
+		sh -c "set -- $GOT; [ \"\${1:-0}\" -ge 32 ] && [ \"\$1\" = \"\${2:-}\" ]"
 fi
 
 say "read-ahead advice: fetchers advise the store of the runs next in line; failed advice fails no read"

@@ -394,24 +394,31 @@ static void golden_trace(void)
 
 static void golden_mount_cache(void)
 {
-	oid cid, got;
-	fixed_oid(&cid, 60);
-	uint8_t enc[REC_HEADER_LEN + 2 * REC_ENTRY_LEN];
-	mcache_rec_header(enc, &cid, 10);
-	mcache_rec_entry(enc + REC_HEADER_LEN, &cid, 0, 4);
-	mcache_rec_entry(enc + REC_HEADER_LEN + REC_ENTRY_LEN, &cid, 6, 4);
+	mlog_entry e1 = {.nchunks = 10, .first = 0, .count = 4}, e2 = {.nchunks = 3, .first = 1, .count = 2}, got;
+	fixed_oid(&e1.cid, 60);
+	fixed_oid(&e2.cid, 61);
+	uint8_t enc[MLOG_HEADER_LEN + 2 * MLOG_ENTRY_LEN];
+	mcache_log_header(enc);
+	mcache_log_entry(enc + MLOG_HEADER_LEN, &e1);
+	mcache_log_entry(enc + MLOG_HEADER_LEN + MLOG_ENTRY_LEN, &e2);
 	size_t glen, valid = 0;
-	uint32_t nchunks = 0, first = 0, count = 0;
-	uint8_t *g = golden("mount_cache", enc, sizeof(enc), &glen);
+	uint8_t *g = golden("mount_cache_log", enc, sizeof(enc), &glen);
 	if (g) {
-		CHECK_EQ(mcache_rec_decode(g, glen, "golden cache record", &got, &nchunks, &valid), 0);
-		CHECK(!memcmp(&got, &cid, sizeof(oid)) && nchunks == 10 && valid == glen);
-		CHECK(mcache_rec_entry_decode(g + REC_HEADER_LEN + REC_ENTRY_LEN, &cid, 10, &first, &count) == 0 &&
-		      first == 6 && count == 4);
-		/* an entry past the file's chunks is torn: the record is trusted up to it */
-		mcache_rec_entry(g + REC_HEADER_LEN, &cid, 8, 4);
-		CHECK(mcache_rec_decode(g, glen, "golden cache record", &got, &nchunks, &valid) == 0 &&
-		      valid == REC_HEADER_LEN);
+		CHECK_EQ(mcache_log_decode(g, glen, "golden cache log", &valid), 0);
+		CHECK(valid == glen);
+		CHECK(mcache_log_entry_decode(g + MLOG_HEADER_LEN + MLOG_ENTRY_LEN, &got) == 0 &&
+		      !memcmp(&got.cid, &e2.cid, sizeof(oid)) && got.nchunks == 3 && got.first == 1 && got.count == 2);
+		/* an entry past its content's chunks is torn: the log is trusted up to it */
+		e1.first = 8;
+		mcache_log_entry(g + MLOG_HEADER_LEN, &e1);
+		CHECK(mcache_log_decode(g, glen, "golden cache log", &valid) == 0 && valid == MLOG_HEADER_LEN);
+		/* a flipped bit in an entry: the same */
+		mcache_log_entry(g + MLOG_HEADER_LEN, &e2);
+		g[MLOG_HEADER_LEN + 40] ^= 1;
+		CHECK(mcache_log_decode(g, glen, "golden cache log", &valid) == 0 && valid == MLOG_HEADER_LEN);
+		/* another version's header: nothing is trusted */
+		g[8]++;
+		CHECK(mcache_log_decode(g, glen, "golden cache log", &valid) == CAIRN_ECORRUPT);
 		free(g);
 	}
 }

@@ -101,7 +101,7 @@ int mcache_new(mcache **out, cairn_repo *r, node_table *nodes, const mcache_opti
 	c->r = r;
 	c->nodes = nodes;
 	c->o = *o;
-	c->dirfd = c->devfd = -1;
+	c->dirfd = c->devfd = c->logfd = -1;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -119,6 +119,7 @@ int mcache_new(mcache **out, cairn_repo *r, node_table *nodes, const mcache_opti
 		rc = error_errno(CAIRN_EIO, errno, "mount cache %s", o->dir);
 		goto fail;
 	}
+	if ((rc = mcache_log_open(c)) < 0) goto fail;
 	if ((rc = index_new(&c->by_cid)) < 0) goto fail;
 	if (!(c->fetchers = calloc(o->fetchers, sizeof(pthread_t)))) {
 		rc = ERR_OOM();
@@ -193,6 +194,8 @@ int mcache_free(mcache *c)
 	free(c->trace);
 	free(c->order);
 	index_free(c->by_cid);
+	free(c->logged);
+	if (c->logfd >= 0) close(c->logfd);
 	if (c->dirfd >= 0) close(c->dirfd);
 	pthread_cond_destroy(&c->done_cv);
 	pthread_cond_destroy(&c->work_cv);

@@ -3,13 +3,15 @@
  * is identified by the SHA-256 of those, so two files or two snapshots
  * with the same content share one cache file: files/XX/<cid>, a
  * sparse file of the file's size where each fetched chunk lands at its file
- * offsets (holes are never written). files/XX/<cid>.rec records which
- * chunks are complete (format.h, "mount cache record"): entries are
- * appended only after the data they name is durable, so a later mount
- * trusts exactly what an earlier one finished. Readers do not wait for
- * that: a syncer thread makes the runs fetched in the last interval
- * durable with one syncfs, appends their entries, and syncs again (an
- * fdatasync per chunk would cost more than the fetch).
+ * offsets (holes are never written). One log for the whole cache, records
+ * (format.h, "mount cache log"), names the chunks of each content that are
+ * complete: entries are appended only after the data they name is
+ * durable, so a later mount trusts exactly what an earlier one finished.
+ * One log, not a record beside each cache file: a small file costs one
+ * inode created, not two. Readers do not wait for that: a syncer thread
+ * makes the runs fetched in the last interval durable with one syncfs,
+ * appends their entries in one write, and syncs again (an fdatasync per
+ * chunk would cost more than the fetch).
  *
  * Readers never fetch themselves: they queue runs of missing chunks and wait
  * at most wait_ms for fetcher threads, so a store that stalls gives EIO, not
@@ -30,8 +32,7 @@
  * fetcher that completed it (at most BACKED_AHEAD_MAX of them not yet
  * opened), so that its open is answered without a syscall and its reads
  * never reach the server; opens ask for no FLUSH at close; a cache file
- * this mount creates is sized only when it ends in a hole, and one in a
- * files/XX this mount made has no record to look for. */
+ * this mount creates is sized only when it ends in a hole. */
 #ifndef CAIRN_MOUNT_CACHE_H
 #define CAIRN_MOUNT_CACHE_H
 
@@ -60,6 +61,7 @@ enum { PRIO_READ, PRIO_AHEAD, PRIO_HYDRATE, NPRIO };
 #define PROGRESS_NS 1000000000LL
 #define SYNC_INTERVAL_MS 500
 #define FETCHER_EXIT_WAIT_S 3
+#define MLOG_NAME "records"           /* the record log, in the cache's directory */
 
 struct mfile {
 	oid cid;
@@ -71,8 +73,7 @@ struct mfile {
 	uint8_t *state;         /* CH_* per chunk */
 	uint8_t *logged;        /* a failure of the chunk was logged */
 	uint32_t ndone;
-	int fd, recfd;          /* -1 when closed (fd: only once complete) */
-	int rec_new;            /* no record yet: the syncer makes it with the first entry */
+	int fd;                 /* -1 when closed (only once complete) */
 	int32_t backing_id;
 	int backed_ahead;       /* backing registered when fetched, not yet opened */
 	int cached_opens, pass_opens;
@@ -104,7 +105,10 @@ struct mcache {
 	size_t nfiles, fcap;
 	chunk_index *by_cid;
 	uint8_t made[256];      /* files/XX made (by the first byte of the content id) */
-	uint8_t fresh[256];     /* ... by this mount: no record in it but its own */
+	int logfd;              /* the record log (O_APPEND), -1 when not open */
+	int log_broken;         /* an append failed: this mount records no more */
+	mlog_entry *logged;     /* the log's good entries when the mount started, by content */
+	size_t nlogged;
 	fifo q[NPRIO];
 	pthread_t *fetchers;
 	unsigned nfetchers, running, live;
@@ -163,8 +167,10 @@ int mcache_file_fd(mcache *c, mfile *f);
 int mcache_backing_open(mcache *c, mfile *f);
 /* A content's state, freed at the end (files.c). */
 void mcache_file_free(mfile *f);
-/* Open f's completion record and mark the chunks it names done (record.c). */
-int mcache_rec_open(mcache *c, mfile *f);
+/* Open the cache's record log and keep what it names (record.c). */
+int mcache_log_open(mcache *c);
+/* Mark the chunks of f the log names done. Under c->mu (record.c). */
+void mcache_rec_apply(mcache *c, mfile *f);
 /* The thread that makes fetched runs durable, then records them (record.c). */
 void *mcache_syncer(void *arg);
 /* A fetcher thread (fetch.c). */

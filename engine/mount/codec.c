@@ -56,61 +56,44 @@ int trace_decode(const uint8_t *data, size_t len, const char *what, oid *snap, u
 	return 0;
 }
 
-/* ---- the mount cache record ---------------------------------------------- */
+/* ---- the mount cache log ------------------------------------------------ */
 
-static uint32_t entry_check(const oid *cid, uint32_t first, uint32_t n)
+void mcache_log_header(uint8_t h[MLOG_HEADER_LEN])
 {
-	uint8_t b[OID_LEN + 8];
-	memcpy(b, cid->b, OID_LEN);
-	put_u32(b + OID_LEN, first);
-	put_u32(b + OID_LEN + 4, n);
-	return (uint32_t)hash_xxh3(b, sizeof(b));
-}
-
-void mcache_rec_header(uint8_t h[REC_HEADER_LEN], const oid *cid, uint32_t nchunks)
-{
-	memset(h, 0, REC_HEADER_LEN);
-	memcpy(h, MAGIC_MOUNT_CACHE, 8);
+	memset(h, 0, MLOG_HEADER_LEN);
+	memcpy(h, MAGIC_MOUNT_LOG, 8);
 	put_u32(h + 8, FORMAT_VERSION);
-	memcpy(h + FORMAT_HEADER_LEN, cid->b, OID_LEN);
-	put_u32(h + FORMAT_HEADER_LEN + OID_LEN, nchunks);
-	put_u64(h + REC_HEADER_LEN - 8, hash_xxh3(h, REC_HEADER_LEN - 8));
 }
 
-void mcache_rec_entry(uint8_t b[REC_ENTRY_LEN], const oid *cid, uint32_t first, uint32_t count)
+void mcache_log_entry(uint8_t b[MLOG_ENTRY_LEN], const mlog_entry *e)
 {
-	put_u32(b, first);
-	put_u32(b + 4, count);
-	put_u32(b + 8, entry_check(cid, first, count));
+	memcpy(b, e->cid.b, OID_LEN);
+	put_u32(b + OID_LEN, e->nchunks);
+	put_u32(b + OID_LEN + 4, e->first);
+	put_u32(b + OID_LEN + 8, e->count);
+	put_u64(b + OID_LEN + 12, hash_xxh3(b, OID_LEN + 12));
 }
 
-int mcache_rec_entry_decode(const uint8_t b[REC_ENTRY_LEN], const oid *cid, uint32_t nchunks, uint32_t *first,
-                            uint32_t *count)
+int mcache_log_entry_decode(const uint8_t b[MLOG_ENTRY_LEN], mlog_entry *e)
 {
-	uint32_t f = get_u32(b), n = get_u32(b + 4);
-	if (get_u32(b + 8) != entry_check(cid, f, n) || f > nchunks || n > nchunks - f) return -1;
-	*first = f;
-	*count = n;
+	uint32_t n = get_u32(b + OID_LEN), f = get_u32(b + OID_LEN + 4), k = get_u32(b + OID_LEN + 8);
+	if (get_u64(b + OID_LEN + 12) != hash_xxh3(b, OID_LEN + 12) || f > n || k > n - f) return -1;
+	memcpy(e->cid.b, b, OID_LEN);
+	e->nchunks = n;
+	e->first = f;
+	e->count = k;
 	return 0;
 }
 
-int mcache_rec_decode(const uint8_t *data, size_t len, const char *what, oid *cid, uint32_t *nchunks,
-                      size_t *valid)
+int mcache_log_decode(const uint8_t *data, size_t len, const char *what, size_t *valid)
 {
-	uint8_t want[REC_HEADER_LEN];
-	oid id;
-	if (len < REC_HEADER_LEN) return error_set(CAIRN_ECORRUPT, "%s: truncated (%zu bytes)", what, len);
-	memcpy(id.b, data + FORMAT_HEADER_LEN, OID_LEN);
-	uint32_t n = get_u32(data + FORMAT_HEADER_LEN + OID_LEN);
-	/* the header as its writer makes it, or nothing of the record is trusted */
-	mcache_rec_header(want, &id, n);
-	if (memcmp(data, want, REC_HEADER_LEN) != 0) return error_set(CAIRN_ECORRUPT, "%s: bad header", what);
-	size_t at = REC_HEADER_LEN;
-	uint32_t first, count;
-	while (len - at >= REC_ENTRY_LEN && mcache_rec_entry_decode(data + at, &id, n, &first, &count) == 0)
-		at += REC_ENTRY_LEN;
-	*cid = id;
-	*nchunks = n;
+	uint8_t want[MLOG_HEADER_LEN];
+	mlog_entry e;
+	mcache_log_header(want);
+	if (len < MLOG_HEADER_LEN || memcmp(data, want, MLOG_HEADER_LEN) != 0)
+		return error_set(CAIRN_ECORRUPT, "%s: not a cache log of this format", what);
+	size_t at = MLOG_HEADER_LEN;
+	while (len - at >= MLOG_ENTRY_LEN && mcache_log_entry_decode(data + at, &e) == 0) at += MLOG_ENTRY_LEN;
 	*valid = at;
 	return 0;
 }

@@ -1,5 +1,5 @@
 /* The mount's records as bytes and back (format.h "access trace" and
- * "mount cache record"). Pure: no I/O; decoders check every length against
+ * "mount cache log"). Pure: no I/O; decoders check every length against
  * the bytes present. Reading and writing them is mount.c's (traces) and
  * record.c's (cache records). */
 #ifndef CAIRN_MOUNT_CODEC_H
@@ -25,24 +25,26 @@ typedef void (*trace_path_fn)(void *arg, const char *path, size_t len);
 int trace_decode(const uint8_t *data, size_t len, const char *what, oid *snap, uint32_t *npaths, trace_path_fn fn,
                  void *arg);
 
-/* ---- the mount cache record: a header, then entries appended one by one ---- */
+/* ---- the mount cache log: a header, then entries appended in batches ---- */
 
-#define REC_HEADER_LEN (FORMAT_HEADER_LEN + OID_LEN + 4 + FORMAT_CHECK_LEN)
-#define REC_ENTRY_LEN 12
+#define MLOG_HEADER_LEN FORMAT_HEADER_LEN
+#define MLOG_ENTRY_LEN (OID_LEN + 12 + FORMAT_CHECK_LEN)
 
-void mcache_rec_header(uint8_t h[REC_HEADER_LEN], const oid *cid, uint32_t nchunks);
-void mcache_rec_entry(uint8_t b[REC_ENTRY_LEN], const oid *cid, uint32_t first, uint32_t count);
+typedef struct mlog_entry {
+	oid cid;
+	uint32_t nchunks, first, count;
+} mlog_entry;
 
-/* 0 when b is a good entry of the record of cid, naming chunks
- * [*first, *first + *count) of its nchunks; -1 when it is not (torn). */
-int mcache_rec_entry_decode(const uint8_t b[REC_ENTRY_LEN], const oid *cid, uint32_t nchunks, uint32_t *first,
-                            uint32_t *count);
+void mcache_log_header(uint8_t h[MLOG_HEADER_LEN]);
+void mcache_log_entry(uint8_t b[MLOG_ENTRY_LEN], const mlog_entry *e);
 
-/* A whole record: 0 with the content id and chunk count its header names
- * and *valid, the length of the header and the good entries before the
- * first bad one (what a reader trusts); CAIRN_ECORRUPT naming what when
- * the header is bad (nothing is trusted). */
-int mcache_rec_decode(const uint8_t *data, size_t len, const char *what, oid *cid, uint32_t *nchunks,
-                      size_t *valid);
+/* 0 when b is a good entry (its check holds, its chunks within nchunks),
+ * decoded into *e; -1 when it is not (torn). */
+int mcache_log_entry_decode(const uint8_t b[MLOG_ENTRY_LEN], mlog_entry *e);
+
+/* A whole log: 0 with *valid, the length of the header and the good
+ * entries before the first bad one (what a reader trusts); CAIRN_ECORRUPT
+ * naming what when the header is not its writer's (nothing is trusted). */
+int mcache_log_decode(const uint8_t *data, size_t len, const char *what, size_t *valid);
 
 #endif

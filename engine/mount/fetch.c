@@ -111,7 +111,7 @@ static void run_done(mcache *c, mfile *f, uint32_t c0, uint32_t n, uint32_t ok, 
                      int backing)
 {
 	pthread_mutex_lock(&c->mu);
-	if (ok > 0 && (f->recfd >= 0 || f->rec_new)) {
+	if (ok > 0 && c->logfd >= 0 && !c->log_broken) {
 		if (c->npending == c->pcap) {
 			size_t cap = c->pcap ? 2 * c->pcap : 256;
 			fetch_item *v = realloc(c->pending, cap * sizeof(*v));

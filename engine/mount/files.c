@@ -1,5 +1,5 @@
 /* A content's state in the cache: its id, layout and chunk states, made on
- * first use with what its record says is complete, its cache file and its
+ * first use with what the cache's log says is complete, its cache file and its
  * passthrough backing (cache.h). */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +21,6 @@ void mcache_file_free(mfile *f)
 {
 	if (!f) return;
 	if (f->fd >= 0) close(f->fd);
-	if (f->recfd >= 0) close(f->recfd);
 	free(f->cstart);
 	free(f->xstart);
 	free(f->state);
@@ -115,7 +114,7 @@ int mcache_file(mcache *c, uint32_t id, mfile **out)
 	f->cid = cid;
 	f->e = nd->e;
 	f->node = id;
-	f->fd = f->recfd = f->backing_id = -1;
+	f->fd = f->backing_id = -1;
 	char hex[OID_HEX_LEN + 1];
 	oid_hex(hex, &cid);
 	snprintf(f->name, sizeof(f->name), "%.2s/%s", hex, hex);
@@ -123,19 +122,13 @@ int mcache_file(mcache *c, uint32_t id, mfile **out)
 	char sub[16];
 	snprintf(sub, sizeof(sub), "files/%.2s", hex);
 	if (!c->made[cid.b[0]]) {
-		if (mkdirat(c->dirfd, sub, 0700) == 0) c->fresh[cid.b[0]] = 1;
-		else if (errno != EEXIST) {
+		if (mkdirat(c->dirfd, sub, 0700) < 0 && errno != EEXIST) {
 			rc = error_errno(CAIRN_EIO, errno, "mount cache %s", sub);
 			goto done;
 		}
 		c->made[cid.b[0]] = 1;
 	}
-	if (c->fresh[cid.b[0]]) f->rec_new = 1; /* its directory is this mount's: no record to read */
-	else if ((rc = mcache_rec_open(c, f)) < 0) goto done;
-	if (f->ndone == f->e->nchunks && f->recfd >= 0) {
-		close(f->recfd);
-		f->recfd = -1;
-	}
+	mcache_rec_apply(c, f);
 	if (c->nfiles == c->fcap) {
 		size_t cap = c->fcap ? 2 * c->fcap : 1024;
 		mfile **v = realloc(c->files, cap * sizeof(*v));

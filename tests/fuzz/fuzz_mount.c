@@ -1,9 +1,9 @@
 /* libFuzzer target: the mount's records, chosen by the input's magic: the
  * access trace (as given and with its checksum made right, check.h) and
- * the cache's completion record (as given and with its header's and
- * entries' checks made right). Decode must never crash; a trace it accepts
- * encodes back to the same bytes (flags 0: the writer's); the trusted part
- * of a cache record encodes back to the same bytes. */
+ * the cache's record log (as given and with its entries' checks made
+ * right). Decode must never crash; a trace it accepts encodes back to the
+ * same bytes (flags 0: the writer's); the trusted part of a cache log
+ * encodes back to the same bytes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,49 +54,44 @@ done:
 	free(again);
 }
 
-static void cache_record(const uint8_t *data, size_t len)
+static void cache_log(const uint8_t *data, size_t len)
 {
-	oid cid;
-	uint32_t nchunks, first, count;
+	mlog_entry e;
 	size_t valid;
-	uint8_t b[REC_HEADER_LEN > REC_ENTRY_LEN ? REC_HEADER_LEN : REC_ENTRY_LEN];
-	if (mcache_rec_decode(data, len, "cache record", &cid, &nchunks, &valid) < 0) return;
-	if (valid < REC_HEADER_LEN || valid > len || (valid - REC_HEADER_LEN) % REC_ENTRY_LEN) abort();
-	mcache_rec_header(b, &cid, nchunks);
-	if (memcmp(b, data, REC_HEADER_LEN) != 0) abort();
-	for (size_t at = REC_HEADER_LEN; at < valid; at += REC_ENTRY_LEN) {
-		if (mcache_rec_entry_decode(data + at, &cid, nchunks, &first, &count) < 0) abort();
-		if (first > nchunks || count > nchunks - first) abort();
-		mcache_rec_entry(b, &cid, first, count);
-		if (memcmp(b, data + at, REC_ENTRY_LEN) != 0) abort();
+	uint8_t b[MLOG_HEADER_LEN > MLOG_ENTRY_LEN ? MLOG_HEADER_LEN : MLOG_ENTRY_LEN];
+	if (mcache_log_decode(data, len, "cache log", &valid) < 0) return;
+	if (valid < MLOG_HEADER_LEN || valid > len || (valid - MLOG_HEADER_LEN) % MLOG_ENTRY_LEN) abort();
+	mcache_log_header(b);
+	if (memcmp(b, data, MLOG_HEADER_LEN) != 0) abort();
+	for (size_t at = MLOG_HEADER_LEN; at < valid; at += MLOG_ENTRY_LEN) {
+		if (mcache_log_entry_decode(data + at, &e) < 0) abort();
+		if (e.first > e.nchunks || e.count > e.nchunks - e.first) abort();
+		mcache_log_entry(b, &e);
+		if (memcmp(b, data + at, MLOG_ENTRY_LEN) != 0) abort();
 	}
 	/* what follows the trusted part is a torn entry or a partial one */
-	if (len - valid >= REC_ENTRY_LEN && mcache_rec_entry_decode(data + valid, &cid, nchunks, &first, &count) == 0)
-		abort();
+	if (len - valid >= MLOG_ENTRY_LEN && mcache_log_entry_decode(data + valid, &e) == 0) abort();
 }
 
-/* A copy with the header's check and every entry's check made right, so
- * that mutations reach the counts and chunk ranges. */
-static void cache_record_fixed(const uint8_t *data, size_t len)
+/* A copy with every entry's check made right, so that mutations reach the
+ * counts and chunk ranges. */
+static void cache_log_fixed(const uint8_t *data, size_t len)
 {
-	if (len < REC_HEADER_LEN) return;
+	if (len < MLOG_HEADER_LEN) return;
 	uint8_t *copy = malloc(len);
 	if (!copy) return;
 	memcpy(copy, data, len);
-	put_u64(copy + REC_HEADER_LEN - 8, hash_xxh3(copy, REC_HEADER_LEN - 8));
-	oid cid;
-	memcpy(cid.b, copy + FORMAT_HEADER_LEN, OID_LEN);
-	for (size_t at = REC_HEADER_LEN; len - at >= REC_ENTRY_LEN; at += REC_ENTRY_LEN)
-		mcache_rec_entry(copy + at, &cid, get_u32(copy + at), get_u32(copy + at + 4));
-	cache_record(copy, len);
+	for (size_t at = MLOG_HEADER_LEN; len - at >= MLOG_ENTRY_LEN; at += MLOG_ENTRY_LEN)
+		put_u64(copy + at + MLOG_ENTRY_LEN - 8, hash_xxh3(copy + at, MLOG_ENTRY_LEN - 8));
+	cache_log(copy, len);
 	free(copy);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
-	if (len >= 8 && memcmp(data, MAGIC_MOUNT_CACHE, 8) == 0) {
-		cache_record(data, len);
-		cache_record_fixed(data, len);
+	if (len >= 8 && memcmp(data, MAGIC_MOUNT_LOG, 8) == 0) {
+		cache_log(data, len);
+		cache_log_fixed(data, len);
 	} else {
 		trace(data, len);
 		fuzz_with_check(data, len, trace);
