@@ -14,9 +14,11 @@
 #               `cairn restore` + the same command in the restored tree;
 #               p50/p90 over --starts starts
 #   full read   every file read through a cold mount (cat of all), against a
-#               cold `cairn restore` of everything
+#               cold `cairn restore` of everything; wall and CPU (the mount's
+#               server; the restore process)
 #   hydrated    reading the weights once the mount hydrated them (passthrough),
-#               against the same files on local disk (the restored tree)
+#               against the same files on local disk (the restored tree) and
+#               the mount's cache files read directly; ratios within a run
 #
 # usage: bench/bench-mount.sh [options]
 #   --starts N        starts per variant (default 10)
@@ -30,7 +32,7 @@
 #   --sections LIST   what to measure, of ready,full,hydrated (default: all)
 #   --restore-starts N  starts of the restore variant (default: --starts; a
 #                     restore of a 10 GB instance takes a minute)
-#   --hyd-runs N      alternating runs of the hydrated reads (default 7)
+#   --hyd-runs N      runs of the hydrated reads, each reading every way (default 9)
 #   --hydrate MODE    the readiness mounts' --hydrate (default none)
 #   --weights-step-mib S  write the weights S MiB at a time, each step taken in
 #                     upper mode over the last (`take --upper DIR --base SNAP`)
@@ -51,7 +53,7 @@ keep=0
 reuse=0
 sections=ready,full,hydrated
 rstarts=
-hydruns=7
+hydruns=9
 hydrate=none
 wstep=0
 
@@ -210,30 +212,39 @@ echo
 echo "full read of every file: cold mount against cold restore (3 runs each, alternating)"
 : > "$work/full.mount"
 : > "$work/full.restore"
+: > "$work/full.mount-cpu"
+: > "$work/full.restore-cpu"
 for i in 1 2 3; do
 	rm -rf "$work/cache"
 	drop
 	t0=$(now_ms)
-	"$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" --hydrate none > /dev/null
+	pid=$("$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" --hydrate none |
+		sed -n 's/.*server pid \([0-9]*\).*/\1/p')
 	(cd "$M" && find . -type f -print0 | xargs -0 cat > /dev/null)
 	t1=$(now_ms)
+	# the server's CPU (user + system): firmer than wall time under load
+	mcpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$pid/stat")
 	"$CAIRN" umount "$M"
 	echo $((t1 - t0)) >> "$work/full.mount"
+	echo "$mcpu" >> "$work/full.mount-cpu"
 	rm -rf "$R"
 	drop
 	t0=$(now_ms)
-	"$CAIRN" restore --repo "$repo" "$SNAP" "$R" -q
+	/usr/bin/time -f '%U %S' -o "$work/time.out" "$CAIRN" restore --repo "$repo" "$SNAP" "$R" -q
 	t1=$(now_ms)
+	rcpu=$(awk '{printf "%d", ($1 + $2) * 1000}' "$work/time.out")
 	echo $((t1 - t0)) >> "$work/full.restore"
-	echo "  run $i: mount $(tail -n1 "$work/full.mount") ms, restore $(tail -n1 "$work/full.restore") ms $(load)"
+	echo "$rcpu" >> "$work/full.restore-cpu"
+	echo "  run $i: mount $(tail -n1 "$work/full.mount") ms (server $mcpu CPU-ms), restore $(tail -n1 "$work/full.restore") ms ($rcpu CPU-ms) $(load)"
 done
 echo "  mount + read all: $(pct < "$work/full.mount") $(load)"
 echo "  restore:          $(pct < "$work/full.restore")"
+echo "  CPU-ms, mount's server: $(pct < "$work/full.mount-cpu" | sed 's/ ms//g'); restore: $(pct < "$work/full.restore-cpu" | sed 's/ ms//g')"
 fi
 
 if want hydrated; then
 echo
-echo "hydrated reads of the weights against local disk (page cache dropped before each; $hydruns runs each, alternating)"
+echo "hydrated reads of the weights against local disk (page cache dropped before each; $hydruns runs, the order rotating)"
 [ -d "$R/models" ] || "$CAIRN" restore --repo "$repo" "$SNAP" "$R" -q
 if [ ! -d "$work/cache/files" ]; then # hydrate a cache first (the full read leaves one)
 	"$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" --hydrate none > /dev/null
@@ -241,18 +252,75 @@ if [ ! -d "$work/cache/files" ]; then # hydrate a cache first (the full read lea
 	"$CAIRN" umount "$M"
 fi
 "$CAIRN" mount --repo "$repo" "$SNAP" "$M" --cache "$work/cache" --hydrate none > /dev/null
-read_ms() { drop; local a b; a=$(now_ms); cat "$1"/models/* > /dev/null; b=$(now_ms); echo $((b - a)); }
-: > "$work/hyd.mount"
-: > "$work/hyd.local"
-for i in $(seq "$hydruns"); do
-	if [ $((i % 2)) = 1 ]; then
-		read_ms "$M" >> "$work/hyd.mount"
-		read_ms "$R" >> "$work/hyd.local"
-	else
-		read_ms "$R" >> "$work/hyd.local"
-		read_ms "$M" >> "$work/hyd.mount"
-	fi
-done
+# Three ways to read the same 256 MiB files, the page cache dropped (after a
+# sync) before each: through the mount (passthrough), the mount's cache
+# files read directly (the same blocks without FUSE: what passthrough adds),
+# and the restored tree (local disk). This disk's speed drifts by 2-3x from
+# minute to minute under other load, so the ways take turns within a run
+# (the order rotates) and the ratios are taken within a run, then their
+# median; each file's time and its extents (filefrag) are printed, since
+# a restored file and a cache file are not laid out alike.
+rm -f "$work/hyd.direct"
+"$PY" - "$hydruns" "$M" "$R" "$work/cache" "$work" <<'EOF'
+import glob, os, subprocess, sys, time
+runs, mnt, local, cache, work = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+names = sorted(os.listdir(os.path.join(local, "models")))
+heads = {}
+for n in names:
+    with open(os.path.join(local, "models", n), "rb") as f:
+        heads[f.read(1 << 16)] = n
+direct = {}
+for p in glob.glob(os.path.join(cache, "files", "*", "*")):
+    if os.path.getsize(p) != os.path.getsize(os.path.join(local, "models", names[0])):
+        continue
+    with open(p, "rb") as f:
+        h = f.read(1 << 16)
+    if h in heads:
+        direct[heads[h]] = p
+ways = {"mount": [os.path.join(mnt, "models", n) for n in names],
+        "direct": [direct.get(n) for n in names],
+        "local": [os.path.join(local, "models", n) for n in names]}
+if None in ways["direct"]:
+    del ways["direct"] # a weight file not found whole in the cache
+def extents(p):
+    out = subprocess.run(["filefrag", p], capture_output=True, text=True).stdout
+    return out.rsplit(":", 1)[-1].split()[0] if ":" in out else "?"
+for w in ("direct", "local"):
+    if w in ways:
+        print("  extents a file, %s: %s" % (w, " ".join(extents(p) for p in ways[w])))
+buf = memoryview(bytearray(128 << 10)) # cat's reads
+def drop():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+order = list(ways)
+res = {w: [] for w in order}
+for r in range(runs):
+    o = order[r % len(order):] + order[:r % len(order)]
+    if r % 2:
+        o.reverse()
+    for w in o:
+        drop()
+        per = []
+        for p in ways[w]:
+            a = time.perf_counter()
+            fd = os.open(p, os.O_RDONLY)
+            while os.readv(fd, [buf]) > 0:
+                pass
+            os.close(fd)
+            per.append(round((time.perf_counter() - a) * 1000))
+        res[w].append(sum(per))
+        print("  run %d %-6s %5d ms  (files %s)  (load %s)" % (r + 1, w, sum(per), " ".join(map(str, per)),
+              " ".join(open("/proc/loadavg").read().split()[:3])), flush=True)
+for w in order:
+    with open(os.path.join(work, "hyd." + w), "w") as f:
+        f.write("".join("%d\n" % v for v in res[w]))
+med = lambda v: sorted(v)[len(v) // 2]
+ratios = lambda a, b: "%.2fx" % med([x / y for x, y in zip(res[a], res[b])])
+print("  median of the runs' ratios: mount/local %s" % ratios("mount", "local") +
+      (", mount/direct %s (passthrough's cost), direct/local %s (the files' layout)" %
+       (ratios("mount", "direct"), ratios("direct", "local")) if "direct" in res else ""))
+EOF
 # the same from the page cache: what the read path itself costs
 warm_ms() { local a b; a=$(now_ms); cat "$1"/models/* > /dev/null; b=$(now_ms); echo $((b - a)); }
 : > "$work/warm.mount"
@@ -265,6 +333,7 @@ done
 "$CAIRN" umount "$M"
 echo "  mount (hydrated, passthrough): $(pct < "$work/hyd.mount") $(load)"
 echo "  local disk:                    $(pct < "$work/hyd.local")"
+[ ! -s "$work/hyd.direct" ] || echo "  cache files read directly:     $(pct < "$work/hyd.direct")"
 echo "  from the page cache: mount $(pct < "$work/warm.mount")"
 echo "                       local $(pct < "$work/warm.local")"
 fi

@@ -1,7 +1,7 @@
 /* The mount's records as bytes and back (format.h "access trace" and
  * "mount cache log"). Pure: no I/O; decoders check every length against
  * the bytes present. Reading and writing them is mount.c's (traces) and
- * record.c's (cache records). */
+ * record.c's (the cache's log). */
 #ifndef CAIRN_MOUNT_CODEC_H
 #define CAIRN_MOUNT_CODEC_H
 

@@ -7,13 +7,13 @@
  *   cache.h     the chunk cache's design and its shared state:
  *   files.c       a content's state, its sparse cache file and its backing
  *   cache.c       opens and their passthrough backing, the cache's life
- *   record.c      completion records, and the syncer that writes them once
- *                 the data they name is durable
+ *   record.c      the cache's record log, and the syncer that appends to it
+ *                 once the data its entries name is durable
  *   fetch.c       the queues, the fetchers (coalesced pack reads), the
  *                 bounded waits of readers, their read-ahead
  *   hydrate.c     background hydration
  *   codec.h     its records as bytes and back, no I/O: the access trace
- *               and the cache's completion record (format.h)
+ *               and the cache's record log (format.h)
  *   session.c   /dev/fuse: mount(2), the request loop, every operation
  *   mount.c     the public API (cairn_mount_*, cairn_umount)
  * It reads trees and chunks only through repo.h (verified reads) and holds
