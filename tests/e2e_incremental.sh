@@ -229,6 +229,12 @@ if [ -n "${S2:-}" ] && cairn_ok restore-bad restore --repo "$R" "$S2" "$W/inst-b
 	}
 fi
 
+# tree_of VAR SNAP: VAR set to the "root_tree" of snapshot SNAP in $R
+tree_of() {
+	cairn "info-${2:0:12}" info --repo "$R" "$2" --json
+	printf -v "$1" '%s' "$(grep -o '"root_tree":"[0-9a-f]*"' "$OUT")"
+}
+
 say "a parent with identical directories (one tree, met twice): both reused, the trees the same as without a parent"
 TW=$W/twins
 mkdir -p "$TW/a/deep"
@@ -243,10 +249,8 @@ if take_json twins1 --repo "$R" --root "$TW" --user erin --name twins1; then
 			test "$(done_field "$OUT" reused_files)" = 239
 		take_json twins3 --repo "$R" --root "$TW" --user erin --name twins3 --no-parent && {
 			T3=$SNAP
-			cairn info-t2 info --repo "$R" "$T2" --json
-			t2=$(grep -o '"root_tree":"[0-9a-f]*"' "$OUT")
-			cairn info-t3 info --repo "$R" "$T3" --json
-			t3=$(grep -o '"root_tree":"[0-9a-f]*"' "$OUT")
+			tree_of t2 "$T2"
+			tree_of t3 "$T3"
 			check "identical directories: the incremental take's tree is the full take's ($t2, $t3)" \
 				test -n "$t2" -a "$t2" = "$t3"
 		}
@@ -279,10 +283,8 @@ if take_json streamed1 --repo "$R" --root "$TS" --user sam --name streamed1; the
 				test "$(done_field "$OUT" reused_files)" = $((nfiles - 1))
 		take_json streamed4 --repo "$R" --root "$TS" --user sam --name streamed4 --no-parent && {
 			S4=$SNAP
-			cairn info-s2 info --repo "$R" "$S2" --json
-			s2=$(grep -o '"root_tree":"[0-9a-f]*"' "$OUT")
-			cairn info-s4 info --repo "$R" "$S4" --json
-			s4=$(grep -o '"root_tree":"[0-9a-f]*"' "$OUT")
+			tree_of s2 "$S2"
+			tree_of s4 "$S4"
 			check "streamed take: its tree is a take's without a parent ($s2, $s4)" test -n "$s2" -a "$s2" = "$s4"
 		}
 		if cairn_ok restore-streamed restore --repo "$R" "$S2" "$W/r-streamed"; then
