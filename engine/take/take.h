@@ -48,7 +48,7 @@ typedef struct file_state {
 } file_state;
 
 #define REUSED_COPY 1     /* lists of its own */
-#define REUSED_BORROWED 2 /* lists in take_ctx.reuse_mem, not freed with it */
+#define REUSED_BORROWED 2 /* lists in take_ctx.reuse_mem (streamed: the walk's arenas), not freed with it */
 #define NODE_REUSABLE 1   /* walk_node.user_kind: user is a prior_file (keep_reusable) */
 #define NODE_REFD 2       /* the same, its chunks already referenced (stream_dir) */
 #define NODE_BUILT 3      /* a directory whose tree the walk's stream built: user is a built_dir */
