@@ -70,6 +70,14 @@ typedef struct walk_options {
 	 * them later). A walk that fails may leave some not done. */
 	int (*prior_dir)(void *payload, const struct walk_node *pd);
 	void (*prior_done)(void *payload, const struct walk_node *pd);
+	/* Optional, streaming: called on the walking thread once a directory
+	 * dir (not the root) and everything below it are walked: its kids in
+	 * their order, each subdirectory's own call made. Returning 1 frees
+	 * its kids (dir keeps none: the caller has what it needs of them),
+	 * 0 keeps them. dir->user is the caller's from this call on. Set, each
+	 * directory's kids live in an arena of their own (walk_alloc on a kid
+	 * allocates there), and the tree cannot be grafted (walk_graft). */
+	int (*on_dir_done)(void *payload, struct walk_node *dir);
 	/* root is a directory inside the captured tree (a part walked on its
 	 * own, for walk_graft): no /datadrive rule, and root itself is not
 	 * followed if it became a symlink */

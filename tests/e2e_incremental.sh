@@ -229,6 +229,12 @@ if [ -n "${S2:-}" ] && cairn_ok restore-bad restore --repo "$R" "$S2" "$W/inst-b
 	}
 fi
 
+# tree_of VAR SNAP: VAR set to the "root_tree" of snapshot SNAP in $R
+tree_of() {
+	cairn "info-${2:0:12}" info --repo "$R" "$2" --json
+	printf -v "$1" '%s' "$(grep -o '"root_tree":"[0-9a-f]*"' "$OUT")"
+}
+
 say "a parent with identical directories (one tree, met twice): both reused, the trees the same as without a parent"
 TW=$W/twins
 mkdir -p "$TW/a/deep"
@@ -243,16 +249,48 @@ if take_json twins1 --repo "$R" --root "$TW" --user erin --name twins1; then
 			test "$(done_field "$OUT" reused_files)" = 239
 		take_json twins3 --repo "$R" --root "$TW" --user erin --name twins3 --no-parent && {
 			T3=$SNAP
-			cairn info-t2 info --repo "$R" "$T2" --json
-			t2=$(grep -o '"root_tree":"[0-9a-f]*"' "$OUT")
-			cairn info-t3 info --repo "$R" "$T3" --json
-			t3=$(grep -o '"root_tree":"[0-9a-f]*"' "$OUT")
+			tree_of t2 "$T2"
+			tree_of t3 "$T3"
 			check "identical directories: the incremental take's tree is the full take's ($t2, $t3)" \
 				test -n "$t2" -a "$t2" = "$t3"
 		}
 		if cairn_ok restore-twins restore --repo "$R" "$T2" "$W/r-twins"; then
 			treecmp_check "identical directories: the incremental snapshot restores to the tree" "$TW" "$W/r-twins"
 		fi
+	}
+fi
+
+say "a take with a parent builds unchanged directories as the walk completes them: the same trees and inodes record"
+TS=$W/streamed
+mkdir -p "$TS/a/x/y" "$TS/a/empty" "$TS/b" "$TS/c" "$TS/d" "$TS/e"
+for i in $(seq 1 30); do echo "a $i" > "$TS/a/f$i"; echo "x $i" > "$TS/a/x/g$i"; echo "y $i" > "$TS/a/x/y/h$i"; done
+ln -s f1 "$TS/a/link"
+mkfifo "$TS/a/fifo"
+for i in $(seq 1 10); do echo "b $i" > "$TS/b/f$i"; echo "c $i" > "$TS/c/f$i"; echo "top $i" > "$TS/top$i"; done
+ln "$TS/b/f1" "$TS/b/f1-link" # a hardlink group: its directory built at the end
+for i in $(seq 1 5); do echo "d $i" > "$TS/d/f$i"; setfattr -n user.k -v "v$i" "$TS/d/f$i" 2> /dev/null || true; done
+head -c 600000 /dev/urandom > "$TS/e/large"
+nfiles=$(find "$TS" -type f | wc -l)
+if take_json streamed1 --repo "$R" --root "$TS" --user sam --name streamed1; then
+	echo "changed" > "$TS/c/f1"
+	take_json streamed2 --repo "$R" --root "$TS" --user sam --name streamed2 && {
+		S2=$SNAP
+		check "streamed take: every file reused but the changed one and the link (got $(done_field "$OUT" reused_files) of $nfiles)" \
+			test "$(done_field "$OUT" reused_files)" = $((nfiles - 2))
+		# the inodes record it wrote fits its trees: the next take reuses every file
+		take_json streamed3 --repo "$R" --root "$TS" --user sam --name streamed3 &&
+			check "after a streamed take: every file reused (got $(done_field "$OUT" reused_files) of $nfiles)" \
+				test "$(done_field "$OUT" reused_files)" = $((nfiles - 1))
+		take_json streamed4 --repo "$R" --root "$TS" --user sam --name streamed4 --no-parent && {
+			S4=$SNAP
+			tree_of s2 "$S2"
+			tree_of s4 "$S4"
+			check "streamed take: its tree is a take's without a parent ($s2, $s4)" test -n "$s2" -a "$s2" = "$s4"
+		}
+		if cairn_ok restore-streamed restore --repo "$R" "$S2" "$W/r-streamed"; then
+			treecmp_check "streamed take: the snapshot restores to the tree" "$TS" "$W/r-streamed"
+		fi
+		cairn_ok fsck-streamed fsck --repo "$R"
 	}
 fi
 

@@ -557,6 +557,92 @@ static void test_id_table(void)
 	free(ids);
 }
 
+static int uref_id_cmp(const void *a, const void *b) { return oid_cmp(&((const uref *)a)->id, &((const uref *)b)->id); }
+
+/* The user's blobs as a sorted array: snapshots' refs merged in and out
+ * match a count per id kept beside (usage, counts, sizes, order, nothing
+ * left at 0), and a bad merge (refs out of order, another size, a forget
+ * of a blob not charged) fails and changes nothing. */
+static void test_user_blobs(void)
+{
+	enum { POOL = 3000, SNAPS = 12 };
+	uref *pool = malloc(POOL * sizeof(*pool));
+	uint32_t *count = calloc(POOL, sizeof(*count));
+	uref *snap[SNAPS];
+	size_t nsnap[SNAPS];
+	CHECK(pool && count);
+	if (!pool || !count) return;
+	for (size_t i = 0; i < POOL; i++) {
+		t_fill(pool[i].id.b, OID_LEN);
+		pool[i].size = 1 + (uint32_t)(t_rand() % 100000);
+		pool[i].refs = 1;
+	}
+	qsort(pool, POOL, sizeof(*pool), uref_id_cmp);
+	for (size_t k = 0; k < SNAPS; k++) { /* a random subset, ascending */
+		snap[k] = malloc(POOL * sizeof(*snap[k]));
+		nsnap[k] = 0;
+		unsigned keep = 1 + (unsigned)(t_rand() % 7);
+		for (size_t i = 0; snap[k] && i < POOL; i++)
+			if (t_rand() % 8 < keep) snap[k][nsnap[k]++] = pool[i];
+	}
+	ublobs b = {0};
+	uint64_t used = 0;
+	/* all added, then every other one forgotten, then the first added again */
+	int order[][2] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}, {6, 1}, {7, 1}, {8, 1}, {9, 1},
+	                  {10, 1}, {11, 1}, {0, -1}, {2, -1}, {4, -1}, {6, -1}, {8, -1}, {10, -1}, {0, 1}};
+	size_t bad = 0;
+	for (size_t s = 0; s < sizeof(order) / sizeof(order[0]); s++) {
+		int k = order[s][0], sign = order[s][1];
+		if (!snap[k]) continue;
+		CHECK_EQ(ub_apply(&b, sign, snap[k], nsnap[k], &used, "test"), 0);
+		size_t j = 0;
+		for (size_t i = 0; i < POOL; i++)
+			if (j < nsnap[k] && oid_cmp(&pool[i].id, &snap[k][j].id) == 0) {
+				count[i] += (uint32_t)sign;
+				j++;
+			}
+		uint64_t want_used = 0;
+		size_t want_n = 0;
+		for (size_t i = 0; i < POOL; i++) {
+			const uref *u = ub_find(&b, &pool[i].id);
+			if (count[i]) {
+				want_used += pool[i].size;
+				want_n++;
+			}
+			if (count[i] ? !u || u->refs != count[i] || u->size != pool[i].size : u != NULL) bad++;
+		}
+		for (size_t i = 1; i < b.n; i++) bad += oid_cmp(&b.v[i - 1].id, &b.v[i].id) >= 0;
+		CHECK_EQ(b.n, want_n);
+		CHECK_EQ(used, want_used);
+	}
+	CHECK_EQ(bad, 0);
+	/* refused merges leave b as it was */
+	size_t n0 = b.n;
+	uint64_t used0 = used;
+	uref *copy = malloc((n0 ? n0 : 1) * sizeof(*copy));
+	CHECK(copy != NULL);
+	if (copy && n0 >= 2) {
+		memcpy(copy, b.v, n0 * sizeof(*copy));
+		uref swapped[2] = {b.v[1], b.v[0]};
+		CHECK_EQ(ub_apply(&b, 1, swapped, 2, &used, "test"), CAIRN_ECORRUPT);
+		uref resized[2] = {pool[0], b.v[1]};
+		resized[1].size++;
+		if (oid_cmp(&resized[0].id, &resized[1].id) < 0)
+			CHECK_EQ(ub_apply(&b, 1, resized, 2, &used, "test"), CAIRN_ECORRUPT);
+		size_t absent = 0;
+		while (absent < POOL && count[absent]) absent++;
+		if (absent < POOL) CHECK_EQ(ub_apply(&b, -1, &pool[absent], 1, &used, "test"), CAIRN_ECORRUPT);
+		CHECK_EQ(b.n, n0);
+		CHECK_EQ(used, used0);
+		CHECK(memcmp(copy, b.v, n0 * sizeof(*copy)) == 0);
+	}
+	free(copy);
+	ub_free(&b);
+	for (size_t k = 0; k < SNAPS; k++) free(snap[k]);
+	free(pool);
+	free(count);
+}
+
 /* The tracker holds the blobs it shares with the parent's refs as bits over
  * them: an id is counted once wherever it was first added (the parent's
  * at its size, or the set: another size, or none of the parent's), seen
@@ -633,6 +719,7 @@ int main(void)
 	snprintf(t4, sizeof(t4), "%s/t4", base);
 	snprintf(t5, sizeof(t5), "%s/t5", base);
 	test_id_table();
+	test_user_blobs();
 	make_tree(t1, t_rand(), 200000);
 	make_tree(t2, t_rand(), 150000);
 	make_tree(t3, t_rand(), 100000);

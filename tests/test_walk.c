@@ -666,6 +666,88 @@ static walk_node *walk_ok(const char *root, const walk_options *o, walk_stats *s
 	return n;
 }
 
+/* A streamed walk (walk_options.on_dir_done): each directory handed over
+ * once, after every subdirectory below it, with the kids a whole walk
+ * finds; kept (0), the tree is the whole walk's; freed (1), nothing but
+ * the root's kids stays, and the counts are the same either way. */
+#define STREAM_SEEN 7 /* user_kind of a directory handed over */
+static struct {
+	const walk_node *whole;
+	size_t calls, bad;
+	int free_kids;
+} stream_t;
+
+static int same_entry(const walk_node *a, const walk_node *b)
+{
+	return a->name_len == b->name_len && !memcmp(a->name, b->name, a->name_len) && a->type == b->type &&
+	       a->ino == b->ino && a->size == b->size && a->mode == b->mode && a->nxattrs == b->nxattrs &&
+	       a->target_len == b->target_len && a->is_mount == b->is_mount;
+}
+
+/* dir's namesake in the whole walk, through the parent links (deep paths
+ * are longer than lookup takes) */
+static const walk_node *namesake(const walk_node *whole, const walk_node *dir)
+{
+	if (!dir->parent) return whole;
+	const walk_node *up = namesake(whole, dir->parent);
+	return up ? kid(up, dir->name) : NULL;
+}
+
+static int stream_dir(void *payload, walk_node *dir)
+{
+	(void)payload;
+	size_t bad0 = stream_t.bad;
+	stream_t.calls++;
+	const walk_node *ref = namesake(stream_t.whole, dir);
+	if (!ref || ref->nkids != dir->nkids || dir->user_kind == STREAM_SEEN) stream_t.bad++;
+	for (size_t i = 0; ref && i < dir->nkids && i < ref->nkids; i++) {
+		const walk_node *k = dir->kids[i];
+		if (!same_entry(k, ref->kids[i]) || k->parent != dir) stream_t.bad++;
+		/* a subdirectory is handed over first (a mount point never is) */
+		if (k->type == TREE_DIR && !k->is_mount &&
+		    (k->user_kind != STREAM_SEEN || (stream_t.free_kids && k->nkids)))
+			stream_t.bad++;
+	}
+	if (stream_t.bad > bad0 && !bad0) {
+		char *path = walk_path(dir);
+		fprintf(stderr, "streamed walk: '%s' differs\n", path ? path : "?");
+		free(path);
+	}
+	dir->user_kind = STREAM_SEEN;
+	return stream_t.free_kids;
+}
+
+static void test_streamed(const walk_node *whole, const walk_stats *ws, walk_options o)
+{
+	o.on_dir_done = stream_dir;
+	size_t dirs = 0; /* handed over: every directory walked into but the root */
+	walk_stats t;
+	memset(&t, 0, sizeof(t));
+	tally(whole, &t);
+	for (int free_kids = 0; free_kids < 2; free_kids++) {
+		walk_stats s;
+		stream_t.whole = whole;
+		stream_t.calls = stream_t.bad = 0;
+		stream_t.free_kids = free_kids;
+		walk_node *n = walk_ok(rootpath, &o, &s);
+		if (!n) continue;
+		CHECK_EQ(stream_t.bad, 0);
+		if (!free_kids) {
+			CHECK(same_tree(n, whole));
+			dirs = stream_t.calls;
+		} else {
+			for (size_t i = 0; i < n->nkids; i++)
+				if (n->kids[i]->type == TREE_DIR) CHECK_EQ(n->kids[i]->nkids, 0);
+		}
+		CHECK_EQ(stream_t.calls, dirs);
+		CHECK(!memcmp(&s, ws, offsetof(walk_stats, used_uring)));
+		walk_free(n);
+	}
+	CHECK(dirs > 10);
+	CHECK(dirs < t.dirs); /* not the root, nor mount points */
+	printf("streamed walk: %zu directories handed over, kept or freed\n", dirs);
+}
+
 static void test_main_tree(void)
 {
 	const char *env = getenv("CAIRN_NO_URING"); /* as the CLI maps it */
@@ -725,6 +807,8 @@ static void test_main_tree(void)
 	CHECK_EQ(t.specials, su.specials);
 	CHECK_EQ(t.bytes, su.bytes);
 	CHECK(!memcmp(&su, &sp, offsetof(walk_stats, used_uring)));
+	o.no_uring = env_off;
+	test_streamed(a, &su, o);
 
 	/* against the real files */
 	int rfd = open(rootpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -78,6 +78,16 @@ typedef struct ref_dir {
 	unsigned bits;
 } ref_dir;
 
+/* A user's charged blobs: one array sorted by id, refs > 0 each, and the
+ * directory of its prefixes for lookups; 40 bytes an id and ~2 for the
+ * directory, where the hash table took 60-120 (it is held through a take,
+ * beside the walk). A snapshot's refs, sorted, are merged into it. */
+typedef struct ublobs {
+	uref *v;
+	size_t n;
+	ref_dir dir;
+} ublobs;
+
 typedef struct refs_set {
 	oid snap;
 	uref *v; /* ascending */
@@ -92,7 +102,8 @@ typedef struct ustate {
 	uint64_t quota;
 	uint64_t seq, base_seq; /* last entry applied; the base it started from */
 	uint64_t used, nsnaps;
-	utable blobs, snaps;
+	ublobs blobs;
+	utable snaps;
 	oid *forgotten;         /* forgotten since the base: their refs go at compaction */
 	size_t nforgotten, capforgotten;
 } ustate;
@@ -154,6 +165,17 @@ int ref_dir_find(const ref_dir *d, const oid *id, uint32_t *stored);
 /* Where id is in the sorted array, or -1. */
 ptrdiff_t ref_dir_index(const ref_dir *d, const oid *id);
 int ut_sorted(const utable *t, uref **out, size_t *n);
+void ub_free(ublobs *b);
+/* b becomes v (n refs > 0, strictly ascending; taken over). */
+void ub_set(ublobs *b, uref *v, size_t n);
+const uref *ub_find(const ublobs *b, const oid *id);
+int ub_charged(const ublobs *b, const oid *id);
+/* Merge a snapshot's refs v (strictly ascending) in (sign 1: a count more
+ * for each, a new blob's size added to *used) or out (-1: a count less, a
+ * blob left with none dropped and its size taken from *used). Checked
+ * first, so that on CAIRN_ECORRUPT (v out of order, a size other than the
+ * one charged, a blob forgotten that was not charged) b is unchanged. */
+int ub_apply(ublobs *b, int sign, const uref *v, size_t n, uint64_t *used, const char *what);
 
 /* tracker.c: ids the tracker holds in its table, not as bits over the
  * parent's refs (tests) */

@@ -13,13 +13,12 @@ void ustate_init(ustate *s, const char *user)
 {
 	memset(s, 0, sizeof(*s));
 	snprintf(s->user, sizeof(s->user), "%s", user);
-	ut_init(&s->blobs);
 	ut_init(&s->snaps);
 }
 
 void ustate_free(ustate *s)
 {
-	ut_free(&s->blobs);
+	ub_free(&s->blobs);
 	ut_free(&s->snaps);
 	free(s->forgotten);
 	memset(s, 0, sizeof(*s));
@@ -28,18 +27,17 @@ void ustate_free(ustate *s)
 int write_base(cairn_repo *r, const ustate *s)
 {
 	uint8_t *data = NULL;
-	size_t len, nb, ns;
-	uref *blobs = NULL, *snaps = NULL;
+	size_t len, ns;
+	uref *snaps = NULL;
 	char name[160];
 	int rc;
-	if ((rc = ut_sorted(&s->blobs, &blobs, &nb)) < 0) goto done;
 	if ((rc = ut_sorted(&s->snaps, &snaps, &ns)) < 0) goto done;
-	if ((rc = quota_base_encode(s->user, s->seq, s->used, snaps, ns, blobs, nb, &data, &len)) < 0) goto done;
+	if ((rc = quota_base_encode(s->user, s->seq, s->used, snaps, ns, s->blobs.v, s->blobs.n, &data, &len)) < 0)
+		goto done;
 	seq_name(name, sizeof(name), s->user, "base", s->seq);
 	rc = store_put(r->st, name, data, len, 0);
 done:
 	free(data);
-	free(blobs);
 	free(snaps);
 	return rc;
 }
@@ -60,7 +58,14 @@ static int read_base(cairn_repo *r, uint64_t seq, ustate *s)
 	}
 	/* sized once (the counts are bounded by the record's length): growing
 	 * by doubling rehashed every id and faulted in each bigger table */
-	if ((rc = ut_reserve(&s->snaps, b.nsnaps)) < 0 || (rc = ut_reserve(&s->blobs, b.nblobs)) < 0) goto done;
+	if ((rc = ut_reserve(&s->snaps, b.nsnaps)) < 0) goto done;
+	uref *blobs = malloc((b.nblobs ? b.nblobs : 1) * sizeof(*blobs));
+	if (!blobs) {
+		rc = ERR_OOM();
+		goto done;
+	}
+	for (uint32_t i = 0; i < b.nblobs; i++) quota_base_blob(&b, i, &blobs[i]); /* ascending, counted (decoded) */
+	ub_set(&s->blobs, blobs, b.nblobs);
 	for (uint32_t i = 0; i < b.nsnaps; i++) {
 		oid id;
 		quota_base_snap(&b, i, &id);
@@ -70,17 +75,6 @@ static int read_base(cairn_repo *r, uint64_t seq, ustate *s)
 			goto done;
 		}
 		sl->refs = 1;
-	}
-	for (uint32_t i = 0; i < b.nblobs; i++) {
-		uref u;
-		quota_base_blob(&b, i, &u);
-		uslot *sl = ut_get(&s->blobs, &u.id);
-		if (!sl) {
-			rc = ERR_OOM();
-			goto done;
-		}
-		sl->size = u.size;
-		sl->refs = u.refs;
 	}
 	s->seq = s->base_seq = seq;
 	s->used = b.used;
@@ -105,23 +99,7 @@ int ustate_apply(ustate *s, int sign, const oid *snap, const uref *v, size_t n, 
 		s->forgotten = f;
 		s->forgotten[s->nforgotten++] = *snap;
 	}
-	for (size_t i = 0; i < n; i++) {
-		uslot *b = ut_get(&s->blobs, &v[i].id);
-		if (!b) return ERR_OOM();
-		if (b->refs && b->size != v[i].size)
-			return error_set(CAIRN_ECORRUPT, "%s: blob %zu: stored size %u, charged before as %u", what, i,
-			                 v[i].size, b->size);
-		if (sign > 0) {
-			if (b->refs++ == 0) {
-				b->size = v[i].size;
-				s->used += v[i].size;
-			}
-		} else {
-			if (b->refs == 0) return error_set(CAIRN_ECORRUPT, "%s: blob %zu was not charged", what, i);
-			if (--b->refs == 0) s->used -= b->size;
-		}
-	}
-	return 0;
+	return ub_apply(&s->blobs, sign, v, n, &s->used, what);
 }
 
 static int add_seq(const char *name, void *payload)

@@ -218,3 +218,92 @@ int ut_sorted(const utable *t, uref **out, size_t *n)
 	*n = k;
 	return 0;
 }
+
+void ub_free(ublobs *b)
+{
+	ref_dir_free(&b->dir);
+	free(b->v);
+	memset(b, 0, sizeof(*b));
+}
+
+void ub_set(ublobs *b, uref *v, size_t n)
+{
+	ub_free(b);
+	b->v = v;
+	b->n = n;
+	ref_dir_build(&b->dir, v, n);
+}
+
+const uref *ub_find(const ublobs *b, const oid *id)
+{
+	ptrdiff_t i = b->n ? ref_dir_index(&b->dir, id) : -1;
+	return i < 0 ? NULL : &b->v[i];
+}
+
+int ub_charged(const ublobs *b, const oid *id) { return ub_find(b, id) != NULL; }
+
+/* The checks of ub_apply, before any change; *fresh: v's blobs not in b. */
+static int ub_check(const ublobs *b, int sign, const uref *v, size_t n, size_t *fresh, const char *what)
+{
+	size_t i = 0;
+	*fresh = 0;
+	for (size_t j = 0; j < n; j++) {
+		if (j && oid_cmp(&v[j - 1].id, &v[j].id) >= 0)
+			return error_set(CAIRN_ECORRUPT, "%s: blob %zu out of order", what, j);
+		int c = 1;
+		while (i < b->n && (c = oid_cmp(&b->v[i].id, &v[j].id)) < 0) i++;
+		if (i == b->n || c > 0) {
+			if (sign < 0) return error_set(CAIRN_ECORRUPT, "%s: blob %zu was not charged", what, j);
+			++*fresh;
+		} else if (b->v[i].size != v[j].size) {
+			return error_set(CAIRN_ECORRUPT, "%s: blob %zu: stored size %u, charged before as %u", what, j,
+			                 v[j].size, b->v[i].size);
+		}
+	}
+	return 0;
+}
+
+int ub_apply(ublobs *b, int sign, const uref *v, size_t n, uint64_t *used, const char *what)
+{
+	size_t fresh;
+	int rc = ub_check(b, sign, v, n, &fresh, what);
+	if (rc < 0 || n == 0) return rc;
+	if (sign < 0) { /* every one of v is in b: counted down, the uncounted squeezed out */
+		size_t k = 0, j = 0;
+		for (size_t i = 0; i < b->n; i++) {
+			uref u = b->v[i];
+			if (j < n && oid_cmp(&u.id, &v[j].id) == 0) {
+				j++;
+				if (--u.refs == 0) {
+					*used -= u.size;
+					continue;
+				}
+			}
+			b->v[k++] = u;
+		}
+		b->n = k;
+	} else { /* merged from the back, in place: no second array */
+		size_t total = b->n + fresh;
+		uref *nv = realloc(b->v, (total ? total : 1) * sizeof(*nv));
+		if (!nv) return ERR_OOM();
+		b->v = nv;
+		size_t i = b->n, j = n, k = total;
+		while (j > 0) {
+			int c = i > 0 ? oid_cmp(&nv[i - 1].id, &v[j - 1].id) : -1;
+			if (c > 0) {
+				nv[--k] = nv[--i];
+			} else if (c == 0) {
+				nv[--k] = nv[--i];
+				nv[k].refs++;
+				j--;
+			} else {
+				nv[--k] = (uref){v[j - 1].id, v[j - 1].size, 1};
+				*used += v[j - 1].size;
+				j--;
+			}
+		}
+		b->n = total;
+	}
+	ref_dir_build(&b->dir, b->v, b->n);
+	return 0;
+}

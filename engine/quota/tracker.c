@@ -71,9 +71,9 @@ static uint64_t recompute_need(quota_tracker *t)
 {
 	uint64_t need = 0;
 	for (size_t i = 0; i < t->set.cap; i++)
-		if (t->set.s[i].used && !ut_charged(&t->st.blobs, &t->set.s[i].id)) need += t->set.s[i].size;
+		if (t->set.s[i].used && !ub_charged(&t->st.blobs, &t->set.s[i].id)) need += t->set.s[i].size;
 	for (size_t i = 0; t->nparent_used && i < t->parent.n; i++)
-		if (parent_bit(t, i) && !ut_charged(&t->st.blobs, &t->parent.v[i].id)) need += t->parent.v[i].size;
+		if (parent_bit(t, i) && !ub_charged(&t->st.blobs, &t->parent.v[i].id)) need += t->parent.v[i].size;
 	return need;
 }
 
@@ -195,7 +195,7 @@ static int add_locked(quota_tracker *t, const oid *id, uint32_t stored)
 		s->refs = 1;
 		s->size = stored;
 	}
-	if (rc == 1 && t->bound && !ut_charged(&t->st.blobs, id)) t->need += stored;
+	if (rc == 1 && t->bound && !ub_charged(&t->st.blobs, id)) t->need += stored;
 	/* as soon as it is known: every later put fails too */
 	if (rc >= 0 && t->bound && t->enforce && over_quota(&t->st, t->need))
 		rc = quota_error(&t->st, t->need, "at least ");

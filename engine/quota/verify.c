@@ -211,14 +211,13 @@ static int verify_user(cairn_repo *r, const char *user, const cairn_snapshot_lis
 		        (unsigned long long)got.used, (unsigned long long)got.nsnaps,
 		        (unsigned long long)x.st.used, (unsigned long long)x.st.nsnaps);
 	size_t bad = 0;
-	for (size_t i = 0; i < x.st.blobs.cap; i++) {
-		const uslot *want = &x.st.blobs.s[i];
-		if (!want->used || !want->refs) continue;
-		const uslot *have = ut_find(&got.blobs, &want->id);
+	for (size_t i = 0; i < x.st.blobs.n; i++) {
+		const uref *want = &x.st.blobs.v[i];
+		const uref *have = ub_find(&got.blobs, &want->id);
 		if (!have || have->refs != want->refs || have->size != want->size) bad++;
 	}
-	for (size_t i = 0; i < got.blobs.cap; i++)
-		if (got.blobs.s[i].used && got.blobs.s[i].refs && !ut_charged(&x.st.blobs, &got.blobs.s[i].id)) bad++;
+	for (size_t i = 0; i < got.blobs.n; i++)
+		if (!ub_charged(&x.st.blobs, &got.blobs.v[i].id)) bad++;
 	if (bad) reportf(cb, payload, user, problems, "%zu blob reference counts differ from the recomputation", bad);
 	if ((rc = quota_usage_get(r, user, &fast)) < 0) {
 		reportf(cb, payload, user, problems, "usage figure unreadable: %s", cairn_error_last());

@@ -70,7 +70,7 @@ void collect_nodes(collect *col, walk_node *n, size_t *order)
 			file_state *fs = &col->states[col->nstates++];
 			memset(fs, 0, sizeof(*fs));
 			fs->node = k;
-			if (k->user_kind == NODE_REUSABLE) { /* unchanged since the parent (keep_reusable) */
+			if (k->user_kind == NODE_REUSABLE || k->user_kind == NODE_REFD) { /* unchanged since the parent */
 				const prior_file *pf = k->user;
 				fs->size = k->size;
 				fs->chunks = (tree_chunk *)pf->chunks;
@@ -78,6 +78,7 @@ void collect_nodes(collect *col, walk_node *n, size_t *order)
 				fs->nchunks = fs->cap = pf->nchunks;
 				fs->nextents = pf->nextents;
 				fs->reused = REUSED_BORROWED;
+				fs->captured = k->user_kind == NODE_REFD; /* its chunks referenced by stream_dir */
 				k->user_kind = 0;
 			} else {
 				fs->leader = k->user; /* read early (early_file): content is there */

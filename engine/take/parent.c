@@ -62,8 +62,9 @@ static prior_file *prior_file_copy(walk_node *mem, const tree_extent *extents, u
 
 void keep_reusable(take_ctx *c, walk_node *n, const prior_file *pf)
 {
-	if (!c->reuse_mem && !(c->reuse_mem = walk_node_new("", 0, NULL))) return;
-	prior_file *kept = prior_file_copy(c->reuse_mem, pf->extents, pf->nextents, pf->chunks, pf->nchunks);
+	/* streamed: with n, so that it goes with n's directory */
+	if (!c->stream && !c->reuse_mem && !(c->reuse_mem = walk_node_new("", 0, NULL))) return;
+	prior_file *kept = prior_file_copy(c->stream ? n : c->reuse_mem, pf->extents, pf->nextents, pf->chunks, pf->nchunks);
 	if (!kept) return;
 	n->user = kept;
 	n->user_kind = NODE_REUSABLE;
@@ -74,7 +75,7 @@ int reuse_walked(take_ctx *c)
 	int rc = 0;
 	for (size_t i = 0; i < c->nstates && rc >= 0; i++) {
 		file_state *fs = &c->states[i];
-		if (fs->reused != REUSED_BORROWED) continue;
+		if (fs->reused != REUSED_BORROWED || fs->captured) continue; /* captured: referenced by stream_dir */
 		/* a follower gets its leader's content */
 		if (!fs->leader && (rc = writer_ref_chunks(c->writer, fs->chunks, fs->nchunks)) == 1) {
 			fs->captured = 1;

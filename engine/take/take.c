@@ -204,6 +204,10 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 	if (!pre && !o->upper && !take_failed(c)) {
 		wo.on_file = early_file;
 		wo.payload = c;
+		/* unchanged directories built as the walk completes them (not
+		 * in a pause: a frozen capture's walk stays as short as it was) */
+		c->stream = parent && !o->cgroup && !c->precopy;
+		if (c->stream) wo.on_dir_done = stream_dir;
 	}
 
 	rc = pre ? frozen_walk(c, o, root_path, &wo, ws, pre->root) : walk_run(&c->root, root_path, &wo, ws);

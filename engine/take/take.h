@@ -48,8 +48,19 @@ typedef struct file_state {
 } file_state;
 
 #define REUSED_COPY 1     /* lists of its own */
-#define REUSED_BORROWED 2 /* lists in take_ctx.reuse_mem, not freed with it */
+#define REUSED_BORROWED 2 /* lists in take_ctx.reuse_mem (streamed: the walk's arenas), not freed with it */
 #define NODE_REUSABLE 1   /* walk_node.user_kind: user is a prior_file (keep_reusable) */
+#define NODE_REFD 2       /* the same, its chunks already referenced (stream_dir) */
+#define NODE_BUILT 3      /* a directory whose tree the walk's stream built: user is a built_dir */
+
+/* A directory built as the walk completed it (stream_dir): its tree, and
+ * the inode items of what it holds, all levels, in tree order; in its
+ * node's arena, kept until its parent's tree is built. */
+typedef struct built_dir {
+	oid id;
+	size_t nitems;
+	inode_item *items;
+} built_dir;
 
 /* A chunk of a large file, cut by the worker reading it and hashed and
  * stored by whichever worker is free: so the last large files of a take
@@ -111,6 +122,11 @@ typedef struct take_ctx {
 	uint32_t hardlink_extra;    /* links beyond the first of each group */
 	inode_list inodes;          /* the snapshot's inodes record, built with its trees */
 	struct parent_view *parent; /* compared with while walking (prior_walk_options), or NULL */
+	/* Streamed (a take with a parent, not frozen, not upper mode): a
+	 * directory whose files are all unchanged since the parent gets its
+	 * tree as soon as the walk completes it, and its walk nodes go then
+	 * (stream_dir); what is left is built at the end, as before. */
+	int stream;
 	/* Regular files found unchanged since the parent by the walk
 	 * (early_file): a copy of the parent's content (prior_file), in an
 	 * arena (this node's), kept until the trees are built */
@@ -247,6 +263,11 @@ void *take_worker(void *arg);
 /* trees.c: tree objects built bottom-up from the walk, and over a base in
  * upper mode */
 int build_top(take_ctx *c, oid *out);
+/* walk_options.on_dir_done of a streamed take: dir's tree built now (1)
+ * when every file in it is unchanged since the parent (kept by the walk,
+ * its chunks present), none has other links and every subdirectory was
+ * built; else 0, left to build_top. */
+int stream_dir(void *payload, walk_node *dir);
 int build_overlay_top(take_ctx *c, const char *base, walk_stats *ws, oid *out);
 
 #endif

@@ -10,6 +10,7 @@
 
 static uint32_t hardlink_of(const take_ctx *c, const walk_node *n)
 {
+	if (!c->hl_count) return 0; /* and a streamed directory has no hardlinks */
 	hl_assign key = {n, 0};
 	const hl_assign *found = bsearch(&key, c->hl_table, c->hl_count, sizeof(key), hl_node_cmp);
 	return found ? found->group : 0;
@@ -43,7 +44,15 @@ static void entry_from_node(const take_ctx *c, tree_entry *e, const walk_node *n
 		e->target_len = n->target_len;
 		e->size = n->target_len;
 	}
-	if (n->type == TREE_REG) {
+	if (n->type == TREE_DIR && n->user_kind == NODE_BUILT) e->subtree = ((const built_dir *)n->user)->id;
+	if (n->type == TREE_REG && (n->user_kind == NODE_REUSABLE || n->user_kind == NODE_REFD)) {
+		const prior_file *pf = n->user; /* a streamed directory's file: unchanged, no state */
+		e->size = n->size;
+		e->nextents = pf->nextents;
+		e->extents = pf->extents;
+		e->nchunks = pf->nchunks;
+		e->chunks = pf->chunks;
+	} else if (n->type == TREE_REG) {
 		const file_state *fs = n->user;
 		if (fs->leader) fs = fs->leader;
 		e->size = fs->size;
@@ -105,6 +114,15 @@ static int build_tree(take_ctx *c, walk_node *dir, oid *out)
 			f->nx += k->nxattrs;
 			int64_t at = 0;
 			if (k->type == TREE_REG) at = inodes_push(&c->inodes, INODE_REG, k->ino, k->ctime_sec, k->ctime_nsec);
+			if (k->type == TREE_DIR && k->user_kind == NODE_BUILT) { /* its tree is there: its items */
+				const built_dir *b = k->user;
+				at = inodes_push(&c->inodes, INODE_DIR, b->nitems, 0, 0);
+				for (size_t j = 0; j < b->nitems && at >= 0; j++)
+					at = inodes_push(&c->inodes, b->items[j].kind, b->items[j].value, b->items[j].ctime_sec,
+					                 b->items[j].ctime_nsec);
+				if (at < 0) rc = (int)at;
+				continue;
+			}
 			if (k->type == TREE_DIR) at = inodes_push(&c->inodes, INODE_DIR, 0, 0, 0);
 			if (at < 0) rc = (int)at;
 			else if (k->type == TREE_DIR) rc = build_enter(&st, &n, &cap, k, at);
@@ -129,6 +147,87 @@ static int build_tree(take_ctx *c, walk_node *dir, oid *out)
 	}
 	free(st);
 	return rc;
+}
+
+/* What stream_dir may build now, or 0: each file unchanged since the
+ * parent and of one link, each subdirectory built; *nitems, *nx: the
+ * inode items below dir and its kids' xattrs. */
+static int streamable(const walk_node *dir, size_t *nitems, size_t *nx)
+{
+	*nitems = *nx = 0;
+	for (size_t i = 0; i < dir->nkids; i++) {
+		const walk_node *k = dir->kids[i];
+		*nitems += k->type == TREE_REG || k->type == TREE_DIR; /* only those have items */
+		if (k->type == TREE_DIR) {
+			if (k->user_kind != NODE_BUILT) return 0; /* a mount point, or a directory built at the end */
+			*nitems += ((const built_dir *)k->user)->nitems;
+		} else if (k->nlink > 1) {
+			return 0; /* hardlink groups are numbered over the whole tree */
+		} else if (k->type == TREE_REG && k->user_kind != NODE_REUSABLE && k->user_kind != NODE_REFD) {
+			return 0; /* read after the walk (or now, a large one) */
+		}
+		*nx += k->nxattrs;
+	}
+	return 1;
+}
+
+int stream_dir(void *payload, walk_node *dir)
+{
+	take_ctx *c = payload;
+	size_t nitems, nx, at = 0, xat = 0;
+	int rc = 0;
+	if (take_failed(c) || !streamable(dir, &nitems, &nx)) return 0;
+	/* the parent's chunks still there (as reuse_walked checks them), each
+	 * referenced once: a file whose are not is read, its directory built
+	 * at the end, where the files referenced here are not again */
+	uint64_t bytes = 0, files = 0;
+	for (size_t i = 0; i < dir->nkids; i++) {
+		walk_node *k = dir->kids[i];
+		if (k->type != TREE_REG) continue;
+		const prior_file *pf = k->user;
+		if (k->user_kind == NODE_REUSABLE && (rc = writer_ref_chunks(c->writer, pf->chunks, pf->nchunks)) != 1) {
+			if (rc < 0) take_fail(c, rc);
+			return 0;
+		}
+		k->user_kind = NODE_REFD;
+		for (uint32_t j = 0; j < pf->nchunks; j++) bytes += pf->chunks[j].size;
+		files++;
+	}
+	built_dir *b = walk_alloc(dir, sizeof(*b) + nitems * sizeof(*b->items)); /* with dir: its parent's kids */
+	tree_entry *entries = calloc(dir->nkids ? dir->nkids : 1, sizeof(*entries));
+	tree_xattr *xa = calloc(nx ? nx : 1, sizeof(*xa));
+	if (!b || !entries || !xa) {
+		rc = ERR_OOM();
+		goto done;
+	}
+	b->items = (inode_item *)(b + 1);
+	b->nitems = nitems;
+	for (size_t i = 0; i < dir->nkids; i++) {
+		const walk_node *k = dir->kids[i];
+		entry_from_node(c, &entries[i], k, xa + xat);
+		xat += k->nxattrs;
+		if (k->type == TREE_REG) b->items[at++] = (inode_item){k->ino, k->ctime_sec, k->ctime_nsec, INODE_REG};
+		if (k->type != TREE_DIR) continue;
+		const built_dir *kb = k->user;
+		b->items[at++] = (inode_item){kb->nitems, 0, 0, INODE_DIR};
+		memcpy(b->items + at, kb->items, kb->nitems * sizeof(*kb->items));
+		at += kb->nitems;
+	}
+	if ((rc = put_tree(c, entries, dir->nkids, &b->id)) < 0) {
+		char *path = walk_path(dir);
+		error_prefix("directory /%s", path ? path : "?");
+		free(path);
+		goto done;
+	}
+	c->reused += files;
+	c->bytes += bytes;
+	dir->user = b;
+	dir->user_kind = NODE_BUILT;
+done:
+	free(entries);
+	free(xa);
+	if (rc < 0) take_fail(c, rc);
+	return rc < 0 ? 0 : 1;
 }
 
 /* The top tree: one entry "root" carrying the captured directory itself. */

@@ -99,6 +99,15 @@ void dir_unpin(walker *w, dstate *d)
 }
 
 /* Close idle fds down to the budget (all of them when budget is 0). */
+void dir_close(walker *w, dstate *d)
+{
+	if (d->fd < 0) return;
+	lru_unlink(w, d);
+	close(d->fd);
+	d->fd = -1;
+	w->open_fds--;
+}
+
 static void make_room(walker *w, size_t budget)
 {
 	while (w->open_fds >= budget && w->lru_tail) {

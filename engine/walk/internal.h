@@ -80,6 +80,11 @@ typedef struct dstate {
 	size_t outstanding;    /* statx issued, not completed */
 	int scanned;           /* all entries issued */
 	const walk_node *prior; /* this directory in the prior walk, or NULL */
+	/* streaming (walk_options.on_dir_done): its kids' arena, its
+	 * subdirectories not yet complete, its own entries all done */
+	struct walk_arena *kids_arena;
+	size_t pending;
+	int finished;
 } dstate;
 
 typedef struct req {
@@ -121,8 +126,10 @@ typedef struct walker {
 	void (*on_file)(void *payload, walk_node *n, const walk_node *prior);
 	int (*prior_dir)(void *payload, const walk_node *pd);
 	void (*prior_done)(void *payload, const walk_node *pd);
+	int (*on_dir_done)(void *payload, walk_node *dir);
 	void *payload;
 	int subtree; /* walk_options.subtree */
+	struct walk_arena *arena; /* the root's: every arena of the tree is chained from it */
 	struct timespec prior_start;
 	uint8_t *xval;
 	int xattrat; /* listxattrat/getxattrat available */
@@ -161,12 +168,22 @@ void fill_meta(walk_node *n, const struct statx *s);
 int walk_type_of(uint32_t mode);
 int push_dir(walker *w, walk_node *n, const excl *ex, const walk_node *prior);
 void dir_finish(dstate *d);
+/* Its fd closed now (a streamed directory once complete), pinned or not. */
+void dir_close(walker *w, dstate *d);
 
 /* nodes.c: the walked tree: nodes in an arena, kids in name order, grafts,
  * paths, error messages */
 int kid_cmp(const void *pa, const void *pb);
 int xattr_cmp(const void *pa, const void *pb);
 void *arena_alloc(struct walk_arena *a, size_t len);
+/* An arena of its own for a directory's kids (streaming), chained from the
+ * tree's (root: the root node's), first block of about hint bytes;
+ * arena_drop frees one (unchained). */
+struct walk_arena *arena_new_kids(struct walk_arena *root, size_t hint);
+void arena_drop(struct walk_arena *a);
+walk_node *node_new_in(struct walk_arena *a, const char *name, size_t len, walk_node *parent);
+/* Counts dir's kids into st (walk_stats: files, dirs, symlinks, specials, bytes). */
+void count_kids(walk_stats *st, const walk_node *dir);
 char *arena_copy(struct walk_arena *a, const void *data, size_t len);
 const char *msg_path(const walk_node *n, char **hold);
 int walk_fail_errno(walker *w, const walk_node *n, int err, const char *what);

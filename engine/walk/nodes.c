@@ -56,8 +56,13 @@ typedef struct arena_block {
 	size_t used, cap;
 } arena_block;
 
+/* A tree has one arena (its root node's), and when streamed one more a
+ * directory (its kids), chained from the root's; those start small (most
+ * directories are) and double up to ARENA_BLOCK. */
 struct walk_arena {
 	arena_block *head;
+	size_t block; /* the next block's size; 0: ARENA_BLOCK */
+	struct walk_arena *prev, *next;
 };
 
 #define BLOCK_HDR ((sizeof(arena_block) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1))
@@ -67,8 +72,10 @@ void *arena_alloc(struct walk_arena *a, size_t len)
 	len = (len + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
 	arena_block *b = a->head;
 	if (!b || b->cap - b->used < len) {
-		int own = len > ARENA_BLOCK / 4;
-		size_t cap = own ? len : ARENA_BLOCK - BLOCK_HDR;
+		size_t block = a->block ? a->block : ARENA_BLOCK;
+		int own = len > block / 4;
+		size_t cap = own ? len : block - BLOCK_HDR;
+		if (!own && a->block && a->block < ARENA_BLOCK) a->block *= 2;
 		arena_block *nb = malloc(BLOCK_HDR + cap);
 		if (!nb) return NULL;
 		nb->used = 0;
@@ -97,15 +104,48 @@ char *arena_copy(struct walk_arena *a, const void *data, size_t len)
 	return p;
 }
 
+struct walk_arena *arena_new_kids(struct walk_arena *root, size_t hint)
+{
+	struct walk_arena *a = calloc(1, sizeof(*a));
+	if (!a) return NULL;
+	a->block = 1024;
+	while (a->block < ARENA_BLOCK && a->block < hint) a->block *= 2;
+	a->prev = root;
+	a->next = root->next;
+	if (root->next) root->next->prev = a;
+	root->next = a;
+	return a;
+}
+
+static void arena_free_blocks(struct walk_arena *a)
+{
+	for (arena_block *b = a->head, *next; b; b = next) {
+		next = b->next;
+		free(b);
+	}
+}
+
+void arena_drop(struct walk_arena *a)
+{
+	if (a->prev) a->prev->next = a->next;
+	if (a->next) a->next->prev = a->prev;
+	arena_free_blocks(a);
+	free(a);
+}
+
 walk_node *walk_node_new(const char *name, size_t len, walk_node *parent)
 {
 	struct walk_arena *a = parent ? parent->arena : calloc(1, sizeof(*a));
 	if (!a) return NULL;
+	walk_node *n = node_new_in(a, name, len, parent);
+	if (!n && !parent) free(a);
+	return n;
+}
+
+walk_node *node_new_in(struct walk_arena *a, const char *name, size_t len, walk_node *parent)
+{
 	walk_node *n = arena_alloc(a, sizeof(*n) + len + 1);
-	if (!n) {
-		if (!parent) free(a);
-		return NULL;
-	}
+	if (!n) return NULL;
 	n->name = (char *)(n + 1);
 	memcpy(n->name, name, len);
 	n->name[len] = 0;
@@ -184,12 +224,24 @@ int walk_graft(walk_node *dir, walk_node *sub, const char *name, size_t len)
 void walk_free(walk_node *root)
 {
 	if (!root) return;
-	struct walk_arena *a = root->arena;
-	for (arena_block *b = a->head, *next; b; b = next) {
-		next = b->next;
-		free(b);
+	for (struct walk_arena *a = root->arena, *next; a; a = next) {
+		next = a->next;
+		arena_free_blocks(a);
+		free(a);
 	}
-	free(a);
+}
+
+void count_kids(walk_stats *st, const walk_node *dir)
+{
+	for (size_t k = 0; k < dir->nkids; k++) {
+		const walk_node *n = dir->kids[k];
+		switch (n->type) {
+		case TREE_REG: st->files++; st->bytes += n->size; break;
+		case TREE_DIR: st->dirs++; break;
+		case TREE_SYMLINK: st->symlinks++; break;
+		default: st->specials++; break;
+		}
+	}
 }
 
 char *walk_path(const walk_node *n)

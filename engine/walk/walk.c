@@ -15,11 +15,40 @@
 /* One statx finished (res is 0 or -errno). Takes ownership of r->node. */
 /* Directory d has every entry completed: its kids in order, and its
  * prior's entries of no more use to the walk. */
+/* Streaming: d, and each ancestor that it leaves complete (its entries all
+ * done, its subdirectories complete), is counted, its fd closed and,
+ * but for the root, handed to on_dir_done, whose 1 frees its kids. */
+static void subtree_done(walker *w, dstate *d)
+{
+	while (d && d->finished && !d->pending) {
+		walk_node *n = d->node, *p = n->parent;
+		dstate *up = p ? p->user : NULL;
+		d->finished = 0; /* once */
+		count_kids(w->st, n);
+		if (!p) break; /* the root's fd stays the walk's to the end */
+		dir_close(w, d);
+		n->user = NULL; /* the caller's from here on */
+		d->node = NULL;
+		if (w->on_dir_done(w->payload, n) == 1) {
+			if (d->kids_arena) arena_drop(d->kids_arena);
+			n->kids = NULL;
+			n->nkids = 0;
+		}
+		d->kids_arena = NULL; /* else freed with the tree */
+		up->pending--;
+		d = up;
+	}
+}
+
 static void dir_done(walker *w, dstate *d)
 {
 	dir_finish(d);
 	if (d->prior && w->prior_done) w->prior_done(w->payload, d->prior);
 	d->prior = NULL;
+	if (w->on_dir_done) {
+		d->finished = 1;
+		subtree_done(w, d);
+	}
 }
 
 static int complete(walker *w, req *r, int res)
@@ -96,6 +125,7 @@ static int complete(walker *w, req *r, int res)
 			d->node->nkids--;
 			goto drop;
 		}
+		d->pending++;
 	}
 	n = NULL;
 drop: /* a dropped node stays in the arena, unlinked */
@@ -159,7 +189,7 @@ static int issue(walker *w, dstate *d, walk_node *n)
 /* Read directory d whole and queue its entries. Returns 0 (d->ents set, or
  * d vanished) or an error. */
 /* d vanished before it could be read: drop it from its parent. */
-static void drop_dir(dstate *d)
+static void drop_dir(walker *w, dstate *d)
 {
 	walk_node *n = d->node, *p = n->parent;
 	for (size_t i = 0; i < p->nkids; i++)
@@ -169,13 +199,16 @@ static void drop_dir(dstate *d)
 			break;
 		}
 	d->node = NULL; /* n stays in the arena, unlinked */
+	dstate *up = p->user;
+	up->pending--;
+	if (w->on_dir_done) subtree_done(w, up); /* n was what it waited for */
 }
 
 static int scan(walker *w, dstate *d)
 {
 	int rc = dir_acquire(w, d);
 	if (rc == 1) {
-		drop_dir(d);
+		drop_dir(w, d);
 		return 0;
 	}
 	if (rc) return rc;
@@ -193,6 +226,12 @@ static int scan(walker *w, dstate *d)
 			goto done;
 		}
 		if (got == 0) break;
+		/* streaming: the kids in an arena of their own, its first block
+		 * about the size of their nodes (~8x their records) */
+		if (w->on_dir_done && !d->kids_arena && !(d->kids_arena = arena_new_kids(w->arena, (size_t)got * 8))) {
+			rc = ERR_OOM();
+			goto done;
+		}
 		for (long off = 0; off < got;) {
 			/* struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, name */
 			uint16_t reclen;
@@ -229,7 +268,8 @@ static int scan(walker *w, dstate *d)
 				d->ents = ne;
 				cap = nc;
 			}
-			walk_node *n = walk_node_new(name, len, d->node);
+			walk_node *n = d->kids_arena ? node_new_in(d->kids_arena, name, len, d->node)
+			                             : walk_node_new(name, len, d->node);
 			if (!n) {
 				rc = ERR_OOM();
 				goto done;
@@ -238,7 +278,7 @@ static int scan(walker *w, dstate *d)
 		}
 	}
 	if (d->nents) {
-		d->node->kids = arena_alloc(d->node->arena, d->nents * sizeof(*d->node->kids));
+		d->node->kids = arena_alloc(d->kids_arena ? d->kids_arena : d->node->arena, d->nents * sizeof(*d->node->kids));
 		if (!d->node->kids) {
 			rc = ERR_OOM();
 			goto done;
@@ -257,7 +297,7 @@ done:
 	if (vanished && !d->node->parent)
 		rc = error_set(CAIRN_EIO, "walk %s: the root was removed during the walk", w->root);
 	else if (vanished)
-		drop_dir(d);
+		drop_dir(w, d);
 	return rc;
 }
 
@@ -381,6 +421,7 @@ static int open_root(walker *w, walk_node **rootp)
 	walk_node *n = walk_node_new("", 0, NULL);
 	if (!n) return ERR_OOM();
 	*rootp = n;
+	w->arena = n->arena;
 	fill_meta(n, &s);
 	n->type = TREE_DIR;
 	xattrat_probe(w, fd);
@@ -402,21 +443,10 @@ static int open_root(walker *w, walk_node **rootp)
 
 static void count(walker *w)
 {
-	walk_stats *st = w->st;
-	st->dirs++; /* the root */
-	for (size_t i = 0; i < w->ndirs; i++) {
-		const walk_node *d = w->dirs[i]->node;
-		if (!d) continue;
-		for (size_t k = 0; k < d->nkids; k++) {
-			const walk_node *n = d->kids[k];
-			switch (n->type) {
-			case TREE_REG: st->files++; st->bytes += n->size; break;
-			case TREE_DIR: st->dirs++; break;
-			case TREE_SYMLINK: st->symlinks++; break;
-			default: st->specials++; break;
-			}
-		}
-	}
+	w->st->dirs++; /* the root */
+	if (w->on_dir_done) return; /* counted as each directory completed */
+	for (size_t i = 0; i < w->ndirs; i++)
+		if (w->dirs[i]->node) count_kids(w->st, w->dirs[i]->node);
 }
 
 int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_stats *stats)
@@ -436,6 +466,7 @@ int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_s
 		w.on_file = opts->on_file;
 		w.prior_dir = opts->prior_dir;
 		w.prior_done = opts->prior_done;
+		w.on_dir_done = opts->on_dir_done;
 		w.payload = opts->payload;
 		w.subtree = opts->subtree;
 		w.no_xattrat = opts->no_xattrat;
