@@ -67,6 +67,10 @@
  * worker is in. */
 #define PICK_SCAN 256
 #define CURSOR_FDS 32
+/* Index blocks kept in memory: a restore looks up each chunk two or three
+ * times (advice, read ahead, read), a pread and a 4 KiB check each
+ * otherwise. 32 MiB holds the blocks of ~600k chunks. */
+#define INDEX_CACHE_BYTES (32u * 1024u * 1024u)
 #define REMOVE_FDS 16
 
 typedef int (*emit_fn)(void *ctx, uint64_t off, const uint8_t *p, size_t n);

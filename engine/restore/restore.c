@@ -195,6 +195,7 @@ static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *
 		rc = error_set(CAIRN_EUSAGE, "target %s is not empty; use --force", target);
 		goto done_early;
 	}
+	repo_index_cache(repo, INDEX_CACHE_BYTES);
 	/* every directory's tree in a few large reads, not one round trip each */
 	repo_prefetch_trees(repo, &root->subtree, REPO_TREES_AHEAD, NULL, NULL);
 
