@@ -223,8 +223,9 @@ static void record_item(rstate *st, uint32_t item, const struct stat *sb)
 	pthread_mutex_unlock(&st->mu);
 }
 
+/* *buffered: the bytes written through the page cache. */
 static int restore_batch(rstate *st, restore_writer *w, buf *scratch, batch_mem *m, dctx *d,
-                         const fbatch *b)
+                         const fbatch *b, uint64_t *buffered)
 {
 	int rc, batched = batch_read(st, scratch, m, d, b) == 0;
 	if (!batched) error_clear(); /* each file again, alone: its own message */
@@ -239,6 +240,7 @@ static int restore_batch(rstate *st, restore_writer *w, buf *scratch, batch_mem 
 			uint64_t n = 0;
 			for (uint32_t c = 0; c < e->nchunks; c++) n += e->chunks[c].size;
 			atomic_fetch_add(&st->bytes, n);
+			*buffered += n;
 		}
 		record_item(st, b->item[k], &sb);
 	}
@@ -366,15 +368,19 @@ void *restore_worker(void *arg)
 		}
 
 		struct stat sb = {0};
+		uint64_t buffered = 0;
 		if (!atomic_load(&st->stop)) {
-			int rc = j.b ? restore_batch(st, &w, scratch, &m, j.d, j.b)
+			int rc = j.b ? restore_batch(st, &w, scratch, &m, j.d, j.b, &buffered)
 			             : restore_file(st, &w, scratch, j.d, &j.d->t.entries[j.i], &sb);
 			if (rc < 0) restore_record_error(st, rc);
 			if (!j.b) record_item(st, j.item, &sb);
+			if (!j.b && !w.direct) buffered = j.d->t.entries[j.i].size;
 		}
 		free(j.b);
 		pthread_mutex_lock(&st->mu);
 		j.d->workers--;
+		st->unflushed += buffered;
+		if (st->unflushed >= FLUSH_BYTES) pthread_cond_signal(&st->cv_flush);
 		pthread_mutex_unlock(&st->mu);
 		dctx_release(st, j.d);
 
@@ -391,6 +397,26 @@ void *restore_worker(void *arg)
 	free(m.dst);
 	free(m.len);
 	free(ahead_ids);
+	return NULL;
+}
+
+/* Writes out what the workers wrote through the page cache, FLUSH_BYTES at
+ * a time, so that the final syncfs has little left. Its errors are the
+ * final syncfs's to report. */
+void *restore_flusher(void *arg)
+{
+	rstate *st = arg;
+	pthread_mutex_lock(&st->mu);
+	for (;;) {
+		while (!st->flush_end && st->unflushed < FLUSH_BYTES) pthread_cond_wait(&st->cv_flush, &st->mu);
+		if (st->flush_end) break;
+		st->unflushed = 0;
+		pthread_mutex_unlock(&st->mu);
+		syncfs(st->rootfd);
+		atomic_fetch_add(&st->flushes, 1);
+		pthread_mutex_lock(&st->mu);
+	}
+	pthread_mutex_unlock(&st->mu);
 	return NULL;
 }
 

@@ -67,6 +67,12 @@
  * worker is in. */
 #define PICK_SCAN 256
 #define CURSOR_FDS 32
+/* Bytes written through the page cache (small files) after which the
+ * flusher thread writes them out (syncfs) while the workers go on: with
+ * a large memory, nothing starts writeback before the final syncfs
+ * (dirty_background_ratio), which then wrote them all with the cores
+ * idle. */
+#define FLUSH_BYTES (64u * 1024u * 1024u)
 /* Index blocks kept in memory: a restore looks up each chunk two or three
  * times (advice, read ahead, read), a pread and a 4 KiB check each
  * otherwise. 32 MiB holds the blocks of ~600k chunks. */
@@ -155,6 +161,12 @@ typedef struct rstate {
 	size_t qhead, qlen, inflight, live_dirs, max_dirs;
 	size_t qadvised; /* jobs at the queue's head whose reads were advised */
 	int closed;
+	/* the flusher (restore_flusher): bytes written buffered since its last
+	 * syncfs began, its wake-up, and whether it is to end */
+	uint64_t unflushed;
+	pthread_cond_t cv_flush;
+	int flush_end;
+	atomic_uint_fast64_t flushes; /* syncfs calls it made */
 	atomic_int stop;
 	int err;
 	char errmsg[1024];
@@ -212,6 +224,7 @@ int restore_meta_fd(rstate *st, int fd, uint32_t mode, uint32_t uid, uint32_t gi
             uint32_t nsec, uint32_t nxattrs, const tree_xattr *xattrs);
 void dctx_release(rstate *st, dctx *d);
 void *restore_worker(void *arg);
+void *restore_flusher(void *arg);
 void restore_enqueue(rstate *st, dctx *d, uint32_t i, uint32_t item, fbatch *b);
 void reserve_dir(rstate *st);
 void unreserve_dir(rstate *st);
