@@ -261,24 +261,40 @@ void dctx_release(rstate *st, dctx *d)
 	pthread_mutex_unlock(&st->mu);
 }
 
-/* The first of the next queued jobs whose directory no other worker is
- * in (else the first): files created in one directory take its lock in
- * turn, so workers in one directory wait for each other while the others
- * are left. Order within a directory does not matter. Under st->mu. */
+/* The job a worker takes next, among the first PICK_SCAN queued:
+ * - the largest file restored alone, while fewer than half the workers
+ *   are on one: a large file is a long chain of reads and writes that one
+ *   worker does alone, so that started last it is the restore's tail (and
+ *   its one create never waits for a directory's lock);
+ * - else the first batch whose directory no other worker is in: files
+ *   created in one directory take its lock in turn;
+ * - else the first. Order within a directory does not matter. Under st->mu. */
 static fjob take_job(rstate *st)
 {
-	size_t pick = 0;
-	for (size_t k = 0; k < st->qlen && k < PICK_SCAN; k++)
-		if (st->q[(st->qhead + k) % QUEUE_CAP].d->workers == 0) {
-			pick = k;
-			break;
+	size_t pick = SIZE_MAX, free_dir = SIZE_MAX;
+	uint64_t largest = 0;
+	int large_ok = st->large_workers < st->max_large;
+	for (size_t k = 0; k < st->qlen && k < PICK_SCAN; k++) {
+		const fjob *q = &st->q[(st->qhead + k) % QUEUE_CAP];
+		if (!q->b) {
+			uint64_t size = q->d->t.entries[q->i].size;
+			if (large_ok && (pick == SIZE_MAX || size > largest)) {
+				pick = k;
+				largest = size;
+			}
+		} else if (free_dir == SIZE_MAX && q->d->workers == 0) {
+			free_dir = k;
+			if (!large_ok) break;
 		}
+	}
+	if (pick == SIZE_MAX) pick = free_dir != SIZE_MAX ? free_dir : 0;
 	size_t at = (st->qhead + pick) % QUEUE_CAP;
 	fjob j = st->q[at];
 	st->q[at] = st->q[st->qhead];
 	st->qhead = (st->qhead + 1) % QUEUE_CAP;
 	st->qlen--;
 	j.d->workers++;
+	if (!j.b) st->large_workers++;
 	return j;
 }
 
@@ -379,6 +395,7 @@ void *restore_worker(void *arg)
 		free(j.b);
 		pthread_mutex_lock(&st->mu);
 		j.d->workers--;
+		if (!j.b) st->large_workers--;
 		st->unflushed += buffered;
 		if (st->unflushed >= FLUSH_BYTES) pthread_cond_signal(&st->cv_flush);
 		pthread_mutex_unlock(&st->mu);

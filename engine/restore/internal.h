@@ -63,8 +63,8 @@
  * a directory of its own; each holds its decoded tree (~200 bytes a file),
  * so a walk further ahead costs memory and gains nothing. */
 #define DIRS_AHEAD_PER_WORKER 8
-/* Queued jobs a worker looks through for one in a directory no other
- * worker is in. */
+/* Queued jobs a worker looks through for the largest file restored alone
+ * or a batch in a directory no other worker is in (take_job). */
 #define PICK_SCAN 256
 #define CURSOR_FDS 32
 /* Bytes written through the page cache (small files) after which the
@@ -160,6 +160,7 @@ typedef struct rstate {
 	fjob *q;
 	size_t qhead, qlen, inflight, live_dirs, max_dirs;
 	size_t qadvised; /* jobs at the queue's head whose reads were advised */
+	int large_workers, max_large; /* workers on a file restored alone, and at most (take_job) */
 	int closed;
 	/* the flusher (restore_flusher): bytes written buffered since its last
 	 * syncfs began, its wake-up, and whether it is to end */

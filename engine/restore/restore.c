@@ -216,6 +216,7 @@ static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *
 	st.euid = geteuid();
 	st.egid = getegid();
 	st.max_dirs = dir_budget(nthreads);
+	st.max_large = nthreads > 1 ? nthreads / 2 : 1;
 	st.total_files = m.files;
 	st.total_bytes = m.bytes;
 	st.last_progress = mono_ns();
