@@ -430,7 +430,6 @@ void *restore_flusher(void *arg)
 		st->unflushed = 0;
 		pthread_mutex_unlock(&st->mu);
 		syncfs(st->rootfd);
-		atomic_fetch_add(&st->flushes, 1);
 		pthread_mutex_lock(&st->mu);
 	}
 	pthread_mutex_unlock(&st->mu);

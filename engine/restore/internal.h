@@ -167,7 +167,6 @@ typedef struct rstate {
 	uint64_t unflushed;
 	pthread_cond_t cv_flush;
 	int flush_end;
-	atomic_uint_fast64_t flushes; /* syncfs calls it made */
 	atomic_int stop;
 	int err;
 	char errmsg[1024];

@@ -232,7 +232,6 @@ static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *
 	pthread_cond_init(&st.cv_space, &ca);
 	pthread_cond_init(&st.cv_flush, &ca);
 	pthread_condattr_destroy(&ca);
-	atomic_init(&st.flushes, 0);
 
 	/* dirs[0] is the target itself */
 	st.dirs = calloc(256, sizeof(rdir));
