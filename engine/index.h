@@ -5,6 +5,7 @@
 #ifndef CAIRN_INDEX_H
 #define CAIRN_INDEX_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,6 +69,10 @@ uint64_t index_segment_entries(const index_segment *s);
 /* 1 and *out filled when present, 0 when absent, < 0 on a damaged block or
  * a read error (CAIRN_ENOTFOUND: the object is gone). */
 int index_segment_find(index_segment *s, const oid *id, index_entry *out);
+/* From now on, blocks read and verified are kept in memory while *budget
+ * (bytes, shared by the segments that use it) lasts, given back at close:
+ * a lookup of a kept block costs no read and no check. */
+void index_segment_cache(index_segment *s, atomic_size_t *budget);
 
 /* ---- every segment of a repository ----------------------------------------
  * The segments listed at open; a lookup probes each (in memory: a binary
@@ -83,6 +88,11 @@ size_t index_set_segments(index_set *set);
 void index_set_stale(index_set *set);
 /* As index_segment_find, over every segment. */
 int index_set_find(index_set *set, const oid *id, index_entry *out);
+/* Keep up to bytes of verified blocks in memory for the set's lookups
+ * (index_segment_cache), from now on, in segments listed later too; for
+ * a reader that looks up every chunk of a snapshot, some several times
+ * (restore). The first call sets the budget; later ones change nothing. */
+void index_set_cache(index_set *set, size_t bytes);
 
 /* Every entry of every segment into ix (an id in several segments once):
  * for the admin tools that need the whole index in memory (stats). */

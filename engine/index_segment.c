@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,6 +335,10 @@ struct index_segment {
 	seg_layout l;
 	uint64_t *fence;
 	uint8_t *packs;
+	/* blocks kept once read and verified (index_segment_cache), while the
+	 * shared budget lasts: NULL until then */
+	_Atomic(uint8_t *) *blocks;
+	atomic_size_t *budget;
 };
 
 static int seg_read(store *st, const char *name, uint64_t off, void *out, size_t len);
@@ -341,6 +346,15 @@ static int seg_read(store *st, const char *name, uint64_t off, void *out, size_t
 void index_segment_close(index_segment *s)
 {
 	if (!s) return;
+	if (s->blocks) {
+		for (uint32_t b = 0; b < s->l.nblocks; b++) {
+			uint8_t *p = atomic_load(&s->blocks[b]);
+			if (!p) continue;
+			free(p);
+			atomic_fetch_add(s->budget, s->l.block_len);
+		}
+		free(s->blocks);
+	}
 	free(s->name);
 	free(s->fence);
 	free(s->packs);
@@ -401,6 +415,41 @@ static int seg_read(store *st, const char *name, uint64_t off, void *out, size_t
 	return rc;
 }
 
+void index_segment_cache(index_segment *s, atomic_size_t *budget)
+{
+	if (s->blocks || s->l.nblocks == 0) return;
+	if (!(s->blocks = calloc(s->l.nblocks, sizeof(*s->blocks)))) return; /* only a speedup */
+	s->budget = budget;
+}
+
+/* Block b verified, from memory when kept, else read into *tmp (allocated
+ * once a lookup) and kept when the budget allows. */
+static int block_get(index_segment *s, uint32_t b, uint8_t **tmp, const uint8_t **out)
+{
+	if (s->blocks && (*out = atomic_load_explicit(&s->blocks[b], memory_order_acquire))) return 0;
+	uint32_t k = block_count(&s->l, b);
+	size_t len = (size_t)k * INDEX_ENTRY_LEN + 8;
+	if (!*tmp && !(*tmp = malloc(s->l.block_len))) return ERR_OOM();
+	int rc = seg_read(s->st, s->name, FORMAT_HEADER_LEN + b * s->l.block_len, *tmp, len);
+	if (rc == 0) rc = check_block(*tmp, k, b, s->fence[b], s->l.npacks, s->packs, s->name, NULL);
+	if (rc < 0) return rc;
+	*out = *tmp;
+	if (!s->blocks) return 0;
+	size_t left = atomic_load(s->budget);
+	do
+		if (left < s->l.block_len) return 0;
+	while (!atomic_compare_exchange_weak(s->budget, &left, left - s->l.block_len));
+	uint8_t *none = NULL;
+	if (atomic_compare_exchange_strong_explicit(&s->blocks[b], &none, *tmp, memory_order_release,
+	                                            memory_order_acquire)) {
+		*tmp = NULL; /* kept: the next read needs memory of its own */
+		return 0;
+	}
+	atomic_fetch_add(s->budget, s->l.block_len); /* another thread kept it first */
+	*out = none;
+	return 0;
+}
+
 /* First block whose fence is > p (upper) or >= p (lower). */
 static uint32_t fence_bound(const index_segment *s, uint64_t p, int upper)
 {
@@ -422,14 +471,12 @@ int index_segment_find(index_segment *s, const oid *id, index_entry *out)
 	if (last == 0) return 0;
 	uint32_t first = fence_bound(s, p, 0);
 	first = first > 0 ? first - 1 : 0;
-	uint8_t *blk = malloc(s->l.block_len);
-	if (!blk) return ERR_OOM();
+	uint8_t *tmp = NULL;
+	const uint8_t *blk = NULL;
 	int rc = 0;
 	for (uint32_t b = first; b < last && rc == 0; b++) {
 		uint32_t k = block_count(&s->l, b);
-		size_t len = (size_t)k * INDEX_ENTRY_LEN + 8;
-		if ((rc = seg_read(s->st, s->name, FORMAT_HEADER_LEN + b * s->l.block_len, blk, len)) < 0) break;
-		if ((rc = check_block(blk, k, b, s->fence[b], s->l.npacks, s->packs, s->name, NULL)) < 0) break;
+		if ((rc = block_get(s, b, &tmp, &blk)) < 0) break;
 		uint32_t lo = 0, hi = k;
 		while (lo < hi) {
 			uint32_t mid = lo + (hi - lo) / 2;
@@ -453,7 +500,7 @@ int index_segment_find(index_segment *s, const oid *id, index_entry *out)
 			out->comp = r[49];
 		}
 	}
-	free(blk);
+	free(tmp);
 	return rc;
 }
 

@@ -31,10 +31,12 @@ struct index_set {
 	seg_list l;
 	uint64_t gen; /* bumped by every reload */
 	int stale;    /* segments were added: list them before the next lookup */
+	int cached;   /* index_set_cache was called: segments keep blocks */
+	atomic_size_t cache_left; /* bytes of blocks they may still keep */
 };
 
 struct set_list {
-	store *st;
+	index_set *set;
 	seg_list *l;
 	int vanished;
 };
@@ -44,7 +46,7 @@ static int set_visit(const char *name, void *payload)
 	struct set_list *sl = payload;
 	seg_list *l = sl->l;
 	index_segment *s;
-	int rc = index_segment_open(sl->st, name, &s);
+	int rc = index_segment_open(sl->set->st, name, &s);
 	if (rc == CAIRN_ENOTFOUND) { /* replaced: its successor may not be listed */
 		sl->vanished = 1;
 		return 1;
@@ -57,6 +59,7 @@ static int set_visit(const char *name, void *payload)
 	}
 	l->seg = p;
 	l->seg[l->n++] = s;
+	if (sl->set->cached) index_segment_cache(s, &sl->set->cache_left);
 	return 0;
 }
 
@@ -74,7 +77,7 @@ static int set_load(index_set *set)
 {
 	for (int tries = 0;; tries++) {
 		seg_list l = {NULL, 0, 0};
-		struct set_list sl = {set->st, &l, 0};
+		struct set_list sl = {set, &l, 0};
 		int rc = store_list(set->st, "index", set_visit, &sl);
 		if (rc >= 0 && !sl.vanished) {
 			list_free(&set->l);
@@ -123,6 +126,19 @@ void index_set_stale(index_set *set)
 {
 	pthread_rwlock_wrlock(&set->lock);
 	set->stale = 1;
+	pthread_rwlock_unlock(&set->lock);
+}
+
+void index_set_cache(index_set *set, size_t bytes)
+{
+	pthread_rwlock_wrlock(&set->lock);
+	if (set->cached) { /* the first budget stays */
+		pthread_rwlock_unlock(&set->lock);
+		return;
+	}
+	atomic_init(&set->cache_left, bytes);
+	set->cached = 1;
+	for (size_t i = 0; i < set->l.n; i++) index_segment_cache(set->l.seg[i], &set->cache_left);
 	pthread_rwlock_unlock(&set->lock);
 }
 

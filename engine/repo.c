@@ -125,6 +125,11 @@ int repo_index_lookup(cairn_repo *r, const oid *id, index_entry *out)
 	return r->segs ? index_set_find(r->segs, id, out) : 0;
 }
 
+void repo_index_cache(cairn_repo *r, size_t bytes)
+{
+	if (r->segs) index_set_cache(r->segs, bytes);
+}
+
 int repo_index_add(cairn_repo *r, const index_entry *e, size_t n)
 {
 	int rc = 0;

@@ -61,6 +61,11 @@ int repo_read_blob(cairn_repo *r, const oid *id, uint8_t type, uint8_t **out, si
 /* Where blob id is: r->index, then the index segments. 1 and *out filled,
  * 0 when absent, < 0 on a damaged segment or a read error. Thread-safe. */
 int repo_index_lookup(cairn_repo *r, const oid *id, index_entry *out);
+/* This handle's lookups keep up to bytes of the index segments' verified
+ * blocks in memory from now on (index_set_cache): for a reader that looks
+ * up every chunk of a snapshot, each a pread and a check of 4 KiB
+ * otherwise. */
+void repo_index_cache(cairn_repo *r, size_t bytes);
 /* After a commit: the n entries written to the index become visible to this
  * handle's lookups (from the new segments, listed again at the next lookup;
  * copied into r->index only when the handle has no segment set); then, when the index has more than REPO_COMPACT_SEGMENTS

@@ -589,6 +589,56 @@ static void test_segment_lookup(store *st)
 	free(es);
 }
 
+/* Blocks kept in memory (index_segment_cache) are found without a read,
+ * within the budget, which close gives back. */
+static void test_segment_cache(store *st)
+{
+	size_t n = 1000, block = (size_t)INDEX_BLOCK_ENTRIES * INDEX_ENTRY_LEN + 8;
+	index_entry *es = malloc(n * sizeof(*es));
+	for (size_t i = 0; i < n; i++) random_entry(&es[i]);
+	put_segment(st, "index/kept", es, n);
+	qsort(es, n, sizeof(*es), cmp_entry);
+	index_segment *s;
+	CHECK_EQ(index_segment_open(st, "index/kept", &s), 0);
+	if (!s) return;
+	atomic_size_t budget;
+	atomic_init(&budget, 2 * block + 100);
+	index_segment_cache(s, &budget);
+	index_entry got;
+	/* blocks 0 and 1 kept (each looked up twice), block 2 past the budget */
+	size_t probe[] = {0, 5, INDEX_BLOCK_ENTRIES, INDEX_BLOCK_ENTRIES + 9, 2 * INDEX_BLOCK_ENTRIES};
+	for (size_t i = 0; i < sizeof(probe) / sizeof(probe[0]); i++)
+		CHECK_EQ(index_segment_find(s, &es[probe[i]].id, &got), 1);
+	CHECK_EQ(atomic_load(&budget), 100);
+	/* gone from storage: kept blocks still answer, present and absent */
+	CHECK_EQ(store_delete(st, "index/kept"), 0);
+	size_t found = 0;
+	for (size_t i = 0; i < 2 * INDEX_BLOCK_ENTRIES; i++)
+		found += index_segment_find(s, &es[i].id, &got) == 1 && same_entry(&got, &es[i]);
+	CHECK_EQ(found, 2 * INDEX_BLOCK_ENTRIES);
+	oid near = es[INDEX_BLOCK_ENTRIES + 3].id;
+	near.b[OID_LEN - 1] ^= 1;
+	CHECK_EQ(index_segment_find(s, &near, &got), 0);
+	CHECK_EQ(index_segment_find(s, &es[2 * INDEX_BLOCK_ENTRIES].id, &got), CAIRN_ENOTFOUND);
+	index_segment_close(s);
+	CHECK_EQ(atomic_load(&budget), 2 * block + 100);
+
+	/* a set that keeps blocks: lookups from memory once read, in segments
+	 * listed after the call too */
+	put_segment(st, "index/kept2", es, n);
+	index_set *set;
+	CHECK_EQ(index_set_open(st, &set), 0);
+	if (!set) return;
+	index_set_cache(set, 64 * block);
+	for (size_t i = 0; i < n; i++) CHECK_EQ(index_set_find(set, &es[i].id, &got), 1);
+	CHECK_EQ(store_delete(st, "index/kept2"), 0);
+	found = 0;
+	for (size_t i = 0; i < n; i++) found += index_set_find(set, &es[i].id, &got) == 1;
+	CHECK_EQ(found, n);
+	index_set_free(set);
+	free(es);
+}
+
 typedef struct hammer {
 	store *st;
 	index_set *set;
@@ -659,7 +709,9 @@ static void test_set(store *st)
 	CHECK_EQ(count_segments(st), 4);
 
 	/* lookups of a set opened before go on while segments are merged away
-	 * under it (four threads, compaction between their rounds) */
+	 * under it (four threads, compaction between their rounds), keeping
+	 * blocks as the budget of a few allows */
+	index_set_cache(set, 10 * ((size_t)INDEX_BLOCK_ENTRIES * INDEX_ENTRY_LEN + 8));
 	for (int round = 0; round < 3; round++) {
 		hammer h[4];
 		pthread_t th[4];
@@ -708,6 +760,7 @@ int main(void)
 	CHECK_EQ(store_create(&st, repo_dir, NULL), 0);
 	if (st) {
 		test_segment_lookup(st);
+		test_segment_cache(st);
 		test_set(st);
 		store_free(st);
 	}

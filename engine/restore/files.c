@@ -223,8 +223,9 @@ static void record_item(rstate *st, uint32_t item, const struct stat *sb)
 	pthread_mutex_unlock(&st->mu);
 }
 
+/* *buffered: the bytes written through the page cache. */
 static int restore_batch(rstate *st, restore_writer *w, buf *scratch, batch_mem *m, dctx *d,
-                         const fbatch *b)
+                         const fbatch *b, uint64_t *buffered)
 {
 	int rc, batched = batch_read(st, scratch, m, d, b) == 0;
 	if (!batched) error_clear(); /* each file again, alone: its own message */
@@ -239,6 +240,7 @@ static int restore_batch(rstate *st, restore_writer *w, buf *scratch, batch_mem 
 			uint64_t n = 0;
 			for (uint32_t c = 0; c < e->nchunks; c++) n += e->chunks[c].size;
 			atomic_fetch_add(&st->bytes, n);
+			*buffered += n;
 		}
 		record_item(st, b->item[k], &sb);
 	}
@@ -259,24 +261,40 @@ void dctx_release(rstate *st, dctx *d)
 	pthread_mutex_unlock(&st->mu);
 }
 
-/* The first of the next queued jobs whose directory no other worker is
- * in (else the first): files created in one directory take its lock in
- * turn, so workers in one directory wait for each other while the others
- * are left. Order within a directory does not matter. Under st->mu. */
+/* The job a worker takes next, among the first PICK_SCAN queued:
+ * - the largest file restored alone, while fewer than half the workers
+ *   are on one: a large file is a long chain of reads and writes that one
+ *   worker does alone, so that started last it is the restore's tail (and
+ *   its one create never waits for a directory's lock);
+ * - else the first batch whose directory no other worker is in: files
+ *   created in one directory take its lock in turn;
+ * - else the first. Order within a directory does not matter. Under st->mu. */
 static fjob take_job(rstate *st)
 {
-	size_t pick = 0;
-	for (size_t k = 0; k < st->qlen && k < PICK_SCAN; k++)
-		if (st->q[(st->qhead + k) % QUEUE_CAP].d->workers == 0) {
-			pick = k;
-			break;
+	size_t pick = SIZE_MAX, free_dir = SIZE_MAX;
+	uint64_t largest = 0;
+	int large_ok = st->large_workers < st->max_large;
+	for (size_t k = 0; k < st->qlen && k < PICK_SCAN; k++) {
+		const fjob *q = &st->q[(st->qhead + k) % QUEUE_CAP];
+		if (!q->b) {
+			uint64_t size = q->d->t.entries[q->i].size;
+			if (large_ok && (pick == SIZE_MAX || size > largest)) {
+				pick = k;
+				largest = size;
+			}
+		} else if (free_dir == SIZE_MAX && q->d->workers == 0) {
+			free_dir = k;
+			if (!large_ok) break;
 		}
+	}
+	if (pick == SIZE_MAX) pick = free_dir != SIZE_MAX ? free_dir : 0;
 	size_t at = (st->qhead + pick) % QUEUE_CAP;
 	fjob j = st->q[at];
 	st->q[at] = st->q[st->qhead];
 	st->qhead = (st->qhead + 1) % QUEUE_CAP;
 	st->qlen--;
 	j.d->workers++;
+	if (!j.b) st->large_workers++;
 	return j;
 }
 
@@ -366,15 +384,20 @@ void *restore_worker(void *arg)
 		}
 
 		struct stat sb = {0};
+		uint64_t buffered = 0;
 		if (!atomic_load(&st->stop)) {
-			int rc = j.b ? restore_batch(st, &w, scratch, &m, j.d, j.b)
+			int rc = j.b ? restore_batch(st, &w, scratch, &m, j.d, j.b, &buffered)
 			             : restore_file(st, &w, scratch, j.d, &j.d->t.entries[j.i], &sb);
 			if (rc < 0) restore_record_error(st, rc);
 			if (!j.b) record_item(st, j.item, &sb);
+			if (!j.b && !w.direct) buffered = j.d->t.entries[j.i].size;
 		}
 		free(j.b);
 		pthread_mutex_lock(&st->mu);
 		j.d->workers--;
+		if (!j.b) st->large_workers--;
+		st->unflushed += buffered;
+		if (st->unflushed >= FLUSH_BYTES) pthread_cond_signal(&st->cv_flush);
 		pthread_mutex_unlock(&st->mu);
 		dctx_release(st, j.d);
 
@@ -391,6 +414,25 @@ void *restore_worker(void *arg)
 	free(m.dst);
 	free(m.len);
 	free(ahead_ids);
+	return NULL;
+}
+
+/* Writes out what the workers wrote through the page cache, FLUSH_BYTES at
+ * a time, so that the final syncfs has little left. Its errors are the
+ * final syncfs's to report. */
+void *restore_flusher(void *arg)
+{
+	rstate *st = arg;
+	pthread_mutex_lock(&st->mu);
+	for (;;) {
+		while (!st->flush_end && st->unflushed < FLUSH_BYTES) pthread_cond_wait(&st->cv_flush, &st->mu);
+		if (st->flush_end) break;
+		st->unflushed = 0;
+		pthread_mutex_unlock(&st->mu);
+		syncfs(st->rootfd);
+		pthread_mutex_lock(&st->mu);
+	}
+	pthread_mutex_unlock(&st->mu);
 	return NULL;
 }
 

@@ -63,10 +63,20 @@
  * a directory of its own; each holds its decoded tree (~200 bytes a file),
  * so a walk further ahead costs memory and gains nothing. */
 #define DIRS_AHEAD_PER_WORKER 8
-/* Queued jobs a worker looks through for one in a directory no other
- * worker is in. */
+/* Queued jobs a worker looks through for the largest file restored alone
+ * or a batch in a directory no other worker is in (take_job). */
 #define PICK_SCAN 256
 #define CURSOR_FDS 32
+/* Bytes written through the page cache (small files) after which the
+ * flusher thread writes them out (syncfs) while the workers go on: with
+ * a large memory, nothing starts writeback before the final syncfs
+ * (dirty_background_ratio), which then wrote them all with the cores
+ * idle. */
+#define FLUSH_BYTES (64u * 1024u * 1024u)
+/* Index blocks kept in memory: a restore looks up each chunk two or three
+ * times (advice, read ahead, read), a pread and a 4 KiB check each
+ * otherwise. 32 MiB holds the blocks of ~600k chunks. */
+#define INDEX_CACHE_BYTES (32u * 1024u * 1024u)
 #define REMOVE_FDS 16
 
 typedef int (*emit_fn)(void *ctx, uint64_t off, const uint8_t *p, size_t n);
@@ -150,7 +160,13 @@ typedef struct rstate {
 	fjob *q;
 	size_t qhead, qlen, inflight, live_dirs, max_dirs;
 	size_t qadvised; /* jobs at the queue's head whose reads were advised */
+	int large_workers, max_large; /* workers on a file restored alone, and at most (take_job) */
 	int closed;
+	/* the flusher (restore_flusher): bytes written buffered since its last
+	 * syncfs began, its wake-up, and whether it is to end */
+	uint64_t unflushed;
+	pthread_cond_t cv_flush;
+	int flush_end;
 	atomic_int stop;
 	int err;
 	char errmsg[1024];
@@ -208,6 +224,7 @@ int restore_meta_fd(rstate *st, int fd, uint32_t mode, uint32_t uid, uint32_t gi
             uint32_t nsec, uint32_t nxattrs, const tree_xattr *xattrs);
 void dctx_release(rstate *st, dctx *d);
 void *restore_worker(void *arg);
+void *restore_flusher(void *arg);
 void restore_enqueue(rstate *st, dctx *d, uint32_t i, uint32_t item, fbatch *b);
 void reserve_dir(rstate *st);
 void unreserve_dir(rstate *st);

@@ -152,14 +152,25 @@ static size_t dir_budget(int threads)
 	return n < ahead ? n : ahead;
 }
 
+static void stop_flusher(rstate *st, pthread_t *flusher, int *flushing)
+{
+	if (!*flushing) return;
+	pthread_mutex_lock(&st->mu);
+	st->flush_end = 1;
+	pthread_cond_signal(&st->cv_flush);
+	pthread_mutex_unlock(&st->mu);
+	pthread_join(*flusher, NULL);
+	*flushing = 0;
+}
+
 static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *snap_id, const char *target,
                        const cairn_restore_options *opts)
 {
 	snapshot_manifest m;
 	tree top;
 	rstate st;
-	pthread_t *tids = NULL;
-	int nthreads = 0, started = 0, rc, empty;
+	pthread_t *tids = NULL, flusher;
+	int nthreads = 0, started = 0, flushing = 0, rc, empty;
 	int64_t t0 = mono_ns();
 	pthread_condattr_t ca;
 
@@ -195,6 +206,7 @@ static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *
 		rc = error_set(CAIRN_EUSAGE, "target %s is not empty; use --force", target);
 		goto done_early;
 	}
+	repo_index_cache(repo, INDEX_CACHE_BYTES);
 	/* every directory's tree in a few large reads, not one round trip each */
 	repo_prefetch_trees(repo, &root->subtree, REPO_TREES_AHEAD, NULL, NULL);
 
@@ -204,6 +216,7 @@ static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *
 	st.euid = geteuid();
 	st.egid = getegid();
 	st.max_dirs = dir_budget(nthreads);
+	st.max_large = nthreads > 1 ? nthreads / 2 : 1;
 	st.total_files = m.files;
 	st.total_bytes = m.bytes;
 	st.last_progress = mono_ns();
@@ -217,6 +230,7 @@ static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&st.cv_work, &ca);
 	pthread_cond_init(&st.cv_space, &ca);
+	pthread_cond_init(&st.cv_flush, &ca);
 	pthread_condattr_destroy(&ca);
 
 	/* dirs[0] is the target itself */
@@ -253,6 +267,7 @@ static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *
 		rc = error_set(CAIRN_EIO, "restore: cannot start worker threads");
 		goto done;
 	}
+	flushing = pthread_create(&flusher, NULL, restore_flusher, &st) == 0; /* else all at the end */
 
 	/* pass 1, with pass 2 running alongside in the workers */
 	rc = walk_trees(&st, &root->subtree, empty);
@@ -270,6 +285,7 @@ static int restore_run(cairn_restore_result *out, cairn_repo *repo, const char *
 	pthread_mutex_unlock(&st.mu);
 	for (int i = 0; i < started; i++) pthread_join(tids[i], NULL);
 	started = 0;
+	stop_flusher(&st, &flusher, &flushing);
 	if (st.err) {
 		rc = error_set(st.err, "%s", st.errmsg);
 		goto done;
@@ -308,6 +324,7 @@ done:
 		pthread_mutex_unlock(&st.mu);
 		for (int i = 0; i < started; i++) pthread_join(tids[i], NULL);
 	}
+	stop_flusher(&st, &flusher, &flushing);
 	for (size_t i = 0; i < st.ndirs; i++) {
 		free(st.dirs[i].name);
 		free(st.dirs[i].xattrs);
@@ -323,6 +340,7 @@ done:
 	free(tids);
 	pthread_cond_destroy(&st.cv_work);
 	pthread_cond_destroy(&st.cv_space);
+	pthread_cond_destroy(&st.cv_flush);
 	pthread_mutex_destroy(&st.mu);
 	pthread_mutex_destroy(&st.dirs_mu);
 done_early:
