@@ -81,7 +81,7 @@ int mcache_log_open(mcache *c)
 	}
 	for (size_t i = 0; i < n; i++)
 		mcache_log_entry_decode(data + MLOG_HEADER_LEN + i * MLOG_ENTRY_LEN, &c->logged[i]);
-	qsort(c->logged, n, sizeof(mlog_entry), entry_cmp);
+	if (n) qsort(c->logged, n, sizeof(mlog_entry), entry_cmp); /* an empty log has no array */
 	c->nlogged = n;
 done:
 	if (c->logfd >= 0) flock(c->logfd, LOCK_UN);
