@@ -188,6 +188,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		goto done;
 	}
 	nthreads = want;
+	c->bulk_read = !pre && !parent;
 	c->workers_left = nthreads;
 	c->readers = c->nworkers = nthreads;
 	for (int i = 0; i < nthreads; i++)
