@@ -73,7 +73,16 @@ cg=/sys/fs/cgroup/unified/cairn-take-bench-$$
 mkdir "$cg"
 bash -c 'echo $$ > "$1/cgroup.procs"; n=0; while :; do n=$((n+1)); echo $n > "$2/counter"; sleep 0.01; done' _ "$cg" "$top" &
 wl=$!
-stop() { kill "$wl" 2>/dev/null || true; wait "$wl" 2>/dev/null || true; rmdir "$cg" 2>/dev/null || true; rm -rf "$R"; }
+# the loop's last sleep outlives its shell by up to 10 ms: the group is
+# removed once nothing is left in it (2 s at most)
+stop() {
+	kill "$wl" 2>/dev/null || true
+	wait "$wl" 2>/dev/null || true
+	local n=0
+	until grep -qs '^populated 0' "$cg/cgroup.events" || [ $n -ge 100 ]; do sleep 0.02; n=$((n + 1)); done
+	rmdir "$cg" 2>/dev/null || echo "bench-first-take: could not remove $cg" >&2
+	rm -rf "$R"
+}
 trap stop EXIT
 trap "exit 1" INT TERM
 
