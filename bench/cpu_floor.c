@@ -1,7 +1,7 @@
 /* The first take's own CPU floor (issue 21): read every regular file's data
- * (not its holes) under a root once, and for each block of the repository's
- * average chunk size compute its SHA-256 and compress it with zstd at the
- * configured level.
+ * (not its holes) under a root once (a hardlinked file once, as a take
+ * reads it), and for each block of the repository's average chunk size
+ * compute its SHA-256 and compress it with zstd at the configured level.
  * That is the least CPU any take that names chunks by SHA-256 and stores them
  * zstd-compressed must spend on the same bytes (no chunking, no packing, no
  * metadata); bench/run.sh divides it by the cores and compares the first take
@@ -116,13 +116,34 @@ static int process(const char *path)
 	return 0;
 }
 
+/* Inodes with more than one link seen so far: a take reads a hardlinked
+ * file once (its other names share its chunks), so the floor does too. */
+static struct { dev_t dev; ino_t ino; } *linked;
+static size_t nlinked, caplinked;
+
+static int seen_before(const struct stat *st)
+{
+	if (st->st_nlink < 2) return 0;
+	for (size_t i = 0; i < nlinked; i++)
+		if (linked[i].dev == st->st_dev && linked[i].ino == st->st_ino) return 1;
+	if (nlinked == caplinked) {
+		size_t cap = caplinked ? caplinked * 2 : 64;
+		void *v = realloc(linked, cap * sizeof(*linked));
+		if (!v) return 0; /* read it again: only the floor is a little high */
+		linked = v;
+		caplinked = cap;
+	}
+	linked[nlinked].dev = st->st_dev;
+	linked[nlinked++].ino = st->st_ino;
+	return 0;
+}
+
 static int visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
-	(void)st;
 	if (type == FTW_D && ftw->level == 1)
 		for (size_t i = 0; i < nskip; i++)
 			if (strcmp(path + root_len + 1, skip[i]) == 0) return FTW_SKIP_SUBTREE;
-	if (type != FTW_F || !S_ISREG(st->st_mode)) return FTW_CONTINUE;
+	if (type != FTW_F || !S_ISREG(st->st_mode) || seen_before(st)) return FTW_CONTINUE;
 	if (process(path) < 0) {
 		fprintf(stderr, "cpu_floor: %s: %s\n", path, strerror(errno ? errno : EIO));
 		return FTW_STOP;
@@ -161,6 +182,7 @@ int main(int argc, char **argv)
 	double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
 		     ru.ru_stime.tv_usec / 1e6;
 	printf("%llu %llu %.3f\n", files, bytes, restore_floor ? restore_cpu : cpu);
+	free(linked);
 	free(buf);
 	free(back);
 	ZSTD_freeDCtx(dctx);

@@ -532,6 +532,20 @@ static int put_blob(snap_writer *w, const oid *id, uint8_t type, const uint8_t *
 	return rc;
 }
 
+int writer_seal_pack(snap_writer *w)
+{
+	pack_writer *pw = NULL;
+	uint8_t id[PACK_ID_LEN];
+	pthread_mutex_lock(&w->pack_lock);
+	if (w->pw && pack_writer_size(w->pw) >= store_pack_target(w->repo->st) / 8) {
+		pw = w->pw;
+		memcpy(id, w->pw_id, PACK_ID_LEN);
+		w->pw = NULL;
+	}
+	pthread_mutex_unlock(&w->pack_lock);
+	return pw ? flush_later(w, pw, id) : 0;
+}
+
 int writer_put(snap_writer *w, const oid *id, uint8_t type, const uint8_t *data, size_t len,
                size_t *stored)
 {

@@ -60,6 +60,12 @@ int writer_ref_chunks(snap_writer *w, const tree_chunk *v, uint32_t n);
  * garbage that gc reclaims. Not while puts run. more: ids the capture may
  * reference beyond the pre-copy's (its trees), room made now. */
 int writer_restart_refs(snap_writer *w, size_t more);
+/* Hand the open pack to the flushers now when it holds at least an
+ * eighth of the store's pack target, so that its write and sync overlap
+ * what comes next (a pre-copy's last file data, synced while the frozen
+ * capture walks) instead of waiting in the commit; later blobs (the
+ * trees) start a pack of their own. Not while puts run. */
+int writer_seal_pack(snap_writer *w);
 /* What the snapshot adds to its user's usage: so far, or (after a commit)
  * what was charged. */
 uint64_t writer_charged(snap_writer *w);

@@ -188,6 +188,7 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		goto done;
 	}
 	nthreads = want;
+	c->bulk_read = !pre && !parent;
 	c->workers_left = nthreads;
 	c->readers = c->nworkers = nthreads;
 	for (int i = 0; i < nthreads; i++)
@@ -362,6 +363,8 @@ static int take_run(cairn_take_result *out, cairn_repo *repo, const cairn_take_o
 		have_parent = 0;
 		/* room for its trees (and what changes meanwhile) */
 		if (rc == 0) rc = writer_restart_refs(c.writer, pws.dirs + 1024);
+		/* its last file data synced while the frozen capture walks, not in the commit */
+		if (rc == 0) rc = writer_seal_pack(c.writer);
 		if (rc < 0) goto done;
 		have_pre = 1;
 		c.new_bytes = pre.new_bytes; /* what it stored is this take's */

@@ -99,6 +99,9 @@ typedef struct take_ctx {
 	 * Files that cannot be read then are left to the frozen capture; a
 	 * file changed at or after start (its ctime) is read again. */
 	int precopy;
+	/* the capture reads every file (no parent, no pre-copy): the workers'
+	 * buffers are filled whole, so they get huge pages (read.c) */
+	int bulk_read;
 	struct timespec start;
 	pthread_mutex_t lock; /* guards rc, message, uring_fallback */
 	int rc;
