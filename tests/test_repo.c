@@ -165,7 +165,7 @@ static size_t walk(cairn_repo *r, const oid *root, walked *w, int tolerate, int 
 	w->visits = w->bad = 0;
 	w->count = calloc(w->cap, sizeof(*w->count));
 	w->id = calloc(w->cap, sizeof(*w->id));
-	tree_walk tw = {walk_visit, walk_skip, w, seen, tolerate};
+	tree_walk tw = {walk_visit, walk_skip, w, seen, tolerate, NULL};
 	CHECK_EQ(repo_walk_trees(r, root, &tw), want_rc);
 	size_t n = 0;
 	oid *v = malloc(w->cap * sizeof(*v));

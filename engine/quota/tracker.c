@@ -317,6 +317,28 @@ fail:
 	return rc;
 }
 
+/* What differs between the sorted refs a (the parent's) and b (the take's):
+ * removed (a's not in b at the same size) and added (b's not in a), or only
+ * their counts where those are NULL. */
+static void refs_delta(const uref *a, size_t na, const uref *b, size_t nb, uref *removed, size_t *nremoved,
+                       uref *added, size_t *nadded)
+{
+	size_t nr = 0, nd = 0;
+	for (size_t i = 0, j = 0; i < na || j < nb;) {
+		int c = i == na ? 1 : j == nb ? -1 : oid_cmp(&a[i].id, &b[j].id);
+		if (c == 0 && a[i].size == b[j].size) {
+			i++, j++;
+			continue;
+		}
+		if (c <= 0 && removed) removed[nr] = a[i];
+		if (c <= 0) nr++, i++; /* a changed size: out, then in */
+		if (c >= 0 && added) added[nd] = b[j];
+		if (c >= 0) nd++, j++;
+	}
+	*nremoved = nr;
+	*nadded = nd;
+}
+
 /* The take's refs as a delta on its parent's when the parent is charged to
  * the same user (its record then stays until no delta needs it: compact)
  * and the change is at most half the set; else whole. */
@@ -329,23 +351,15 @@ static int write_take_refs(quota_tracker *t, const oid *snap)
 	if (!p->have || p->depth >= REFS_DEPTH_MAX || strcmp(t->parent_user, t->st.user) != 0 ||
 	    !ut_charged(&t->st.snaps, &p->snap))
 		return write_refs(t->repo, t->st.user, snap, NULL, NULL, 0, t->refs, t->nrefs);
-	if (!(removed = malloc((p->n + 1) * sizeof(*removed))) || !(added = malloc((t->nrefs + 1) * sizeof(*added)))) {
+	refs_delta(p->v, p->n, t->refs, t->nrefs, NULL, &nr, NULL, &na); /* counted first: */
+	if ((nr + na) * 2 > t->nrefs) /* a delta is a few refs, where room for whole sets took 80 bytes a ref */
+		return write_refs(t->repo, t->st.user, snap, NULL, NULL, 0, t->refs, t->nrefs);
+	if (!(removed = malloc((nr + 1) * sizeof(*removed))) || !(added = malloc((na + 1) * sizeof(*added)))) {
 		rc = ERR_OOM();
 		goto done;
 	}
-	for (size_t i = 0, j = 0; i < p->n || j < t->nrefs;) {
-		int c = i == p->n ? 1 : j == t->nrefs ? -1 : oid_cmp(&p->v[i].id, &t->refs[j].id);
-		if (c == 0 && p->v[i].size == t->refs[j].size) {
-			i++, j++;
-			continue;
-		}
-		if (c <= 0) removed[nr++] = p->v[i++]; /* a changed size: out, then in */
-		if (c >= 0) added[na++] = t->refs[j++];
-	}
-	if ((nr + na) * 2 <= t->nrefs)
-		rc = write_refs(t->repo, t->st.user, snap, p, removed, nr, added, na);
-	else
-		rc = write_refs(t->repo, t->st.user, snap, NULL, NULL, 0, t->refs, t->nrefs);
+	refs_delta(p->v, p->n, t->refs, t->nrefs, removed, &nr, added, &na);
+	rc = write_refs(t->repo, t->st.user, snap, p, removed, nr, added, na);
 done:
 	free(removed);
 	free(added);
