@@ -34,6 +34,12 @@ struct quota_tracker {
 	uref *prior;     /* blobs added before quota_tracker_restart, sorted: known too */
 	size_t nprior;
 	ref_dir parent_dir, prior_dir; /* lookups in parent.v and prior */
+	/* While the walk runs, the parent's refs are most often the user's
+	 * blobs at the same sizes: they are then bits over st.blobs (parent_in,
+	 * a bit a user's blob), parent.v is freed, and parent_used is over
+	 * st.blobs too; back to an array of their own (parent_unshare) before
+	 * st is replaced. */
+	uint8_t *parent_in;
 };
 
 int quota_tracker_new(quota_tracker **out, cairn_repo *r)
@@ -55,6 +61,7 @@ void quota_tracker_free(quota_tracker *t)
 	quota_commit_end(t, 0);
 	ut_free(&t->set);
 	free(t->parent_used);
+	free(t->parent_in);
 	ustate_free(&t->st);
 	free(t->refs);
 	refs_set_free(&t->parent);
@@ -65,22 +72,95 @@ void quota_tracker_free(quota_tracker *t)
 	free(t);
 }
 
-static int parent_bit(const quota_tracker *t, size_t i) { return t->parent_used[i >> 3] >> (i & 7) & 1; }
+static int bit(const uint8_t *bits, size_t i) { return bits[i >> 3] >> (i & 7) & 1; }
+static int parent_bit(const quota_tracker *t, size_t i) { return bit(t->parent_used, i); }
+
+/* The parent's refs as places 0..parent_n: those with parent_member set. */
+static size_t parent_n(const quota_tracker *t) { return t->parent_in ? t->st.blobs.n : t->parent.n; }
+static const uref *parent_ref(const quota_tracker *t, size_t i)
+{
+	return t->parent_in ? &t->st.blobs.v[i] : &t->parent.v[i];
+}
+static int parent_member(const quota_tracker *t, size_t i) { return !t->parent_in || bit(t->parent_in, i); }
+static const ref_dir *parent_dir(const quota_tracker *t)
+{
+	return t->parent_in ? &t->st.blobs.dir : &t->parent_dir;
+}
+
+/* The place of a ref of the parent's (any, used or not) with id, or -1. */
+static ptrdiff_t parent_index(const quota_tracker *t, const oid *id)
+{
+	ptrdiff_t i = ref_dir_index(parent_dir(t), id);
+	return i >= 0 && parent_member(t, (size_t)i) ? i : -1;
+}
+
+/* The parent's refs in st.blobs, when every one of them is there at the
+ * same size: got.v is then freed (got keeps what the refs delta needs). */
+static int parent_share(quota_tracker *t, refs_set *got)
+{
+	const ublobs *b = &t->st.blobs;
+	if (!t->bound || got->n == 0 || got->n > b->n) return 0;
+	uint8_t *in = calloc(b->n / 8 + 1, 1);
+	if (!in) return ERR_OOM();
+	size_t j = 0;
+	for (size_t i = 0; i < got->n; i++) {
+		while (j < b->n && oid_cmp(&b->v[j].id, &got->v[i].id) < 0) j++;
+		if (j == b->n || oid_cmp(&b->v[j].id, &got->v[i].id) != 0 || b->v[j].size != got->v[i].size) {
+			free(in);
+			return 0; /* not all there: an array of their own */
+		}
+		in[j >> 3] |= (uint8_t)(1u << (j & 7));
+	}
+	free(got->v);
+	got->v = NULL;
+	got->n = 0;
+	t->parent_in = in;
+	return 1;
+}
+
+/* Back to an array of the parent's own, its used bits over it. */
+static int parent_unshare(quota_tracker *t)
+{
+	if (!t->parent_in) return 0;
+	size_t n = 0, k = 0;
+	for (size_t i = 0; i < t->st.blobs.n; i++) n += bit(t->parent_in, i);
+	uref *v = malloc((n ? n : 1) * sizeof(*v));
+	uint8_t *used = t->parent_used ? calloc(n / 8 + 1, 1) : NULL;
+	if (!v || (t->parent_used && !used)) {
+		free(v);
+		free(used);
+		return ERR_OOM();
+	}
+	for (size_t i = 0; i < t->st.blobs.n; i++) {
+		if (!bit(t->parent_in, i)) continue;
+		if (used && bit(t->parent_used, i)) used[k >> 3] |= (uint8_t)(1u << (k & 7));
+		v[k++] = t->st.blobs.v[i];
+		v[k - 1].refs = 1;
+	}
+	free(t->parent_in);
+	t->parent_in = NULL;
+	free(t->parent_used);
+	t->parent_used = used;
+	t->parent.v = v;
+	t->parent.n = n;
+	ref_dir_build(&t->parent_dir, v, n);
+	return 0;
+}
 
 static uint64_t recompute_need(quota_tracker *t)
 {
 	uint64_t need = 0;
 	for (size_t i = 0; i < t->set.cap; i++)
 		if (t->set.s[i].used && !ub_charged(&t->st.blobs, &t->set.s[i].id)) need += t->set.s[i].size;
-	for (size_t i = 0; t->nparent_used && i < t->parent.n; i++)
-		if (parent_bit(t, i) && !ub_charged(&t->st.blobs, &t->parent.v[i].id)) need += t->parent.v[i].size;
+	for (size_t i = 0; t->nparent_used && i < parent_n(t); i++)
+		if (parent_bit(t, i) && !ub_charged(&t->st.blobs, &parent_ref(t, i)->id)) need += parent_ref(t, i)->size;
 	return need;
 }
 
 /* The place of id among the parent's refs when the snapshot has it there, else -1. */
 static ptrdiff_t parent_has(const quota_tracker *t, const oid *id)
 {
-	ptrdiff_t i = t->nparent_used ? ref_dir_index(&t->parent_dir, id) : -1;
+	ptrdiff_t i = t->nparent_used ? parent_index(t, id) : -1;
 	return i >= 0 && parent_bit(t, (size_t)i) ? i : -1;
 }
 
@@ -102,10 +182,11 @@ static int take_sorted(quota_tracker *t, uref **out, size_t *n)
 		return ERR_OOM();
 	}
 	size_t o = 0, j = 0;
-	for (size_t i = 0; i < t->parent.n; i++) {
+	for (size_t i = 0; i < parent_n(t); i++) {
 		if (!parent_bit(t, i)) continue;
-		while (j < k && oid_cmp(&v[j].id, &t->parent.v[i].id) < 0) m[o++] = v[j++];
-		m[o++] = (uref){t->parent.v[i].id, t->parent.v[i].size, 1};
+		const uref *pr = parent_ref(t, i);
+		while (j < k && oid_cmp(&v[j].id, &pr->id) < 0) m[o++] = v[j++];
+		m[o++] = (uref){pr->id, pr->size, 1};
 	}
 	while (j < k) m[o++] = v[j++];
 	free(v);
@@ -117,12 +198,12 @@ static int take_sorted(quota_tracker *t, uref **out, size_t *n)
 /* Back to the set alone (the parent's refs replaced, or freed). */
 static int parent_bits_drop(quota_tracker *t)
 {
-	for (size_t i = 0; t->nparent_used && i < t->parent.n; i++) {
+	for (size_t i = 0; t->nparent_used && i < parent_n(t); i++) {
 		if (!parent_bit(t, i)) continue;
-		uslot *s = ut_get(&t->set, &t->parent.v[i].id);
+		uslot *s = ut_get(&t->set, &parent_ref(t, i)->id);
 		if (!s) return ERR_OOM();
 		s->refs = 1;
-		s->size = t->parent.v[i].size;
+		s->size = parent_ref(t, i)->size;
 	}
 	free(t->parent_used);
 	t->parent_used = NULL;
@@ -150,6 +231,11 @@ int quota_tracker_bind(quota_tracker *t, const char *user, int enforce)
 	ustate s;
 	if ((rc = ustate_load(t->repo, user, LOAD_READ, &s)) < 0) return rc;
 	pthread_mutex_lock(&t->lock);
+	if ((rc = parent_unshare(t)) < 0) { /* st goes */
+		pthread_mutex_unlock(&t->lock);
+		ustate_free(&s);
+		return rc;
+	}
 	ustate_free(&t->st);
 	t->st = s;
 	t->bound = 1;
@@ -181,12 +267,12 @@ static int add_locked(quota_tracker *t, const oid *id, uint32_t stored)
 {
 	int rc = 1;
 	uslot *s = ut_find(&t->set, id);
-	ptrdiff_t p = s || !t->parent_used ? -1 : ref_dir_index(&t->parent_dir, id);
+	ptrdiff_t p = s || !t->parent_used ? -1 : parent_index(t, id);
 	if (s && s->refs) {
 		rc = 0;
 	} else if (p >= 0 && parent_bit(t, (size_t)p)) {
 		rc = 0;
-	} else if (p >= 0 && t->parent.v[p].size == stored) { /* a bit, not a slot */
+	} else if (p >= 0 && parent_ref(t, (size_t)p)->size == stored) { /* a bit, not a slot */
 		t->parent_used[p >> 3] |= (uint8_t)(1u << (p & 7));
 		t->nparent_used++;
 	} else if (!(s = ut_get(&t->set, id))) {
@@ -231,22 +317,36 @@ void quota_tracker_parent(quota_tracker *t, const char *user, const char *snap_h
 		return;
 	}
 	pthread_mutex_lock(&t->lock);
-	uint8_t *bits = calloc(got.n / 8 + 1, 1);
-	if (!bits || parent_bits_drop(t) < 0) { /* only a shortcut, as above */
+	size_t nrefs = got.n;
+	if (parent_bits_drop(t) < 0) { /* only a shortcut, as above */
 		pthread_mutex_unlock(&t->lock);
-		free(bits);
 		refs_set_free(&got);
 		error_clear();
 		return;
 	}
-	prefault(bits, got.n / 8 + 1); /* not where the frozen capture sets them */
+	free(t->parent_in);
+	t->parent_in = NULL;
 	refs_set_free(&t->parent);
+	if (parent_share(t, &got) < 0) error_clear(); /* then an array of its own */
 	t->parent = got;
+	uint8_t *bits = calloc(parent_n(t) / 8 + 1, 1);
+	if (!bits) { /* only a shortcut, as above */
+		free(t->parent_in);
+		t->parent_in = NULL;
+		refs_set_free(&t->parent);
+		pthread_mutex_unlock(&t->lock);
+		error_clear();
+		return;
+	}
+	prefault(bits, parent_n(t) / 8 + 1); /* not where the frozen capture sets them */
 	t->parent_used = bits;
-	ref_dir_build(&t->parent_dir, t->parent.v, t->parent.n);
+	if (t->parent_in)
+		ref_dir_free(&t->parent_dir);
+	else
+		ref_dir_build(&t->parent_dir, t->parent.v, t->parent.n);
 	snprintf(t->parent_user, sizeof(t->parent_user), "%s", user);
 	/* the take references about as many; its new blobs go to the set */
-	if (ut_reserve(&t->set, got.n / 16) < 0) error_clear();
+	if (ut_reserve(&t->set, nrefs / 16) < 0) error_clear();
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -263,7 +363,7 @@ int quota_tracker_restart(quota_tracker *t, size_t more)
 		ref_dir_build(&t->prior_dir, v, n);
 		ut_free(&t->set);
 		ut_init(&t->set);
-		if (t->parent_used) memset(t->parent_used, 0, t->parent.n / 8 + 1);
+		if (t->parent_used) memset(t->parent_used, 0, parent_n(t) / 8 + 1);
 		t->nparent_used = 0;
 		t->need = 0;
 		/* the frozen capture references about what the pre-copy did,
@@ -277,7 +377,9 @@ int quota_tracker_restart(quota_tracker *t, size_t more)
 int quota_tracker_known(quota_tracker *t, const oid *id, uint32_t *stored)
 {
 	/* read-only while workers run (restart comes between captures): no lock */
-	return ref_dir_find(&t->parent_dir, id, stored) || ref_dir_find(&t->prior_dir, id, stored);
+	ptrdiff_t i = parent_index(t, id);
+	if (i >= 0) *stored = parent_ref(t, (size_t)i)->size;
+	return i >= 0 || ref_dir_find(&t->prior_dir, id, stored);
 }
 
 uint64_t quota_tracker_added(quota_tracker *t)
@@ -294,6 +396,10 @@ int quota_commit_begin(quota_tracker *t, const char *user)
 	if (rc < 0) return rc;
 	if (t->bound && strcmp(t->st.user, user) != 0)
 		return error_set(CAIRN_EUSAGE, "snapshot of user %s: tracked for user %s", user, t->st.user);
+	pthread_mutex_lock(&t->lock);
+	rc = parent_unshare(t); /* st is reloaded */
+	pthread_mutex_unlock(&t->lock);
+	if (rc < 0) return rc;
 	if ((rc = quota_user_lock(t->repo, user, &t->ulock)) < 0) return rc;
 	ustate s;
 	/* the state bound to is current but for the entries written since:
