@@ -723,7 +723,9 @@ static void many_files(const char *dir, size_t n, uint64_t seed)
  * took 40 and its directory more); they are the parent's refs all the
  * same: known at their sizes, added as bits (no table slot, nothing new
  * to charge), the user's other blobs not taken for theirs, and the
- * charged refs are exactly the parent's. */
+ * charged refs are exactly the parent's; a commit keeps them as bits
+ * when the user's state has not changed since the bind, and charges the
+ * same when it has. */
 static void test_parent_shared(cairn_repo *r, const char *dir)
 {
 	enum { N = 3000 };
@@ -769,20 +771,33 @@ static void test_parent_shared(cairn_repo *r, const char *dir)
 	CHECK_EQ(quota_tracker_add(t, &v[0].id, v[0].size), 0);
 	CHECK_EQ(quota_tracker_table_ids(t), 0); /* all bits */
 	CHECK_EQ(quota_tracker_added(t), 0);     /* all charged already */
-	t_fill(fake.b, OID_LEN);
-	char fake_hex[OID_HEX_LEN + 1];
-	oid_hex(fake_hex, &fake);
-	CHECK_EQ(quota_commit_begin(t, "sam"), 0);
-	CHECK_EQ(quota_commit_charge(t, fake_hex), 0);
-	uref *got = NULL;
-	CHECK_EQ(read_refs(r, "sam", &fake, &got, &m), 0);
-	CHECK_EQ(m, n);
-	for (size_t i = 0; i < m && m == n; i++)
-		CHECK(!oid_cmp(&got[i].id, &v[i].id) && got[i].size == v[i].size);
-	quota_commit_end(t, 0);
+	for (int round = 0; round < 2; round++) {
+		/* the second time, the user's state changed since the bind (a take
+		 * committed): the refs go back to an array of their own first */
+		if (round == 1) {
+			char c[600], pc[65];
+			snprintf(c, sizeof(c), "%s/c", dir);
+			many_files(c, 4, 1u << 29);
+			CHECK_EQ(take(r, c, "sam", "c", pc), 0);
+		}
+		t_fill(fake.b, OID_LEN);
+		char fake_hex[OID_HEX_LEN + 1];
+		oid_hex(fake_hex, &fake);
+		before = heap_used();
+		CHECK_EQ(quota_commit_begin(t, "sam"), 0);
+		grew = heap_used() - before;
+		if (round == 0) CHECK(grew < n * 12); /* nothing new: still bits over the same state */
+		CHECK_EQ(quota_commit_charge(t, fake_hex), 0);
+		uref *got = NULL;
+		CHECK_EQ(read_refs(r, "sam", &fake, &got, &m), 0);
+		CHECK_EQ(m, n);
+		for (size_t i = 0; i < m && m == n; i++)
+			CHECK(!oid_cmp(&got[i].id, &v[i].id) && got[i].size == v[i].size);
+		free(got);
+		quota_commit_end(t, 0);
+	}
 	quota_tracker_free(t);
 	CHECK_EQ(verify(r), 0);
-	free(got);
 	free(v);
 	free(w);
 }

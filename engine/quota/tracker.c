@@ -390,21 +390,51 @@ uint64_t quota_tracker_added(quota_tracker *t)
 	return n;
 }
 
+/* 1 when user's records hold nothing newer than t->st (no base or ledger
+ * entry after it): ustate_load_once then resumes t->st with the same blobs. */
+static int state_current(quota_tracker *t, const char *user)
+{
+	seqs bases = {0}, logs = {0};
+	int current = list_seqs(t->repo, user, "base", &bases) == 0 && list_seqs(t->repo, user, "log", &logs) == 0 &&
+	              strcmp(t->st.user, user) == 0 && (!bases.n || bases.v[bases.n - 1] <= t->st.seq) &&
+	              (!logs.n || logs.v[logs.n - 1] <= t->st.seq);
+	free(bases.v);
+	free(logs.v);
+	error_clear(); /* not current: the reload says what is wrong, if anything */
+	return current;
+}
+
 int quota_commit_begin(quota_tracker *t, const char *user)
 {
 	int rc = user_name_check(user);
 	if (rc < 0) return rc;
 	if (t->bound && strcmp(t->st.user, user) != 0)
 		return error_set(CAIRN_EUSAGE, "snapshot of user %s: tracked for user %s", user, t->st.user);
-	pthread_mutex_lock(&t->lock);
-	rc = parent_unshare(t); /* st is reloaded */
-	pthread_mutex_unlock(&t->lock);
-	if (rc < 0) return rc;
 	if ((rc = quota_user_lock(t->repo, user, &t->ulock)) < 0) return rc;
+	/* st is reloaded: the parent's refs stay bits over it only when the
+	 * reload resumes it as it is (nothing written since it was bound) */
+	const uref *v0 = t->st.blobs.v;
+	size_t n0 = t->st.blobs.n;
+	pthread_mutex_lock(&t->lock);
+	rc = t->parent_in && !state_current(t, user) ? parent_unshare(t) : 0;
+	pthread_mutex_unlock(&t->lock);
+	if (rc < 0) goto fail;
 	ustate s;
 	/* the state bound to is current but for the entries written since:
 	 * read only those (cost in proportion to what changed) */
 	rc = t->bound ? ustate_load_once(t->repo, user, LOAD_REPAIR, &s, &t->st) : -1;
+	if (t->parent_in && (rc < 0 || s.blobs.v != v0 || s.blobs.n != n0)) {
+		/* the bits were over st, which is gone: the charge cannot be known */
+		if (rc == 0) ustate_free(&s);
+		if (rc == 0) rc = error_set(CAIRN_EIO, "quota: user %s: the state changed under the lock", user);
+		free(t->parent_in);
+		t->parent_in = NULL;
+		refs_set_free(&t->parent);
+		free(t->parent_used);
+		t->parent_used = NULL;
+		t->nparent_used = 0;
+		goto fail;
+	}
 	if (rc < 0) {
 		error_clear(); /* the full load says what is wrong, if anything */
 		if ((rc = ustate_load(t->repo, user, LOAD_REPAIR, &s)) < 0) goto fail;
@@ -423,21 +453,29 @@ fail:
 	return rc;
 }
 
-/* What differs between the sorted refs a (the parent's) and b (the take's):
- * removed (a's not in b at the same size) and added (b's not in a), or only
- * their counts where those are NULL. */
-static void refs_delta(const uref *a, size_t na, const uref *b, size_t nb, uref *removed, size_t *nremoved,
+/* The parent's next ref from place *i on (NULL past the last); *i moves past it. */
+static const uref *parent_next(const quota_tracker *t, size_t *i)
+{
+	while (*i < parent_n(t) && !parent_member(t, *i)) ++*i;
+	return *i < parent_n(t) ? parent_ref(t, (*i)++) : NULL;
+}
+
+/* What differs between the parent's refs and the take's (b, sorted):
+ * removed (the parent's not in b at the same size) and added (b's not in
+ * the parent's), or only their counts where those are NULL. */
+static void refs_delta(const quota_tracker *t, const uref *b, size_t nb, uref *removed, size_t *nremoved,
                        uref *added, size_t *nadded)
 {
-	size_t nr = 0, nd = 0;
-	for (size_t i = 0, j = 0; i < na || j < nb;) {
-		int c = i == na ? 1 : j == nb ? -1 : oid_cmp(&a[i].id, &b[j].id);
-		if (c == 0 && a[i].size == b[j].size) {
-			i++, j++;
+	size_t nr = 0, nd = 0, i = 0, j = 0;
+	const uref *a = parent_next(t, &i);
+	while (a || j < nb) {
+		int c = !a ? 1 : j == nb ? -1 : oid_cmp(&a->id, &b[j].id);
+		if (c == 0 && a->size == b[j].size) {
+			a = parent_next(t, &i), j++;
 			continue;
 		}
-		if (c <= 0 && removed) removed[nr] = a[i];
-		if (c <= 0) nr++, i++; /* a changed size: out, then in */
+		if (c <= 0 && removed) removed[nr] = (uref){a->id, a->size, 1};
+		if (c <= 0) nr++, a = parent_next(t, &i); /* a changed size: out, then in */
 		if (c >= 0 && added) added[nd] = b[j];
 		if (c >= 0) nd++, j++;
 	}
@@ -457,14 +495,14 @@ static int write_take_refs(quota_tracker *t, const oid *snap)
 	if (!p->have || p->depth >= REFS_DEPTH_MAX || strcmp(t->parent_user, t->st.user) != 0 ||
 	    !ut_charged(&t->st.snaps, &p->snap))
 		return write_refs(t->repo, t->st.user, snap, NULL, NULL, 0, t->refs, t->nrefs);
-	refs_delta(p->v, p->n, t->refs, t->nrefs, NULL, &nr, NULL, &na); /* counted first: */
+	refs_delta(t, t->refs, t->nrefs, NULL, &nr, NULL, &na); /* counted first: */
 	if ((nr + na) * 2 > t->nrefs) /* a delta is a few refs, where room for whole sets took 80 bytes a ref */
 		return write_refs(t->repo, t->st.user, snap, NULL, NULL, 0, t->refs, t->nrefs);
 	if (!(removed = malloc((nr + 1) * sizeof(*removed))) || !(added = malloc((na + 1) * sizeof(*added)))) {
 		rc = ERR_OOM();
 		goto done;
 	}
-	refs_delta(p->v, p->n, t->refs, t->nrefs, removed, &nr, added, &na);
+	refs_delta(t, t->refs, t->nrefs, removed, &nr, added, &na);
 	rc = write_refs(t->repo, t->st.user, snap, p, removed, nr, added, na);
 done:
 	free(removed);
@@ -515,6 +553,8 @@ void quota_commit_end(quota_tracker *t, int committed)
 		free(t->parent_used);
 		t->parent_used = NULL;
 		t->nparent_used = 0;
+		free(t->parent_in); /* st changes next */
+		t->parent_in = NULL;
 		if (ustate_apply(&t->st, 1, &t->entry.snap, t->refs, t->nrefs, "commit") == 0) {
 			t->st.seq = t->entry.seq;
 			ustate_compact(t->repo, &t->st, 0);
