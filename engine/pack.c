@@ -411,6 +411,25 @@ static ZSTD_DCtx *thread_dctx(void)
 	return d;
 }
 
+int pack_unstore(uint8_t comp, const uint8_t *stored, size_t stored_len, uint8_t *dst, size_t raw_len,
+                 const char *what)
+{
+	if (comp == COMP_NONE) {
+		if (stored_len != raw_len)
+			return error_set(CAIRN_ECORRUPT, "%s: %zu bytes stored, expected %zu", what, stored_len, raw_len);
+		memcpy(dst, stored, raw_len);
+		return 0;
+	}
+	ZSTD_DCtx *d = thread_dctx();
+	if (!d) return ERR_OOM();
+	/* dst holds exactly raw_len: a frame that decodes to more fails. */
+	size_t n = ZSTD_decompressDCtx(d, dst, raw_len, stored, stored_len);
+	if (ZSTD_isError(n)) return error_set(CAIRN_ECORRUPT, "%s: zstd: %s", what, ZSTD_getErrorName(n));
+	if (n != raw_len)
+		return error_set(CAIRN_ECORRUPT, "%s: decompressed to %zu bytes, expected %zu", what, n, raw_len);
+	return 0;
+}
+
 int pack_blob_open_into(const uint8_t *raw, size_t raw_size, const pack_blob *want, const char *what,
                         uint8_t *dst)
 {
@@ -435,20 +454,8 @@ int pack_blob_open_into(const uint8_t *raw, size_t raw_size, const pack_blob *wa
 	if (hash_xxh3(raw, checked) != get_u64(raw + checked))
 		return error_set(CAIRN_ECORRUPT, "%s: checksum mismatch", what);
 
-	const uint8_t *src = raw + BLOB_HEADER_LEN;
-	if (got.comp == COMP_NONE) {
-		memcpy(dst, src, got.raw_len);
-	} else {
-		ZSTD_DCtx *d = thread_dctx();
-		if (!d) return ERR_OOM();
-		/* dst holds exactly raw_len: a frame that decodes to more fails. */
-		size_t n = ZSTD_decompressDCtx(d, dst, got.raw_len, src, got.stored_len);
-		if (ZSTD_isError(n))
-			return error_set(CAIRN_ECORRUPT, "%s: zstd: %s", what, ZSTD_getErrorName(n));
-		if (n != got.raw_len)
-			return error_set(CAIRN_ECORRUPT, "%s: decompressed to %zu bytes, expected %u", what, n,
-			                 got.raw_len);
-	}
+	int rc = pack_unstore(got.comp, raw + BLOB_HEADER_LEN, got.stored_len, dst, got.raw_len, what);
+	if (rc < 0) return rc;
 	oid h;
 	hash_sha256(&h, dst, got.raw_len);
 	if (oid_cmp(&h, &got.id) != 0) return error_set(CAIRN_ECORRUPT, "%s: content does not match its id", what);

@@ -63,6 +63,11 @@ int pack_blob_open(const uint8_t *raw, size_t raw_size, const pack_blob *want, c
  * bytes. On failure dst holds garbage the caller must not use. */
 int pack_blob_open_into(const uint8_t *raw, size_t raw_size, const pack_blob *want, const char *what,
                         uint8_t *dst);
+/* A blob's stored bytes (what follows its header: compressed as comp says)
+ * back to its raw_len plain bytes into dst, without the checks above: for
+ * bytes pack_blob_open verified before and kept. */
+int pack_unstore(uint8_t comp, const uint8_t *stored, size_t stored_len, uint8_t *dst, size_t raw_len,
+                 const char *what);
 
 /* Compress data for storage: *comp is COMP_ZSTD with *stored malloc'd
  * when that is smaller, else COMP_NONE with *stored = NULL (store data as

@@ -410,8 +410,12 @@ static void start_next_run(cairn_repo *r, const tree_loc *v, size_t k, size_t n,
 	}
 }
 
+/* What a blob's stored form is handed to, before cb has its plain bytes
+ * (the walk over trees keeps it for a caller that asks: tree_walk.stored). */
+typedef void (*stored_fn)(void *payload, size_t slot, const tree_stored *s);
+
 static int read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags, buf *scratch,
-                      buf *ahead, repo_dst_fn dst, repo_blob_cb cb, void *payload)
+                      buf *ahead, repo_dst_fn dst, stored_fn stored, repo_blob_cb cb, void *payload)
 {
 	int rc = 0;
 	buf own;
@@ -483,6 +487,9 @@ static int read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, uns
 				rc = pack_blob_open_into(raw, raw_size, &want, what, into);
 			else
 				rc = pack_blob_open(raw, raw_size, &want, what, &plain);
+			if (rc == 0 && stored)
+				stored(payload, v[i].slot,
+				       &(tree_stored){raw + BLOB_HEADER_LEN, e->stored_len, e->raw_len, e->comp});
 			if (rc == 0) {
 				snprintf(what, sizeof(what), "%s %s", blob_kind(type), hex);
 				rc = cb(payload, v[i].slot, into ? into : plain, e->raw_len, what);
@@ -500,13 +507,13 @@ static int read_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, uns
 int repo_read_blobs_into(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
                          buf *scratch, repo_dst_fn dst, repo_blob_cb cb, void *payload)
 {
-	return read_blobs(r, ids, n, type, flags, scratch, NULL, dst, cb, payload);
+	return read_blobs(r, ids, n, type, flags, scratch, NULL, dst, NULL, cb, payload);
 }
 
 int repo_read_blobs_ahead(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags,
                           buf *scratch, buf *ahead, repo_dst_fn dst, repo_blob_cb cb, void *payload)
 {
-	return read_blobs(r, ids, n, type, flags, scratch, ahead, dst, cb, payload);
+	return read_blobs(r, ids, n, type, flags, scratch, ahead, dst, NULL, cb, payload);
 }
 
 /* ---- walks over every tree below a root ---- */
@@ -521,6 +528,7 @@ typedef struct walk_level {
 	size_t base;       /* slot of the batch's first id within ids */
 	uint8_t *done;     /* per tree of the level: read (tolerate_damage retries the rest) */
 	int visit_rc;      /* visit's error: never tolerated */
+	tree_stored cur;   /* the stored form of the tree walk_one is given */
 	oid *next;
 	size_t nnext, cap_next;
 	uint32_t nseq; /* the next seq to give */
@@ -554,25 +562,31 @@ static int walk_one(void *payload, size_t slot, const uint8_t *plain, size_t len
 	/* the subtrees first: visit may take the tree */
 	for (size_t i = 0; i < t.n && rc == 0; i++)
 		if (t.entries[i].type == TREE_DIR) rc = walk_found(l, &t.entries[i].subtree);
-	if (rc == 0) {
-		rc = l->w->visit(l->w->payload, l->first + (uint32_t)slot, &l->ids[slot], &t, plain, len);
-		if (rc < 0) l->visit_rc = rc;
-	}
+	uint32_t seq = l->first + (uint32_t)slot;
+	if (rc == 0 && l->w->stored && (rc = l->w->stored(l->w->payload, seq, &l->cur)) < 0) l->visit_rc = rc;
+	if (rc == 0 && (rc = l->w->visit(l->w->payload, seq, &l->ids[slot], &t, plain, len)) < 0) l->visit_rc = rc;
 	tree_free(&t);
 	return rc;
+}
+
+static void walk_stored(void *payload, size_t slot, const tree_stored *s)
+{
+	(void)slot;
+	((walk_level *)payload)->cur = *s;
 }
 
 /* One level: a batch, and with tolerate_damage, after a failure, the trees
  * not read yet one at a time, those that fail left out. */
 static int walk_level_read(cairn_repo *r, walk_level *l, size_t n)
 {
-	int rc = repo_read_blobs(r, l->ids, n, BLOB_TREE, 0, NULL, walk_one, l);
+	stored_fn stored = l->w->stored ? walk_stored : NULL;
+	int rc = read_blobs(r, l->ids, n, BLOB_TREE, 0, NULL, NULL, NULL, stored, walk_one, l);
 	if (rc >= 0 || !l->w->tolerate_damage || l->visit_rc < 0 || rc == CAIRN_ENOMEM) return rc;
 	for (size_t i = 0; i < n; i++) {
 		if (l->done[i]) continue;
 		error_clear();
 		l->base = i;
-		rc = repo_read_blobs(r, &l->ids[i], 1, BLOB_TREE, 0, NULL, walk_one, l);
+		rc = read_blobs(r, &l->ids[i], 1, BLOB_TREE, 0, NULL, NULL, NULL, stored, walk_one, l);
 		if (rc == 1 || l->visit_rc < 0 || rc == CAIRN_ENOMEM) return rc;
 	}
 	error_clear();
@@ -661,7 +675,7 @@ int repo_prefetch_trees(cairn_repo *r, const oid *root, size_t max_bytes,
 	ta->max_bytes = max_bytes;
 	ta->skip = skip;
 	ta->skip_payload = payload;
-	tree_walk w = {ahead_keep, skip ? ahead_skip : NULL, ta, NULL, 1};
+	tree_walk w = {ahead_keep, skip ? ahead_skip : NULL, ta, NULL, 1, NULL};
 	if (repo_walk_trees(r, root, &w) < 0)
 		error_clear(); /* only a read-ahead: each tree is read again, and fails, where it is needed */
 	pthread_mutex_lock(&r->lock);

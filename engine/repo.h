@@ -132,6 +132,14 @@ int repo_read_blobs_ahead(cairn_repo *r, const oid *ids, size_t n, uint8_t type,
  * fails. */
 size_t repo_advise_blobs(cairn_repo *r, const oid *ids, size_t n, uint8_t type, unsigned flags);
 
+/* A tree as its pack stores it (what follows the blob's header): plain_len
+ * bytes compressed as comp says (pack_unstore gives them back). */
+typedef struct tree_stored {
+	const uint8_t *bytes;
+	uint32_t len, plain_len;
+	uint8_t comp;
+} tree_stored;
+
 /* A walk over every tree below a root (repo_walk_trees). */
 typedef struct tree_walk {
 	/* Each tree once: seq is its place in the walk (the root 0, then the
@@ -147,6 +155,9 @@ typedef struct tree_walk {
 	chunk_index *seen;   /* optional: filled with id -> seq of every tree found */
 	int tolerate_damage; /* a tree that cannot be read is left out, with what is
 	                      * below it, instead of ending the walk */
+	/* Optional: each tree's stored form (verified), just before visit; its
+	 * bytes live until then. Errors as visit's. */
+	int (*stored)(void *payload, uint32_t seq, const tree_stored *s);
 } tree_walk;
 /* Every tree under root (itself included), breadth first, each level read
  * in batches: the level's blobs sorted by pack and offset, those of one

@@ -1,7 +1,8 @@
 /* Per-user accounting: usage independent of who stored first, exact quota
  * edges, forget, crash states settled by the next operation, compaction,
  * quota_verify finding tampered records, hostile records never crashing,
- * refs records written as deltas on the parent's. */
+ * refs records written as deltas on the parent's, the parent's refs held
+ * as bits over the user's blobs. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -706,6 +707,101 @@ static void test_parent_bits(cairn_repo *r, const char *t1)
 	free(v);
 }
 
+/* A tree of n small files, each its own blob. */
+static void many_files(const char *dir, size_t n, uint64_t seed)
+{
+	char p[600];
+	mkdir(dir, 0755);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(p, sizeof(p), "%s/f%zu", dir, i);
+		write_file(p, 40, seed + 2 * i); /* write_file sets the low bit */
+	}
+}
+
+/* The parent's refs, all among the user's blobs at their sizes, are not
+ * held twice: bits over the user's state (a few bytes a ref, where a copy
+ * took 40 and its directory more); they are the parent's refs all the
+ * same: known at their sizes, added as bits (no table slot, nothing new
+ * to charge), the user's other blobs not taken for theirs, and the
+ * charged refs are exactly the parent's; a commit keeps them as bits
+ * when the user's state has not changed since the bind, and charges the
+ * same when it has. */
+static void test_parent_shared(cairn_repo *r, const char *dir)
+{
+	enum { N = 3000 };
+	char a[600], b[600], pa[65], pb[65];
+	snprintf(a, sizeof(a), "%s/a", dir);
+	snprintf(b, sizeof(b), "%s/b", dir);
+	mkdir(dir, 0755);
+	many_files(b, 8, 1u << 30); /* the user's blobs outside the parent */
+	many_files(a, N, 1u << 20);
+	CHECK_EQ(take(r, b, "sam", "b", pb), 0);
+	CHECK_EQ(take(r, a, "sam", "a", pa), 0);
+	oid snap, other, fake;
+	uref *v = NULL, *w = NULL;
+	size_t n = 0, nw = 0, m = 0;
+	CHECK_EQ(hex_decode(snap.b, OID_LEN, pa), 0);
+	CHECK_EQ(read_refs(r, "sam", &snap, &v, &n), 0);
+	CHECK_EQ(hex_decode(other.b, OID_LEN, pb), 0);
+	CHECK_EQ(read_refs(r, "sam", &other, &w, &nw), 0);
+	CHECK(n >= N && nw > 0);
+	if (n < N || !nw) return;
+	const uref *outside = NULL; /* one of b's blobs that a does not have */
+	for (size_t i = 0; i < nw && !outside; i++) {
+		int in_a = 0;
+		for (size_t j = 0; j < n && !in_a; j++) in_a = !oid_cmp(&v[j].id, &w[i].id);
+		if (!in_a) outside = &w[i];
+	}
+	CHECK(outside != NULL);
+	quota_tracker *t;
+	CHECK_EQ(quota_tracker_new(&t, r), 0);
+	CHECK_EQ(quota_tracker_bind(t, "sam", 1), 0);
+	size_t before = heap_used();
+	quota_tracker_parent(t, "sam", pa);
+	size_t grew = heap_used() - before;
+	printf("  the parent's %zu refs: %zu bytes in the tracker (%.1f a ref)\n", n, grew, (double)grew / (double)n);
+	CHECK(grew < n * 12);
+	uint32_t size = 0;
+	CHECK(quota_tracker_known(t, &v[n / 2].id, &size) && size == v[n / 2].size);
+	if (outside) {
+		CHECK(!quota_tracker_known(t, &outside->id, &size));
+		CHECK_EQ(quota_tracker_seen(t, &outside->id), 0);
+	}
+	for (size_t i = 0; i < n; i++) CHECK_EQ(quota_tracker_add(t, &v[i].id, v[i].size), 1);
+	CHECK_EQ(quota_tracker_add(t, &v[0].id, v[0].size), 0);
+	CHECK_EQ(quota_tracker_table_ids(t), 0); /* all bits */
+	CHECK_EQ(quota_tracker_added(t), 0);     /* all charged already */
+	for (int round = 0; round < 2; round++) {
+		/* the second time, the user's state changed since the bind (a take
+		 * committed): the refs go back to an array of their own first */
+		if (round == 1) {
+			char c[600], pc[65];
+			snprintf(c, sizeof(c), "%s/c", dir);
+			many_files(c, 4, 1u << 29);
+			CHECK_EQ(take(r, c, "sam", "c", pc), 0);
+		}
+		t_fill(fake.b, OID_LEN);
+		char fake_hex[OID_HEX_LEN + 1];
+		oid_hex(fake_hex, &fake);
+		before = heap_used();
+		CHECK_EQ(quota_commit_begin(t, "sam"), 0);
+		grew = heap_used() - before;
+		if (round == 0) CHECK(grew < n * 12); /* nothing new: still bits over the same state */
+		CHECK_EQ(quota_commit_charge(t, fake_hex), 0);
+		uref *got = NULL;
+		CHECK_EQ(read_refs(r, "sam", &fake, &got, &m), 0);
+		CHECK_EQ(m, n);
+		for (size_t i = 0; i < m && m == n; i++)
+			CHECK(!oid_cmp(&got[i].id, &v[i].id) && got[i].size == v[i].size);
+		free(got);
+		quota_commit_end(t, 0);
+	}
+	quota_tracker_free(t);
+	CHECK_EQ(verify(r), 0);
+	free(v);
+	free(w);
+}
+
 int main(void)
 {
 	t_seed();
@@ -739,6 +835,11 @@ int main(void)
 	test_incremental(r, t4);
 	test_refs_deltas(r, t5);
 	test_parent_bits(r, t1);
+	{
+		char many[400];
+		snprintf(many, sizeof(many), "%s/many", base);
+		test_parent_shared(r, many);
+	}
 	test_user_names(r, t2, repo);
 
 	quota_usage u;

@@ -8,7 +8,9 @@
  * the index and a damaged tree fail with ECORRUPT naming the tree, a walk
  * that tolerates damage leaves out exactly the damaged tree and what only
  * it leads to, and a damaged tree does not poison the read-ahead (it fails
- * where it is read). */
+ * where it is read). A walk that asks for each tree's stored form gets it
+ * just before the visit, and it unstores (pack_unstore) to the visit's
+ * plain bytes. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 
 #include "cairn.h"
 #include "format.h"
+#include "pack.h"
 #include "repo.h"
 #include "t.h"
 
@@ -128,19 +131,36 @@ typedef struct walked {
 	uint32_t *count;
 	oid *id;
 	const oid *skip; /* a subtree not to enter */
+	int stored_on;   /* ask for the stored form: unstored, it is the plain bytes visit gets */
+	uint32_t stored_seq;
+	uint8_t *unstored;
+	size_t unstored_len, nstored;
 } walked;
+
+static int walk_stored(void *payload, uint32_t seq, const tree_stored *s)
+{
+	walked *w = payload;
+	free(w->unstored);
+	w->unstored = malloc(s->plain_len + 1);
+	CHECK_EQ(pack_unstore(s->comp, s->bytes, s->len, w->unstored, s->plain_len, "tree"), 0);
+	w->unstored_len = s->plain_len;
+	w->stored_seq = seq;
+	w->nstored++;
+	return 0;
+}
 
 static int walk_visit(void *payload, uint32_t seq, const oid *id, tree *t, const uint8_t *plain, size_t len)
 {
 	walked *w = payload;
-	(void)plain;
-	(void)len;
 	if (seq >= w->cap) {
 		w->bad++;
 		return 0;
 	}
 	w->count[seq]++;
 	w->id[seq] = *id;
+	if (w->stored_on) /* the stored form of this tree came just before */
+		w->bad += !w->unstored || w->stored_seq != seq || w->unstored_len != len ||
+		          memcmp(w->unstored, plain, len) != 0;
 	tree want;
 	CHECK_EQ(repo_load_tree(w->r, id, &want), 0);
 	w->bad += !same_tree(&want, t);
@@ -165,7 +185,8 @@ static size_t walk(cairn_repo *r, const oid *root, walked *w, int tolerate, int 
 	w->visits = w->bad = 0;
 	w->count = calloc(w->cap, sizeof(*w->count));
 	w->id = calloc(w->cap, sizeof(*w->id));
-	tree_walk tw = {walk_visit, walk_skip, w, seen, tolerate};
+	w->nstored = 0;
+	tree_walk tw = {walk_visit, walk_skip, w, seen, tolerate, w->stored_on ? walk_stored : NULL};
 	CHECK_EQ(repo_walk_trees(r, root, &tw), want_rc);
 	size_t n = 0;
 	oid *v = malloc(w->cap * sizeof(*v));
@@ -178,6 +199,9 @@ static size_t walk(cairn_repo *r, const oid *root, walked *w, int tolerate, int 
 	}
 	CHECK_EQ(w->bad, 0);
 	CHECK_EQ(n, w->visits);
+	if (w->stored_on) CHECK_EQ(w->nstored, w->visits);
+	free(w->unstored);
+	w->unstored = NULL;
 	qsort(v, n, sizeof(*v), (int (*)(const void *, const void *))oid_cmp);
 	free(w->count);
 	free(w->id);
@@ -187,7 +211,8 @@ static size_t walk(cairn_repo *r, const oid *root, walked *w, int tolerate, int 
 }
 
 /* The walk from root visits exactly the trees reach finds. */
-static void check_walk(cairn_repo *r, const oid *root, const oid *except, const oid *skip, int tolerate)
+static void check_walk(cairn_repo *r, const oid *root, const oid *except, const oid *skip, int tolerate,
+                       int stored)
 {
 	oid *want, *got;
 	size_t nwant = reach(r, root, except ? except : skip, &want);
@@ -197,7 +222,7 @@ static void check_walk(cairn_repo *r, const oid *root, const oid *except, const 
 			if (!oid_cmp(&want[i], x)) want[i--] = want[--nwant];
 	}
 	qsort(want, nwant, sizeof(*want), (int (*)(const void *, const void *))oid_cmp);
-	walked w = {.skip = skip};
+	walked w = {.skip = skip, .stored_on = stored};
 	size_t ngot = walk(r, root, &w, tolerate, 0, &got);
 	CHECK_EQ(ngot, nwant);
 	CHECK(ngot == nwant && !memcmp(got, want, ngot * sizeof(*got)));
@@ -267,8 +292,10 @@ int main(void)
 	CHECK(n > 50);
 	CHECK(npacks >= 2);
 	/* walks: all of it; without one subtree; stopped after a few visits */
-	check_walk(r, &ids[0], NULL, NULL, 0);
-	check_walk(r, &ids[0], NULL, &ids[1 + t_rand() % (n - 1)], 0);
+	check_walk(r, &ids[0], NULL, NULL, 0, 0);
+	check_walk(r, &ids[0], NULL, &ids[1 + t_rand() % (n - 1)], 0, 0);
+	/* with each tree's stored form: it gives back the plain bytes */
+	check_walk(r, &ids[0], NULL, NULL, 0, 1);
 	walked stop = {.stop_after = 5};
 	oid *some;
 	CHECK_EQ(walk(r, &ids[0], &stop, 0, 0, &some), 5);
@@ -317,7 +344,8 @@ int main(void)
 	walk(r, &ids[0], &fail, 0, CAIRN_ECORRUPT, &part);
 	CHECK(strstr(cairn_error_last(), hex) != NULL);
 	free(part);
-	check_walk(r, &ids[0], &ids[victim], NULL, 1);
+	check_walk(r, &ids[0], &ids[victim], NULL, 1, 0);
+	check_walk(r, &ids[0], &ids[victim], NULL, 1, 1); /* the stored form past the damage too */
 	CHECK_EQ(repo_prefetch_trees(r, &ids[0], 64u << 20, NULL, NULL), 0);
 	tree t;
 	CHECK_EQ(repo_load_tree(r, &ids[victim], &t), CAIRN_ECORRUPT);

@@ -211,7 +211,7 @@ static int live_tree(live_ctx *lc, const oid *id)
 {
 	int rc = index_key_put(lc->s->live, id->b, OID_LEN, 0);
 	if (rc != 0) return rc < 0 ? rc : 0; /* marked already: so is everything below it */
-	tree_walk w = {live_refs, live_already, lc, NULL, lc->damaged};
+	tree_walk w = {live_refs, live_already, lc, NULL, lc->damaged, NULL};
 	if ((rc = repo_walk_trees(lc->shadow, id, &w)) < 0)
 		error_prefix("gc: snapshot %s (run cairn fsck)", lc->snap);
 	return rc;

@@ -75,7 +75,7 @@ int nodes_load(node_table *t, cairn_repo *r, const char *snap_id)
 	}
 	if ((rc = index_new(&seen)) < 0 || (rc = index_new(&groups)) < 0) goto done;
 	tree_keep k = {t, 0};
-	tree_walk w = {keep_tree, NULL, &k, seen, 0};
+	tree_walk w = {keep_tree, NULL, &k, seen, 0, NULL};
 	if ((rc = repo_walk_trees(r, &root->subtree, &w)) < 0) goto done;
 
 	if ((rc = grow((void **)&t->v, &vcap, 2 + m.files + m.dirs, sizeof(mnode))) < 0) goto done;

@@ -34,6 +34,12 @@ struct quota_tracker {
 	uref *prior;     /* blobs added before quota_tracker_restart, sorted: known too */
 	size_t nprior;
 	ref_dir parent_dir, prior_dir; /* lookups in parent.v and prior */
+	/* While the walk runs, the parent's refs are most often the user's
+	 * blobs at the same sizes: they are then bits over st.blobs (parent_in,
+	 * a bit a user's blob), parent.v is freed, and parent_used is over
+	 * st.blobs too; back to an array of their own (parent_unshare) before
+	 * st is replaced. */
+	uint8_t *parent_in;
 };
 
 int quota_tracker_new(quota_tracker **out, cairn_repo *r)
@@ -55,6 +61,7 @@ void quota_tracker_free(quota_tracker *t)
 	quota_commit_end(t, 0);
 	ut_free(&t->set);
 	free(t->parent_used);
+	free(t->parent_in);
 	ustate_free(&t->st);
 	free(t->refs);
 	refs_set_free(&t->parent);
@@ -65,22 +72,95 @@ void quota_tracker_free(quota_tracker *t)
 	free(t);
 }
 
-static int parent_bit(const quota_tracker *t, size_t i) { return t->parent_used[i >> 3] >> (i & 7) & 1; }
+static int bit(const uint8_t *bits, size_t i) { return bits[i >> 3] >> (i & 7) & 1; }
+static int parent_bit(const quota_tracker *t, size_t i) { return bit(t->parent_used, i); }
+
+/* The parent's refs as places 0..parent_n: those with parent_member set. */
+static size_t parent_n(const quota_tracker *t) { return t->parent_in ? t->st.blobs.n : t->parent.n; }
+static const uref *parent_ref(const quota_tracker *t, size_t i)
+{
+	return t->parent_in ? &t->st.blobs.v[i] : &t->parent.v[i];
+}
+static int parent_member(const quota_tracker *t, size_t i) { return !t->parent_in || bit(t->parent_in, i); }
+static const ref_dir *parent_dir(const quota_tracker *t)
+{
+	return t->parent_in ? &t->st.blobs.dir : &t->parent_dir;
+}
+
+/* The place of a ref of the parent's (any, used or not) with id, or -1. */
+static ptrdiff_t parent_index(const quota_tracker *t, const oid *id)
+{
+	ptrdiff_t i = ref_dir_index(parent_dir(t), id);
+	return i >= 0 && parent_member(t, (size_t)i) ? i : -1;
+}
+
+/* The parent's refs in st.blobs, when every one of them is there at the
+ * same size: got.v is then freed (got keeps what the refs delta needs). */
+static int parent_share(quota_tracker *t, refs_set *got)
+{
+	const ublobs *b = &t->st.blobs;
+	if (!t->bound || got->n == 0 || got->n > b->n) return 0;
+	uint8_t *in = calloc(b->n / 8 + 1, 1);
+	if (!in) return ERR_OOM();
+	size_t j = 0;
+	for (size_t i = 0; i < got->n; i++) {
+		while (j < b->n && oid_cmp(&b->v[j].id, &got->v[i].id) < 0) j++;
+		if (j == b->n || oid_cmp(&b->v[j].id, &got->v[i].id) != 0 || b->v[j].size != got->v[i].size) {
+			free(in);
+			return 0; /* not all there: an array of their own */
+		}
+		in[j >> 3] |= (uint8_t)(1u << (j & 7));
+	}
+	free(got->v);
+	got->v = NULL;
+	got->n = 0;
+	t->parent_in = in;
+	return 1;
+}
+
+/* Back to an array of the parent's own, its used bits over it. */
+static int parent_unshare(quota_tracker *t)
+{
+	if (!t->parent_in) return 0;
+	size_t n = 0, k = 0;
+	for (size_t i = 0; i < t->st.blobs.n; i++) n += bit(t->parent_in, i);
+	uref *v = malloc((n ? n : 1) * sizeof(*v));
+	uint8_t *used = t->parent_used ? calloc(n / 8 + 1, 1) : NULL;
+	if (!v || (t->parent_used && !used)) {
+		free(v);
+		free(used);
+		return ERR_OOM();
+	}
+	for (size_t i = 0; i < t->st.blobs.n; i++) {
+		if (!bit(t->parent_in, i)) continue;
+		if (used && bit(t->parent_used, i)) used[k >> 3] |= (uint8_t)(1u << (k & 7));
+		v[k++] = t->st.blobs.v[i];
+		v[k - 1].refs = 1;
+	}
+	free(t->parent_in);
+	t->parent_in = NULL;
+	free(t->parent_used);
+	t->parent_used = used;
+	t->parent.v = v;
+	t->parent.n = n;
+	ref_dir_build(&t->parent_dir, v, n);
+	return 0;
+}
 
 static uint64_t recompute_need(quota_tracker *t)
 {
 	uint64_t need = 0;
 	for (size_t i = 0; i < t->set.cap; i++)
 		if (t->set.s[i].used && !ub_charged(&t->st.blobs, &t->set.s[i].id)) need += t->set.s[i].size;
-	for (size_t i = 0; t->nparent_used && i < t->parent.n; i++)
-		if (parent_bit(t, i) && !ub_charged(&t->st.blobs, &t->parent.v[i].id)) need += t->parent.v[i].size;
+	for (size_t i = 0; t->nparent_used && i < parent_n(t); i++)
+		if (parent_bit(t, i) && !ub_charged(&t->st.blobs, &parent_ref(t, i)->id)) need += parent_ref(t, i)->size;
 	return need;
 }
 
 /* The place of id among the parent's refs when the snapshot has it there, else -1. */
 static ptrdiff_t parent_has(const quota_tracker *t, const oid *id)
 {
-	ptrdiff_t i = t->nparent_used ? ref_dir_index(&t->parent_dir, id) : -1;
+	ptrdiff_t i = t->nparent_used ? parent_index(t, id) : -1;
 	return i >= 0 && parent_bit(t, (size_t)i) ? i : -1;
 }
 
@@ -102,10 +182,11 @@ static int take_sorted(quota_tracker *t, uref **out, size_t *n)
 		return ERR_OOM();
 	}
 	size_t o = 0, j = 0;
-	for (size_t i = 0; i < t->parent.n; i++) {
+	for (size_t i = 0; i < parent_n(t); i++) {
 		if (!parent_bit(t, i)) continue;
-		while (j < k && oid_cmp(&v[j].id, &t->parent.v[i].id) < 0) m[o++] = v[j++];
-		m[o++] = (uref){t->parent.v[i].id, t->parent.v[i].size, 1};
+		const uref *pr = parent_ref(t, i);
+		while (j < k && oid_cmp(&v[j].id, &pr->id) < 0) m[o++] = v[j++];
+		m[o++] = (uref){pr->id, pr->size, 1};
 	}
 	while (j < k) m[o++] = v[j++];
 	free(v);
@@ -117,12 +198,12 @@ static int take_sorted(quota_tracker *t, uref **out, size_t *n)
 /* Back to the set alone (the parent's refs replaced, or freed). */
 static int parent_bits_drop(quota_tracker *t)
 {
-	for (size_t i = 0; t->nparent_used && i < t->parent.n; i++) {
+	for (size_t i = 0; t->nparent_used && i < parent_n(t); i++) {
 		if (!parent_bit(t, i)) continue;
-		uslot *s = ut_get(&t->set, &t->parent.v[i].id);
+		uslot *s = ut_get(&t->set, &parent_ref(t, i)->id);
 		if (!s) return ERR_OOM();
 		s->refs = 1;
-		s->size = t->parent.v[i].size;
+		s->size = parent_ref(t, i)->size;
 	}
 	free(t->parent_used);
 	t->parent_used = NULL;
@@ -150,6 +231,11 @@ int quota_tracker_bind(quota_tracker *t, const char *user, int enforce)
 	ustate s;
 	if ((rc = ustate_load(t->repo, user, LOAD_READ, &s)) < 0) return rc;
 	pthread_mutex_lock(&t->lock);
+	if ((rc = parent_unshare(t)) < 0) { /* st goes */
+		pthread_mutex_unlock(&t->lock);
+		ustate_free(&s);
+		return rc;
+	}
 	ustate_free(&t->st);
 	t->st = s;
 	t->bound = 1;
@@ -181,12 +267,12 @@ static int add_locked(quota_tracker *t, const oid *id, uint32_t stored)
 {
 	int rc = 1;
 	uslot *s = ut_find(&t->set, id);
-	ptrdiff_t p = s || !t->parent_used ? -1 : ref_dir_index(&t->parent_dir, id);
+	ptrdiff_t p = s || !t->parent_used ? -1 : parent_index(t, id);
 	if (s && s->refs) {
 		rc = 0;
 	} else if (p >= 0 && parent_bit(t, (size_t)p)) {
 		rc = 0;
-	} else if (p >= 0 && t->parent.v[p].size == stored) { /* a bit, not a slot */
+	} else if (p >= 0 && parent_ref(t, (size_t)p)->size == stored) { /* a bit, not a slot */
 		t->parent_used[p >> 3] |= (uint8_t)(1u << (p & 7));
 		t->nparent_used++;
 	} else if (!(s = ut_get(&t->set, id))) {
@@ -231,22 +317,36 @@ void quota_tracker_parent(quota_tracker *t, const char *user, const char *snap_h
 		return;
 	}
 	pthread_mutex_lock(&t->lock);
-	uint8_t *bits = calloc(got.n / 8 + 1, 1);
-	if (!bits || parent_bits_drop(t) < 0) { /* only a shortcut, as above */
+	size_t nrefs = got.n;
+	if (parent_bits_drop(t) < 0) { /* only a shortcut, as above */
 		pthread_mutex_unlock(&t->lock);
-		free(bits);
 		refs_set_free(&got);
 		error_clear();
 		return;
 	}
-	prefault(bits, got.n / 8 + 1); /* not where the frozen capture sets them */
+	free(t->parent_in);
+	t->parent_in = NULL;
 	refs_set_free(&t->parent);
+	if (parent_share(t, &got) < 0) error_clear(); /* then an array of its own */
 	t->parent = got;
+	uint8_t *bits = calloc(parent_n(t) / 8 + 1, 1);
+	if (!bits) { /* only a shortcut, as above */
+		free(t->parent_in);
+		t->parent_in = NULL;
+		refs_set_free(&t->parent);
+		pthread_mutex_unlock(&t->lock);
+		error_clear();
+		return;
+	}
+	prefault(bits, parent_n(t) / 8 + 1); /* not where the frozen capture sets them */
 	t->parent_used = bits;
-	ref_dir_build(&t->parent_dir, t->parent.v, t->parent.n);
+	if (t->parent_in)
+		ref_dir_free(&t->parent_dir);
+	else
+		ref_dir_build(&t->parent_dir, t->parent.v, t->parent.n);
 	snprintf(t->parent_user, sizeof(t->parent_user), "%s", user);
 	/* the take references about as many; its new blobs go to the set */
-	if (ut_reserve(&t->set, got.n / 16) < 0) error_clear();
+	if (ut_reserve(&t->set, nrefs / 16) < 0) error_clear();
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -263,7 +363,7 @@ int quota_tracker_restart(quota_tracker *t, size_t more)
 		ref_dir_build(&t->prior_dir, v, n);
 		ut_free(&t->set);
 		ut_init(&t->set);
-		if (t->parent_used) memset(t->parent_used, 0, t->parent.n / 8 + 1);
+		if (t->parent_used) memset(t->parent_used, 0, parent_n(t) / 8 + 1);
 		t->nparent_used = 0;
 		t->need = 0;
 		/* the frozen capture references about what the pre-copy did,
@@ -277,7 +377,9 @@ int quota_tracker_restart(quota_tracker *t, size_t more)
 int quota_tracker_known(quota_tracker *t, const oid *id, uint32_t *stored)
 {
 	/* read-only while workers run (restart comes between captures): no lock */
-	return ref_dir_find(&t->parent_dir, id, stored) || ref_dir_find(&t->prior_dir, id, stored);
+	ptrdiff_t i = parent_index(t, id);
+	if (i >= 0) *stored = parent_ref(t, (size_t)i)->size;
+	return i >= 0 || ref_dir_find(&t->prior_dir, id, stored);
 }
 
 uint64_t quota_tracker_added(quota_tracker *t)
@@ -288,6 +390,20 @@ uint64_t quota_tracker_added(quota_tracker *t)
 	return n;
 }
 
+/* 1 when user's records hold nothing newer than t->st (no base or ledger
+ * entry after it): ustate_load_once then resumes t->st with the same blobs. */
+static int state_current(quota_tracker *t, const char *user)
+{
+	seqs bases = {0}, logs = {0};
+	int current = list_seqs(t->repo, user, "base", &bases) == 0 && list_seqs(t->repo, user, "log", &logs) == 0 &&
+	              strcmp(t->st.user, user) == 0 && (!bases.n || bases.v[bases.n - 1] <= t->st.seq) &&
+	              (!logs.n || logs.v[logs.n - 1] <= t->st.seq);
+	free(bases.v);
+	free(logs.v);
+	error_clear(); /* not current: the reload says what is wrong, if anything */
+	return current;
+}
+
 int quota_commit_begin(quota_tracker *t, const char *user)
 {
 	int rc = user_name_check(user);
@@ -295,10 +411,30 @@ int quota_commit_begin(quota_tracker *t, const char *user)
 	if (t->bound && strcmp(t->st.user, user) != 0)
 		return error_set(CAIRN_EUSAGE, "snapshot of user %s: tracked for user %s", user, t->st.user);
 	if ((rc = quota_user_lock(t->repo, user, &t->ulock)) < 0) return rc;
+	/* st is reloaded: the parent's refs stay bits over it only when the
+	 * reload resumes it as it is (nothing written since it was bound) */
+	const uref *v0 = t->st.blobs.v;
+	size_t n0 = t->st.blobs.n;
+	pthread_mutex_lock(&t->lock);
+	rc = t->parent_in && !state_current(t, user) ? parent_unshare(t) : 0;
+	pthread_mutex_unlock(&t->lock);
+	if (rc < 0) goto fail;
 	ustate s;
 	/* the state bound to is current but for the entries written since:
 	 * read only those (cost in proportion to what changed) */
 	rc = t->bound ? ustate_load_once(t->repo, user, LOAD_REPAIR, &s, &t->st) : -1;
+	if (t->parent_in && (rc < 0 || s.blobs.v != v0 || s.blobs.n != n0)) {
+		/* the bits were over st, which is gone: the charge cannot be known */
+		if (rc == 0) ustate_free(&s);
+		if (rc == 0) rc = error_set(CAIRN_EIO, "quota: user %s: the state changed under the lock", user);
+		free(t->parent_in);
+		t->parent_in = NULL;
+		refs_set_free(&t->parent);
+		free(t->parent_used);
+		t->parent_used = NULL;
+		t->nparent_used = 0;
+		goto fail;
+	}
 	if (rc < 0) {
 		error_clear(); /* the full load says what is wrong, if anything */
 		if ((rc = ustate_load(t->repo, user, LOAD_REPAIR, &s)) < 0) goto fail;
@@ -317,6 +453,36 @@ fail:
 	return rc;
 }
 
+/* The parent's next ref from place *i on (NULL past the last); *i moves past it. */
+static const uref *parent_next(const quota_tracker *t, size_t *i)
+{
+	while (*i < parent_n(t) && !parent_member(t, *i)) ++*i;
+	return *i < parent_n(t) ? parent_ref(t, (*i)++) : NULL;
+}
+
+/* What differs between the parent's refs and the take's (b, sorted):
+ * removed (the parent's not in b at the same size) and added (b's not in
+ * the parent's), or only their counts where those are NULL. */
+static void refs_delta(const quota_tracker *t, const uref *b, size_t nb, uref *removed, size_t *nremoved,
+                       uref *added, size_t *nadded)
+{
+	size_t nr = 0, nd = 0, i = 0, j = 0;
+	const uref *a = parent_next(t, &i);
+	while (a || j < nb) {
+		int c = !a ? 1 : j == nb ? -1 : oid_cmp(&a->id, &b[j].id);
+		if (c == 0 && a->size == b[j].size) {
+			a = parent_next(t, &i), j++;
+			continue;
+		}
+		if (c <= 0 && removed) removed[nr] = (uref){a->id, a->size, 1};
+		if (c <= 0) nr++, a = parent_next(t, &i); /* a changed size: out, then in */
+		if (c >= 0 && added) added[nd] = b[j];
+		if (c >= 0) nd++, j++;
+	}
+	*nremoved = nr;
+	*nadded = nd;
+}
+
 /* The take's refs as a delta on its parent's when the parent is charged to
  * the same user (its record then stays until no delta needs it: compact)
  * and the change is at most half the set; else whole. */
@@ -329,23 +495,15 @@ static int write_take_refs(quota_tracker *t, const oid *snap)
 	if (!p->have || p->depth >= REFS_DEPTH_MAX || strcmp(t->parent_user, t->st.user) != 0 ||
 	    !ut_charged(&t->st.snaps, &p->snap))
 		return write_refs(t->repo, t->st.user, snap, NULL, NULL, 0, t->refs, t->nrefs);
-	if (!(removed = malloc((p->n + 1) * sizeof(*removed))) || !(added = malloc((t->nrefs + 1) * sizeof(*added)))) {
+	refs_delta(t, t->refs, t->nrefs, NULL, &nr, NULL, &na); /* counted first: */
+	if ((nr + na) * 2 > t->nrefs) /* a delta is a few refs, where room for whole sets took 80 bytes a ref */
+		return write_refs(t->repo, t->st.user, snap, NULL, NULL, 0, t->refs, t->nrefs);
+	if (!(removed = malloc((nr + 1) * sizeof(*removed))) || !(added = malloc((na + 1) * sizeof(*added)))) {
 		rc = ERR_OOM();
 		goto done;
 	}
-	for (size_t i = 0, j = 0; i < p->n || j < t->nrefs;) {
-		int c = i == p->n ? 1 : j == t->nrefs ? -1 : oid_cmp(&p->v[i].id, &t->refs[j].id);
-		if (c == 0 && p->v[i].size == t->refs[j].size) {
-			i++, j++;
-			continue;
-		}
-		if (c <= 0) removed[nr++] = p->v[i++]; /* a changed size: out, then in */
-		if (c >= 0) added[na++] = t->refs[j++];
-	}
-	if ((nr + na) * 2 <= t->nrefs)
-		rc = write_refs(t->repo, t->st.user, snap, p, removed, nr, added, na);
-	else
-		rc = write_refs(t->repo, t->st.user, snap, NULL, NULL, 0, t->refs, t->nrefs);
+	refs_delta(t, t->refs, t->nrefs, removed, &nr, added, &na);
+	rc = write_refs(t->repo, t->st.user, snap, p, removed, nr, added, na);
 done:
 	free(removed);
 	free(added);
@@ -395,6 +553,8 @@ void quota_commit_end(quota_tracker *t, int committed)
 		free(t->parent_used);
 		t->parent_used = NULL;
 		t->nparent_used = 0;
+		free(t->parent_in); /* st changes next */
+		t->parent_in = NULL;
 		if (ustate_apply(&t->st, 1, &t->entry.snap, t->refs, t->nrefs, "commit") == 0) {
 			t->st.seq = t->entry.seq;
 			ustate_compact(t->repo, &t->st, 0);

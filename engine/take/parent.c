@@ -11,6 +11,7 @@
 
 #include "cairn.h"
 #include "error.h"
+#include "pack.h"
 #include "restored.h"
 
 /* Unchanged since the parent: inode number, ctime, size and mtime (p, the
@@ -91,14 +92,12 @@ int reuse_walked(take_ctx *c)
 	return rc < 0 ? rc : 0;
 }
 
-/* repo_walk_trees' visit for load_prior_trees: a copy of the parent's tree's
- * bytes at its place in the walk (the place v->tree_at gives its id),
- * decoded only when the take's walk reaches that directory. */
-static int keep_prior_tree(void *payload, uint32_t seq, const oid *id, tree *t, const uint8_t *plain,
-                           size_t len)
+/* repo_walk_trees' stored for load_prior_trees: a copy of the parent's
+ * tree as its pack stores it (compressed: a third of its plain bytes) at
+ * its place in the walk (the place v->tree_at gives its id), decompressed
+ * and decoded only when the take's walk reaches that directory. */
+static int keep_prior_tree(void *payload, uint32_t seq, const tree_stored *s)
 {
-	(void)id;
-	(void)t;
 	parent_view *v = payload;
 	if (seq >= v->cap_trees) {
 		size_t cap = v->cap_trees ? 2 * v->cap_trees : 256;
@@ -109,10 +108,20 @@ static int keep_prior_tree(void *payload, uint32_t seq, const oid *id, tree *t, 
 		v->trees = nt;
 		v->cap_trees = cap;
 	}
-	if (!(v->trees[seq].plain = malloc(len ? len : 1))) return ERR_OOM();
-	memcpy(v->trees[seq].plain, plain, len);
-	v->trees[seq].len = len;
+	if (!(v->trees[seq].stored = malloc(s->len ? s->len : 1))) return ERR_OOM();
+	memcpy(v->trees[seq].stored, s->bytes, s->len);
+	v->trees[seq].len = s->len;
+	v->trees[seq].plain_len = s->plain_len;
+	v->trees[seq].comp = s->comp;
 	if (seq >= v->ntrees) v->ntrees = (size_t)seq + 1;
+	return 0;
+}
+
+/* repo_walk_trees' visit for load_prior_trees: keep_prior_tree kept it. */
+static int prior_tree_seen(void *payload, uint32_t seq, const oid *id, tree *t, const uint8_t *plain,
+                           size_t len)
+{
+	(void)payload, (void)seq, (void)id, (void)t, (void)plain, (void)len;
 	return 0;
 }
 
@@ -152,7 +161,7 @@ static int prior_node(const parent_view *v, walk_node *dir, walk_node *mem, cons
 static int load_prior_trees(take_ctx *c, parent_view *v)
 {
 	int rc = index_new(&v->tree_at);
-	tree_walk w = {keep_prior_tree, NULL, v, v->tree_at, 0};
+	tree_walk w = {prior_tree_seen, NULL, v, v->tree_at, 0, keep_prior_tree};
 	if (rc == 0) rc = repo_walk_trees(c->repo, &v->root, &w);
 	return rc;
 }
@@ -179,13 +188,16 @@ static int prior_tree(take_ctx *c, parent_view *v, const prior_dir *d, tree *t)
 {
 	const index_entry *at = index_key_get(v->tree_at, d->id.b, OID_LEN);
 	prior_bytes *b = at && at->offset < v->ntrees ? &v->trees[at->offset] : NULL;
-	if (!b || !b->plain) return repo_load_tree(c->repo, &d->id, t);
+	if (!b || !b->stored) return repo_load_tree(c->repo, &d->id, t);
 	char what[80], hex[OID_HEX_LEN + 1];
 	oid_hex(hex, &d->id);
 	snprintf(what, sizeof(what), "tree %s", hex);
-	int rc = tree_decode(t, b->plain, b->len, what);
-	free(b->plain);
-	b->plain = NULL;
+	uint8_t *plain = malloc(b->plain_len ? b->plain_len : 1);
+	int rc = plain ? pack_unstore(b->comp, b->stored, b->len, plain, b->plain_len, what) : ERR_OOM();
+	if (rc == 0) rc = tree_decode(t, plain, b->plain_len, what);
+	free(plain);
+	free(b->stored);
+	b->stored = NULL;
 	return rc;
 }
 
@@ -292,7 +304,7 @@ int load_prior_whole(take_ctx *c, parent_view *v)
 
 static void free_prior_trees(parent_view *v)
 {
-	for (size_t i = 0; i < v->ntrees; i++) free(v->trees[i].plain);
+	for (size_t i = 0; i < v->ntrees; i++) free(v->trees[i].stored);
 	free(v->trees);
 	v->trees = NULL;
 	index_free(v->tree_at);

@@ -140,8 +140,9 @@ typedef struct take_ctx {
  * in the prior's arena (its size and mtime are the node's), so that the
  * parent's decoded trees are freed as soon as the prior is built. */
 typedef struct prior_bytes {
-	uint8_t *plain;
-	size_t len;
+	uint8_t *stored; /* as the pack stores it (compressed): a third of the plain bytes */
+	uint32_t len, plain_len;
+	uint8_t comp;
 } prior_bytes;
 
 /* A directory of the parent's prior (its node's user): its tree, where its
@@ -177,7 +178,7 @@ typedef struct parent_view {
 	struct timespec start; /* its take's start: ctimes from then on are not trusted */
 	uint32_t dev_major, dev_minor; /* the root's filesystem: its prior nodes' */
 	walk_node *prior;      /* directories as the walk loads them (prior_walk_options) */
-	prior_bytes *trees;    /* each tree's bytes until its directory is loaded */
+	prior_bytes *trees;    /* each tree's stored bytes until its directory is loaded */
 	size_t ntrees, cap_trees;
 	chunk_index *tree_at;  /* tree id -> its place in trees (load_prior_trees) */
 	struct prior_dir **loaded; /* every directory loaded: arenas not dropped go with the view */
