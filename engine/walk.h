@@ -107,6 +107,10 @@ typedef struct walk_stats {
  * instead of only those after a slow plain one. */
 int walk_run(walk_node **out, const char *root, const walk_options *opts, walk_stats *stats);
 void walk_free(walk_node *root);
+/* Streaming (walk_options.on_dir_done): frees the kids of dir, a directory
+ * handed over with them kept (its call returned 0), on the walking thread
+ * or after the walk; dir keeps none. */
+void walk_drop_kids(walk_node *dir);
 
 /* Make sub, the root of a walk of the subtree (walk_options.subtree), the
  * kid named name of dir, a node of another walk; sub's nodes join dir's

@@ -53,6 +53,33 @@ void take_ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w)
 	c->no_prior_cuts = repo->settings.no_prior_cuts;
 }
 
+void stream_job_left(take_ctx *c, stream_job *j, uint32_t n)
+{
+	if (atomic_fetch_sub(&j->left, n) != n) return;
+	pthread_mutex_lock(&c->jobs_lock);
+	j->next = c->done;
+	c->done = j;
+	pthread_cond_broadcast(&c->jobs_cv); /* a walk waiting for the workers */
+	pthread_cond_broadcast(&c->done_cv); /* the capture's thread after the walk */
+	pthread_mutex_unlock(&c->jobs_lock);
+}
+
+void stream_job_free(take_ctx *c, stream_job *j)
+{
+	if (j->all_prev) j->all_prev->all_next = j->all_next;
+	else c->jobs_all = j->all_next;
+	if (j->all_next) j->all_next->all_prev = j->all_prev;
+	for (uint32_t i = 0; i < j->nfiles; i++) {
+		free(j->states[i].chunks);
+		free(j->states[i].extents);
+		free(j->states[i].was);
+	}
+	c->stream_out -= j->nfiles;
+	free(j->states);
+	free(j->files);
+	free(j);
+}
+
 /* The walk and the file states, of no use once the trees are built: freed
  * before the commit, whose quota and index work is the take's peak. */
 void take_ctx_free_walk(take_ctx *c)
@@ -78,6 +105,8 @@ void take_ctx_free_walk(take_ctx *c)
 	c->nearly = c->cap_early = c->early_taken = 0;
 	free(c->todo);
 	free(c->hl_table);
+	while (c->jobs_all) stream_job_free(c, c->jobs_all); /* a failed take's */
+	c->queue = c->queue_tail = c->done = NULL;
 	walk_free(c->root);
 	c->states = NULL;
 	c->nstates = c->ntodo = c->hl_count = 0;

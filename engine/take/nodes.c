@@ -98,7 +98,7 @@ void collect_nodes(collect *col, walk_node *n, size_t *order)
 			}
 			col->hl[col->nhl++] = (hl_item){k->dev_major, k->dev_minor, k->ino, *order, k};
 		}
-		if (k->type == TREE_DIR) col->rc = nw_enter(&nw, k);
+		if (k->type == TREE_DIR && k->user_kind != NODE_QUEUED) col->rc = nw_enter(&nw, k); /* queued: read meanwhile */
 	}
 	nw_free(&nw);
 }
@@ -112,7 +112,7 @@ size_t count_nodes(walk_node *n, uint8_t type)
 	if (nw_enter(&nw, n) < 0) return (size_t)-1;
 	for (walk_node *k; (k = nw_next(&nw));) {
 		if (type == 0 || k->type == type) count++;
-		if (k->type == TREE_DIR && nw_enter(&nw, k) < 0) {
+		if (k->type == TREE_DIR && k->user_kind != NODE_QUEUED && nw_enter(&nw, k) < 0) {
 			nw_free(&nw);
 			return (size_t)-1;
 		}

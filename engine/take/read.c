@@ -503,19 +503,29 @@ static int read_batch(take_ctx *c, batch_reader **brp, file_state **files, size_
 	return rc;
 }
 
-/* The next large file found by the walk, waiting while it goes on; NULL
- * once it is done (or stopped) and every such file is taken. */
-static file_state *next_early(take_ctx *c)
+/* What the walk hands over while it goes on, waiting for it: a large file
+ * (*fs), or up to BATCH_MAX files of a queued directory (*job, from
+ * *start, *n); 0 once it is done (or stopped) and all is taken. */
+static int next_early(take_ctx *c, file_state **fs, stream_job **job, uint32_t *start, uint32_t *n)
 {
-	file_state *fs = NULL;
+	int got = 1;
+	*fs = NULL;
+	*job = NULL;
 	pthread_mutex_lock(&c->jobs_lock);
-	while (c->early_taken == c->nearly && !c->walk_done) pthread_cond_wait(&c->jobs_cv, &c->jobs_lock);
+	while (c->early_taken == c->nearly && !c->queue && !c->walk_done) pthread_cond_wait(&c->jobs_cv, &c->jobs_lock);
 	if (c->early_taken < c->nearly) {
-		fs = c->early[c->early_taken++];
-		c->early_busy++;
+		*fs = c->early[c->early_taken++];
+	} else if (c->queue) {
+		stream_job *j = *job = c->queue;
+		*start = j->taken;
+		*n = j->nfiles - j->taken < BATCH_MAX ? j->nfiles - j->taken : BATCH_MAX;
+		if ((j->taken += *n) == j->nfiles && !(c->queue = j->next)) c->queue_tail = NULL;
+	} else {
+		got = 0;
 	}
+	c->early_busy += (size_t)got;
 	pthread_mutex_unlock(&c->jobs_lock);
-	return fs;
+	return got;
 }
 
 void *take_worker(void *arg)
@@ -524,17 +534,38 @@ void *take_worker(void *arg)
 	size_t bufcap = READ_BLOCK + c->repo->cfg.chunk_max, arena_len = (size_t)BATCH_MAX * SMALL_FILE_MAX;
 	uint8_t *bufs[2] = {big_alloc(bufcap, c->bulk_read), NULL}, *arena = NULL; /* the second for large files */
 	batch_reader *br = NULL;
+	int tried_ring = 0;
+	file_state *fs;
+	stream_job *job;
+	uint32_t from = 0, count = 0;
 	if (!bufs[0]) take_fail(c, ERR_OOM());
-	for (file_state *fs; bufs[0] && !take_failed(c) && (fs = next_early(c));) {
-		int rc = file_read(c, fs, read_file(c, fs, bufs, bufcap));
+	while (bufs[0] && !take_failed(c) && next_early(c, &fs, &job, &from, &count)) {
+		int rc;
+		if (job) { /* a streamed directory's small files, batched as after the walk */
+			if (!tried_ring && c->stream_uring && batch_reader_new(&br, c->repo->settings.test_uring_always) == 0 &&
+			    !(arena = big_alloc(arena_len, c->bulk_read))) {
+				batch_reader_free(br);
+				br = NULL;
+			}
+			tried_ring = 1;
+			rc = read_batch(c, &br, job->files + from, count, arena, bufs, bufcap);
+			if (rc == 0) stream_job_left(c, job, count);
+		} else {
+			rc = file_read(c, fs, read_file(c, fs, bufs, bufcap));
+		}
 		pthread_mutex_lock(&c->jobs_lock);
 		c->early_busy--;
 		pthread_cond_broadcast(&c->jobs_cv);
 		pthread_mutex_unlock(&c->jobs_lock);
 		if (rc < 0) take_fail(c, rc);
 	}
+	if (br && !c->use_uring) { /* the walk found no ring: the plain path, as without streaming */
+		batch_reader_free(br);
+		br = NULL;
+	}
 	/* the walk is done: todo and use_uring are set */
-	if (bufs[0] && c->use_uring && batch_reader_new(&br, c->repo->settings.test_uring_always) == 0) arena = big_alloc(arena_len, c->bulk_read);
+	if (!tried_ring && bufs[0] && c->use_uring && batch_reader_new(&br, c->repo->settings.test_uring_always) == 0)
+		arena = big_alloc(arena_len, c->bulk_read);
 	if (!arena) {
 		batch_reader_free(br);
 		br = NULL;

@@ -209,6 +209,11 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		 * in a pause: a frozen capture's walk stays as short as it was) */
 		c->stream = parent && !o->cgroup && !c->precopy;
 		if (c->stream) wo.on_dir_done = stream_dir;
+		/* a first take's directories read as the walk completes them,
+		 * and built once read (same conditions) */
+		c->stream_first = !parent && !o->cgroup && !c->precopy;
+		c->stream_uring = !wo.no_uring;
+		if (c->stream_first) wo.on_dir_done = stream_first_dir;
 	}
 
 	rc = pre ? frozen_walk(c, o, root_path, &wo, ws, pre->root) : walk_run(&c->root, root_path, &wo, ws);
@@ -276,11 +281,14 @@ static int capture(take_ctx *c, const cairn_take_options *o, const char *root_pa
 		now += 5 * 1000 * 1000;
 		struct timespec until = {(time_t)(now / 1000000000), (long)(now % 1000000000)};
 		pthread_mutex_lock(&c->jobs_lock);
-		if (c->workers_left > 0) pthread_cond_timedwait(&c->done_cv, &c->jobs_lock, &until);
+		if (c->workers_left > 0 && !c->done) pthread_cond_timedwait(&c->done_cv, &c->jobs_lock, &until);
 		pthread_mutex_unlock(&c->jobs_lock);
+		stream_drain(c); /* queued directories read since: their trees, their nodes gone */
 	}
 	for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
 	nthreads = 0;
+	stream_drain(c);
+	if (c->jobs_all && !take_failed(c)) take_fail(c, error_set(CAIRN_EIO, "take: a directory read but not built"));
 	if (c->uring_fallback[0] && !c->precopy) take_notice(o, c->uring_fallback);
 	if ((rc = c->rc) < 0) error_set(rc, "%s", c->message);
 done:

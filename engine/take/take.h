@@ -52,6 +52,7 @@ typedef struct file_state {
 #define NODE_REUSABLE 1   /* walk_node.user_kind: user is a prior_file (keep_reusable) */
 #define NODE_REFD 2       /* the same, its chunks already referenced (stream_dir) */
 #define NODE_BUILT 3      /* a directory whose tree the walk's stream built: user is a built_dir */
+#define NODE_QUEUED 4     /* a first take's directory whose files the workers read: user is a stream_job */
 
 /* A directory built as the walk completed it (stream_dir): its tree, and
  * the inode items of what it holds, all levels, in tree order; in its
@@ -72,6 +73,21 @@ typedef struct chunk_job {
 	size_t len;
 	uint32_t *buf_jobs;  /* that buffer's jobs not yet done (under jobs_lock) */
 } chunk_job;
+/* A directory of a first take completed by the walk, its files handed to
+ * the workers (stream_first_dir); its tree is built by the capture's
+ * thread once they are read and its subdirectories built, then its kids
+ * and their states go. */
+typedef struct stream_job {
+	walk_node *dir;
+	file_state *states;  /* its regular files, in kid order */
+	file_state **files;  /* the same, for read_batch */
+	uint32_t nfiles, taken; /* taken: handed to workers (under jobs_lock) */
+	atomic_uint left;   /* files not read and subdirectories not built */
+	struct stream_job *next;      /* in the queue, then the done list (under jobs_lock) */
+	struct stream_job *all_prev, *all_next; /* every job not built (capture's thread) */
+} stream_job;
+#define STREAM_AHEAD 8192u /* files handed over and not built before the walk waits */
+
 #define JOBS_MAX 64 /* two buffers of chunks: the reader hashes only when the others fall behind */
 #define SHARE_MIN (4u * 1024u * 1024u) /* files from this size share their chunks */
 
@@ -134,6 +150,14 @@ typedef struct take_ctx {
 	 * (early_file): a copy of the parent's content (prior_file), in an
 	 * arena (this node's), kept until the trees are built */
 	walk_node *reuse_mem;
+	/* A first take streamed (no parent, not frozen, not upper mode): the
+	 * directories queued for the workers (queue, queue_tail), those read
+	 * (done), under jobs_lock; all jobs not built, and their files, on
+	 * the capture's thread */
+	int stream_first;
+	int stream_uring; /* small files of queued directories through io_uring */
+	stream_job *queue, *queue_tail, *done, *jobs_all;
+	size_t stream_out; /* files queued and not built (capture's thread) */
 } take_ctx;
 
 /* What a take keeps of a regular file of the parent: a prior node's user,
@@ -216,6 +240,11 @@ int take_fail(take_ctx *c, int rc);
 int take_failed(take_ctx *c);
 void take_ctx_init(take_ctx *c, cairn_repo *repo, int rootfd, snap_writer *w);
 void take_ctx_free_walk(take_ctx *c);
+/* n files of j read (or a subdirectory built): j on the done list once
+ * nothing of it is left */
+void stream_job_left(take_ctx *c, stream_job *j, uint32_t n);
+/* j out of the list of jobs, its states and lists freed */
+void stream_job_free(take_ctx *c, stream_job *j);
 void take_ctx_free(take_ctx *c);
 
 /* nodes.c: the walked tree's files in order, counts, hardlink groups */
@@ -273,5 +302,13 @@ int build_top(take_ctx *c, oid *out);
  * built; else 0, left to build_top. */
 int stream_dir(void *payload, walk_node *dir);
 int build_overlay_top(take_ctx *c, const char *base, walk_stats *ws, oid *out);
+/* walk_options.on_dir_done of a streamed first take: dir's files handed to
+ * the workers when it holds only small files of one link and every
+ * subdirectory was queued or built (its tree built once they are); else
+ * left to build_top. Always 0: its kids go when its tree is built. */
+int stream_first_dir(void *payload, walk_node *dir);
+/* The capture's thread: the trees of the queued directories read since,
+ * and of their parents that this completes. */
+void stream_drain(take_ctx *c);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "overlay.h"
+#include "util.h"
 
 static uint32_t hardlink_of(const take_ctx *c, const walk_node *n)
 {
@@ -149,50 +150,43 @@ static int build_tree(take_ctx *c, walk_node *dir, oid *out)
 	return rc;
 }
 
-/* What stream_dir may build now, or 0: each file unchanged since the
- * parent and of one link, each subdirectory built; *nitems, *nx: the
- * inode items below dir and its kids' xattrs. */
-static int streamable(const walk_node *dir, size_t *nitems, size_t *nx)
+/* The inode items below dir (each subdirectory built) and its kids' xattrs. */
+static void built_sizes(const walk_node *dir, size_t *nitems, size_t *nx)
 {
 	*nitems = *nx = 0;
 	for (size_t i = 0; i < dir->nkids; i++) {
 		const walk_node *k = dir->kids[i];
 		*nitems += k->type == TREE_REG || k->type == TREE_DIR; /* only those have items */
+		if (k->type == TREE_DIR) *nitems += ((const built_dir *)k->user)->nitems;
+		*nx += k->nxattrs;
+	}
+}
+
+/* What stream_dir may build now, or 0: each file unchanged since the
+ * parent and of one link, each subdirectory built. */
+static int streamable(const walk_node *dir)
+{
+	for (size_t i = 0; i < dir->nkids; i++) {
+		const walk_node *k = dir->kids[i];
 		if (k->type == TREE_DIR) {
 			if (k->user_kind != NODE_BUILT) return 0; /* a mount point, or a directory built at the end */
-			*nitems += ((const built_dir *)k->user)->nitems;
 		} else if (k->nlink > 1) {
 			return 0; /* hardlink groups are numbered over the whole tree */
 		} else if (k->type == TREE_REG && k->user_kind != NODE_REUSABLE && k->user_kind != NODE_REFD) {
 			return 0; /* read after the walk (or now, a large one) */
 		}
-		*nx += k->nxattrs;
 	}
 	return 1;
 }
 
-int stream_dir(void *payload, walk_node *dir)
+/* dir's tree, its kids' content known and its subdirectories built: a
+ * built_dir in its node's arena (its parent's kids), with the inode items
+ * of all below it. */
+static int put_built(take_ctx *c, walk_node *dir)
 {
-	take_ctx *c = payload;
 	size_t nitems, nx, at = 0, xat = 0;
 	int rc = 0;
-	if (take_failed(c) || !streamable(dir, &nitems, &nx)) return 0;
-	/* the parent's chunks still there (as reuse_walked checks them), each
-	 * referenced once: a file whose are not is read, its directory built
-	 * at the end, where the files referenced here are not again */
-	uint64_t bytes = 0, files = 0;
-	for (size_t i = 0; i < dir->nkids; i++) {
-		walk_node *k = dir->kids[i];
-		if (k->type != TREE_REG) continue;
-		const prior_file *pf = k->user;
-		if (k->user_kind == NODE_REUSABLE && (rc = writer_ref_chunks(c->writer, pf->chunks, pf->nchunks)) != 1) {
-			if (rc < 0) take_fail(c, rc);
-			return 0;
-		}
-		k->user_kind = NODE_REFD;
-		for (uint32_t j = 0; j < pf->nchunks; j++) bytes += pf->chunks[j].size;
-		files++;
-	}
+	built_sizes(dir, &nitems, &nx);
 	built_dir *b = walk_alloc(dir, sizeof(*b) + nitems * sizeof(*b->items)); /* with dir: its parent's kids */
 	tree_entry *entries = calloc(dir->nkids ? dir->nkids : 1, sizeof(*entries));
 	tree_xattr *xa = calloc(nx ? nx : 1, sizeof(*xa));
@@ -219,15 +213,138 @@ int stream_dir(void *payload, walk_node *dir)
 		free(path);
 		goto done;
 	}
-	c->reused += files;
-	c->bytes += bytes;
 	dir->user = b;
 	dir->user_kind = NODE_BUILT;
 done:
 	free(entries);
 	free(xa);
-	if (rc < 0) take_fail(c, rc);
-	return rc < 0 ? 0 : 1;
+	return rc;
+}
+
+int stream_dir(void *payload, walk_node *dir)
+{
+	take_ctx *c = payload;
+	int rc = 0;
+	if (take_failed(c) || !streamable(dir)) return 0;
+	/* the parent's chunks still there (as reuse_walked checks them), each
+	 * referenced once: a file whose are not is read, its directory built
+	 * at the end, where the files referenced here are not again */
+	uint64_t bytes = 0, files = 0;
+	for (size_t i = 0; i < dir->nkids; i++) {
+		walk_node *k = dir->kids[i];
+		if (k->type != TREE_REG) continue;
+		const prior_file *pf = k->user;
+		if (k->user_kind == NODE_REUSABLE && (rc = writer_ref_chunks(c->writer, pf->chunks, pf->nchunks)) != 1) {
+			if (rc < 0) take_fail(c, rc);
+			return 0;
+		}
+		k->user_kind = NODE_REFD;
+		for (uint32_t j = 0; j < pf->nchunks; j++) bytes += pf->chunks[j].size;
+		files++;
+	}
+	if ((rc = put_built(c, dir)) < 0) {
+		take_fail(c, rc);
+		return 0;
+	}
+	c->reused += files;
+	c->bytes += bytes;
+	return 1;
+}
+
+void stream_drain(take_ctx *c)
+{
+	pthread_mutex_lock(&c->jobs_lock);
+	stream_job *list = c->done;
+	c->done = NULL;
+	pthread_mutex_unlock(&c->jobs_lock);
+	while (list && !take_failed(c)) { /* a failed take's jobs go with its walk */
+		stream_job *j = list;
+		walk_node *dir = j->dir, *up = dir->parent;
+		list = j->next;
+		int rc = put_built(c, dir);
+		if (rc < 0) {
+			take_fail(c, rc);
+			break;
+		}
+		stream_job_free(c, j);
+		walk_drop_kids(dir);
+		/* its parent, queued, may be complete now */
+		if (up && up->user_kind == NODE_QUEUED) {
+			stream_job *pj = up->user;
+			if (atomic_fetch_sub(&pj->left, 1) == 1) {
+				pj->next = list;
+				list = pj;
+			}
+		}
+	}
+}
+
+int stream_first_dir(void *payload, walk_node *dir)
+{
+	take_ctx *c = payload;
+	uint32_t nfiles = 0, nsub = 0;
+	if (take_failed(c)) return 0;
+	for (size_t i = 0; i < dir->nkids; i++) {
+		const walk_node *k = dir->kids[i];
+		if (k->type == TREE_DIR) {
+			if (k->user_kind != NODE_QUEUED && k->user_kind != NODE_BUILT) return 0; /* a mount point, or left */
+			nsub += k->user_kind == NODE_QUEUED;
+		} else if (k->nlink > 1) {
+			return 0; /* hardlink groups are numbered over the whole tree */
+		} else if (k->type == TREE_REG && k->size > SMALL_FILE_MAX) {
+			return 0; /* a large one: read as the walk found it (early_file) */
+		} else {
+			nfiles += k->type == TREE_REG;
+		}
+	}
+	stream_job *j = calloc(1, sizeof(*j));
+	if (j) {
+		j->states = calloc(nfiles ? nfiles : 1, sizeof(*j->states));
+		j->files = calloc(nfiles ? nfiles : 1, sizeof(*j->files));
+	}
+	if (!j || !j->states || !j->files) { /* built at the end instead */
+		if (j) free(j->states);
+		if (j) free(j->files);
+		free(j);
+		return 0;
+	}
+	j->dir = dir;
+	for (size_t i = 0; i < dir->nkids; i++) {
+		walk_node *k = dir->kids[i];
+		if (k->type != TREE_REG) continue;
+		file_state *fs = &j->states[j->nfiles];
+		fs->node = k;
+		k->user = fs;
+		j->files[j->nfiles++] = fs;
+	}
+	atomic_init(&j->left, nfiles + nsub + 1); /* 1: until it is queued */
+	dir->user = j;
+	dir->user_kind = NODE_QUEUED;
+	j->all_next = c->jobs_all;
+	if (c->jobs_all) c->jobs_all->all_prev = j;
+	c->jobs_all = j;
+	c->stream_out += nfiles;
+	if (nfiles) {
+		pthread_mutex_lock(&c->jobs_lock);
+		if (c->queue_tail) c->queue_tail->next = j;
+		else c->queue = j;
+		c->queue_tail = j;
+		pthread_cond_broadcast(&c->jobs_cv);
+		pthread_mutex_unlock(&c->jobs_lock);
+	}
+	stream_job_left(c, j, 1);
+	stream_drain(c);
+	/* the walk waits while the workers are far behind it: the nodes it
+	 * makes meanwhile are the take's memory */
+	while (c->stream_out > STREAM_AHEAD && !take_failed(c)) {
+		int64_t until_ns = mono_ns() + 20 * 1000 * 1000;
+		struct timespec until = {(time_t)(until_ns / 1000000000), (long)(until_ns % 1000000000)};
+		pthread_mutex_lock(&c->jobs_lock);
+		if (!c->done) pthread_cond_timedwait(&c->done_cv, &c->jobs_lock, &until);
+		pthread_mutex_unlock(&c->jobs_lock);
+		stream_drain(c);
+	}
+	return 0;
 }
 
 /* The top tree: one entry "root" carrying the captured directory itself. */

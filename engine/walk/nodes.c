@@ -221,6 +221,14 @@ int walk_graft(walk_node *dir, walk_node *sub, const char *name, size_t len)
 	return 0;
 }
 
+void walk_drop_kids(walk_node *dir)
+{
+	/* its kids, and their array, are in an arena of their own */
+	if (dir->nkids && dir->kids[0]->arena != dir->arena) arena_drop(dir->kids[0]->arena);
+	dir->kids = NULL;
+	dir->nkids = 0;
+}
+
 void walk_free(walk_node *root)
 {
 	if (!root) return;
