@@ -18,6 +18,7 @@
 set -euo pipefail
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
 LIB=$SRCDIR/bench/benchlib.py
+. "$SRCDIR/bench/instance.sh"
 NEW=${1:?usage: bench-first-take.sh NEW_CAIRN [OLD_CAIRN] [options]}
 shift
 OLD=
@@ -40,28 +41,9 @@ done
 MIB=1048576
 SRC=$top/src R=$top/repo
 mkdir -p "$top"
-prng() { { openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass "pass:$1" < /dev/zero 2>/dev/null || true; } | head -c "$2"; }
 if [ ! -f "$top/src.done" ]; then
 	# run.sh's --size small instance as step 1 sees it (no /datadrive, no capability)
-	rm -rf "$SRC"
-	mkdir -p "$SRC/opt" "$SRC/srv/app" "$SRC/srv/data" "$SRC/root/checkpoints" "$SRC/var/log/app" "$SRC/var/lib/vm"
-	tar -C "$SRC" --xattrs --xattrs-include='*' --acls --numeric-owner -xpf "$C/rootfs-bookworm.tar"
-	python3 "$LIB" subset /usr/lib/x86_64-linux-gnu "$SRC/opt/cuda" $((256 * MIB)) > /dev/null
-	tar -C "$SRC/srv/app" -xf "$C/node_modules.tar"
-	for i in 1 2; do prng "ckpt$i" $((64 * MIB)) > "$SRC/root/checkpoints/ckpt-000$i.pt"; done
-	cp "$C/gen-small/app.log" "$C/gen-small/worker.log" "$SRC/var/log/app/"
-	cp "$C/gen-small/measurements.csv" "$SRC/srv/data/"
-	truncate -s $((1024 * MIB)) "$SRC/var/lib/vm/disk.img"
-	for k in $(seq 0 31); do
-		prng "sparse$k" 262144 | dd of="$SRC/var/lib/vm/disk.img" bs=256K seek=$((k * 128 + 1)) conv=notrunc status=none
-	done
-	ln "$SRC/root/checkpoints/ckpt-0001.pt" "$SRC/srv/app/model-latest.pt"
-	echo 'workers = 4' > "$SRC/srv/app/app.conf"
-	mkdir -p "$SRC/srv/app/conf.d" "$SRC/etc/app"
-	ln "$SRC/srv/app/app.conf" "$SRC/srv/app/conf.d/app.conf"
-	ln "$SRC/srv/app/app.conf" "$SRC/etc/app/app.conf"
-	setfattr -n user.sha256 -v "$(printf %064d 0)" "$SRC/root/checkpoints/ckpt-0001.pt"
-	sync
+	small_instance "$SRC" "$C" "$LIB" 2 64
 	touch "$top/src.done"
 fi
 echo "instance: $(du -s -B1 "$SRC" | awk '{printf "%.0f MiB", $1 / 1048576}') on disk in $(find "$SRC" | wc -l) entries"

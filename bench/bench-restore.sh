@@ -28,6 +28,7 @@
 set -euo pipefail
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
 LIB=$SRCDIR/bench/benchlib.py
+. "$SRCDIR/bench/instance.sh"
 NEW=${1:?usage: bench-restore.sh NEW_CAIRN [OLD_CAIRN] [options]}
 shift
 OLD=
@@ -52,24 +53,10 @@ done
 MIB=1048576
 SRC=$top/src R=$top/repo
 mkdir -p "$top"
-prng() { { openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass "pass:$1" < /dev/zero 2>/dev/null || true; } | head -c "$2"; }
 if [ ! -f "$top/src.done" ]; then
-	# run.sh's --size small instance, without its later changes
+	# run.sh's --size small instance, without its later changes, larger checkpoints
 	rm -rf "$SRC" "$R"
-	mkdir -p "$SRC/opt" "$SRC/srv/app" "$SRC/srv/data" "$SRC/root/checkpoints" "$SRC/var/log/app" "$SRC/var/lib/vm"
-	tar -C "$SRC" --xattrs --xattrs-include='*' --acls --numeric-owner -xpf "$C/rootfs-bookworm.tar"
-	python3 "$LIB" subset /usr/lib/x86_64-linux-gnu "$SRC/opt/cuda" $((256 * MIB)) > /dev/null
-	tar -C "$SRC/srv/app" -xf "$C/node_modules.tar"
-	for i in 1 2 3 4; do prng "ckpt$i" $((256 * MIB)) > "$SRC/root/checkpoints/ckpt-000$i.pt"; done
-	cp "$C/gen-small/app.log" "$C/gen-small/worker.log" "$SRC/var/log/app/"
-	cp "$C/gen-small/measurements.csv" "$SRC/srv/data/"
-	truncate -s $((1024 * MIB)) "$SRC/var/lib/vm/disk.img"
-	for k in $(seq 0 31); do
-		prng "sparse$k" 262144 | dd of="$SRC/var/lib/vm/disk.img" bs=256K seek=$((k * 128 + 1)) conv=notrunc status=none
-	done
-	ln "$SRC/root/checkpoints/ckpt-0001.pt" "$SRC/srv/app/model-latest.pt"
-	setfattr -n user.sha256 -v "$(printf %064d 0)" "$SRC/root/checkpoints/ckpt-0001.pt"
-	sync
+	small_instance "$SRC" "$C" "$LIB" 4 256
 	touch "$top/src.done"
 fi
 take_bin=${OLD:-$NEW}
