@@ -35,10 +35,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench-first-take: run as root" >&2; exit 1; }
-for f in rootfs-bookworm.tar node_modules.tar gen-small/done; do
-	[ -e "$C/$f" ] || { echo "bench-first-take: $C/$f missing: run bench/run.sh once" >&2; exit 1; }
-done
-MIB=1048576
+need_cache bench-first-take "$C" rootfs-bookworm.tar node_modules.tar gen-small/done
 SRC=$top/src R=$top/repo
 mkdir -p "$top"
 if [ ! -f "$top/src.done" ]; then

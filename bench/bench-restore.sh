@@ -47,9 +47,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench-restore: run as root" >&2; exit 1; }
-for f in rootfs-bookworm.tar node_modules.tar filler gen-small/done; do
-	[ -e "$C/$f" ] || { echo "bench-restore: $C/$f missing: run bench/run.sh once" >&2; exit 1; }
-done
+need_cache bench-restore "$C" rootfs-bookworm.tar node_modules.tar filler gen-small/done
 MIB=1048576
 SRC=$top/src R=$top/repo
 mkdir -p "$top"

@@ -8,6 +8,16 @@
 # and with an xattr), the generated logs and CSV, a 1 GiB sparse disk image
 # with 32 data extents, and a config file with two more links.
 
+# need_cache SCRIPT CACHE FILE...: exit with a message naming the first of
+# run.sh's cached FILEs missing under CACHE.
+need_cache() {
+	local script=$1 cache=$2 f
+	shift 2
+	for f in "$@"; do
+		[ -e "$cache/$f" ] || { echo "$script: $cache/$f missing: run bench/run.sh once" >&2; exit 1; }
+	done
+}
+
 bench_prng() { { openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass "pass:$1" < /dev/zero 2>/dev/null || true; } | head -c "$2"; }
 
 small_instance() {
